@@ -1,0 +1,6 @@
+"""``python -m featcli``."""
+
+from featcli.cli import main
+
+if __name__ == "__main__":
+    main()

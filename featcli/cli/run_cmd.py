@@ -1,0 +1,1 @@
+"""Placeholder: this command is added by its own issue."""

@@ -1,0 +1,69 @@
+"""Fixed choices shared by the core modules and the CLI options."""
+
+from __future__ import annotations
+
+import enum
+import sys
+
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:  # pragma: no cover - exercised on Python 3.10 only
+
+    class StrEnum(str, enum.Enum):
+        """Backport of :class:`enum.StrEnum` (3.11+)."""
+
+        def __str__(self) -> str:
+            return str(self.value)
+
+
+class Channels(StrEnum):
+    """How many channels the loaded image gets."""
+
+    RGB = "rgb"  #: 3 channels (gray is replicated, CMYK/P/... converted)
+    GRAY = "gray"  #: 1 channel, ITU-R 601-2 luma
+    KEEP = "keep"  #: the source's own colour channels (L: 1, RGB: 3, CMYK: 4)
+
+
+class Alpha(StrEnum):
+    """What happens to an alpha channel (RGBA, LA, P with transparency)."""
+
+    DROP = "drop"  #: ignore it (default)
+    COMPOSITE = "composite"  #: blend over --background
+    KEEP = "keep"  #: keep it as an extra, last channel
+
+
+class Scale(StrEnum):
+    """The value range of the float tensor."""
+
+    UNIT = "1"  #: 0..1 (uint8 / 255, uint16 / 65535)
+    BYTE = "255"  #: 0..255, as in the classic tutorials
+
+    @property
+    def factor(self) -> float:
+        return 1.0 if self is Scale.UNIT else 255.0
+
+
+class PaddingMode(StrEnum):
+    """torch ``Conv2d(padding_mode=...)``."""
+
+    ZEROS = "zeros"
+    REFLECT = "reflect"
+    REPLICATE = "replicate"
+    CIRCULAR = "circular"
+
+
+class KernelMode(StrEnum):
+    """How a 2-D kernel meets a multi-channel image."""
+
+    SUM = "sum"  #: kernel repeated over input channels and summed: Conv2d(C, n)
+    GRAY = "gray"  #: convert to luminance first: Conv2d(1, n)
+    DEPTHWISE = "depthwise"  #: each channel on its own: Conv2d(C, n*C, groups=C)
+
+
+class Norm(StrEnum):
+    """How feature maps are scaled to colours."""
+
+    PER_MAP = "per-map"
+    STAGE = "stage"
+    SYMMETRIC = "symmetric"
+    PERCENTILE = "percentile"

@@ -1,0 +1,57 @@
+"""The one error hierarchy of featcli.
+
+Every failure the user can cause or meet is a :class:`FeatcliError`. The CLI catches the base class
+only, prints ``featcli: error: <message>`` as one line on stderr and exits with ``exit_code``:
+1 for bad input or a runtime failure, 2 for bad usage (as Click does for its own usage errors).
+"""
+
+from __future__ import annotations
+
+
+class FeatcliError(Exception):
+    """Base class of every error featcli reports to the user."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.message = message
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class UsageError(FeatcliError):
+    """The command line itself is wrong (bad option value, bad syntax)."""
+
+    exit_code = 2
+
+
+class ImageLoadError(FeatcliError):
+    """An input image cannot be read: missing, not an image, truncated, too large, bad mode..."""
+
+
+class DeviceError(FeatcliError):
+    """The requested compute device does not exist on this machine."""
+
+
+class SpecError(UsageError):
+    """A stage spec or shape string has bad syntax (unknown op or key, bad number)."""
+
+
+class ShapeError(FeatcliError):
+    """A well-formed stack that torch would refuse (output size < 1, bad groups, ...)."""
+
+
+class KernelError(FeatcliError):
+    """A kernel name, parametric spec, inline matrix or kernel file is invalid."""
+
+
+class WeightsError(FeatcliError):
+    """A checkpoint or weight tensor cannot be loaded safely or used as a conv weight."""
+
+
+class OutputError(FeatcliError):
+    """An output cannot be written (exists without --force, is an input, bad extension, ...)."""
+
+
+class StageError(FeatcliError):
+    """A stage failed while running on a real tensor."""
