@@ -6,9 +6,15 @@ import os
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
+
+try:  # typer >= 0.20 vendors click as typer._click; older typer uses click itself
+    from typer._click import core as _click_core
+    from typer._click import exceptions as _click_exc
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import core as _click_core  # type: ignore[no-redef]
+    from click import exceptions as _click_exc  # type: ignore[no-redef]
 
 from featcli.errors import FeatcliError
 
@@ -27,13 +33,13 @@ class FeatcliGroup(TyperGroup):
     (set ``FEATCLI_DEBUG=1`` to see the traceback), so users never get a stack dump.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: _click_core.Context) -> Any:
         try:
             return super().invoke(ctx)
         except FeatcliError as exc:
             report_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        except (_click_exc.Exit, _click_exc.ClickException, _click_exc.Abort):
             raise
         except KeyboardInterrupt:
             report_error("interrupted")

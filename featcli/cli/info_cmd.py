@@ -1,0 +1,97 @@
+"""``featcli info IMAGE...``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from featcli.cli.app import app, report_error
+from featcli.cli.common import (
+    AlphaOpt,
+    BackgroundOpt,
+    ChannelsOpt,
+    FrameOpt,
+    MaxPixelsOpt,
+    MaxSideOpt,
+    ScaleOpt,
+    load_options,
+    out_console,
+    print_json,
+)
+from featcli.enums import Alpha, Channels, Scale
+from featcli.errors import FeatcliError
+
+
+@app.command("info")
+def info_command(
+    images: Annotated[list[str], typer.Argument(help="Image files ('-' reads one from stdin).", show_default=False)],
+    pixels: Annotated[int, typer.Option("--pixels", "-p", min=0, max=64,
+                                        help="Also print the top-left NxN values of every channel.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout.")] = False,
+    channels: ChannelsOpt = Channels.RGB,
+    alpha: AlphaOpt = Alpha.DROP,
+    background: BackgroundOpt = "white",
+    scale: ScaleOpt = Scale.UNIT,
+    max_side: MaxSideOpt = None,
+    frame: FrameOpt = 0,
+    max_pixels: MaxPixelsOpt = None,
+) -> None:
+    """What an image is: mode, HWC array, the NCHW float tensor it becomes, and per-channel statistics.
+
+    Example: featcli info samples/shapes.png --pixels 5
+    """
+    from featcli.info import describe
+
+    opts = load_options(channels, alpha, background, scale, max_side, frame, max_pixels)
+    failed = 0
+    for i, path in enumerate(images):
+        try:
+            record = describe(path, opts, pixels=pixels)
+        except FeatcliError as exc:
+            if len(images) == 1:
+                raise
+            failed += 1
+            report_error(str(exc))
+            if as_json:
+                print_json({"path": path, "error": exc.message})
+            continue
+        if as_json:
+            print_json(record)
+        else:
+            _print_record(record, first=i == 0)
+    if failed:
+        report_error(f"{failed} of {len(images)} images failed")
+        raise typer.Exit(1)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def _print_record(r: dict[str, Any], first: bool) -> None:
+    from rich.table import Table
+
+    con = out_console()
+    if not first:
+        con.print()
+    frames = f", frame {r['frame'] + 1} of {r['frames']}" if r["frames"] > 1 else ""
+    con.print(f"[bold]{r['path']}[/]", highlight=False)
+    con.print(f"  format      {r['format'] or '?'}, mode {r['mode']}, {r['width']}x{r['height']} (WxH){frames}",
+              highlight=False)
+    con.print(f"  orientation {r['orientation']} ({r['orientation_text']})", highlight=False)
+    a, t = r["array"], r["tensor"]
+    con.print(f"  array       {tuple(a['shape'])} {a['dtype']}  (H, W, C)", highlight=False)
+    con.print(f"  tensor      {tuple(t['shape'])} {t['dtype']}  (N, C, H, W), values {t['scale']}",
+              highlight=False)
+    table = Table(box=None, padding=(0, 2), pad_edge=False, show_edge=False)
+    for col in ("  channel", "min", "max", "mean", "std"):
+        table.add_column(col, justify="left" if col.endswith("channel") else "right")
+    for c in r["channels"]:
+        table.add_row(f"  {c['name']}", _fmt(c["min"]), _fmt(c["max"]), _fmt(c["mean"]), _fmt(c["std"]))
+    con.print(table)
+    for name, rows in r.get("pixels", {}).items():
+        con.print(f"  pixels[{name}] (top-left {len(rows)}x{len(rows[0]) if rows else 0}, array values)")
+        width = max((len(str(v)) for row in rows for v in row), default=1)
+        for row in rows:
+            con.print("    " + " ".join(str(v).rjust(width) for v in row), highlight=False)

@@ -1,0 +1,68 @@
+"""``--device auto|cpu|cuda|cuda:N|mps``: resolve to a real ``torch.device`` or fail clearly."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from featcli.errors import DeviceError, UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+_SPEC = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """Turn a device option into a ``torch.device`` that exists on this machine.
+
+    ``auto`` picks CUDA (device 0), then Apple MPS, then the CPU. An explicit device that is not
+    available raises :class:`DeviceError`; there is no silent fallback.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    import torch
+
+    m = _SPEC.match(spec.strip().lower())
+    if not m or (m.group(2) is not None and m.group(1) != "cuda"):
+        raise UsageError(f"--device {spec!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    kind, index = m.group(1), m.group(2)
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", 0)
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if kind == "cpu":
+        return torch.device("cpu")
+    if kind == "mps":
+        if not _mps_available():
+            raise DeviceError("--device mps: Apple MPS is not available on this machine")
+        return torch.device("mps")
+    if not torch.cuda.is_available():
+        build = "without CUDA" if torch.version.cuda is None else f"with CUDA {torch.version.cuda}, but no GPU is visible"
+        raise DeviceError(f"--device {spec}: CUDA is not available (torch {torch.__version__} built {build})")
+    n = torch.cuda.device_count()
+    i = int(index or 0)
+    if i >= n:
+        raise DeviceError(f"--device {spec}: only {n} CUDA device(s) here (cuda:0..cuda:{n - 1})")
+    return torch.device("cuda", i)
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def describe_device(device: torch.device) -> str:
+    """Human name of a device, e.g. ``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu (8 threads)``."""
+    import torch
+
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)

@@ -1,0 +1,390 @@
+"""Reading images: header probe, HWC array, NCHW float tensor.
+
+How each Pillow mode becomes the HWC array (``channels=keep``; ``rgb`` and ``gray`` convert further):
+
+=========  =========================  ==========  =====================================
+mode       HWC array                  value max   notes
+=========  =========================  ==========  =====================================
+1          (H, W, 1) uint8 0/255      255         bilevel, as Pillow's ``convert("L")``
+L          (H, W, 1) uint8            255
+LA         (H, W, 1) uint8 (+alpha)   255
+P          (H, W, 3) uint8 (+alpha)   255         palette expanded; transparency -> alpha
+RGB        (H, W, 3) uint8            255         also YCbCr, LAB, HSV (converted to RGB)
+RGBA       (H, W, 3) uint8 (+alpha)   255
+CMYK       (H, W, 4) uint8            255         ``rgb``/``gray`` convert via Pillow
+I;16*      (H, W, 1) uint16           65535       16-bit, scaled by 65535, not clipped
+I          (H, W, 1) int32            65535       Pillow's 16/32-bit integer mode
+F          (H, W, 1) float32          1           taken as 0..1 values, not clipped
+=========  =========================  ==========  =====================================
+
+The tensor is ``array / value_max * scale`` as float32, laid out NCHW with N = 1: the same values as
+``torch.tensor(img).permute(2, 0, 1).unsqueeze(0).float() / value_max * scale``. ``gray`` uses ITU-R
+601-2 luma (Pillow's ``convert("L")``) for 8-bit images and the mean weights on wider ones.
+
+This module imports PIL at module level; numpy and torch only inside the functions that need them, so
+:func:`probe` (a header read) stays cheap for ``featcli shape IMG ...``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from featcli.enums import Alpha, Channels, Scale
+from featcli.errors import ImageLoadError, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+#: Pillow's own decompression-bomb limit (about 89.5 MP), the default for ``--max-pixels``.
+DEFAULT_MAX_PIXELS: int = 89_478_485
+STDIN = "-"
+
+_EIGHT_BIT = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "La", "CMYK", "YCbCr", "LAB", "HSV"}
+_WIDE = {"I", "F"}  # plus every "I;16*"
+_ORIENT_TAG = 0x0112
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How an image file becomes an array and a tensor (the shared image-loading options)."""
+
+    channels: Channels = Channels.RGB
+    alpha: Alpha = Alpha.DROP
+    background: str = "white"
+    scale: Scale = Scale.UNIT
+    max_side: int | None = None
+    frame: int = 0
+    max_pixels: int = DEFAULT_MAX_PIXELS  # 0 = no limit
+
+    def __post_init__(self) -> None:
+        if self.max_side is not None and self.max_side < 1:
+            raise UsageError(f"--max-side must be >= 1, got {self.max_side}")
+        if self.frame < 0:
+            raise UsageError(f"--frame must be >= 0, got {self.frame}")
+        if self.max_pixels < 0:
+            raise UsageError(f"--max-pixels must be >= 0, got {self.max_pixels}")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the file header says, and the tensor shape the options will produce (no pixel decode)."""
+
+    path: str
+    format: str | None
+    mode: str
+    size: tuple[int, int]  #: (width, height) as stored, before orientation
+    orientation: int  #: EXIF orientation 1..8 (1 = as stored)
+    n_frames: int
+    frame: int
+    out_size: tuple[int, int]  #: (width, height) after orientation and --max-side
+    channels: int  #: channel count of the HWC array / tensor
+
+    @property
+    def tensor_shape(self) -> tuple[int, int, int, int]:
+        """``(1, C, H, W)`` of the tensor this image becomes."""
+        w, h = self.out_size
+        return (1, self.channels, h, w)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image: the HWC array plus what is needed to make the tensor."""
+
+    header: ImageHeader
+    array: np.ndarray = field(repr=False)  #: (H, W, C), uint8 / uint16 / int32 / float32
+    value_max: float  #: divide by this to get 0..1
+    channel_names: tuple[str, ...]
+
+    @property
+    def path(self) -> str:
+        return self.header.path
+
+
+# --- opening -----------------------------------------------------------------------------------------
+
+
+def _display_name(path: str | os.PathLike[str]) -> str:
+    return "<stdin>" if str(path) == STDIN else str(path)
+
+
+def _open(path: str | os.PathLike[str], opts: LoadOptions) -> Image.Image:
+    """Open (lazily: header only) with every failure turned into one :class:`ImageLoadError`."""
+    name = _display_name(path)
+    src: Any
+    if str(path) == STDIN:
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise ImageLoadError("stdin is empty", path=name)
+        src = io.BytesIO(data)
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise ImageLoadError("no such file", path=name)
+        if p.is_dir():
+            raise ImageLoadError("is a directory, not an image file", path=name)
+        try:
+            if p.stat().st_size == 0:
+                raise ImageLoadError("file is empty", path=name)
+        except OSError as exc:
+            raise ImageLoadError(f"cannot read: {exc.strerror}", path=name) from None
+        src = p
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    Image.MAX_IMAGE_PIXELS = opts.max_pixels or None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(src)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageLoadError(_bomb_message(opts), path=name) from None
+    except UnidentifiedImageError:
+        raise ImageLoadError("not an image Pillow can read (unknown or corrupt format)", path=name) from None
+    except PermissionError:
+        raise ImageLoadError("permission denied", path=name) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"cannot open image: {exc}", path=name) from None
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise ImageLoadError(f"image has zero size ({w}x{h})", path=name)
+    if opts.max_pixels and w * h > opts.max_pixels:
+        raise ImageLoadError(_bomb_message(opts, w, h), path=name)
+    n_frames = getattr(img, "n_frames", 1)
+    if opts.frame >= n_frames:
+        raise ImageLoadError(f"--frame {opts.frame} out of range: the file has {n_frames} frame(s)", path=name)
+    if opts.frame:
+        try:
+            img.seek(opts.frame)
+        except (EOFError, OSError) as exc:
+            raise ImageLoadError(f"cannot seek to frame {opts.frame}: {exc}", path=name) from None
+    if img.mode not in _EIGHT_BIT and img.mode not in _WIDE and not img.mode.startswith("I;16"):
+        raise ImageLoadError(f"unsupported image mode {img.mode!r}", path=name)
+    return img
+
+
+def _bomb_message(opts: LoadOptions, w: int = 0, h: int = 0) -> str:
+    size = f" ({w}x{h} = {w * h:,} pixels)" if w else ""
+    return (
+        f"image is larger than the decompression-bomb limit of {opts.max_pixels:,} pixels{size}; "
+        "raise it with --max-pixels N (0 = no limit) if you trust the file"
+    )
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(_ORIENT_TAG, 1)
+        return int(value) if 1 <= int(value) <= 8 else 1
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not stop loading
+        return 1
+
+
+def _channel_count(mode: str, opts: LoadOptions) -> tuple[int, bool]:
+    """(colour channel count, has alpha) for a source mode under the options."""
+    has_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa")
+    colour = {"1": 1, "L": 1, "LA": 1, "La": 1, "I": 1, "F": 1, "CMYK": 4}.get(mode, 3)
+    if mode.startswith("I;16"):
+        colour = 1
+    if opts.channels is Channels.RGB:
+        colour = 3
+    elif opts.channels is Channels.GRAY:
+        colour = 1
+    return colour, has_alpha
+
+
+def _out_size(size: tuple[int, int], orientation: int, max_side: int | None) -> tuple[int, int]:
+    w, h = size
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    if max_side and max(w, h) > max_side:
+        f = max_side / max(w, h)
+        w, h = max(1, round(w * f)), max(1, round(h * f))
+    return w, h
+
+
+def _header(path: str | os.PathLike[str], img: Image.Image, opts: LoadOptions) -> ImageHeader:
+    orientation = _orientation(img)
+    colour, has_alpha = _channel_count(img.mode, opts)
+    has_alpha = has_alpha or (img.mode == "P" and "transparency" in img.info)
+    channels = colour + (1 if has_alpha and opts.alpha is Alpha.KEEP else 0)
+    return ImageHeader(
+        path=_display_name(path),
+        format=img.format,
+        mode=img.mode,
+        size=img.size,
+        orientation=orientation,
+        n_frames=getattr(img, "n_frames", 1),
+        frame=opts.frame,
+        out_size=_out_size(img.size, orientation, opts.max_side),
+        channels=channels,
+    )
+
+
+def probe(path: str | os.PathLike[str], opts: LoadOptions | None = None) -> ImageHeader:
+    """Read the header only and predict the tensor shape (no pixel decode, no numpy).
+
+    A palette image's transparency is known from the header; ``--alpha keep`` on it adds a channel.
+    """
+    opts = opts or LoadOptions()
+    img = _open(path, opts)
+    with img:
+        return _header(path, img, opts)
+
+
+# --- decoding ----------------------------------------------------------------------------------------
+
+
+def _decode(img: Image.Image, name: str, opts: LoadOptions) -> Image.Image:
+    if opts.max_side and img.format == "JPEG":
+        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that small: much faster.
+        w, h = _out_size(img.size, 1, opts.max_side)
+        img.draft(img.mode, (w, h))
+    try:
+        img.load()
+    except Image.DecompressionBombError:
+        raise ImageLoadError(_bomb_message(opts), path=name) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason.lower():
+            reason = "file is truncated (incomplete image data)"
+        raise ImageLoadError(f"cannot decode image: {reason}", path=name) from None
+    return img
+
+
+def _background_rgb(colour: str) -> tuple[int, int, int]:
+    from PIL import ImageColor
+
+    try:
+        rgb = ImageColor.getrgb(colour)
+    except ValueError:
+        raise UsageError(f"--background {colour!r} is not a colour name or #rrggbb") from None
+    return (rgb[0], rgb[1], rgb[2])
+
+
+def _composite(img: Image.Image, background: str) -> Image.Image:
+    """Blend an image with alpha (RGBA or LA) over a solid background; returns RGB or L."""
+    rgb = _background_rgb(background)
+    blended = Image.alpha_composite(Image.new("RGBA", img.size, (*rgb, 255)), img.convert("RGBA"))
+    return blended.convert("RGB" if img.mode == "RGBA" else "L")
+
+
+_NORMALISE = {"P": "RGB", "PA": "RGBA", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "RGBX": "RGB",
+              "RGBa": "RGBA", "La": "LA", "1": "L"}
+
+
+def load_image(path: str | os.PathLike[str], opts: LoadOptions | None = None) -> LoadedImage:
+    """Decode an image into its HWC array under the loading options.
+
+    Returns:
+        LoadedImage whose ``array`` is (H, W, C): uint8 for 8-bit modes, uint16 for ``I;16``, int32
+        for ``I``, float32 for ``F``; C as described in the module docstring.
+
+    Raises:
+        ImageLoadError: missing/empty/unreadable file, truncated data, decompression bomb, zero size,
+            unsupported mode, frame out of range.
+    """
+    import numpy as np
+
+    opts = opts or LoadOptions()
+    name = _display_name(path)
+    img = _open(path, opts)
+    header = _header(path, img, opts)
+    img = _decode(img, name, opts)
+    if img.mode in _NORMALISE:
+        target = _NORMALISE[img.mode]
+        if img.mode == "P" and "transparency" in img.info:
+            target = "RGBA"
+        img = img.convert(target)
+    if header.orientation != 1:
+        ImageOps.exif_transpose(img, in_place=True)
+    if img.size != header.out_size:
+        img = img.resize(header.out_size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+    alpha_arr = None
+    if img.mode in ("RGBA", "LA"):
+        if opts.alpha is Alpha.COMPOSITE:
+            img = _composite(img, opts.background)
+        else:
+            if opts.alpha is Alpha.KEEP:
+                alpha_arr = np.asarray(img.getchannel("A"))
+            img = img.convert("RGB" if img.mode == "RGBA" else "L")
+
+    arr, value_max, names = _colour_array(img, opts.channels)
+    if alpha_arr is not None:
+        arr = np.concatenate([arr, alpha_arr[:, :, None]], axis=2)
+        names = (*names, "A")
+    if arr.shape[2] != header.channels:  # pragma: no cover - a bug, not a user error
+        raise AssertionError(f"{name}: predicted {header.channels} channels, decoded {arr.shape[2]}")
+    return LoadedImage(header=header, array=arr, value_max=value_max, channel_names=names)
+
+
+def _colour_array(img: Image.Image, channels: Channels) -> tuple[np.ndarray, float, tuple[str, ...]]:
+    """HWC array of the colour channels (no alpha), its value max, and channel names."""
+    import numpy as np
+
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        if mode.startswith("I;16"):
+            a = np.asarray(img).astype(np.uint16, copy=False)
+            vmax = 65535.0
+        elif mode == "I":
+            a = np.asarray(img).astype(np.int32, copy=False)
+            vmax = 65535.0
+        else:
+            a = np.asarray(img).astype(np.float32, copy=False)
+            vmax = 1.0
+        a = a[:, :, None]
+        if channels is Channels.RGB:
+            return np.repeat(a, 3, axis=2), vmax, ("R", "G", "B")
+        return a, vmax, ("L",)
+    if channels is Channels.GRAY:
+        img = img.convert("L")
+    elif channels is Channels.RGB and mode != "RGB":
+        img = img.convert("RGB")
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    names = {"L": ("L",), "RGB": ("R", "G", "B"), "CMYK": ("C", "M", "Y", "K")}[img.mode]
+    return arr, 255.0, names
+
+
+# --- tensor ------------------------------------------------------------------------------------------
+
+
+def array_to_tensor(
+    array: np.ndarray, *, value_max: float = 255.0, scale: Scale = Scale.UNIT, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """HWC array -> (1, C, H, W) float32 tensor on ``device``, values ``array / value_max * scale``.
+
+    Same values and layout as ``torch.tensor(array).permute(2, 0, 1).unsqueeze(0).float()`` (then
+    scaled), with one copy instead of two: ``from_numpy`` shares the array's memory, ``permute`` and
+    ``unsqueeze`` are views, and the single float32 conversion writes the result, keeping the
+    channels-last strides that the permuted view has (as ``.float()`` does).
+
+    >>> import numpy as np
+    >>> array_to_tensor(np.zeros((4, 5, 3), np.uint8)).shape
+    torch.Size([1, 3, 4, 5])
+    """
+    import torch
+
+    with warnings.catch_warnings():
+        # from_numpy warns on read-only arrays (Pillow's); the memory is only ever read here.
+        warnings.simplefilter("ignore", UserWarning)
+        base = torch.from_numpy(array)
+    t = base.permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32)
+    if value_max != scale.factor:
+        t.div_(value_max)  # `/ 255` exactly as the tutorials write it
+        if scale.factor != 1.0:
+            t.mul_(scale.factor)
+    return t
+
+
+def to_tensor(image: LoadedImage, *, scale: Scale = Scale.UNIT, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The (1, C, H, W) float32 tensor of a loaded image (see :func:`array_to_tensor`)."""
+    return array_to_tensor(image.array, value_max=image.value_max, scale=scale, device=device)
