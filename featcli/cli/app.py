@@ -39,7 +39,7 @@ class FeatcliGroup(TyperGroup):
         except FeatcliError as exc:
             report_error(str(exc))
             raise typer.Exit(exc.exit_code) from None
-        except (_click_exc.Exit, _click_exc.ClickException, _click_exc.Abort):
+        except (typer.Exit, typer.Abort, _click_exc.ClickException):
             raise
         except KeyboardInterrupt:
             report_error("interrupted")
