@@ -284,15 +284,16 @@ def _file_kernel(p: Path, *, name: str | None = None) -> Kernel:
 
 
 def _apply_options(k: Kernel, params: dict[str, float], options: dict[str, str], label: str) -> Kernel:
-    w = k.weights
+    w, desc = k.weights, k.description
     if "angle" in params:
         w = kf.rotate(w, params["angle"], what=label)
+        desc = f"{desc}; rotated {params['angle']:g} degrees clockwise" if params["angle"] % 360 else desc
     norm = options.get("norm")
     if norm == "auto":
         norm = "signed" if kf.is_zero_sum(w) else "sum"
     if norm:
         w = kf.normalise(w, norm, what=label)
-    return k.with_weights(w, name=label, normalisation=norm or k.normalisation)
+    return k.with_weights(w, name=label, description=desc, normalisation=norm or k.normalisation)
 
 
 def _canonical(name: str, params: dict[str, float], options: dict[str, str]) -> str:

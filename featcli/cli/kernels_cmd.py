@@ -1,1 +1,277 @@
-"""Placeholder: this command is added by its own issue."""
+"""``featcli kernels list | show | inspect``: browse the kernel library and the tensors of checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
+
+import typer
+
+from featcli.cli.app import app
+from featcli.cli.common import err_console, out_console, print_json
+from featcli.errors import KernelError, OutputError
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from featcli.kernels import Kernel
+
+kernels_app = typer.Typer(
+    name="kernels",
+    help=(
+        "Browse the kernel library, show a kernel, list the conv weights of a checkpoint.\n\n"
+        "Example: featcli kernels show sobel_x"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(kernels_app, name="kernels")
+
+KernelsDirOpt = Annotated[
+    str | None,
+    typer.Option("--kernels-dir", envvar="FEATCLI_KERNELS_DIR", show_default=False,
+                 help="Folder of your own kernels (*.toml, *.txt, *.npy), added to the built-in ones."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+TrustOpt = Annotated[
+    bool,
+    typer.Option("--trust-torchscript",
+                 help="Allow TorchScript files. They are code: only for files from a source you trust."),
+]
+_MATRIX_LIMIT = 15
+
+
+def _fmt(v: float) -> str:
+    if v == int(v) and abs(v) < 1e9:
+        return str(int(v))
+    return f"{v:.4g}"
+
+
+@kernels_app.command("list")
+def list_command(
+    tag: Annotated[str | None, typer.Option("--tag", "-t", show_default=False,
+                                            help="Only kernels with this tag (edge, blur, sharpen, ...).")] = None,
+    as_json: JsonOpt = False,
+    kernels_dir: KernelsDirOpt = None,
+) -> None:
+    """List the named kernels (name, size, tags, sum, description) and the parametric families.
+
+    Example: featcli kernels list --tag edge
+    """
+    from featcli import kernel_families as kf
+    from featcli.kernels import library, list_kernels
+
+    ks = list_kernels(kernels_dir, tag=tag)
+    fams = [f for f in kf.FAMILIES.values() if tag is None or tag.lower() in f.tags]
+    if not ks and not fams:
+        tags = sorted({t for k in library(kernels_dir).values() for t in k.tags})
+        raise KernelError(f"no kernel tagged {tag!r}; tags: {', '.join(tags)}")
+    if as_json:
+        print_json({
+            "kernels": [{"name": k.name, "shape": list(k.shape), "tags": list(k.tags), "sum": k.sum,
+                         "description": k.description, "source": k.source, "origin": k.origin} for k in ks],
+            "families": [{"name": f.name, "params": list(f.params), "example": f.example,
+                          "description": f.description, "tags": list(f.tags)} for f in fams],
+        })
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    con = out_console()
+    if ks:
+        table = Table(title="Named kernels", title_justify="left")
+        for col in ("name", "size", "tags", "sum", "description"):
+            table.add_column(col, no_wrap=col in ("name", "size"), justify="right" if col == "sum" else "left")
+        for k in ks:
+            origin = "" if k.origin == "built-in" else f" ({k.origin})"
+            table.add_row(Text(k.name), f"{k.shape[0]}x{k.shape[1]}", Text(", ".join(k.tags)),
+                          _fmt(k.sum + 0.0), Text(k.description + origin))
+        con.print(table)
+    if fams:
+        ft = Table(title="Parametric families (also: sobel, prewitt, scharr, kirsch with angle=)",
+                   title_justify="left")
+        for col in ("family", "example", "description"):
+            ft.add_column(col, no_wrap=col != "description")
+        for f in fams:
+            ft.add_row(Text(f.signature()), Text(f.example), Text(f.description))
+        con.print(ft)
+
+
+def _matrix_table(k: Kernel) -> Any:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_header=False, box=box.SIMPLE, pad_edge=False)
+    for _ in range(k.shape[1]):
+        table.add_column(justify="right")
+    for row in k.weights:
+        table.add_row(*(Text(_fmt(v), style="green" if v > 0 else "red" if v < 0 else "dim") for v in row))
+    return table
+
+
+def _summary(k: Kernel) -> Text:
+    from rich.text import Text
+
+    f = k.factors
+    sep = "no"
+    if f is not None:
+        sep = f"yes: column [{' '.join(_fmt(v) for v in f[0])}] x row [{' '.join(_fmt(v) for v in f[1])}]"
+    lines = [
+        f"sum {_fmt(k.sum + 0.0)}   min {_fmt(k.min)}   max {_fmt(k.max)}   "
+        f"zero-sum {'yes' if k.is_zero_sum else 'no'}   normalisation {k.normalisation}",
+        f"separable {sep}",
+    ]
+    if k.tags:
+        lines.append(f"tags {', '.join(k.tags)}")
+    if k.source:
+        lines.append(f"source {k.source}")
+    return Text("\n".join(lines))
+
+
+@kernels_app.command("show")
+def show_command(
+    ref: Annotated[str, typer.Argument(metavar="NAME-OR-SPEC", show_default=False,
+                                       help="A name (sobel_x), a spec (gaussian:size=7,sigma=1.5), an inline "
+                                            "matrix ('1 0 -1; 2 0 -2; 1 0 -1'), a file, or FILE:KEY.")],
+    png: Annotated[Path | None, typer.Option("--png", show_default=False, dir_okay=False,
+                                             help="Also write a picture of the kernel and its response on "
+                                                  "step edges and on an impulse.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the --png file.")] = False,
+    as_json: JsonOpt = False,
+    kernels_dir: KernelsDirOpt = None,
+    trust_torchscript: TrustOpt = False,
+) -> None:
+    """Show a kernel: its weights (signs coloured), sum, range, zero-sum, separability.
+
+    Example: featcli kernels show sobel:angle=45 --png sobel45.png
+    """
+    from featcli.kernels import expand
+
+    got = expand(ref, kernels_dir=kernels_dir, allow_torchscript=trust_torchscript)
+    if not isinstance(got, list):
+        raise KernelError(f"{ref}: is a whole conv layer of shape {tuple(got.shape)}; list it with "
+                          "featcli kernels inspect, or use it in featcli run")
+    if png is not None:
+        _write_png(got, png, force=force, inputs=[ref])
+    if as_json:
+        print_json(got[0].as_dict() if len(got) == 1 else [k.as_dict() for k in got])
+    else:
+        from rich.text import Text
+
+        con = out_console()
+        for i, k in enumerate(got):
+            if i:
+                con.print()
+            con.print(Text(f"{k.name}  {k.shape[0]}x{k.shape[1]}  ({k.origin})", style="bold"))
+            if k.description:
+                con.print(Text(k.description))
+            if max(k.shape) <= _MATRIX_LIMIT:
+                con.print(_matrix_table(k))
+            else:
+                con.print(Text(f"({k.shape[0]}x{k.shape[1]} is too large to print; see --json or --png)"))
+            con.print(_summary(k))
+    if png is not None:
+        err_console().print(Text(f"wrote {png}"), highlight=False)
+
+
+def _response(weights: Any, image: Any, border: str) -> Any:
+    """Same-size cross-correlation (anchor kh//2, kw//2) with numpy, as conv2d and cv2.filter2D do it."""
+    import numpy as np
+
+    kh, kw = weights.shape
+    ay, ax = kh // 2, kw // 2
+    padded = np.pad(image, ((ay, kh - 1 - ay), (ax, kw - 1 - ax)), mode=border)
+    out = np.zeros_like(image)
+    for i in range(kh):
+        for j in range(kw):
+            if weights[i, j]:
+                out += weights[i, j] * padded[i : i + image.shape[0], j : j + image.shape[1]]
+    return out
+
+
+def _write_png(kernels: list[Kernel], path: Path, *, force: bool, inputs: list[str]) -> None:
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from featcli.outputs import atomic_write
+
+    if path.suffix.lower() != ".png":
+        raise OutputError("--png needs a .png file name", path=str(path))
+    shown = kernels[:8]
+    fig = Figure(figsize=(10.5, 3.4 * len(shown)), layout="constrained")
+    axes = fig.subplots(len(shown), 3, squeeze=False)
+    for row, k in zip(axes, shown, strict=True):
+        w = np.array(k.weights, dtype=np.float64)
+        side = max(24, 2 * max(k.shape) + 9)
+        square = np.zeros((side, side))
+        q = side // 4
+        square[q : side - q, q : side - q] = 1.0
+        small = max(k.shape) + 4 | 1
+        impulse = np.zeros((small, small))
+        impulse[small // 2, small // 2] = 1.0
+        panels = [
+            (w, f"{k.name} {k.shape[0]}x{k.shape[1]}, sum {_fmt(k.sum + 0.0)}"),
+            (_response(w, square, "edge"), "on step edges (bright square on dark)"),
+            (_response(w, impulse, "constant"), "on an impulse (the kernel, turned 180 degrees)"),
+        ]
+        for ax, (data, title) in zip(row, panels, strict=True):
+            lim = float(np.abs(data).max()) or 1.0
+            im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(im, ax=ax, shrink=0.8)
+        if max(k.shape) <= 9:
+            lim = float(np.abs(w).max()) or 1.0
+            for (i, j), v in np.ndenumerate(w):
+                row[0].text(j, i, _fmt(float(v)), ha="center", va="center", fontsize=8,
+                            color="white" if abs(v) > 0.6 * lim else "black")
+    if len(kernels) > len(shown):
+        fig.suptitle(f"first {len(shown)} of {len(kernels)} kernels")
+
+    def write(fh: BinaryIO) -> None:
+        fig.savefig(fh, format="png", dpi=100)
+
+    atomic_write(path, write, force=force, inputs=inputs)
+
+
+@kernels_app.command("inspect")
+def inspect_command(
+    file: Annotated[Path, typer.Argument(metavar="FILE", show_default=False,
+                                         help="A checkpoint: .pt/.pth/.bin/.ckpt, .safetensors, .npy, .npz.")],
+    all_tensors: Annotated[bool, typer.Option("--all", "-a",
+                                              help="List every tensor, with why it is not a conv weight.")] = False,
+    as_json: JsonOpt = False,
+    trust_torchscript: TrustOpt = False,
+) -> None:
+    """List the tensors of a checkpoint usable as conv weights: key, shape, dtype, value range.
+
+    Use a key with featcli run -k FILE:KEY. Files are read with torch.load(weights_only=True), never
+    running code from them; TorchScript only with --trust-torchscript.
+
+    Example: featcli kernels inspect resnet18.pth
+    """
+    from featcli.weights import inspect_file
+
+    infos = inspect_file(file, allow_torchscript=trust_torchscript, include_all=all_tensors)
+    if as_json:
+        print_json([i.as_dict() for i in infos])
+        return
+    if not infos:
+        err_console().print(f"{file}: no tensor usable as a conv weight (--all lists every tensor)",
+                            highlight=False, markup=False)
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=str(file), title_justify="left")
+    for col in ("key", "shape", "dtype", "min", "max", "use"):
+        table.add_column(col, justify="right" if col in ("min", "max") else "left",
+                         no_wrap=col in ("key", "shape", "dtype"))
+    for i in infos:
+        table.add_row(Text(i.key or "(the tensor)"), "x".join(map(str, i.shape)) or "scalar", i.dtype,
+                      "" if i.min is None else f"{i.min:.4g}", "" if i.max is None else f"{i.max:.4g}",
+                      Text(i.note, style="" if i.usable else "dim"))
+    out_console().print(table)
