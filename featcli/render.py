@@ -13,6 +13,7 @@ Nothing here imports pyplot; ``matplotlib`` itself is imported lazily, only for 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -609,7 +610,13 @@ def render_grid(
         pt.text((lay.pad, fy), note, width, small=True)
 
     image = pt.image([_lut(m, levels) for m in names])
-    info = {"featcli:norm": str(opts.norm), "featcli:maps": f"{len(kept)} of {len(tiles)}"}
+    info = {
+        "featcli:norm": str(opts.norm),
+        "featcli:maps": f"{len(kept)} of {len(tiles)}",
+        "featcli:scales": json.dumps(
+            [[p.label, s.cmap, s.vmin, s.vmax] for p, s in zip(preps, scales, strict=True)]
+        ),
+    }
     if img is not None:
         (dh, dw), (x, y) = sizes[0], lay.origin(0)
         image = image.convert("RGB")
