@@ -1,0 +1,283 @@
+"""The pure-integer shape engine against real torch modules, over thousands of random stacks.
+
+Every stack is written as stage-language text, parsed, and run twice: through :func:`featcli.shapes.infer`
+and through the torch modules the stage stands for, on a tiny real tensor. The engine must refuse exactly
+the stage torch refuses, and agree on every output shape and parameter count otherwise.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+from featcli.errors import ShapeError  # noqa: E402
+from featcli.shapes import infer  # noqa: E402
+from featcli.spec import (  # noqa: E402
+    AdaptivePoolSpec,
+    BatchNormSpec,
+    ConvSpec,
+    ConvTSpec,
+    DropoutSpec,
+    LinearSpec,
+    Op,
+    PoolSpec,
+    Stage,
+    parse_stage,
+    parse_stages,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+N_STACKS = 6000
+SEED = 20240917
+#: Fragments of every refusal message the engine has; the random stacks must trigger each.
+REASONS = (
+    "not divisible by groups", "larger than the padded input", "reflect padding", "circular padding",
+    "output_padding", "strided convolutions", "at most half the kernel", "too small", "needs a 4-D",
+)
+
+
+def _magnitude(x: torch.Tensor) -> torch.Tensor:
+    if x.dim() != 4:
+        raise RuntimeError("magnitude needs (N, C, H, W)")
+    return x.pow(2).sum(1, keepdim=True).sqrt()
+
+
+def _module(stage: Stage, shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The torch module a stage stands for, built from its parsed parameters (not from the engine)."""
+    sp = stage.params
+    # On a 2-D (N, F) tensor torch refuses every channel-wise module; build it small, let forward refuse.
+    c = shape[1] if len(shape) == 4 else 1
+    if isinstance(sp, ConvSpec):
+        assert sp.k is not None and not isinstance(sp.p, str) or sp.p in ("same", "valid")
+        return nn.Conv2d(c, c if sp.out is None else sp.out, sp.k, stride=sp.s, padding=sp.p, dilation=sp.d,
+                         groups=sp.g, bias=sp.bias, padding_mode=sp.pm.value)
+    if isinstance(sp, ConvTSpec):
+        return nn.ConvTranspose2d(c, c if sp.out is None else sp.out, sp.k, stride=sp.s, padding=sp.p,
+                                  output_padding=sp.op, groups=sp.g, bias=sp.bias, dilation=sp.d)
+    if isinstance(sp, PoolSpec):
+        if sp.kind == "max":
+            return nn.MaxPool2d(sp.k, stride=sp.s, padding=sp.p, dilation=sp.d, ceil_mode=sp.ceil)
+        return nn.AvgPool2d(sp.k, stride=sp.s, padding=sp.p, ceil_mode=sp.ceil, count_include_pad=sp.cip)
+    if isinstance(sp, AdaptivePoolSpec):
+        # A tuple output size, so that torch refuses a 2-D input as the engine does.
+        return (nn.AdaptiveAvgPool2d if sp.kind == "avg" else nn.AdaptiveMaxPool2d)(tuple(sp.o))
+    if isinstance(sp, LinearSpec):
+        return nn.Linear(shape[-1], sp.out, bias=sp.bias)
+    if isinstance(sp, DropoutSpec):
+        return nn.Dropout(sp.p).eval()
+    if isinstance(sp, BatchNormSpec):
+        return nn.BatchNorm2d(c, eps=sp.eps).eval()
+    simple: dict[Op, Callable[[torch.Tensor], torch.Tensor]] = {
+        Op.RELU: nn.ReLU(), Op.SIGMOID: nn.Sigmoid(), Op.TANH: nn.Tanh(), Op.ABS: torch.abs,
+        Op.FLATTEN: nn.Flatten(), Op.MAGNITUDE: _magnitude,
+    }
+    return simple[stage.op]
+
+
+def _size(rng: random.Random, lo: int, hi: int, square: float = 0.7) -> str:
+    a = rng.randint(lo, hi)
+    return str(a) if rng.random() < square else f"{a}x{rng.randint(lo, hi)}"
+
+
+def _random_stage(rng: random.Random) -> str:
+    kind = rng.choices(
+        ["conv", "convt", "maxpool", "avgpool", "adaptive", "global", "simple", "flatten", "linear"],
+        weights=[30, 12, 14, 12, 4, 3, 10, 4, 4])[0]
+    keys: list[str] = []
+
+    def maybe(p: float, text: str) -> None:
+        if rng.random() < p:
+            keys.append(text)
+
+    if kind == "conv":
+        maybe(0.6, f"out={rng.choice([1, 2, 3, 4, 6])}")
+        maybe(0.9, f"k={_size(rng, 1, 7)}")
+        maybe(0.4, f"s={_size(rng, 1, 3)}")
+        if rng.random() < 0.2:
+            keys.append(f"p={rng.choice(['same', 'valid'])}")
+        else:
+            maybe(0.6, f"p={_size(rng, 0, 4)}")
+        maybe(0.3, f"d={_size(rng, 1, 3)}")
+        maybe(0.3, f"g={rng.choice([1, 2, 3])}")
+        maybe(0.2, f"bias={rng.randint(0, 1)}")
+        maybe(0.4, f"pm={rng.choice(['zeros', 'reflect', 'replicate', 'circular'])}")
+    elif kind == "convt":
+        maybe(0.6, f"out={rng.choice([1, 2, 3, 4, 6])}")
+        maybe(0.9, f"k={_size(rng, 1, 5)}")
+        maybe(0.6, f"s={_size(rng, 1, 3)}")
+        maybe(0.5, f"p={_size(rng, 0, 3)}")
+        maybe(0.5, f"op={_size(rng, 0, 2)}")
+        maybe(0.3, f"d={_size(rng, 1, 3)}")
+        maybe(0.3, f"g={rng.choice([1, 2, 3])}")
+        maybe(0.2, f"bias={rng.randint(0, 1)}")
+    elif kind in ("maxpool", "avgpool"):
+        keys.append(f"k={_size(rng, 1, 5)}")
+        maybe(0.5, f"s={_size(rng, 1, 3)}")
+        maybe(0.5, f"p={_size(rng, 0, 3)}")
+        if kind == "maxpool":
+            maybe(0.3, f"d={_size(rng, 1, 3)}")
+        else:
+            maybe(0.3, f"cip={rng.randint(0, 1)}")
+        maybe(0.5, f"ceil={rng.randint(0, 1)}")
+    elif kind == "adaptive":
+        kind = rng.choice(["adaptiveavg", "adaptivemax"])
+        keys.append(f"o={_size(rng, 1, 8)}")
+    elif kind == "global":
+        kind = rng.choice(["gap", "gmp"])
+    elif kind == "simple":
+        kind = rng.choice(["relu", "sigmoid", "tanh", "abs", "bn", "dropout", "magnitude"])
+        if kind == "dropout":
+            maybe(0.5, f"p={rng.choice(['0', '0.1', '0.5', '1'])}")
+    elif kind == "linear":
+        keys.append(f"out={rng.randint(1, 8)}")
+        maybe(0.3, f"bias={rng.randint(0, 1)}")
+    rng.shuffle(keys)
+    return kind + (":" + ",".join(keys) if keys else "")
+
+
+def _torch_walk(shape: tuple[int, int, int, int], stages: list[Stage]) -> tuple[list[tuple[int, ...]], list[int],
+                                                                                   int | None, str]:
+    """Shapes and parameter counts torch produces, and the 1-based stage it refuses (or None)."""
+    x = torch.zeros(shape)
+    shapes: list[tuple[int, ...]] = []
+    params: list[int] = []
+    for i, stage in enumerate(stages, 1):
+        try:
+            mod = _module(stage, tuple(x.shape))
+            x = mod(x)
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            return shapes, params, i, str(exc).splitlines()[0]
+        if x.numel() == 0:
+            # torch's native kernels refuse a zero-size output ("Output size is too small"), but the oneDNN
+            # path (groups > 1, batch > 1, kernels > 3x3...) returns an empty tensor; featcli always refuses.
+            return shapes, params, i, f"empty output {tuple(x.shape)}"
+        shapes.append(tuple(x.shape))
+        params.append(sum(p.numel() for p in mod.parameters()) if isinstance(mod, nn.Module) else 0)
+    return shapes, params, None, ""
+
+
+def _engine_walk(shape: tuple[int, int, int, int], stages: list[Stage]) -> tuple[list[tuple[int, ...]], list[int],
+                                                                                    int | None, str]:
+    try:
+        report = infer(shape, stages)
+    except ShapeError as exc:
+        index = int(str(exc).split()[1])
+        # Shapes up to the refused stage: infer the prefix.
+        prefix = infer(shape, stages[: index - 1]) if index > 1 else None
+        rows = prefix.stages if prefix else ()
+        return [r.out_shape for r in rows], [r.params for r in rows], index, str(exc)
+    return [r.out_shape for r in report.stages], [r.params for r in report.stages], None, ""
+
+
+def _cases() -> list[tuple[tuple[int, int, int, int], list[str]]]:
+    rng = random.Random(SEED)
+    cases = []
+    for _ in range(N_STACKS):
+        shape = (rng.choice([1, 1, 2]), rng.randint(1, 4), rng.randint(1, 40), rng.randint(1, 40))
+        cases.append((shape, [_random_stage(rng) for _ in range(rng.randint(1, 4))]))
+    return cases
+
+
+@pytest.fixture
+def one_thread():  # type: ignore[no-untyped-def]
+    # Tiny tensors: OpenMP hand-offs between ops would cost more than the ops themselves.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_random_stacks_agree_with_torch(one_thread: None) -> None:
+    torch.manual_seed(0)
+    refused = {"engine": 0, "torch": 0}
+    ops_seen: set[str] = set()
+    with torch.no_grad():
+        for shape, texts in _cases():
+            stages = parse_stages(texts)
+            ops_seen.update(s.op.value for s in stages)
+            e_shapes, e_params, e_fail, e_msg = _engine_walk(shape, stages)
+            t_shapes, t_params, t_fail, t_msg = _torch_walk(shape, stages)
+            query = f"{'x'.join(map(str, shape))} {' '.join(texts)}"
+            assert e_fail == t_fail, f"{query}: engine refuses at {e_fail} ({e_msg}), torch at {t_fail} ({t_msg})"
+            assert e_shapes == t_shapes, query
+            assert e_params == t_params, query
+            if e_fail is not None:
+                refused.update({r: refused.get(r, 0) + 1 for r in REASONS if r in e_msg})
+                refused["engine"] += 1
+    # The generator must exercise both outcomes, every op and every kind of refusal.
+    assert N_STACKS // 5 < refused["engine"] < N_STACKS * 4 // 5, refused
+    assert all(refused.get(r) for r in REASONS), {r: refused.get(r, 0) for r in REASONS}
+    assert ops_seen == {op.value for op in Op}, set(op.value for op in Op) - ops_seen
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("conv:out=5,k=3x5,s=1x2,p=2", (1, 5, 642, 320)),
+    ("conv:out=8,k=4,p=same", (1, 8, 640, 640)),
+    ("conv:k=4,d=2,p=same,pm=reflect", (1, 3, 640, 640)),
+    ("maxpool:k=3,s=2,p=1,ceil=1", (1, 3, 321, 321)),
+])
+def test_tutorial_examples_match_torch(query: str, expected: tuple[int, ...]) -> None:
+    stage = parse_stage(query)
+    assert infer((1, 3, 640, 640), [stage]).output == expected
+    with torch.no_grad():
+        assert tuple(_module(stage, (1, 3, 640, 640))(torch.zeros(1, 3, 640, 640, device="meta")).shape) == expected
+
+
+@pytest.mark.parametrize("size", [5, 7, 16, 33])
+@pytest.mark.parametrize("spec", [
+    "conv:k=3,p=?", "conv:k=5,s=2,p=?", "conv:k=3,d=2,p=?", "maxpool:k=3,s=2,p=?", "avgpool:k=2,p=?",
+    "convt:k=3,s=2,p=1,op=?", "convt:k=4,s=2,p=?", "convt:k=3,s=2,p=?,op=?", "conv:k=3,s=2,p=?9",
+])
+def test_solved_padding_gives_the_target_in_torch(size: int, spec: str) -> None:
+    try:
+        report = infer((1, 2, size, size), [parse_stage(spec)])
+    except ShapeError:
+        pytest.skip("no padding reaches the target for this size (checked in test_shapes)")
+    row = report.stages[0]
+    assert row.solved is not None and "?" not in str(row.resolved.params.p)
+    with torch.no_grad():
+        out = _module(row.resolved, (1, 2, size, size))(torch.zeros(1, 2, size, size))
+    assert tuple(out.shape) == row.out_shape
+    sp = row.resolved.params
+    s = sp.stride if isinstance(sp, PoolSpec) else sp.s
+    target = getattr(sp, "target", None) or (
+        (size * s[0], size * s[1]) if isinstance(sp, ConvTSpec) else (-(-size // s[0]), -(-size // s[1])))
+    assert tuple(out.shape[2:]) == target
+
+
+def test_receptive_field_matches_gradient_support() -> None:
+    """rf from the engine equals the input area that one central output value depends on."""
+    rng = random.Random(SEED)
+    checked = 0
+    for _ in range(60):
+        texts = []
+        for _ in range(rng.randint(1, 4)):
+            if rng.random() < 0.6:
+                texts.append(f"conv:k={_size(rng, 1, 5)},s={_size(rng, 1, 2)},d={_size(rng, 1, 2)}")
+            else:
+                texts.append(f"avgpool:k={_size(rng, 1, 3)},s={_size(rng, 1, 2)}")
+        stages = parse_stages(texts)
+        try:
+            report = infer((1, 1, 300, 300), stages)
+        except ShapeError:
+            continue
+        x = torch.zeros(1, 1, 96, 96, requires_grad=True)
+        y = x
+        for st in stages:
+            mod = _module(st, tuple(y.shape))
+            if isinstance(mod, nn.Conv2d):
+                nn.init.constant_(mod.weight, 1.0)
+            y = mod(y)
+        h, w = y.shape[2] // 2, y.shape[3] // 2
+        y[0, 0, h, w].backward()
+        nz = x.grad[0, 0].nonzero()
+        extent = (int(nz[:, 0].max() - nz[:, 0].min()) + 1, int(nz[:, 1].max() - nz[:, 1].min()) + 1)
+        assert extent == report.stages[-1].rf, texts
+        checked += 1
+    assert checked > 30
