@@ -52,7 +52,7 @@ Matrix = kf.Matrix
 ENV_VAR = "FEATCLI_KERNELS_DIR"
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 _SPEC = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\)|:(.*))\Z", re.S)
-_NUMERIC = re.compile(r"\s*[-+.0-9][\s0-9.,;eE+\-]*\Z")
+_NUMERIC = re.compile(r"[-+0-9]|\.[0-9]|;")  # how an inline "rows; with; semicolons" matrix starts
 _MAX_TEXT_BYTES = 1 << 20
 _TOML_KEYS = {"name", "weights", "description", "tags", "source", "normalisation"}
 
@@ -335,11 +335,11 @@ def expand(ref: str, *, kernels_dir: str | None = None, allow_torchscript: bool 
     text = ref.strip()
     if not text:
         raise KernelError("empty kernel reference")
-    if text.startswith("[") or (_NUMERIC.match(text) and re.search(r"\d", text)):
+    p = Path(text)
+    if text.startswith("[") or (_NUMERIC.match(text) and not _weights.is_file(p)):
         w = _parse_inline(text)
         return [Kernel(f"inline{len(w)}x{len(w[0])}", w, origin="inline")]
-    p = Path(text)
-    if p.is_file():
+    if _weights.is_file(p):
         suffix = p.suffix.lower()
         if suffix == ".toml":
             return [_pick_toml(p, None)]
@@ -376,7 +376,7 @@ def _array_kernels(arr: Any, name: str, origin: str) -> list[Kernel]:
 
 def _learned(text: str, allow_torchscript: bool) -> list[Kernel] | LearnedWeight:
     path, key = _weights.split_ref(text)
-    if Path(path).suffix.lower() == ".npy" and not key and Path(path).is_file():
+    if Path(path).suffix.lower() == ".npy" and not key and _weights.is_file(path):
         arr = _weights.read_npy(path)
         if arr.ndim in (2, 3):
             return _array_kernels(arr, Path(path).stem, path)
@@ -389,7 +389,7 @@ def _learned(text: str, allow_torchscript: bool) -> list[Kernel] | LearnedWeight
 
 
 def _pick_toml(p: Path, name: str | None) -> Kernel:
-    if not p.is_file():
+    if not _weights.is_file(p):
         raise KernelError("kernel file not found", path=str(p))
     ks = _parse_toml(p)
     if name is None and len(ks) == 1:

@@ -105,12 +105,20 @@ class TensorInfo:
 
 
 # --- references ------------------------------------------------------------------------------------
+def is_file(path: str | Path) -> bool:
+    """``Path.is_file`` that says False for names the OS refuses (too long, NUL bytes)."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def split_ref(ref: str) -> tuple[str, str | None]:
     """Split ``FILE[:KEY]``; the file part is the longest prefix that exists (so ``C:\\m.pt:k`` works)."""
-    if Path(ref).is_file():
+    if is_file(ref):
         return ref, None
     for i in range(len(ref) - 1, 0, -1):
-        if ref[i] == ":" and Path(ref[:i]).is_file():
+        if ref[i] == ":" and is_file(ref[:i]):
             return ref[:i], ref[i + 1 :]
     for i in range(len(ref) - 1, 0, -1):
         if ref[i] == ":" and Path(ref[:i]).suffix.lower() in WEIGHT_SUFFIXES:
@@ -345,8 +353,8 @@ def load_entries(path: str | Path, *, allow_torchscript: bool = False) -> tuple[
     import torch
 
     p = Path(path)
-    if not p.is_file():
-        raise WeightsError("weights file not found" if not p.exists() else "not a file", path=str(p))
+    if not is_file(p):
+        raise WeightsError("not a file" if p.is_dir() else "weights file not found", path=str(p))
     fmt = detect_format(p)
     if fmt == "npy":
         arr_load: Callable[[], Any] = lambda: _from_numpy(read_npy(p))  # noqa: E731
