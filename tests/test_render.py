@@ -286,3 +286,15 @@ def test_render_imports_neither_pyplot_nor_the_cli() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={"PATH": "", "DISPLAY": ""})
+
+
+@pytest.mark.parametrize("kind", ["noise", "smooth"])
+def test_large_map_png_is_pixel_exact_whatever_the_zlib_strategy(tmp_path: Path, kind: str) -> None:
+    rng = np.random.default_rng(3)
+    m = rng.random((1000, 1100), dtype=np.float32) if kind == "noise" else ramp(1000, 1100, 0, 1)
+    image = render_map(m)
+    out = save_png(image, tmp_path / "map.png")
+    with Image.open(out) as back:
+        assert back.mode == "P"
+        assert np.array_equal(np.asarray(back), np.asarray(image))
+        assert back.getpalette() == image.getpalette()
