@@ -1,1 +1,207 @@
-"""Placeholder: this command is added by its own issue."""
+"""``featcli run IMAGE... [STAGE...]``: apply kernels and pooling, check shapes, save grids and maps."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from featcli.cli.app import app
+from featcli.cli.common import (
+    AlphaOpt,
+    BackgroundOpt,
+    ChannelsOpt,
+    DeviceOpt,
+    FrameOpt,
+    MaxPixelsOpt,
+    MaxSideOpt,
+    ScaleOpt,
+    ThreadsOpt,
+    load_options,
+    out_console,
+    print_json,
+)
+from featcli.enums import Alpha, Channels, KernelMode, Norm, PaddingMode, Scale
+
+if TYPE_CHECKING:
+    from featcli.runner import ImageOutcome
+
+_K = "Kernels and stages"
+_O = "Outputs"
+_G = "Grid look"
+
+
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """Leading inputs (files, folders, globs, '-') and the stage specs that follow them.
+
+    A token starts the stages when it names a stage op (``conv:...``, ``relu``) and is not an existing
+    file; everything after it is a stage.
+    """
+    for i, tok in enumerate(args):
+        if tok != "-" and not Path(tok).exists() and _names_an_op(tok):
+            return args[:i], args[i:]
+    return args, []
+
+
+def _names_an_op(token: str) -> bool:
+    from featcli.errors import SpecError
+    from featcli.spec import parse_stage
+
+    try:
+        parse_stage(token.partition(":")[0])
+    except SpecError as exc:
+        return "unknown op" not in exc.message
+    return True
+
+
+@app.command(
+    "run",
+    epilog=(
+        "Examples:\n\n"
+        "  featcli run photo.jpg -k sobel_x -k sobel_y --pool max:k=2 -o grid.png\n\n"
+        "  featcli run photo.jpg conv:w=sobel_x+sobel_y,p=1 magnitude -o edges.png\n\n"
+        "  featcli run photo.jpg conv:out=5,k=3x5,s=1x2,p=2 --seed 0 --json"
+    ),
+)
+def run_command(
+    args: Annotated[list[str], typer.Argument(
+        help="Images ('-' for stdin), then stages in the `featcli shape` language (conv:..., relu, maxpool:k=2).",
+        show_default=False, metavar="IMAGE... [STAGE...]")],
+    kernel: Annotated[list[str] | None, typer.Option(
+        "--kernel", "-k", help="Kernel name, spec (gaussian:size=5,sigma=1) or FILE.pt:KEY; all -k form one conv stage.",
+        rich_help_panel=_K)] = None,
+    kernel_mode: Annotated[KernelMode, typer.Option(
+        "--kernel-mode", help="2-D kernels on a multi-channel image: sum (tutorial), gray, depthwise.",
+        rich_help_panel=_K, case_sensitive=False)] = KernelMode.SUM,
+    pad: Annotated[str, typer.Option("--pad", help="Padding of the -k conv: N, HxW, same or valid.",
+                                     rich_help_panel=_K)] = "0",
+    stride: Annotated[str, typer.Option("--stride", help="Stride of the -k conv: N or HxW.", rich_help_panel=_K)] = "1",
+    padding_mode: Annotated[PaddingMode, typer.Option(
+        "--padding-mode", help="Border of the -k conv: zeros, reflect, replicate, circular.", rich_help_panel=_K,
+        case_sensitive=False)] = PaddingMode.ZEROS,
+    pool: Annotated[list[str] | None, typer.Option(
+        "--pool", help="Pooling after the stages: max:k=2, avg:k=3,s=2, global, global-max (repeatable).",
+        rich_help_panel=_K)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of randomly initialised layers (conv:out=5,k=3...).",
+                                      rich_help_panel=_K)] = 0,
+    kernels_dir: Annotated[str | None, typer.Option(
+        "--kernels-dir", help="Extra kernel library folder (also FEATCLI_KERNELS_DIR).", rich_help_panel=_K)] = None,
+    trust_torchscript: Annotated[bool, typer.Option(
+        "--trust-torchscript", help="Allow TorchScript weight files (they contain code).", rich_help_panel=_K)] = False,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="PNG of the shown stages: one map at full resolution, several as a labelled grid.",
+        rich_help_panel=_O)] = None,
+    out_dir: Annotated[str | None, typer.Option(
+        "--out-dir", help="Folder for one PNG per stage.", rich_help_panel=_O)] = None,
+    name: Annotated[str, typer.Option(
+        "--name", help="File names in --out-dir: {stem} {index} {op} {stage} {n}.", rich_help_panel=_O)]
+        = "{stem}_s{index}_{op}.png",
+    stages: Annotated[str | None, typer.Option(
+        "--stages", help="Stages to draw/save: last, all, 1,3 or 2-4 (default: last for -o, all otherwise).",
+        rich_help_panel=_O)] = None,
+    save: Annotated[str | None, typer.Option(
+        "--save", help="Raw float32 NCHW tensors: .npz or .pt (every stage by name), .npy (one stage).",
+        rich_help_panel=_O)] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs (never an input).",
+                                        rich_help_panel=_O)] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout instead of the table.",
+                                          rich_help_panel=_O)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.", rich_help_panel=_O)] = False,
+    norm: Annotated[Norm, typer.Option("--norm", help="Colour scaling: per-map, stage, symmetric, percentile.",
+                                       rich_help_panel=_G, case_sensitive=False)] = Norm.PER_MAP,
+    cmap: Annotated[str | None, typer.Option(
+        "--cmap", help="Matplotlib colormap (default: RdBu_r for signed maps, viridis otherwise).",
+        rich_help_panel=_G)] = None,
+    max_maps: Annotated[int, typer.Option("--max-maps", min=1, help="At most this many tiles in a grid.",
+                                          rich_help_panel=_G)] = 64,
+    tile_px: Annotated[int, typer.Option("--tile-px", min=16, max=4096, help="Longest side of a grid tile.",
+                                         rich_help_panel=_G)] = 256,
+    show_input: Annotated[bool, typer.Option("--show-input", help="Put the input image first in the grid.",
+                                             rich_help_panel=_G)] = False,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
+    channels: ChannelsOpt = Channels.RGB,
+    alpha: AlphaOpt = Alpha.DROP,
+    background: BackgroundOpt = "white",
+    scale: ScaleOpt = Scale.UNIT,
+    max_side: MaxSideOpt = None,
+    frame: FrameOpt = 0,
+    max_pixels: MaxPixelsOpt = None,
+) -> None:
+    """Apply kernel and pooling stages to images, check every shape, and save feature-map grids.
+
+    Each stage's shape is predicted by the formula engine (as in `featcli shape`) and checked against the
+    real tensor. Example: featcli run samples/shapes.png -k sobel_x -k sobel_y --pool max:k=2 -o grid.png
+    """
+    from featcli.errors import UsageError
+
+    inputs, stage_texts = split_args(list(args))
+    if not inputs:
+        raise UsageError("no input image given (the first argument must be an image file or '-')")
+    if len(inputs) > 1 and (output or save):
+        raise UsageError("-o/--save name one file; with several images use --out-dir")
+
+    import torch
+
+    from featcli.devices import resolve_device
+    from featcli.pipeline import build_stack
+    from featcli.render import GridOptions, check_cmap
+    from featcli.runner import RunConfig, process_image, validate_outputs
+
+    if threads:
+        torch.set_num_threads(threads)
+    stack = build_stack(stage_texts, kernels=kernel or [], pools=pool or [], kernel_mode=kernel_mode,
+                        padding=pad, stride=stride, padding_mode=padding_mode)
+    cfg = RunConfig(
+        stack=tuple(stack),
+        load=load_options(channels, alpha, background, scale, max_side, frame, max_pixels),
+        device=resolve_device(device),
+        seed=seed,
+        kernels_dir=kernels_dir,
+        allow_torchscript=trust_torchscript,
+        output=output,
+        out_dir=out_dir,
+        name_template=name,
+        stages=stages,
+        grid=GridOptions(norm=norm, cmap=check_cmap(cmap) if cmap else None, max_maps=max_maps, tile_px=tile_px),
+        show_input=show_input,
+        save=save,
+        force=force,
+        command=" ".join(shlex.quote(a) for a in ["featcli", *sys.argv[1:]]),
+    )
+    validate_outputs(cfg)
+    for i, path in enumerate(inputs):
+        outcome = process_image(path, cfg, index=i)
+        if as_json:
+            record = outcome.record()
+            record["device"] = str(cfg.device)
+            print_json(record)
+        elif not quiet:
+            _print_table(outcome)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def _print_table(o: ImageOutcome) -> None:
+    from rich.table import Table
+
+    from featcli.spec import format_shape
+
+    con = out_console()
+    table = Table(title=f"{o.path}  input {'x'.join(map(str, o.input_shape))}", title_justify="left",
+                  show_edge=False, header_style="bold", pad_edge=False)
+    for col, just in (("#", "right"), ("stage", "left"), ("predicted", "left"), ("actual", "left"), ("", "center"),
+                      ("ms", "right"), ("min", "right"), ("max", "right"), ("mean", "right"), ("zeros", "right")):
+        table.add_column(col, justify=just, no_wrap=col != "stage", overflow="fold")  # type: ignore[arg-type]
+    for r in o.results:
+        table.add_row(str(r.index), r.spec, format_shape(r.predicted), format_shape(r.actual),
+                      "[green]✓[/]" if r.ok else "[red]✗[/]", f"{r.seconds * 1000:.1f}", _fmt(r.min), _fmt(r.max),
+                      _fmt(r.mean), f"{r.zeros:.0%}")
+    con.print(table)
+    for f in o.outputs:
+        con.print(f"wrote {f}", highlight=False)

@@ -1,0 +1,185 @@
+"""``featcli run`` core: stage specs -> predicted shapes -> real tensors, checked stage by stage.
+
+The formula engine (:func:`featcli.shapes.infer`) plans the whole stack first, so a stack torch would
+refuse fails before any pixel is touched; then every stage runs with torch's own ops
+(:func:`featcli.ops.apply_stage`) under ``torch.inference_mode()`` and its real shape is compared with
+the prediction. A difference is a featcli bug and stops the run loudly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from featcli import spec
+from featcli.enums import KernelMode, PaddingMode
+from featcli.errors import FeatcliError, SpecError, StageError
+from featcli.ops import OpContext, apply_stage, channel_labels
+from featcli.shapes import ShapeReport, infer
+from featcli.spec import Op, Stage
+
+_POOL_ALIASES = {
+    "max": "maxpool", "avg": "avgpool", "mean": "avgpool", "global": "gap", "gap": "gap",
+    "global-avg": "gap", "global-max": "gmp", "gmp": "gmp",
+}
+#: Ops whose output channels are the input channels, one to one (labels carry through).
+_CHANNELWISE = {Op.MAXPOOL, Op.AVGPOOL, Op.GAP, Op.GMP, Op.ADAPTIVEAVG, Op.ADAPTIVEMAX, Op.RELU, Op.SIGMOID,
+                Op.TANH, Op.ABS, Op.BN, Op.DROPOUT}
+
+
+@dataclass(frozen=True, eq=False)
+class StageResult:
+    """One stage as it ran: predicted and actual shape, time, value statistics and the tensor."""
+
+    index: int
+    spec: str
+    op: str
+    predicted: tuple[int, ...]
+    actual: tuple[int, ...]
+    seconds: float
+    min: float
+    max: float
+    mean: float
+    zeros: float  #: share of exact zeros (what relu leaves)
+    labels: tuple[str, ...]
+    tensor: torch.Tensor = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.predicted == self.actual
+
+    @property
+    def name(self) -> str:
+        """Key of this stage in saved files: ``s1_conv``."""
+        return f"s{self.index}_{self.op}"
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready summary (no tensor)."""
+        return {
+            "index": self.index, "spec": self.spec, "op": self.op, "predicted": list(self.predicted),
+            "actual": list(self.actual), "ok": self.ok, "seconds": round(self.seconds, 6),
+            "min": self.min, "max": self.max, "mean": self.mean, "zeros": self.zeros, "labels": list(self.labels),
+        }
+
+
+def pool_stage(text: str) -> str:
+    """``--pool`` shorthand -> a stage spec: ``max:k=2`` -> ``maxpool:k=2``, ``global`` -> ``gap``."""
+    kind, colon, rest = text.partition(":")
+    op = _POOL_ALIASES.get(kind.strip().lower())
+    if op is None:
+        raise SpecError(f"--pool {text!r}: expected max:k=N, avg:k=N[,s=S], global or global-max")
+    return f"{op}:{rest}" if colon else op
+
+
+def kernel_stage(
+    refs: Sequence[str],
+    *,
+    mode: KernelMode = KernelMode.SUM,
+    padding: str = "0",
+    stride: str = "1",
+    padding_mode: PaddingMode = PaddingMode.ZEROS,
+) -> Stage:
+    """All ``-k`` kernels as one conv stage (the refs may use ``name:key=value`` forms freely)."""
+    parts = [f"p={padding}", f"s={stride}", f"pm={padding_mode.value}", f"mode={mode.value}"]
+    template = spec.parse_stage("conv:w=identity," + ",".join(parts))
+    assert isinstance(template.params, spec.ConvSpec)
+    params = dataclasses.replace(template.params, w=tuple(refs))
+    defaults = {"p=0", "s=1", "pm=zeros", "mode=sum"}
+    text = ",".join(["conv:w=" + "+".join(refs), *(x for x in parts if x not in defaults)])
+    return Stage(text, Op.CONV, params)
+
+
+def build_stack(
+    stage_texts: Sequence[str],
+    *,
+    kernels: Sequence[str] = (),
+    pools: Sequence[str] = (),
+    kernel_mode: KernelMode = KernelMode.SUM,
+    padding: str = "0",
+    stride: str = "1",
+    padding_mode: PaddingMode = PaddingMode.ZEROS,
+) -> list[Stage]:
+    """The run's stack: the ``-k`` conv stage first, then the positional stages, then ``--pool`` stages."""
+    stack: list[Stage] = []
+    if kernels:
+        stack.append(kernel_stage(kernels, mode=kernel_mode, padding=padding, stride=stride,
+                                  padding_mode=padding_mode))
+    texts = list(stage_texts) + [pool_stage(p) for p in pools]
+    stack.extend(spec.parse_stage(t, len(stack) + i) for i, t in enumerate(texts, 1))
+    if not stack:
+        raise SpecError("nothing to run: give stages (e.g. conv:w=sobel_x+sobel_y relu maxpool:k=2) or -k KERNEL")
+    return stack
+
+
+def plan(input_shape: Sequence[int], stack: Sequence[Stage], *, kernels_dir: str | None = None) -> ShapeReport:
+    """Predict every stage's shape (raises where torch would refuse, before any compute)."""
+    return infer(input_shape, stack, kernels_dir=kernels_dir)
+
+
+def _stats(t: torch.Tensor) -> tuple[float, float, float, float]:
+    if t.numel() == 0:  # pragma: no cover - shapes never allow empty outputs
+        return (0.0, 0.0, 0.0, 0.0)
+    lo, hi = torch.aminmax(t)
+    mean = t.mean(dtype=torch.float64)
+    zeros = (t == 0).sum() / t.numel()
+    return float(lo), float(hi), float(mean), float(zeros)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_stack(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, keep: Sequence[int] | None = None,
+              input_labels: Sequence[str] | None = None) -> list[StageResult]:
+    """Run the planned stages on ``x`` (N, C, H, W) and check each shape against the plan.
+
+    Args:
+        x: the input tensor, on ``ctx.device``.
+        report: the plan from :func:`plan` (its ``resolved`` stages are run, with ``p=?`` solved).
+        ctx: device, seed and kernel lookup.
+        keep: indices (1-based) whose tensors the caller needs; the others are dropped as soon as the
+            next stage has run, which bounds memory on large images. ``None`` keeps all.
+        input_labels: channel names of ``x`` (R, G, B...), carried through channel-wise stages.
+
+    Raises:
+        StageError: a stage failed on the real tensor, or its shape differs from the prediction.
+    """
+    results: list[StageResult] = []
+    labels: list[str] | None = list(input_labels) if input_labels else None
+    with torch.inference_mode():
+        for row in report.stages:
+            _sync(ctx.device)
+            t0 = time.perf_counter()
+            try:
+                y, new_labels = apply_stage(x, row.resolved, ctx)
+                _sync(ctx.device)
+            except FeatcliError as exc:
+                raise StageError(f"stage {row.index} {row.spec!r}: {exc.message}", path=exc.path) from None
+            except (RuntimeError, ValueError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise StageError(f"stage {row.index} {row.spec!r} failed in torch: {first}") from None
+            seconds = time.perf_counter() - t0
+            actual = tuple(int(d) for d in y.shape)
+            if actual != tuple(row.out_shape):
+                raise StageError(
+                    f"stage {row.index} {row.spec!r}: the formula predicted {list(row.out_shape)} but torch "
+                    f"produced {list(actual)}; this is a featcli bug, please report it"
+                )
+            if new_labels is None and row.resolved.op not in _CHANNELWISE:
+                labels = None
+            elif new_labels is not None:
+                labels = list(new_labels)
+            n_ch = actual[1] if len(actual) == 4 else 0
+            tile_labels = tuple(channel_labels(n_ch, labels)) if n_ch else ()
+            lo, hi, mean, zeros = _stats(y)
+            kept = y if keep is None or row.index in keep else y[:0]
+            results.append(StageResult(row.index, row.spec, row.op, tuple(row.out_shape), actual, seconds,
+                                       lo, hi, mean, zeros, tile_labels, kept))
+            x = y
+    return results

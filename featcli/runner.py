@@ -1,0 +1,226 @@
+"""One image through a run: load, plan, compute, and write the grid, per-stage maps and raw tensors.
+
+:func:`process_image` is what ``featcli run`` calls for each input (and what the batch layer calls on
+worker threads); it returns an :class:`ImageOutcome` and raises :class:`FeatcliError` on failure,
+leaving no partial file behind (every file goes through :mod:`featcli.outputs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from featcli.errors import OutputError, UsageError
+from featcli.imageio import LoadedImage, LoadOptions, load_image, to_tensor
+from featcli.ops import OpContext
+from featcli.outputs import atomic_write, check_output
+from featcli.pipeline import StageResult, plan, run_stack
+from featcli.render import GridOptions, Tile, render_grid, render_map, save_png
+from featcli.shapes import ShapeReport
+from featcli.spec import Stage
+
+_SAVE_EXTS = (".npz", ".pt", ".npy")
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that is the same for every image of a run."""
+
+    stack: tuple[Stage, ...]
+    load: LoadOptions = field(default_factory=LoadOptions)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    kernels_dir: str | None = None
+    allow_torchscript: bool = False
+    output: str | None = None  #: ``-o``: grid (several maps) or full-resolution map (one)
+    out_dir: str | None = None  #: one PNG per stage
+    name_template: str = "{stem}_s{index}_{op}.png"
+    stages: str | None = None  #: which stages the outputs show: "last", "all", "1,3", "2-4"
+    grid: GridOptions = field(default_factory=GridOptions)
+    show_input: bool = False
+    save: str | None = None  #: raw tensors: .npz / .pt (every stage) or .npy (one stage)
+    force: bool = False
+    command: str = ""  #: the full command line, recorded in PNG metadata
+
+
+@dataclass(frozen=True, eq=False)
+class ImageOutcome:
+    """What a run did to one image."""
+
+    path: str
+    input_shape: tuple[int, ...]
+    report: ShapeReport
+    results: list[StageResult]
+    outputs: list[str]
+    seconds: float
+
+    def record(self) -> dict[str, Any]:
+        """The JSON object of ``featcli run --json`` for this image (keys documented in README)."""
+        return {
+            "path": self.path, "status": "ok", "input": list(self.input_shape),
+            "output": list(self.report.output), "params": self.report.params, "macs": self.report.macs,
+            "stages": [r.record() for r in self.results], "outputs": self.outputs,
+            "seconds": round(self.seconds, 6),
+        }
+
+
+def select_stages(text: str | None, n: int, default: str) -> list[int]:
+    """``last`` | ``all`` | ``1,3`` | ``2-4`` (1-based, as shown in the table) -> sorted indices."""
+    text = (text or default).strip().lower()
+    if text == "last":
+        return [n]
+    if text == "all":
+        return list(range(1, n + 1))
+    picked: set[int] = set()
+    for part in text.split(","):
+        m = _RANGE.match(part.strip())
+        if not m:
+            raise UsageError(f"--stages {text!r}: expected last, all, or numbers and ranges like 1,3-4")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if not 1 <= lo <= hi <= n:
+            raise UsageError(f"--stages {text!r}: stages are numbered 1..{n}")
+        picked.update(range(lo, hi + 1))
+    return sorted(picked)
+
+
+def validate_outputs(cfg: RunConfig) -> None:
+    """Fail early (before any compute) on output names that cannot be written."""
+    if cfg.save and not cfg.save.lower().endswith(_SAVE_EXTS):
+        raise OutputError(f"--save must end in {', '.join(_SAVE_EXTS)}", path=cfg.save)
+    if cfg.output and not cfg.output.lower().endswith(".png"):
+        raise OutputError("-o must be a .png file", path=cfg.output)
+    if cfg.out_dir and not Path(cfg.out_dir).is_dir():
+        raise OutputError("--out-dir is not an existing folder", path=cfg.out_dir)
+
+
+def _spatial(r: StageResult) -> bool:
+    return r.tensor.dim() == 4
+
+
+def _tiles(results: Sequence[StageResult]) -> list[Tile]:
+    tiles: list[Tile] = []
+    for r in results:
+        maps = r.tensor[0].detach().to("cpu", torch.float32).numpy()
+        for c, label in enumerate(r.labels):
+            tiles.append(Tile(f"s{r.index} {r.op} · {label}", maps[c], stage=r.name))
+    return tiles
+
+
+def _picture(results: Sequence[StageResult], cfg: RunConfig, image: LoadedImage, title: str) -> Any:
+    """A full-resolution map when exactly one map is shown (and no input tile), else a labelled grid."""
+    tiles = _tiles(results)
+    if len(tiles) == 1 and not cfg.show_input:
+        return render_map(tiles[0].data, cfg.grid)
+    opts = cfg.grid if cfg.grid.title else dataclasses.replace(cfg.grid, title=title)
+    shown = image.array[:, :, :3] if cfg.show_input else None
+    return render_grid(tiles, opts, input_image=shown)
+
+
+def _metadata(cfg: RunConfig, path: str, stages: Sequence[StageResult]) -> dict[str, str]:
+    return {
+        "featcli:command": cfg.command,
+        "featcli:input": path,
+        "featcli:stages": " ".join(f"{r.name}={'x'.join(map(str, r.actual))}" for r in stages),
+    }
+
+
+def _save_raw(results: Sequence[StageResult], picked: list[int], cfg: RunConfig, inputs: list[str]) -> str:
+    assert cfg.save is not None
+    path, ext = cfg.save, Path(cfg.save).suffix.lower()
+    tensors = {r.name: r.tensor.detach().to("cpu", torch.float32) for r in results if r.index in picked}
+    if ext == ".npy":
+        if len(tensors) != 1:
+            raise OutputError(f".npy holds one stage; {len(tensors)} selected (use --stages N, or .npz)", path=path)
+        (only,) = tensors.values()
+
+        def write(fh: Any) -> None:
+            import numpy as np
+
+            np.save(fh, only.numpy(), allow_pickle=False)
+    elif ext == ".npz":
+
+        def write(fh: Any) -> None:
+            import numpy as np
+
+            np.savez(fh, **{k: v.numpy() for k, v in tensors.items()})
+    else:
+
+        def write(fh: Any) -> None:
+            buf = io.BytesIO()
+            torch.save(tensors, buf)
+            fh.write(buf.getvalue())
+
+    return str(atomic_write(path, write, force=cfg.force, inputs=inputs))
+
+
+def stage_file(cfg: RunConfig, src: str, stage: int, op: str, n: int = 0) -> Path:
+    """The ``--out-dir`` file of stage number ``stage`` for input ``src`` (the name template filled in)."""
+    assert cfg.out_dir is not None
+    stem = Path(src).stem if src not in ("-", "<stdin>") else "stdin"
+    try:
+        name = cfg.name_template.format(stem=stem, index=stage, op=op, stage=f"s{stage}_{op}", n=n)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UsageError(f"--name {cfg.name_template!r}: bad template ({exc}); use {{stem}} {{index}} {{op}} "
+                         "{stage} {n}") from None
+    if not name.lower().endswith(".png"):
+        name += ".png"
+    return Path(cfg.out_dir) / name
+
+
+def process_image(path: str, cfg: RunConfig, *, index: int = 0) -> ImageOutcome:
+    """Load ``path``, run ``cfg.stack`` on it and write the requested outputs.
+
+    Raises:
+        FeatcliError: the image cannot be loaded, a stage is refused or fails, an output cannot be written.
+    """
+    t0 = time.perf_counter()
+    image = load_image(path, cfg.load)
+    x = to_tensor(image, scale=cfg.load.scale, device=cfg.device)
+    report = plan(tuple(x.shape), cfg.stack, kernels_dir=cfg.kernels_dir)
+    n = len(report.stages)
+    shown = select_stages(cfg.stages, n, "last") if cfg.output else []
+    per_stage = select_stages(cfg.stages, n, "all") if cfg.out_dir else []
+    saved = select_stages(cfg.stages, n, "all") if cfg.save else []
+    inputs = [path]
+    # Check every destination before computing, so a clash costs nothing and writes nothing.
+    if cfg.output:
+        check_output(cfg.output, force=cfg.force, inputs=inputs)
+    if cfg.save:
+        check_output(cfg.save, force=cfg.force, inputs=inputs)
+    spatial = {row.index for row in report.stages if len(row.out_shape) == 4}
+    for row in report.stages:
+        if row.index in per_stage and row.index in spatial:
+            check_output(stage_file(cfg, path, row.index, row.op, index), force=cfg.force, inputs=inputs)
+    keep = set(shown) | set(per_stage) | set(saved)
+    ctx = OpContext(device=cfg.device, seed=cfg.seed, kernels_dir=cfg.kernels_dir,
+                    allow_torchscript=cfg.allow_torchscript)
+    results = run_stack(x, report, ctx, keep=keep, input_labels=image.channel_names)
+    outputs: list[str] = []
+    label = image.header.path
+    if cfg.output:
+        picked = [r for r in results if r.index in shown and _spatial(r)]
+        if not picked:
+            raise OutputError("the selected stages have no spatial maps to draw (flatten/linear); pick others "
+                              "with --stages", path=cfg.output)
+        pic = _picture(picked, cfg, image, f"{label} · {' -> '.join(r.op for r in results)}")
+        outputs.append(str(save_png(pic, cfg.output, metadata=_metadata(cfg, label, picked), force=cfg.force,
+                                    inputs=inputs)))
+    if cfg.out_dir:
+        for r in results:
+            if r.index in per_stage and _spatial(r):
+                dest = stage_file(cfg, path, r.index, r.op, index)
+                pic = _picture([r], cfg, image, f"{label} · s{r.index} {r.spec}")
+                outputs.append(str(save_png(pic, dest, metadata=_metadata(cfg, label, [r]), force=cfg.force,
+                                            inputs=inputs)))
+    if cfg.save:
+        outputs.append(_save_raw(results, saved, cfg, inputs))
+    return ImageOutcome(label, tuple(x.shape), report, results, outputs, time.perf_counter() - t0)
