@@ -354,7 +354,7 @@ def load_entries(path: str | Path, *, allow_torchscript: bool = False) -> tuple[
 
     p = Path(path)
     if not is_file(p):
-        raise WeightsError("not a file" if p.is_dir() else "weights file not found", path=str(p))
+        raise WeightsError("weights file not found (or not a file)", path=str(p)[:300])
     fmt = detect_format(p)
     if fmt == "npy":
         arr_load: Callable[[], Any] = lambda: _from_numpy(read_npy(p))  # noqa: E731
@@ -372,7 +372,9 @@ def load_entries(path: str | Path, *, allow_torchscript: bool = False) -> tuple[
                 "with --trust-torchscript"
             )
         try:
-            obj: Any = torch.jit.load(str(p), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj: Any = torch.jit.load(str(p), map_location="cpu").state_dict()
         except Exception as exc:  # noqa: BLE001
             raise WeightsError(f"{p}: cannot load TorchScript archive ({_torch_reason(exc)})") from None
     else:
