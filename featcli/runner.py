@@ -187,6 +187,7 @@ def process_image(path: str, cfg: RunConfig, *, index: int = 0) -> ImageOutcome:
     x = to_tensor(image, scale=cfg.load.scale, device=cfg.device)
     report = plan(tuple(x.shape), cfg.stack, kernels_dir=cfg.kernels_dir)
     n = len(report.stages)
+    select_stages(cfg.stages, n, "all")  # validate --stages even when nothing is written
     shown = select_stages(cfg.stages, n, "last") if cfg.output else []
     per_stage = select_stages(cfg.stages, n, "all") if cfg.out_dir else []
     saved = select_stages(cfg.stages, n, "all") if cfg.save else []

@@ -19,6 +19,16 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 from featcli.errors import FeatcliError
 
 
+_ARGS: list[str] = []
+
+
+def command_line() -> str:
+    """The command line of this invocation, shell-quoted (recorded in output metadata)."""
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in ["featcli", *_ARGS])
+
+
 def report_error(message: str) -> None:
     """Print one red ``featcli: error:`` line on stderr."""
     from featcli.cli.common import err_console
@@ -32,6 +42,11 @@ class FeatcliGroup(TyperGroup):
     Click's own usage errors keep exit code 2. Anything unexpected is reported on one line too
     (set ``FEATCLI_DEBUG=1`` to see the traceback), so users never get a stack dump.
     """
+
+    def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
+        global _ARGS
+        _ARGS = list(sys.argv[1:] if args is None else args)
+        return super().main(args, *a, **kw)
 
     def invoke(self, ctx: _click_core.Context) -> Any:
         try:

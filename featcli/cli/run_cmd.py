@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from featcli.cli.app import app
+from featcli.cli.app import app, command_line
 from featcli.cli.common import (
     AlphaOpt,
     BackgroundOpt,
@@ -170,7 +168,7 @@ def run_command(
         show_input=show_input,
         save=save,
         force=force,
-        command=" ".join(shlex.quote(a) for a in ["featcli", *sys.argv[1:]]),
+        command=command_line(),
     )
     validate_outputs(cfg)
     for i, path in enumerate(inputs):
