@@ -91,6 +91,18 @@ def test_maps_are_box_averaged_before_colour_mapping_and_ranges_come_from_full_r
     assert (rgb == cmap_rgb("RdBu_r", 0.5)).all()
 
 
+def test_peak_reduce_keeps_thin_lines_that_the_mean_fades() -> None:
+    m = np.zeros((1024, 1024), np.float32)
+    m[500, :] = 1.0  # a 1-pixel line, as an edge detector gives
+    top = cmap_rgb("viridis", 1.0)
+    for reduce, visible in (("mean", False), ("peak", True)):
+        image = render_grid([Tile("edge", m)], GridOptions(tile_px=128, colorbar=False, reduce=reduce))
+        assert scales(image)[0][2:] == [0.0, 1.0]  # the scale comes from the full-resolution map
+        ((y0, y1, x0, x1),) = tile_boxes(image)
+        rgb = np.asarray(image.convert("RGB"))[y0:y1, x0:x1]
+        assert (rgb == top).all(axis=2).any() == visible
+
+
 def test_small_maps_are_enlarged_with_crisp_pixels() -> None:
     m = np.arange(12, dtype=np.float32).reshape(3, 4)
     image = render_grid([Tile("tiny", m)], GridOptions(tile_px=64, colorbar=False))
