@@ -413,12 +413,15 @@ class _Painter:
     :meth:`image` turns grey levels into the palette's grey ramp and pastes the colour pixels on top.
     """
 
-    def __init__(self, size: tuple[int, int], fs: int, levels: int, bases: Mapping[str, int]) -> None:
+    def __init__(self, size: tuple[int, int], fs: int, cmaps: Sequence[str]) -> None:
         self.canvas = Image.new("L", size, 255)
         self.draw = ImageDraw.Draw(self.canvas)
         self.fs, self.fs2 = fs, max(10, round(fs * 0.85))
         self.line, self.line2 = round(self.fs * 1.3), round(self.fs2 * 1.3)
-        self.levels, self.bases = levels, bases
+        names = list(dict.fromkeys(cmaps))
+        levels = (255 - _FIRST) // len(names)
+        self.levels = levels - (1 - levels % 2)  # odd: a symmetric scale's zero is the centre colour
+        self.bases = {name: _FIRST + i * self.levels for i, name in enumerate(names)}
         self.pastes: list[tuple[int, int, ByteArray]] = []
 
     def text(
@@ -453,7 +456,8 @@ class _Painter:
             tw = self.draw.textlength(text, font=font)
             self.draw.text((min(max(px - tw / 2, x - 1), x + w - tw), y + h + 3), text, fill=60, font=font)
 
-    def image(self, luts: Sequence[ByteArray]) -> Image.Image:
+    def image(self) -> Image.Image:
+        luts = [_lut(name, self.levels) for name in self.bases]
         ramp = ((255 - np.arange(256)) * (_N_GREY - 1) + 127) // 255  # L 255 (white) -> 0 .. 0 -> 15
         out = ramp.astype(np.uint8)[np.asarray(self.canvas)]
         for x, y, idx in self.pastes:
@@ -461,9 +465,8 @@ class _Painter:
         pal = np.zeros((256, 3), np.uint8)
         pal[:_N_GREY] = np.round(255 - np.arange(_N_GREY) * 255 / (_N_GREY - 1)).astype(np.uint8)[:, None]
         pal[_BAD] = _bad_colour(luts)
-        if luts:
-            lut = np.concatenate(luts)
-            pal[_FIRST : _FIRST + len(lut)] = lut
+        lut = np.concatenate(luts)
+        pal[_FIRST : _FIRST + len(lut)] = lut
         image = Image.fromarray(out)
         image.putpalette(pal.tobytes())
         return image
@@ -497,8 +500,9 @@ def _font_px(options: GridOptions, tile_px: int) -> int:
 
 
 def _layout(
-    n: int, sizes: Sequence[tuple[int, int]], fs: int, options: GridOptions, shared: bool, footer: bool
+    sizes: Sequence[tuple[int, int]], fs: int, options: GridOptions, shared: bool, footer: bool
 ) -> _Layout:
+    n = len(sizes)
     fs2 = max(10, round(fs * 0.85))
     line, line2 = round(fs * 1.3), round(fs2 * 1.3)
     tile_w, tile_h = max(w for _, w in sizes), max(h for h, _ in sizes)
@@ -544,10 +548,11 @@ def render_grid(
 ) -> Image.Image:
     """Draw feature maps as a labelled grid with colour scales.
 
-    Each tile shows its label, the map's full-resolution shape and value range, the map box-averaged
-    (or enlarged, nearest-neighbour) to ``tile_px`` and a colorbar; when every tile has the same colour
-    scale a single colorbar for the grid replaces the per-tile ones. Non-finite values get a colour of
-    their own, flagged in the range line.
+    Each tile shows its label, the map's full-resolution shape and value range, the map reduced (or
+    enlarged, nearest-neighbour) to ``tile_px`` and a colorbar; when every tile has the same colour
+    scale one colorbar for the grid replaces the per-tile ones. Non-finite values get a colour of
+    their own, flagged in the range line. The colour scales are recorded in ``image.info``
+    (``featcli:scales``, JSON ``[label, cmap, vmin, vmax]`` per tile) for :func:`save_png`.
 
     Args:
         tiles: the maps, each ``(H, W)``; at most ``options.max_maps`` are drawn.
@@ -565,95 +570,101 @@ def render_grid(
     if not tiles:
         raise UsageError("no feature maps to draw")
     kept, dropped = _select(tiles, opts.max_maps)
-    shapes = [_map_shape(t) for t in kept]
     img = _as_image(input_image) if input_image is not None else None
-    shapes = ([(img.shape[0], img.shape[1])] if img is not None else []) + shapes
-    n = len(shapes)
-
+    shapes = ([(img.shape[0], img.shape[1])] if img is not None else []) + [_map_shape(t) for t in kept]
     tile_px = opts.tile_px
     for _ in range(8):  # shrink the tiles until the grid fits in max_side
         sizes = [_display_size(s, tile_px) for s in shapes]
-        over = (
-            max(_layout(n, sizes, _font_px(opts, tile_px), opts, False, bool(dropped)).size) / opts.max_side
-        )
+        lay = _layout(sizes, _font_px(opts, tile_px), opts, False, bool(dropped))
+        over = max(lay.size) / opts.max_side
         if over <= 1 or tile_px == 16:
             break
         tile_px = max(16, int(tile_px / over) - 2)
 
     preps = _prepare_all(kept, tile_px, opts)
     scales = _scales(preps, opts)
-    shared = n > 1 and len({(s.cmap, s.vmin, s.vmax) for s in scales}) == 1
-    lay = _layout(n, sizes, _font_px(opts, tile_px), opts, shared, bool(dropped))
-    names = list(dict.fromkeys(s.cmap for s in scales))
-    levels = (255 - _FIRST) // len(names)
-    levels -= 1 - levels % 2  # odd, so a symmetric scale's zero lands exactly on the centre colour
-    pt = _Painter(
-        lay.size, _font_px(opts, tile_px), levels, {m: _FIRST + i * levels for i, m in enumerate(names)}
-    )
-    width, cell_w = lay.size[0] - 2 * lay.pad, lay.cell[0]
+    shared = len(shapes) > 1 and len({(s.cmap, s.vmin, s.vmax) for s in scales}) == 1
+    lay = _layout(sizes, _font_px(opts, tile_px), opts, shared, bool(dropped))
+    pt = _Painter(lay.size, _font_px(opts, tile_px), [s.cmap for s in scales])
     if opts.title:
-        pt.text((lay.pad, lay.pad), opts.title, width, size=round(pt.fs * 1.35))
-
-    entries: list[tuple[_Prepared | None, _Scale | None]] = [(None, None)] if img is not None else []
-    for k, ((p, sc), (dh, dw)) in enumerate(
-        zip(entries + list(zip(preps, scales, strict=True)), sizes, strict=True)
-    ):
-        x, y = lay.origin(k)
-        tx, ty = x + (cell_w - dw) // 2, y + pt.line + pt.line2 + 2
-        if p is None or sc is None:  # the input picture, pasted in RGB at the end
-            pt.text((x, y), input_label, cell_w)
-            pt.text((x, y + pt.line), f"{shapes[0][0]}x{shapes[0][1]}", cell_w, small=True)
-            pt.draw.rectangle((tx - 1, ty - 1, tx + dw, ty + dh), outline=170)
-            continue
-        pt.text((x, y), p.label, cell_w)
-        rng = f"{_fmt(p.lo)} … {_fmt(p.hi)}" if math.isfinite(p.lo) else "no finite values"
-        used = pt.text(
-            (x, y + pt.line), f"{p.shape[0]}x{p.shape[1]}   {rng}", cell_w - 3 * pt.fs2, small=True
-        )
-        if p.nonfinite:  # a swatch of the bad colour, then "NaN"
-            s, sx = pt.fs2 * 3 // 4, x + used + pt.fs2 // 2
-            pt.pastes.append((sx, y + pt.line + pt.fs2 // 4, np.full((s, s), _BAD, np.uint8)))
-            pt.text((sx + s + 3, y + pt.line), "NaN", 3 * pt.fs2, small=True)
-        idx = _quantize(p.small, sc, levels, pt.bases[sc.cmap], _BAD, p.nonfinite or _has_nonfinite(p.small))
-        pt.paste(tx, ty, _upscale(idx, (dh, dw)))
-        if opts.colorbar and not shared:
-            bw = min(cell_w, max(dw, 6 * pt.fs))
-            pt.colorbar(x + (cell_w - bw) // 2, ty + dh + 4, bw, max(6, pt.fs2 // 2), sc, 3)
-
-    fy = lay.size[1] - lay.pad - lay.foot
-    if opts.colorbar and shared:
-        bw = min(width, 512)
-        pt.text((lay.pad, fy), f"colour scale of all maps: {scales[0].cmap}", width, small=True)
-        pt.colorbar((lay.size[0] - bw) // 2, fy + pt.line2 + 2, bw, max(8, pt.fs2), scales[0],
-                    5 if bw >= 14 * pt.fs else 3)  # fmt: skip
-        fy += lay.foot - (pt.line2 if dropped else 0)
-    if dropped:
-        more, detail = (
-            sum(dropped.values()),
-            ", ".join(f"{s}: {c}" for s, c in dropped.items() if s is not None),
-        )
-        note = f"+ {more} more map{'s' if more != 1 else ''} not shown" + (f" ({detail})" if detail else "")
-        pt.text((lay.pad, fy), note, width, small=True)
-
-    image = pt.image([_lut(m, levels) for m in names])
-    info = {
-        "featcli:norm": str(opts.norm),
-        "featcli:maps": f"{len(kept)} of {len(tiles)}",
-        "featcli:scales": json.dumps(
-            [[p.label, s.cmap, s.vmin, s.vmax] for p, s in zip(preps, scales, strict=True)]
-        ),
-    }
+        pt.text((lay.pad, lay.pad), opts.title, lay.size[0] - 2 * lay.pad, size=round(pt.fs * 1.35))
+    first = 0 if img is None else 1
     if img is not None:
-        (dh, dw), (x, y) = sizes[0], lay.origin(0)
+        _draw_caption(pt, lay.origin(0), lay.cell[0], input_label, f"{img.shape[0]}x{img.shape[1]}")
+    for k, (p, sc) in enumerate(zip(preps, scales, strict=True), start=first):
+        _draw_tile(pt, lay.origin(k), lay.cell[0], p, sc, sizes[k], opts.colorbar and not shared)
+    _draw_footer(pt, lay, scales[0] if opts.colorbar and shared else None, dropped)
+
+    image = pt.image()
+    if img is not None:
+        dh, dw = sizes[0]
         image = image.convert("RGB")
         pic = Image.fromarray(img).convert("RGB")
-        down = dh < img.shape[0]
-        pic = pic.resize(
-            (dw, dh), Image.Resampling.BOX if down else Image.Resampling.NEAREST, reducing_gap=2.0
-        )
-        image.paste(pic, (x + (cell_w - dw) // 2, y + pt.line + pt.line2 + 2))
-    image.info.update(info)
+        how = Image.Resampling.BOX if dh < img.shape[0] else Image.Resampling.NEAREST
+        image.paste(pic.resize((dw, dh), how, reducing_gap=2.0), _tile_xy(pt, lay.origin(0), lay.cell[0], dw))
+    scale_list = [[p.label, s.cmap, s.vmin, s.vmax] for p, s in zip(preps, scales, strict=True)]
+    image.info.update(
+        {
+            "featcli:norm": str(opts.norm),
+            "featcli:maps": f"{len(kept)} of {len(tiles)}",
+            "featcli:scales": json.dumps(scale_list),
+        }
+    )
     return image
+
+
+def _tile_xy(pt: _Painter, origin: tuple[int, int], cell_w: int, dw: int) -> tuple[int, int]:
+    return origin[0] + (cell_w - dw) // 2, origin[1] + pt.line + pt.line2 + 2
+
+
+def _draw_caption(pt: _Painter, origin: tuple[int, int], cell_w: int, label: str, detail: str) -> int:
+    x, y = origin
+    pt.text((x, y), label, cell_w)
+    return pt.text((x, y + pt.line), detail, cell_w - 3 * pt.fs2, small=True)
+
+
+def _draw_tile(
+    pt: _Painter,
+    origin: tuple[int, int],
+    cell_w: int,
+    p: _Prepared,
+    sc: _Scale,
+    size: tuple[int, int],
+    bar: bool,
+) -> None:
+    """Label, shape and range line (with a NaN swatch), the colour-mapped map, its colorbar."""
+    rng = f"{_fmt(p.lo)} … {_fmt(p.hi)}" if math.isfinite(p.lo) else "no finite values"
+    used = _draw_caption(pt, origin, cell_w, p.label, f"{p.shape[0]}x{p.shape[1]}   {rng}")
+    if p.nonfinite:
+        s, sx, sy = pt.fs2 * 3 // 4, origin[0] + used + pt.fs2 // 2, origin[1] + pt.line
+        pt.pastes.append((sx, sy + pt.fs2 // 4, np.full((s, s), _BAD, np.uint8)))
+        pt.text((sx + s + 3, sy), "NaN", 3 * pt.fs2, small=True)
+    (dh, dw), (tx, ty) = size, _tile_xy(pt, origin, cell_w, size[1])
+    nonfinite = p.nonfinite or _has_nonfinite(p.small)
+    idx = _quantize(p.small, sc, pt.levels, pt.bases[sc.cmap], _BAD, nonfinite)
+    pt.paste(tx, ty, _upscale(idx, size))
+    if bar:
+        bw = min(cell_w, max(dw, 6 * pt.fs))
+        pt.colorbar(origin[0] + (cell_w - bw) // 2, ty + dh + 4, bw, max(6, pt.fs2 // 2), sc, 3)
+
+
+def _draw_footer(
+    pt: _Painter, lay: _Layout, shared: _Scale | None, dropped: Mapping[str | None, int]
+) -> None:
+    """The grid's one colorbar (when every tile shares it) and the count of maps left out."""
+    width = lay.size[0] - 2 * lay.pad
+    y = lay.size[1] - lay.pad - lay.foot
+    if shared is not None:
+        bw = min(width, 512)
+        pt.text((lay.pad, y), f"colour scale of all maps: {shared.cmap}", width, small=True)
+        pt.colorbar((lay.size[0] - bw) // 2, y + pt.line2 + 2, bw, max(8, pt.fs2), shared,
+                    5 if bw >= 14 * pt.fs else 3)  # fmt: skip
+        y += lay.foot - (pt.line2 if dropped else 0)
+    if dropped:
+        more = sum(dropped.values())
+        detail = ", ".join(f"{s}: {c}" for s, c in dropped.items() if s is not None)
+        note = f"+ {more} more map{'s' if more != 1 else ''} not shown" + (f" ({detail})" if detail else "")
+        pt.text((lay.pad, y), note, width, small=True)
 
 
 def _map_shape(t: Tile) -> tuple[int, int]:
