@@ -171,7 +171,9 @@ def rank1_factors(m: Matrix, *, rtol: float = 1e-9) -> tuple[tuple[float, ...], 
         for j, v in enumerate(r):
             if abs(v - col[i] * row[j]) > tol:
                 return None
-    return col, row
+    # Scale so the column's smallest non-zero entry is +-1: integer kernels get integer factors.
+    g = min(abs(v) for v in col if v)
+    return tuple(v / g for v in col), tuple(v * g for v in row)
 
 
 # --- parametric families --------------------------------------------------------------------------

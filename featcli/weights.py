@@ -265,6 +265,10 @@ def _torch_reason(exc: BaseException) -> str:
     return type(exc).__name__ if re.search("weights.only", first, re.I) else first[:200]
 
 
+#: Pickle opcodes that import or build objects: GLOBAL, REDUCE, BUILD, INST, OBJ, NEWOBJ(_EX), STACK_GLOBAL.
+_OBJECT_OPCODES = frozenset(b"cRbio") | {0x81, 0x92, 0x93}
+
+
 def _torch_load(p: Path, fmt: str) -> Any:
     import pickle
 
@@ -276,14 +280,16 @@ def _torch_load(p: Path, fmt: str) -> Any:
             return torch.load(p, map_location="cpu", weights_only=True, mmap=fmt == "torch")
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text:
-            m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-            found = f" (it refers to {m.group(1)})" if m else ""
+        glob = re.search(r"GLOBAL ([\w.]+)", text)
+        op = re.search(r"Unsupported operand (\d+)", text)
+        if glob or (op and int(op.group(1)) in _OBJECT_OPCODES):
+            found = f" (it refers to {glob.group(1)})" if glob else ""
             raise WeightsError(
                 f"{p}: the file contains code or objects featcli will not load{found}; featcli loads only "
                 "tensors, numbers, strings and plain containers (save model.state_dict(), or use .safetensors)"
             ) from None
-        raise WeightsError(f"{p}: not a readable PyTorch checkpoint ({_torch_reason(exc)})") from None
+        what = f"unsupported pickle opcode {op.group(1)}" if op else _torch_reason(exc)
+        raise WeightsError(f"{p}: not a PyTorch checkpoint featcli can read safely ({what})") from None
     except Exception as exc:  # noqa: BLE001 - torch raises KeyError, RuntimeError, EOFError... on junk
         if "legacy .tar format" in str(exc):
             raise WeightsError(f"{p}: a pre-1.6 .tar-format checkpoint cannot be loaded safely") from None

@@ -221,7 +221,7 @@ class SystemPayload:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.mark.parametrize("how", ["torch-zip", "torch-legacy", "raw-pickle", "os-system"])
+@pytest.mark.parametrize("how", ["torch-zip", "torch-legacy", "raw-pickle", "os-system", "raw-pickle-4"])
 def test_malicious_pickle_runs_nothing(tmp_path: Path, how: str) -> None:
     marker = tmp_path / "pwned"
     p = tmp_path / "evil.pt"
@@ -231,7 +231,9 @@ def test_malicious_pickle_runs_nothing(tmp_path: Path, how: str) -> None:
     elif how == "torch-legacy":
         torch.save(obj, p, _use_new_zipfile_serialization=False)
     elif how == "raw-pickle":
-        p.write_bytes(pickle.dumps(obj))
+        p.write_bytes(pickle.dumps(obj, protocol=2))
+    elif how == "raw-pickle-4":  # framed pickles are refused before any object is looked at
+        p.write_bytes(pickle.dumps(obj, protocol=4))
     else:
         p.write_bytes(pickle.dumps({"x": SystemPayload(marker)}, protocol=2))
     for call in (lambda: load_weight(f"{p}:conv.weight"), lambda: inspect_file(p),
@@ -239,7 +241,10 @@ def test_malicious_pickle_runs_nothing(tmp_path: Path, how: str) -> None:
         with pytest.raises(WeightsError) as exc:
             call()
         text = str(exc.value)
-        assert "code or objects featcli will not load" in text
+        if how == "raw-pickle-4":
+            assert "not a PyTorch checkpoint featcli can read safely" in text
+        else:
+            assert "code or objects featcli will not load (it refers to" in text
         assert "weights_only" not in text
     assert not marker.exists()
 
@@ -273,6 +278,9 @@ def test_npy_header_checked_before_allocating(tmp_path: Path, shape: tuple[int, 
     ("content", "msg"),
     [(b"hello world, not a checkpoint", "not a readable PyTorch checkpoint"),
      (b"", "not a readable PyTorch checkpoint"),
+     (b"(lp0\nI1\na.", "not a PyTorch checkpoint featcli can read safely"),
+     (pickle.dumps([1, 2], protocol=2), "not a readable PyTorch checkpoint"),
+     (b"not a checkpoint", "not a PyTorch checkpoint featcli can read safely"),
      (b"PK\x03\x04garbage", "not a readable|damaged|neither")],
 )
 def test_junk_files(tmp_path: Path, content: bytes, msg: str) -> None:
