@@ -6,8 +6,8 @@ parameters and no ``w=`` (random conv, convt, linear) are torch's own modules, i
 run's --seed, as the tutorials' ``nn.Conv2d(3, 5, (3, 5), (1, 2), 2)`` is.
 
 Inference semantics: ``dropout`` is the identity (as in ``model.eval()``); ``bn`` standardises each
-channel with the batch's own statistics (``BatchNorm2d`` in training mode, affine weight 1 and bias 0),
-which is what makes it visible on a single image.
+channel of each image with its own statistics (``BatchNorm2d`` in training mode on a batch of one,
+affine weight 1 and bias 0), which makes it visible on a single image and independent of batching.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def apply_stage(x: torch.Tensor, stage: Stage, ctx: OpContext) -> tuple[torch.Te
         return x, None
     if stage.op is Op.BN:
         assert isinstance(p, spec.BatchNormSpec)
-        return F.batch_norm(x, None, None, training=True, eps=p.eps), None
+        return F.instance_norm(x, eps=p.eps), None
     if stage.op is Op.MAGNITUDE:
         return torch.linalg.vector_norm(x, dim=1, keepdim=True), ["magnitude"]
     if stage.op is Op.FLATTEN:

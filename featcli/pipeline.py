@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,13 +121,13 @@ def plan(input_shape: Sequence[int], stack: Sequence[Stage], *, kernels_dir: str
     return infer(input_shape, stack, kernels_dir=kernels_dir)
 
 
-def _stats(t: torch.Tensor) -> tuple[float, float, float, float]:
-    if t.numel() == 0:  # pragma: no cover - shapes never allow empty outputs
-        return (0.0, 0.0, 0.0, 0.0)
-    lo, hi = torch.aminmax(t)
-    mean = t.mean(dtype=torch.float64)
-    zeros = (t == 0).sum() / t.numel()
-    return float(lo), float(hi), float(mean), float(zeros)
+def _stats(t: torch.Tensor) -> list[tuple[float, float, float, float]]:
+    """Per-sample (min, max, mean, share of zeros) of a batch, in four vectorised passes."""
+    flat = t.reshape(t.shape[0], -1)
+    lo, hi = torch.aminmax(flat, dim=1)
+    mean = flat.mean(dim=1, dtype=torch.float64)
+    zeros = (flat == 0).sum(dim=1) / flat.shape[1]
+    return list(zip(lo.tolist(), hi.tolist(), mean.tolist(), zeros.tolist(), strict=True))
 
 
 def _sync(device: torch.device) -> None:
@@ -135,22 +135,38 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_stack(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, keep: Sequence[int] | None = None,
+def run_stack(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, keep: Collection[int] | None = None,
               input_labels: Sequence[str] | None = None) -> list[StageResult]:
-    """Run the planned stages on ``x`` (N, C, H, W) and check each shape against the plan.
+    """Run the planned stages on one image ``x`` (1, C, H, W); see :func:`run_stack_batch`."""
+    return run_stack_batch(x, report, ctx, keep=keep, input_labels=input_labels)[0]
+
+
+def run_stack_batch(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, keep: Collection[int] | None = None,
+                    input_labels: Sequence[str] | None = None) -> list[list[StageResult]]:
+    """Run the planned stages on a batch ``x`` (N, C, H, W) and check each shape against the plan.
+
+    The plan's batch size may be 1 for any N: shapes are checked with the real N. Every op works on
+    each image independently (``bn`` uses per-image statistics), so an image's results do not depend on
+    the batch it ran in.
 
     Args:
-        x: the input tensor, on ``ctx.device``.
+        x: the input batch, on ``ctx.device``.
         report: the plan from :func:`plan` (its ``resolved`` stages are run, with ``p=?`` solved).
         ctx: device, seed and kernel lookup.
         keep: indices (1-based) whose tensors the caller needs; the others are dropped as soon as the
             next stage has run, which bounds memory on large images. ``None`` keeps all.
         input_labels: channel names of ``x`` (R, G, B...), carried through channel-wise stages.
 
+    Returns:
+        Per image, per stage, a :class:`StageResult` whose tensor is that image's ``(1, ...)`` slice
+        (empty for stages not in ``keep``) and whose stats are that image's; ``seconds`` is the
+        stage's time for the whole batch divided by N.
+
     Raises:
         StageError: a stage failed on the real tensor, or its shape differs from the prediction.
     """
-    results: list[StageResult] = []
+    n = x.shape[0]
+    per_image: list[list[StageResult]] = [[] for _ in range(n)]
     labels: list[str] | None = list(input_labels) if input_labels else None
     with torch.inference_mode():
         for row in report.stages:
@@ -164,11 +180,12 @@ def run_stack(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, keep: Seq
             except (RuntimeError, ValueError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise StageError(f"stage {row.index} {row.spec!r} failed in torch: {first}") from None
-            seconds = time.perf_counter() - t0
-            actual = tuple(int(d) for d in y.shape)
-            if actual != tuple(row.out_shape):
+            seconds = (time.perf_counter() - t0) / n
+            actual = (1, *(int(d) for d in y.shape[1:]))
+            predicted = (1, *row.out_shape[1:])
+            if actual != predicted:
                 raise StageError(
-                    f"stage {row.index} {row.spec!r}: the formula predicted {list(row.out_shape)} but torch "
+                    f"stage {row.index} {row.spec!r}: the formula predicted {list(predicted)} but torch "
                     f"produced {list(actual)}; this is a featcli bug, please report it"
                 )
             if new_labels is None and row.resolved.op not in _CHANNELWISE:
@@ -177,9 +194,10 @@ def run_stack(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, keep: Seq
                 labels = list(new_labels)
             n_ch = actual[1] if len(actual) == 4 else 0
             tile_labels = tuple(channel_labels(n_ch, labels)) if n_ch else ()
-            lo, hi, mean, zeros = _stats(y)
-            kept = y if keep is None or row.index in keep else y[:0]
-            results.append(StageResult(row.index, row.spec, row.op, tuple(row.out_shape), actual, seconds,
-                                       lo, hi, mean, zeros, tile_labels, kept))
+            wanted = keep is None or row.index in keep
+            for i, (lo, hi, mean, zeros) in enumerate(_stats(y)):
+                kept = y[i : i + 1] if wanted else y[:0]
+                per_image[i].append(StageResult(row.index, row.spec, row.op, predicted, actual, seconds,
+                                                lo, hi, mean, zeros, tile_labels, kept))
             x = y
-    return results
+    return per_image

@@ -133,9 +133,9 @@ def _metadata(cfg: RunConfig, path: str, stages: Sequence[StageResult]) -> dict[
     }
 
 
-def _save_raw(results: Sequence[StageResult], picked: list[int], cfg: RunConfig, inputs: list[str]) -> str:
-    assert cfg.save is not None
-    path, ext = cfg.save, Path(cfg.save).suffix.lower()
+def _save_raw(results: Sequence[StageResult], picked: list[int], path: str, cfg: RunConfig,
+              inputs: list[str]) -> str:
+    ext = Path(path).suffix.lower()
     tensors = {r.name: r.tensor.detach().to("cpu", torch.float32) for r in results if r.index in picked}
     if ext == ".npy":
         if len(tensors) != 1:
@@ -162,21 +162,104 @@ def _save_raw(results: Sequence[StageResult], picked: list[int], cfg: RunConfig,
     return str(atomic_write(path, write, force=cfg.force, inputs=inputs))
 
 
-def stage_file(cfg: RunConfig, src: str, stage: int, op: str, n: int = 0) -> Path:
-    """The ``--out-dir`` file of stage number ``stage`` for input ``src`` (the name template filled in)."""
-    assert cfg.out_dir is not None
-    stem = Path(src).stem if src not in ("-", "<stdin>") else "stdin"
+_FIELDS = "{stem} {name} {ext} {parent} {n} (and {index} {op} {stage} in --name)"
+
+
+def fill(template: str, src: str, *, stem: str | None = None, n: int = 0, **stage: object) -> str:
+    """Fill an output name template for input ``src``: ``{stem}``, ``{name}``, ``{ext}``, ``{parent}``,
+    ``{n}`` (input number) and, for per-stage files, ``{index}``, ``{op}``, ``{stage}``.
+
+    >>> fill("out/{stem}_s{index}_{op}.png", "a/photo.jpg", index=2, op="relu")
+    'out/photo_s2_relu.png'
+    """
+    p = Path(src) if src not in ("-", "<stdin>") else Path("stdin")
+    values = {"stem": stem or p.stem, "name": p.name, "ext": p.suffix.lstrip("."), "parent": p.parent.name,
+              "n": n, **stage}
     try:
-        name = cfg.name_template.format(stem=stem, index=stage, op=op, stage=f"s{stage}_{op}", n=n)
+        return template.format(**values)
     except (KeyError, IndexError, ValueError) as exc:
-        raise UsageError(f"--name {cfg.name_template!r}: bad template ({exc}); use {{stem}} {{index}} {{op}} "
-                         "{stage} {n}") from None
-    if not name.lower().endswith(".png"):
-        name += ".png"
-    return Path(cfg.out_dir) / name
+        raise UsageError(f"bad output name template {template!r} ({exc}); fields: {_FIELDS}") from None
 
 
-def process_image(path: str, cfg: RunConfig, *, index: int = 0) -> ImageOutcome:
+def is_template(name: str | None) -> bool:
+    """True when an output name has ``{...}`` fields (one file per input)."""
+    return bool(name) and "{" in str(name)
+
+
+@dataclass(frozen=True)
+class Destinations:
+    """Where one input's outputs go, decided (and checked) before any compute."""
+
+    output: str | None
+    stage_files: dict[int, str]  #: stage index -> PNG path (``--out-dir``)
+    save: str | None
+    shown: list[int]
+    saved: list[int]
+
+    @property
+    def all(self) -> list[str]:
+        return [p for p in (self.output, *self.stage_files.values(), self.save) if p]
+
+    @property
+    def keep(self) -> set[int]:
+        return set(self.shown) | set(self.stage_files) | set(self.saved)
+
+
+def destinations(cfg: RunConfig, report: ShapeReport, src: str, *, stem: str | None = None, n: int = 0) -> Destinations:
+    """The files ``src`` will produce under ``cfg`` (templates filled, stages selected)."""
+    count = len(report.stages)
+    select_stages(cfg.stages, count, "all")  # validate --stages even when nothing is written
+    spatial = {row.index for row in report.stages if len(row.out_shape) == 4}
+    stage_files: dict[int, str] = {}
+    if cfg.out_dir:
+        for row in report.stages:
+            if row.index in select_stages(cfg.stages, count, "all") and row.index in spatial:
+                name = fill(cfg.name_template, src, stem=stem, n=n, index=row.index, op=row.op,
+                            stage=f"s{row.index}_{row.op}")
+                stage_files[row.index] = str(Path(cfg.out_dir) / (name if name.lower().endswith(".png")
+                                                                   else name + ".png"))
+    output = fill(cfg.output, src, stem=stem, n=n) if cfg.output else None
+    save = fill(cfg.save, src, stem=stem, n=n) if cfg.save else None
+    shown = select_stages(cfg.stages, count, "last") if output else []
+    if output and not any(i in spatial for i in shown):
+        raise OutputError("the selected stages have no spatial maps to draw (flatten/linear); pick others with "
+                          "--stages", path=output)
+    saved = select_stages(cfg.stages, count, "all") if save else []
+    return Destinations(output, stage_files, save, shown, saved)
+
+
+def check_destinations(dest: Destinations, cfg: RunConfig, src: str) -> None:
+    """Refuse before computing: existing files without --force, an input file, a missing folder."""
+    for path in dest.all:
+        check_output(path, force=cfg.force, inputs=[src])
+
+
+def write_outputs(dest: Destinations, cfg: RunConfig, image: LoadedImage, results: Sequence[StageResult]) -> list[str]:
+    """Render and write every output of one image (atomically; nothing partial on failure)."""
+    label = image.header.path
+    inputs = [label]
+    outputs: list[str] = []
+    if dest.output:
+        picked = [r for r in results if r.index in dest.shown and _spatial(r)]
+        pic = _picture(picked, cfg, image, f"{label} · {' -> '.join(r.op for r in results)}")
+        outputs.append(str(save_png(pic, dest.output, metadata=_metadata(cfg, label, picked), force=cfg.force,
+                                    inputs=inputs)))
+    for r in results:
+        if r.index in dest.stage_files:
+            pic = _picture([r], cfg, image, f"{label} · s{r.index} {r.spec}")
+            outputs.append(str(save_png(pic, dest.stage_files[r.index], metadata=_metadata(cfg, label, [r]),
+                                        force=cfg.force, inputs=inputs)))
+    if dest.save:
+        outputs.append(_save_raw(results, dest.saved, dest.save, cfg, inputs))
+    return outputs
+
+
+def op_context(cfg: RunConfig) -> OpContext:
+    return OpContext(device=cfg.device, seed=cfg.seed, kernels_dir=cfg.kernels_dir,
+                     allow_torchscript=cfg.allow_torchscript)
+
+
+def process_image(path: str, cfg: RunConfig, *, stem: str | None = None, n: int = 0) -> ImageOutcome:
     """Load ``path``, run ``cfg.stack`` on it and write the requested outputs.
 
     Raises:
@@ -186,42 +269,8 @@ def process_image(path: str, cfg: RunConfig, *, index: int = 0) -> ImageOutcome:
     image = load_image(path, cfg.load)
     x = to_tensor(image, scale=cfg.load.scale, device=cfg.device)
     report = plan(tuple(x.shape), cfg.stack, kernels_dir=cfg.kernels_dir)
-    n = len(report.stages)
-    select_stages(cfg.stages, n, "all")  # validate --stages even when nothing is written
-    shown = select_stages(cfg.stages, n, "last") if cfg.output else []
-    per_stage = select_stages(cfg.stages, n, "all") if cfg.out_dir else []
-    saved = select_stages(cfg.stages, n, "all") if cfg.save else []
-    inputs = [path]
-    # Check every destination before computing, so a clash costs nothing and writes nothing.
-    if cfg.output:
-        check_output(cfg.output, force=cfg.force, inputs=inputs)
-    if cfg.save:
-        check_output(cfg.save, force=cfg.force, inputs=inputs)
-    spatial = {row.index for row in report.stages if len(row.out_shape) == 4}
-    for row in report.stages:
-        if row.index in per_stage and row.index in spatial:
-            check_output(stage_file(cfg, path, row.index, row.op, index), force=cfg.force, inputs=inputs)
-    keep = set(shown) | set(per_stage) | set(saved)
-    ctx = OpContext(device=cfg.device, seed=cfg.seed, kernels_dir=cfg.kernels_dir,
-                    allow_torchscript=cfg.allow_torchscript)
-    results = run_stack(x, report, ctx, keep=keep, input_labels=image.channel_names)
-    outputs: list[str] = []
-    label = image.header.path
-    if cfg.output:
-        picked = [r for r in results if r.index in shown and _spatial(r)]
-        if not picked:
-            raise OutputError("the selected stages have no spatial maps to draw (flatten/linear); pick others "
-                              "with --stages", path=cfg.output)
-        pic = _picture(picked, cfg, image, f"{label} · {' -> '.join(r.op for r in results)}")
-        outputs.append(str(save_png(pic, cfg.output, metadata=_metadata(cfg, label, picked), force=cfg.force,
-                                    inputs=inputs)))
-    if cfg.out_dir:
-        for r in results:
-            if r.index in per_stage and _spatial(r):
-                dest = stage_file(cfg, path, r.index, r.op, index)
-                pic = _picture([r], cfg, image, f"{label} · s{r.index} {r.spec}")
-                outputs.append(str(save_png(pic, dest, metadata=_metadata(cfg, label, [r]), force=cfg.force,
-                                            inputs=inputs)))
-    if cfg.save:
-        outputs.append(_save_raw(results, saved, cfg, inputs))
-    return ImageOutcome(label, tuple(x.shape), report, results, outputs, time.perf_counter() - t0)
+    dest = destinations(cfg, report, path, stem=stem, n=n)
+    check_destinations(dest, cfg, path)
+    results = run_stack(x, report, op_context(cfg), keep=dest.keep, input_labels=image.channel_names)
+    outputs = write_outputs(dest, cfg, image, results)
+    return ImageOutcome(image.header.path, tuple(x.shape), report, results, outputs, time.perf_counter() - t0)

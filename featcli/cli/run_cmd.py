@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,11 +25,12 @@ from featcli.cli.common import (
 from featcli.enums import Alpha, Channels, KernelMode, Norm, PaddingMode, Scale
 
 if TYPE_CHECKING:
-    from featcli.runner import ImageOutcome
+    from featcli.runner import ImageOutcome, RunConfig
 
 _K = "Kernels and stages"
 _O = "Outputs"
 _G = "Grid look"
+_B = "Batches"
 
 
 def split_args(args: list[str]) -> tuple[list[str], list[str]]:
@@ -105,9 +106,25 @@ def run_command(
         rich_help_panel=_O)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs (never an input).",
                                         rich_help_panel=_O)] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout instead of the table.",
-                                          rich_help_panel=_O)] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table.", rich_help_panel=_O)] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", "--jsonl", help="One JSON record per input on stdout (in input order, flushed as each ends).",
+        rich_help_panel=_O)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No table, progress bar or summary.",
+                                        rich_help_panel=_O)] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in sub-folders too.",
+                                            rich_help_panel=_B)] = False,
+    from_file: Annotated[str | None, typer.Option(
+        "--from-file", help="Also read input paths, one a line, from this file ('-' = stdin).",
+        rich_help_panel=_B)] = None,
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing", help="Skip inputs whose outputs all exist (resume an interrupted batch).",
+        rich_help_panel=_B)] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1024,
+                                            help="Stack up to N same-size images into one NCHW batch.",
+                                            rich_help_panel=_B)] = 8,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64,
+                                         help="Threads for decoding and, separately, for encoding.",
+                                         rich_help_panel=_B)] = 2,
     norm: Annotated[Norm, typer.Option("--norm", help="Colour scaling: per-map, stage, symmetric, percentile.",
                                        rich_help_panel=_G, case_sensitive=False)] = Norm.PER_MAP,
     cmap: Annotated[str | None, typer.Option(
@@ -137,18 +154,25 @@ def run_command(
     from featcli.errors import UsageError
 
     inputs, stage_texts = split_args(list(args))
-    if not inputs:
-        raise UsageError("no input image given (the first argument must be an image file or '-')")
-    if len(inputs) > 1 and (output or save):
-        raise UsageError("-o/--save name one file; with several images use --out-dir")
+    if not inputs and not from_file:
+        raise UsageError("no input image given (the first argument must be an image, folder, glob or '-')")
 
     import torch
 
+    from featcli.batch import discover
     from featcli.devices import resolve_device
     from featcli.pipeline import build_stack
     from featcli.render import GridOptions, check_cmap
-    from featcli.runner import RunConfig, process_image, validate_outputs
+    from featcli.runner import RunConfig, is_template, validate_outputs
 
+    paths = discover(inputs, recursive=recursive, from_file=from_file)
+    if not paths:
+        raise UsageError("no images found in the given inputs")
+    single = len(paths) == 1 and inputs == paths and not from_file
+    for opt, value in (("-o", output), ("--save", save)):
+        if value and not single and not is_template(value):
+            raise UsageError(f"{opt} names one file; with several images use a template such as "
+                             f"out/{{stem}}{Path(value).suffix or '.png'} or --out-dir")
     if threads:
         torch.set_num_threads(threads)
     stack = build_stack(stage_texts, kernels=kernel or [], pools=pool or [], kernel_mode=kernel_mode,
@@ -171,14 +195,77 @@ def run_command(
         command=command_line(),
     )
     validate_outputs(cfg)
-    for i, path in enumerate(inputs):
-        outcome = process_image(path, cfg, index=i)
+    if single and not skip_existing:
+        _run_one(paths[0], cfg, as_json, quiet)
+    else:
+        _run_many(paths, cfg, as_json=as_json, quiet=quiet, skip_existing=skip_existing, batch_size=batch_size,
+                  workers=workers)
+
+
+def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
+    """One image: errors propagate (one line, exit 1); the table or one JSON record."""
+    from featcli.runner import process_image
+
+    outcome = process_image(path, cfg)
+    if as_json:
+        print_json({**outcome.record(), "device": str(cfg.device)})
+    elif not quiet:
+        _print_table(outcome)
+
+
+def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, skip_existing: bool,
+              batch_size: int, workers: int) -> None:
+    """A batch: progress on stderr (terminal only), records in order, a summary, exit 1 if any failed."""
+    import contextlib
+
+    from featcli.batch import Record, run_batch
+    from featcli.cli.app import report_error
+    from featcli.cli.common import err_console
+
+    con = err_console()
+    progress: Any = None
+    task: Any = None
+    show_progress = not quiet and con.is_terminal
+
+    def emit(rec: Record) -> None:
+        if rec.status == "failed":
+            report_error(rec.error or rec.path)
         if as_json:
-            record = outcome.record()
-            record["device"] = str(cfg.device)
-            print_json(record)
-        elif not quiet:
-            _print_table(outcome)
+            print_json(rec.to_json())
+        elif not quiet and rec.status == "ok" and not show_progress:
+            out_console().print(f"ok {rec.path} -> {', '.join(rec.data.get('outputs', [])) or 'no files'}",
+                                highlight=False)
+        if progress is not None:
+            progress.advance(task)
+
+    stack = contextlib.ExitStack()
+    if show_progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        progress = stack.enter_context(Progress(
+            TextColumn("[bold]featcli run"), BarColumn(), MofNCompleteColumn(), _rate_column(),
+            TimeRemainingColumn(), console=con, transient=True))
+        task = progress.add_task("run", total=len(paths))
+    with stack:
+        summary = run_batch(paths, cfg, emit=emit, batch_size=batch_size, workers=workers,
+                            skip_existing=skip_existing)
+    if not quiet or summary.failed:
+        con.print(summary.line(), highlight=False)
+    if summary.interrupted:
+        raise typer.Exit(130)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _rate_column() -> Any:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:.1f} img/s" if task.speed else "- img/s", style="cyan")
+
+    return RateColumn()
 
 
 def _fmt(v: float) -> str:
