@@ -495,6 +495,21 @@ class _Layout:
         return self.pad + c * (self.cell[0] + self.pad), self.pad + self.top + r * (self.cell[1] + self.pad)
 
 
+def _wrap(text: str, size: int, width: int, lines: int = 2) -> list[str]:
+    """Greedy word wrap into at most ``lines`` lines (the last one is cut with an ellipsis when drawn)."""
+    font, out, words = _font(size), [""], text.split(" ")
+    for i, word in enumerate(words):
+        trial = f"{out[-1]} {word}" if out[-1] else word
+        if out[-1] and font.getlength(trial) > width:
+            if len(out) == lines:
+                out[-1] = " ".join([out[-1], *words[i:]])
+                break
+            out.append(word)
+        else:
+            out[-1] = trial
+    return out
+
+
 def _font_px(options: GridOptions, tile_px: int) -> int:
     return options.font_px or max(11, min(24, round(tile_px / 19)))
 
@@ -510,7 +525,9 @@ def _layout(
     bar = options.colorbar and not shared
     cell_h = line + line2 + 2 + tile_h + (6 + max(6, fs2 // 2) + line2 if bar else 0)
     cols = min(options.columns or max(1, round(math.sqrt(n * cell_h / cell_w))), n)
-    top = round(fs * 1.9) if options.title else 0
+    inner = cols * cell_w + (cols - 1) * max(8, fs)
+    title_lines = len(_wrap(options.title, round(fs * 1.35), inner)) if options.title else 0
+    top = round(fs * 1.35 * 1.3) * title_lines + fs // 2 if title_lines else 0
     foot = (2 * line2 + max(8, fs2) + 4 + fs // 2 if options.colorbar and shared else 0) + (
         line2 if footer else 0
     )
@@ -587,7 +604,9 @@ def render_grid(
     lay = _layout(sizes, _font_px(opts, tile_px), opts, shared, bool(dropped))
     pt = _Painter(lay.size, _font_px(opts, tile_px), [s.cmap for s in scales])
     if opts.title:
-        pt.text((lay.pad, lay.pad), opts.title, lay.size[0] - 2 * lay.pad, size=round(pt.fs * 1.35))
+        tsize, width = round(pt.fs * 1.35), lay.size[0] - 2 * lay.pad
+        for i, line in enumerate(_wrap(opts.title, tsize, width)):
+            pt.text((lay.pad, lay.pad + i * round(tsize * 1.3)), line, width, size=tsize)
     first = 0 if img is None else 1
     if img is not None:
         _draw_caption(pt, lay.origin(0), lay.cell[0], input_label, f"{img.shape[0]}x{img.shape[1]}")
