@@ -67,7 +67,6 @@ def test_info_many_with_one_bad(runner: CliRunner, tmp_path: Path) -> None:
     ("make", "message"),
     [
         (lambda p: None, "no such file"),
-        (lambda p: p.mkdir(), "is a directory"),
         (lambda p: p.write_bytes(b""), "file is empty"),
         (lambda p: p.write_text("text"), "not an image"),
     ],
@@ -80,6 +79,19 @@ def test_info_bad_input_one_line_exit_1(runner: CliRunner, tmp_path: Path, make,
     assert message in res.stderr and str(p) in res.stderr
     assert "Traceback" not in res.output
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_info_empty_folder_is_usage_error(runner: CliRunner, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["info", str(tmp_path)])
+    assert res.exit_code == 2 and "no images found" in res.output
+
+
+def test_info_folder_recursive(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    Image.new("RGB", (3, 2)).save(tmp_path / "sub" / "a.png")
+    res = runner.invoke(app, ["info", str(tmp_path), "--jsonl", "--recursive"])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(x)["width"] for x in res.stdout.splitlines()] == [3]
 
 
 def test_info_bomb_option(runner: CliRunner, tmp_path: Path) -> None:

@@ -25,10 +25,15 @@ from featcli.errors import FeatcliError
 
 @app.command("info")
 def info_command(
-    images: Annotated[list[str], typer.Argument(help="Image files ('-' reads one from stdin).", show_default=False)],
+    images: Annotated[list[str] | None, typer.Argument(
+        help="Image files, folders or globs ('-' reads one image from stdin).", show_default=False)] = None,
     pixels: Annotated[int, typer.Option("--pixels", "-p", min=0, max=64,
                                         help="Also print the top-left NxN values of every channel.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", "--jsonl", help="One JSON object per image and line on stdout.")]
+        = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in sub-folders too.")] = False,
+    from_file: Annotated[str | None, typer.Option(
+        "--from-file", help="Also read image paths, one a line, from this file ('-' = stdin).")] = None,
     channels: ChannelsOpt = Channels.RGB,
     alpha: AlphaOpt = Alpha.DROP,
     background: BackgroundOpt = "white",
@@ -41,15 +46,23 @@ def info_command(
 
     Example: featcli info samples/shapes.png --pixels 5
     """
+    from featcli.batch import discover
+    from featcli.errors import UsageError
     from featcli.info import describe
 
+    if not images and not from_file:
+        raise UsageError("no image given")
     opts = load_options(channels, alpha, background, scale, max_side, frame, max_pixels)
+    paths = discover(images or [], recursive=recursive, from_file=from_file)
+    if not paths:
+        raise UsageError("no images found in the given inputs")
+    single = paths == images and len(paths) == 1
     failed = 0
-    for i, path in enumerate(images):
+    for i, path in enumerate(paths):
         try:
             record = describe(path, opts, pixels=pixels)
         except FeatcliError as exc:
-            if len(images) == 1:
+            if single:
                 raise
             failed += 1
             report_error(str(exc))
@@ -61,7 +74,7 @@ def info_command(
         else:
             _print_record(record, first=i == 0)
     if failed:
-        report_error(f"{failed} of {len(images)} images failed")
+        report_error(f"{failed} of {len(paths)} images failed")
         raise typer.Exit(1)
 
 
