@@ -292,7 +292,8 @@ def _gabor(p: Params, what: str) -> Matrix:
         for x in range(-xmax, xmax + 1):
             xr, yr = x * c + y * s, -x * s + y * c
             # Stored flipped, as OpenCV does, so the result equals cv2.getGaborKernel exactly.
-            grid[ymax - y][xmax - x] = math.exp(ex * xr * xr + ey * yr * yr) * math.cos(2 * math.pi / lam * xr + psi)
+            envelope = math.exp(ex * xr * xr + ey * yr * yr)
+            grid[ymax - y][xmax - x] = envelope * math.cos(2 * math.pi / lam * xr + psi)
     return tuple(tuple(row) for row in grid)
 
 

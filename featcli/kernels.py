@@ -21,9 +21,9 @@ Only the standard library is imported at module level; numpy (``.npy``) and torc
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
-import math
 import os
 import re
 import sys
@@ -109,10 +109,8 @@ class Kernel:
         return self.factors is not None
 
     def with_weights(self, weights: Matrix, **changes: Any) -> Kernel:
-        fields = {"name": self.name, "description": self.description, "tags": self.tags,
-                  "source": self.source, "normalisation": self.normalisation, "origin": self.origin}
-        fields.update(changes)
-        return Kernel(weights=weights, **fields)
+        """A copy with new weights (validated again) and any other fields changed."""
+        return dataclasses.replace(self, weights=weights, **changes)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready description (``featcli kernels show --json``)."""
@@ -120,7 +118,8 @@ class Kernel:
         return {
             "name": self.name, "shape": list(self.shape), "weights": [list(r) for r in self.weights],
             "sum": self.sum, "min": self.min, "max": self.max, "zero_sum": self.is_zero_sum,
-            "separable": f is not None, "factors": None if f is None else {"column": list(f[0]), "row": list(f[1])},
+            "separable": f is not None,
+            "factors": None if f is None else {"column": list(f[0]), "row": list(f[1])},
             "description": self.description, "tags": list(self.tags), "source": self.source,
             "normalisation": self.normalisation, "origin": self.origin,
         }
@@ -308,7 +307,8 @@ def _resolve_spec(name: str, args: str, ref: str, lib: dict[str, Kernel]) -> Ker
         params, options = kf.parse_params(args, fam.params, what=ref)
         label = _canonical(lname, params, options)
         angle = params.pop("angle", None)
-        k = Kernel(label, fam.build(params, ref), fam.description, fam.tags, fam.source, fam.default_norm, "family")
+        k = Kernel(label, fam.build(params, ref), fam.description, fam.tags, fam.source, fam.default_norm,
+                   "family")
         return _apply_options(k, {} if angle is None else {"angle": angle}, options, label)
     base_name = kf.ROTATABLE.get(lname, lname)
     if base_name not in lib and base_name.lower() in lib:
@@ -384,8 +384,9 @@ def _learned(text: str, allow_torchscript: bool) -> list[Kernel] | LearnedWeight
     if lw.weight.ndim == 4:
         return lw
     if lw.weight.ndim == 2:
-        return [Kernel(lw.label, lw.weight.tolist(), origin=lw.path)]
-    return [Kernel(f"{lw.label}[{i}]", m, origin=lw.path) for i, m in enumerate(lw.weight.tolist())]
+        return [Kernel(lw.label, kf.as_matrix(lw.weight.tolist(), what=text), origin=lw.path)]
+    return [Kernel(f"{lw.label}[{i}]", kf.as_matrix(m, what=text), origin=lw.path)
+            for i, m in enumerate(lw.weight.tolist())]
 
 
 def _pick_toml(p: Path, name: str | None) -> Kernel:
@@ -397,7 +398,8 @@ def _pick_toml(p: Path, name: str | None) -> Kernel:
     for k in ks:
         if k.name == name:
             return k
-    raise KernelError(f"holds kernels {', '.join(k.name for k in ks)}; pick one with FILE.toml:NAME", path=str(p))
+    names = ", ".join(k.name for k in ks)
+    raise KernelError(f"holds kernels {names}; pick one with FILE.toml:NAME", path=str(p))
 
 
 def resolve(ref: str, *, kernels_dir: str | None = None, allow_torchscript: bool = False) -> Kernel:
@@ -417,7 +419,8 @@ def resolve(ref: str, *, kernels_dir: str | None = None, allow_torchscript: bool
 
 
 # --- kernels meet images ---------------------------------------------------------------------------
-def _plan(refs: Sequence[str], kernels_dir: str | None, allow_torchscript: bool) -> list[Kernel] | LearnedWeight:
+def _plan(refs: Sequence[str], kernels_dir: str | None, allow_torchscript: bool
+          ) -> list[Kernel] | LearnedWeight:
     """The kernels of one stage, padded to a common size, or its single learned 4-D layer."""
     refs = [refs] if isinstance(refs, str) else list(refs)
     if not refs:

@@ -198,7 +198,7 @@ def _npy_header(fh: Any, available: int, *, what: str) -> tuple[tuple[int, ...],
         raise WeightsError(f"{what}: not a valid .npy array ({exc})") from None
     dtype = np.dtype(dtype)
     if dtype.hasobject or dtype.kind not in "biufc":
-        raise WeightsError(f"{what}: dtype {dtype} holds Python objects or records; featcli loads numbers only")
+        raise WeightsError(f"{what}: dtype {dtype} holds Python objects or records; featcli loads numbers")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > MAX_TENSOR_BYTES:
         raise WeightsError(f"{what}: {list(shape)} {dtype} is {nbytes:,} bytes, above the "
@@ -222,7 +222,8 @@ def read_npy(path: str | Path) -> np.ndarray[Any, Any]:
         size = p.stat().st_size
         with p.open("rb") as fh:
             _npy_header(fh, size, what=what)
-        return np.load(p, allow_pickle=False)
+        arr: np.ndarray[Any, Any] = np.load(p, allow_pickle=False)
+        return arr
     except WeightsError:
         raise
     except (OSError, ValueError) as exc:
@@ -231,7 +232,6 @@ def read_npy(path: str | Path) -> np.ndarray[Any, Any]:
 
 def _npz_entries(p: Path) -> dict[str, _Entry]:
     import numpy as np
-    import torch
 
     entries: dict[str, _Entry] = {}
     with zipfile.ZipFile(p) as zf:
@@ -285,8 +285,8 @@ def _torch_load(p: Path, fmt: str) -> Any:
         if glob or (op and int(op.group(1)) in _OBJECT_OPCODES):
             found = f" (it refers to {glob.group(1)})" if glob else ""
             raise WeightsError(
-                f"{p}: the file contains code or objects featcli will not load{found}; featcli loads only "
-                "tensors, numbers, strings and plain containers (save model.state_dict(), or use .safetensors)"
+                f"{p}: the file contains code or objects featcli will not load{found}; featcli loads "
+                "only tensors, numbers, strings and plain containers (save a state_dict, or .safetensors)"
             ) from None
         what = f"unsupported pickle opcode {op.group(1)}" if op else _torch_reason(exc)
         raise WeightsError(f"{p}: not a PyTorch checkpoint featcli can read safely ({what})") from None
@@ -380,7 +380,7 @@ def load_entries(path: str | Path, *, allow_torchscript: bool = False) -> tuple[
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                obj: Any = torch.jit.load(str(p), map_location="cpu").state_dict()
+                obj: Any = torch.jit.load(str(p), map_location="cpu").state_dict()  # type: ignore[no-untyped-call]
         except Exception as exc:  # noqa: BLE001
             raise WeightsError(f"{p}: cannot load TorchScript archive ({_torch_reason(exc)})") from None
     else:
@@ -391,8 +391,12 @@ def load_entries(path: str | Path, *, allow_torchscript: bool = False) -> tuple[
     for key, t in flat.items():
         short = _strip(key)
         name = short if short not in flat and short not in entries else key
-        entries[name] = _Entry(tuple(t.shape), str(t.dtype).removeprefix("torch."), lambda t=t: t)
+        entries[name] = _Entry(tuple(t.shape), str(t.dtype).removeprefix("torch."), _constant(t))
     return fmt, entries
+
+
+def _constant(t: Any) -> Callable[[], Any]:
+    return lambda: t
 
 
 def _safetensors_entries(p: Path) -> dict[str, _Entry]:
@@ -451,7 +455,8 @@ def _select(path: str, key: str | None, entries: dict[str, _Entry]) -> str:
             raise WeightsError(f"{path}: no key matches {key!r}; conv weights: {listing or 'none'}")
         raise WeightsError(f"{path}: {len(matches)} keys match {key!r}, pick one: "
                            + ", ".join(_describe(k, entries[k]) for k in matches[:20]))
-    for cand in (key, _strip(key), *(_strip(key[len(w) + 1 :]) for w in _WRAPPERS if key.startswith(w + "."))):
+    unwrapped = [_strip(key[len(w) + 1 :]) for w in _WRAPPERS if key.startswith(w + ".")]
+    for cand in (key, _strip(key), *unwrapped):
         if cand in entries:
             return cand
     close = difflib.get_close_matches(key, list(entries), n=3)
@@ -510,17 +515,17 @@ def inspect_file(path: str | Path, *, allow_torchscript: bool = False, include_a
         if problem is not None and not include_all:
             continue
         lo = hi = None
-        dtype = e.dtype
-        if 0 < math.prod(e.shape) and e.dtype.removeprefix("torch.").startswith(("float", "bfloat", "int", "uint")):
+        numeric = e.dtype.startswith(("float", "bfloat", "int", "uint"))
+        if numeric and 0 < math.prod(e.shape) and math.prod(e.shape) * 4 <= MAX_TENSOR_BYTES:
             t = e.load().detach()
-            if t.layout == torch.strided and not t.is_quantized and math.prod(e.shape) * 4 <= MAX_TENSOR_BYTES:
+            if t.layout == torch.strided and not t.is_quantized:
                 t = t.to(torch.float64)
                 lo, hi = float(t.min()), float(t.max())
                 if not (math.isfinite(lo) and math.isfinite(hi)) or bool(torch.isnan(t).any()):
                     problem = problem or "holds NaN or Inf values"
                     lo = hi = None
         note = problem or _usage(e.shape)
-        infos.append(TensorInfo(key, e.shape, dtype.removeprefix("torch."), lo, hi, problem is None, note))
+        infos.append(TensorInfo(key, e.shape, e.dtype, lo, hi, problem is None, note))
     return infos
 
 

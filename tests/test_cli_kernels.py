@@ -52,7 +52,7 @@ def test_list_json_and_tag(runner: CliRunner) -> None:
 
 
 def test_user_kernels_dir(runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (tmp_path / "ridge.toml").write_text('name = "ridge"\nweights = [[-1, 2, -1]]\ndescription = "my ridge"\n')
+    (tmp_path / "ridge.toml").write_text('name = "ridge"\nweights = [[-1, 2, -1]]\ndescription = "my ridge"')
     assert "ridge" in _ok(runner, "list", "--kernels-dir", str(tmp_path))
     assert "ridge" not in _ok(runner, "list")
     assert "my ridge" in _ok(runner, "show", "ridge", "--kernels-dir", str(tmp_path))

@@ -188,7 +188,8 @@ def test_log_family_matches_fspecial_formula() -> None:
     s = 0.5
     h = [[math.exp(-(i * i + j * j) / (2 * s * s)) for j in (-1, 0, 1)] for i in (-1, 0, 1)]
     tot = sum(map(sum, h))
-    h1 = [[h[a][b] / tot * ((a - 1) ** 2 + (b - 1) ** 2 - 2 * s * s) / s**4 for b in range(3)] for a in range(3)]
+    h1 = [[h[a][b] / tot * ((a - 1) ** 2 + (b - 1) ** 2 - 2 * s * s) / s**4 for b in range(3)]
+          for a in range(3)]
     mean = sum(map(sum, h1)) / 9
     assert _close(k.weights, [[v - mean for v in r] for r in h1], 1e-12)
     assert k.is_zero_sum and k.weights[1][1] < 0
@@ -205,7 +206,9 @@ def test_dog_family() -> None:
 
 def test_gabor_family_theta0() -> None:
     k = resolve("gabor:theta=0,sigma=1,lambda=4,gamma=1,size=3")
-    expect = [[math.exp(-(x * x + y * y) / 2) * math.cos(math.pi / 2 * x) for x in (1, 0, -1)] for y in (1, 0, -1)]
+    # OpenCV stores the kernel flipped: row 0 is y = +1, column 0 is x = +1.
+    expect = [[math.exp(-(x * x + y * y) / 2) * math.cos(math.pi / 2 * x) for x in (1, 0, -1)]
+              for y in (1, 0, -1)]
     assert _close(k.weights, expect)
 
 
@@ -259,8 +262,7 @@ def test_norm_option() -> None:
     assert _close(s.weights, [[-0.25, 0, 0.25], [-0.5, 0, 0.5], [-0.25, 0, 0.25]])
     assert s.normalisation == "signed"
     assert _close(resolve("sharpen:norm=sum").weights, EXPECTED["sharpen"])
-    k = resolve("[[1,2,1]]:norm=1") if False else resolve("gaussian3:norm=none")
-    assert k.normalisation == "none"
+    assert resolve("gaussian3:norm=none").normalisation == "none"
     assert _close(resolve("emboss:norm=signed").weights,
                   [[-0.5, -0.25, 0], [-0.25, 0.2, 0.2], [0, 0.2, 0.4]])
     assert kf.normalise(((1.0, 2.0, 1.0),), "auto", what="k") == ((0.25, 0.5, 0.25),)

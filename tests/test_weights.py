@@ -8,18 +8,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from featcli.enums import KernelMode
 from featcli.errors import KernelError, ShapeError, WeightsError
 from featcli.kernels import conv_weight, conv_weight_shape, expand, resolve
 from featcli.weights import inspect_file, is_weights_ref, load_weight, split_ref
 
-torch = pytest.importorskip("torch")
-np = pytest.importorskip("numpy")
 
-
-class SmallCNN(torch.nn.Module):  # type: ignore[misc]
+class SmallCNN(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv1 = torch.nn.Conv2d(3, 8, 3)
@@ -28,13 +27,16 @@ class SmallCNN(torch.nn.Module):  # type: ignore[misc]
         self.fc = torch.nn.Linear(4, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv2(torch.relu(self.bn1(self.conv1(x)))).mean((2, 3)))
+        out: torch.Tensor = self.fc(self.conv2(torch.relu(self.bn1(self.conv1(x)))).mean((2, 3)))
+        return out
 
 
 @pytest.fixture(scope="module")
 def net() -> SmallCNN:
     torch.manual_seed(0)
-    return SmallCNN().eval()
+    net = SmallCNN()
+    net.eval()
+    return net
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def files(tmp_path_factory: pytest.TempPathFactory, net: SmallCNN) -> Path:
     torch.save(sd, d / "legacy.pt", _use_new_zipfile_serialization=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script is deprecated, still loadable
-        torch.jit.script(net).save(str(d / "scripted.pt"))
+        torch.jit.script(net).save(str(d / "scripted.pt"))  # type: ignore[no-untyped-call]
     np.save(d / "conv.npy", sd["conv1.weight"].numpy())
     np.savez(d / "two.npz", a=sd["conv1.weight"].numpy(), b=sd["conv2.weight"].numpy().astype(np.float16))
     np.savez(d / "one.npz", only=sd["conv2.weight"].numpy())
@@ -60,7 +62,7 @@ def test_state_dict_zip(files: Path, net: SmallCNN) -> None:
     lw = load_weight(f"{files}/sd.pt:conv1.weight")
     assert lw.format == "torch" and lw.key == "conv1.weight" and lw.shape == (8, 3, 3, 3)
     torch.testing.assert_close(lw.weight, net.conv1.weight.detach())
-    assert lw.bias_key == "conv1.bias"
+    assert lw.bias_key == "conv1.bias" and net.conv1.bias is not None
     torch.testing.assert_close(lw.bias, net.conv1.bias.detach())
     assert lw.label == "conv1" and lw.source_dtype == "float32"
     nob = load_weight(f"{files}/sd.pt:conv2.weight")

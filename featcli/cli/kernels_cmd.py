@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
 
 import typer
 
@@ -50,8 +50,9 @@ def _fmt(v: float) -> str:
 
 @kernels_app.command("list")
 def list_command(
-    tag: Annotated[str | None, typer.Option("--tag", "-t", show_default=False,
-                                            help="Only kernels with this tag (edge, blur, sharpen, ...).")] = None,
+    tag: Annotated[str | None, typer.Option(
+        "--tag", "-t", show_default=False, help="Only kernels with this tag (edge, blur, sharpen, ...)."
+    )] = None,
     as_json: JsonOpt = False,
     kernels_dir: KernelsDirOpt = None,
 ) -> None:
@@ -82,7 +83,8 @@ def list_command(
     if ks:
         table = Table(title="Named kernels", title_justify="left")
         for col in ("name", "size", "tags", "sum", "description"):
-            table.add_column(col, no_wrap=col in ("name", "size"), justify="right" if col == "sum" else "left")
+            table.add_column(col, no_wrap=col in ("name", "size"),
+                             justify="right" if col == "sum" else "left")
         for k in ks:
             origin = "" if k.origin == "built-in" else f" ({k.origin})"
             table.add_row(Text(k.name), f"{k.shape[0]}x{k.shape[1]}", Text(", ".join(k.tags)),
@@ -173,10 +175,10 @@ def show_command(
                 con.print(Text(f"({k.shape[0]}x{k.shape[1]} is too large to print; see --json or --png)"))
             con.print(_summary(k))
     if png is not None:
-        err_console().print(Text(f"wrote {png}"), highlight=False)
+        err_console().print(f"wrote {png}", highlight=False, markup=False)
 
 
-def _response(weights: Any, image: Any, border: str) -> Any:
+def _response(weights: Any, image: Any, border: Literal["edge", "constant"]) -> Any:
     """Same-size cross-correlation (anchor kh//2, kw//2) with numpy, as conv2d and cv2.filter2D do it."""
     import numpy as np
 
@@ -239,10 +241,11 @@ def _write_png(kernels: list[Kernel], path: Path, *, force: bool, inputs: list[s
 
 @kernels_app.command("inspect")
 def inspect_command(
-    file: Annotated[Path, typer.Argument(metavar="FILE", show_default=False,
-                                         help="A checkpoint: .pt/.pth/.bin/.ckpt, .safetensors, .npy, .npz.")],
-    all_tensors: Annotated[bool, typer.Option("--all", "-a",
-                                              help="List every tensor, with why it is not a conv weight.")] = False,
+    file: Annotated[Path, typer.Argument(
+        metavar="FILE", show_default=False, help="A checkpoint: .pt .pth .bin .ckpt .safetensors .npy .npz"
+    )],
+    all_tensors: Annotated[bool, typer.Option(
+        "--all", "-a", help="List every tensor, with why it is not a conv weight.")] = False,
     as_json: JsonOpt = False,
     trust_torchscript: TrustOpt = False,
 ) -> None:
