@@ -151,3 +151,18 @@ def test_step_edge_orientation_as_documented() -> None:
         assert F.conv2d(step, conv_weight([ref], 1, KernelMode.SUM).weight).max() > 0
         assert F.conv2d(step, conv_weight([ref], 1, KernelMode.SUM).weight).min() == 0
     assert F.conv2d(step, conv_weight(["kirsch_w"], 1, KernelMode.SUM).weight).max() <= 0
+
+
+def test_step_edge_sample() -> None:
+    """samples/step_edge.png (dark left half, bright right half): sobel_x +4 on the edge, sobel_y 0."""
+    from PIL import Image
+
+    from featcli.resources import sample_path
+
+    with Image.open(sample_path("step_edge")) as im:
+        a = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+    x = torch.from_numpy(a)[None, None]
+    out = F.conv2d(x, conv_weight(["sobel_x", "sobel_y"], 1, KernelMode.SUM).weight)[0]
+    edge_cols = sorted({int(c) for c in torch.nonzero(out[0])[:, 1]})
+    assert edge_cols == [30, 31]  # the two valid windows that straddle the step between columns 31 and 32
+    assert torch.all(out[0][:, edge_cols] == 4.0) and torch.all(out[1] == 0)
