@@ -27,7 +27,6 @@ import fnmatch
 import math
 import re
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +230,8 @@ def read_npy(path: str | Path) -> np.ndarray[Any, Any]:
 
 
 def _npz_entries(p: Path) -> dict[str, _Entry]:
+    import zipfile
+
     import numpy as np
 
     entries: dict[str, _Entry] = {}
@@ -298,6 +299,8 @@ def _torch_load(p: Path, fmt: str) -> Any:
 
 def detect_format(p: Path) -> str:
     """``npy``, ``npz``, ``torchscript``, ``torch`` (zip), ``safetensors`` or ``torch-legacy``, by content."""
+    import zipfile
+
     with p.open("rb") as fh:
         head = fh.read(16)
     if head.startswith(b"\x93NUMPY"):

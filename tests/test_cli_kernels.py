@@ -75,6 +75,11 @@ def test_show_specs(runner: CliRunner, ref: str) -> None:
     _ok(runner, "show", ref)
 
 
+def test_show_matrix_starting_with_minus(runner: CliRunner) -> None:
+    d = json.loads(_ok(runner, "show", "--json", "--", "-1 0 1; -2 0 2; -1 0 1"))
+    assert d["weights"] == [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]] and d["name"] == "inline3x3"
+
+
 def test_show_json(runner: CliRunner) -> None:
     d = json.loads(_ok(runner, "show", "sobel:angle=90", "--json"))
     assert d["weights"] == [[-1, -2, -1], [0, 0, 0], [1, 2, 1]]

@@ -147,6 +147,8 @@ def show_command(
 ) -> None:
     """Show a kernel: its weights (signs coloured), sum, range, zero-sum, separability.
 
+    A matrix that starts with a minus sign goes after --: featcli kernels show -- "-1 0 1; -2 0 2; -1 0 1"
+
     Example: featcli kernels show sobel:angle=45 --png sobel45.png
     """
     from featcli.kernels import expand
