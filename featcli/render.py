@@ -299,7 +299,7 @@ def _prepare(tile: Tile, tile_px: int, options: GridOptions) -> _Prepared:
             # Integer box mean in numpy does the bulk; Pillow's BOX filter does the fractional rest.
             small = _box_reduce(a, max(1, max(a.shape) // tile_px), options.reduce == "peak")
             if small.shape != (dh, dw):
-                small = np.asarray(Image.fromarray(small, "F").resize((dw, dh), Image.Resampling.BOX))
+                small = np.asarray(Image.fromarray(small).resize((dw, dh), Image.Resampling.BOX))
     return _Prepared(tile.label, tile.stage, (a.shape[0], a.shape[1]), lo, hi, nonfinite, small, pct)
 
 
