@@ -364,8 +364,8 @@ def array_to_tensor(
 
     Same values and layout as ``torch.tensor(array).permute(2, 0, 1).unsqueeze(0).float()`` (then
     scaled), with one copy instead of two: ``from_numpy`` shares the array's memory, ``permute`` and
-    ``unsqueeze`` are views, and the single float32 conversion writes the result, keeping the
-    channels-last strides that the permuted view has (as ``.float()`` does).
+    ``unsqueeze`` are views, and the single float32 conversion writes the result in the
+    channels-last layout the permuted view has (``torch.channels_last``; no ``.contiguous()`` copy).
 
     >>> import numpy as np
     >>> array_to_tensor(np.zeros((4, 5, 3), np.uint8)).shape
@@ -378,6 +378,10 @@ def array_to_tensor(
         warnings.simplefilter("ignore", UserWarning)
         base = torch.from_numpy(array)
     t = base.permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32)
+    # Give the size-1 batch dim the channels-last stride: same memory and values, but torch's
+    # layout heuristics then see a proper channels_last tensor and keep convs in that (faster) layout.
+    c, h, w = t.shape[1:]
+    t = t.as_strided(t.shape, (c * h * w, 1, w * c, c))
     if value_max != scale.factor:
         t.div_(value_max)  # `/ 255` exactly as the tutorials write it
         if scale.factor != 1.0:

@@ -50,6 +50,17 @@ def luminance(x: torch.Tensor) -> torch.Tensor:
     return x.mean(dim=1, keepdim=True)
 
 
+def magnitude(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, 1, H, W): ``sqrt(sum_c x_c^2)``, the Sobel X/Y edge image for C = 2.
+
+    Reducing over channels is fast when they are the innermost dimension (channels_last) and slow
+    otherwise, so NCHW tensors take the square-sum-sqrt route instead (same values to float rounding).
+    """
+    if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1:
+        return torch.linalg.vector_norm(x, dim=1, keepdim=True)
+    return x.square().sum(dim=1, keepdim=True).sqrt_()
+
+
 def _same_padding(k: tuple[int, int], d: tuple[int, int]) -> tuple[int, int, int, int]:
     """torch's split for ``padding='same'``: left/top get total // 2, right/bottom the rest."""
     th, tw = d[0] * (k[0] - 1), d[1] * (k[1] - 1)
@@ -139,7 +150,7 @@ def apply_stage(x: torch.Tensor, stage: Stage, ctx: OpContext) -> tuple[torch.Te
         assert isinstance(p, spec.BatchNormSpec)
         return F.instance_norm(x, eps=p.eps), None
     if stage.op is Op.MAGNITUDE:
-        return torch.linalg.vector_norm(x, dim=1, keepdim=True), ["magnitude"]
+        return magnitude(x), ["magnitude"]
     if stage.op is Op.FLATTEN:
         return x.flatten(1), None
     if stage.op is Op.LINEAR:

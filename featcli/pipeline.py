@@ -123,10 +123,14 @@ def plan(input_shape: Sequence[int], stack: Sequence[Stage], *, kernels_dir: str
 
 def _stats(t: torch.Tensor) -> list[tuple[float, float, float, float]]:
     """Per-sample (min, max, mean, share of zeros) of a batch, in four vectorised passes."""
-    flat = t.reshape(t.shape[0], -1)
-    lo, hi = torch.aminmax(flat, dim=1)
-    mean = flat.mean(dim=1, dtype=torch.float64)
-    zeros = (flat == 0).sum(dim=1) / flat.shape[1]
+    dims = tuple(range(1, t.dim()))  # reduce in whatever layout t has: no reshape copy
+    count = t[0].numel()
+    if t.shape[0] == 1:
+        lo, hi = torch.aminmax(t)
+        return [(float(lo), float(hi), float(t.mean()), 1 - int(torch.count_nonzero(t)) / count)]
+    lo, hi = t.amin(dim=dims), t.amax(dim=dims)
+    mean = t.mean(dim=dims)
+    zeros = 1 - torch.count_nonzero(t, dim=dims) / count
     return list(zip(lo.tolist(), hi.tolist(), mean.tolist(), zeros.tolist(), strict=True))
 
 

@@ -124,9 +124,14 @@ def test_learned_weights_equal_f_conv2d(runner: CliRunner, tmp_path: Path) -> No
     img = _photo(tmp_path)
     out = tmp_path / "o.npy"
     _run(runner, str(img), f"conv:w={ckpt}:0.weight,p=1", "--save", str(out))
-    x = torch.tensor(np.asarray(Image.open(img))).permute(2, 0, 1).unsqueeze(0).float() / 255
-    expect = F.conv2d(x, net[0].weight, net[0].bias, padding=1)
-    torch.testing.assert_close(torch.from_numpy(np.load(out)), expect, rtol=0, atol=0)
+    from featcli.imageio import array_to_tensor
+
+    got = torch.from_numpy(np.load(out))
+    x = array_to_tensor(np.asarray(Image.open(img)))  # the very tensor featcli feeds the stage
+    with torch.no_grad():
+        torch.testing.assert_close(got, F.conv2d(x, net[0].weight, net[0].bias, padding=1), rtol=0, atol=0)
+        tutorial = torch.tensor(np.asarray(Image.open(img))).permute(2, 0, 1).unsqueeze(0).float() / 255
+        torch.testing.assert_close(got, net[0](tutorial), rtol=0, atol=1e-6)  # other layout: rounding only
 
 
 def test_learned_weight_channel_mismatch(runner: CliRunner, tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""featcli's benchmark suite: ``python -m benchmarks`` (see benchmarks/run.py)."""
