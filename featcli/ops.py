@@ -37,6 +37,7 @@ class OpContext:
     kernels_dir: str | None = None
     allow_torchscript: bool = False
     random_layers: int = 0  #: random layers made so far; the i-th is seeded with ``seed + i``
+    channel_names: list[str] | None = None  #: labels of the current tensor's channels (depthwise names)
 
 
 def luminance(x: torch.Tensor) -> torch.Tensor:
@@ -166,7 +167,9 @@ def _conv(x: torch.Tensor, p: spec.ConvSpec, ctx: OpContext) -> tuple[torch.Tens
     if p.w:
         from featcli.kernels import conv_weight
 
-        cw = conv_weight(p.w, x.shape[1], p.mode, kernels_dir=ctx.kernels_dir)
+        names = ctx.channel_names if ctx.channel_names and len(ctx.channel_names) == x.shape[1] else None
+        cw = conv_weight(p.w, x.shape[1], p.mode, kernels_dir=ctx.kernels_dir,
+                         allow_torchscript=ctx.allow_torchscript, channel_labels=names)
         if cw.gray:
             x = luminance(x)
         weight = cw.weight.to(device=x.device, dtype=x.dtype)

@@ -176,6 +176,7 @@ def run_stack_batch(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, kee
         for row in report.stages:
             _sync(ctx.device)
             t0 = time.perf_counter()
+            ctx.channel_names = labels
             try:
                 y, new_labels = apply_stage(x, row.resolved, ctx)
                 _sync(ctx.device)

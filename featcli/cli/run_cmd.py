@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -134,6 +135,9 @@ def run_command(
                                           rich_help_panel=_G)] = 64,
     tile_px: Annotated[int, typer.Option("--tile-px", min=16, max=4096, help="Longest side of a grid tile.",
                                          rich_help_panel=_G)] = 256,
+    reduce: Annotated[str, typer.Option(
+        "--reduce", help="Shrinking big maps for tiles: mean (box average) or peak (keeps thin edges visible).",
+        rich_help_panel=_G)] = "mean",
     show_input: Annotated[bool, typer.Option("--show-input", help="Put the input image first in the grid.",
                                              rich_help_panel=_G)] = False,
     device: DeviceOpt = "auto",
@@ -175,6 +179,10 @@ def run_command(
                              f"out/{{stem}}{Path(value).suffix or '.png'} or --out-dir")
     if threads:
         torch.set_num_threads(threads)
+    elif not single:
+        # Batches overlap decoding/encoding threads with compute: leave them a share of the cores
+        # (measured on 2 cores: 39 img/s with 1 torch thread vs 36 with 2).
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
     stack = build_stack(stage_texts, kernels=kernel or [], pools=pool or [], kernel_mode=kernel_mode,
                         padding=pad, stride=stride, padding_mode=padding_mode)
     cfg = RunConfig(
@@ -188,7 +196,8 @@ def run_command(
         out_dir=out_dir,
         name_template=name,
         stages=stages,
-        grid=GridOptions(norm=norm, cmap=check_cmap(cmap) if cmap else None, max_maps=max_maps, tile_px=tile_px),
+        grid=GridOptions(norm=norm, cmap=check_cmap(cmap) if cmap else None, max_maps=max_maps, tile_px=tile_px,
+                         reduce=reduce),  # type: ignore[arg-type]
         show_input=show_input,
         save=save,
         force=force,
@@ -232,9 +241,6 @@ def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, s
             report_error(rec.error or rec.path)
         if as_json:
             print_json(rec.to_json())
-        elif not quiet and rec.status == "ok" and not show_progress:
-            out_console().print(f"ok {rec.path} -> {', '.join(rec.data.get('outputs', [])) or 'no files'}",
-                                highlight=False)
         if progress is not None:
             progress.advance(task)
 
