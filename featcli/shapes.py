@@ -13,29 +13,37 @@ windows, solved paddings). Every stack torch refuses raises :class:`ShapeError` 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from featcli.enums import KernelMode, PaddingMode
-from featcli.errors import KernelError, ShapeError, SpecError
+from featcli.errors import FeatcliError, ShapeError, SpecError
 from featcli.spec import (
     SOLVE,
     AdaptivePoolSpec,
     BatchNormSpec,
     ConvSpec,
     ConvTSpec,
+    DropoutSpec,
     LinearSpec,
     Op,
     Pair,
+    Params,
     PoolSpec,
     Stage,
 )
 
+if TYPE_CHECKING:
+    from featcli.imageio import LoadOptions
+
 _AXES = ("H", "W")
 _UNITS = ("rows", "columns")
 _MAX_OPTIONS = 8
+#: Receptive-field arithmetic is exact: an int, or a Fraction once a convt/adaptive pool makes it one.
+Num = Union[int, Fraction]  # noqa: UP007 - a runtime alias; X | Y of classes needs 3.10+ at runtime anyway
+Options = dict[str, list[dict[str, int]]]
 
 
 @dataclass(frozen=True)
@@ -46,17 +54,18 @@ class StageReport:
         index: 1-based position in the stack.
         spec: the stage as written.
         op: canonical op name.
-        in_shape / out_shape: tensor shapes, ``(N, C, H, W)`` or ``(N, F)`` after ``flatten``.
+        in_shape: input shape, ``(N, C, H, W)`` or ``(N, F)`` after ``flatten``.
+        out_shape: output shape, same conventions.
         params: learned parameters (weights + bias; ``bn``: 2C).
         macs: multiply-accumulates for the whole batch (bias adds included, as torchinfo counts).
         rf: receptive field ``(H, W)`` of one output value, in input pixels.
-        jump: distance ``(H, W)`` in input pixels between adjacent outputs (fractional after convt).
+        jump: distance ``(H, W)`` in input pixels between adjacent outputs (a Fraction after convt).
         formulas: one line per computed dimension, numbers substituted.
         notes: dropped rows/columns, ceil_mode windows, solver answers, caveats.
-        config: resolved settings (defaults filled, paddings as ``[[top, bottom], [left, right]]``).
+        config: resolved settings (defaults filled in, conv paddings as ``[[top, bottom], [left, right]]``).
         resolved: the stage with every ``?`` replaced by the solved value (what ``run`` should build).
-        solved: the values the solver picked (``{"p": [ph, pw]}``...), or None.
-        options: per axis, the alternatives the solver considered, or None.
+        solved: the values the solver picked (``{"p": [ph, pw]}``, ``{"op": [...]}``), or None.
+        options: per axis, the alternatives next to the solver's answer, or None.
     """
 
     index: int
@@ -67,13 +76,13 @@ class StageReport:
     params: int
     macs: int
     rf: tuple[int, int]
-    jump: tuple[Fraction, Fraction]
+    jump: tuple[Num, Num]
     formulas: tuple[str, ...]
     notes: tuple[str, ...]
     config: dict[str, Any]
     resolved: Stage
-    solved: dict[str, Any] | None = None
-    options: dict[str, list[dict[str, int]]] | None = None
+    solved: dict[str, list[int]] | None = None
+    options: Options | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object documented in ``docs/shape.md``."""
@@ -81,7 +90,7 @@ class StageReport:
             "index": self.index, "spec": self.spec, "op": self.op,
             "in": list(self.in_shape), "out": list(self.out_shape),
             "params": self.params, "macs": self.macs,
-            "rf": list(self.rf), "jump": [_num(j) for j in self.jump],
+            "rf": list(self.rf), "jump": [j if j.__class__ is int else _num(j) for j in self.jump],
             "formula": list(self.formulas), "notes": list(self.notes),
             "config": self.config, "solved": self.solved, "options": self.options,
         }
@@ -99,6 +108,7 @@ class ShapeReport:
     source: str | None = None  #: the image file the input shape was read from, if any
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object documented in ``docs/shape.md``."""
         return {
             "input": list(self.input), "source": self.source,
             "stages": [s.to_dict() for s in self.stages],
@@ -106,12 +116,20 @@ class ShapeReport:
         }
 
 
-def _num(x: Fraction) -> int | float:
-    return int(x) if x.denominator == 1 else float(x)
+def _num(x: Num) -> int | float:
+    return x if isinstance(x, int) else int(x) if x.denominator == 1 else float(x)
 
 
-def _ceil(x: Fraction) -> int:
-    return -((-x.numerator) // x.denominator)
+def _ceil(x: Num) -> int:
+    return x if isinstance(x, int) else -((-x.numerator) // x.denominator)
+
+
+def _div(x: Num, d: int) -> Num:
+    """``x / d``, kept an int when exact (Fractions are slow; they only appear after convt/adaptive)."""
+    if isinstance(x, int):
+        return x // d if x % d == 0 else Fraction(x, d)
+    q = x / d
+    return q.numerator if q.denominator == 1 else q
 
 
 # --- per-axis arithmetic ------------------------------------------------------------------------
@@ -135,44 +153,57 @@ def convt_axis(size: int, k: int, s: int, p: int, op: int, d: int) -> int:
     return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
 
 
-def _pad_text(pl: int, pr: int) -> str:
-    return f"2*{pl}" if pl == pr else f"{pl}+{pr}"
-
-
 def _conv_formula(ax: str, size: int, k: int, s: int, pl: int, pr: int, d: int, out: int) -> str:
-    return f"{ax}: floor(({size} + {_pad_text(pl, pr)} - {d}*({k}-1) - 1)/{s}) + 1 = {out}"
+    pad = f"2*{pl}" if pl == pr else f"{pl}+{pr}"
+    return f"{ax}: floor(({size} + {pad} - {d}*({k}-1) - 1)/{s}) + 1 = {out}"
 
 
-def _dropped_note(unit: str, size: int, k: int, s: int, pl: int, pr: int, d: int) -> str | None:
+def _dropped_note(a: int, size: int, k: int, s: int, pl: int, pr: int, d: int) -> str | None:
+    """Rows/columns at the end that no window reaches, when the division by the stride is not exact."""
     num = size + pl + pr - d * (k - 1) - 1
     rem = num % s
     if num < 0 or rem == 0:
         return None
-    where = "padding only" if rem <= pr else f"input {unit} {size - (rem - pr)}..{size - 1} never seen"
-    return (f"{rem} {unit} dropped: (H + 2P - D(K-1) - 1) = {num} not divisible by S = {s} "
-            f"(last {rem} of the padded input: {where})")
+    unit = _UNITS[a][:-1] if rem == 1 else _UNITS[a]
+    first = size - (rem - pr)
+    span = f"{first}..{size - 1}" if first < size - 1 else f"{first}"
+    where = "padding only" if rem <= pr else f"input {unit} {span} never seen"
+    return (f"{_AXES[a]}: {rem} {unit} dropped: (H + 2P - D(K-1) - 1) = {num} not divisible by S = {s} "
+            f"(the last {rem} of the padded input: {where})")
+
+
+def _pairs_text(name: str, v: Sequence[int]) -> str:
+    return f"{name}={v[0]}" if v[0] == v[1] else f"{name}={v[0]}x{v[1]}"
 
 
 # --- the walk -----------------------------------------------------------------------------------
-@dataclass
 class _State:
-    shape: tuple[int, ...]
-    rf: list[Fraction]
-    jump: list[Fraction]
-    spatial: tuple[int, int]  # last (H, W) seen, for global receptive fields after flatten
+    """The tensor as the walk goes: shape, receptive field and jump per axis."""
+
+    __slots__ = ("shape", "rf", "jump", "spatial")
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.rf: list[Num] = [1, 1]
+        self.jump: list[Num] = [1, 1]
+        self.spatial = (shape[2], shape[3])  # last (H, W), for the global receptive field after flatten
 
 
-@dataclass
 class _Row:
-    out: tuple[int, ...]
-    params: int = 0
-    macs: int = 0
-    formulas: list[str] = dataclasses.field(default_factory=list)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    config: dict[str, Any] = dataclasses.field(default_factory=dict)
-    resolved: Any = None
-    solved: dict[str, Any] | None = None
-    options: dict[str, list[dict[str, int]]] | None = None
+    """Mutable scratch result of one stage (a plain slotted class: this is the hot path of stdin mode)."""
+
+    __slots__ = ("out", "params", "macs", "formulas", "notes", "config", "resolved", "solved", "options")
+
+    def __init__(self, out: tuple[int, ...] = (), resolved: Params | None = None) -> None:
+        self.out = out
+        self.params = 0
+        self.macs = 0
+        self.formulas: list[str] = []
+        self.notes: list[str] = []
+        self.config: dict[str, Any] = {}
+        self.resolved = resolved
+        self.solved: dict[str, list[int]] | None = None
+        self.options: Options | None = None
 
 
 class _Refusal(Exception):
@@ -184,6 +215,13 @@ def _need_4d(op: str, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         raise _Refusal(f"{op} needs a 4-D (N, C, H, W) input but gets {list(shape)} "
                        "(flatten/linear must come after the spatial stages)")
     return shape[0], shape[1], shape[2], shape[3]
+
+
+def _groups(c: int, out: int, g: int) -> None:
+    if c % g:
+        raise _Refusal(f"in channels {c} not divisible by groups g={g}")
+    if out % g:
+        raise _Refusal(f"out channels {out} not divisible by groups g={g}")
 
 
 _KERNEL_CACHE: dict[tuple[tuple[str, ...], int, KernelMode, str | None], tuple[int, int, int, int, int]] = {}
@@ -201,8 +239,9 @@ def _kernel_shape(refs: tuple[str, ...], c: int, mode: KernelMode,
     return hit
 
 
-def _solve(ax: int, target: int | None, default: int, fn: Any, candidates: Sequence[Any],
-           label: Any, what: str) -> tuple[Any, list[dict[str, int]]]:
+def _solve(a: int, target: int | None, default: int, fn: Callable[[Any], int], candidates: Sequence[Any],
+           label: Callable[[Any], dict[str, int]], what: str,
+           hint: str = "") -> tuple[Any, list[dict[str, int]]]:
     """First candidate whose output ``fn(c)`` equals the target, and the options around it."""
     want = default if target is None else target
     found = [(c, out) for c in candidates if (out := fn(c)) >= 1]
@@ -217,143 +256,152 @@ def _solve(ax: int, target: int | None, default: int, fn: Any, candidates: Seque
                      for o in near) or "none valid"
     names = "/".join(label(candidates[0])) if candidates else "value"
     why = "" if target is not None else f" (the default target: {what})"
-    raise _Refusal(f"no {names} gives {_AXES[ax]} = {want}{why}; nearest: {seen}")
+    raise _Refusal(f"no {names} gives {_AXES[a]} = {want}{why}; nearest: {seen}{hint}")
+
+
+def _conv_pads(sp: ConvSpec, row: _Row, sizes: Pair, ks: Pair) -> list[tuple[int, int]]:
+    """(before, after) padding per axis: explicit, torch's 'same'/'valid', or solved for ``p=?``."""
+    ss, ds = sp.s, sp.d
+    if sp.p == "same":
+        if ss != (1, 1):
+            raise _Refusal(f"p=same is not supported for strided convolutions (s={ss[0]}x{ss[1]}), "
+                           "as in torch")
+        totals = (ds[0] * (ks[0] - 1), ds[1] * (ks[1] - 1))
+        return [(t // 2, t - t // 2) for t in totals]  # torch puts the odd pixel after
+    if sp.p == "valid":
+        return [(0, 0), (0, 0)]
+    if sp.p != SOLVE:
+        return [(sp.p[0], sp.p[0]), (sp.p[1], sp.p[1])]
+    row.options, solved = {}, []
+    for a in range(2):
+        target = sp.target[a] if sp.target else None
+        if sp.pm is PaddingMode.REFLECT:
+            limit = sizes[a] - 1
+        elif sp.pm is PaddingMode.CIRCULAR:
+            limit = sizes[a]
+        else:
+            limit = ds[a] * (ks[a] - 1) + ss[a] * (target or sizes[a])
+        hint = "" if target or ss[a] != 1 else \
+            "; p=same keeps the size with asymmetric padding (torch pads the odd pixel after)"
+        p, row.options[_AXES[a]] = _solve(
+            a, target, -(-sizes[a] // ss[a]),
+            lambda p, a=a: conv_axis(sizes[a], ks[a], ss[a], p, p, ds[a]),  # type: ignore[misc]
+            range(max(limit, 0) + 1), lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})", hint)
+        solved.append(p)
+    row.solved = {"p": solved}
+    row.notes.append(f"p=? -> {_pairs_text('p', solved)}")
+    return [(solved[0], solved[0]), (solved[1], solved[1])]
 
 
 def _conv(st: _State, sp: ConvSpec, kernels_dir: str | None) -> _Row:
     n, c, h, w = _need_4d("conv", st.shape)
-    conv_in = c
     if sp.w:
         out, in_pg, kh, kw, g = _kernel_shape(sp.w, c, sp.mode, kernels_dir)
-        conv_in = 1 if sp.mode is KernelMode.GRAY else c
-        if in_pg * g != conv_in:
-            raise _Refusal(f"kernels give weight (out={out}, in={in_pg}, groups={g}) for {conv_in} input channels")
+        conv_in = in_pg * g
+        if conv_in != c and not (sp.mode is KernelMode.GRAY and conv_in == 1):
+            raise _Refusal(f"the kernels make a conv for {conv_in} input channels "
+                           f"(weight {out}x{in_pg}x{kh}x{kw}, groups={g}) but the input has {c}")
     else:
         assert sp.k is not None
-        kh, kw = sp.k
-        g = sp.g
+        (kh, kw), g, conv_in = sp.k, sp.g, c
         out = c if sp.out is None else sp.out
-        if c % g:
-            raise _Refusal(f"in channels {c} not divisible by groups g={g}")
-        if out % g:
-            raise _Refusal(f"out channels {out} not divisible by groups g={g}")
+        _groups(c, out, g)
         in_pg = c // g
-    row = _Row(out=())
+    row = _Row()
     ks, ss, ds, sizes = (kh, kw), sp.s, sp.d, (h, w)
-    if sp.p == "same":
-        if ss != (1, 1):
-            raise _Refusal(f"p=same is not supported for strided convolutions (s={ss[0]}x{ss[1]}), as in torch")
-        pads = [(t // 2, t - t // 2) for t in (ds[0] * (ks[0] - 1), ds[1] * (ks[1] - 1))]
-    elif sp.p == "valid":
-        pads = [(0, 0), (0, 0)]
-    elif sp.p == SOLVE:
-        pads = []
-        solved: list[int] = []
-        row.options = {}
-        for a in range(2):
-            limit = sizes[a] - 1 if sp.pm is PaddingMode.REFLECT else sizes[a] if sp.pm is PaddingMode.CIRCULAR \
-                else ds[a] * (ks[a] - 1) + ss[a] * (sp.target[a] if sp.target else sizes[a])
-            p, opts = _solve(a, sp.target[a] if sp.target else None, -(-sizes[a] // ss[a]),
-                             lambda p, a=a: conv_axis(sizes[a], ks[a], ss[a], p, p, ds[a]),
-                             range(0, max(limit, 0) + 1), lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})")
-            pads.append((p, p))
-            solved.append(p)
-            row.options[_AXES[a]] = opts
-        row.solved = {"p": solved}
-        row.notes.append(f"p=? -> p={solved[0]}x{solved[1]}")
-    else:
-        pads = [(sp.p[0], sp.p[0]), (sp.p[1], sp.p[1])]  # type: ignore[index]
+    pads = _conv_pads(sp, row, sizes, ks)
     outs = []
     for a in range(2):
-        pl, pr = pads[a]
-        size = sizes[a]
+        (pl, pr), size = pads[a], sizes[a]
         if sp.pm is PaddingMode.REFLECT and max(pl, pr) >= size:
-            raise _Refusal(f"reflect padding {max(pl, pr)} must be smaller than the input {_AXES[a]} = {size}")
+            raise _Refusal(f"reflect padding {max(pl, pr)} must be smaller than the input "
+                           f"{_AXES[a]} = {size}")
         if sp.pm is PaddingMode.CIRCULAR and max(pl, pr) > size:
-            raise _Refusal(f"circular padding {max(pl, pr)} wraps around more than once ({_AXES[a]} = {size})")
+            raise _Refusal(f"circular padding {max(pl, pr)} wraps around more than once "
+                           f"({_AXES[a]} = {size})")
         o = conv_axis(size, ks[a], ss[a], pl, pr, ds[a])
         if o < 1:
-            eff = ds[a] * (ks[a] - 1) + 1
-            raise _Refusal(f"kernel {eff} (dilated) is larger than the padded input {_AXES[a]} = {size + pl + pr}")
+            raise _Refusal(f"kernel {ds[a] * (ks[a] - 1) + 1} (dilated) is larger than the padded input "
+                           f"{_AXES[a]} = {size + pl + pr}")
         outs.append(o)
         row.formulas.append(_conv_formula(_AXES[a], size, ks[a], ss[a], pl, pr, ds[a], o))
-        note = _dropped_note(_UNITS[a], size, ks[a], ss[a], pl, pr, ds[a])
+        note = _dropped_note(a, size, ks[a], ss[a], pl, pr, ds[a])
         if note:
-            row.notes.append(f"{_AXES[a]}: {note}")
+            row.notes.append(note)
         st.rf[a] += (ds[a] * (ks[a] - 1)) * st.jump[a]
         st.jump[a] *= ss[a]
-    if sp.mode is KernelMode.GRAY and sp.w and c != 1:
+    if conv_in != c:
         row.notes.append(f"mode=gray: {c} channels -> 1 (luminance) before the kernels")
     row.out = (n, out, outs[0], outs[1])
-    weights = out * in_pg * kh * kw
-    row.params = weights + (out if sp.bias else 0)
+    row.params = out * in_pg * kh * kw + (out if sp.bias else 0)
     row.macs = n * outs[0] * outs[1] * row.params
-    row.formulas.append(f"C: {out}" + (f" ({len(sp.w)} kernels, mode={sp.mode.value})" if sp.w else ""))
-    row.config = {"in": conv_in, "out": out, "k": [kh, kw], "s": list(ss), "p": [list(pads[0]), list(pads[1])],
-                  "d": list(ds), "g": g, "bias": sp.bias, "pm": sp.pm.value}
+    kernels = f" ({len(sp.w)} kernels, mode={sp.mode.value})" if sp.w else ""
+    row.formulas.append(f"C: {c} -> {out}{kernels}")
+    row.config = {"in": conv_in, "out": out, "k": [kh, kw], "s": list(ss),
+                  "p": [list(pads[0]), list(pads[1])], "d": list(ds), "g": g, "bias": sp.bias,
+                  "pm": sp.pm.value}
     if sp.w:
         row.config.update(w=list(sp.w), mode=sp.mode.value)
-    row.resolved = dataclasses.replace(sp, p=(pads[0][0], pads[1][0])) if sp.p == SOLVE else sp
+    row.resolved = dataclasses.replace(sp, p=(pads[0][0], pads[1][0])) if row.solved else sp
     return row
+
+
+def _convt_solve(sp: ConvTSpec, row: _Row, sizes: Pair) -> tuple[list[int], list[int]]:
+    """Padding and output_padding per axis, solving ``p=?`` and/or ``op=?`` (default target: H*s)."""
+    ks, ss, ds = sp.k, sp.s, sp.d
+    if sp.p != SOLVE and sp.op != SOLVE:
+        return list(sp.p), list(sp.op)
+    row.options, row.solved = {}, {}
+    ps, ops = [0, 0], [0, 0]
+    for a in range(2):
+        limit = max(ss[a], ds[a])  # output_padding must be < stride or < dilation
+        p_range = range(ds[a] * (ks[a] - 1) + limit + 1) if sp.p == SOLVE else [sp.p[a]]
+        op_range = range(limit) if sp.op == SOLVE else [sp.op[a]]
+        names = [n for n, v in (("p", sp.p), ("op", sp.op)) if v == SOLVE]
+        (ps[a], ops[a]), row.options[_AXES[a]] = _solve(
+            a, sp.target[a] if sp.target else None, sizes[a] * ss[a],
+            lambda pq, a=a: convt_axis(sizes[a], ks[a], ss[a], pq[0], pq[1], ds[a]),  # type: ignore[misc]
+            [(p, q) for p in p_range for q in op_range],
+            lambda pq, names=names: {n: pq[0] if n == "p" else pq[1] for n in names},  # type: ignore[misc]
+            f"{sizes[a]}*{ss[a]}")
+    if sp.op == SOLVE:
+        valid = "; ".join(f"{_AXES[a]}: {list(range(max(ss[a], ds[a])))}" for a in range(2))
+        row.notes.append(f"valid output_padding (op < s or op < d): {valid}")
+    for name, values in (("p", ps), ("op", ops)):
+        if getattr(sp, name) == SOLVE:
+            row.solved[name] = values
+    row.notes.append("solved: " + ", ".join(_pairs_text(k, v) for k, v in row.solved.items()))
+    return ps, ops
 
 
 def _convt(st: _State, sp: ConvTSpec) -> _Row:
     n, c, h, w = _need_4d("convt", st.shape)
-    g = sp.g
-    out = c if sp.out is None else sp.out
-    if c % g:
-        raise _Refusal(f"in channels {c} not divisible by groups g={g}")
-    if out % g:
-        raise _Refusal(f"out channels {out} not divisible by groups g={g}")
-    row = _Row(out=())
+    g, out = sp.g, c if sp.out is None else sp.out
+    _groups(c, out, g)
+    row = _Row()
     sizes, ks, ss, ds = (h, w), sp.k, sp.s, sp.d
-    ps: list[int] = [0, 0]
-    ops: list[int] = [0, 0]
-    if sp.p == SOLVE or sp.op == SOLVE:
-        row.options, row.solved = {}, {}
-        for a in range(2):
-            p_range = range(ds[a] * (ks[a] - 1) + max(ss[a], ds[a]) + 1) if sp.p == SOLVE else [sp.p[a]]  # type: ignore[index]
-            op_range = range(max(ss[a], ds[a])) if sp.op == SOLVE else [sp.op[a]]  # type: ignore[index]
-            cands = [(p, q) for p in p_range for q in op_range if q < ss[a] or q < ds[a]]
-            label = (lambda pq: {"p": pq[0], "op": pq[1]}) if sp.p == SOLVE and sp.op == SOLVE else \
-                (lambda pq: {"p": pq[0]}) if sp.p == SOLVE else (lambda pq: {"op": pq[1]})
-            (ps[a], ops[a]), opts = _solve(
-                a, sp.target[a] if sp.target else None, sizes[a] * ss[a],
-                lambda pq, a=a: convt_axis(sizes[a], ks[a], ss[a], pq[0], pq[1], ds[a]),
-                cands, label, f"{sizes[a]}*{ss[a]}")
-            row.options[_AXES[a]] = opts
-        if sp.p == SOLVE:
-            row.solved["p"] = list(ps)
-        else:
-            ps = list(sp.p)  # type: ignore[arg-type]
-        if sp.op == SOLVE:
-            row.solved["op"] = list(ops)
-            valid = [f"{_AXES[a]}: {list(range(max(ss[a], ds[a])))}" for a in range(2)]
-            row.notes.append(f"valid output_padding (op < s or op < d): {'; '.join(valid)}")
-        else:
-            ops = list(sp.op)  # type: ignore[arg-type]
-        row.notes.append("solved: " + ", ".join(f"{k}={v[0]}x{v[1]}" for k, v in row.solved.items()))
-    else:
-        ps, ops = list(sp.p), list(sp.op)  # type: ignore[arg-type]
+    ps, ops = _convt_solve(sp, row, sizes)
     if not all(ops[a] < ss[a] or ops[a] < ds[a] for a in range(2)):
         raise _Refusal(f"output_padding op={ops[0]}x{ops[1]} must be smaller than either stride "
                        f"s={ss[0]}x{ss[1]} or dilation d={ds[0]}x{ds[1]}")
     outs = []
     for a in range(2):
         o = convt_axis(sizes[a], ks[a], ss[a], ps[a], ops[a], ds[a])
-        row.formulas.append(f"{_AXES[a]}: ({sizes[a]}-1)*{ss[a]} - 2*{ps[a]} + {ds[a]}*({ks[a]}-1) + {ops[a]} + 1"
-                            f" = {o}")
+        row.formulas.append(f"{_AXES[a]}: ({sizes[a]}-1)*{ss[a]} - 2*{ps[a]} + {ds[a]}*({ks[a]}-1) "
+                            f"+ {ops[a]} + 1 = {o}")
         if o < 1:
             raise _Refusal(f"output {_AXES[a]} = {o} is too small (< 1)")
         outs.append(o)
+        # An output pixel gathers input pixels at most floor(D(K-1)/S) apart.
         st.rf[a] += (ds[a] * (ks[a] - 1) // ss[a]) * st.jump[a]
-        st.jump[a] /= ss[a]
+        st.jump[a] = _div(st.jump[a], ss[a])
     row.out = (n, out, outs[0], outs[1])
     weights = c * (out // g) * ks[0] * ks[1]
     row.params = weights + (out if sp.bias else 0)
+    # Every input pixel meets every weight once; the bias is added once per output value.
     row.macs = n * h * w * weights + (n * out * outs[0] * outs[1] if sp.bias else 0)
-    row.formulas.append(f"C: {out}")
-    row.config = {"in": c, "out": out, "k": list(ks), "s": list(ss), "p": list(ps), "op": list(ops),
+    row.formulas.append(f"C: {c} -> {out}")
+    row.config = {"in": c, "out": out, "k": list(ks), "s": list(ss), "p": ps, "op": ops,
                   "d": list(ds), "g": g, "bias": sp.bias}
     row.resolved = dataclasses.replace(sp, p=(ps[0], ps[1]), op=(ops[0], ops[1])) if row.solved else sp
     return row
@@ -361,49 +409,49 @@ def _convt(st: _State, sp: ConvTSpec) -> _Row:
 
 def _pool(st: _State, sp: PoolSpec, op: str) -> _Row:
     n, c, h, w = _need_4d(op, st.shape)
-    row = _Row(out=())
+    row = _Row()
     sizes, ks, ss, ds = (h, w), sp.k, sp.stride, sp.d
     if sp.p == SOLVE:
-        ps = []
+        ps: list[int] = []
         row.options = {}
         for a in range(2):
-            p, opts = _solve(a, sp.target[a] if sp.target else None, -(-sizes[a] // ss[a]),
-                             lambda p, a=a: pool_axis(sizes[a], ks[a], ss[a], p, ds[a], sp.ceil),
-                             range(ks[a] // 2 + 1), lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})")
+            p, row.options[_AXES[a]] = _solve(
+                a, sp.target[a] if sp.target else None, -(-sizes[a] // ss[a]),
+                lambda p, a=a: pool_axis(sizes[a], ks[a], ss[a], p, ds[a], sp.ceil),  # type: ignore[misc]
+                range(ks[a] // 2 + 1), lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})")
             ps.append(p)
-            row.options[_AXES[a]] = opts
         row.solved = {"p": ps}
-        row.notes.append(f"p=? -> p={ps[0]}x{ps[1]}")
+        row.notes.append(f"p=? -> {_pairs_text('p', ps)}")
     else:
-        ps = list(sp.p)  # type: ignore[arg-type]
+        ps = list(sp.p)
     outs = []
+    rounding = "ceil" if sp.ceil else "floor"
     for a in range(2):
         size, k, s, p, d = sizes[a], ks[a], ss[a], ps[a], ds[a]
         if p > k // 2 or p > (d * (k - 1) + 1) // 2:
             raise _Refusal(f"padding {p} must be at most half the kernel size {k} (torch's pooling limit)")
         o = pool_axis(size, k, s, p, d, sp.ceil)
         num = size + 2 * p - d * (k - 1) - 1
-        rounding = "ceil" if sp.ceil else "floor"
         dil = f"{d}*({k}-1)" if op == "maxpool" else f"({k}-1)"
         formula = f"{_AXES[a]}: {rounding}(({size} + 2*{p} - {dil} - 1)/{s}) + 1"
-        if sp.ceil and num >= 0 and num % s and o == -(-num // s):
-            formula += f" - 1 = {o}"
+        partial = sp.ceil and num >= 0 and num % s != 0
+        if partial and o == -(-num // s):
+            row.formulas.append(f"{formula} - 1 = {o}")
             row.notes.append(f"{_AXES[a]}: ceil_mode window {o + 1} would start at {o * s} >= {size} + {p} "
-                             f"(outside the input and left padding), so torch drops it")
+                             "(outside the input and its left padding), so torch drops it")
         else:
-            formula += f" = {o}"
-            if sp.ceil and num >= 0 and num % s:
-                end = (o - 1) * s + d * (k - 1)
-                row.notes.append(f"{_AXES[a]}: ceil_mode adds partial window {o} at {(o - 1) * s}..{end} of the "
-                                 f"padded input (only {size + 2 * p} long)")
-        row.formulas.append(formula)
+            row.formulas.append(f"{formula} = {o}")
+            if partial:
+                start, end, padded = (o - 1) * s, (o - 1) * s + d * (k - 1), size + 2 * p
+                row.notes.append(f"{_AXES[a]}: ceil_mode adds partial window {o} at {start}..{end} "
+                                 f"of the padded input (only {padded} long)")
         if o < 1:
             raise _Refusal(f"output {_AXES[a]} = {o} is too small (< 1): kernel {d * (k - 1) + 1} "
                            f"does not fit the padded input {size + 2 * p}")
         if not sp.ceil:
-            note = _dropped_note(_UNITS[a], size, k, s, p, p, d)
+            note = _dropped_note(a, size, k, s, p, p, d)
             if note:
-                row.notes.append(f"{_AXES[a]}: {note}")
+                row.notes.append(note)
         outs.append(o)
         st.rf[a] += (d * (k - 1)) * st.jump[a]
         st.jump[a] *= s
@@ -420,13 +468,16 @@ def _pool(st: _State, sp: PoolSpec, op: str) -> _Row:
 def _adaptive(st: _State, sp: AdaptivePoolSpec, op: str) -> _Row:
     n, c, h, w = _need_4d(op, st.shape)
     row = _Row(out=(n, c, sp.o[0], sp.o[1]), resolved=sp)
-    for a, (size, o) in enumerate(zip((h, w), sp.o)):
-        widths = {-(-(i + 1) * size // o) - (i * size // o) for i in range(o)} if o <= 4096 else {-(-size // o)}
+    for a, size in enumerate((h, w)):
+        o = sp.o[a]
+        # torch's windows: [floor(i*H/o), ceil((i+1)*H/o)); their widths differ by at most one or two.
+        starts = range(o) if o <= 4096 else (0, o - 1)
+        widths = {-(-(i + 1) * size // o) - (i * size // o) for i in starts}
         kmin, kmax = min(widths), max(widths)
         win = f"{kmin}" if kmin == kmax else f"{kmin}..{kmax}"
         row.formulas.append(f"{_AXES[a]}: {size} -> {o} (windows of {win})")
         st.rf[a] += (kmax - 1) * st.jump[a]
-        st.jump[a] *= Fraction(size, o)
+        st.jump[a] = _div(st.jump[a] * size, o)
     row.config = {"o": list(sp.o)}
     return row
 
@@ -440,26 +491,27 @@ def _linear(st: _State, sp: LinearSpec) -> _Row:
     row = _Row(out=(*shape[:-1], sp.out), resolved=sp)
     row.params = f_in * sp.out + (sp.out if sp.bias else 0)
     row.macs = lead * row.params
-    row.formulas.append(f"F: {f_in} -> {sp.out} (params {f_in}*{sp.out}" + (f" + {sp.out})" if sp.bias else ")"))
+    bias = f" + {sp.out}" if sp.bias else ""
+    row.formulas.append(f"F: {f_in} -> {sp.out} (params {f_in}*{sp.out}{bias})")
     if len(shape) == 4:
         row.notes.append(f"linear on a 4-D tensor acts on the last dimension (W = {f_in}) only, as in torch; "
                          "add flatten first for a classifier head")
         st.rf[1] += (shape[3] - 1) * st.jump[1]
-    else:
+    else:  # every feature of the flattened map: the whole last spatial map
         for a in range(2):
             st.rf[a] += (st.spatial[a] - 1) * st.jump[a]
     row.config = {"in": f_in, "out": sp.out, "bias": sp.bias}
     return row
 
 
-def _simple(st: _State, stage: Stage) -> _Row:
-    op, shape = stage.op, st.shape
-    row = _Row(out=shape, resolved=stage.params)
+def _simple(st: _State, stage: Stage, kernels_dir: str | None = None) -> _Row:
+    op, shape, sp = stage.op, st.shape, stage.params
+    row = _Row(out=shape, resolved=sp)
     if op is Op.BN:
         n, c, h, w = _need_4d("bn", shape)
         row.params = 2 * c
-        row.macs = n * c * h * w
-        row.config = {"eps": stage.params.eps} if isinstance(stage.params, BatchNormSpec) else {}
+        row.macs = n * c * h * w  # one multiply-add per value (scale and shift)
+        row.config = {"eps": sp.eps} if isinstance(sp, BatchNormSpec) else {}
     elif op is Op.MAGNITUDE:
         n, c, h, w = _need_4d("magnitude", shape)
         row.out = (n, 1, h, w)
@@ -470,49 +522,54 @@ def _simple(st: _State, stage: Stage) -> _Row:
             feats *= d
         row.out = (shape[0], feats)
         row.formulas.append(f"F: {'*'.join(str(d) for d in shape[1:])} = {feats}")
-    elif op is Op.DROPOUT:
-        row.config = {"p": getattr(stage.params, "p", 0.5)}
+    elif isinstance(sp, DropoutSpec):
+        row.config = {"p": sp.p}
     return row
+
+
+_OP_NAME = {op: op.value for op in Op}
+_DISPATCH: dict[type, Callable[[_State, Stage, str | None], _Row]] = {
+    ConvSpec: lambda st, stage, kd: _conv(st, stage.params, kd),  # type: ignore[arg-type]
+    ConvTSpec: lambda st, stage, kd: _convt(st, stage.params),  # type: ignore[arg-type]
+    PoolSpec: lambda st, stage, kd: _pool(st, stage.params, _OP_NAME[stage.op]),  # type: ignore[arg-type]
+    AdaptivePoolSpec: lambda st, stage, kd: _adaptive(st, stage.params, _OP_NAME[stage.op]),  # type: ignore[arg-type]
+    LinearSpec: lambda st, stage, kd: _linear(st, stage.params),  # type: ignore[arg-type]
+}
 
 
 def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: str | None = None,
           source: str | None = None) -> ShapeReport:
     """Walk ``stages`` over ``input_shape`` ``(N, C, H, W)`` exactly as torch would.
 
+    Args:
+        input_shape: ``(N, C, H, W)``, every size ≥ 1.
+        stages: parsed stages (:func:`featcli.spec.parse_stage`).
+        kernels_dir: extra kernel folder for ``conv:w=...`` stages.
+        source: the image the shape was read from, recorded in the report.
+
     Raises:
         ShapeError: a stage torch would refuse; the message names the stage index, its spec and why.
         KernelError: a ``w=`` kernel reference is unknown (from :mod:`featcli.kernels`).
     """
-    shape = tuple(int(d) for d in input_shape)
-    if len(shape) != 4 or min(shape) < 1:
-        raise ShapeError(f"input shape must be (N, C, H, W) with sizes ≥ 1, got {list(shape)}")
-    st = _State(shape=shape, rf=[Fraction(1), Fraction(1)], jump=[Fraction(1), Fraction(1)],
-                spatial=(shape[2], shape[3]))
+    shape = tuple(input_shape)
+    if len(shape) != 4 or not all(isinstance(d, int) and d >= 1 for d in shape):
+        raise ShapeError(f"input shape must be (N, C, H, W) with integer sizes ≥ 1, got {list(shape)}")
+    st = _State(shape)
     rows: list[StageReport] = []
     total_params = total_macs = 0
     for i, stage in enumerate(stages, 1):
-        sp = stage.params
         try:
-            if isinstance(sp, ConvSpec):
-                row = _conv(st, sp, kernels_dir)
-            elif isinstance(sp, ConvTSpec):
-                row = _convt(st, sp)
-            elif isinstance(sp, PoolSpec):
-                row = _pool(st, sp, stage.op.value)
-            elif isinstance(sp, AdaptivePoolSpec):
-                row = _adaptive(st, sp, stage.op.value)
-            elif isinstance(sp, LinearSpec):
-                row = _linear(st, sp)
-            else:
-                row = _simple(st, stage)
+            row = _DISPATCH.get(type(stage.params), _simple)(st, stage, kernels_dir)
         except _Refusal as exc:
             raise ShapeError(f"stage {i} {stage.text!r}: {exc}") from None
-        except KernelError as exc:
-            raise KernelError(f"stage {i} {stage.text!r}: {exc.message}", path=exc.path) from None
-        resolved = stage if row.resolved is stage.params else Stage(stage.text, stage.op, row.resolved)
+        except FeatcliError as exc:  # from the kernel library (w=): name the stage too
+            raise type(exc)(f"stage {i} {stage.text!r}: {exc.message}", path=exc.path) from None
+        rf = st.rf
+        resolved = stage if row.resolved is stage.params or row.resolved is None else \
+            Stage(stage.text, stage.op, row.resolved)
         rows.append(StageReport(
-            index=i, spec=stage.text, op=stage.op.value, in_shape=st.shape, out_shape=row.out,
-            params=row.params, macs=row.macs, rf=(_ceil(st.rf[0]), _ceil(st.rf[1])),
+            index=i, spec=stage.text, op=_OP_NAME[stage.op], in_shape=st.shape, out_shape=row.out,
+            params=row.params, macs=row.macs, rf=(_ceil(rf[0]), _ceil(rf[1])),
             jump=(st.jump[0], st.jump[1]), formulas=tuple(row.formulas), notes=tuple(row.notes),
             config=row.config, resolved=resolved, solved=row.solved, options=row.options))
         total_params += row.params
@@ -524,37 +581,41 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
                        macs=total_macs, source=source)
 
 
-def apply_target(stages: Sequence[Stage], target: Pair) -> list[Stage]:
-    """Give ``target`` (wanted output ``(H, W)``) to the one stage that has a ``?``; for ``--solve``."""
-    hits = [i for i, s in enumerate(stages) if _has_solve(s)]
-    if len(hits) != 1:
-        raise SpecError(f"--solve needs exactly one stage with p=? or op=?, found {len(hits)}")
-    i = hits[0]
-    out = list(stages)
-    out[i] = Stage(stages[i].text, stages[i].op, dataclasses.replace(stages[i].params, target=target))  # type: ignore[type-var]
-    return out
-
-
-def _has_solve(stage: Stage) -> bool:
+def has_solve(stage: Stage) -> bool:
+    """True when the stage asks the solver for something (``p=?`` or ``op=?``)."""
     sp = stage.params
     return (isinstance(sp, (ConvSpec, ConvTSpec, PoolSpec)) and sp.p == SOLVE) or \
         (isinstance(sp, ConvTSpec) and sp.op == SOLVE)
 
 
-def resolve_input(text: str, opts: Any = None) -> tuple[tuple[int, int, int, int], str | None]:
-    """An input argument -> ``((N, C, H, W), source path or None)``.
+def apply_target(stages: Sequence[Stage], target: Pair) -> list[Stage]:
+    """Give ``target`` (wanted output ``(H, W)``) to the one stage that has a ``?`` (``--solve``)."""
+    hits = [i for i, s in enumerate(stages) if has_solve(s)]
+    if len(hits) != 1:
+        raise SpecError(f"--solve needs exactly one stage with p=? or op=?, found {len(hits)}")
+    i = hits[0]
+    sp = stages[i].params
+    assert isinstance(sp, (ConvSpec, ConvTSpec, PoolSpec))
+    out = list(stages)
+    out[i] = Stage(stages[i].text, stages[i].op, dataclasses.replace(sp, target=target))
+    return out
+
+
+def resolve_input(text: str, opts: LoadOptions | None = None) -> tuple[tuple[int, int, int, int], str | None]:
+    """An INPUT argument -> ``((N, C, H, W), source path or None)``.
 
     Shapes (``NxCxHxW``, ``CxHxW``, ``HxW``) are parsed; anything else is an image file whose size is read
-    from its header by :func:`featcli.imageio.probe` with the loading options ``opts`` (no full decode).
+    from its header by :func:`featcli.imageio.probe` with the loading options ``opts`` (no pixel decode).
     """
     from featcli.spec import looks_like_shape, parse_input_shape
 
-    if looks_like_shape(text):
+    try:
         return parse_input_shape(text), None
+    except SpecError:
+        if looks_like_shape(text):
+            raise
     from featcli import imageio  # lazily: PIL only when an image is given
 
-    if opts is None:
-        opts = imageio.LoadOptions()
     header = imageio.probe(text, opts)
     n, c, h, w = header.tensor_shape
     return (n, c, h, w), text

@@ -19,23 +19,27 @@ names (``kernel_size``, ``stride``, ``padding``, ``padding_mode``...) are accept
 
 from __future__ import annotations
 
+import enum
 import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Union
 
-from featcli.enums import KernelMode, PaddingMode, StrEnum
+from featcli.enums import KernelMode, PaddingMode
 from featcli.errors import SpecError
 
 Pair = tuple[int, int]
 #: Padding of a conv/pool stage: explicit ``(ph, pw)``, torch's strings, or ``"?"`` (solve for it).
-Padding = Union[Pair, Literal["same", "valid", "?"]]
+Padding = Union[Pair, Literal["same", "valid", "?"]]  # noqa: UP007 - runtime alias
 SOLVE: Literal["?"] = "?"
 
 
-class Op(StrEnum):
+class Op(str, enum.Enum):
     """Canonical stage operations."""
+
+    def __str__(self) -> str:
+        return str(self.value)
 
     CONV = "conv"
     CONVT = "convt"
@@ -146,7 +150,9 @@ class NoParams:
     """Ops without keys: relu, sigmoid, tanh, abs, magnitude, flatten."""
 
 
-Params = Union[ConvSpec, ConvTSpec, PoolSpec, AdaptivePoolSpec, LinearSpec, DropoutSpec, BatchNormSpec, NoParams]
+Params = Union[  # noqa: UP007 - runtime alias
+    ConvSpec, ConvTSpec, PoolSpec, AdaptivePoolSpec, LinearSpec, DropoutSpec, BatchNormSpec, NoParams
+]
 
 
 @dataclass(frozen=True)
@@ -304,9 +310,9 @@ def _float(key: str, value: str, lo: float, hi: float) -> float:
     return x
 
 
-def _enum(key: str, value: str, enum: type[StrEnum]) -> str:
+def _enum(key: str, value: str, choices_of: type[enum.Enum]) -> str:
     v = value.lower()
-    choices = [str(e.value) for e in enum]
+    choices = [str(e.value) for e in choices_of]
     if v not in choices:
         raise SpecError(f"{key}={value!r}: expected one of {', '.join(choices)}")
     return v
@@ -380,7 +386,8 @@ def _conv(items: dict[str, str]) -> ConvSpec:
     if "w" in kw:
         clash = [k for k in ("out", "k", "g") if k in kw]
         if clash:
-            raise SpecError(f"{', '.join(clash)} cannot be combined with w= (the kernels fix out, k and groups)")
+            raise SpecError(f"{', '.join(clash)} cannot be combined with w= "
+                            "(the kernels fix out, k and groups)")
         kw["k"] = None
         kw.setdefault("bias", False)  # fixed kernels have no bias unless asked
     elif "mode" in kw:
@@ -490,8 +497,9 @@ def parse_stages(texts: Sequence[str]) -> list[Stage]:
 
 
 # --- input shapes --------------------------------------------------------------------------------
-_SHAPE_RE = re.compile(r"[0-9]+(?:[x×*][0-9]+){1,3}")
-_SHAPEISH_RE = re.compile(r"[0-9x×*, ()\[\]]+")
+_SHAPE_RE = re.compile(r"[0-9]+(?:[x×*,][0-9]+){1,3}")
+_SHAPEISH_RE = re.compile(r"[0-9x×*,()\[\]]+")
+_DIM_SPLIT_RE = re.compile(r"[x×*,]")
 
 
 def looks_like_shape(text: str) -> bool:
@@ -503,14 +511,18 @@ def looks_like_shape(text: str) -> bool:
 def parse_input_shape(text: str) -> tuple[int, int, int, int]:
     """``NxCxHxW`` -> ``(N, C, H, W)``; ``CxHxW`` -> ``(1, C, H, W)``; ``HxW`` -> ``(1, 1, H, W)``.
 
+    Commas work too, with or without brackets (``[1,3,224,224]``, as ``--json`` prints shapes).
+
     >>> parse_input_shape("3x640x480")
     (1, 3, 640, 480)
     """
     t = text.strip().lower()
+    if t[:1] + t[-1:] in ("[]", "()"):
+        t = t[1:-1]
     if not _SHAPE_RE.fullmatch(t):
         raise SpecError(f"input {text!r}: expected NxCxHxW, CxHxW or HxW (e.g. 1x3x224x224) or an image file")
-    dims = [int(x) for x in re.split(r"[x×*]", t)]
-    if any(d < 1 for d in dims):
+    dims = [int(x) for x in _DIM_SPLIT_RE.split(t)]
+    if min(dims) < 1:
         raise SpecError(f"input {text!r}: every size must be ≥ 1")
     full = [1] * (4 - len(dims)) + dims
     return (full[0], full[1], full[2], full[3])
