@@ -141,8 +141,10 @@ def _random_stage(rng: random.Random) -> str:
     return kind + (":" + ",".join(keys) if keys else "")
 
 
-def _torch_walk(shape: tuple[int, int, int, int], stages: list[Stage]) -> tuple[list[tuple[int, ...]], list[int],
-                                                                                   int | None, str]:
+Walk = tuple[list[tuple[int, ...]], list[int], "int | None", str]
+
+
+def _torch_walk(shape: tuple[int, int, int, int], stages: list[Stage]) -> Walk:
     """Shapes and parameter counts torch produces, and the 1-based stage it refuses (or None)."""
     x = torch.zeros(shape)
     shapes: list[tuple[int, ...]] = []
@@ -162,8 +164,7 @@ def _torch_walk(shape: tuple[int, int, int, int], stages: list[Stage]) -> tuple[
     return shapes, params, None, ""
 
 
-def _engine_walk(shape: tuple[int, int, int, int], stages: list[Stage]) -> tuple[list[tuple[int, ...]], list[int],
-                                                                                    int | None, str]:
+def _engine_walk(shape: tuple[int, int, int, int], stages: list[Stage]) -> Walk:
     try:
         report = infer(shape, stages)
     except ShapeError as exc:
@@ -204,7 +205,8 @@ def test_random_stacks_agree_with_torch(one_thread: None) -> None:
             e_shapes, e_params, e_fail, e_msg = _engine_walk(shape, stages)
             t_shapes, t_params, t_fail, t_msg = _torch_walk(shape, stages)
             query = f"{'x'.join(map(str, shape))} {' '.join(texts)}"
-            assert e_fail == t_fail, f"{query}: engine refuses at {e_fail} ({e_msg}), torch at {t_fail} ({t_msg})"
+            assert e_fail == t_fail, f"{query}: engine refuses at {e_fail} ({e_msg}), torch at {t_fail} " \
+                                     f"({t_msg})"
             assert e_shapes == t_shapes, query
             assert e_params == t_params, query
             if e_fail is not None:
@@ -213,7 +215,7 @@ def test_random_stacks_agree_with_torch(one_thread: None) -> None:
     # The generator must exercise both outcomes, every op and every kind of refusal.
     assert N_STACKS // 5 < refused["engine"] < N_STACKS * 4 // 5, refused
     assert all(refused.get(r) for r in REASONS), {r: refused.get(r, 0) for r in REASONS}
-    assert ops_seen == {op.value for op in Op}, set(op.value for op in Op) - ops_seen
+    assert ops_seen == {op.value for op in Op}, {op.value for op in Op} - ops_seen
 
 
 @pytest.mark.parametrize(("query", "expected"), [
@@ -226,7 +228,8 @@ def test_tutorial_examples_match_torch(query: str, expected: tuple[int, ...]) ->
     stage = parse_stage(query)
     assert infer((1, 3, 640, 640), [stage]).output == expected
     with torch.no_grad():
-        assert tuple(_module(stage, (1, 3, 640, 640))(torch.zeros(1, 3, 640, 640, device="meta")).shape) == expected
+        x = torch.zeros(1, 3, 640, 640, device="meta")
+        assert tuple(_module(stage, (1, 3, 640, 640))(x).shape) == expected
 
 
 @pytest.mark.parametrize("size", [5, 7, 16, 33])

@@ -1,1 +1,318 @@
-"""Placeholder: this command is added by its own issue."""
+"""``featcli shape INPUT STAGE...``: torch-exact shape arithmetic, instantly (no torch import)."""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sys
+import typing
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+from featcli.cli.app import app
+from featcli.cli.common import (
+    AlphaOpt,
+    ChannelsOpt,
+    FrameOpt,
+    MaxPixelsOpt,
+    MaxSideOpt,
+    load_options,
+    out_console,
+    print_json,
+)
+from featcli.enums import Alpha, Channels
+from featcli.errors import FeatcliError
+
+if TYPE_CHECKING:
+    from fractions import Fraction
+
+    from featcli.imageio import LoadOptions
+    from featcli.shapes import ShapeReport
+
+
+# --- start-up cost --------------------------------------------------------------------------------
+# typer >= 0.20 coerces every parameter through a pydantic TypeAdapter, and importing pydantic costs more
+# than the whole shape computation (~60-90 ms of a ~150 ms process). The shape command's parameters are
+# plain str/int/enum/list[str], so _LeanCommand gives them a small stdlib coercion instead; anything it
+# does not recognise (or a typer without these internals) falls back to typer's own machinery.
+try:
+    from typer._click.exceptions import BadParameter
+    from typer._coercion import RuntimeParam
+except ImportError:  # pragma: no cover - older/newer typer: keep its own coercion
+    RuntimeParam = None  # type: ignore[assignment,misc]
+
+
+def _coerce_leaf(ann: Any, info: Any, value: Any) -> Any:
+    """str / int (with min/max) / bool / Enum coercion with typer's own error wording."""
+    if ann is str:
+        return value if isinstance(value, str) else str(value)
+    if ann is bool:
+        if isinstance(value, bool):
+            return value
+        low = str(value).strip().lower()
+        if low in ("1", "true", "t", "yes", "y", "on"):
+            return True
+        if low in ("0", "false", "f", "no", "n", "off"):
+            return False
+        raise ValueError(f"{value!r} is not a valid boolean")
+    if ann is int:
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            raise ValueError("Input should be a valid integer, unable to parse string as an integer") from None
+        if info.min is not None and n < info.min:
+            raise ValueError(f"Input should be greater than or equal to {info.min}")
+        if info.max is not None and n > info.max:
+            raise ValueError(f"Input should be less than or equal to {info.max}")
+        return n
+    assert isinstance(ann, type) and issubclass(ann, enum.Enum)
+    if isinstance(value, ann):
+        return value
+    text = str(value)
+    for member in ann:
+        v = str(member.value)
+        if v == text or (info.case_sensitive is False and v.lower() == text.lower()):
+            return member
+    choices = ", ".join(repr(str(m.value)) for m in ann)
+    raise ValueError(f"{text!r} is not one of {choices}.")
+
+
+def _lean_kind(ann: Any) -> Any:
+    """The leaf type _coerce_leaf handles for ``ann`` (list[...] included), or None."""
+    if typing.get_origin(ann) is list:
+        (ann,) = typing.get_args(ann)
+    if ann in (str, int, bool) or (isinstance(ann, type) and issubclass(ann, enum.Enum)):
+        return ann
+    return None
+
+
+if RuntimeParam is not None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class _LeanParam(RuntimeParam):
+        leaf: Any = None
+        is_list: bool = False
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            try:
+                if self.is_list:
+                    items = value if isinstance(value, (list, tuple)) else [value]
+                    return [_coerce_leaf(self.leaf, self.parameter_info, v) for v in items]
+                return _coerce_leaf(self.leaf, self.parameter_info, value)
+            except ValueError as exc:
+                raise BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def _leanify(param: Any) -> None:
+    desc = getattr(param, "type_descriptor", None)
+    if RuntimeParam is None or desc is None or getattr(param, "_runtime_param", 1) is not None \
+            or desc.file_annotation is not None:
+        return
+    leaf = _lean_kind(desc.annotation)
+    if leaf is not None:
+        param._runtime_param = _LeanParam(parameter_info=desc.parameter_info, annotation=desc.annotation,
+                                          leaf=leaf, is_list=typing.get_origin(desc.annotation) is list)
+
+
+class _LeanCommand(TyperCommand):
+    """A TyperCommand whose parameters skip pydantic when they are plain types (see above)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            _leanify(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        _leanify(option)
+        return option
+
+
+class _Inputs:
+    """Turns INPUT arguments into shapes; builds the image-loading options only if a file is named."""
+
+    def __init__(self, channels: Channels, alpha: Alpha, max_side: int | None, frame: int,
+                 max_pixels: int | None) -> None:
+        self._args = (channels, alpha, max_side, frame, max_pixels)
+        self._opts: LoadOptions | None = None
+
+    def __call__(self, text: str) -> tuple[tuple[int, int, int, int], str | None]:
+        from featcli.shapes import resolve_input
+        from featcli.errors import SpecError
+        from featcli.spec import looks_like_shape, parse_input_shape
+
+        try:
+            return parse_input_shape(text), None
+        except SpecError:
+            if looks_like_shape(text):
+                raise
+        if self._opts is None:
+            channels, alpha, max_side, frame, max_pixels = self._args
+            self._opts = load_options(channels=channels, alpha=alpha, max_side=max_side, frame=frame,
+                                      max_pixels=max_pixels)
+        return resolve_input(text, self._opts)
+
+
+@app.command("shape", cls=_LeanCommand)
+def shape_command(
+    input_: Annotated[str, typer.Argument(
+        metavar="INPUT", show_default=False,
+        help="NxCxHxW, CxHxW (N=1) or HxW (N=C=1); an image file (size read from its header); "
+             "or - to read one query per line from stdin.")],
+    stages: Annotated[list[str] | None, typer.Argument(
+        metavar="STAGE...", show_default=False,
+        help="Stage specs OP:key=value,... (conv, convt, maxpool, avgpool, gap, gmp, adaptiveavg, adaptivemax, "
+             "relu, sigmoid, tanh, abs, bn, dropout, magnitude, flatten, linear).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (keys: docs/shape.md).")] = False,
+    solve: Annotated[str | None, typer.Option(
+        "--solve", metavar="HxW", show_default=False,
+        help="Wanted output size of the one stage with p=? or op=? (same as writing p=?HxW).")] = None,
+    kernels_dir: Annotated[str | None, typer.Option(
+        "--kernels-dir", envvar="FEATCLI_KERNELS_DIR", show_default=False,
+        help="Folder of your own kernels for conv:w=... (added to the built-in ones).")] = None,
+    channels: ChannelsOpt = Channels.RGB,
+    alpha: AlphaOpt = Alpha.DROP,
+    max_side: MaxSideOpt = None,
+    frame: FrameOpt = 0,
+    max_pixels: MaxPixelsOpt = None,
+) -> None:
+    """Output shape, parameters, MACs and receptive field of a conv/pool stack, exactly as torch computes them.
+
+    Example: featcli shape 1x3x640x640 conv:out=5,k=3x5,s=1x2,p=2 maxpool:k=2
+
+    Stages take torch's defaults (conv: k=3, s=1, p=0, d=1, g=1, out = input channels; pools: s = k).
+    Keys: conv out,k,s,p,d,g,bias,pm,w,mode; convt out,k,s,p,op,d,g,bias; maxpool k,s,p,d,ceil;
+    avgpool k,s,p,ceil,cip; adaptiveavg/adaptivemax o; linear out,bias; dropout p; bn eps.
+    Sizes are N or HxW; p=same|valid as in torch; w=sobel_x+sobel_y takes out and k from kernels.
+
+    Solve: p=? picks the padding that keeps the size (ceil(H/s); for convt op=?/p=? the size H*s);
+    p=?HxW or --solve HxW asks for that output. Quote '?' in the shell: 'conv:k=3,p=?'.
+
+    featcli shape - reads lines "INPUT STAGE..." from stdin and writes one JSON object per line
+    ({"error": ...} for a failing line; exit code 1 if any failed).
+    """
+    inputs = _Inputs(channels, alpha, max_side, frame, max_pixels)
+    if input_ == "-":
+        if stages or solve:
+            raise _usage("with INPUT '-', stages and --solve go on the stdin lines, not the command line")
+        failed = _serve_stdin(inputs, kernels_dir)
+        if failed:
+            raise typer.Exit(1)
+        return
+    report = _query(inputs, input_, stages or [], solve, kernels_dir)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _render(report)
+
+
+def _usage(message: str) -> FeatcliError:
+    from featcli.errors import UsageError
+
+    return UsageError(message)
+
+
+def _query(inputs: _Inputs, input_: str, texts: list[str], solve: str | None,
+           kernels_dir: str | None) -> ShapeReport:
+    from featcli.shapes import apply_target, infer
+    from featcli.spec import parse_size, parse_stage
+
+    shape, source = inputs(input_)
+    stages = [parse_stage(t, i) for i, t in enumerate(texts, 1)]
+    if solve is not None:
+        stages = apply_target(stages, parse_size(solve.removeprefix("out="), key="--solve"))
+    return infer(shape, stages, kernels_dir=kernels_dir, source=source)
+
+
+def _serve_stdin(inputs: _Inputs, kernels_dir: str | None) -> int:
+    """One JSON line per query line, in order; returns the number of failed lines.
+
+    This loop is the throughput path (tens of thousands of queries a second): names are bound locally,
+    parsed stages and input shapes come from the parsers' caches.
+    """
+    from featcli.errors import SpecError
+    from featcli.shapes import infer
+    from featcli.spec import parse_input_shape, parse_stage
+
+    encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False).encode
+    write = sys.stdout.write
+    flush = sys.stdout.flush if sys.stdin.isatty() else None
+    failed = 0
+    for lineno, line in enumerate(sys.stdin, 1):
+        tokens = line.split()
+        if "#" in line:
+            for j, tok in enumerate(tokens):
+                if tok.startswith("#"):
+                    del tokens[j:]
+                    break
+        if not tokens:
+            continue
+        try:
+            try:
+                shape, source = parse_input_shape(tokens[0]), None
+            except SpecError:
+                shape, source = inputs(tokens[0])
+            stages = [parse_stage(t, i) for i, t in enumerate(tokens[1:], 1)]
+            text = encode(infer(shape, stages, kernels_dir=kernels_dir, source=source).to_dict())
+        except FeatcliError as exc:
+            failed += 1
+            text = encode({"error": str(exc), "line": lineno})
+        write(text + "\n")
+        if flush is not None:
+            flush()
+    sys.stdout.flush()
+    return failed
+
+
+def _dims(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+def _frac(x: int | Fraction) -> str:
+    return str(x) if isinstance(x, int) or x.denominator == 1 else f"{x.numerator}/{x.denominator}"
+
+
+def _render(report: ShapeReport) -> None:
+    from rich.table import Table
+
+    from featcli.spec import format_shape
+
+    con = out_console()
+    table = Table(box=None, padding=(0, 1), pad_edge=False, show_footer=True, header_style="bold",
+                  footer_style="bold")
+    table.add_column("#", justify="right", footer="")
+    table.add_column("stage", footer="total")
+    table.add_column("output", footer=format_shape(report.output), no_wrap=True)
+    table.add_column("params", justify="right", footer=f"{report.params:,}", no_wrap=True)
+    table.add_column("MACs", justify="right", footer=f"{report.macs:,}", no_wrap=True)
+    table.add_column("RF", justify="right", no_wrap=True)
+    table.add_column("jump", justify="right", no_wrap=True)
+    table.add_column("formula")
+    source = f" {report.source}" if report.source else ""
+    table.add_row("0", f"input{source}", format_shape(report.input), "", "", "1", "1", "")
+    for row in report.stages:
+        jump = _frac(row.jump[0]) if row.jump[0] == row.jump[1] else f"{_frac(row.jump[0])}x{_frac(row.jump[1])}"
+        table.add_row(str(row.index), row.spec, format_shape(row.out_shape), f"{row.params:,}", f"{row.macs:,}",
+                      _dims(row.rf), jump, "\n".join(row.formulas))
+    if con.is_terminal or "COLUMNS" in os.environ:
+        con.print(table, highlight=False, markup=False)
+    else:
+        # Piped to a file or a pager: do not wrap the formulas at Rich's default 80 columns.
+        wanted = con.measure(table, options=con.options.update_width(10_000)).maximum
+        before = con.width
+        con.width = max(before, wanted)
+        try:
+            con.print(table, highlight=False, markup=False)
+        finally:
+            con.width = before
+    for row in report.stages:
+        for note in row.notes:
+            con.print(f"note: stage {row.index} {row.spec}: {note}", highlight=False, markup=False, soft_wrap=True)
+        for axis, opts in (row.options or {}).items():
+            seen = ", ".join("/".join(f"{k}={v}" for k, v in o.items() if k != "out") + f" -> {o['out']}"
+                             for o in opts)
+            con.print(f"  options {axis}: {seen}", highlight=False, markup=False, soft_wrap=True)
