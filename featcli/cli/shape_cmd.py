@@ -24,7 +24,7 @@ from featcli.cli.common import (
     print_json,
 )
 from featcli.enums import Alpha, Channels
-from featcli.errors import FeatcliError
+from featcli.errors import FeatcliError, SpecError, UsageError
 
 if TYPE_CHECKING:
     from fractions import Fraction
@@ -62,7 +62,8 @@ def _coerce_leaf(ann: Any, info: Any, value: Any) -> Any:
         try:
             n = int(value)
         except (TypeError, ValueError):
-            raise ValueError("Input should be a valid integer, unable to parse string as an integer") from None
+            raise ValueError("Input should be a valid integer, unable to parse string as an integer") \
+                from None
         if info.min is not None and n < info.min:
             raise ValueError(f"Input should be greater than or equal to {info.min}")
         if info.max is not None and n > info.max:
@@ -142,7 +143,6 @@ class _Inputs:
 
     def __call__(self, text: str) -> tuple[tuple[int, int, int, int], str | None]:
         from featcli.shapes import resolve_input
-        from featcli.errors import SpecError
         from featcli.spec import looks_like_shape, parse_input_shape
 
         try:
@@ -165,9 +165,10 @@ def shape_command(
              "or - to read one query per line from stdin.")],
     stages: Annotated[list[str] | None, typer.Argument(
         metavar="STAGE...", show_default=False,
-        help="Stage specs OP:key=value,... (conv, convt, maxpool, avgpool, gap, gmp, adaptiveavg, adaptivemax, "
-             "relu, sigmoid, tanh, abs, bn, dropout, magnitude, flatten, linear).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (keys: docs/shape.md).")] = False,
+        help="Stage specs OP:key=value,... (conv, convt, maxpool, avgpool, gap, gmp, adaptiveavg, "
+             "adaptivemax, relu, sigmoid, tanh, abs, bn, dropout, magnitude, flatten, linear).")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object on stdout (keys: docs/shape.md).")] = False,
     solve: Annotated[str | None, typer.Option(
         "--solve", metavar="HxW", show_default=False,
         help="Wanted output size of the one stage with p=? or op=? (same as writing p=?HxW).")] = None,
@@ -180,7 +181,7 @@ def shape_command(
     frame: FrameOpt = 0,
     max_pixels: MaxPixelsOpt = None,
 ) -> None:
-    """Output shape, parameters, MACs and receptive field of a conv/pool stack, exactly as torch computes them.
+    """Output shape, params, MACs and receptive field of a conv/pool stack, exactly as torch computes them.
 
     Example: featcli shape 1x3x640x640 conv:out=5,k=3x5,s=1x2,p=2 maxpool:k=2
 
@@ -198,7 +199,7 @@ def shape_command(
     inputs = _Inputs(channels, alpha, max_side, frame, max_pixels)
     if input_ == "-":
         if stages or solve:
-            raise _usage("with INPUT '-', stages and --solve go on the stdin lines, not the command line")
+            raise UsageError("with INPUT '-', stages and --solve go on the stdin lines, not the command line")
         failed = _serve_stdin(inputs, kernels_dir)
         if failed:
             raise typer.Exit(1)
@@ -208,12 +209,6 @@ def shape_command(
         print_json(report.to_dict())
     else:
         _render(report)
-
-
-def _usage(message: str) -> FeatcliError:
-    from featcli.errors import UsageError
-
-    return UsageError(message)
 
 
 def _query(inputs: _Inputs, input_: str, texts: list[str], solve: str | None,
@@ -234,7 +229,6 @@ def _serve_stdin(inputs: _Inputs, kernels_dir: str | None) -> int:
     This loop is the throughput path (tens of thousands of queries a second): names are bound locally,
     parsed stages and input shapes come from the parsers' caches.
     """
-    from featcli.errors import SpecError
     from featcli.shapes import infer
     from featcli.spec import parse_input_shape, parse_stage
 
@@ -295,9 +289,10 @@ def _render(report: ShapeReport) -> None:
     source = f" {report.source}" if report.source else ""
     table.add_row("0", f"input{source}", format_shape(report.input), "", "", "1", "1", "")
     for row in report.stages:
-        jump = _frac(row.jump[0]) if row.jump[0] == row.jump[1] else f"{_frac(row.jump[0])}x{_frac(row.jump[1])}"
-        table.add_row(str(row.index), row.spec, format_shape(row.out_shape), f"{row.params:,}", f"{row.macs:,}",
-                      _dims(row.rf), jump, "\n".join(row.formulas))
+        jh, jw = _frac(row.jump[0]), _frac(row.jump[1])
+        jump = jh if jh == jw else f"{jh}x{jw}"
+        table.add_row(str(row.index), row.spec, format_shape(row.out_shape), f"{row.params:,}",
+                      f"{row.macs:,}", _dims(row.rf), jump, "\n".join(row.formulas))
     if con.is_terminal or "COLUMNS" in os.environ:
         con.print(table, highlight=False, markup=False)
     else:
@@ -309,10 +304,12 @@ def _render(report: ShapeReport) -> None:
             con.print(table, highlight=False, markup=False)
         finally:
             con.width = before
+    lines = []
     for row in report.stages:
-        for note in row.notes:
-            con.print(f"note: stage {row.index} {row.spec}: {note}", highlight=False, markup=False, soft_wrap=True)
+        lines += [f"note: stage {row.index} {row.spec}: {note}" for note in row.notes]
         for axis, opts in (row.options or {}).items():
             seen = ", ".join("/".join(f"{k}={v}" for k, v in o.items() if k != "out") + f" -> {o['out']}"
                              for o in opts)
-            con.print(f"  options {axis}: {seen}", highlight=False, markup=False, soft_wrap=True)
+            lines.append(f"  options {axis}: {seen}")
+    for line in lines:
+        con.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,169 @@
+"""`featcli shape` through the CLI: table, --json, stdin queries, solver, images, every error path."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from featcli.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = str(ROOT / "samples" / "shapes.png")  # 320x240 RGB
+TUTORIAL = ["1x3x640x640", "conv:out=5,k=3x5,s=1x2,p=2"]
+STAGE_KEYS = {"index", "spec", "op", "in", "out", "params", "macs", "rf", "jump", "formula", "notes",
+              "config", "solved", "options"}
+TOP_KEYS = {"input", "source", "stages", "output", "params", "macs"}
+
+
+def shape(runner: CliRunner, *args: str, stdin: str | None = None):  # type: ignore[no-untyped-def]
+    res = runner.invoke(app, ["shape", *args], input=stdin)
+    assert "Traceback" not in res.output
+    return res
+
+
+def test_table(runner: CliRunner) -> None:
+    res = shape(runner, *TUTORIAL, "maxpool:k=2")
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "1x5x642x320" in out and "1x5x321x160" in out
+    assert "H: floor((640 + 2*2 - 1*(3-1) - 1)/1) + 1 = 642" in out
+    assert "W: floor((640 + 2*2 - 1*(5-1) - 1)/2) + 1 = 320" in out
+    assert re.search(r"total\s+1x5x321x160\s+230\s+47,251,200", out)
+    assert "note: stage 1 conv:out=5,k=3x5,s=1x2,p=2: W: 1 column dropped" in out
+    for col in ("stage", "output", "params", "MACs", "RF", "jump", "formula"):
+        assert col in out
+
+
+def test_json(runner: CliRunner) -> None:
+    res = shape(runner, *TUTORIAL, "--json")
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert set(obj) == TOP_KEYS and set(obj["stages"][0]) == STAGE_KEYS
+    assert obj["output"] == [1, 5, 642, 320] and obj["input"] == [1, 3, 640, 640] and obj["source"] is None
+    st = obj["stages"][0]
+    assert st["spec"] == TUTORIAL[1] and st["op"] == "conv" and st["in"] == [1, 3, 640, 640]
+    assert st["params"] == obj["params"] == 230 and st["macs"] == obj["macs"] == 230 * 642 * 320
+    assert st["rf"] == [3, 5] and st["jump"] == [1, 2]
+    assert st["config"]["p"] == [[2, 2], [2, 2]]
+    assert st["solved"] is None and st["options"] is None
+
+
+def test_every_json_key_is_documented() -> None:
+    doc = (ROOT / "docs" / "shape.md").read_text()
+    for key in TOP_KEYS | STAGE_KEYS:
+        assert f"| `{key}`" in doc or f"`{key}`," in doc or f", `{key}`" in doc, key
+
+
+def test_no_stages_and_aliases(runner: CliRunner) -> None:
+    res = shape(runner, "28x28", "--json")
+    assert json.loads(res.stdout)["output"] == [1, 1, 28, 28]
+    res = shape(runner, "3x32x32", "Conv2d:kernel_size=3,stride=2,padding=1", "--json")
+    assert json.loads(res.stdout)["output"] == [1, 3, 16, 16]
+
+
+def test_solver(runner: CliRunner) -> None:
+    res = shape(runner, "1x3x64x64", "conv:k=3,p=?")
+    assert res.exit_code == 0, res.output
+    assert "1x3x64x64" in res.stdout and "p=? -> p=1" in res.stdout and "options H: p=0 -> 62" in res.stdout
+    res = shape(runner, "1x3x64x64", "conv:k=3,s=2,p=?", "--solve", "33x33", "--json")
+    st = json.loads(res.stdout)["stages"][0]
+    assert st["out"] == [1, 3, 33, 33] and st["solved"] == {"p": [2, 2]}
+    res = shape(runner, "1x8x16x16", "convt:k=3,s=2,p=1,op=?", "--json")
+    st = json.loads(res.stdout)["stages"][0]
+    assert st["out"] == [1, 8, 32, 32] and st["solved"] == {"op": [1, 1]}
+    assert st["options"]["H"] == [{"op": 0, "out": 31}, {"op": 1, "out": 32}]
+
+
+def test_image_input_and_loading_options(runner: CliRunner) -> None:
+    res = shape(runner, SAMPLE, "conv:k=3", "--json")
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    assert obj["input"] == [1, 3, 240, 320] and obj["source"] == SAMPLE
+    res = shape(runner, SAMPLE, "--channels", "gray", "--max-side", "100", "--json")
+    assert json.loads(res.stdout)["input"] == [1, 1, 75, 100]
+    res = shape(runner, SAMPLE)
+    assert f"input {SAMPLE}" in res.stdout
+
+
+def test_named_kernels(runner: CliRunner) -> None:
+    pytest.importorskip("featcli.kernels")
+    res = shape(runner, "1x3x64x64", "conv:w=sobel_x+sobel_y", "magnitude", "--json")
+    assert res.exit_code == 0, res.output
+    assert [s["out"] for s in json.loads(res.stdout)["stages"]] == [[1, 2, 62, 62], [1, 1, 62, 62]]
+    res = shape(runner, "1x3x64x64", "conv:w=sobel_q")
+    assert res.exit_code == 1 and "stage 1 'conv:w=sobel_q'" in res.output and "not found" in res.output
+
+
+def test_stdin_queries(runner: CliRunner) -> None:
+    lines = [
+        "# a comment line",
+        "1x3x640x640 conv:out=5,k=3x5,s=1x2,p=2   # the tutorial",
+        "",
+        "28x28 conv:k=5 conv:k=5 conv:k=5 conv:k=5 conv:k=5 conv:k=5 conv:k=5",
+        "1x3x64x64 conv:bogus=1",
+        f"{SAMPLE} maxpool:k=2",
+        "1x3x64x64 'conv:k=3,p=?'".replace("'", ""),
+    ]
+    res = shape(runner, "-", stdin="\n".join(lines) + "\n")
+    assert res.exit_code == 1, res.output
+    out = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(out) == 5
+    assert out[0]["output"] == [1, 5, 642, 320] and set(out[0]) == TOP_KEYS
+    assert out[1] == {"error": "stage 7 'conv:k=5': kernel 5 (dilated) is larger than the padded input H = 4",
+                      "line": 4}
+    assert out[2]["line"] == 5 and "unknown key 'bogus' for conv; valid keys" in out[2]["error"]
+    assert out[3]["output"] == [1, 3, 120, 160] and out[3]["source"] == SAMPLE
+    assert out[4]["stages"][0]["solved"] == {"p": [1, 1]}
+
+
+def test_stdin_all_good_and_empty(runner: CliRunner) -> None:
+    res = shape(runner, "-", stdin="1x1x8x8 conv\n8x8\n")
+    assert res.exit_code == 0, res.output
+    assert [json.loads(x)["output"] for x in res.stdout.splitlines()] == [[1, 1, 6, 6], [1, 1, 8, 8]]
+    res = shape(runner, "-", stdin="")
+    assert res.exit_code == 0 and res.stdout == ""
+    res = shape(runner, "-", "--channels", "gray", stdin=f"{SAMPLE}\n")
+    assert json.loads(res.stdout)["input"] == [1, 1, 240, 320]
+
+
+@pytest.mark.parametrize(("args", "code", "fragment"), [
+    (["1x3x64x64", "pool:k=2"], 2, "unknown op 'pool'; valid ops: conv, convt, maxpool, avgpool"),
+    (["1x3x64x64", "conv:q=2"], 2, "valid keys: out, k, s, p, d, g, bias, pm, w, mode"),
+    (["1x3x64x64", "conv:k=3x"], 2, "k='3x': expected N or HxW"),
+    (["1x3x64", "conv", "conv:k=0"], 2, "stage 2 'conv:k=0'"),
+    (["1x3x64x64x2", "conv"], 2, "expected NxCxHxW, CxHxW or HxW"),
+    (["1x3x5x5", "conv:k=7"], 1, "stage 1 'conv:k=7': kernel 7 (dilated) is larger than the padded input"),
+    (["1x3x8x8", "conv:g=2"], 1, "in channels 3 not divisible by groups g=2"),
+    (["1x3x8x8", "conv:s=2,p=same"], 1, "p=same is not supported for strided convolutions"),
+    (["1x3x8x8", "convt:s=2,op=2"], 1, "must be smaller than either stride"),
+    (["1x3x8x8", "maxpool:k=2,p=2"], 1, "padding 2 must be at most half the kernel size 2"),
+    (["1x3x8x8", "flatten", "maxpool:k=2"], 1, "maxpool needs a 4-D"),
+    (["1x3x8x8", "conv:k=2,p=?"], 1, "no p gives H = 8"),
+    (["missing.png", "conv"], 1, "missing.png: no such file"),
+    (["1x3x8x8", "conv", "--solve", "4x4"], 2, "--solve needs exactly one stage with p=? or op=?"),
+    (["1x3x8x8", "conv:p=?", "--solve", "4xq"], 2, "--solve='4xq'"),
+    (["-", "conv"], 2, "stages and --solve go on the stdin lines"),
+    (["1x3x8x8", "--channels", "purple"], 2, "'purple' is not one of 'rgb', 'gray', 'keep'"),
+    (["1x3x8x8", "--frame", "-1"], 2, "greater than or equal to 0"),
+    (["1x3x8x8", "--max-side", "big"], 2, "valid integer"),
+    ([], 2, "Missing argument"),
+])
+def test_errors(runner: CliRunner, args: list[str], code: int, fragment: str) -> None:
+    res = shape(runner, *args)
+    assert res.exit_code == code, res.output
+    assert fragment in " ".join(res.output.split()), res.output
+    if code == 1 or "stage" in fragment:
+        assert res.output.startswith("featcli: error: ")
+        assert res.stdout == ""
+
+
+def test_help_has_an_example(runner: CliRunner) -> None:
+    res = runner.invoke(app, ["shape", "--help"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "Example: featcli shape 1x3x640x640 conv:out=5,k=3x5,s=1x2,p=2 maxpool:k=2" in text
+    assert "p=?" in text and "--solve" in text and "--channels" in text and "--json" in text
