@@ -50,6 +50,33 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return torch.device("cuda", i)
 
 
+def cpu_without_torch(spec: str) -> bool:
+    """True when ``spec`` surely means the CPU, decided without importing torch (which costs > 1 s).
+
+    ``cpu`` always; ``auto`` when the installed torch is a CPU-only build (its ``torch/version.py``
+    says ``cuda = None`` and ``hip = None``) on a platform without Apple MPS.
+    """
+    import importlib.util
+    import re
+    import sys
+    from pathlib import Path
+
+    s = spec.strip().lower()
+    if s == "cpu":
+        return True
+    if s != "auto" or sys.platform == "darwin":
+        return False
+    found = importlib.util.find_spec("torch")
+    if found is None or not found.submodule_search_locations:
+        return False
+    try:
+        text = (Path(next(iter(found.submodule_search_locations))) / "version.py").read_text()
+    except OSError:
+        return False
+    none = r"(?m)^{}\s*(?::[^=]*)?=\s*None\s*$"
+    return bool(re.search(none.format("cuda"), text) and re.search(none.format("hip"), text))
+
+
 def _mps_available() -> bool:
     import torch
 

@@ -449,6 +449,12 @@ def _plan(refs: Sequence[str], kernels_dir: str | None, allow_torchscript: bool
     return out
 
 
+def stage_kernels(refs: Sequence[str], kernels_dir: str | None = None, allow_torchscript: bool = False
+                  ) -> list[Kernel] | LearnedWeight:
+    """The 2-D kernels of one conv stage, zero-padded centred to a common size, or its one learned layer."""
+    return _plan(refs, kernels_dir, allow_torchscript)
+
+
 def _learned_groups(lw: LearnedWeight, in_channels: int, mode: KernelMode) -> int:
     out, cin = lw.weight.shape[0], lw.weight.shape[1]
     if cin == in_channels:

@@ -185,10 +185,3 @@ def _conv(x: torch.Tensor, p: spec.ConvSpec, ctx: OpContext) -> tuple[torch.Tens
                                        padding_mode=p.pm.value))
     assert isinstance(m, nn.Conv2d)
     return conv2d(x, m.weight, m.bias, stride=p.s, padding=p.p, dilation=p.d, groups=p.g, padding_mode=p.pm), None
-
-
-def channel_labels(n: int, labels: Sequence[str] | None) -> list[str]:
-    """Labels for ``n`` channels: the ones given, or ``ch0, ch1, ...``."""
-    if labels is not None and len(labels) == n:
-        return list(labels)
-    return [f"ch{i}" for i in range(n)]

@@ -12,16 +12,19 @@ import dataclasses
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import torch
+from typing import TYPE_CHECKING, Any
 
 from featcli import spec
 from featcli.enums import KernelMode, PaddingMode
 from featcli.errors import FeatcliError, SpecError, StageError
-from featcli.ops import OpContext, apply_stage, channel_labels
 from featcli.shapes import ShapeReport, infer
 from featcli.spec import Op, Stage
+
+if TYPE_CHECKING:  # torch is imported by the functions that run on it, so the NumPy engine never pays
+    import torch
+
+    from featcli.ops import OpContext
 
 _POOL_ALIASES = {
     "max": "maxpool", "avg": "avgpool", "mean": "avgpool", "global": "gap", "gap": "gap",
@@ -47,7 +50,7 @@ class StageResult:
     mean: float
     zeros: float  #: share of exact zeros (what relu leaves)
     labels: tuple[str, ...]
-    tensor: torch.Tensor = field(repr=False)
+    tensor: Any = field(repr=False)  #: (1, ...) float32 torch tensor, or NumPy array on the NumPy engine
 
     @property
     def ok(self) -> bool:
@@ -121,8 +124,23 @@ def plan(input_shape: Sequence[int], stack: Sequence[Stage], *, kernels_dir: str
     return infer(input_shape, stack, kernels_dir=kernels_dir)
 
 
+def channel_labels(n: int, labels: Sequence[str] | None) -> list[str]:
+    """Labels for ``n`` channels: the ones given, or ``ch0, ch1, ...``."""
+    if labels is not None and len(labels) == n:
+        return list(labels)
+    return [f"ch{i}" for i in range(n)]
+
+
+def next_labels(labels: list[str] | None, new: list[str] | None, op: Op) -> list[str] | None:
+    """Channel labels after a stage: its own, the input's for channel-wise ops, else none."""
+    if new is not None:
+        return list(new)
+    return labels if op in _CHANNELWISE else None
+
+
 def _stats(t: torch.Tensor) -> list[tuple[float, float, float, float]]:
     """Per-sample (min, max, mean, share of zeros) of a batch, in four vectorised passes."""
+    import torch
     dims = tuple(range(1, t.dim()))  # reduce in whatever layout t has: no reshape copy
     count = t[0].numel()
     if t.shape[0] == 1:
@@ -135,6 +153,8 @@ def _stats(t: torch.Tensor) -> list[tuple[float, float, float, float]]:
 
 
 def _sync(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -169,6 +189,10 @@ def run_stack_batch(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, kee
     Raises:
         StageError: a stage failed on the real tensor, or its shape differs from the prediction.
     """
+    import torch
+
+    from featcli.ops import apply_stage
+
     n = x.shape[0]
     per_image: list[list[StageResult]] = [[] for _ in range(n)]
     labels: list[str] | None = list(input_labels) if input_labels else None
@@ -193,10 +217,7 @@ def run_stack_batch(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, kee
                     f"stage {row.index} {row.spec!r}: the formula predicted {list(predicted)} but torch "
                     f"produced {list(actual)}; this is a featcli bug, please report it"
                 )
-            if new_labels is None and row.resolved.op not in _CHANNELWISE:
-                labels = None
-            elif new_labels is not None:
-                labels = list(new_labels)
+            labels = next_labels(labels, new_labels, row.resolved.op)
             n_ch = actual[1] if len(actual) == 4 else 0
             tile_labels = tuple(channel_labels(n_ch, labels)) if n_ch else ()
             wanted = keep is None or row.index in keep
@@ -206,3 +227,32 @@ def run_stack_batch(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, kee
                                                 lo, hi, mean, zeros, tile_labels, kept))
             x = y
     return per_image
+
+
+def run_stack_numpy(x: Any, report: ShapeReport, *, kernels_dir: str | None = None,
+                    keep: Collection[int] | None = None, input_labels: Sequence[str] | None = None
+                    ) -> list[StageResult]:
+    """:func:`run_stack` on the NumPy engine (:mod:`featcli.fastpath`), for one image (1, C, H, W)."""
+    from featcli import fastpath
+
+    results: list[StageResult] = []
+    labels: list[str] | None = list(input_labels) if input_labels else None
+    for row in report.stages:
+        t0 = time.perf_counter()
+        try:
+            y, new_labels = fastpath.apply_stage(x, row.resolved, kernels_dir)
+        except FeatcliError as exc:
+            raise StageError(f"stage {row.index} {row.spec!r}: {exc.message}", path=exc.path) from None
+        seconds = time.perf_counter() - t0
+        actual = tuple(int(d) for d in y.shape)
+        if actual != tuple(row.out_shape):
+            raise StageError(f"stage {row.index} {row.spec!r}: the formula predicted {list(row.out_shape)} but "
+                             f"the NumPy engine produced {list(actual)}; this is a featcli bug, please report it")
+        labels = next_labels(labels, new_labels, row.resolved.op)
+        n_ch = actual[1] if len(actual) == 4 else 0
+        lo, hi, mean, zeros = fastpath.stats(y)
+        kept = y if keep is None or row.index in keep else y[:0]
+        results.append(StageResult(row.index, row.spec, row.op, actual, actual, seconds, lo, hi, mean, zeros,
+                                   tuple(channel_labels(n_ch, labels)) if n_ch else (), kept))
+        x = y
+    return results

@@ -172,6 +172,10 @@ def _colormap_names() -> tuple[str, ...]:
 
 def check_cmap(name: str) -> str:
     """Return ``name`` if matplotlib knows the colormap, else raise :class:`UsageError` with suggestions."""
+    from featcli.cmaps import TABLES
+
+    if name in TABLES:
+        return name
     names = _colormap_names()
     if name in names:
         return name
@@ -184,6 +188,11 @@ def check_cmap(name: str) -> str:
 @lru_cache(maxsize=64)
 def _lut(name: str, levels: int) -> ByteArray:
     """``levels`` RGB colours of colormap ``name``, sampled at the bin centres, shape ``(levels, 3)``."""
+    from featcli.cmaps import sample
+
+    shipped = sample(name, levels)  # the common colormaps, without importing matplotlib
+    if shipped is not None:
+        return shipped
     import matplotlib
 
     cmap = matplotlib.colormaps[check_cmap(name)]

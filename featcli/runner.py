@@ -14,18 +14,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from featcli.errors import OutputError, UsageError
 from featcli.imageio import LoadedImage, LoadOptions, load_image, to_tensor
-from featcli.ops import OpContext
 from featcli.outputs import atomic_write, check_output
-from featcli.pipeline import StageResult, plan, run_stack
+from featcli.pipeline import StageResult, plan, run_stack, run_stack_numpy
 from featcli.render import GridOptions, Tile, render_grid, render_map, save_png
 from featcli.shapes import ShapeReport
 from featcli.spec import Stage
+
+if TYPE_CHECKING:
+    from featcli.ops import OpContext
 
 _SAVE_EXTS = (".npz", ".pt", ".npy")
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -37,7 +37,9 @@ class RunConfig:
 
     stack: tuple[Stage, ...]
     load: LoadOptions = field(default_factory=LoadOptions)
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: Any = "cpu"  #: a ``torch.device`` (or "cpu"); see :func:`featcli.devices.resolve_device`
+    engine: str = "auto"  #: "auto" (NumPy when it can, else torch), "torch" or "numpy"
+    threads: int | None = None  #: torch CPU threads (None: torch's default, all cores)
     seed: int = 0
     kernels_dir: str | None = None
     allow_torchscript: bool = False
@@ -62,6 +64,7 @@ class ImageOutcome:
     results: list[StageResult]
     outputs: list[str]
     seconds: float
+    engine: str = "torch"
 
     def record(self) -> dict[str, Any]:
         """The JSON object of ``featcli run --json`` for this image (keys documented in README)."""
@@ -69,7 +72,7 @@ class ImageOutcome:
             "path": self.path, "status": "ok", "input": list(self.input_shape),
             "output": list(self.report.output), "params": self.report.params, "macs": self.report.macs,
             "stages": [r.record() for r in self.results], "outputs": self.outputs,
-            "seconds": round(self.seconds, 6),
+            "seconds": round(self.seconds, 6), "engine": self.engine,
         }
 
 
@@ -103,13 +106,22 @@ def validate_outputs(cfg: RunConfig) -> None:
 
 
 def _spatial(r: StageResult) -> bool:
-    return r.tensor.dim() == 4
+    return len(r.tensor.shape) == 4
+
+
+def as_numpy(t: Any) -> Any:
+    """A stage tensor as a float32 NumPy array (torch tensors are moved to the CPU first)."""
+    if hasattr(t, "detach"):
+        import torch
+
+        return t.detach().to("cpu", torch.float32).numpy()
+    return t
 
 
 def _tiles(results: Sequence[StageResult]) -> list[Tile]:
     tiles: list[Tile] = []
     for r in results:
-        maps = r.tensor[0].detach().to("cpu", torch.float32).numpy()
+        maps = as_numpy(r.tensor[0])
         for c, label in enumerate(r.labels):
             tiles.append(Tile(f"s{r.index} {r.op} · {label}", maps[c], stage=r.name))
     return tiles
@@ -136,7 +148,7 @@ def _metadata(cfg: RunConfig, path: str, stages: Sequence[StageResult]) -> dict[
 def _save_raw(results: Sequence[StageResult], picked: list[int], path: str, cfg: RunConfig,
               inputs: list[str]) -> str:
     ext = Path(path).suffix.lower()
-    tensors = {r.name: r.tensor.detach().to("cpu", torch.float32) for r in results if r.index in picked}
+    tensors = {r.name: as_numpy(r.tensor) for r in results if r.index in picked}
     if ext == ".npy":
         if len(tensors) != 1:
             raise OutputError(f".npy holds one stage; {len(tensors)} selected (use --stages N, or .npz)", path=path)
@@ -145,18 +157,20 @@ def _save_raw(results: Sequence[StageResult], picked: list[int], path: str, cfg:
         def write(fh: Any) -> None:
             import numpy as np
 
-            np.save(fh, only.numpy(), allow_pickle=False)
+            np.save(fh, only, allow_pickle=False)
     elif ext == ".npz":
 
         def write(fh: Any) -> None:
             import numpy as np
 
-            np.savez(fh, **{k: v.numpy() for k, v in tensors.items()})
+            np.savez(fh, **tensors)
     else:
 
         def write(fh: Any) -> None:
+            import torch
+
             buf = io.BytesIO()
-            torch.save(tensors, buf)
+            torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, buf)
             fh.write(buf.getvalue())
 
     return str(atomic_write(path, write, force=cfg.force, inputs=inputs))
@@ -255,7 +269,13 @@ def write_outputs(dest: Destinations, cfg: RunConfig, image: LoadedImage, result
 
 
 def op_context(cfg: RunConfig) -> OpContext:
-    return OpContext(device=cfg.device, seed=cfg.seed, kernels_dir=cfg.kernels_dir,
+    import torch
+
+    from featcli.ops import OpContext
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return OpContext(device=torch.device(cfg.device), seed=cfg.seed, kernels_dir=cfg.kernels_dir,
                      allow_torchscript=cfg.allow_torchscript)
 
 
@@ -267,10 +287,32 @@ def process_image(path: str, cfg: RunConfig, *, stem: str | None = None, n: int 
     """
     t0 = time.perf_counter()
     image = load_image(path, cfg.load)
-    x = to_tensor(image, scale=cfg.load.scale, device=cfg.device)
-    report = plan(tuple(x.shape), cfg.stack, kernels_dir=cfg.kernels_dir)
+    shape = (1, image.array.shape[2], image.array.shape[0], image.array.shape[1])
+    report = plan(shape, cfg.stack, kernels_dir=cfg.kernels_dir)
     dest = destinations(cfg, report, path, stem=stem, n=n)
     check_destinations(dest, cfg, path)
-    results = run_stack(x, report, op_context(cfg), keep=dest.keep, input_labels=image.channel_names)
+    engine = choose_engine(cfg)
+    if engine == "numpy":
+        from featcli.fastpath import HWC
+
+        x_np = HWC(image.array, image.value_max, cfg.load.scale.factor)
+        results = run_stack_numpy(x_np, report, kernels_dir=cfg.kernels_dir, keep=dest.keep,
+                                  input_labels=image.channel_names)
+    else:
+        x = to_tensor(image, scale=cfg.load.scale, device=cfg.device)
+        results = run_stack(x, report, op_context(cfg), keep=dest.keep, input_labels=image.channel_names)
     outputs = write_outputs(dest, cfg, image, results)
-    return ImageOutcome(image.header.path, tuple(x.shape), report, results, outputs, time.perf_counter() - t0)
+    return ImageOutcome(image.header.path, shape, report, results, outputs, time.perf_counter() - t0, engine)
+
+
+def choose_engine(cfg: RunConfig) -> str:
+    """``numpy`` when asked, or on ``auto`` when the device is the CPU and every stage is supported."""
+    from featcli.fastpath import supports
+
+    if cfg.engine == "torch":
+        return "torch"
+    ok = str(cfg.device) == "cpu" and supports(cfg.stack, cfg.kernels_dir)
+    if cfg.engine == "numpy" and not ok:
+        raise UsageError("--engine numpy runs only fixed 2-D kernels (stride 1, dilation 1), magnitude, abs, "
+                         "relu, sigmoid, tanh, unpadded pooling and global pooling on the CPU; use --engine auto")
+    return "numpy" if ok else "torch"
