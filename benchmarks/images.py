@@ -20,7 +20,8 @@ def photo(width: int, height: int, seed: int) -> Image.Image:
     y = np.linspace(0, 1, height, dtype=np.float32)[:, None]
     x = np.linspace(0, 1, width, dtype=np.float32)[None, :]
     hue = rng.uniform(0.6, 1.4, 3).astype(np.float32)
-    sky = np.stack([(90 + 80 * y) * hue[0] + 0 * x, (140 + 60 * y) * hue[1] + 0 * x, (230 - 40 * y) * hue[2] + 0 * x], -1)
+    zero = 0 * x
+    sky = np.stack([(90 + 80 * y) * hue[0] + zero, (140 + 60 * y) * hue[1] + zero, (230 - 40 * y) * hue[2] + zero], -1)
     # Coarse texture: low-resolution noise upsampled (cheap "clouds"/"grass").
     small = rng.normal(0, 1, (max(2, height // 32), max(2, width // 32), 3)).astype(np.float32)
     tex = np.asarray(Image.fromarray(((small * 40) + 128).clip(0, 255).astype(np.uint8)).resize(

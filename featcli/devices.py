@@ -41,7 +41,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
             raise DeviceError("--device mps: Apple MPS is not available on this machine")
         return torch.device("mps")
     if not torch.cuda.is_available():
-        build = "without CUDA" if torch.version.cuda is None else f"with CUDA {torch.version.cuda}, but no GPU is visible"
+        cuda = torch.version.cuda
+        build = "without CUDA" if cuda is None else f"with CUDA {cuda}, but no GPU is visible"
         raise DeviceError(f"--device {spec}: CUDA is not available (torch {torch.__version__} built {build})")
     n = torch.cuda.device_count()
     i = int(index or 0)

@@ -12,7 +12,7 @@ affine weight 1 and bias 0), which makes it visible on a single image and indepe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch

@@ -12,7 +12,6 @@ import dataclasses
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING, Any
 
 from featcli import spec

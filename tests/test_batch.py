@@ -92,7 +92,8 @@ def test_grid_template_per_input(runner: CliRunner, folder: Path, tmp_path: Path
                               str(tmp_path / "{stem}_grid.png")])
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in tmp_path.glob("*_grid.png")) == ["a_grid.png", "c_grid.png"]
-    res = runner.invoke(app, ["run", str(folder / "a.png"), str(folder / "c.png"), "relu", "-o", str(tmp_path / "g.png")])
+    res = runner.invoke(app, ["run", str(folder / "a.png"), str(folder / "c.png"), "relu", "-o",
+                              str(tmp_path / "g.png")])
     assert res.exit_code == 2 and "template" in res.output
 
 

@@ -35,7 +35,9 @@ def _save(tmp_path: Path, img: Image.Image, name: str, **kw: object) -> Path:
     [("1", 1), ("L", 1), ("LA", 1), ("P", 3), ("RGB", 3), ("RGBA", 3), ("CMYK", 4), ("I;16", 1), ("I", 1), ("F", 1)],
 )
 @pytest.mark.parametrize("channels", list(Channels))
-def test_every_mode_loads_with_predicted_shape(tmp_path: Path, mode: str, keep_channels: int, channels: Channels) -> None:
+def test_every_mode_loads_with_predicted_shape(
+    tmp_path: Path, mode: str, keep_channels: int, channels: Channels
+) -> None:
     img = Image.fromarray(_rgb()).convert(mode)
     ext = {"CMYK": "tif", "I;16": "png", "I": "tif", "F": "tif"}.get(mode, "png")
     path = _save(tmp_path, img, f"a.{ext}")

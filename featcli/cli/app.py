@@ -18,7 +18,6 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 
 from featcli.errors import FeatcliError
 
-
 _ARGS: list[str] = []
 
 

@@ -71,7 +71,7 @@ def run_command(
         help="Images ('-' for stdin), then stages in the `featcli shape` language (conv:..., relu, maxpool:k=2).",
         show_default=False, metavar="IMAGE... [STAGE...]")],
     kernel: Annotated[list[str] | None, typer.Option(
-        "--kernel", "-k", help="Kernel name, spec (gaussian:size=5,sigma=1) or FILE.pt:KEY; all -k form one conv stage.",
+        "--kernel", "-k", help="Kernel name, spec (gaussian:size=5,sigma=1) or FILE.pt:KEY; all -k make one conv.",
         rich_help_panel=_K)] = None,
     kernel_mode: Annotated[KernelMode, typer.Option(
         "--kernel-mode", help="2-D kernels on a multi-channel image: sum (tutorial), gray, depthwise.",
