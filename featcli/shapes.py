@@ -13,7 +13,7 @@ windows, solved paddings). Every stack torch refuses raises :class:`ShapeError` 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Union
@@ -153,17 +153,10 @@ def convt_axis(size: int, k: int, s: int, p: int, op: int, d: int) -> int:
     return (size - 1) * s - 2 * p + d * (k - 1) + op + 1
 
 
-def _conv_formula(ax: str, size: int, k: int, s: int, pl: int, pr: int, d: int, out: int) -> str:
-    pad = f"2*{pl}" if pl == pr else f"{pl}+{pr}"
-    return f"{ax}: floor(({size} + {pad} - {d}*({k}-1) - 1)/{s}) + 1 = {out}"
-
-
-def _dropped_note(a: int, size: int, k: int, s: int, pl: int, pr: int, d: int) -> str | None:
+def _dropped_note(a: int, size: int, k: int, s: int, pl: int, pr: int, d: int) -> str:
     """Rows/columns at the end that no window reaches, when the division by the stride is not exact."""
     num = size + pl + pr - d * (k - 1) - 1
     rem = num % s
-    if num < 0 or rem == 0:
-        return None
     unit = _UNITS[a][:-1] if rem == 1 else _UNITS[a]
     first = size - (rem - pr)
     span = f"{first}..{size - 1}" if first < size - 1 else f"{first}"
@@ -224,6 +217,8 @@ def _groups(c: int, out: int, g: int) -> None:
         raise _Refusal(f"out channels {out} not divisible by groups g={g}")
 
 
+_REFLECT, _CIRCULAR = PaddingMode.REFLECT, PaddingMode.CIRCULAR
+_PM_NAME = {pm: pm.value for pm in PaddingMode}
 _KERNEL_CACHE: dict[tuple[tuple[str, ...], int, KernelMode, str | None], tuple[int, int, int, int, int]] = {}
 
 
@@ -239,22 +234,36 @@ def _kernel_shape(refs: tuple[str, ...], c: int, mode: KernelMode,
     return hit
 
 
-def _solve(a: int, target: int | None, default: int, fn: Callable[[Any], int], candidates: Sequence[Any],
-           label: Callable[[Any], dict[str, int]], what: str,
-           hint: str = "") -> tuple[Any, list[dict[str, int]]]:
-    """First candidate whose output ``fn(c)`` equals the target, and the options around it."""
+def _solve(a: int, target: int | None, default: int, fn: Callable[[Any], int], candidates: Iterable[Any],
+           label: Callable[[Any], dict[str, int]], what: str, hint: str = "",
+           increasing: bool = False) -> tuple[Any, list[dict[str, int]]]:
+    """First candidate whose output ``fn(c)`` equals the target, and the options around it.
+
+    ``increasing``: outputs never decrease along ``candidates`` (conv/pool padding), so the search stops a
+    few options past the target instead of walking the whole range.
+    """
     want = default if target is None else target
-    found = [(c, out) for c in candidates if (out := fn(c)) >= 1]
+    found: list[tuple[Any, int]] = []
+    hit = -1
+    half = _MAX_OPTIONS // 2
+    for c in candidates:
+        out = fn(c)
+        if out < 1:
+            continue
+        found.append((c, out))
+        if out == want and hit < 0:
+            hit = len(found) - 1
+        if increasing and out > want and len(found) - max(hit, 0) > half:
+            break
     options = [{**label(c), "out": out} for c, out in found]
-    for j, (c, out) in enumerate(found):
-        if out == want:
-            lo = max(0, j - _MAX_OPTIONS // 2)
-            return c, options[lo:lo + _MAX_OPTIONS]
+    if hit >= 0:
+        lo = max(0, hit - half)
+        return found[hit][0], options[lo:lo + _MAX_OPTIONS]
     near = sorted(options, key=lambda o: abs(o["out"] - want))[:_MAX_OPTIONS]
     near.sort(key=lambda o: tuple(v for k, v in o.items() if k != "out"))
     seen = ", ".join("/".join(f"{k}={v}" for k, v in o.items() if k != "out") + f" -> {o['out']}"
                      for o in near) or "none valid"
-    names = "/".join(label(candidates[0])) if candidates else "value"
+    names = "/".join(label(found[0][0])) if found else "value"
     why = "" if target is not None else f" (the default target: {what})"
     raise _Refusal(f"no {names} gives {_AXES[a]} = {want}{why}; nearest: {seen}{hint}")
 
@@ -286,7 +295,7 @@ def _conv_pads(sp: ConvSpec, row: _Row, sizes: Pair, ks: Pair) -> list[tuple[int
         p, row.options[_AXES[a]] = _solve(
             a, target, -(-sizes[a] // ss[a]),
             lambda p, a=a: conv_axis(sizes[a], ks[a], ss[a], p, p, ds[a]),  # type: ignore[misc]
-            range(max(limit, 0) + 1), lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})", hint)
+            range(max(limit, 0) + 1), lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})", hint, increasing=True)
         solved.append(p)
     row.solved = {"p": solved}
     row.notes.append(f"p=? -> {_pairs_text('p', solved)}")
@@ -294,7 +303,7 @@ def _conv_pads(sp: ConvSpec, row: _Row, sizes: Pair, ks: Pair) -> list[tuple[int
 
 
 def _conv(st: _State, sp: ConvSpec, kernels_dir: str | None) -> _Row:
-    n, c, h, w = _need_4d("conv", st.shape)
+    n, c, h, w = st.shape if len(st.shape) == 4 else _need_4d("conv", st.shape)
     if sp.w:
         out, in_pg, kh, kw, g = _kernel_shape(sp.w, c, sp.mode, kernels_dir)
         conv_in = in_pg * g
@@ -310,26 +319,30 @@ def _conv(st: _State, sp: ConvSpec, kernels_dir: str | None) -> _Row:
     row = _Row()
     ks, ss, ds, sizes = (kh, kw), sp.s, sp.d, (h, w)
     pads = _conv_pads(sp, row, sizes, ks)
+    reflect, circular = sp.pm is _REFLECT, sp.pm is _CIRCULAR
+    rf, jump, formulas = st.rf, st.jump, row.formulas
     outs = []
-    for a in range(2):
-        (pl, pr), size = pads[a], sizes[a]
-        if sp.pm is PaddingMode.REFLECT and max(pl, pr) >= size:
+    for a in (0, 1):  # the hot path of stdin mode: plain locals, no helper calls unless needed
+        (pl, pr), size, k, s, d = pads[a], sizes[a], ks[a], ss[a], ds[a]
+        if reflect and max(pl, pr) >= size:
             raise _Refusal(f"reflect padding {max(pl, pr)} must be smaller than the input "
                            f"{_AXES[a]} = {size}")
-        if sp.pm is PaddingMode.CIRCULAR and max(pl, pr) > size:
+        if circular and max(pl, pr) > size:
             raise _Refusal(f"circular padding {max(pl, pr)} wraps around more than once "
                            f"({_AXES[a]} = {size})")
-        o = conv_axis(size, ks[a], ss[a], pl, pr, ds[a])
-        if o < 1:
-            raise _Refusal(f"kernel {ds[a] * (ks[a] - 1) + 1} (dilated) is larger than the padded input "
+        span = d * (k - 1)
+        num = size + pl + pr - span - 1
+        if num < 0:
+            raise _Refusal(f"kernel {span + 1} (dilated) is larger than the padded input "
                            f"{_AXES[a]} = {size + pl + pr}")
+        o = num // s + 1
         outs.append(o)
-        row.formulas.append(_conv_formula(_AXES[a], size, ks[a], ss[a], pl, pr, ds[a], o))
-        note = _dropped_note(a, size, ks[a], ss[a], pl, pr, ds[a])
-        if note:
-            row.notes.append(note)
-        st.rf[a] += (ds[a] * (ks[a] - 1)) * st.jump[a]
-        st.jump[a] *= ss[a]
+        pad = f"2*{pl}" if pl == pr else f"{pl}+{pr}"
+        formulas.append(f"{_AXES[a]}: floor(({size} + {pad} - {d}*({k}-1) - 1)/{s}) + 1 = {o}")
+        if num % s:
+            row.notes.append(_dropped_note(a, size, k, s, pl, pr, d))
+        rf[a] += span * jump[a]
+        jump[a] *= s
     if conv_in != c:
         row.notes.append(f"mode=gray: {c} channels -> 1 (luminance) before the kernels")
     row.out = (n, out, outs[0], outs[1])
@@ -337,9 +350,9 @@ def _conv(st: _State, sp: ConvSpec, kernels_dir: str | None) -> _Row:
     row.macs = n * outs[0] * outs[1] * row.params
     kernels = f" ({len(sp.w)} kernels, mode={sp.mode.value})" if sp.w else ""
     row.formulas.append(f"C: {c} -> {out}{kernels}")
-    row.config = {"in": conv_in, "out": out, "k": [kh, kw], "s": list(ss),
-                  "p": [list(pads[0]), list(pads[1])], "d": list(ds), "g": g, "bias": sp.bias,
-                  "pm": sp.pm.value}
+    row.config = {"in": conv_in, "out": out, "k": [kh, kw], "s": [ss[0], ss[1]],
+                  "p": [[pads[0][0], pads[0][1]], [pads[1][0], pads[1][1]]], "d": [ds[0], ds[1]], "g": g,
+                  "bias": sp.bias, "pm": _PM_NAME[sp.pm]}
     if sp.w:
         row.config.update(w=list(sp.w), mode=sp.mode.value)
     row.resolved = dataclasses.replace(sp, p=(pads[0][0], pads[1][0])) if row.solved else sp
@@ -418,7 +431,7 @@ def _pool(st: _State, sp: PoolSpec, op: str) -> _Row:
             p, row.options[_AXES[a]] = _solve(
                 a, sp.target[a] if sp.target else None, -(-sizes[a] // ss[a]),
                 lambda p, a=a: pool_axis(sizes[a], ks[a], ss[a], p, ds[a], sp.ceil),  # type: ignore[misc]
-                range(ks[a] // 2 + 1), lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})")
+                range(ks[a] // 2 + 1), lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})", increasing=True)
             ps.append(p)
         row.solved = {"p": ps}
         row.notes.append(f"p=? -> {_pairs_text('p', ps)}")
@@ -448,10 +461,8 @@ def _pool(st: _State, sp: PoolSpec, op: str) -> _Row:
         if o < 1:
             raise _Refusal(f"output {_AXES[a]} = {o} is too small (< 1): kernel {d * (k - 1) + 1} "
                            f"does not fit the padded input {size + 2 * p}")
-        if not sp.ceil:
-            note = _dropped_note(a, size, k, s, p, p, d)
-            if note:
-                row.notes.append(note)
+        if not sp.ceil and num % s:
+            row.notes.append(_dropped_note(a, size, k, s, p, p, d))
         outs.append(o)
         st.rf[a] += (d * (k - 1)) * st.jump[a]
         st.jump[a] *= s
@@ -542,7 +553,7 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
     """Walk ``stages`` over ``input_shape`` ``(N, C, H, W)`` exactly as torch would.
 
     Args:
-        input_shape: ``(N, C, H, W)``, every size ≥ 1.
+        input_shape: ``(N, C, H, W)``, every size at least 1.
         stages: parsed stages (:func:`featcli.spec.parse_stage`).
         kernels_dir: extra kernel folder for ``conv:w=...`` stages.
         source: the image the shape was read from, recorded in the report.
@@ -553,7 +564,7 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
     """
     shape = tuple(input_shape)
     if len(shape) != 4 or not all(isinstance(d, int) and d >= 1 for d in shape):
-        raise ShapeError(f"input shape must be (N, C, H, W) with integer sizes ≥ 1, got {list(shape)}")
+        raise ShapeError(f"input shape must be (N, C, H, W) with integer sizes of at least 1, got {list(shape)}")
     st = _State(shape)
     rows: list[StageReport] = []
     total_params = total_macs = 0

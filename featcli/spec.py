@@ -258,10 +258,10 @@ def split_top_level(text: str, sep: str) -> list[str]:
 
 def _int(key: str, value: str, minimum: int) -> int:
     if not _INT_RE.fullmatch(value):
-        raise SpecError(f"{key}={value!r}: expected an integer ≥ {minimum}")
+        raise SpecError(f"{key}={value!r}: expected an integer at least {minimum}")
     n = int(value)
     if n < minimum:
-        raise SpecError(f"{key}={value!r}: must be ≥ {minimum}")
+        raise SpecError(f"{key}={value!r}: must be at least {minimum}")
     return n
 
 
@@ -269,11 +269,11 @@ def parse_size(value: str, *, key: str = "size", minimum: int = 1) -> Pair:
     """``N`` -> ``(N, N)``, ``HxW`` -> ``(H, W)``; each at least ``minimum``."""
     m = _PAIR_RE.fullmatch(value)
     if not m:
-        raise SpecError(f"{key}={value!r}: expected N or HxW with integers ≥ {minimum}")
+        raise SpecError(f"{key}={value!r}: expected N or HxW with integers at least {minimum}")
     h = int(m.group(1))
     w = h if m.group(2) is None else int(m.group(2))
     if h < minimum or w < minimum:
-        raise SpecError(f"{key}={value!r}: sizes must be ≥ {minimum}")
+        raise SpecError(f"{key}={value!r}: sizes must be at least {minimum}")
     return (h, w)
 
 
@@ -286,7 +286,7 @@ def _solvable(key: str, value: str, minimum: int) -> tuple[Pair | Literal["?"], 
         th = int(m.group(1))
         tw = th if m.group(2) is None else int(m.group(2))
         if th < 1 or tw < 1:
-            raise SpecError(f"{key}={value!r}: target sizes must be ≥ 1")
+            raise SpecError(f"{key}={value!r}: target sizes must be at least 1")
         return SOLVE, (th, tw)
     return parse_size(value, key=key, minimum=minimum), None
 
@@ -523,7 +523,7 @@ def parse_input_shape(text: str) -> tuple[int, int, int, int]:
         raise SpecError(f"input {text!r}: expected NxCxHxW, CxHxW or HxW (e.g. 1x3x224x224) or an image file")
     dims = [int(x) for x in _DIM_SPLIT_RE.split(t)]
     if min(dims) < 1:
-        raise SpecError(f"input {text!r}: every size must be ≥ 1")
+        raise SpecError(f"input {text!r}: every size must be at least 1")
     full = [1] * (4 - len(dims)) + dims
     return (full[0], full[1], full[2], full[3])
 

@@ -103,7 +103,7 @@ def test_values_may_contain_commas_inside_brackets() -> None:
     ("conv:q=2", "unknown key 'q' for conv; valid keys: out, k, s, p, d, g, bias, pm, w, mode"),
     ("avgpool:k=2,d=2", "unknown key 'd' for avgpool; valid keys: k, s, p, ceil, cip"),
     ("relu:x=1", "relu takes no keys"),
-    ("conv:k=0", "k='0': sizes must be ≥ 1"),
+    ("conv:k=0", "k='0': sizes must be at least 1"),
     ("conv:k=3x", "k='3x': expected N or HxW"),
     ("conv:s=-1", "s='-1': expected N or HxW"),
     ("conv:out=two", "out='two': expected an integer"),
@@ -159,7 +159,7 @@ def test_input_shapes(text: str, shape: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize("text", ["64", "1x3x64x64x2", "1x0x4x4", "1x3x", "x4"])
 def test_bad_input_shapes(text: str) -> None:
-    with pytest.raises(SpecError, match="NxCxHxW|≥ 1"):
+    with pytest.raises(SpecError, match="NxCxHxW|at least 1"):
         parse_input_shape(text)
 
 
