@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -128,6 +131,26 @@ def test_stdin_all_good_and_empty(runner: CliRunner) -> None:
     assert res.exit_code == 0 and res.stdout == ""
     res = shape(runner, "-", "--channels", "gray", stdin=f"{SAMPLE}\n")
     assert json.loads(res.stdout)["input"] == [1, 1, 240, 320]
+
+
+def test_stdin_answers_each_query_before_the_next_arrives() -> None:
+    """A script can keep `featcli shape -` open and ask one query at a time (no output buffering stall)."""
+    proc = subprocess.Popen([sys.executable, "-m", "featcli", "shape", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdin is not None and proc.stdout is not None
+    watchdog = threading.Timer(60, proc.kill)  # a stalled answer fails the test instead of hanging it
+    watchdog.start()
+    try:
+        for query, key, expected in [("1x3x64x64 conv:k=3", "output", [1, 3, 62, 62]),
+                                     ("2x2 conv:k=3", "line", 2), ("7x7 maxpool:k=2", "output", [1, 1, 3, 3])]:
+            proc.stdin.write(f"{query}\n".encode())
+            proc.stdin.flush()
+            assert json.loads(proc.stdout.readline())[key] == expected
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 1
+    finally:
+        watchdog.cancel()
+        proc.kill()
 
 
 @pytest.mark.parametrize(("args", "code", "fragment"), [
