@@ -161,27 +161,46 @@ def apply_stage(x: torch.Tensor, stage: Stage, ctx: OpContext) -> tuple[torch.Te
     raise StageError(f"op {stage.op.value!r} cannot run")  # pragma: no cover - every Op is handled above
 
 
-def _conv(x: torch.Tensor, p: spec.ConvSpec, ctx: OpContext) -> tuple[torch.Tensor, list[str] | None]:
+@dataclass(frozen=True, eq=False)
+class ConvLayer:
+    """What one conv stage convolves with: weight (out, in/groups, kh, kw), bias, groups, labels."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    groups: int
+    gray: bool  #: convert the input to luminance first
+    labels: list[str] | None
+
+
+def conv_layer(in_channels: int, p: spec.ConvSpec, ctx: OpContext, *, dtype: torch.dtype = torch.float32
+               ) -> ConvLayer:
+    """Build the weights of a conv stage for an input of ``in_channels`` (kernels, learned or seeded)."""
     if p.p == spec.SOLVE:
         raise StageError("p=? must be solved before running")
     if p.w:
         from featcli.kernels import conv_weight
 
-        names = ctx.channel_names if ctx.channel_names and len(ctx.channel_names) == x.shape[1] else None
-        cw = conv_weight(p.w, x.shape[1], p.mode, kernels_dir=ctx.kernels_dir,
+        names = ctx.channel_names if ctx.channel_names and len(ctx.channel_names) == in_channels else None
+        cw = conv_weight(p.w, in_channels, p.mode, kernels_dir=ctx.kernels_dir,
                          allow_torchscript=ctx.allow_torchscript, channel_labels=names)
-        if cw.gray:
-            x = luminance(x)
-        weight = cw.weight.to(device=x.device, dtype=x.dtype)
-        bias = cw.bias.to(device=x.device, dtype=x.dtype) if cw.bias is not None else None
+        weight = cw.weight.to(device=ctx.device, dtype=dtype)
+        bias = cw.bias.to(device=ctx.device, dtype=dtype) if cw.bias is not None else None
         if bias is None and p.bias:
-            bias = torch.zeros(weight.shape[0], dtype=x.dtype, device=x.device)
-        out = conv2d(x, weight, bias, stride=p.s, padding=p.p, dilation=p.d, groups=cw.groups,
-                     padding_mode=p.pm)
-        return out, list(cw.labels)
+            bias = torch.zeros(weight.shape[0], dtype=dtype, device=ctx.device)
+        return ConvLayer(weight, bias, cw.groups, cw.gray, list(cw.labels))
     assert p.k is not None
-    c_in, c_out, k = x.shape[1], p.out or x.shape[1], p.k
-    m = _seeded(ctx, lambda: nn.Conv2d(c_in, c_out, k, p.s, p.p, p.d, p.g, p.bias,  # type: ignore[arg-type]
+    c_out, k = p.out or in_channels, p.k
+    m = _seeded(ctx, lambda: nn.Conv2d(in_channels, c_out, k, p.s, p.p, p.d, p.g, p.bias,  # type: ignore[arg-type]
                                        padding_mode=p.pm.value))
     assert isinstance(m, nn.Conv2d)
-    return conv2d(x, m.weight, m.bias, stride=p.s, padding=p.p, dilation=p.d, groups=p.g, padding_mode=p.pm), None
+    bias = m.bias.detach().to(dtype) if m.bias is not None else None
+    return ConvLayer(m.weight.detach().to(dtype), bias, p.g, False, None)
+
+
+def _conv(x: torch.Tensor, p: spec.ConvSpec, ctx: OpContext) -> tuple[torch.Tensor, list[str] | None]:
+    layer = conv_layer(x.shape[1], p, ctx, dtype=x.dtype)
+    if layer.gray:
+        x = luminance(x)
+    out = conv2d(x, layer.weight, layer.bias, stride=p.s, padding=p.p, dilation=p.d, groups=layer.groups,
+                 padding_mode=p.pm)
+    return out, layer.labels

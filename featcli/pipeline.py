@@ -50,6 +50,10 @@ class StageResult:
     zeros: float  #: share of exact zeros (what relu leaves)
     labels: tuple[str, ...]
     tensor: Any = field(repr=False)  #: (1, ...) float32 torch tensor, or NumPy array on the NumPy engine
+    #: Streamed runs (featcli.streaming) keep no full tensor: display-size maps (C, h, w) instead...
+    display: Any = field(default=None, repr=False)
+    #: ...and each map's full-resolution (min, max).
+    ranges: list[tuple[float, float]] | None = None
 
     @property
     def ok(self) -> bool:

@@ -66,11 +66,16 @@ class Tile:
         label: caption above the tile, e.g. ``"s1 conv · sobel_x"``.
         data: the map, a 2-D array ``(H, W)`` (float32 or anything numpy turns into it, a CPU tensor too).
         stage: group key for ``Norm.STAGE`` (tiles with the same key share one colour scale).
+        full_shape: set when ``data`` is already reduced for display (see :func:`reduce_factor` and
+            :func:`box_reduce`; a streamed run never holds the full map): the full map's ``(H, W)``.
+        vrange: with ``full_shape``, the full map's ``(min, max)``, so colour scales are exact.
     """
 
     label: str
     data: Any
     stage: str | None = None
+    full_shape: tuple[int, int] | None = None
+    vrange: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -297,19 +302,35 @@ def _box_reduce(a: FloatArray, f: int, peak: bool = False) -> FloatArray:
     return out
 
 
+def reduce_factor(shape: tuple[int, int], tile_px: int) -> int:
+    """The integer box factor a map of ``shape`` is first reduced by for a ``tile_px`` tile."""
+    return max(1, max(shape) // tile_px)
+
+
+def box_reduce(a: Any, f: int, peak: bool = False) -> FloatArray:
+    """Public :func:`_box_reduce`: rows in multiples of ``f`` reduce to the same blocks band by band."""
+    return _box_reduce(np.asarray(a, dtype=np.float32), f, peak)
+
+
 def _prepare(tile: Tile, tile_px: int, options: GridOptions) -> _Prepared:
     a = _as_map(tile.data, tile.label)
-    lo, hi, nonfinite = _finite_range(a)
+    full = tile.full_shape or (a.shape[0], a.shape[1])
+    if tile.vrange is not None:
+        (lo, hi), nonfinite = tile.vrange, not np.isfinite(a).all()
+    else:
+        lo, hi, nonfinite = _finite_range(a)
     pct = _percentiles(a, options.percentile, lo, nonfinite) if options.norm is Norm.PERCENTILE else None
-    dh, dw = _display_size(a.shape, tile_px)
+    dh, dw = _display_size(full, tile_px)
     small = a
     if dh < a.shape[0] or dw < a.shape[1]:
         with np.errstate(invalid="ignore", over="ignore"):
-            # Integer box mean in numpy does the bulk; Pillow's BOX filter does the fractional rest.
-            small = _box_reduce(a, max(1, max(a.shape) // tile_px), options.reduce == "peak")
+            # Integer box mean in numpy does the bulk (already done when the tile comes pre-reduced);
+            # Pillow's BOX filter does the fractional rest.
+            if tile.full_shape is None:
+                small = _box_reduce(a, reduce_factor(full, tile_px), options.reduce == "peak")
             if small.shape != (dh, dw):
                 small = np.asarray(Image.fromarray(small).resize((dw, dh), Image.Resampling.BOX))
-    return _Prepared(tile.label, tile.stage, (a.shape[0], a.shape[1]), lo, hi, nonfinite, small, pct)
+    return _Prepared(tile.label, tile.stage, full, lo, hi, nonfinite, small, pct)
 
 
 def _scale(lo: float, hi: float, diverging: bool, options: GridOptions) -> _Scale:

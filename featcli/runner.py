@@ -40,6 +40,7 @@ class RunConfig:
     device: Any = "cpu"  #: a ``torch.device`` (or "cpu"); see :func:`featcli.devices.resolve_device`
     engine: str = "auto"  #: "auto" (NumPy when it can, else torch), "torch" or "numpy"
     threads: int | None = None  #: torch CPU threads (None: torch's default, all cores)
+    stream: str = "auto"  #: row-band execution for big grids: "auto" (when it pays), "on", "off"
     seed: int = 0
     kernels_dir: str | None = None
     allow_torchscript: bool = False
@@ -106,7 +107,7 @@ def validate_outputs(cfg: RunConfig) -> None:
 
 
 def _spatial(r: StageResult) -> bool:
-    return len(r.tensor.shape) == 4
+    return len(r.actual) == 4
 
 
 def as_numpy(t: Any) -> Any:
@@ -121,6 +122,11 @@ def as_numpy(t: Any) -> Any:
 def _tiles(results: Sequence[StageResult]) -> list[Tile]:
     tiles: list[Tile] = []
     for r in results:
+        if r.display is not None and r.ranges is not None:
+            full = (r.actual[2], r.actual[3])
+            tiles.extend(Tile(f"s{r.index} {r.op} · {label}", r.display[c], stage=r.name, full_shape=full,
+                              vrange=r.ranges[c]) for c, label in enumerate(r.labels))
+            continue
         maps = as_numpy(r.tensor[0])
         for c, label in enumerate(r.labels):
             tiles.append(Tile(f"s{r.index} {r.op} · {label}", maps[c], stage=r.name))
@@ -130,7 +136,7 @@ def _tiles(results: Sequence[StageResult]) -> list[Tile]:
 def _picture(results: Sequence[StageResult], cfg: RunConfig, image: LoadedImage, title: str) -> Any:
     """A full-resolution map when exactly one map is shown (and no input tile), else a labelled grid."""
     tiles = _tiles(results)
-    if len(tiles) == 1 and not cfg.show_input:
+    if len(tiles) == 1 and not cfg.show_input and tiles[0].full_shape is None:
         return render_map(tiles[0].data, cfg.grid)
     opts = cfg.grid if cfg.grid.title else dataclasses.replace(cfg.grid, title=title)
     shown = image.array[:, :, :3] if cfg.show_input else None
@@ -300,9 +306,21 @@ def process_image(path: str, cfg: RunConfig, *, stem: str | None = None, n: int 
                                   input_labels=image.channel_names)
     else:
         x = to_tensor(image, scale=cfg.load.scale, device=cfg.device)
-        results = run_stack(x, report, op_context(cfg), keep=dest.keep, input_labels=image.channel_names)
+        if cfg.stream != "off" and _streamable(report, dest, cfg):
+            from featcli.streaming import run_streamed
+
+            results = run_streamed(x, report, op_context(cfg), tile_px=cfg.grid.tile_px,
+                                   peak=cfg.grid.reduce == "peak", input_labels=image.channel_names)
+        else:
+            results = run_stack(x, report, op_context(cfg), keep=dest.keep, input_labels=image.channel_names)
     outputs = write_outputs(dest, cfg, image, results)
     return ImageOutcome(image.header.path, shape, report, results, outputs, time.perf_counter() - t0, engine)
+
+
+def _streamable(report: ShapeReport, dest: Destinations, cfg: RunConfig) -> bool:
+    from featcli.streaming import can_stream
+
+    return can_stream(report, dest.shown, len(dest.stage_files) + bool(dest.save), force=cfg.stream == "on")
 
 
 def choose_engine(cfg: RunConfig) -> str:

@@ -143,6 +143,9 @@ def run_command(
     engine: Annotated[str, typer.Option(
         "--engine", help="auto (NumPy for fixed kernels on the CPU, skipping torch's 1 s import), torch, numpy.",
         rich_help_panel="Compute")] = "auto",
+    stream: Annotated[str, typer.Option(
+        "--stream", help="Row-band execution that keeps only display-size maps of a big last conv stage: "
+        "auto (when its output exceeds 256 MB), on, off.", rich_help_panel="Compute")] = "auto",
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     channels: ChannelsOpt = Channels.RGB,
@@ -162,6 +165,8 @@ def run_command(
 
     if engine not in ("auto", "torch", "numpy"):
         raise UsageError(f"--engine {engine!r}: expected auto, torch or numpy")
+    if stream not in ("auto", "on", "off"):
+        raise UsageError(f"--stream {stream!r}: expected auto, on or off")
     inputs, stage_texts = split_args(list(args))
     if not inputs and not from_file:
         raise UsageError("no input image given (the first argument must be an image, folder, glob or '-')")
@@ -192,6 +197,7 @@ def run_command(
         device="cpu" if cpu_without_torch(device) else resolve_device(device),
         engine=engine if single else "torch",
         threads=threads,
+        stream=stream,
         seed=seed,
         kernels_dir=kernels_dir,
         allow_torchscript=trust_torchscript,
