@@ -6,8 +6,9 @@ its blocked copy), yet a grid shows each map at 256 px. When a run only draws it
 tanh, dropout) runs band by band: each band of output rows is convolved from the input rows it needs
 (its halo, with the image's own padding at the top and bottom edges), passed through the pointwise
 stages, folded into per-stage statistics and per-map ranges, and box-reduced to display size (the
-blocks :func:`featcli.render.box_reduce` makes, computed by torch's pooling on all maps at once). Bands are a multiple of the reduction factor high, so every display
-block is reduced from the same values the untiled path reduces (tests check the two agree).
+blocks :func:`featcli.render.box_reduce` makes, computed by torch's pooling on all maps at once).
+Bands are a multiple of the reduction factor high, so every display block is reduced from the same
+values the untiled path reduces (tests check the two agree).
 """
 
 from __future__ import annotations
