@@ -161,7 +161,7 @@ def _dropped_note(a: int, size: int, k: int, s: int, pl: int, pr: int, d: int) -
     first = size - (rem - pr)
     span = f"{first}..{size - 1}" if first < size - 1 else f"{first}"
     where = "padding only" if rem <= pr else f"input {unit} {span} never seen"
-    return (f"{_AXES[a]}: {rem} {unit} dropped: (H + 2P - D(K-1) - 1) = {num} not divisible by S = {s} "
+    return (f"{_AXES[a]}: {rem} {unit} dropped: ({_AXES[a]} + 2P - D(K-1) - 1) = {num} not divisible by S = {s} "
             f"(the last {rem} of the padded input: {where})")
 
 
