@@ -42,6 +42,13 @@ class FeatcliGroup(TyperGroup):
     (set ``FEATCLI_DEBUG=1`` to see the traceback), so users never get a stack dump.
     """
 
+    def get_help_option(self, ctx: Any) -> Any:
+        from featcli.cli.lean import leanify
+
+        option = super().get_help_option(ctx)
+        leanify(option)  # no pydantic import just to read an unset --help flag
+        return option
+
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
         global _ARGS
         _ARGS = list(sys.argv[1:] if args is None else args)

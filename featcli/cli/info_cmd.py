@@ -19,11 +19,12 @@ from featcli.cli.common import (
     out_console,
     print_json,
 )
+from featcli.cli.lean import LeanCommand
 from featcli.enums import Alpha, Channels, Scale
 from featcli.errors import FeatcliError
 
 
-@app.command("info")
+@app.command("info", cls=LeanCommand)
 def info_command(
     images: Annotated[list[str] | None, typer.Argument(
         help="Image files, folders or globs ('-' reads one image from stdin).", show_default=False)] = None,

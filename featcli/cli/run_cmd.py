@@ -23,6 +23,7 @@ from featcli.cli.common import (
     out_console,
     print_json,
 )
+from featcli.cli.lean import LeanCommand
 from featcli.enums import Alpha, Channels, KernelMode, Norm, PaddingMode, Scale
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ def _names_an_op(token: str) -> bool:
 
 @app.command(
     "run",
+    cls=LeanCommand,
     epilog=(
         "Examples:\n\n"
         "  featcli run photo.jpg -k sobel_x -k sobel_y --pool max:k=2 -o grid.png\n\n"
