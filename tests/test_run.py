@@ -236,3 +236,48 @@ def test_errors_one_line(runner: CliRunner, args: list[str], code: int, message:
 def test_cuda_request_without_cuda_fails(runner: CliRunner) -> None:
     res = runner.invoke(app, ["run", str(sample_path("shapes")), "relu", "--device", "cuda"])
     assert res.exit_code == 1 and "CUDA is not available" in res.stderr
+
+
+# --- a grid for every stage kind -----------------------------------------------------------------------------
+
+KINDS = [
+    ("conv:w=sobel_x+sobel_y", 2, "RdBu_r"),
+    ("conv:out=3,k=3,s=2", 3, None),
+    ("convt:out=2,k=2,s=2", 2, None),
+    ("maxpool:k=2", 3, "viridis"),
+    ("avgpool:k=3,s=2", 3, "viridis"),
+    ("gap", 3, "viridis"),
+    ("adaptivemax:o=4x4", 3, "viridis"),
+    ("relu", 3, "viridis"),
+    ("sigmoid", 3, "viridis"),
+    ("tanh", 3, "viridis"),
+    ("bn", 3, "RdBu_r"),
+    ("dropout", 3, "viridis"),
+    ("magnitude", 1, "viridis"),
+]
+
+
+@pytest.mark.parametrize(("stage", "maps", "cmap"), KINDS, ids=[k[0] for k in KINDS])
+def test_grid_for_each_stage_kind(runner: CliRunner, tmp_path: Path, stage: str, maps: int, cmap: str | None) -> None:
+    out = tmp_path / "g.png"
+    res = runner.invoke(app, ["run", str(sample_path("shapes")), stage, "-o", str(out), "--show-input"])
+    assert res.exit_code == 0, res.output
+    img = Image.open(out)
+    assert img.text["featcli:maps"] == f"{maps} of {maps}"
+    scales = json.loads(img.text["featcli:scales"])
+    assert len(scales) == maps
+    for label, used, vmin, vmax in scales:
+        assert label.startswith("s1 ")
+        if cmap:
+            assert used == cmap
+        if used == "RdBu_r":  # signed: symmetric about zero, never clipped
+            assert vmin == -vmax
+    rgb = np.asarray(img.convert("RGB"))
+    assert rgb.shape[0] > 100 and len(np.unique(rgb.reshape(-1, 3), axis=0)) > 10  # not a blank picture
+
+
+def test_max_maps_says_how_many_were_left_out(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "g.png"
+    res = runner.invoke(app, ["run", str(sample_path("shapes")), "conv:out=20,k=3", "-o", str(out), "--max-maps", "6"])
+    assert res.exit_code == 0, res.output
+    assert Image.open(out).text["featcli:maps"] == "6 of 20"

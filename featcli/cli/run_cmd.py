@@ -298,12 +298,13 @@ def _print_table(o: ImageOutcome) -> None:
     con = out_console()
     table = Table(title=f"{o.path}  input {'x'.join(map(str, o.input_shape))}", title_justify="left",
                   show_edge=False, header_style="bold", pad_edge=False)
-    for col, just in (("#", "right"), ("stage", "left"), ("predicted", "left"), ("actual", "left"), ("", "center"),
+    for col, just in (("#", "right"), ("stage", "left"), ("op", "left"), ("predicted", "left"), ("actual", "left"),
+                      ("", "center"),
                       ("ms", "right"), ("min", "right"), ("max", "right"), ("mean", "right"), ("zeros", "right")):
         table.add_column(col, justify=just, no_wrap=col != "stage", overflow="fold",  # type: ignore[arg-type]
                          min_width=12 if col == "stage" else None)
     for r in o.results:
-        table.add_row(str(r.index), r.spec, format_shape(r.predicted), format_shape(r.actual),
+        table.add_row(str(r.index), r.spec, r.op, format_shape(r.predicted), format_shape(r.actual),
                       "[green]✓[/]" if r.ok else "[red]✗[/]", f"{r.seconds * 1000:.0f}", _fmt(r.min), _fmt(r.max),
                       _fmt(r.mean), f"{r.zeros:.0%}")
     con.print(table)
