@@ -8,7 +8,7 @@ Scenarios (medians over ``--runs`` runs; every figure is a fresh process, as a u
 * ``shape table`` / ``shape json``: ``featcli shape 1x3x640x640 conv:out=5,k=3x5,s=1x2,p=2 maxpool:k=2``
   (Rich table, then ``--json``), with the ratio to ``python -c pass``.
 * ``group fix``: the same ``--json`` process with typer patched so that the root group's own ``--help``
-  option skips pydantic (a change for ``featcli/cli/app.py``; measured here to size it).
+  option skips pydantic (a change for ``featcli/cli/base.py``; measured here to size it).
 * ``stdin``: ``featcli shape -`` answering ``--queries`` varied queries (random sizes over a few typical
   stacks, some refused) in one process: queries/s of wall time, and of CPU time without the start-up.
 
@@ -76,7 +76,7 @@ def timed_all(cmds: dict[str, list[str]], runs: int, stdin: bytes | None = None)
             for name, xs in samples.items()}
 
 
-# What `featcli shape --json` would cost if the root group's own --help option (in featcli/cli/app.py) did not
+# What `featcli shape --json` would cost if the root group's own --help option (in featcli/cli/base.py) did not
 # build a pydantic TypeAdapter for its unset value: typer builds one for every parameter it processes, even
 # a None that it then returns untouched. The shape command's own parameters already skip pydantic.
 _GROUP_FIX = """

@@ -1,17 +1,43 @@
 """Command-line interface. Each command lives in its own module and registers itself on ``app``.
 
 Command modules import only typer/rich at module level; torch, numpy and matplotlib are imported
-inside the command bodies, so ``featcli shape`` never pays for them.
+inside the command bodies, so ``featcli shape`` never pays for them. :func:`main` goes further and
+imports only the module of the command being run (Typer builds a Click command for every registered
+function, and ``run`` alone has 40 options); ``featcli.cli.base`` (for tests and ``--help``) has them all.
 """
 
 from __future__ import annotations
 
-from featcli.cli import info_cmd, kernels_cmd, run_cmd, shape_cmd  # noqa: F401  (registration)
-from featcli.cli.app import app
+import importlib
+import sys
+from typing import Any
 
-__all__ = ["app", "main"]
+__all__ = ["COMMANDS", "app", "main"]
+
+#: command name -> module that registers it
+COMMANDS = {"info": "info_cmd", "kernels": "kernels_cmd", "run": "run_cmd", "shape": "shape_cmd"}
+
+
+def _register(names: list[str] | None = None) -> Any:
+    for name in names if names is not None else list(COMMANDS):
+        importlib.import_module(f"featcli.cli.{COMMANDS[name]}")
+    from featcli.cli.base import app
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return _register()
+    raise AttributeError(name)
+
+
+def _command_name(argv: list[str]) -> str | None:
+    """The subcommand of ``argv`` when it is the first argument (the only place featcli accepts it)."""
+    return argv[0] if argv and argv[0] in COMMANDS else None
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    name = _command_name(sys.argv[1:])
+    _register([name] if name else None)()

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from featcli.cli.app import app, report_error
+from featcli.cli.base import app, report_error
 from featcli.cli.common import (
     AlphaOpt,
     BackgroundOpt,

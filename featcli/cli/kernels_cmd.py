@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
 
 import typer
 
-from featcli.cli.app import app
+from featcli.cli.base import app
 from featcli.cli.common import err_console, out_console, print_json
 from featcli.errors import KernelError, OutputError
 

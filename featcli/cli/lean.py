@@ -2,7 +2,7 @@
 
 Importing pydantic costs more than a whole ``featcli shape`` computation (~60-90 ms of a ~150 ms process).
 featcli's parameters are plain str/int/bool/enum/list[str], so :class:`LeanCommand` (and the root group's
-help option, see :mod:`featcli.cli.app`) give them a small stdlib coercion instead; anything it does not
+help option, see :mod:`featcli.cli.base`) give them a small stdlib coercion instead; anything it does not
 recognise, or a typer without these internals, falls back to typer's own machinery.
 """
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from featcli.cli.app import app, command_line
+from featcli.cli.base import app, command_line
 from featcli.cli.common import (
     AlphaOpt,
     BackgroundOpt,
@@ -240,7 +240,7 @@ def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, s
     import contextlib
 
     from featcli.batch import Record, run_batch
-    from featcli.cli.app import report_error
+    from featcli.cli.base import report_error
     from featcli.cli.common import err_console
 
     con = err_console()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from featcli.cli.app import app
+from featcli.cli.base import app
 from featcli.cli.common import (
     AlphaOpt,
     ChannelsOpt,
