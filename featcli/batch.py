@@ -191,15 +191,16 @@ def run_batch(
         workers: decoding threads and, separately, encoding threads.
         skip_existing: an input whose every output file exists is ``skipped`` (resume a batch).
     """
-    import torch
-
     from featcli import runner
     from featcli.imageio import load_image, probe, to_tensor
-    from featcli.pipeline import plan, run_stack_batch
+    from featcli.pipeline import plan
 
     if batch_size < 1 or workers < 1:
         raise UsageError("--batch-size and --workers must be at least 1")
     stems = unique_stems(paths)
+    numpy_engine = runner.choose_engine(cfg) == "numpy"
+    if not numpy_engine:
+        import torch
     plans: dict[tuple[int, ...], Any] = {}
     summary = Summary()
     t0 = time.perf_counter()
@@ -216,6 +217,10 @@ def run_batch(
             dest = runner.destinations(cfg, get_plan(header.tensor_shape), path, stem=stems[i], n=i)
             if dest.all and all(Path(p).exists() for p in dest.all):
                 return Record(i, path, "skipped", {"outputs": dest.all})
+        if numpy_engine:
+            # The NumPy engine releases the GIL in its loops: the whole image runs on this worker.
+            out = runner.process_image(path, cfg, stem=stems[i], n=i)
+            return Record(i, out.path, "ok", out.record(), outcome=out)
         image = load_image(path, cfg.load)
         x = to_tensor(image, scale=cfg.load.scale, device=cfg.device)
         report = get_plan(tuple(x.shape))
@@ -262,7 +267,7 @@ def run_batch(
     window = max(2 * batch_size, workers + 1)
     queue: deque[tuple[int, Future[_Loaded | Record]]] = deque()
     submitted = 0
-    ctx = runner.op_context(cfg)
+    ctx = None if numpy_engine else runner.op_context(cfg)
 
     def refill() -> None:
         nonlocal submitted
@@ -273,6 +278,8 @@ def run_batch(
     def flush(group: list[_Loaded]) -> None:
         if not group:
             return
+        from featcli.pipeline import run_stack_batch
+
         started = time.perf_counter()
         keep = set().union(*(g.dest.keep for g in group))
         try:

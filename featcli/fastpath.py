@@ -268,7 +268,16 @@ def apply_stage(x: HWC | np.ndarray, stage: Stage, kernels_dir: str | None = Non
     return _pool(x, p), None
 
 
-def stats(y: np.ndarray) -> tuple[float, float, float, float]:
-    """(min, max, mean, share of zeros) of one image's stage output."""
-    return (float(y.min()), float(y.max()), float(y.mean(dtype=np.float64)),
-            1 - np.count_nonzero(y) / y.size)
+def stats(y: np.ndarray) -> tuple[float, float, float, float, list[tuple[float, float]] | None]:
+    """(min, max, mean, share of zeros, per-map (min, max) or None) of one image's stage output.
+
+    Per-map ranges come from the same two reductions as the global ones, and spare the grid renderer
+    its own pass over every map. The mean uses NumPy's pairwise float32 summation (no float64 copy).
+    """
+    if y.ndim == 4:
+        lo_c, hi_c = y[0].min(axis=(1, 2)), y[0].max(axis=(1, 2))
+        ranges = list(zip(lo_c.tolist(), hi_c.tolist(), strict=True))
+        lo, hi = float(lo_c.min()), float(hi_c.max())
+    else:
+        ranges, lo, hi = None, float(y.min()), float(y.max())
+    return lo, hi, float(y.mean(dtype=np.float32)), 1 - np.count_nonzero(y) / y.size, ranges

@@ -52,7 +52,7 @@ class StageResult:
     tensor: Any = field(repr=False)  #: (1, ...) float32 torch tensor, or NumPy array on the NumPy engine
     #: Streamed runs (featcli.streaming) keep no full tensor: display-size maps (C, h, w) instead...
     display: Any = field(default=None, repr=False)
-    #: ...and each map's full-resolution (min, max).
+    #: Each map's full-resolution (min, max), when known (streamed runs, the NumPy engine).
     ranges: list[tuple[float, float]] | None = None
 
     @property
@@ -253,9 +253,9 @@ def run_stack_numpy(x: Any, report: ShapeReport, *, kernels_dir: str | None = No
                              f"the NumPy engine produced {list(actual)}; this is a featcli bug, please report it")
         labels = next_labels(labels, new_labels, row.resolved.op)
         n_ch = actual[1] if len(actual) == 4 else 0
-        lo, hi, mean, zeros = fastpath.stats(y)
+        lo, hi, mean, zeros, ranges = fastpath.stats(y)
         kept = y if keep is None or row.index in keep else y[:0]
         results.append(StageResult(row.index, row.spec, row.op, actual, actual, seconds, lo, hi, mean, zeros,
-                                   tuple(channel_labels(n_ch, labels)) if n_ch else (), kept))
+                                   tuple(channel_labels(n_ch, labels)) if n_ch else (), kept, ranges=ranges))
         x = y
     return results

@@ -68,7 +68,8 @@ class Tile:
         stage: group key for ``Norm.STAGE`` (tiles with the same key share one colour scale).
         full_shape: set when ``data`` is already reduced for display (see :func:`reduce_factor` and
             :func:`box_reduce`; a streamed run never holds the full map): the full map's ``(H, W)``.
-        vrange: with ``full_shape``, the full map's ``(min, max)``, so colour scales are exact.
+        vrange: the full map's ``(min, max)`` when the caller knows it (required with ``full_shape``, so
+            colour scales are exact; otherwise it spares a pass over the map).
     """
 
     label: str
@@ -315,8 +316,8 @@ def box_reduce(a: Any, f: int, peak: bool = False) -> FloatArray:
 def _prepare(tile: Tile, tile_px: int, options: GridOptions) -> _Prepared:
     a = _as_map(tile.data, tile.label)
     full = tile.full_shape or (a.shape[0], a.shape[1])
-    if tile.vrange is not None:
-        (lo, hi), nonfinite = tile.vrange, not np.isfinite(a).all()
+    if tile.vrange is not None and math.isfinite(tile.vrange[0]) and math.isfinite(tile.vrange[1]):
+        (lo, hi), nonfinite = tile.vrange, False  # a finite min and max: every value is finite
     else:
         lo, hi, nonfinite = _finite_range(a)
     pct = _percentiles(a, options.percentile, lo, nonfinite) if options.norm is Norm.PERCENTILE else None

@@ -129,7 +129,8 @@ def _tiles(results: Sequence[StageResult]) -> list[Tile]:
             continue
         maps = as_numpy(r.tensor[0])
         for c, label in enumerate(r.labels):
-            tiles.append(Tile(f"s{r.index} {r.op} · {label}", maps[c], stage=r.name))
+            vrange = r.ranges[c] if r.ranges else None
+            tiles.append(Tile(f"s{r.index} {r.op} · {label}", maps[c], stage=r.name, vrange=vrange))
     return tiles
 
 

@@ -132,11 +132,12 @@ def test_recursive_discovery(tmp_path: Path) -> None:
 
 def test_batching_does_not_change_results(folder: Path, tmp_path: Path) -> None:
     paths = [str(folder / "a.png"), str(_img(tmp_path / "a2.png", 7)), str(folder / "b.jpg"), str(folder / "c.png")]
-    stack = tuple(build_stack([*STAGES, "bn", "relu"]))
+    stack = tuple(build_stack([*STAGES, "bn", "relu"]))  # bn: torch only
     maps: dict[int, list[np.ndarray]] = {}
     for bs in (1, 3):
         got: list[Record] = []
         run_batch(paths, RunConfig(stack=stack), emit=got.append, batch_size=bs, workers=2)
+        assert {r.data["engine"] for r in got} == {"torch"}
         assert [r.status for r in got] == ["ok"] * 4
         maps[bs] = [r.outcome.results[-1].tensor.numpy() for r in got]
         assert [r.outcome.results[0].min for r in got] == [r.outcome.results[0].min for r in got]
@@ -162,3 +163,17 @@ def test_interrupt_stops_cleanly(folder: Path, tmp_path: Path) -> None:
     assert not [p for p in out.iterdir() if not p.name.endswith(".png")]  # no temp/partial files
     for p in out.iterdir():
         Image.open(p).verify()  # every file left is a complete PNG
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_engines_give_the_same_batch(folder: Path, tmp_path: Path, engine: str) -> None:
+    paths = [str(folder / "a.png"), str(folder / "b.jpg"), str(folder / "c.png")]
+    got: list[Record] = []
+    run_batch(paths, RunConfig(stack=tuple(build_stack(STAGES)), engine=engine), emit=got.append, batch_size=2)
+    assert [r.data["engine"] for r in got] == [engine] * 3
+    assert [r.data["output"] for r in got] == [[1, 1, 16, 20], [1, 1, 16, 20], [1, 1, 10, 12]]
+    ref: list[Record] = []
+    run_batch(paths, RunConfig(stack=tuple(build_stack(STAGES)), engine="torch"), emit=ref.append, batch_size=1)
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(np.asarray(a.outcome.results[-1].tensor), b.outcome.results[-1].tensor.numpy(),
+                                   atol=1e-5)

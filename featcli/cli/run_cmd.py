@@ -197,7 +197,7 @@ def run_command(
         stack=tuple(stack),
         load=load_options(channels, alpha, background, scale, max_side, frame, max_pixels),
         device="cpu" if cpu_without_torch(device) else resolve_device(device),
-        engine=engine if single else "torch",
+        engine=engine,
         threads=threads,
         stream=stream,
         seed=seed,
