@@ -142,17 +142,19 @@ def next_labels(labels: list[str] | None, new: list[str] | None, op: Op) -> list
 
 
 def _stats(t: torch.Tensor) -> list[tuple[float, float, float, float]]:
-    """Per-sample (min, max, mean, share of zeros) of a batch, in four vectorised passes."""
+    """Per-sample (min, max, mean, share of zeros), each sample in whatever layout it has.
+
+    Reductions over a whole sample are torch's fast global kernels; the ``dim=``-tuple forms on a
+    channels-last batch measured 4-8x slower (count_nonzero above all), hence the loop over samples.
+    """
     import torch
-    dims = tuple(range(1, t.dim()))  # reduce in whatever layout t has: no reshape copy
-    count = t[0].numel()
-    if t.shape[0] == 1:
-        lo, hi = torch.aminmax(t)
-        return [(float(lo), float(hi), float(t.mean()), 1 - int(torch.count_nonzero(t)) / count)]
-    lo, hi = t.amin(dim=dims), t.amax(dim=dims)
-    mean = t.mean(dim=dims)
-    zeros = 1 - torch.count_nonzero(t, dim=dims) / count
-    return list(zip(lo.tolist(), hi.tolist(), mean.tolist(), zeros.tolist(), strict=True))
+
+    out = []
+    for i in range(t.shape[0]):
+        s = t[i]
+        lo, hi = torch.aminmax(s)
+        out.append((float(lo), float(hi), float(s.mean()), 1 - int(torch.count_nonzero(s)) / s.numel()))
+    return out
 
 
 def _sync(device: torch.device) -> None:
