@@ -67,3 +67,19 @@ class Norm(StrEnum):
     STAGE = "stage"
     SYMMETRIC = "symmetric"
     PERCENTILE = "percentile"
+
+
+class Engine(StrEnum):
+    """What computes a run's stages."""
+
+    AUTO = "auto"  #: NumPy for the stacks it supports on the CPU (no torch import), else torch
+    TORCH = "torch"
+    NUMPY = "numpy"
+
+
+class Stream(StrEnum):
+    """Row-band execution of a big last conv stage drawn as a grid (featcli.streaming)."""
+
+    AUTO = "auto"  #: when the conv output would exceed 256 MB
+    ON = "on"
+    OFF = "off"

@@ -230,9 +230,12 @@ def _pool(x: np.ndarray, p: spec.PoolSpec) -> np.ndarray:
     return acc if p.kind == "max" else acc / np.float32(kh * kw)
 
 
-def apply_stage(x: HWC | np.ndarray, stage: Stage, kernels_dir: str | None = None
-                ) -> tuple[np.ndarray, list[str] | None]:
-    """Run one supported stage on ``x`` (N, C, H, W) float32; returns output and channel labels."""
+def apply_stage(x: HWC | np.ndarray, stage: Stage, kernels_dir: str | None = None,
+                channel_names: Sequence[str] | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """Run one supported stage on ``x`` (N, C, H, W) float32; returns output and channel labels.
+
+    ``channel_names`` label depthwise outputs (``sobel_x[R]``), as the torch path does.
+    """
     p = stage.params
     if isinstance(x, HWC) and stage.op is not Op.CONV:
         x = x.planes()
@@ -243,8 +246,11 @@ def apply_stage(x: HWC | np.ndarray, stage: Stage, kernels_dir: str | None = Non
         y = _conv(x, p, kernels)
         names = [k.name for k in kernels]
         if p.mode is KernelMode.DEPTHWISE:
-            chans = ["R", "G", "B"] if x.shape[1] == 3 else [str(c) for c in range(x.shape[1])]
-            names = [f"{n}[{c}]" if x.shape[1] > 1 else n for c in chans for n in names]
+            from featcli.kernels import channel_names as default_names
+
+            n_ch = x.shape[1]
+            chans = list(channel_names) if channel_names and len(channel_names) == n_ch else default_names(n_ch)
+            names = [f"{n}[{c}]" if n_ch > 1 else n for c in chans for n in names]
         return y, names
     assert isinstance(x, np.ndarray)
     if stage.op is Op.MAGNITUDE:

@@ -245,7 +245,7 @@ def run_stack_numpy(x: Any, report: ShapeReport, *, kernels_dir: str | None = No
     for row in report.stages:
         t0 = time.perf_counter()
         try:
-            y, new_labels = fastpath.apply_stage(x, row.resolved, kernels_dir)
+            y, new_labels = fastpath.apply_stage(x, row.resolved, kernels_dir, labels)
         except FeatcliError as exc:
             raise StageError(f"stage {row.index} {row.spec!r}: {exc.message}", path=exc.path) from None
         seconds = time.perf_counter() - t0

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featcli.enums import Engine, Stream
 from featcli.errors import OutputError, UsageError
 from featcli.imageio import LoadedImage, LoadOptions, load_image, to_tensor
 from featcli.outputs import atomic_write, check_output
@@ -38,9 +39,9 @@ class RunConfig:
     stack: tuple[Stage, ...]
     load: LoadOptions = field(default_factory=LoadOptions)
     device: Any = "cpu"  #: a ``torch.device`` (or "cpu"); see :func:`featcli.devices.resolve_device`
-    engine: str = "auto"  #: "auto" (NumPy when it can, else torch), "torch" or "numpy"
+    engine: Engine = Engine.AUTO
     threads: int | None = None  #: torch CPU threads (None: torch's default, all cores)
-    stream: str = "auto"  #: row-band execution for big grids: "auto" (when it pays), "on", "off"
+    stream: Stream = Stream.AUTO
     seed: int = 0
     kernels_dir: str | None = None
     allow_torchscript: bool = False
@@ -53,6 +54,13 @@ class RunConfig:
     save: str | None = None  #: raw tensors: .npz / .pt (every stage) or .npy (one stage)
     force: bool = False
     command: str = ""  #: the full command line, recorded in PNG metadata
+
+    def __post_init__(self) -> None:
+        try:  # library callers may pass plain strings
+            object.__setattr__(self, "engine", Engine(self.engine))
+            object.__setattr__(self, "stream", Stream(self.stream))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -307,7 +315,7 @@ def process_image(path: str, cfg: RunConfig, *, stem: str | None = None, n: int 
                                   input_labels=image.channel_names)
     else:
         x = to_tensor(image, scale=cfg.load.scale, device=cfg.device)
-        if cfg.stream != "off" and _streamable(report, dest, cfg):
+        if cfg.stream is not Stream.OFF and _streamable(report, dest, cfg):
             from featcli.streaming import run_streamed
 
             results = run_streamed(x, report, op_context(cfg), tile_px=cfg.grid.tile_px,
@@ -321,17 +329,17 @@ def process_image(path: str, cfg: RunConfig, *, stem: str | None = None, n: int 
 def _streamable(report: ShapeReport, dest: Destinations, cfg: RunConfig) -> bool:
     from featcli.streaming import can_stream
 
-    return can_stream(report, dest.shown, len(dest.stage_files) + bool(dest.save), force=cfg.stream == "on")
+    return can_stream(report, dest.shown, len(dest.stage_files) + bool(dest.save), force=cfg.stream is Stream.ON)
 
 
 def choose_engine(cfg: RunConfig) -> str:
     """``numpy`` when asked, or on ``auto`` when the device is the CPU and every stage is supported."""
     from featcli.fastpath import supports
 
-    if cfg.engine == "torch":
+    if cfg.engine is Engine.TORCH:
         return "torch"
     ok = str(cfg.device) == "cpu" and supports(cfg.stack, cfg.kernels_dir)
-    if cfg.engine == "numpy" and not ok:
+    if cfg.engine is Engine.NUMPY and not ok:
         raise UsageError("--engine numpy runs only fixed 2-D kernels (stride 1, dilation 1), magnitude, abs, "
                          "relu, sigmoid, tanh, unpadded pooling and global pooling on the CPU; use --engine auto")
     return "numpy" if ok else "torch"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featcli.enums import Channels, Scale
+from featcli.enums import Alpha, Channels, Scale
 from featcli.errors import UsageError
 from featcli.fastpath import supports
 from featcli.imageio import LoadOptions
@@ -34,7 +34,8 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     y, x = np.mgrid[0:37, 0:53].astype(np.float64)
     a = np.stack([x * 4, y * 6, 128 + 100 * np.sin(x / 3)], -1) + rng.normal(0, 20, (37, 53, 3))
     path = tmp_path_factory.mktemp("fp") / "p.png"
-    Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(path)
+    alpha = np.clip(y * 5, 0, 255)[..., None]
+    Image.fromarray(np.concatenate([np.clip(a, 0, 255), alpha], -1).astype(np.uint8)).save(path)  # RGBA
     return path
 
 
@@ -47,7 +48,8 @@ def _run(path: Path, stages: list[str], engine: str, **load: object) -> list:  #
 
 
 @pytest.mark.parametrize("stages", STACKS, ids=lambda s: " ".join(s))
-@pytest.mark.parametrize("load", [{}, {"scale": Scale.BYTE}, {"channels": Channels.GRAY}], ids=["rgb", "255", "gray"])
+@pytest.mark.parametrize("load", [{}, {"scale": Scale.BYTE}, {"channels": Channels.GRAY},
+                                  {"channels": Channels.KEEP, "alpha": Alpha.KEEP}], ids=["rgb", "255", "gray", "rgba"])
 def test_numpy_engine_equals_torch(photo: Path, stages: list[str], load: dict) -> None:  # type: ignore[type-arg]
     fast = _run(photo, stages, "numpy", **load)
     ref = _run(photo, stages, "torch", **load)

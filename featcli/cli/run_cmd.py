@@ -24,7 +24,7 @@ from featcli.cli.common import (
     print_json,
 )
 from featcli.cli.lean import LeanCommand
-from featcli.enums import Alpha, Channels, KernelMode, Norm, PaddingMode, Scale
+from featcli.enums import Alpha, Channels, Engine, KernelMode, Norm, PaddingMode, Scale, Stream
 
 if TYPE_CHECKING:
     from featcli.runner import ImageOutcome, RunConfig
@@ -142,12 +142,13 @@ def run_command(
         rich_help_panel=_G)] = "mean",
     show_input: Annotated[bool, typer.Option("--show-input", help="Put the input image first in the grid.",
                                              rich_help_panel=_G)] = False,
-    engine: Annotated[str, typer.Option(
+    engine: Annotated[Engine, typer.Option(
         "--engine", help="auto (NumPy for fixed kernels on the CPU, skipping torch's 1 s import), torch, numpy.",
-        rich_help_panel="Compute")] = "auto",
-    stream: Annotated[str, typer.Option(
+        rich_help_panel="Compute", case_sensitive=False)] = Engine.AUTO,
+    stream: Annotated[Stream, typer.Option(
         "--stream", help="Row-band execution that keeps only display-size maps of a big last conv stage: "
-        "auto (when its output exceeds 256 MB), on, off.", rich_help_panel="Compute")] = "auto",
+        "auto (when its output exceeds 256 MB), on, off.", rich_help_panel="Compute",
+        case_sensitive=False)] = Stream.AUTO,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     channels: ChannelsOpt = Channels.RGB,
@@ -165,10 +166,6 @@ def run_command(
     """
     from featcli.errors import UsageError
 
-    if engine not in ("auto", "torch", "numpy"):
-        raise UsageError(f"--engine {engine!r}: expected auto, torch or numpy")
-    if stream not in ("auto", "on", "off"):
-        raise UsageError(f"--stream {stream!r}: expected auto, on or off")
     inputs, stage_texts = split_args(list(args))
     if not inputs and not from_file:
         raise UsageError("no input image given (the first argument must be an image, folder, glob or '-')")
