@@ -284,6 +284,7 @@ def run_batch(
         keep = set().union(*(g.dest.keep for g in group))
         try:
             x = group[0].tensor if len(group) == 1 else torch.cat([g.tensor for g in group])
+            assert ctx is not None
             per_image = run_stack_batch(x, group[0].report, ctx, keep=keep,
                                         input_labels=group[0].image.channel_names)
         except Exception as exc:  # noqa: BLE001 - every image of the batch fails with the reason

@@ -244,7 +244,8 @@ def sample(name: str, levels: int) -> np.ndarray | None:
     if t is None:
         return None
     x = (np.arange(levels) + 0.5) / levels
-    return t[np.minimum((x * 256).astype(int), 255)]
+    out: np.ndarray = t[np.minimum((x * 256).astype(int), 255)]
+    return out
 
 
 def regenerate(names: tuple[str, ...] = tuple(TABLES)) -> str:  # pragma: no cover - maintenance helper

@@ -97,16 +97,6 @@ def to_planes(array: np.ndarray, value_max: float, scale: float) -> np.ndarray:
     return HWC(array, value_max, scale).planes()
 
 
-def _pads(p: spec.ConvSpec, kh: int, kw: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    if p.p == "same":
-        th, tw = kh - 1, kw - 1
-        return (th // 2, th - th // 2), (tw // 2, tw - tw // 2)
-    if p.p == "valid":
-        return (0, 0), (0, 0)
-    ph, pw = p.p  # type: ignore[misc]
-    return (ph, ph), (pw, pw)
-
-
 def _source(x: HWC | np.ndarray, mode: KernelMode, c: int, out: np.ndarray) -> None:
     """Write the plane a kernel correlates with into ``out`` (H, W): channel c, their sum, or luma."""
     n_ch = x.shape[1]
@@ -191,7 +181,7 @@ def _correlate_band(plane: np.ndarray, weights: Sequence[Sequence[float]], acc: 
 
 def _conv(x: HWC | np.ndarray, p: spec.ConvSpec, kernels: list[Kernel]) -> np.ndarray:
     kh, kw = kernels[0].shape
-    (pt, pb), (pl, pr) = _pads(p, kh, kw)
+    pt, pb, pl, pr = spec.conv_padding(p.p, (kh, kw), p.d)
     _, n_ch, h, w = x.shape
     out_h, out_w = h + pt + pb - kh + 1, w + pl + pr - kw + 1
     n_src = n_ch if p.mode is KernelMode.DEPTHWISE else 1
@@ -215,7 +205,8 @@ def _pool(x: np.ndarray, p: spec.PoolSpec) -> np.ndarray:
     ow = (x.shape[3] - kw) // sw + 1
     if (kh, kw) == (sh, sw):  # non-overlapping windows: one reshape, one reduction
         v = x[:, :, : oh * kh, : ow * kw].reshape(x.shape[0], x.shape[1], oh, kh, ow, kw)
-        return v.max(axis=(3, 5)) if p.kind == "max" else v.mean(axis=(3, 5), dtype=np.float32)
+        out: np.ndarray = v.max(axis=(3, 5)) if p.kind == "max" else v.mean(axis=(3, 5), dtype=np.float32)
+        return out
     acc: np.ndarray | None = None
     for i in range(kh):
         for j in range(kw):

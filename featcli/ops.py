@@ -58,14 +58,9 @@ def magnitude(x: torch.Tensor) -> torch.Tensor:
     otherwise, so NCHW tensors take the square-sum-sqrt route instead (same values to float rounding).
     """
     if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1:
-        return torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        out: torch.Tensor = torch.linalg.vector_norm(x, dim=1, keepdim=True)
+        return out
     return x.square().sum(dim=1, keepdim=True).sqrt_()
-
-
-def _same_padding(k: tuple[int, int], d: tuple[int, int]) -> tuple[int, int, int, int]:
-    """torch's split for ``padding='same'``: left/top get total // 2, right/bottom the rest."""
-    th, tw = d[0] * (k[0] - 1), d[1] * (k[1] - 1)
-    return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
 
 
 def conv2d(
@@ -83,16 +78,9 @@ def conv2d(
     if padding == spec.SOLVE:  # pragma: no cover - the CLI solves `p=?` before running
         raise StageError("p=? must be solved before running")
     if padding_mode is PaddingMode.ZEROS:
-        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)  # type: ignore[arg-type]
-    k = (weight.shape[2], weight.shape[3])
-    if padding == "same":
-        pads = _same_padding(k, dilation)
-    elif padding == "valid":
-        pads = (0, 0, 0, 0)
-    else:
-        ph, pw = padding  # type: ignore[misc]
-        pads = (pw, pw, ph, ph)
-    x = F.pad(x, pads, mode=padding_mode.value)
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+    top, bottom, left, right = spec.conv_padding(padding, (weight.shape[2], weight.shape[3]), dilation)
+    x = F.pad(x, (left, right, top, bottom), mode=padding_mode.value)
     return F.conv2d(x, weight, bias, stride, 0, dilation, groups)
 
 
@@ -121,10 +109,10 @@ def apply_stage(x: torch.Tensor, stage: Stage, ctx: OpContext) -> tuple[torch.Te
         return _conv(x, p, ctx)
     if stage.op is Op.CONVT:
         assert isinstance(p, spec.ConvTSpec)
-        if p.p == spec.SOLVE or p.op == spec.SOLVE:
+        if not isinstance(p.p, tuple) or not isinstance(p.op, tuple):
             raise StageError("p=?/op=? must be solved before running")
-        c_in, c_out = x.shape[1], p.out or x.shape[1]
-        m = _seeded(ctx, lambda: nn.ConvTranspose2d(c_in, c_out, p.k, p.s, p.p, p.op, p.g, p.bias, p.d))
+        c_in, c_out, pad, out_pad = x.shape[1], p.out or x.shape[1], p.p, p.op
+        m = _seeded(ctx, lambda: nn.ConvTranspose2d(c_in, c_out, p.k, p.s, pad, out_pad, p.g, p.bias, p.d))
         return m(x), None
     if stage.op in (Op.MAXPOOL, Op.AVGPOOL):
         assert isinstance(p, spec.PoolSpec)
@@ -190,7 +178,7 @@ def conv_layer(in_channels: int, p: spec.ConvSpec, ctx: OpContext, *, dtype: tor
         return ConvLayer(weight, bias, cw.groups, cw.gray, list(cw.labels))
     assert p.k is not None
     c_out, k = p.out or in_channels, p.k
-    m = _seeded(ctx, lambda: nn.Conv2d(in_channels, c_out, k, p.s, p.p, p.d, p.g, p.bias,  # type: ignore[arg-type]
+    m = _seeded(ctx, lambda: nn.Conv2d(in_channels, c_out, k, p.s, p.p, p.d, p.g, p.bias,
                                        padding_mode=p.pm.value))
     assert isinstance(m, nn.Conv2d)
     bias = m.bias.detach().to(dtype) if m.bias is not None else None

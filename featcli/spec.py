@@ -532,3 +532,21 @@ def format_shape(shape: Sequence[int]) -> str:
     """``(1, 3, 64, 64)`` -> ``1x3x64x64``."""
     return "x".join(str(d) for d in shape)
 
+
+
+def conv_padding(p: Padding, k: Pair, d: Pair) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)`` of a conv's padding; ``same`` as torch splits it (the odd pixel
+    goes to the bottom/right), ``valid`` none.
+
+    >>> conv_padding("same", (4, 3), (1, 1))
+    (1, 2, 1, 1)
+    """
+    if p == SOLVE:
+        raise SpecError("p=? must be solved before the padding is known")
+    if p == "same":
+        th, tw = d[0] * (k[0] - 1), d[1] * (k[1] - 1)
+        return th // 2, th - th // 2, tw // 2, tw - tw // 2
+    if p == "valid":
+        return 0, 0, 0, 0
+    assert isinstance(p, tuple)
+    return p[0], p[0], p[1], p[1]

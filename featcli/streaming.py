@@ -58,17 +58,6 @@ def can_stream(report: ShapeReport, shown: Sequence[int], others: int, *, force:
     return force or out[0] == 1 and math.prod(out) * 4 > STREAM_BYTES
 
 
-def _pads(p: spec.ConvSpec, kh: int, kw: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) padding of the conv, torch's split for ``same``."""
-    if p.p == "same":
-        th, tw = p.d[0] * (kh - 1), p.d[1] * (kw - 1)
-        return th // 2, th - th // 2, tw // 2, tw - tw // 2
-    if p.p == "valid":
-        return 0, 0, 0, 0
-    ph, pw = p.p  # type: ignore[misc]
-    return ph, ph, pw, pw
-
-
 class _Stats:
     """Running min/max/sum/zero-count of one stage, and per-channel ranges."""
 
@@ -110,7 +99,7 @@ def run_streamed(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, tile_p
         if layer.gray:
             x = luminance(x)
         kh, kw = layer.weight.shape[2], layer.weight.shape[3]
-        top, bottom, left, right = _pads(p, kh, kw)
+        top, bottom, left, right = spec.conv_padding(p.p, (kh, kw), p.d)
         _, _, h_in, _ = x.shape
         _, c_out, h_out, w_out = rows[-1].out_shape
         f = reduce_factor((h_out, w_out), tile_px)
