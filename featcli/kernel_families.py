@@ -82,8 +82,8 @@ def normalise(m: Matrix, how: str, *, what: str) -> Matrix:
 
     >>> normalise(((1.0, 2.0, 1.0),), "sum", what="k")
     ((0.25, 0.5, 0.25),)
-    >>> normalise(((-1.0, 0.0, 3.0),), "auto", what="k")
-    ((-1.0, 0.0, 1.0),)
+    >>> normalise(((-1.0, 0.0, 3.0),), "auto", what="k")  # sum 2: divided by its sum
+    ((-0.5, 0.0, 1.5),)
     """
     how = parse_norm(how, what=what)
     if how == "none":
