@@ -283,8 +283,9 @@ def _rate_column() -> Any:
     return RateColumn()
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.3g}"
+def _fmt(v: float, scale: float = 0.0) -> str:
+    """3 significant digits; float noise (below 1e-6 of the stage's range) shows as 0."""
+    return "0" if abs(v) < 1e-6 * scale else f"{v:.3g}"
 
 
 def _print_table(o: ImageOutcome) -> None:
@@ -303,7 +304,7 @@ def _print_table(o: ImageOutcome) -> None:
     for r in o.results:
         table.add_row(str(r.index), r.spec, r.op, format_shape(r.predicted), format_shape(r.actual),
                       "[green]✓[/]" if r.ok else "[red]✗[/]", f"{r.seconds * 1000:.0f}", _fmt(r.min), _fmt(r.max),
-                      _fmt(r.mean), f"{r.zeros:.0%}")
+                      _fmt(r.mean, max(abs(r.min), abs(r.max))), f"{r.zeros:.0%}")
     con.print(table)
     for f in o.outputs:
         con.print(f"wrote {f}", highlight=False)
