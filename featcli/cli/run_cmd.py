@@ -289,22 +289,33 @@ def _fmt(v: float, scale: float = 0.0) -> str:
 
 
 def _print_table(o: ImageOutcome) -> None:
+    from rich import box
     from rich.table import Table
 
     from featcli.spec import format_shape
 
     con = out_console()
+    # On a narrow terminal (80 columns, or a pipe) the op and time columns go (the stage spec starts with
+    # its op; --json has the times), so shapes and statistics keep their width.
+    wide = con.width >= 100
+    narrow_drop = {"op", "ms"}
     table = Table(title=f"{o.path}  input {'x'.join(map(str, o.input_shape))}", title_justify="left",
-                  show_edge=False, header_style="bold", pad_edge=False)
-    for col, just in (("#", "right"), ("stage", "left"), ("op", "left"), ("predicted", "left"), ("actual", "left"),
-                      ("", "center"),
-                      ("ms", "right"), ("min", "right"), ("max", "right"), ("mean", "right"), ("zeros", "right")):
+                  box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False, collapse_padding=True)
+    columns = [("#", "right"), ("stage", "left"), ("op", "left"), ("predicted", "left"), ("actual", "left"),
+               ("", "center"), ("ms", "right"), ("min", "right"), ("max", "right"), ("mean", "right"),
+               ("zeros", "right")]
+    for col, just in columns:
+        if col in narrow_drop and not wide:
+            continue
         table.add_column(col, justify=just, no_wrap=col != "stage", overflow="fold",  # type: ignore[arg-type]
-                         min_width=12 if col == "stage" else None)
+                         min_width=10 if col == "stage" else None, ratio=1 if col == "stage" else None)
     for r in o.results:
-        table.add_row(str(r.index), r.spec, r.op, format_shape(r.predicted), format_shape(r.actual),
-                      "[green]✓[/]" if r.ok else "[red]✗[/]", f"{r.seconds * 1000:.0f}", _fmt(r.min), _fmt(r.max),
-                      _fmt(r.mean, max(abs(r.min), abs(r.max))), f"{r.zeros:.0%}")
+        cells = [str(r.index), r.spec, r.op, format_shape(r.predicted), format_shape(r.actual),
+                 "[green]✓[/]" if r.ok else "[red]✗[/]", f"{r.seconds * 1000:.0f}", _fmt(r.min), _fmt(r.max),
+                 _fmt(r.mean, max(abs(r.min), abs(r.max))), f"{r.zeros:.0%}"]
+        if not wide:
+            del cells[6], cells[2]
+        table.add_row(*cells)
     con.print(table)
     for f in o.outputs:
         con.print(f"wrote {f}", highlight=False)
