@@ -281,3 +281,18 @@ def test_max_maps_says_how_many_were_left_out(runner: CliRunner, tmp_path: Path)
     res = runner.invoke(app, ["run", str(sample_path("shapes")), "conv:out=20,k=3", "-o", str(out), "--max-maps", "6"])
     assert res.exit_code == 0, res.output
     assert Image.open(out).text["featcli:maps"] == "6 of 20"
+
+
+@pytest.mark.parametrize(("columns", "has_op"), [("80", False), ("120", True)])
+def test_table_fits_the_terminal(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, columns: str,
+                                 has_op: bool) -> None:
+    from featcli.cli import common
+
+    monkeypatch.setenv("COLUMNS", columns)
+    common._consoles.cache_clear()
+    res = runner.invoke(app, ["run", str(sample_path("shapes")), "conv:out=8,k=3,p=1", "relu", "gap"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert all(len(line.rstrip()) <= int(columns) for line in lines)
+    header = next(line for line in lines if "predicted" in line)
+    assert ("op" in header.split()) is has_op and "zeros" in header and "1x8x1x1" in res.stdout
