@@ -237,12 +237,12 @@ class Destinations:
 def destinations(cfg: RunConfig, report: ShapeReport, src: str, *, stem: str | None = None, n: int = 0) -> Destinations:
     """The files ``src`` will produce under ``cfg`` (templates filled, stages selected)."""
     count = len(report.stages)
-    select_stages(cfg.stages, count, "all")  # validate --stages even when nothing is written
+    every = select_stages(cfg.stages, count, "all")  # validates --stages even when nothing is written
     spatial = {row.index for row in report.stages if len(row.out_shape) == 4}
     stage_files: dict[int, str] = {}
     if cfg.out_dir:
         for row in report.stages:
-            if row.index in select_stages(cfg.stages, count, "all") and row.index in spatial:
+            if row.index in every and row.index in spatial:
                 name = fill(cfg.name_template, src, stem=stem, n=n, index=row.index, op=row.op,
                             stage=f"s{row.index}_{row.op}")
                 stage_files[row.index] = str(Path(cfg.out_dir) / (name if name.lower().endswith(".png")
@@ -253,7 +253,7 @@ def destinations(cfg: RunConfig, report: ShapeReport, src: str, *, stem: str | N
     if output and not any(i in spatial for i in shown):
         raise OutputError("the selected stages have no spatial maps to draw (flatten/linear); pick others with "
                           "--stages", path=output)
-    saved = select_stages(cfg.stages, count, "all") if save else []
+    saved = every if save else []
     return Destinations(output, stage_files, save, shown, saved)
 
 
