@@ -207,7 +207,8 @@ def run_batch(
 
     def get_plan(shape: tuple[int, ...]) -> Any:
         if shape not in plans:
-            plans[shape] = plan(shape, cfg.stack, kernels_dir=cfg.kernels_dir)
+            plans[shape] = plan(shape, cfg.stack, kernels_dir=cfg.kernels_dir,
+                                allow_torchscript=cfg.allow_torchscript)
         return plans[shape]
 
     def prepare(i: int) -> _Loaded | Record:

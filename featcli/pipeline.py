@@ -122,9 +122,10 @@ def build_stack(
     return stack
 
 
-def plan(input_shape: Sequence[int], stack: Sequence[Stage], *, kernels_dir: str | None = None) -> ShapeReport:
+def plan(input_shape: Sequence[int], stack: Sequence[Stage], *, kernels_dir: str | None = None,
+         allow_torchscript: bool = False) -> ShapeReport:
     """Predict every stage's shape (raises where torch would refuse, before any compute)."""
-    return infer(input_shape, stack, kernels_dir=kernels_dir)
+    return infer(input_shape, stack, kernels_dir=kernels_dir, allow_torchscript=allow_torchscript)
 
 
 def channel_labels(n: int, labels: Sequence[str] | None) -> list[str]:

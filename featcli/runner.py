@@ -303,7 +303,7 @@ def process_image(path: str, cfg: RunConfig, *, stem: str | None = None, n: int 
     t0 = time.perf_counter()
     image = load_image(path, cfg.load)
     shape = (1, image.array.shape[2], image.array.shape[0], image.array.shape[1])
-    report = plan(shape, cfg.stack, kernels_dir=cfg.kernels_dir)
+    report = plan(shape, cfg.stack, kernels_dir=cfg.kernels_dir, allow_torchscript=cfg.allow_torchscript)
     dest = destinations(cfg, report, path, stem=stem, n=n)
     check_destinations(dest, cfg, path)
     engine = choose_engine(cfg)

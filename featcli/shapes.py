@@ -173,10 +173,11 @@ def _pairs_text(name: str, v: Sequence[int]) -> str:
 class _State:
     """The tensor as the walk goes: shape, receptive field and jump per axis."""
 
-    __slots__ = ("shape", "rf", "jump", "spatial")
+    __slots__ = ("shape", "rf", "jump", "spatial", "allow_torchscript")
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], allow_torchscript: bool = False) -> None:
         self.shape = shape
+        self.allow_torchscript = allow_torchscript  # for conv:w= refs to TorchScript files (they are code)
         self.rf: list[Num] = [1, 1]
         self.jump: list[Num] = [1, 1]
         self.spatial = (shape[2], shape[3])  # last (H, W), for the global receptive field after flatten
@@ -219,17 +220,18 @@ def _groups(c: int, out: int, g: int) -> None:
 
 _REFLECT, _CIRCULAR = PaddingMode.REFLECT, PaddingMode.CIRCULAR
 _PM_NAME = {pm: pm.value for pm in PaddingMode}
-_KERNEL_CACHE: dict[tuple[tuple[str, ...], int, KernelMode, str | None], tuple[int, int, int, int, int]] = {}
+_KERNEL_CACHE: dict[tuple[tuple[str, ...], int, KernelMode, str | None, bool], tuple[int, int, int, int, int]] = {}
 
 
-def _kernel_shape(refs: tuple[str, ...], c: int, mode: KernelMode,
-                  kernels_dir: str | None) -> tuple[int, int, int, int, int]:
-    key = (refs, c, mode, kernels_dir)
+def _kernel_shape(refs: tuple[str, ...], c: int, mode: KernelMode, kernels_dir: str | None,
+                  allow_torchscript: bool) -> tuple[int, int, int, int, int]:
+    key = (refs, c, mode, kernels_dir, allow_torchscript)
     hit = _KERNEL_CACHE.get(key)
     if hit is None:
         from featcli.kernels import conv_weight_shape  # lazily: only stacks with w= pay for it
 
-        o, i, kh, kw, g = conv_weight_shape(list(refs), c, mode, kernels_dir)
+        o, i, kh, kw, g = conv_weight_shape(list(refs), c, mode, kernels_dir,
+                                            allow_torchscript=allow_torchscript)
         hit = _KERNEL_CACHE[key] = (int(o), int(i), int(kh), int(kw), int(g))
     return hit
 
@@ -305,7 +307,7 @@ def _conv_pads(sp: ConvSpec, row: _Row, sizes: Pair, ks: Pair) -> list[tuple[int
 def _conv(st: _State, sp: ConvSpec, kernels_dir: str | None) -> _Row:
     n, c, h, w = st.shape if len(st.shape) == 4 else _need_4d("conv", st.shape)
     if sp.w:
-        out, in_pg, kh, kw, g = _kernel_shape(sp.w, c, sp.mode, kernels_dir)
+        out, in_pg, kh, kw, g = _kernel_shape(sp.w, c, sp.mode, kernels_dir, st.allow_torchscript)
         conv_in = in_pg * g
         if conv_in != c and not (sp.mode is KernelMode.GRAY and conv_in == 1):
             raise _Refusal(f"the kernels make a conv for {conv_in} input channels "
@@ -549,7 +551,7 @@ _DISPATCH: dict[type, Callable[[_State, Stage, str | None], _Row]] = {
 
 
 def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: str | None = None,
-          source: str | None = None) -> ShapeReport:
+          source: str | None = None, allow_torchscript: bool = False) -> ShapeReport:
     """Walk ``stages`` over ``input_shape`` ``(N, C, H, W)`` exactly as torch would.
 
     Args:
@@ -557,6 +559,7 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
         stages: parsed stages (:func:`featcli.spec.parse_stage`).
         kernels_dir: extra kernel folder for ``conv:w=...`` stages.
         source: the image the shape was read from, recorded in the report.
+        allow_torchscript: let ``conv:w=`` name TorchScript files (``--trust-torchscript``).
 
     Raises:
         ShapeError: a stage torch would refuse; the message names the stage index, its spec and why.
@@ -565,7 +568,7 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
     shape = tuple(input_shape)
     if len(shape) != 4 or not all(isinstance(d, int) and d >= 1 for d in shape):
         raise ShapeError(f"input shape must be (N, C, H, W) with integer sizes of at least 1, got {list(shape)}")
-    st = _State(shape)
+    st = _State(shape, allow_torchscript)
     rows: list[StageReport] = []
     total_params = total_macs = 0
     for i, stage in enumerate(stages, 1):

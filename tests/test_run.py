@@ -296,3 +296,18 @@ def test_table_fits_the_terminal(runner: CliRunner, monkeypatch: pytest.MonkeyPa
     assert all(len(line.rstrip()) <= int(columns) for line in lines)
     header = next(line for line in lines if "predicted" in line)
     assert ("op" in header.split()) is has_op and "zeros" in header and "1x8x1x1" in res.stdout
+
+
+def test_torchscript_weights_only_with_the_opt_in(runner: CliRunner, tmp_path: Path) -> None:
+    import warnings
+
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(net).save(str(tmp_path / "ts.pt"))  # type: ignore[no-untyped-call]
+    stage = f"conv:w={tmp_path / 'ts.pt'}:0.weight,p=1"
+    res = runner.invoke(app, ["run", str(sample_path("shapes")), stage])
+    assert res.exit_code == 1 and "--trust-torchscript" in res.stderr
+    rec = _run(runner, str(sample_path("shapes")), stage, "--trust-torchscript")
+    assert rec["stages"][0]["actual"] == [1, 4, 240, 320]
