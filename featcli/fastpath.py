@@ -92,11 +92,6 @@ class HWC:
         return out
 
 
-def to_planes(array: np.ndarray, value_max: float, scale: float) -> np.ndarray:
-    """HWC array -> (1, C, H, W) float32, values ``array / value_max * scale`` (as the torch path)."""
-    return HWC(array, value_max, scale).planes()
-
-
 def _source(x: HWC | np.ndarray, mode: KernelMode, c: int, out: np.ndarray) -> None:
     """Write the plane a kernel correlates with into ``out`` (H, W): channel c, their sum, or luma."""
     n_ch = x.shape[1]
