@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from featcli import spec
 from featcli.enums import KernelMode, PaddingMode
 from featcli.errors import FeatcliError, SpecError, StageError
-from featcli.shapes import ShapeReport, infer
+from featcli.shapes import ShapeReport, StageReport, infer
 from featcli.spec import Op, Stage
 
 if TYPE_CHECKING:  # torch is imported by the functions that run on it, so the NumPy engine never pays
@@ -142,6 +142,26 @@ def next_labels(labels: list[str] | None, new: list[str] | None, op: Op) -> list
     return labels if op in _CHANNELWISE else None
 
 
+def map_labels(shape: tuple[int, ...], labels: Sequence[str] | None) -> tuple[str, ...]:
+    """One label per feature map of a (1, C, H, W) output; none for flattened outputs."""
+    return tuple(channel_labels(shape[1], labels)) if len(shape) == 4 else ()
+
+
+def checked_shape(row: StageReport, shape: Sequence[int], engine: str) -> tuple[int, ...]:
+    """One image's real output shape, ``(1, ...)``, which must equal the formula's: a difference is a bug."""
+    actual = (1, *(int(d) for d in shape[1:]))
+    predicted = (1, *row.out_shape[1:])
+    if actual != predicted:
+        raise StageError(f"stage {row.index} {row.spec!r}: the formula predicted {list(predicted)} but {engine} "
+                         f"produced {list(actual)}; this is a featcli bug, please report it")
+    return actual
+
+
+def _named(row: StageReport, exc: FeatcliError) -> StageError:
+    """A stage's own failure, with the stage's number and spec in front."""
+    return StageError(f"stage {row.index} {row.spec!r}: {exc.message}", path=exc.path)
+
+
 def _stats(t: torch.Tensor) -> list[tuple[float, float, float, float]]:
     """Per-sample (min, max, mean, share of zeros), each sample in whatever layout it has.
 
@@ -211,26 +231,19 @@ def run_stack_batch(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, kee
                 y, new_labels = apply_stage(x, row.resolved, ctx)
                 _sync(ctx.device)
             except FeatcliError as exc:
-                raise StageError(f"stage {row.index} {row.spec!r}: {exc.message}", path=exc.path) from None
+                raise _named(row, exc) from None
             except (RuntimeError, ValueError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise StageError(f"stage {row.index} {row.spec!r} failed in torch: {first}") from None
             seconds = (time.perf_counter() - t0) / n
-            actual = (1, *(int(d) for d in y.shape[1:]))
-            predicted = (1, *row.out_shape[1:])
-            if actual != predicted:
-                raise StageError(
-                    f"stage {row.index} {row.spec!r}: the formula predicted {list(predicted)} but torch "
-                    f"produced {list(actual)}; this is a featcli bug, please report it"
-                )
+            actual = checked_shape(row, y.shape, "torch")
             labels = next_labels(labels, new_labels, row.resolved.op)
-            n_ch = actual[1] if len(actual) == 4 else 0
-            tile_labels = tuple(channel_labels(n_ch, labels)) if n_ch else ()
+            maps = map_labels(actual, labels)
             wanted = keep is None or row.index in keep
             for i, (lo, hi, mean, zeros) in enumerate(_stats(y)):
                 kept = y[i : i + 1] if wanted else y[:0]
-                per_image[i].append(StageResult(row.index, row.spec, row.op, predicted, actual, seconds,
-                                                lo, hi, mean, zeros, tile_labels, kept))
+                per_image[i].append(StageResult(row.index, row.spec, row.op, actual, actual, seconds,
+                                                lo, hi, mean, zeros, maps, kept))
             x = y
     return per_image
 
@@ -248,17 +261,13 @@ def run_stack_numpy(x: Any, report: ShapeReport, *, kernels_dir: str | None = No
         try:
             y, new_labels = fastpath.apply_stage(x, row.resolved, kernels_dir, labels)
         except FeatcliError as exc:
-            raise StageError(f"stage {row.index} {row.spec!r}: {exc.message}", path=exc.path) from None
+            raise _named(row, exc) from None
         seconds = time.perf_counter() - t0
-        actual = tuple(int(d) for d in y.shape)
-        if actual != tuple(row.out_shape):
-            raise StageError(f"stage {row.index} {row.spec!r}: the formula predicted {list(row.out_shape)} but "
-                             f"the NumPy engine produced {list(actual)}; this is a featcli bug, please report it")
+        actual = checked_shape(row, y.shape, "the NumPy engine")
         labels = next_labels(labels, new_labels, row.resolved.op)
-        n_ch = actual[1] if len(actual) == 4 else 0
         lo, hi, mean, zeros, ranges = fastpath.stats(y)
         kept = y if keep is None or row.index in keep else y[:0]
         results.append(StageResult(row.index, row.spec, row.op, actual, actual, seconds, lo, hi, mean, zeros,
-                                   tuple(channel_labels(n_ch, labels)) if n_ch else (), kept, ranges=ranges))
+                                   map_labels(actual, labels), kept, ranges=ranges))
         x = y
     return results

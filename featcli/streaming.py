@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from featcli import spec
 from featcli.enums import PaddingMode
 from featcli.ops import OpContext, apply_stage, conv_layer, luminance
-from featcli.pipeline import StageResult, channel_labels, next_labels
+from featcli.pipeline import StageResult, map_labels, next_labels
 from featcli.render import reduce_factor
 from featcli.shapes import ShapeReport
 from featcli.spec import Op
@@ -101,7 +101,7 @@ def run_streamed(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, tile_p
         kh, kw = layer.weight.shape[2], layer.weight.shape[3]
         top, bottom, left, right = spec.conv_padding(p.p, (kh, kw), p.d)
         _, _, h_in, _ = x.shape
-        _, c_out, h_out, w_out = rows[-1].out_shape
+        h_out, w_out = rows[-1].out_shape[2], rows[-1].out_shape[3]
         f = reduce_factor((h_out, w_out), tile_px)
         band = f * max(1, math.ceil(band_rows / f))
         stats = [_Stats() for _ in rows]
@@ -138,7 +138,7 @@ def run_streamed(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, tile_p
         empty = torch.empty((0, *shape[1:]))
         res = StageResult(row.index, row.spec, row.op, shape, shape, st.seconds, st.lo, st.hi,
                           st.total / max(1, st.count), st.zeros / max(1, st.count),
-                          tuple(channel_labels(c_out, labels)), empty)
+                          map_labels(shape, labels), empty)
         if i == len(rows) - 1:
             assert st.ch_lo is not None and st.ch_hi is not None
             res = _with_display(res, np.concatenate(display, axis=1), list(zip(st.ch_lo.tolist(),
