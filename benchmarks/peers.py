@@ -54,7 +54,7 @@ def find_imagemagick() -> Peer:
     for argv in (["/usr/bin/convert"], [shutil.which("magick") or ""], [shutil.which("convert") or ""]):
         if argv[0]:
             version = _version([*argv, "-version"])
-            if "ImageMagick" in version:
+            if version.startswith("Version: ImageMagick"):  # a stand-in that only names it is not it
                 return Peer("imagemagick", tuple(argv), "apt-get install imagemagick", version)
     return Peer("imagemagick", None, "apt-get install imagemagick")
 

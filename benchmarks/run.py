@@ -383,7 +383,7 @@ def scenario_tutorial(ctx: Context) -> list[Row]:
 
     from featcli.enums import KernelMode, PaddingMode
     from featcli.kernels import conv_weight
-    from featcli.ops import conv2d
+    from featcli.engine.torch_backend import conv2d
 
     s = "tutorial"
     rgb = np.asarray(Image.open(sorted(ctx.batch.glob("*.jpg"))[0]).convert("RGB"))
@@ -406,7 +406,7 @@ def scenario_tutorial(ctx: Context) -> list[Row]:
         got = featcli_conv()
     finally:
         torch.set_num_threads(threads)
-    fc = progress(Row(s, "featcli conv2d (F.conv2d)", "featcli.ops.conv2d", [round(t / repeat, 7) for t in runs],
+    fc = progress(Row(s, "featcli conv2d (F.conv2d)", "featcli.engine.torch_backend.conv2d", [round(t / repeat, 7) for t in runs],
                       notes=f"64x64 RGB crop, sobel_x+sobel_y, in-process, 1 thread, mean of {repeat} calls a run"))
     runs, want = timed_calls(lambda: peers.tutorial_conv(crop[None], kernel), ctx.runs)
     loop = progress(Row(s, "numpy nested loops", "benchmarks/peers.py tutorial_conv", runs,

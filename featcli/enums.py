@@ -78,7 +78,7 @@ class Engine(StrEnum):
 
 
 class Stream(StrEnum):
-    """Row-band execution of a big last conv stage drawn as a grid (featcli.streaming)."""
+    """Row-band execution of a big last conv stage drawn as a grid (featcli.engine.streamed)."""
 
     AUTO = "auto"  #: when the conv output would exceed 256 MB
     ON = "on"

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from featcli.batch import Record, discover, run_batch, unique_stems
+from featcli.run.batch import Record, discover, run_batch, unique_stems
 from featcli.cli import app
-from featcli.pipeline import build_stack
-from featcli.runner import RunConfig
+from featcli.engine.loop import build_stack
+from featcli.run.image import RunConfig
 
 STAGES = ["conv:w=sobel_x+sobel_y,p=1", "magnitude", "maxpool:k=2"]
 

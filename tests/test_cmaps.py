@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from featcli import cmaps
+from featcli.render import cmaps
 
 
 @pytest.mark.parametrize("name", sorted(cmaps.TABLES))

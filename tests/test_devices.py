@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from featcli.devices import resolve_device
+from featcli.engine.devices import resolve_device
 from featcli.errors import DeviceError, UsageError
 
 

@@ -10,10 +10,10 @@ from PIL import Image
 
 from featcli.enums import Alpha, Channels, Scale
 from featcli.errors import UsageError
-from featcli.fastpath import supports
-from featcli.imageio import LoadOptions
-from featcli.pipeline import build_stack
-from featcli.runner import RunConfig, process_image
+from featcli.engine.numpy_backend import supports
+from featcli.io.images import LoadOptions
+from featcli.engine.loop import build_stack
+from featcli.run.image import RunConfig, process_image
 
 STACKS = [
     ["conv:w=sobel_x+sobel_y,p=1", "magnitude"],

@@ -12,7 +12,7 @@ from PIL import Image
 
 from featcli.enums import Alpha, Channels, Scale
 from featcli.errors import ImageLoadError, UsageError
-from featcli.imageio import LoadOptions, array_to_tensor, load_image, probe, to_tensor
+from featcli.io.images import LoadOptions, array_to_tensor, load_image, probe, to_tensor
 
 RNG = np.random.default_rng(0)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from featcli import kernel_families as kf
+from featcli.kernels import families as kf
 from featcli.enums import KernelMode
 from featcli.errors import KernelError, ShapeError
 from featcli.kernels import Kernel, conv_weight, conv_weight_shape, expand, library, list_kernels, resolve

@@ -124,7 +124,7 @@ def test_learned_weights_equal_f_conv2d(runner: CliRunner, tmp_path: Path) -> No
     img = _photo(tmp_path)
     out = tmp_path / "o.npy"
     _run(runner, str(img), f"conv:w={ckpt}:0.weight,p=1", "--save", str(out))
-    from featcli.imageio import array_to_tensor
+    from featcli.io.images import array_to_tensor
 
     got = torch.from_numpy(np.load(out))
     x = array_to_tensor(np.asarray(Image.open(img)))  # the very tensor featcli feeds the stage

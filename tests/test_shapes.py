@@ -1,4 +1,4 @@
-"""The stage language (featcli.spec) and the formula engine (featcli.shapes), without torch."""
+"""The stage language (featcli.stages.spec) and the formula engine (featcli.shape.infer), without torch."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from featcli import shapes
+from featcli.shape import infer as shapes
 from featcli.enums import Channels, KernelMode, PaddingMode
 from featcli.errors import ImageLoadError, KernelError, ShapeError, SpecError
-from featcli.shapes import apply_target, has_solve, infer, resolve_input
-from featcli.spec import (
+from featcli.shape.infer import apply_target, has_solve, infer, resolve_input
+from featcli.stages.spec import (
     SOLVE,
     AdaptivePoolSpec,
     ConvSpec,
@@ -376,7 +376,7 @@ def test_real_kernel_library() -> None:
 
 # --- image inputs and import hygiene ---------------------------------------------------------------
 def test_image_input_uses_the_header_and_loading_options() -> None:
-    pytest.importorskip("featcli.imageio")
+    pytest.importorskip("featcli.io.images")
     from featcli.cli.common import load_options
 
     assert resolve_input(str(SAMPLE)) == ((1, 3, 240, 320), str(SAMPLE))
@@ -391,8 +391,8 @@ def test_image_input_uses_the_header_and_loading_options() -> None:
 
 def test_shape_path_imports_neither_torch_nor_numpy() -> None:
     stack = ["conv:k=3,p=?", "maxpool:k=2", "flatten", "linear:out=2"]
-    code = ("import sys, featcli.spec, featcli.shapes, featcli.cli; "
-            "from featcli.shapes import infer; from featcli.spec import parse_stages; "
+    code = ("import sys, featcli.stages.spec, featcli.shape.infer, featcli.cli; "
+            "from featcli.shape.infer import infer; from featcli.stages.spec import parse_stages; "
             f"infer((1, 3, 64, 64), parse_stages({stack!r})); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

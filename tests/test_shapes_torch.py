@@ -1,6 +1,6 @@
 """The pure-integer shape engine against real torch modules, over thousands of random stacks.
 
-Every stack is written as stage-language text, parsed, and run twice: through :func:`featcli.shapes.infer`
+Every stack is written as stage-language text, parsed, and run twice: through :func:`featcli.shape.infer.infer`
 and through the torch modules the stage stands for, on a tiny real tensor. The engine must refuse exactly
 the stage torch refuses, and agree on every output shape and parameter count otherwise.
 """
@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from featcli.errors import ShapeError  # noqa: E402
-from featcli.shapes import infer  # noqa: E402
-from featcli.spec import (  # noqa: E402
+from featcli.shape.infer import infer  # noqa: E402
+from featcli.stages.spec import (  # noqa: E402
     AdaptivePoolSpec,
     BatchNormSpec,
     ConvSpec,

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featcli.pipeline import build_stack
+from featcli.engine.loop import build_stack
 from featcli.render import GridOptions, box_reduce, reduce_factor
-from featcli.runner import RunConfig, process_image
-from featcli.streaming import can_stream
+from featcli.run.image import RunConfig, process_image
+from featcli.engine.streamed import can_stream
 
 STACKS = [
     ["conv:out=8,k=3,p=1", "relu"],
@@ -70,7 +70,7 @@ def test_streamed_grid_is_the_same_picture(photo: Path, tmp_path: Path) -> None:
 
 
 def test_when_it_streams() -> None:
-    from featcli.shapes import infer
+    from featcli.shape.infer import infer
 
     big = infer((1, 3, 3060, 4080), build_stack(["conv:out=64,k=3,p=1", "relu"]))
     assert can_stream(big, [2], 0)

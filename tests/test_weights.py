@@ -15,7 +15,7 @@ import torch
 from featcli.enums import KernelMode
 from featcli.errors import KernelError, ShapeError, WeightsError
 from featcli.kernels import conv_weight, conv_weight_shape, expand, resolve
-from featcli.weights import inspect_file, is_weights_ref, load_weight, split_ref
+from featcli.kernels.learned import inspect_file, is_weights_ref, load_weight, split_ref
 
 
 class SmallCNN(torch.nn.Module):

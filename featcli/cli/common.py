@@ -14,7 +14,7 @@ from featcli.enums import Alpha, Channels, Scale
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from featcli.imageio import LoadOptions
+    from featcli.io.images import LoadOptions
 
 
 @functools.cache
@@ -88,8 +88,8 @@ def load_options(
     frame: int = 0,
     max_pixels: int | None = None,
 ) -> LoadOptions:
-    """Build :class:`featcli.imageio.LoadOptions` from the CLI option values (validated there)."""
-    from featcli.imageio import DEFAULT_MAX_PIXELS, LoadOptions
+    """Build :class:`featcli.io.images.LoadOptions` from the CLI option values (validated there)."""
+    from featcli.io.images import DEFAULT_MAX_PIXELS, LoadOptions
 
     return LoadOptions(
         channels=channels,

@@ -47,9 +47,9 @@ def info_command(
 
     Example: featcli info samples/shapes.png --pixels 5
     """
-    from featcli.batch import discover
     from featcli.errors import UsageError
-    from featcli.info import describe
+    from featcli.io.describe import describe
+    from featcli.run.batch import discover
 
     if not images and not from_file:
         raise UsageError("no image given")

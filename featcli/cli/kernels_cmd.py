@@ -60,7 +60,7 @@ def list_command(
 
     Example: featcli kernels list --tag edge
     """
-    from featcli import kernel_families as kf
+    from featcli.kernels import families as kf
     from featcli.kernels import library, list_kernels
 
     ks = list_kernels(kernels_dir, tag=tag)
@@ -199,7 +199,7 @@ def _write_png(kernels: list[Kernel], path: Path, *, force: bool, inputs: list[s
     import numpy as np
     from matplotlib.figure import Figure
 
-    from featcli.outputs import atomic_write
+    from featcli.io.outputs import atomic_write
 
     if path.suffix.lower() != ".png":
         raise OutputError("--png needs a .png file name", path=str(path))
@@ -258,7 +258,7 @@ def inspect_command(
 
     Example: featcli kernels inspect resnet18.pth
     """
-    from featcli.weights import inspect_file
+    from featcli.kernels.learned import inspect_file
 
     infos = inspect_file(file, allow_torchscript=trust_torchscript, include_all=all_tensors)
     if as_json:

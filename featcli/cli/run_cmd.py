@@ -27,7 +27,7 @@ from featcli.cli.lean import LeanCommand
 from featcli.enums import Alpha, Channels, Engine, KernelMode, Norm, PaddingMode, Scale, Stream
 
 if TYPE_CHECKING:
-    from featcli.runner import ImageOutcome, RunConfig
+    from featcli.run.image import ImageOutcome, RunConfig
 
 _K = "Kernels and stages"
 _O = "Outputs"
@@ -49,7 +49,7 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
 
 def _names_an_op(token: str) -> bool:
     from featcli.errors import SpecError
-    from featcli.spec import parse_stage
+    from featcli.stages.spec import parse_stage
 
     try:
         parse_stage(token.partition(":")[0])
@@ -170,11 +170,11 @@ def run_command(
     if not inputs and not from_file:
         raise UsageError("no input image given (the first argument must be an image, folder, glob or '-')")
 
-    from featcli.batch import discover
-    from featcli.devices import cpu_without_torch, resolve_device
-    from featcli.pipeline import build_stack
+    from featcli.engine.devices import cpu_without_torch, resolve_device
+    from featcli.engine.loop import build_stack
     from featcli.render import GridOptions, check_cmap
-    from featcli.runner import RunConfig, is_template, validate_outputs
+    from featcli.run.batch import discover
+    from featcli.run.image import RunConfig, is_template, validate_outputs
 
     paths = discover(inputs, recursive=recursive, from_file=from_file)
     if not paths:
@@ -221,7 +221,7 @@ def run_command(
 
 def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
     """One image: errors propagate (one line, exit 1); the table or one JSON record."""
-    from featcli.runner import process_image
+    from featcli.run.image import process_image
 
     outcome = process_image(path, cfg)
     if as_json:
@@ -236,9 +236,9 @@ def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, s
     """A batch: progress on stderr (terminal only), records in order, a summary, exit 1 if any failed."""
     import contextlib
 
-    from featcli.batch import Record, run_batch
     from featcli.cli.base import report_error
     from featcli.cli.common import err_console
+    from featcli.run.batch import Record, run_batch
 
     con = err_console()
     progress: Any = None
@@ -292,7 +292,7 @@ def _print_table(o: ImageOutcome) -> None:
     from rich import box
     from rich.table import Table
 
-    from featcli.spec import format_shape
+    from featcli.stages.grammar import format_shape
 
     con = out_console()
     # On a narrow terminal (80 columns, or a pipe) the op and time columns go (the stage spec starts with

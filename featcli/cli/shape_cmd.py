@@ -28,8 +28,8 @@ from featcli.errors import FeatcliError, SpecError, UsageError
 if TYPE_CHECKING:
     from fractions import Fraction
 
-    from featcli.imageio import LoadOptions
-    from featcli.shapes import ShapeReport
+    from featcli.io.images import LoadOptions
+    from featcli.shape.report import ShapeReport
 
 
 class _Inputs:
@@ -41,8 +41,8 @@ class _Inputs:
         self._opts: LoadOptions | None = None
 
     def __call__(self, text: str) -> tuple[tuple[int, int, int, int], str | None]:
-        from featcli.shapes import resolve_input
-        from featcli.spec import looks_like_shape, parse_input_shape
+        from featcli.shape.inputs import resolve_input
+        from featcli.stages.grammar import looks_like_shape, parse_input_shape
 
         try:
             return parse_input_shape(text), None
@@ -112,8 +112,9 @@ def shape_command(
 
 def _query(inputs: _Inputs, input_: str, texts: list[str], solve: str | None,
            kernels_dir: str | None) -> ShapeReport:
-    from featcli.shapes import apply_target, infer
-    from featcli.spec import parse_size, parse_stage
+    from featcli.shape.infer import apply_target, infer
+    from featcli.stages.grammar import parse_size
+    from featcli.stages.spec import parse_stage
 
     shape, source = inputs(input_)
     stages = [parse_stage(t, i) for i, t in enumerate(texts, 1)]
@@ -153,8 +154,9 @@ def _serve_stdin(inputs: _Inputs, kernels_dir: str | None) -> int:
     This loop is the throughput path (tens of thousands of queries a second): names are bound locally,
     parsed stages and input shapes come from the parsers' caches.
     """
-    from featcli.shapes import infer
-    from featcli.spec import parse_input_shape, parse_stage
+    from featcli.shape.infer import infer
+    from featcli.stages.grammar import parse_input_shape
+    from featcli.stages.spec import parse_stage
 
     # Raw characters are a quarter faster to encode than \u escapes; used for ASCII lines (featcli's own
     # messages are ASCII), so the output is ASCII whatever the terminal's encoding.
@@ -204,7 +206,7 @@ def _frac(x: int | Fraction) -> str:
 def _render(report: ShapeReport) -> None:
     from rich.table import Table
 
-    from featcli.spec import format_shape
+    from featcli.stages.grammar import format_shape
 
     con = out_console()
     table = Table(box=None, padding=(0, 1), pad_edge=False, show_footer=True, header_style="bold",

@@ -122,7 +122,7 @@ class Record:
     status: str
     data: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
-    outcome: Any = None  #: the :class:`featcli.runner.ImageOutcome` when ok
+    outcome: Any = None  #: the :class:`featcli.run.image.ImageOutcome` when ok
 
     def to_json(self) -> dict[str, Any]:
         if self.status == "ok":
@@ -181,7 +181,7 @@ def run_batch(
     workers: int = 2,
     skip_existing: bool = False,
 ) -> Summary:
-    """Run ``cfg`` (a :class:`featcli.runner.RunConfig`) over ``paths``; ``emit`` each record in order.
+    """Run ``cfg`` (a :class:`featcli.run.image.RunConfig`) over ``paths``; ``emit`` each record in order.
 
     Args:
         paths: inputs (files or ``-``), in the order records are emitted.
@@ -191,9 +191,9 @@ def run_batch(
         workers: decoding threads and, separately, encoding threads.
         skip_existing: an input whose every output file exists is ``skipped`` (resume a batch).
     """
-    from featcli import runner
-    from featcli.imageio import load_image, probe, to_tensor
-    from featcli.pipeline import plan
+    from featcli.engine.loop import plan
+    from featcli.io.images import load_image, probe, to_tensor
+    from featcli.run import image as runner
 
     if batch_size < 1 or workers < 1:
         raise UsageError("--batch-size and --workers must be at least 1")
@@ -279,7 +279,7 @@ def run_batch(
     def flush(group: list[_Loaded]) -> None:
         if not group:
             return
-        from featcli.pipeline import run_stack_batch
+        from featcli.engine.loop import run_stack_batch
 
         started = time.perf_counter()
         keep = set().union(*(g.dest.keep for g in group))

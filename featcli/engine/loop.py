@@ -1,8 +1,8 @@
 """``featcli run`` core: stage specs -> predicted shapes -> real tensors, checked stage by stage.
 
-The formula engine (:func:`featcli.shapes.infer`) plans the whole stack first, so a stack torch would
+The formula engine (:func:`featcli.shape.infer.infer`) plans the whole stack first, so a stack torch would
 refuse fails before any pixel is touched; then every stage runs with torch's own ops
-(:func:`featcli.ops.apply_stage`) under ``torch.inference_mode()`` and its real shape is compared with
+(:func:`featcli.engine.torch_backend.apply_stage`) under ``torch.inference_mode()`` and its real shape is compared with
 the prediction. A difference is a featcli bug and stops the run loudly.
 """
 
@@ -14,16 +14,18 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from featcli import spec
 from featcli.enums import KernelMode, PaddingMode
 from featcli.errors import FeatcliError, SpecError, StageError
-from featcli.shapes import ShapeReport, StageReport, infer
-from featcli.spec import Op, Stage
+from featcli.shape.infer import infer
+from featcli.shape.report import ShapeReport, StageReport
+from featcli.stages import params as spec
+from featcli.stages.registry import Op
+from featcli.stages.spec import Stage, parse_stage
 
 if TYPE_CHECKING:  # torch is imported by the functions that run on it, so the NumPy engine never pays
     import torch
 
-    from featcli.ops import OpContext
+    from featcli.engine.torch_backend import OpContext
 
 _POOL_ALIASES = {
     "max": "maxpool", "avg": "avgpool", "mean": "avgpool", "global": "gap", "gap": "gap",
@@ -50,7 +52,7 @@ class StageResult:
     zeros: float  #: share of exact zeros (what relu leaves)
     labels: tuple[str, ...]
     tensor: Any = field(repr=False)  #: (1, ...) float32 torch tensor, or NumPy array on the NumPy engine
-    #: Streamed runs (featcli.streaming) keep no full tensor: display-size maps (C, h, w) instead...
+    #: Streamed runs (featcli.engine.streamed) keep no full tensor: display-size maps (C, h, w) instead...
     display: Any = field(default=None, repr=False)
     #: Each map's full-resolution (min, max), when known (streamed runs, the NumPy engine).
     ranges: list[tuple[float, float]] | None = None
@@ -92,7 +94,7 @@ def kernel_stage(
 ) -> Stage:
     """All ``-k`` kernels as one conv stage (the refs may use ``name:key=value`` forms freely)."""
     parts = [f"p={padding}", f"s={stride}", f"pm={padding_mode.value}", f"mode={mode.value}"]
-    template = spec.parse_stage("conv:w=identity," + ",".join(parts))
+    template = parse_stage("conv:w=identity," + ",".join(parts))
     assert isinstance(template.params, spec.ConvSpec)
     params = dataclasses.replace(template.params, w=tuple(refs))
     defaults = {"p=0", "s=1", "pm=zeros", "mode=sum"}
@@ -116,7 +118,7 @@ def build_stack(
         stack.append(kernel_stage(kernels, mode=kernel_mode, padding=padding, stride=stride,
                                   padding_mode=padding_mode))
     texts = list(stage_texts) + [pool_stage(p) for p in pools]
-    stack.extend(spec.parse_stage(t, len(stack) + i) for i, t in enumerate(texts, 1))
+    stack.extend(parse_stage(t, len(stack) + i) for i, t in enumerate(texts, 1))
     if not stack:
         raise SpecError("nothing to run: give stages (e.g. conv:w=sobel_x+sobel_y relu maxpool:k=2) or -k KERNEL")
     return stack
@@ -217,7 +219,7 @@ def run_stack_batch(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, kee
     """
     import torch
 
-    from featcli.ops import apply_stage
+    from featcli.engine.torch_backend import apply_stage
 
     n = x.shape[0]
     per_image: list[list[StageResult]] = [[] for _ in range(n)]
@@ -251,9 +253,8 @@ def run_stack_batch(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, kee
 def run_stack_numpy(x: Any, report: ShapeReport, *, kernels_dir: str | None = None,
                     keep: Collection[int] | None = None, input_labels: Sequence[str] | None = None
                     ) -> list[StageResult]:
-    """:func:`run_stack` on the NumPy engine (:mod:`featcli.fastpath`), for one image (1, C, H, W)."""
-    from featcli import fastpath
-
+    """:func:`run_stack` on the NumPy engine (:mod:`featcli.engine.numpy_backend`), for one image (1, C, H, W)."""
+    from featcli.engine import numpy_backend as fastpath
     results: list[StageResult] = []
     labels: list[str] | None = list(input_labels) if input_labels else None
     for row in report.stages:

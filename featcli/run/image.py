@@ -2,7 +2,7 @@
 
 :func:`process_image` is what ``featcli run`` calls for each input (and what the batch layer calls on
 worker threads); it returns an :class:`ImageOutcome` and raises :class:`FeatcliError` on failure,
-leaving no partial file behind (every file goes through :mod:`featcli.outputs`).
+leaving no partial file behind (every file goes through :mod:`featcli.io.outputs`).
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featcli.engine.loop import StageResult, plan, run_stack, run_stack_numpy
 from featcli.enums import Engine, Stream
 from featcli.errors import OutputError, UsageError
-from featcli.imageio import LoadedImage, LoadOptions, load_image, to_tensor
-from featcli.outputs import atomic_write, check_output
-from featcli.pipeline import StageResult, plan, run_stack, run_stack_numpy
+from featcli.io.images import LoadedImage, LoadOptions, load_image, to_tensor
+from featcli.io.outputs import atomic_write, check_output
 from featcli.render import GridOptions, Tile, render_grid, render_map, save_png
-from featcli.shapes import ShapeReport
-from featcli.spec import Stage
+from featcli.shape.report import ShapeReport
+from featcli.stages.spec import Stage
 
 if TYPE_CHECKING:
-    from featcli.ops import OpContext
+    from featcli.engine.torch_backend import OpContext
 
 _SAVE_EXTS = (".npz", ".pt", ".npy")
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
@@ -38,7 +38,7 @@ class RunConfig:
 
     stack: tuple[Stage, ...]
     load: LoadOptions = field(default_factory=LoadOptions)
-    device: Any = "cpu"  #: a ``torch.device`` (or "cpu"); see :func:`featcli.devices.resolve_device`
+    device: Any = "cpu"  #: a ``torch.device`` (or "cpu"); see :func:`featcli.engine.devices.resolve_device`
     engine: Engine = Engine.AUTO
     threads: int | None = None  #: torch CPU threads (None: torch's default, all cores)
     stream: Stream = Stream.AUTO
@@ -286,7 +286,7 @@ def write_outputs(dest: Destinations, cfg: RunConfig, image: LoadedImage, result
 def op_context(cfg: RunConfig) -> OpContext:
     import torch
 
-    from featcli.ops import OpContext
+    from featcli.engine.torch_backend import OpContext
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -308,7 +308,7 @@ def process_image(path: str, cfg: RunConfig, *, stem: str | None = None, n: int 
     check_destinations(dest, cfg, path)
     engine = choose_engine(cfg)
     if engine == "numpy":
-        from featcli.fastpath import HWC
+        from featcli.engine.numpy_backend import HWC
 
         x_np = HWC(image.array, image.value_max, cfg.load.scale.factor)
         results = run_stack_numpy(x_np, report, kernels_dir=cfg.kernels_dir, keep=dest.keep,
@@ -316,7 +316,7 @@ def process_image(path: str, cfg: RunConfig, *, stem: str | None = None, n: int 
     else:
         x = to_tensor(image, scale=cfg.load.scale, device=cfg.device)
         if cfg.stream is not Stream.OFF and _streamable(report, dest, cfg):
-            from featcli.streaming import run_streamed
+            from featcli.engine.streamed import run_streamed
 
             results = run_streamed(x, report, op_context(cfg), tile_px=cfg.grid.tile_px,
                                    peak=cfg.grid.reduce == "peak", input_labels=image.channel_names)
@@ -327,14 +327,14 @@ def process_image(path: str, cfg: RunConfig, *, stem: str | None = None, n: int 
 
 
 def _streamable(report: ShapeReport, dest: Destinations, cfg: RunConfig) -> bool:
-    from featcli.streaming import can_stream
+    from featcli.engine.streamed import can_stream
 
     return can_stream(report, dest.shown, len(dest.stage_files) + bool(dest.save), force=cfg.stream is Stream.ON)
 
 
 def choose_engine(cfg: RunConfig) -> str:
     """``numpy`` when asked, or on ``auto`` when the device is the CPU and every stage is supported."""
-    from featcli.fastpath import supports
+    from featcli.engine.numpy_backend import supports
 
     if cfg.engine is Engine.TORCH:
         return "torch"

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from featcli.imageio import LoadedImage, LoadOptions, load_image
+from featcli.io.images import LoadedImage, LoadOptions, load_image
 
 _ORIENTATIONS = {
     1: "normal",

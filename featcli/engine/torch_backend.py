@@ -19,10 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featcli import spec
 from featcli.enums import PaddingMode
 from featcli.errors import StageError
-from featcli.spec import Op, Stage
+from featcli.shape.axis import conv_padding
+from featcli.stages import params as spec
+from featcli.stages.grammar import SOLVE, Padding
+from featcli.stages.registry import Op
+from featcli.stages.spec import Stage
 
 #: ITU-R 601-2 luma weights, the same as Pillow's ``convert("L")`` (used by ``mode=gray`` kernels).
 LUMA = (0.299, 0.587, 0.114)
@@ -69,17 +72,17 @@ def conv2d(
     bias: torch.Tensor | None,
     *,
     stride: tuple[int, int],
-    padding: spec.Padding,
+    padding: Padding,
     dilation: tuple[int, int],
     groups: int,
     padding_mode: PaddingMode,
 ) -> torch.Tensor:
     """``Conv2d.forward`` as torch writes it: non-zero padding modes pad first, then convolve."""
-    if padding == spec.SOLVE:  # pragma: no cover - the CLI solves `p=?` before running
+    if padding == SOLVE:  # pragma: no cover - the CLI solves `p=?` before running
         raise StageError("p=? must be solved before running")
     if padding_mode is PaddingMode.ZEROS:
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    top, bottom, left, right = spec.conv_padding(padding, (weight.shape[2], weight.shape[3]), dilation)
+    top, bottom, left, right = conv_padding(padding, (weight.shape[2], weight.shape[3]), dilation)
     x = F.pad(x, (left, right, top, bottom), mode=padding_mode.value)
     return F.conv2d(x, weight, bias, stride, 0, dilation, groups)
 
@@ -116,7 +119,7 @@ def apply_stage(x: torch.Tensor, stage: Stage, ctx: OpContext) -> tuple[torch.Te
         return m(x), None
     if stage.op in (Op.MAXPOOL, Op.AVGPOOL):
         assert isinstance(p, spec.PoolSpec)
-        if p.p == spec.SOLVE:
+        if p.p == SOLVE:
             raise StageError("p=? must be solved before running")
         if p.kind == "max":
             return F.max_pool2d(x, p.k, p.stride, p.p, p.d, ceil_mode=p.ceil), None
@@ -163,7 +166,7 @@ class ConvLayer:
 def conv_layer(in_channels: int, p: spec.ConvSpec, ctx: OpContext, *, dtype: torch.dtype = torch.float32
                ) -> ConvLayer:
     """Build the weights of a conv stage for an input of ``in_channels`` (kernels, learned or seeded)."""
-    if p.p == spec.SOLVE:
+    if p.p == SOLVE:
         raise StageError("p=? must be solved before running")
     if p.w:
         from featcli.kernels import conv_weight

@@ -13,7 +13,7 @@ A kernel reference (what ``-k`` and ``conv:w=`` take) is one of:
 - an inline matrix: ``[[1,0,-1],[2,0,-2],[1,0,-1]]`` or ``1 0 -1; 2 0 -2; 1 0 -1``;
 - a file: a whitespace/comma text matrix, ``.npy`` (2-D, or 3-D for several kernels), a ``.toml`` in the
   library's format (``FILE.toml:NAME`` picks one of several);
-- learned weights ``FILE:KEY`` (see :mod:`featcli.weights`).
+- learned weights ``FILE:KEY`` (see :mod:`featcli.kernels.learned`).
 
 Only the standard library is imported at module level; numpy (``.npy``) and torch (learned weights,
 :func:`conv_weight`) are imported when needed, so shape queries stay instant.
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featcli import kernel_families as kf
-from featcli import weights as _weights
 from featcli.enums import KernelMode
 from featcli.errors import KernelError, ShapeError
+from featcli.kernels import families as kf
+from featcli.kernels import learned as _weights
 from featcli.resources import kernels_dir as builtin_kernels_dir
 
 if sys.version_info >= (3, 11):
@@ -46,7 +46,7 @@ else:  # pragma: no cover - Python 3.10
 if TYPE_CHECKING:
     import torch
 
-    from featcli.weights import LearnedWeight
+    from featcli.kernels.learned import LearnedWeight
 
 Matrix = kf.Matrix
 ENV_VAR = "FEATCLI_KERNELS_DIR"

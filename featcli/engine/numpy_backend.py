@@ -22,10 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from featcli import spec
 from featcli.enums import KernelMode, PaddingMode
 from featcli.errors import FeatcliError
-from featcli.spec import Op, Stage
+from featcli.shape.axis import conv_padding
+from featcli.stages import params as spec
+from featcli.stages.grammar import SOLVE
+from featcli.stages.registry import Op
+from featcli.stages.spec import Stage
 
 if TYPE_CHECKING:
     from featcli.kernels import Kernel
@@ -52,7 +55,7 @@ def supports(stack: Sequence[Stage], kernels_dir: str | None = None) -> bool:
         p = st.params
         if st.op is Op.CONV:
             assert isinstance(p, spec.ConvSpec)
-            if not p.w or p.s != (1, 1) or p.d != (1, 1) or p.p == spec.SOLVE or _kernels(p, kernels_dir) is None:
+            if not p.w or p.s != (1, 1) or p.d != (1, 1) or p.p == SOLVE or _kernels(p, kernels_dir) is None:
                 return False
         elif st.op in (Op.MAXPOOL, Op.AVGPOOL):
             assert isinstance(p, spec.PoolSpec)
@@ -176,7 +179,7 @@ def _correlate_band(plane: np.ndarray, weights: Sequence[Sequence[float]], acc: 
 
 def _conv(x: HWC | np.ndarray, p: spec.ConvSpec, kernels: list[Kernel]) -> np.ndarray:
     kh, kw = kernels[0].shape
-    pt, pb, pl, pr = spec.conv_padding(p.p, (kh, kw), p.d)
+    pt, pb, pl, pr = conv_padding(p.p, (kh, kw), p.d)
     _, n_ch, h, w = x.shape
     out_h, out_w = h + pt + pb - kh + 1, w + pl + pr - kw + 1
     n_src = n_ch if p.mode is KernelMode.DEPTHWISE else 1

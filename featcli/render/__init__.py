@@ -33,7 +33,7 @@ from PIL.PngImagePlugin import PngInfo
 from featcli import __version__
 from featcli.enums import Norm
 from featcli.errors import OutputError, UsageError
-from featcli.outputs import atomic_write
+from featcli.io.outputs import atomic_write
 
 __all__ = [
     "GridOptions",
@@ -178,7 +178,7 @@ def _colormap_names() -> tuple[str, ...]:
 
 def check_cmap(name: str) -> str:
     """Return ``name`` if matplotlib knows the colormap, else raise :class:`UsageError` with suggestions."""
-    from featcli.cmaps import TABLES
+    from featcli.render.cmaps import TABLES
 
     if name in TABLES:
         return name
@@ -194,7 +194,7 @@ def check_cmap(name: str) -> str:
 @lru_cache(maxsize=64)
 def _lut(name: str, levels: int) -> ByteArray:
     """``levels`` RGB colours of colormap ``name``, sampled at the bin centres, shape ``(levels, 3)``."""
-    from featcli.cmaps import sample
+    from featcli.render.cmaps import sample
 
     shipped = sample(name, levels)  # the common colormaps, without importing matplotlib
     if shipped is not None:

@@ -5,7 +5,7 @@ bytes) as hex. matplotlib samples a colormap at ``x`` by picking entry ``int(x *
 rounds to bytes after the lookup, so these tables reproduce matplotlib exactly (tests/test_cmaps.py
 checks every one against the installed matplotlib). Regenerate with::
 
-    python -c "import featcli.cmaps as c; c.regenerate()"
+    python -c "import featcli.render.cmaps as c; c.regenerate()"
 """
 
 from __future__ import annotations

@@ -22,13 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from featcli import spec
+from featcli.engine.loop import StageResult, map_labels, next_labels
+from featcli.engine.torch_backend import OpContext, apply_stage, conv_layer, luminance
 from featcli.enums import PaddingMode
-from featcli.ops import OpContext, apply_stage, conv_layer, luminance
-from featcli.pipeline import StageResult, map_labels, next_labels
 from featcli.render import reduce_factor
-from featcli.shapes import ShapeReport
-from featcli.spec import Op
+from featcli.shape.axis import conv_padding
+from featcli.shape.report import ShapeReport
+from featcli.stages import params as spec
+from featcli.stages.registry import Op
 
 #: Stream when the conv output would be larger than this (bytes); smaller outputs run whole.
 STREAM_BYTES = 256 * 2**20
@@ -99,7 +100,7 @@ def run_streamed(x: torch.Tensor, report: ShapeReport, ctx: OpContext, *, tile_p
         if layer.gray:
             x = luminance(x)
         kh, kw = layer.weight.shape[2], layer.weight.shape[3]
-        top, bottom, left, right = spec.conv_padding(p.p, (kh, kw), p.d)
+        top, bottom, left, right = conv_padding(p.p, (kh, kw), p.d)
         _, _, h_in, _ = x.shape
         h_out, w_out = rows[-1].out_shape[2], rows[-1].out_shape[3]
         f = reduce_factor((h_out, w_out), tile_px)

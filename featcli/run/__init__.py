@@ -1,0 +1,1 @@
+"""featcli.run"""

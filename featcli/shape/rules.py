@@ -1,0 +1,306 @@
+"""One shape rule per kind of stage: output shape, parameters, MACs, formulas, notes, receptive field.
+
+Each rule takes the walk state (shape, receptive field, jump) and a parsed stage, updates the receptive
+field and jump in place and returns a :class:`featcli.shape.state.Row`; it raises
+:class:`featcli.shape.state.Refusal` where torch would refuse. Which rule an op uses is its registry
+entry's ``shape_rule``. Pure Python: no torch, no numpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from featcli.enums import KernelMode, PaddingMode
+from featcli.shape.axis import AXES, convt_axis, dropped_note, pairs_text, pool_axis
+from featcli.shape.report import div_num
+from featcli.shape.solve import conv_pads, convt_pads, solve
+from featcli.shape.state import Refusal, Row, WalkState, check_groups, need_4d
+from featcli.stages.grammar import SOLVE
+from featcli.stages.params import (
+    AdaptivePoolSpec,
+    BatchNormSpec,
+    ConvSpec,
+    ConvTSpec,
+    DropoutSpec,
+    LeakyReLUSpec,
+    LinearSpec,
+    PoolSpec,
+    PReLUSpec,
+)
+from featcli.stages.spec import Stage
+
+_REFLECT, _CIRCULAR = PaddingMode.REFLECT, PaddingMode.CIRCULAR
+_PM_NAME = {pm: pm.value for pm in PaddingMode}
+
+
+def _kernel_shape(st: WalkState, refs: tuple[str, ...], c: int, mode: KernelMode) -> tuple[int, int, int, int, int]:
+    from featcli.kernels import conv_weight_shape  # lazily: only stacks with w= pay for it (cached there)
+
+    o, i, kh, kw, g = conv_weight_shape(refs, c, mode, st.kernels_dir, allow_torchscript=st.allow_torchscript)
+    return int(o), int(i), int(kh), int(kw), int(g)
+
+
+
+def conv(st: WalkState, stage: Stage) -> Row:
+    sp = stage.params
+    assert isinstance(sp, ConvSpec)
+    n, c, h, w = st.shape if len(st.shape) == 4 else need_4d("conv", st.shape)
+    if sp.w:
+        out, in_pg, kh, kw, g = _kernel_shape(st, sp.w, c, sp.mode)
+        conv_in = in_pg * g
+        if conv_in != c and not (sp.mode is KernelMode.GRAY and conv_in == 1):
+            raise Refusal(f"the kernels make a conv for {conv_in} input channels "
+                           f"(weight {out}x{in_pg}x{kh}x{kw}, groups={g}) but the input has {c}")
+    else:
+        assert sp.k is not None
+        (kh, kw), g, conv_in = sp.k, sp.g, c
+        out = c if sp.out is None else sp.out
+        check_groups(c, out, g)
+        in_pg = c // g
+    row = Row()
+    ks, ss, ds, sizes = (kh, kw), sp.s, sp.d, (h, w)
+    pads = conv_pads(sp, row, sizes, ks)
+    reflect, circular = sp.pm is _REFLECT, sp.pm is _CIRCULAR
+    rf, jump, formulas = st.rf, st.jump, row.formulas
+    outs = []
+    for a in (0, 1):  # the hot path of stdin mode: plain locals, no helper calls unless needed
+        (pl, pr), size, k, s, d = pads[a], sizes[a], ks[a], ss[a], ds[a]
+        if reflect and max(pl, pr) >= size:
+            raise Refusal(f"reflect padding {max(pl, pr)} must be smaller than the input "
+                           f"{AXES[a]} = {size}")
+        if circular and max(pl, pr) > size:
+            raise Refusal(f"circular padding {max(pl, pr)} wraps around more than once "
+                           f"({AXES[a]} = {size})")
+        span = d * (k - 1)
+        num = size + pl + pr - span - 1
+        if num < 0:
+            raise Refusal(f"kernel {span + 1} (dilated) is larger than the padded input "
+                           f"{AXES[a]} = {size + pl + pr}")
+        o = num // s + 1
+        outs.append(o)
+        pad = f"2*{pl}" if pl == pr else f"{pl}+{pr}"
+        formulas.append(f"{AXES[a]}: floor(({size} + {pad} - {d}*({k}-1) - 1)/{s}) + 1 = {o}")
+        if num % s:
+            row.notes.append(dropped_note(a, size, k, s, pl, pr, d))
+        rf[a] += span * jump[a]
+        jump[a] *= s
+    if conv_in != c:
+        row.notes.append(f"mode=gray: {c} channels -> 1 (luminance) before the kernels")
+    row.out = (n, out, outs[0], outs[1])
+    row.params = out * in_pg * kh * kw + (out if sp.bias else 0)
+    row.macs = n * outs[0] * outs[1] * row.params
+    kernels = f" ({len(sp.w)} kernels, mode={sp.mode.value})" if sp.w else ""
+    row.formulas.append(f"C: {c} -> {out}{kernels}")
+    row.config = {"in": conv_in, "out": out, "k": [kh, kw], "s": [ss[0], ss[1]],
+                  "p": [[pads[0][0], pads[0][1]], [pads[1][0], pads[1][1]]], "d": [ds[0], ds[1]], "g": g,
+                  "bias": sp.bias, "pm": _PM_NAME[sp.pm]}
+    if sp.w:
+        row.config.update(w=list(sp.w), mode=sp.mode.value)
+    row.resolved = dataclasses.replace(sp, p=(pads[0][0], pads[1][0])) if row.solved else sp
+    return row
+
+
+
+def convt(st: WalkState, stage: Stage) -> Row:
+    sp = stage.params
+    assert isinstance(sp, ConvTSpec)
+    n, c, h, w = need_4d("convt", st.shape)
+    g, out = sp.g, c if sp.out is None else sp.out
+    check_groups(c, out, g)
+    row = Row()
+    sizes, ks, ss, ds = (h, w), sp.k, sp.s, sp.d
+    ps, ops = convt_pads(sp, row, sizes)
+    if not all(ops[a] < ss[a] or ops[a] < ds[a] for a in range(2)):
+        raise Refusal(f"output_padding op={ops[0]}x{ops[1]} must be smaller than either stride "
+                       f"s={ss[0]}x{ss[1]} or dilation d={ds[0]}x{ds[1]}")
+    outs = []
+    for a in range(2):
+        o = convt_axis(sizes[a], ks[a], ss[a], ps[a], ops[a], ds[a])
+        row.formulas.append(f"{AXES[a]}: ({sizes[a]}-1)*{ss[a]} - 2*{ps[a]} + {ds[a]}*({ks[a]}-1) "
+                            f"+ {ops[a]} + 1 = {o}")
+        if o < 1:
+            raise Refusal(f"output {AXES[a]} = {o} is too small (< 1)")
+        outs.append(o)
+        # An output pixel gathers input pixels at most floor(D(K-1)/S) apart.
+        st.rf[a] += (ds[a] * (ks[a] - 1) // ss[a]) * st.jump[a]
+        st.jump[a] = div_num(st.jump[a], ss[a])
+    row.out = (n, out, outs[0], outs[1])
+    weights = c * (out // g) * ks[0] * ks[1]
+    row.params = weights + (out if sp.bias else 0)
+    # Every input pixel meets every weight once; the bias is added once per output value.
+    row.macs = n * h * w * weights + (n * out * outs[0] * outs[1] if sp.bias else 0)
+    row.formulas.append(f"C: {c} -> {out}")
+    row.config = {"in": c, "out": out, "k": list(ks), "s": list(ss), "p": ps, "op": ops,
+                  "d": list(ds), "g": g, "bias": sp.bias}
+    row.resolved = dataclasses.replace(sp, p=(ps[0], ps[1]), op=(ops[0], ops[1])) if row.solved else sp
+    return row
+
+
+def pool(st: WalkState, stage: Stage) -> Row:
+    sp, op = stage.params, stage.op.value
+    assert isinstance(sp, PoolSpec)
+    n, c, h, w = need_4d(op, st.shape)
+    row = Row()
+    sizes, ks, ss, ds = (h, w), sp.k, sp.stride, sp.d
+    if sp.p == SOLVE:
+        ps: list[int] = []
+        row.options = {}
+        for a in range(2):
+            p, row.options[AXES[a]] = solve(
+                a, sp.target[a] if sp.target else None, -(-sizes[a] // ss[a]),
+                lambda p, a=a: pool_axis(sizes[a], ks[a], ss[a], p, ds[a], sp.ceil),  # type: ignore[misc]
+                range(ks[a] // 2 + 1), lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})", increasing=True)
+            ps.append(p)
+        row.solved = {"p": ps}
+        row.notes.append(f"p=? -> {pairs_text('p', ps)}")
+    else:
+        ps = list(sp.p)
+    outs = []
+    rounding = "ceil" if sp.ceil else "floor"
+    for a in range(2):
+        size, k, s, p, d = sizes[a], ks[a], ss[a], ps[a], ds[a]
+        if p > k // 2 or p > (d * (k - 1) + 1) // 2:
+            raise Refusal(f"padding {p} must be at most half the kernel size {k} (torch's pooling limit)")
+        o = pool_axis(size, k, s, p, d, sp.ceil)
+        num = size + 2 * p - d * (k - 1) - 1
+        dil = f"{d}*({k}-1)" if op == "maxpool" else f"({k}-1)"
+        formula = f"{AXES[a]}: {rounding}(({size} + 2*{p} - {dil} - 1)/{s}) + 1"
+        partial = sp.ceil and num >= 0 and num % s != 0
+        if partial and o == -(-num // s):
+            row.formulas.append(f"{formula} - 1 = {o}")
+            row.notes.append(f"{AXES[a]}: ceil_mode window {o + 1} would start at {o * s} >= {size} + {p} "
+                             "(outside the input and its left padding), so torch drops it")
+        else:
+            row.formulas.append(f"{formula} = {o}")
+            if partial:
+                start, end, padded = (o - 1) * s, (o - 1) * s + d * (k - 1), size + 2 * p
+                row.notes.append(f"{AXES[a]}: ceil_mode adds partial window {o} at {start}..{end} "
+                                 f"of the padded input (only {padded} long)")
+        if o < 1:
+            raise Refusal(f"output {AXES[a]} = {o} is too small (< 1): kernel {d * (k - 1) + 1} "
+                           f"does not fit the padded input {size + 2 * p}")
+        if not sp.ceil and num % s:
+            row.notes.append(dropped_note(a, size, k, s, p, p, d))
+        outs.append(o)
+        st.rf[a] += (d * (k - 1)) * st.jump[a]
+        st.jump[a] *= s
+    row.out = (n, c, outs[0], outs[1])
+    row.config = {"k": list(ks), "s": list(ss), "p": ps, "ceil": sp.ceil}
+    if op == "maxpool":
+        row.config["d"] = list(ds)
+    else:
+        row.config["cip"] = sp.cip
+    row.resolved = dataclasses.replace(sp, p=(ps[0], ps[1])) if row.solved else sp
+    return row
+
+
+def adaptive(st: WalkState, stage: Stage) -> Row:
+    sp, op = stage.params, stage.op.value
+    assert isinstance(sp, AdaptivePoolSpec)
+    n, c, h, w = need_4d(op, st.shape)
+    row = Row(out=(n, c, sp.o[0], sp.o[1]), resolved=sp)
+    for a, size in enumerate((h, w)):
+        o = sp.o[a]
+        # torch's windows: [floor(i*H/o), ceil((i+1)*H/o)); their widths differ by at most one or two.
+        starts = range(o) if o <= 4096 else (0, o - 1)
+        widths = {-(-(i + 1) * size // o) - (i * size // o) for i in starts}
+        kmin, kmax = min(widths), max(widths)
+        win = f"{kmin}" if kmin == kmax else f"{kmin}..{kmax}"
+        row.formulas.append(f"{AXES[a]}: {size} -> {o} (windows of {win})")
+        st.rf[a] += (kmax - 1) * st.jump[a]
+        st.jump[a] = div_num(st.jump[a] * size, o)
+    row.config = {"o": list(sp.o)}
+    return row
+
+
+def linear(st: WalkState, stage: Stage) -> Row:
+    sp = stage.params
+    assert isinstance(sp, LinearSpec)
+    shape = st.shape
+    f_in = shape[-1]
+    lead = 1
+    for d in shape[:-1]:
+        lead *= d
+    row = Row(out=(*shape[:-1], sp.out), resolved=sp)
+    row.params = f_in * sp.out + (sp.out if sp.bias else 0)
+    row.macs = lead * row.params
+    bias = f" + {sp.out}" if sp.bias else ""
+    row.formulas.append(f"F: {f_in} -> {sp.out} (params {f_in}*{sp.out}{bias})")
+    if len(shape) == 4:
+        row.notes.append(f"linear on a 4-D tensor acts on the last dimension (W = {f_in}) only, as in torch; "
+                         "add flatten first for a classifier head")
+        st.rf[1] += (shape[3] - 1) * st.jump[1]
+    else:  # every feature of the flattened map: the whole last spatial map
+        for a in range(2):
+            st.rf[a] += (st.spatial[a] - 1) * st.jump[a]
+    row.config = {"in": f_in, "out": sp.out, "bias": sp.bias}
+    return row
+
+
+def same(st: WalkState, stage: Stage) -> Row:
+    """Shape-preserving ops without parameters (relu, sigmoid, dropout, softmax, ...)."""
+    row = Row(out=st.shape, resolved=stage.params)
+    sp = stage.params
+    if isinstance(sp, DropoutSpec):
+        row.config = {"p": sp.p}
+    elif isinstance(sp, LeakyReLUSpec):
+        row.config = {"slope": sp.slope}
+    return row
+
+
+def bn(st: WalkState, stage: Stage) -> Row:
+    n, c, h, w = need_4d("bn", st.shape)
+    row = Row(out=st.shape, resolved=stage.params)
+    row.params = 2 * c
+    row.macs = n * c * h * w  # one multiply-add per value (scale and shift)
+    sp = stage.params
+    row.config = {"eps": sp.eps} if isinstance(sp, BatchNormSpec) else {}
+    return row
+
+
+def magnitude(st: WalkState, stage: Stage) -> Row:
+    n, c, h, w = need_4d("magnitude", st.shape)
+    row = Row(out=(n, 1, h, w), resolved=stage.params)
+    row.formulas.append(f"C: sqrt(sum of squares over {c} channels) -> 1")
+    return row
+
+
+def flatten(st: WalkState, stage: Stage) -> Row:
+    shape = st.shape
+    feats = 1
+    for d in shape[1:]:
+        feats *= d
+    row = Row(out=(shape[0], feats), resolved=stage.params)
+    row.formulas.append(f"F: {'*'.join(str(d) for d in shape[1:])} = {feats}")
+    return row
+
+
+def prelu(st: WalkState, stage: Stage) -> Row:
+    """One slope per channel (or one shared): ``n`` of them, or as many as the checkpoint tensor holds."""
+    sp = stage.params
+    assert isinstance(sp, PReLUSpec)
+    c = st.shape[1]
+    if sp.w is not None:
+        from featcli.kernels import vector_length  # lazily: only stacks with w= pay for it
+
+        n = vector_length(sp.w, allow_torchscript=st.allow_torchscript)
+    else:
+        n = c if sp.n is None else sp.n
+    if n not in (1, c):
+        raise Refusal(f"{n} slopes for {c} channels; PReLU takes 1 or one per channel")
+    row = Row(out=st.shape, resolved=stage.params)
+    row.params = n
+    total = 1
+    for d in st.shape:
+        total *= d
+    row.macs = total
+    row.config = {"n": n, **({"w": sp.w} if sp.w else {"init": sp.init})}
+    return row
+
+
+#: rule name (``OpDef.shape_rule``) -> the function that walks one stage.
+RULES: dict[str, Callable[[WalkState, Stage], Row]] = {
+    "conv": conv, "convt": convt, "pool": pool, "adaptive": adaptive, "linear": linear, "same": same, "bn": bn,
+    "magnitude": magnitude, "flatten": flatten, "prelu": prelu,
+}

@@ -1,0 +1,174 @@
+"""Value parsers of the stage language: sizes, solvable sizes, booleans, numbers, kernel references, shapes.
+
+Pure stdlib: ``featcli shape`` imports this on its hot path.
+
+Grammar::
+
+    stage  := OP [":" item ("," item)*]
+    item   := KEY "=" VALUE          # commas inside (), [] or {} do not split items
+    size   := N | HxW                # e.g. k=3, k=3x5
+    input  := NxCxHxW | CxHxW | HxW  # or an image file (see featcli.shape.inputs.resolve_input)
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+import re
+from collections.abc import Sequence
+from typing import Literal, Union
+
+from featcli.errors import SpecError
+
+Pair = tuple[int, int]
+#: Padding of a conv/pool stage: explicit ``(ph, pw)``, torch's strings, or ``"?"`` (solve for it).
+Padding = Union[Pair, Literal["same", "valid", "?"]]  # noqa: UP007 - runtime alias
+SOLVE: Literal["?"] = "?"
+
+_INT_RE = re.compile(r"[0-9]+")
+_PAIR_RE = re.compile(r"([0-9]+)(?:[x×*]([0-9]+))?")
+_SOLVE_RE = re.compile(r"\?(?:([0-9]+)(?:[x×*]([0-9]+))?)?")
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
+
+
+def split_top_level(text: str, sep: str) -> list[str]:
+    """Split ``text`` at ``sep`` characters that are outside (), [] and {}.
+
+    >>> split_top_level("w=gaussian(size=7,sigma=1.5)+sobel_x,p=1", ",")
+    ['w=gaussian(size=7,sigma=1.5)+sobel_x', 'p=1']
+    """
+    parts: list[str] = []
+    stack: list[str] = []
+    start = 0
+    for i, ch in enumerate(text):
+        if ch in _CLOSE:
+            stack.append(_CLOSE[ch])
+        elif ch in ")]}":
+            if not stack or stack.pop() != ch:
+                raise SpecError(f"unbalanced {ch!r} at position {i + 1} in {text!r}")
+        elif ch == sep and not stack:
+            parts.append(text[start:i])
+            start = i + 1
+    if stack:
+        raise SpecError(f"unclosed bracket in {text!r} (missing {''.join(reversed(stack))!r})")
+    parts.append(text[start:])
+    return parts
+
+
+def parse_int(key: str, value: str, minimum: int) -> int:
+    """A whole number of at least ``minimum``."""
+    if not _INT_RE.fullmatch(value):
+        raise SpecError(f"{key}={value!r}: expected an integer at least {minimum}")
+    n = int(value)
+    if n < minimum:
+        raise SpecError(f"{key}={value!r}: must be at least {minimum}")
+    return n
+
+
+def parse_size(value: str, *, key: str = "size", minimum: int = 1) -> Pair:
+    """``N`` -> ``(N, N)``, ``HxW`` -> ``(H, W)``; each at least ``minimum``."""
+    m = _PAIR_RE.fullmatch(value)
+    if not m:
+        raise SpecError(f"{key}={value!r}: expected N or HxW with integers at least {minimum}")
+    h = int(m.group(1))
+    w = h if m.group(2) is None else int(m.group(2))
+    if h < minimum or w < minimum:
+        raise SpecError(f"{key}={value!r}: sizes must be at least {minimum}")
+    return (h, w)
+
+
+def parse_solvable(key: str, value: str, minimum: int) -> tuple[Pair | Literal["?"], Pair | None]:
+    """A size, or ``?`` / ``?HxW`` (solve for it, optionally towards a target output size)."""
+    m = _SOLVE_RE.fullmatch(value)
+    if m:
+        if m.group(1) is None:
+            return SOLVE, None
+        th = int(m.group(1))
+        tw = th if m.group(2) is None else int(m.group(2))
+        if th < 1 or tw < 1:
+            raise SpecError(f"{key}={value!r}: target sizes must be at least 1")
+        return SOLVE, (th, tw)
+    return parse_size(value, key=key, minimum=minimum), None
+
+
+def parse_bool(key: str, value: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off``."""
+    v = value.lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise SpecError(f"{key}={value!r}: expected 0 or 1")
+
+
+def parse_float(key: str, value: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    """A finite number in ``[lo, hi]``."""
+    where = f" in [{lo}, {hi}]" if math.isfinite(lo) or math.isfinite(hi) else ""
+    try:
+        x = float(value)
+    except ValueError:
+        raise SpecError(f"{key}={value!r}: expected a number{where}") from None
+    if not math.isfinite(x):
+        raise SpecError(f"{key}={value!r}: expected a finite number")
+    if not lo <= x <= hi:
+        raise SpecError(f"{key}={value!r}: must be in [{lo}, {hi}]")
+    return x
+
+
+def parse_choice(key: str, value: str, choices_of: type[enum.Enum]) -> str:
+    """One of an enum's values (case-insensitive)."""
+    v = value.lower()
+    choices = [str(e.value) for e in choices_of]
+    if v not in choices:
+        raise SpecError(f"{key}={value!r}: expected one of {', '.join(choices)}")
+    return v
+
+
+def split_refs(value: str) -> tuple[str, ...]:
+    """Split a ``w=`` value at top-level ``+`` into kernel references.
+
+    >>> split_refs("gaussian(size=7,sigma=1.5)+sobel_x")
+    ('gaussian(size=7,sigma=1.5)', 'sobel_x')
+    """
+    refs = tuple(r.strip() for r in split_top_level(value, "+"))
+    if any(not r for r in refs):
+        raise SpecError(f"w={value!r}: empty kernel reference (a stray '+'?)")
+    return refs
+
+
+# --- input shapes --------------------------------------------------------------------------------
+_SHAPE_RE = re.compile(r"[0-9]+(?:[x×*,][0-9]+){1,3}")
+_SHAPEISH_RE = re.compile(r"[0-9x×*,()\[\]]+")
+_DIM_SPLIT_RE = re.compile(r"[x×*,]")
+
+
+def looks_like_shape(text: str) -> bool:
+    """True when ``text`` is meant as a shape (digits and ``x`` only), not a file name."""
+    return bool(_SHAPEISH_RE.fullmatch(text.strip().lower())) and any(c.isdigit() for c in text)
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_input_shape(text: str) -> tuple[int, int, int, int]:
+    """``NxCxHxW`` -> ``(N, C, H, W)``; ``CxHxW`` -> ``(1, C, H, W)``; ``HxW`` -> ``(1, 1, H, W)``.
+
+    Commas work too, with or without brackets (``[1,3,224,224]``, as ``--json`` prints shapes).
+
+    >>> parse_input_shape("3x640x480")
+    (1, 3, 640, 480)
+    """
+    t = text.strip().lower()
+    if t[:1] + t[-1:] in ("[]", "()"):
+        t = t[1:-1]
+    if not _SHAPE_RE.fullmatch(t):
+        raise SpecError(f"input {text!r}: expected NxCxHxW, CxHxW or HxW (e.g. 1x3x224x224) or an image file")
+    dims = [int(x) for x in _DIM_SPLIT_RE.split(t)]
+    if min(dims) < 1:
+        raise SpecError(f"input {text!r}: every size must be at least 1")
+    full = [1] * (4 - len(dims)) + dims
+    return (full[0], full[1], full[2], full[3])
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    """``(1, 3, 64, 64)`` -> ``1x3x64x64``."""
+    return "x".join(str(d) for d in shape)

@@ -1,0 +1,209 @@
+"""The registry: one :class:`OpDef` per stage operation, the only place an operation is defined.
+
+An :class:`OpDef` says what the stage language accepts (name, aliases, keys and their aliases, the parameter
+class that parses them), how the shape engine treats it (``shape_rule``: a rule of
+:mod:`featcli.shape.rules`), what it does to channel labels (``channelwise``), whether it may follow a
+streamed conv band by band (``pointwise``: each output value depends only on input values at the same
+position), whether it holds parameters a run makes or reads (``learnable``), and the torch module it equals
+(``torch``). The ``shape`` help text, each backend's capability table and the tests' torch oracle are all
+derived from here; a test checks that every backend implements every op or declares it unsupported.
+
+Adding an op: an :class:`Op` member and an :class:`OpDef` here (with a parameter class in
+:mod:`featcli.stages.params` if it takes keys), then one function per backend
+(``featcli/engine/*_backend.py``). ``docs/DESIGN.md`` walks through it.
+
+Pure stdlib.
+
+>>> REGISTRY[Op.MAXPOOL].keys
+('k', 's', 'p', 'd', 'ceil')
+>>> lookup("MaxPool2d").op
+<Op.MAXPOOL: 'maxpool'>
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from featcli.stages.params import (
+    AdaptivePoolSpec,
+    BatchNormSpec,
+    ConvSpec,
+    ConvTSpec,
+    DropoutSpec,
+    Items,
+    LeakyReLUSpec,
+    LinearSpec,
+    NoParams,
+    Params,
+    PoolSpec,
+    PReLUSpec,
+)
+
+
+class Op(str, enum.Enum):
+    """Canonical stage operations, in documentation order."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    CONV = "conv"
+    CONVT = "convt"
+    MAXPOOL = "maxpool"
+    AVGPOOL = "avgpool"
+    GAP = "gap"
+    GMP = "gmp"
+    ADAPTIVEAVG = "adaptiveavg"
+    ADAPTIVEMAX = "adaptivemax"
+    RELU = "relu"
+    LEAKYRELU = "leakyrelu"
+    PRELU = "prelu"
+    SIGMOID = "sigmoid"
+    TANH = "tanh"
+    SOFTMAX = "softmax"
+    ABS = "abs"
+    BN = "bn"
+    DROPOUT = "dropout"
+    MAGNITUDE = "magnitude"
+    FLATTEN = "flatten"
+    LINEAR = "linear"
+
+
+#: Key aliases every op shares (torch's long argument names); an OpDef may add or override its own.
+COMMON_KEY_ALIASES: Mapping[str, str] = MappingProxyType({
+    "out_channels": "out", "out_features": "out", "c": "out",
+    "kernel": "k", "kernel_size": "k", "ks": "k",
+    "stride": "s",
+    "padding": "p", "pad": "p",
+    "dilation": "d",
+    "groups": "g",
+    "padding_mode": "pm",
+    "weights": "w", "kernels": "w", "weight": "w",
+    "output_padding": "op",
+    "ceil_mode": "ceil",
+    "count_include_pad": "cip",
+    "output_size": "o", "output": "o", "size": "o",
+})
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """Everything featcli knows about one operation, apart from each backend's one function."""
+
+    op: Op
+    summary: str  #: one line for help texts
+    parse: Callable[[Items], Params]  #: canonical items -> the parameter dataclass
+    shape_rule: str = "same"  #: name of the rule in featcli.shape.rules
+    keys: tuple[str, ...] = ()  #: canonical keys, in documentation order
+    aliases: tuple[str, ...] = ()  #: other op names (compared without '-', '_' and case)
+    key_aliases: Mapping[str, str] = field(default_factory=dict)  #: this op's own key aliases
+    channelwise: bool = False  #: output channel i is input channel i transformed (labels carry through)
+    pointwise: bool = False  #: an output value depends only on the input values at its position
+    learnable: bool = False  #: holds parameters that a run initialises from --seed or reads from a file
+    torch: str = ""  #: the torch module or function it equals (the tests' oracle builds it)
+    example: str = ""  #: a spec to show in help texts
+
+    @property
+    def name(self) -> str:
+        return self.op.value
+
+    def canonical_key(self, key: str) -> str:
+        return self.key_aliases.get(key) or COMMON_KEY_ALIASES.get(key, key)
+
+
+def _pool(kind: str) -> Callable[[Items], Params]:
+    return lambda items: PoolSpec.parse(kind, items)  # type: ignore[arg-type]
+
+
+def _adaptive(kind: str, op: str, fixed: bool) -> Callable[[Items], Params]:
+    if fixed:
+        return lambda items: AdaptivePoolSpec(kind=kind)  # type: ignore[arg-type]
+    return lambda items: AdaptivePoolSpec.parse(kind, op, items)  # type: ignore[arg-type]
+
+
+_CHANNEL_POOL = {"channelwise": True}
+_DEFS = (
+    OpDef(Op.CONV, "2-D convolution (cross-correlation): kernels from w=, or out= random/learned ones",
+          ConvSpec.from_items, "conv", ("out", "k", "s", "p", "d", "g", "bias", "pm", "w", "mode"),
+          ("conv2d",), learnable=True, torch="nn.Conv2d", example="conv:out=8,k=3,p=1"),
+    OpDef(Op.CONVT, "transposed convolution (learned upsampling)", ConvTSpec.from_items, "convt",
+          ("out", "k", "s", "p", "op", "d", "g", "bias"), ("convtranspose", "convtranspose2d", "deconv"),
+          learnable=True, torch="nn.ConvTranspose2d", example="convt:out=8,k=2,s=2"),
+    OpDef(Op.MAXPOOL, "max pooling", _pool("max"), "pool", ("k", "s", "p", "d", "ceil"), ("maxpool2d", "max"),
+          torch="nn.MaxPool2d", example="maxpool:k=2", **_CHANNEL_POOL),
+    OpDef(Op.AVGPOOL, "average pooling", _pool("avg"), "pool", ("k", "s", "p", "ceil", "cip"),
+          ("avgpool2d", "avg"), torch="nn.AvgPool2d", example="avgpool:k=3,s=2", **_CHANNEL_POOL),
+    OpDef(Op.GAP, "global average pooling (1x1 output)", _adaptive("avg", "gap", True), "adaptive",
+          aliases=("globalavg",), torch="nn.AdaptiveAvgPool2d", example="gap", **_CHANNEL_POOL),
+    OpDef(Op.GMP, "global max pooling (1x1 output)", _adaptive("max", "gmp", True), "adaptive",
+          aliases=("globalmax",), torch="nn.AdaptiveMaxPool2d", example="gmp", **_CHANNEL_POOL),
+    OpDef(Op.ADAPTIVEAVG, "adaptive average pooling to o=HxW", _adaptive("avg", "adaptiveavg", False),
+          "adaptive", ("o",), ("adaptiveavgpool2d",), torch="nn.AdaptiveAvgPool2d", example="adaptiveavg:o=7x7",
+          **_CHANNEL_POOL),
+    OpDef(Op.ADAPTIVEMAX, "adaptive max pooling to o=HxW", _adaptive("max", "adaptivemax", False),
+          "adaptive", ("o",), ("adaptivemaxpool2d",), torch="nn.AdaptiveMaxPool2d", example="adaptivemax:o=7x7",
+          **_CHANNEL_POOL),
+    OpDef(Op.RELU, "max(x, 0)", NoParams.from_items, channelwise=True, pointwise=True, torch="nn.ReLU",
+          example="relu"),
+    OpDef(Op.LEAKYRELU, "x, or slope*x below zero (slope=0.01)", LeakyReLUSpec.from_items, keys=("slope",),
+          aliases=("lrelu",), key_aliases={"negative_slope": "slope", "alpha": "slope"}, channelwise=True,
+          pointwise=True, torch="nn.LeakyReLU", example="leakyrelu:slope=0.2"),
+    OpDef(Op.PRELU, "x, or a learned per-channel slope times x below zero (w=FILE:KEY)", PReLUSpec.from_items,
+          "prelu", ("w", "n", "init"), key_aliases={"num_parameters": "n"}, channelwise=True, pointwise=True,
+          learnable=True, torch="nn.PReLU", example="prelu:w=model.pt:prelu1.weight"),
+    OpDef(Op.SIGMOID, "1 / (1 + exp(-x))", NoParams.from_items, channelwise=True, pointwise=True,
+          torch="nn.Sigmoid", example="sigmoid"),
+    OpDef(Op.TANH, "tanh(x)", NoParams.from_items, channelwise=True, pointwise=True, torch="nn.Tanh",
+          example="tanh"),
+    OpDef(Op.SOFTMAX, "softmax over the channels at each position (class probabilities)", NoParams.from_items,
+          channelwise=True, pointwise=True, torch="nn.Softmax", example="softmax"),
+    OpDef(Op.ABS, "|x|", NoParams.from_items, channelwise=True, pointwise=True, torch="torch.abs",
+          example="abs"),
+    OpDef(Op.BN, "batch norm (run: each image standardised by its own statistics)", BatchNormSpec.from_items,
+          "bn", ("eps",), ("batchnorm", "batchnorm2d"), channelwise=True, torch="nn.BatchNorm2d", example="bn"),
+    OpDef(Op.DROPOUT, "dropout (run: the identity, as in eval mode)", DropoutSpec.from_items, keys=("p",),
+          key_aliases={"prob": "p", "rate": "p"}, channelwise=True, pointwise=True, torch="nn.Dropout",
+          example="dropout:p=0.5"),
+    OpDef(Op.MAGNITUDE, "sqrt of the sum of squares over the channels (Sobel X/Y -> edge strength)",
+          NoParams.from_items, "magnitude", aliases=("mag",), pointwise=True, torch="magnitude",
+          example="magnitude"),
+    OpDef(Op.FLATTEN, "(N, C, H, W) -> (N, C*H*W)", NoParams.from_items, "flatten", torch="nn.Flatten",
+          example="flatten"),
+    OpDef(Op.LINEAR, "fully connected layer on the last dimension", LinearSpec.from_items, "linear",
+          ("out", "bias"), ("fc", "dense"), learnable=True, torch="nn.Linear", example="linear:out=10"),
+)
+
+#: Op -> its definition, in documentation order.
+REGISTRY: Mapping[Op, OpDef] = MappingProxyType({d.op: d for d in _DEFS})
+
+
+def _normal(name: str) -> str:
+    return name.strip().lower().replace("-", "").replace("_", "")
+
+
+_BY_NAME: dict[str, OpDef] = {}
+for _d in _DEFS:
+    for _n in (_d.name, *_d.aliases):
+        _BY_NAME[_normal(_n)] = _d
+
+
+def lookup(name: str) -> OpDef | None:
+    """The definition an op name or alias means (case, ``-`` and ``_`` ignored), or None."""
+    return _BY_NAME.get(_normal(name))
+
+
+def valid_ops() -> list[str]:
+    """The canonical op names, in documentation order."""
+    return [d.name for d in _DEFS]
+
+
+def with_flag(flag: str) -> frozenset[Op]:
+    """The ops whose definition sets ``flag`` (``channelwise``, ``pointwise``, ``learnable``)."""
+    return frozenset(d.op for d in _DEFS if getattr(d, flag))
+
+
+def keys_help() -> str:
+    """``conv out,k,s,...; convt ...`` for the ops that take keys (the ``shape`` help text)."""
+    return "; ".join(f"{d.name} {','.join(d.keys)}" for d in _DEFS if d.keys)

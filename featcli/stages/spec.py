@@ -1,0 +1,102 @@
+"""The stage language: ``OP[:key=value,...]`` specs parsed into :class:`Stage` through the registry.
+
+Shared by ``featcli shape`` (pure arithmetic, :mod:`featcli.shape`) and ``featcli run`` (real tensors).
+Pure stdlib: importing this module must stay instant (no torch, no numpy).
+
+Canonical keys are the short ones (``k``, ``s``, ``p``, ``d``, ``g``, ``op``, ``pm``...); the long torch
+names (``kernel_size``, ``stride``, ``padding``, ``padding_mode``...) are accepted as aliases.
+
+>>> parse_stage("conv:out=5,k=3x5,s=1x2,p=2").params.k
+(3, 5)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from featcli.errors import SpecError
+from featcli.stages.grammar import split_top_level
+from featcli.stages.params import Params
+from featcli.stages.registry import REGISTRY, Op, OpDef, lookup, valid_ops
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One parsed stage: the text as written, its canonical op and typed parameters."""
+
+    text: str
+    op: Op
+    params: Params
+
+    @property
+    def definition(self) -> OpDef:
+        return REGISTRY[self.op]
+
+
+def valid_keys(op: Op) -> tuple[str, ...]:
+    """The canonical keys of ``op`` (empty for ops that take none)."""
+    return REGISTRY[op].keys
+
+
+def is_op_name(token: str) -> bool:
+    """True when ``token`` (``conv:...``, ``relu``, ``MaxPool2d``) starts with a stage op's name or alias."""
+    return lookup(token.partition(":")[0]) is not None
+
+
+def _items(d: OpDef, body: str) -> dict[str, str]:
+    items: dict[str, str] = {}
+    for raw in split_top_level(body, ","):
+        item = raw.strip()
+        if not item:
+            raise SpecError("empty item (a stray ',')")
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq:
+            raise SpecError(f"expected key=value, got {item!r}")
+        canon = d.canonical_key(key)
+        if canon not in d.keys:
+            known = f"valid keys: {', '.join(d.keys)}" if d.keys else "it takes no keys"
+            raise SpecError(f"unknown key {key!r} for {d.name}; {known}")
+        if canon in items:
+            raise SpecError(f"key {canon!r} given twice")
+        value = value.strip()
+        if not value:
+            raise SpecError(f"{key}= has no value")
+        items[canon] = value
+    return items
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> Stage:
+    name, colon, body = text.partition(":")
+    d = lookup(name)
+    if d is None:
+        raise SpecError(f"unknown op {name.strip()!r}; valid ops: {', '.join(valid_ops())}")
+    body = body.strip()
+    if colon and body and not d.keys:
+        raise SpecError(f"{d.name} takes no keys, got {body!r}")
+    return Stage(text=text, op=d.op, params=d.parse(_items(d, body) if body else {}))
+
+
+def parse_stage(text: str, index: int | None = None) -> Stage:
+    """Parse one stage spec such as ``conv:out=8,k=3,p=1`` or ``maxpool:k=2``.
+
+    Args:
+        text: the spec as written.
+        index: 1-based position in the stack, used in error messages only.
+
+    Raises:
+        SpecError: unknown op or key, bad value; the message names the stage and lists what is valid.
+    """
+    try:
+        return _parse_cached(text.strip())
+    except SpecError as exc:
+        where = f"stage {index} " if index is not None else "stage "
+        raise SpecError(f"{where}{text.strip()!r}: {exc.message}") from None
+
+
+def parse_stages(texts: Sequence[str]) -> list[Stage]:
+    """Parse a whole stack; stage indices in messages are 1-based."""
+    return [parse_stage(t, i) for i, t in enumerate(texts, 1)]
