@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,7 +26,8 @@ from featcli.cli.lean import LeanCommand
 from featcli.enums import Alpha, Channels, Engine, KernelMode, Norm, PaddingMode, Scale, Stream
 
 if TYPE_CHECKING:
-    from featcli.run.image import ImageOutcome, RunConfig
+    from featcli.engine.loop import StageResult
+    from featcli.run.config import RunConfig
 
 _K = "Kernels and stages"
 _O = "Outputs"
@@ -41,21 +41,12 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
     A token starts the stages when it names a stage op (``conv:...``, ``relu``) and is not an existing
     file; everything after it is a stage.
     """
+    from featcli.stages.spec import is_op_name
+
     for i, tok in enumerate(args):
-        if tok != "-" and not Path(tok).exists() and _names_an_op(tok):
+        if tok != "-" and not Path(tok).exists() and is_op_name(tok):
             return args[:i], args[i:]
     return args, []
-
-
-def _names_an_op(token: str) -> bool:
-    from featcli.errors import SpecError
-    from featcli.stages.spec import parse_stage
-
-    try:
-        parse_stage(token.partition(":")[0])
-    except SpecError as exc:
-        return "unknown op" not in exc.message
-    return True
 
 
 @app.command(
@@ -171,10 +162,11 @@ def run_command(
         raise UsageError("no input image given (the first argument must be an image, folder, glob or '-')")
 
     from featcli.engine.devices import cpu_without_torch, resolve_device
-    from featcli.engine.loop import build_stack
+    from featcli.io.inputs import discover
     from featcli.render import GridOptions, check_cmap
-    from featcli.run.batch import discover
-    from featcli.run.image import RunConfig, is_template, validate_outputs
+    from featcli.run.config import RunConfig, validate_outputs
+    from featcli.run.destinations import is_template
+    from featcli.stages.build import build_stack
 
     paths = discover(inputs, recursive=recursive, from_file=from_file)
     if not paths:
@@ -184,10 +176,6 @@ def run_command(
         if value and not single and not is_template(value):
             raise UsageError(f"{opt} names one file; with several images use a template such as "
                              f"out/{{stem}}{Path(value).suffix or '.png'} or --out-dir")
-    if not threads and not single:
-        # Batches overlap decoding/encoding threads with compute: leave them a share of the cores
-        # (measured on 2 cores: 39 img/s with 1 torch thread vs 36 with 2).
-        threads = max(1, (os.cpu_count() or 1) // 2)
     stack = build_stack(stage_texts, kernels=kernel or [], pools=pool or [], kernel_mode=kernel_mode,
                         padding=pad, stride=stride, padding_mode=padding_mode)
     cfg = RunConfig(
@@ -220,15 +208,23 @@ def run_command(
 
 
 def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
-    """One image: errors propagate (one line, exit 1); the table or one JSON record."""
-    from featcli.run.image import process_image
+    """One image: errors propagate (one line, exit 1); the table or one JSON record.
 
-    outcome = process_image(path, cfg)
+    A shape that differs from the plan (a featcli bug) still shows the table up to the ✗ row.
+    """
+    from featcli.engine.loop import ShapeMismatch
+    from featcli.run.image import Runner
+
+    try:
+        outcome = Runner(cfg).process(path)
+    except ShapeMismatch as exc:
+        if not quiet and not as_json:
+            _print_table(path, None, exc.results[0], [])
+        raise
     if as_json:
-        print_json({**outcome.record(), "device": str(cfg.device)})
-        return
+        print_json(outcome.record())
     elif not quiet:
-        _print_table(outcome)
+        _print_table(outcome.path, outcome.input_shape, outcome.results, outcome.outputs)
 
 
 def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, skip_existing: bool,
@@ -288,7 +284,8 @@ def _fmt(v: float, scale: float = 0.0) -> str:
     return "0" if abs(v) < 1e-6 * scale else f"{v:.3g}"
 
 
-def _print_table(o: ImageOutcome) -> None:
+def _print_table(path: str, input_shape: tuple[int, ...] | None, results: list[StageResult],
+                 outputs: list[str]) -> None:
     from rich import box
     from rich.table import Table
 
@@ -299,7 +296,8 @@ def _print_table(o: ImageOutcome) -> None:
     # its op; --json has the times), so shapes and statistics keep their width.
     wide = con.width >= 100
     narrow_drop = {"op", "ms"}
-    table = Table(title=f"{o.path}  input {'x'.join(map(str, o.input_shape))}", title_justify="left",
+    title = f"{path}  input {'x'.join(map(str, input_shape))}" if input_shape else path
+    table = Table(title=title, title_justify="left",
                   box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False, collapse_padding=True)
     columns = [("#", "right"), ("stage", "left"), ("op", "left"), ("predicted", "left"), ("actual", "left"),
                ("", "center"), ("ms", "right"), ("min", "right"), ("max", "right"), ("mean", "right"),
@@ -309,7 +307,7 @@ def _print_table(o: ImageOutcome) -> None:
             continue
         table.add_column(col, justify=just, no_wrap=col != "stage", overflow="fold",  # type: ignore[arg-type]
                          min_width=10 if col == "stage" else None, ratio=1 if col == "stage" else None)
-    for r in o.results:
+    for r in results:
         cells = [str(r.index), r.spec, r.op, format_shape(r.predicted), format_shape(r.actual),
                  "[green]✓[/]" if r.ok else "[red]✗[/]", f"{r.seconds * 1000:.0f}", _fmt(r.min), _fmt(r.max),
                  _fmt(r.mean, max(abs(r.min), abs(r.max))), f"{r.zeros:.0%}"]
@@ -317,5 +315,5 @@ def _print_table(o: ImageOutcome) -> None:
             del cells[6], cells[2]
         table.add_row(*cells)
     con.print(table)
-    for f in o.outputs:
+    for f in outputs:
         con.print(f"wrote {f}", highlight=False)

@@ -1,69 +1,39 @@
-"""The NumPy engine: a torch-free path for the common single-image runs on the CPU.
+"""The NumPy backend: a torch-free engine for the common single-image runs on the CPU.
 
-Importing torch costs more than a second (1.2-1.5 s on our 2-core machines), more than all the work
-of a Sobel run on a 12.5 MP photo. Stacks made only of fixed 2-D kernels (library, parametric, inline,
-text/npy/toml files), magnitude, abs, relu, sigmoid, tanh, unpadded max/avg pooling and global pooling
-run here with NumPy instead, in the same (N, C, H, W) float32 layout. Results equal the torch path to
-float32 rounding (tests assert ``atol=1e-5``, relative to values of order 1); everything else (learned
-or random weights, convt, bn, linear, padding in pooling, ceil_mode, stride/dilation in conv, GPUs)
-runs on torch. ``--engine torch`` forces torch.
+Importing torch costs more than all the work of a Sobel run on a 12.5 MP photo, so stacks made only of
+fixed 2-D kernels (library, parametric, inline, text/npy/toml files), pointwise activations, unpadded
+max/avg pooling and global pooling run here with NumPy instead, in the same (N, C, H, W) float32 layout.
+Results equal the torch backend to float32 rounding (tests assert ``atol=1e-5``). What it cannot run is
+declared below with the reason; ``--engine torch`` forces torch.
 
 Two shortcuts keep it fast without changing the maths: in ``sum`` mode every input channel has the
 same kernel, so channels are summed once before correlating (``sum_c k*x_c = k*sum_c x_c``), and
-zero taps are skipped (Sobel has 6 of 9 non-zero).
+zero taps are skipped (:func:`featcli.kernels.correlate.correlate`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from featcli.engine.backend import OpTable, SampleStats, StageFn
+from featcli.engine.plan import ConvKernels, PlannedStage
 from featcli.enums import KernelMode, PaddingMode
-from featcli.errors import FeatcliError
-from featcli.shape.axis import conv_padding
-from featcli.stages import params as spec
-from featcli.stages.grammar import SOLVE
+from featcli.kernels.correlate import correlate
+from featcli.stages import params as P
 from featcli.stages.registry import Op
-from featcli.stages.spec import Stage
-
-if TYPE_CHECKING:
-    from featcli.kernels import Kernel
 
 _NP_PAD = {PaddingMode.ZEROS: "constant", PaddingMode.REFLECT: "reflect", PaddingMode.REPLICATE: "edge",
            PaddingMode.CIRCULAR: "wrap"}
-_SIMPLE = {Op.MAGNITUDE, Op.ABS, Op.RELU, Op.SIGMOID, Op.TANH, Op.GAP, Op.GMP, Op.DROPOUT}
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
-
-def _kernels(p: spec.ConvSpec, kernels_dir: str | None) -> list[Kernel] | None:
-    from featcli.kernels import stage_kernels
-
-    try:
-        got = stage_kernels(p.w, kernels_dir, False)
-    except FeatcliError:
-        return None  # let the torch path report it, with its own message
-    return got if isinstance(got, list) else None
-
-
-def supports(stack: Sequence[Stage], kernels_dir: str | None = None) -> bool:
-    """Whether every stage of ``stack`` can run on the NumPy engine."""
-    for st in stack:
-        p = st.params
-        if st.op is Op.CONV:
-            assert isinstance(p, spec.ConvSpec)
-            if not p.w or p.s != (1, 1) or p.d != (1, 1) or p.p == SOLVE or _kernels(p, kernels_dir) is None:
-                return False
-        elif st.op in (Op.MAXPOOL, Op.AVGPOOL):
-            assert isinstance(p, spec.PoolSpec)
-            if p.p != (0, 0) or p.d != (1, 1) or p.ceil:
-                return False
-        elif st.op not in _SIMPLE:
-            return False
-    return True
+OPS: OpTable[None] = OpTable("numpy")
+OPS.unsupported("learned layers run on torch", Op.CONVT, Op.LINEAR)
+OPS.unsupported("per-image statistics of batch norm run on torch", Op.BN)
+OPS.unsupported("a reshape for the torch layers after it", Op.FLATTEN)
+OPS.unsupported("adaptive windows of unequal sizes run on torch", Op.ADAPTIVEAVG, Op.ADAPTIVEMAX)
 
 
 class HWC:
@@ -131,73 +101,56 @@ def _source(x: HWC | np.ndarray, mode: KernelMode, c: int, out: np.ndarray) -> N
             out += tmp
 
 
-def _correlate(plane: np.ndarray, weights: Sequence[Sequence[float]], out: np.ndarray) -> None:
-    """Valid cross-correlation of one padded (H, W) plane with one kernel into ``out``, in row bands.
-
-    NumPy releases the GIL inside its loops, so bands run on threads in parallel; each output value
-    is computed exactly as without bands.
-    """
-    out_h = out.shape[0]
-    workers = min(os.cpu_count() or 1, 8, max(1, out.size // 1_000_000))
-    if workers == 1:
-        _correlate_band(plane, weights, out)
-        return
-    kh = len(weights)
-    edges = [out_h * i // workers for i in range(workers + 1)]
-
-    def band(i: int) -> None:
-        r0, r1 = edges[i], edges[i + 1]
-        _correlate_band(plane[r0 : r1 + kh - 1], weights, out[r0:r1])
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(band, range(workers)))
+def _conv_when(stage: PlannedStage) -> str | None:
+    p = stage.params
+    assert isinstance(p, P.ConvSpec)
+    ck = stage.kernels
+    if ck is None or ck.learned is not None:
+        return "learned or random weights run on torch"
+    if p.s != (1, 1) or p.d != (1, 1):
+        return "stride and dilation run on torch"
+    return None
 
 
-def _correlate_band(plane: np.ndarray, weights: Sequence[Sequence[float]], acc: np.ndarray) -> None:
-    out_h, out_w = acc.shape
-    tmp: np.ndarray | None = None
-    first = True
-    for i, row in enumerate(weights):
-        for j, w in enumerate(row):
-            if w == 0:
-                continue
-            view = plane[i : i + out_h, j : j + out_w]
-            if first:
-                np.multiply(view, np.float32(w), out=acc)
-                first = False
-            elif w == 1:
-                acc += view
-            elif w == -1:
-                acc -= view
-            else:
-                tmp = np.empty_like(acc) if tmp is None else tmp
-                np.multiply(view, np.float32(w), out=tmp)
-                acc += tmp
-    if first:  # an all-zero kernel
-        acc.fill(0)
-
-
-def _conv(x: HWC | np.ndarray, p: spec.ConvSpec, kernels: list[Kernel]) -> np.ndarray:
+def conv_planes(x: HWC | np.ndarray, ck: ConvKernels, padding: tuple[int, int, int, int],
+                pm: PaddingMode) -> np.ndarray:
+    """(1, C, H, W) (or the HWC image) -> (1, n_src * n_kernels, H', W'): each kernel on each source plane."""
+    kernels = ck.kernels
     kh, kw = kernels[0].shape
-    pt, pb, pl, pr = conv_padding(p.p, (kh, kw), p.d)
+    pt, pb, pl, pr = padding
     _, n_ch, h, w = x.shape
     out_h, out_w = h + pt + pb - kh + 1, w + pl + pr - kw + 1
-    n_src = n_ch if p.mode is KernelMode.DEPTHWISE else 1
+    n_src = n_ch if ck.mode is KernelMode.DEPTHWISE else 1
     y = np.empty((1, n_src * len(kernels), out_h, out_w), np.float32)
     # np.zeros is calloc: the zero border costs nothing, the interior is written once.
     buf = np.zeros((h + pt + pb, w + pl + pr), np.float32)
     inner = buf[pt : pt + h, pl : pl + w]
     for c in range(n_src):
-        _source(x, p.mode, c, inner)
+        _source(x, ck.mode, c, inner)
         plane = buf
-        if p.pm is not PaddingMode.ZEROS and (pt or pb or pl or pr):
-            plane = np.pad(inner, ((pt, pb), (pl, pr)), mode=_NP_PAD[p.pm])  # type: ignore[call-overload]
+        if pm is not PaddingMode.ZEROS and (pt or pb or pl or pr):
+            plane = np.pad(inner, ((pt, pb), (pl, pr)), mode=_NP_PAD[pm])  # type: ignore[call-overload]
         for o, k in enumerate(kernels):
-            _correlate(plane, k.weights, y[0, c * len(kernels) + o])
+            correlate(plane, k.weights, y[0, c * len(kernels) + o])
     return y
 
 
-def _pool(x: np.ndarray, p: spec.PoolSpec) -> np.ndarray:
+@OPS.implements(Op.CONV, when=_conv_when)
+def _conv(stage: PlannedStage, env: None) -> StageFn:
+    ck, padding, pm = stage.kernels, stage.padding, stage.params.pm
+    assert ck is not None and padding is not None
+    return lambda x: conv_planes(x, ck, padding, pm)
+
+
+def _pool_when(stage: PlannedStage) -> str | None:
+    p = stage.params
+    assert isinstance(p, P.PoolSpec)
+    if p.p != (0, 0) or p.d != (1, 1) or p.ceil:
+        return "padding, dilation and ceil_mode in pooling run on torch"
+    return None
+
+
+def pool(x: np.ndarray, p: P.PoolSpec) -> np.ndarray:
     (kh, kw), (sh, sw) = p.k, p.stride
     oh = (x.shape[2] - kh) // sh + 1
     ow = (x.shape[3] - kw) // sw + 1
@@ -219,60 +172,136 @@ def _pool(x: np.ndarray, p: spec.PoolSpec) -> np.ndarray:
     return acc if p.kind == "max" else acc / np.float32(kh * kw)
 
 
-def apply_stage(x: HWC | np.ndarray, stage: Stage, kernels_dir: str | None = None,
-                channel_names: Sequence[str] | None = None) -> tuple[np.ndarray, list[str] | None]:
-    """Run one supported stage on ``x`` (N, C, H, W) float32; returns output and channel labels.
-
-    ``channel_names`` label depthwise outputs (``sobel_x[R]``), as the torch path does.
-    """
+@OPS.implements(Op.MAXPOOL, Op.AVGPOOL, when=_pool_when)
+def _pool(stage: PlannedStage, env: None) -> StageFn:
     p = stage.params
-    if isinstance(x, HWC) and stage.op is not Op.CONV:
-        x = x.planes()
-    if stage.op is Op.CONV:
-        assert isinstance(p, spec.ConvSpec)
-        kernels = _kernels(p, kernels_dir)
-        assert kernels is not None
-        y = _conv(x, p, kernels)
-        names = [k.name for k in kernels]
-        if p.mode is KernelMode.DEPTHWISE:
-            from featcli.kernels import channel_names as default_names
-
-            n_ch = x.shape[1]
-            chans = list(channel_names) if channel_names and len(channel_names) == n_ch else default_names(n_ch)
-            names = [f"{n}[{c}]" if n_ch > 1 else n for c in chans for n in names]
-        return y, names
-    assert isinstance(x, np.ndarray)
-    if stage.op is Op.MAGNITUDE:
-        out = np.einsum("nchw,nchw->nhw", x, x)[:, None]
-        return np.sqrt(out, out=out), ["magnitude"]
-    if stage.op is Op.ABS:
-        return np.abs(x), None
-    if stage.op is Op.RELU:
-        return np.maximum(x, np.float32(0)), None
-    if stage.op is Op.SIGMOID:
-        with np.errstate(over="ignore"):  # exp overflow gives 1/inf = 0, the right limit
-            return (1 / (1 + np.exp(-x))).astype(np.float32, copy=False), None
-    if stage.op is Op.TANH:
-        return np.tanh(x), None
-    if stage.op is Op.DROPOUT:
-        return x, None
-    if stage.op in (Op.GAP, Op.GMP):
-        fn: Any = np.mean if stage.op is Op.GAP else np.max
-        return fn(x, axis=(2, 3), keepdims=True).astype(np.float32, copy=False), None
-    assert isinstance(p, spec.PoolSpec)
-    return _pool(x, p), None
+    return lambda x: pool(planes(x), p)
 
 
-def stats(y: np.ndarray) -> tuple[float, float, float, float, list[tuple[float, float]] | None]:
-    """(min, max, mean, share of zeros, per-map (min, max) or None) of one image's stage output.
+def planes(x: HWC | np.ndarray) -> np.ndarray:
+    """The (1, C, H, W) float32 array of the input (the HWC image is converted on first use)."""
+    return x.planes() if isinstance(x, HWC) else x
 
-    Per-map ranges come from the same two reductions as the global ones, and spare the grid renderer
-    its own pass over every map. The mean uses NumPy's pairwise float32 summation (no float64 copy).
-    """
-    if y.ndim == 4:
-        lo_c, hi_c = y[0].min(axis=(1, 2)), y[0].max(axis=(1, 2))
-        ranges = list(zip(lo_c.tolist(), hi_c.tolist(), strict=True))
-        lo, hi = float(lo_c.min()), float(hi_c.max())
-    else:
-        ranges, lo, hi = None, float(y.min()), float(y.max())
-    return lo, hi, float(y.mean(dtype=np.float32)), 1 - np.count_nonzero(y) / y.size, ranges
+
+def _elementwise(fn: Any) -> StageFn:
+    return lambda x: fn(planes(x))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # exp overflow gives 1/inf = 0, the right limit
+        return (1 / (1 + np.exp(-x))).astype(np.float32, copy=False)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True, dtype=np.float32)).astype(np.float32, copy=False)
+
+
+def _magnitude_fn(x: np.ndarray) -> np.ndarray:
+    out = np.einsum("nchw,nchw->nhw", x, x)[:, None]
+    return np.sqrt(out, out=out)
+
+
+@OPS.implements(Op.MAGNITUDE)
+def _magnitude(stage: PlannedStage, env: None) -> StageFn:
+    return _elementwise(_magnitude_fn)
+
+
+@OPS.implements(Op.ABS)
+def _abs(stage: PlannedStage, env: None) -> StageFn:
+    return _elementwise(np.abs)
+
+
+@OPS.implements(Op.RELU)
+def _relu(stage: PlannedStage, env: None) -> StageFn:
+    return _elementwise(lambda x: np.maximum(x, np.float32(0)))
+
+
+@OPS.implements(Op.LEAKYRELU)
+def _leakyrelu(stage: PlannedStage, env: None) -> StageFn:
+    slope = np.float32(stage.params.slope)
+    return _elementwise(lambda x: np.where(x >= 0, x, x * slope))
+
+
+def _prelu_when(stage: PlannedStage) -> str | None:
+    return "slopes from a checkpoint are read with torch" if stage.slopes_ref else None
+
+
+@OPS.implements(Op.PRELU, when=_prelu_when)
+def _prelu(stage: PlannedStage, env: None) -> StageFn:
+    n = stage.row.config["n"]
+    slopes = np.full((1, n, 1, 1) if len(stage.row.in_shape) == 4 else (1, n), stage.params.init, np.float32)
+    return _elementwise(lambda x: np.where(x >= 0, x, x * slopes))
+
+
+@OPS.implements(Op.SIGMOID)
+def _sigmoid_op(stage: PlannedStage, env: None) -> StageFn:
+    return _elementwise(_sigmoid)
+
+
+@OPS.implements(Op.TANH)
+def _tanh(stage: PlannedStage, env: None) -> StageFn:
+    return _elementwise(np.tanh)
+
+
+@OPS.implements(Op.SOFTMAX)
+def _softmax_op(stage: PlannedStage, env: None) -> StageFn:
+    return _elementwise(_softmax)
+
+
+@OPS.implements(Op.DROPOUT)
+def _dropout(stage: PlannedStage, env: None) -> StageFn:
+    return planes
+
+
+@OPS.implements(Op.GAP, Op.GMP)
+def _global(stage: PlannedStage, env: None) -> StageFn:
+    fn: Any = np.mean if stage.op is Op.GAP else np.max
+    return _elementwise(lambda x: fn(x, axis=(2, 3), keepdims=True).astype(np.float32, copy=False))
+
+
+class NumpyBackend:
+    """Runs planned stages with NumPy on the CPU (see the module docstring)."""
+
+    name = "numpy"
+    ops = OPS
+
+    def compile(self, stage: PlannedStage) -> StageFn:
+        return self.ops.compile(stage, None)
+
+    def context(self) -> Any:
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def sync(self) -> None:
+        pass
+
+    @staticmethod
+    def shape(y: np.ndarray) -> tuple[int, ...]:
+        return tuple(int(d) for d in y.shape)
+
+    @staticmethod
+    def sample(y: np.ndarray, i: int) -> np.ndarray:
+        return y[i : i + 1]
+
+    @staticmethod
+    def empty(shape: Sequence[int]) -> np.ndarray:
+        return np.empty(tuple(shape), np.float32)
+
+    @staticmethod
+    def stats(y: np.ndarray, ranges: bool = True) -> list[SampleStats]:
+        """Statistics of a one-image output, with per-map ranges (they spare the grid renderer a pass).
+
+        Per-map ranges come from the same two reductions as the global ones. The sum uses NumPy's pairwise
+        float32 summation (no float64 copy).
+        """
+        per_map = None
+        if y.ndim == 4:
+            lo_c, hi_c = y[0].min(axis=(1, 2)), y[0].max(axis=(1, 2))
+            per_map = list(zip(lo_c.tolist(), hi_c.tolist(), strict=True))
+            lo, hi = float(lo_c.min()), float(hi_c.max())
+        else:
+            lo, hi = float(y.min()), float(y.max())
+        return [SampleStats(lo, hi, float(y.sum(dtype=np.float32)), int(y.size), int(y.size - np.count_nonzero(y)),
+                            per_map)]

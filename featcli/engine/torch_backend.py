@@ -1,9 +1,8 @@
-"""Running one parsed stage on a real tensor with torch's own ops.
+"""The torch backend: every op is the torch function a network would use, so numbers are exactly torch's.
 
-Every op maps onto the torch function a network would use (``F.conv2d``, ``F.max_pool2d``,
-``F.avg_pool2d``, ``F.adaptive_*``...), so featcli's numbers are exactly torch's. Layers with learned
-parameters and no ``w=`` (random conv, convt, linear) are torch's own modules, initialised from the
-run's --seed, as the tutorials' ``nn.Conv2d(3, 5, (3, 5), (1, 2), 2)`` is.
+``F.conv2d``, ``F.max_pool2d``, ``F.avg_pool2d``, ``F.adaptive_*``... Layers with learned parameters and
+no weights file (random conv, convt, linear) are torch's own modules, initialised from the plan's
+seed for that layer, as the tutorials' ``torch.manual_seed(0); nn.Conv2d(3, 5, (3, 5), (1, 2), 2)`` is.
 
 Inference semantics: ``dropout`` is the identity (as in ``model.eval()``); ``bn`` standardises each
 channel of each image with its own statistics (``BatchNorm2d`` in training mode on a batch of one,
@@ -12,35 +11,32 @@ affine weight 1 and bias 0), which makes it visible on a single image and indepe
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featcli.enums import PaddingMode
-from featcli.errors import StageError
-from featcli.shape.axis import conv_padding
-from featcli.stages import params as spec
-from featcli.stages.grammar import SOLVE, Padding
+from featcli.engine.backend import OpTable, SampleStats, StageFn
+from featcli.engine.plan import PlannedStage
+from featcli.enums import KernelMode, PaddingMode
+from featcli.stages import params as P
 from featcli.stages.registry import Op
-from featcli.stages.spec import Stage
 
 #: ITU-R 601-2 luma weights, the same as Pillow's ``convert("L")`` (used by ``mode=gray`` kernels).
 LUMA = (0.299, 0.587, 0.114)
 
+OPS: OpTable[TorchEnv] = OpTable("torch")
+
 
 @dataclass
-class OpContext:
-    """What the ops need besides the tensor: device, seed, kernel lookup, trust flags."""
+class TorchEnv:
+    """Where compiled stages run: the device and the dtype of weights."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    seed: int = 0
-    kernels_dir: str | None = None
-    allow_torchscript: bool = False
-    random_layers: int = 0  #: random layers made so far; the i-th is seeded with ``seed + i``
-    channel_names: list[str] | None = None  #: labels of the current tensor's channels (depthwise names)
+    dtype: torch.dtype = torch.float32
 
 
 def luminance(x: torch.Tensor) -> torch.Tensor:
@@ -66,132 +62,233 @@ def magnitude(x: torch.Tensor) -> torch.Tensor:
     return x.square().sum(dim=1, keepdim=True).sqrt_()
 
 
-def conv2d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    *,
-    stride: tuple[int, int],
-    padding: Padding,
-    dilation: tuple[int, int],
-    groups: int,
-    padding_mode: PaddingMode,
-) -> torch.Tensor:
-    """``Conv2d.forward`` as torch writes it: non-zero padding modes pad first, then convolve."""
-    if padding == SOLVE:  # pragma: no cover - the CLI solves `p=?` before running
-        raise StageError("p=? must be solved before running")
-    if padding_mode is PaddingMode.ZEROS:
-        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
-    top, bottom, left, right = conv_padding(padding, (weight.shape[2], weight.shape[3]), dilation)
-    x = F.pad(x, (left, right, top, bottom), mode=padding_mode.value)
-    return F.conv2d(x, weight, bias, stride, 0, dilation, groups)
+def seeded(seed: int, make: Callable[[], nn.Module]) -> nn.Module:
+    """Build a layer with torch's default init under ``seed``, without touching the global RNG.
 
-
-def _seeded(ctx: OpContext, make: Callable[[], nn.Module]) -> nn.Module:
-    """Build a layer with torch's default init under a seed, without touching the global RNG.
-
-    The first random layer of a run gets exactly the weights of ``torch.manual_seed(seed); make()``,
-    so ``--seed 0`` reproduces a tutorial's ``torch.manual_seed(0); nn.Conv2d(...)``.
+    The first random layer of a run gets exactly the weights of ``torch.manual_seed(seed); make()``.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(ctx.seed + ctx.random_layers)
+        torch.manual_seed(seed)
         module = make()
-    ctx.random_layers += 1
-    return module.to(ctx.device).eval()
-
-
-def apply_stage(x: torch.Tensor, stage: Stage, ctx: OpContext) -> tuple[torch.Tensor, list[str] | None]:
-    """Run ``stage`` on ``x`` (N, C, H, W) and return the output and, when known, one label per channel.
-
-    Raises:
-        StageError: the stage cannot run on this tensor (torch refused it, or a weight does not fit).
-    """
-    p = stage.params
-    if stage.op is Op.CONV:
-        assert isinstance(p, spec.ConvSpec)
-        return _conv(x, p, ctx)
-    if stage.op is Op.CONVT:
-        assert isinstance(p, spec.ConvTSpec)
-        if not isinstance(p.p, tuple) or not isinstance(p.op, tuple):
-            raise StageError("p=?/op=? must be solved before running")
-        c_in, c_out, pad, out_pad = x.shape[1], p.out or x.shape[1], p.p, p.op
-        m = _seeded(ctx, lambda: nn.ConvTranspose2d(c_in, c_out, p.k, p.s, pad, out_pad, p.g, p.bias, p.d))
-        return m(x), None
-    if stage.op in (Op.MAXPOOL, Op.AVGPOOL):
-        assert isinstance(p, spec.PoolSpec)
-        if p.p == SOLVE:
-            raise StageError("p=? must be solved before running")
-        if p.kind == "max":
-            return F.max_pool2d(x, p.k, p.stride, p.p, p.d, ceil_mode=p.ceil), None
-        return F.avg_pool2d(x, p.k, p.stride, p.p, ceil_mode=p.ceil, count_include_pad=p.cip), None
-    if stage.op in (Op.GAP, Op.GMP, Op.ADAPTIVEAVG, Op.ADAPTIVEMAX):
-        assert isinstance(p, spec.AdaptivePoolSpec)
-        fn = F.adaptive_avg_pool2d if p.kind == "avg" else F.adaptive_max_pool2d
-        return fn(x, p.o), None
-    if stage.op is Op.RELU:
-        return F.relu(x), None
-    if stage.op is Op.SIGMOID:
-        return torch.sigmoid(x), None
-    if stage.op is Op.TANH:
-        return torch.tanh(x), None
-    if stage.op is Op.ABS:
-        return x.abs(), None
-    if stage.op is Op.DROPOUT:
-        return x, None
-    if stage.op is Op.BN:
-        assert isinstance(p, spec.BatchNormSpec)
-        return F.instance_norm(x, eps=p.eps), None
-    if stage.op is Op.MAGNITUDE:
-        return magnitude(x), ["magnitude"]
-    if stage.op is Op.FLATTEN:
-        return x.flatten(1), None
-    if stage.op is Op.LINEAR:
-        assert isinstance(p, spec.LinearSpec)
-        n_in = x.shape[-1]
-        return _seeded(ctx, lambda: nn.Linear(n_in, p.out, p.bias))(x), None
-    raise StageError(f"op {stage.op.value!r} cannot run")  # pragma: no cover - every Op is handled above
+    return module.eval()
 
 
 @dataclass(frozen=True, eq=False)
 class ConvLayer:
-    """What one conv stage convolves with: weight (out, in/groups, kh, kw), bias, groups, labels."""
+    """What one conv stage convolves with: weight (out, in/groups, kh, kw), bias, groups, gray input."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
     groups: int
-    gray: bool  #: convert the input to luminance first
-    labels: list[str] | None
+    gray: bool
 
 
-def conv_layer(in_channels: int, p: spec.ConvSpec, ctx: OpContext, *, dtype: torch.dtype = torch.float32
-               ) -> ConvLayer:
-    """Build the weights of a conv stage for an input of ``in_channels`` (kernels, learned or seeded)."""
-    if p.p == SOLVE:
-        raise StageError("p=? must be solved before running")
-    if p.w:
-        from featcli.kernels import conv_weight
-
-        names = ctx.channel_names if ctx.channel_names and len(ctx.channel_names) == in_channels else None
-        cw = conv_weight(p.w, in_channels, p.mode, kernels_dir=ctx.kernels_dir,
-                         allow_torchscript=ctx.allow_torchscript, channel_labels=names)
-        weight = cw.weight.to(device=ctx.device, dtype=dtype)
-        bias = cw.bias.to(device=ctx.device, dtype=dtype) if cw.bias is not None else None
+def conv_layer(stage: PlannedStage, env: TorchEnv) -> ConvLayer:
+    """The weights of a planned conv stage as tensors on ``env.device`` (kernels, learned or seeded)."""
+    p = stage.params
+    assert isinstance(p, P.ConvSpec)
+    ck = stage.kernels
+    c_in = stage.row.in_shape[1]
+    dev, dtype = env.device, env.dtype
+    if ck is not None:
+        if ck.learned is not None:
+            lw = ck.learned
+            weight, bias = lw.weight, lw.bias
+        else:
+            k3 = torch.tensor([k.weights for k in ck.kernels], dtype=torch.float64).to(dtype)  # (n, kh, kw)
+            n, kh, kw = k3.shape
+            if ck.mode is KernelMode.SUM:
+                weight = k3[:, None].expand(n, c_in, kh, kw).contiguous()
+            elif ck.mode is KernelMode.GRAY:
+                weight = k3[:, None].contiguous()
+            else:
+                weight = k3.repeat(c_in, 1, 1)[:, None].contiguous()
+            bias = None
+        weight = weight.to(device=dev, dtype=dtype)
+        bias = bias.to(device=dev, dtype=dtype) if bias is not None else None
         if bias is None and p.bias:
-            bias = torch.zeros(weight.shape[0], dtype=dtype, device=ctx.device)
-        return ConvLayer(weight, bias, cw.groups, cw.gray, list(cw.labels))
-    assert p.k is not None
-    c_out, k = p.out or in_channels, p.k
-    m = _seeded(ctx, lambda: nn.Conv2d(in_channels, c_out, k, p.s, p.p, p.d, p.g, p.bias,
-                                       padding_mode=p.pm.value))
+            bias = torch.zeros(weight.shape[0], dtype=dtype, device=dev)
+        return ConvLayer(weight, bias, ck.groups, ck.gray)
+    assert p.k is not None and stage.seed is not None
+    c_out, k = p.out or c_in, p.k
+    # The padding is the plan's (conv_fn applies it); the init draws the same numbers whatever it is.
+    m = seeded(stage.seed, lambda: nn.Conv2d(c_in, c_out, k, p.s, 0, p.d, p.g, p.bias))
     assert isinstance(m, nn.Conv2d)
-    bias = m.bias.detach().to(dtype) if m.bias is not None else None
-    return ConvLayer(m.weight.detach().to(dtype), bias, p.g, False, None)
+    bias = m.bias.detach().to(dev, dtype) if m.bias is not None else None
+    return ConvLayer(m.weight.detach().to(dev, dtype), bias, p.g, False)
 
 
-def _conv(x: torch.Tensor, p: spec.ConvSpec, ctx: OpContext) -> tuple[torch.Tensor, list[str] | None]:
-    layer = conv_layer(x.shape[1], p, ctx, dtype=x.dtype)
-    if layer.gray:
-        x = luminance(x)
-    out = conv2d(x, layer.weight, layer.bias, stride=p.s, padding=p.p, dilation=p.d, groups=layer.groups,
-                 padding_mode=p.pm)
-    return out, layer.labels
+def conv_fn(layer: ConvLayer, p: P.ConvSpec, padding: tuple[int, int, int, int]) -> StageFn:
+    """``Conv2d.forward`` as torch writes it: zeros padding inside the conv when symmetric, else pad first."""
+    top, bottom, left, right = padding
+    stride, dilation, groups = p.s, p.d, layer.groups
+    weight, bias, gray = layer.weight, layer.bias, layer.gray
+    if p.pm is PaddingMode.ZEROS and top == bottom and left == right:
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(luminance(x) if gray else x, weight, bias, stride, (top, left), dilation, groups)
+    else:
+        mode = "constant" if p.pm is PaddingMode.ZEROS else p.pm.value
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            x = F.pad(luminance(x) if gray else x, (left, right, top, bottom), mode=mode)
+            return F.conv2d(x, weight, bias, stride, 0, dilation, groups)
+    return run
+
+
+@OPS.implements(Op.CONV)
+def _conv(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    assert stage.padding is not None
+    return conv_fn(conv_layer(stage, env), stage.params, stage.padding)
+
+
+@OPS.implements(Op.CONVT)
+def _convt(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    p = stage.params
+    assert isinstance(p, P.ConvTSpec) and isinstance(p.p, tuple) and isinstance(p.op, tuple)
+    assert stage.seed is not None
+    c_in, pad, out_pad = stage.row.in_shape[1], p.p, p.op
+    c_out = p.out or c_in
+    m = seeded(stage.seed, lambda: nn.ConvTranspose2d(c_in, c_out, p.k, p.s, pad, out_pad, p.g, p.bias, p.d))
+    m = m.to(env.device)
+    return lambda x: m(x)
+
+
+@OPS.implements(Op.MAXPOOL, Op.AVGPOOL)
+def _pool(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    p = stage.params
+    assert isinstance(p, P.PoolSpec) and isinstance(p.p, tuple)
+    if p.kind == "max":
+        return lambda x: F.max_pool2d(x, p.k, p.stride, p.p, p.d, ceil_mode=p.ceil)
+    return lambda x: F.avg_pool2d(x, p.k, p.stride, p.p, ceil_mode=p.ceil, count_include_pad=p.cip)
+
+
+@OPS.implements(Op.GAP, Op.GMP, Op.ADAPTIVEAVG, Op.ADAPTIVEMAX)
+def _adaptive(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    p = stage.params
+    assert isinstance(p, P.AdaptivePoolSpec)
+    fn: Any = F.adaptive_avg_pool2d if p.kind == "avg" else F.adaptive_max_pool2d
+    return lambda x: fn(x, p.o)
+
+
+@OPS.implements(Op.RELU)
+def _relu(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return F.relu
+
+
+@OPS.implements(Op.LEAKYRELU)
+def _leakyrelu(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    slope = stage.params.slope
+    return lambda x: F.leaky_relu(x, slope)
+
+
+@OPS.implements(Op.PRELU)
+def _prelu(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    p = stage.params
+    assert isinstance(p, P.PReLUSpec)
+    if stage.slopes_ref is not None:
+        from featcli.kernels import load_vector
+
+        weight = load_vector(stage.slopes_ref).to(env.device, env.dtype)
+    else:  # torch's init: every slope starts at `init`, no random numbers drawn
+        weight = torch.full((stage.row.config["n"],), p.init, device=env.device, dtype=env.dtype)
+    return lambda x: F.prelu(x, weight)
+
+
+@OPS.implements(Op.SIGMOID)
+def _sigmoid(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return torch.sigmoid
+
+
+@OPS.implements(Op.TANH)
+def _tanh(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return torch.tanh
+
+
+@OPS.implements(Op.SOFTMAX)
+def _softmax(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return lambda x: torch.softmax(x, dim=1)
+
+
+@OPS.implements(Op.ABS)
+def _abs(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return torch.abs
+
+
+@OPS.implements(Op.DROPOUT)
+def _dropout(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return lambda x: x
+
+
+@OPS.implements(Op.BN)
+def _bn(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    eps = stage.params.eps
+    return lambda x: F.instance_norm(x, eps=eps)
+
+
+@OPS.implements(Op.MAGNITUDE)
+def _magnitude(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return magnitude
+
+
+@OPS.implements(Op.FLATTEN)
+def _flatten(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return lambda x: x.flatten(1)
+
+
+@OPS.implements(Op.LINEAR)
+def _linear(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    p = stage.params
+    assert isinstance(p, P.LinearSpec) and stage.seed is not None
+    n_in = stage.row.in_shape[-1]
+    m = seeded(stage.seed, lambda: nn.Linear(n_in, p.out, p.bias)).to(env.device)
+    return lambda x: m(x)
+
+
+class TorchBackend:
+    """Runs planned stages with torch on one device (see the module docstring)."""
+
+    name = "torch"
+    ops = OPS
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.env = TorchEnv(torch.device(device))
+
+    def compile(self, stage: PlannedStage) -> StageFn:
+        return self.ops.compile(stage, self.env)
+
+    def context(self) -> Any:
+        return torch.inference_mode()
+
+    def sync(self) -> None:
+        if self.env.device.type == "cuda":
+            torch.cuda.synchronize(self.env.device)
+
+    @staticmethod
+    def shape(y: torch.Tensor) -> tuple[int, ...]:
+        return tuple(int(d) for d in y.shape)
+
+    @staticmethod
+    def sample(y: torch.Tensor, i: int) -> torch.Tensor:
+        return y[i : i + 1]
+
+    @staticmethod
+    def empty(shape: Sequence[int]) -> torch.Tensor:
+        return torch.empty(tuple(shape))
+
+    @staticmethod
+    def stats(y: torch.Tensor, ranges: bool = False) -> list[SampleStats]:
+        """Per-sample statistics, each sample in whatever layout it has.
+
+        Reductions over a whole sample are torch's fast global kernels; the ``dim=``-tuple forms on a
+        channels-last batch are several times slower (count_nonzero above all), hence the loop.
+        """
+        out = []
+        for i in range(y.shape[0]):
+            s = y[i]
+            lo, hi = torch.aminmax(s)
+            per_map = None
+            if ranges and s.dim() == 3:
+                per_map = list(zip(s.amin(dim=(1, 2)).tolist(), s.amax(dim=(1, 2)).tolist(), strict=True))
+            out.append(SampleStats(float(lo), float(hi), float(s.sum()), s.numel(),
+                                   s.numel() - int(torch.count_nonzero(s)), per_map))
+        return out

@@ -1,114 +1,29 @@
-"""Many images in one process: discovery, unique output names, and a pipelined, batched run.
+"""Many images in one process: scheduling only; every image goes through :class:`featcli.run.image.Runner`.
 
-:func:`run_batch` overlaps the three kinds of work a run does: worker threads decode images (Pillow
-releases the GIL), the calling thread runs the stages on stacked batches of same-size images (torch
-runs its own threads), and worker threads render and encode the PNGs (zlib releases the GIL). Records
-come back in input order through a callback as soon as each one and all before it are done, so
-``featcli run ... --jsonl | jq`` works live. A bad file becomes a ``failed`` record and the batch goes
-on; Ctrl-C stops cleanly (files being written are finished atomically, nothing partial is left).
+:func:`run_batch` overlaps the three kinds of work a run does: worker threads load and plan images (Pillow
+releases the GIL), the calling thread executes the plan on stacked batches of same-size images (torch runs
+its own threads), and worker threads render and encode the PNGs (zlib releases the GIL). On the NumPy
+engine (which releases the GIL in its loops) each image runs whole on its loading thread. Records come back
+in input order through a callback as soon as each one and all before it are done, so
+``featcli run ... --jsonl | jq`` works live. A bad file becomes a ``failed`` record and the batch goes on;
+Ctrl-C stops cleanly (files being written are finished atomically, nothing partial is left).
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from featcli.errors import FeatcliError, UsageError
-
-IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".pbm",
-                        ".pgm", ".ppm", ".pnm", ".tga", ".ico"})
-_GLOB_CHARS = set("*?[")
-
-
-# --- discovery ---------------------------------------------------------------------------------------
-
-
-def _walk(folder: Path, recursive: bool) -> list[str]:
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(str(p) for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-
-
-def read_path_list(source: str) -> list[str]:
-    """Paths one per line from a file or ``-`` (stdin); blank lines and ``#`` comments skipped."""
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text()
-    except OSError as exc:
-        raise UsageError(f"--from-file {source}: {exc.strerror or exc}") from None
-    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-
-
-def discover(args: Iterable[str], *, recursive: bool = False, from_file: str | None = None) -> list[str]:
-    """Expand inputs: files as given, globs (``**`` with ``recursive``), folders (their images, sorted).
-
-    Paths that do not exist are kept, so the batch reports them as failed instead of silently dropping
-    them; a glob that matches nothing is kept the same way. Duplicates are removed, order is kept.
-    """
-    out: list[str] = []
-    items = list(args) + (read_path_list(from_file) if from_file else [])
-    for item in items:
-        p = Path(item)
-        if item == "-" or p.is_file():
-            out.append(item)
-        elif p.is_dir():
-            out.extend(_walk(p, recursive))
-        elif _GLOB_CHARS & set(item):
-            matches = sorted(glob.glob(item, recursive=recursive))
-            expanded: list[str] = []
-            for m in matches:
-                mp = Path(m)
-                if mp.is_dir():
-                    expanded.extend(_walk(mp, recursive))
-                elif mp.suffix.lower() in IMAGE_EXTS:
-                    expanded.append(m)
-            out.extend(expanded or [item])
-        else:
-            out.append(item)
-    seen: set[str] = set()
-    unique = []
-    for path in out:
-        key = os.path.normpath(path) if path != "-" else path
-        if key not in seen:
-            seen.add(key)
-            unique.append(path)
-    return unique
-
-
-def unique_stems(paths: Sequence[str]) -> list[str]:
-    """A distinct ``{stem}`` per input: ``a.png``/``a.jpg`` become ``a_png``/``a_jpg``; same names in
-    different folders get the folder (``x_a``, ``y_a``), and any still-equal ones a number.
-
-    >>> unique_stems(["a.png", "a.jpg", "b.png"])
-    ['a_png', 'a_jpg', 'b']
-    """
-    def base(p: str) -> Path:
-        return Path("stdin") if p == "-" else Path(p)
-
-    stems = [base(p).stem for p in paths]
-    counts = {s: stems.count(s) for s in stems}
-    out = []
-    for p, s in zip(paths, stems, strict=True):
-        if counts[s] > 1:
-            bp = base(p)
-            s = f"{s}_{bp.suffix.lstrip('.').lower()}" if bp.suffix else s
-        out.append(s)
-    counts = {s: out.count(s) for s in out}
-    out = [f"{base(p).parent.name}_{s}" if counts[s] > 1 and base(p).parent.name else s
-           for p, s in zip(paths, out, strict=True)]
-    seen: dict[str, int] = {}
-    final = []
-    for s in out:
-        seen[s] = seen.get(s, 0) + 1
-        final.append(s if seen[s] == 1 else f"{s}_{seen[s]}")
-    return final
-
+from featcli.io.inputs import unique_stems
+from featcli.run.config import RunConfig
+from featcli.run.image import Runner
+from featcli.run.write import write_outputs
 
 # --- records -----------------------------------------------------------------------------------------
 
@@ -159,81 +74,73 @@ class Summary:
 
 @dataclass
 class _Loaded:
+    """An image loaded and planned on a worker, waiting for its batch."""
+
     index: int
-    path: str
     image: Any
-    tensor: Any
-    report: Any
+    plan: Any
     dest: Any
-    shape: tuple[int, ...]
+    x: Any
+    started: float
+    streaming: Any = None
 
     @property
-    def key(self) -> tuple[int, ...]:
-        return self.shape
+    def key(self) -> Any:
+        return None if self.streaming is not None else id(self.plan)
 
 
 def run_batch(
     paths: Sequence[str],
-    cfg: Any,
+    cfg: RunConfig,
     *,
     emit: Callable[[Record], None],
     batch_size: int = 8,
     workers: int = 2,
     skip_existing: bool = False,
+    runner: Runner | None = None,
 ) -> Summary:
-    """Run ``cfg`` (a :class:`featcli.run.image.RunConfig`) over ``paths``; ``emit`` each record in order.
+    """Run ``cfg`` over ``paths``; ``emit`` each record in order.
 
     Args:
         paths: inputs (files or ``-``), in the order records are emitted.
         cfg: the run configuration; ``-o``/``--save`` must be templates when there are several inputs.
         emit: called on the calling thread with each :class:`Record`, in input order.
-        batch_size: up to this many consecutive same-size images are stacked into one NCHW batch.
-        workers: decoding threads and, separately, encoding threads.
+        batch_size: up to this many consecutive same-size images are stacked into one NCHW batch
+            (streamed images run one at a time).
+        workers: loading threads and, separately, encoding threads.
         skip_existing: an input whose every output file exists is ``skipped`` (resume a batch).
+        runner: the run's :class:`Runner` (a new one by default).
     """
-    from featcli.engine.loop import plan
-    from featcli.io.images import load_image, probe, to_tensor
-    from featcli.run import image as runner
-
     if batch_size < 1 or workers < 1:
         raise UsageError("--batch-size and --workers must be at least 1")
+    runner = runner or Runner(cfg, batch=True)
     stems = unique_stems(paths)
-    numpy_engine = runner.choose_engine(cfg) == "numpy"
-    if not numpy_engine:
-        import torch
-    plans: dict[tuple[int, ...], Any] = {}
     summary = Summary()
     t0 = time.perf_counter()
 
-    def get_plan(shape: tuple[int, ...]) -> Any:
-        if shape not in plans:
-            plans[shape] = plan(shape, cfg.stack, kernels_dir=cfg.kernels_dir,
-                                allow_torchscript=cfg.allow_torchscript)
-        return plans[shape]
-
     def prepare(i: int) -> _Loaded | Record:
-        path = paths[i]
+        path, started = paths[i], time.perf_counter()
         if skip_existing and path != "-":
-            header = probe(path, cfg.load)
-            dest = runner.destinations(cfg, get_plan(header.tensor_shape), path, stem=stems[i], n=i)
+            from featcli.io.images import probe
+            from featcli.run.destinations import destinations
+
+            report = runner.planner.report(probe(path, cfg.load).tensor_shape)
+            dest = destinations(cfg, report, path, stem=stems[i], n=i)
             if dest.all and all(Path(p).exists() for p in dest.all):
                 return Record(i, path, "skipped", {"outputs": dest.all})
-        if numpy_engine:
-            # The NumPy engine releases the GIL in its loops: the whole image runs on this worker.
-            out = runner.process_image(path, cfg, stem=stems[i], n=i)
-            return Record(i, out.path, "ok", out.record(), outcome=out)
-        image = load_image(path, cfg.load)
-        x = to_tensor(image, scale=cfg.load.scale, device=cfg.device)
-        report = get_plan(tuple(x.shape))
-        dest = runner.destinations(cfg, report, path, stem=stems[i], n=i)
-        runner.check_destinations(dest, cfg, path)
-        return _Loaded(i, image.header.path, image, x, report, dest, tuple(x.shape))
+        image, plan, dest = runner.prepare(path, stem=stems[i], n=i)
+        streaming = runner.streaming_for(plan, dest)
+        x = runner.to_input(image, plan)
+        item = _Loaded(i, image, plan, dest, x, started, streaming)
+        if runner.engine_for(plan) == "numpy":  # the whole image on this worker
+            (results,) = runner.execute(x, plan, keep=dest.keep)
+            return write(item, results)
+        return item
 
-    def write(item: _Loaded, results: list[Any], started: float) -> Record:
-        outputs = runner.write_outputs(item.dest, cfg, item.image, results)
-        outcome = runner.ImageOutcome(item.path, item.shape, item.report, results, outputs,
-                                      time.perf_counter() - started)
-        return Record(item.index, item.path, "ok", outcome.record(), outcome=outcome)
+    def write(item: _Loaded, results: list[Any]) -> Record:
+        outputs = write_outputs(item.dest, cfg, item.image, results)
+        outcome = runner.outcome(item.image, item.plan, results, outputs, item.started, item.index)
+        return Record(item.index, outcome.path, "ok", outcome.record(), outcome=outcome)
 
     slots: list[Future[Record] | Record | None] = [None] * len(paths)
     next_emit = 0
@@ -268,7 +175,6 @@ def run_batch(
     window = max(2 * batch_size, workers + 1)
     queue: deque[tuple[int, Future[_Loaded | Record]]] = deque()
     submitted = 0
-    ctx = None if numpy_engine else runner.op_context(cfg)
 
     def refill() -> None:
         nonlocal submitted
@@ -279,23 +185,24 @@ def run_batch(
     def flush(group: list[_Loaded]) -> None:
         if not group:
             return
-        from featcli.engine.loop import run_stack_batch
-
-        started = time.perf_counter()
-        keep = set().union(*(g.dest.keep for g in group))
         try:
-            x = group[0].tensor if len(group) == 1 else torch.cat([g.tensor for g in group])
-            assert ctx is not None
-            per_image = run_stack_batch(x, group[0].report, ctx, keep=keep,
-                                        input_labels=group[0].image.channel_names)
+            first = group[0]
+            if len(group) == 1:
+                x = first.x
+            else:
+                import torch
+
+                x = torch.cat([g.x for g in group])
+            keep = set().union(*(g.dest.keep for g in group))
+            per_image = runner.execute(x, first.plan, keep=keep, streaming=first.streaming)
         except Exception as exc:  # noqa: BLE001 - every image of the batch fails with the reason
             for g in group:
                 slots[g.index] = failed(g.index, exc)
             group.clear()
             return
         for g, results in zip(group, per_image, strict=True):
-            g.tensor = None  # the input tensor is no longer needed
-            slots[g.index] = writers.submit(write, g, results, started)
+            g.x = None  # the input tensor is no longer needed
+            slots[g.index] = writers.submit(write, g, results)
         group.clear()
 
     try:
@@ -313,10 +220,10 @@ def run_batch(
             if isinstance(item, Record):
                 slots[i] = item
             else:
-                if group and (item.key != group[0].key or len(group) >= batch_size):
+                if group and (item.key is None or item.key != group[0].key or len(group) >= batch_size):
                     flush(group)
                 group.append(item)
-                if len(group) >= batch_size or not queue:
+                if item.key is None or len(group) >= batch_size or not queue:
                     flush(group)
             drain(block=False)
             # Bound memory: never let encoding fall far behind compute.

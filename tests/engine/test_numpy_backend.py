@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from featcli.engine.numpy_backend import OPS
+from featcli.engine.plan import Planner, PlanOptions
 from featcli.enums import Alpha, Channels, Scale
 from featcli.errors import UsageError
-from featcli.engine.numpy_backend import supports
 from featcli.io.images import LoadOptions
-from featcli.engine.loop import build_stack
-from featcli.run.image import RunConfig, process_image
+from featcli.run.config import RunConfig
+from featcli.run.image import process_image
+from featcli.stages.build import build_stack
 
 STACKS = [
     ["conv:w=sobel_x+sobel_y,p=1", "magnitude"],
@@ -67,7 +69,8 @@ def test_numpy_engine_equals_torch(photo: Path, stages: list[str], load: dict) -
 )
 def test_unsupported_stages_go_to_torch(stage: str, photo: Path) -> None:
     stack = build_stack([stage])
-    assert not supports(stack)
+    plan = Planner(stack, PlanOptions()).plan_for((1, 3, 37, 53))
+    assert OPS.why_not(plan.stages[0]) is not None
     with pytest.raises(UsageError, match="--engine numpy"):
         process_image(str(photo), RunConfig(stack=tuple(stack), engine="numpy"))
     assert process_image(str(photo), RunConfig(stack=tuple(stack))).engine == "torch"

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featcli.engine.loop import build_stack
-from featcli.render import GridOptions, box_reduce, reduce_factor
-from featcli.run.image import RunConfig, process_image
+from featcli.engine.plan import Planner, PlanOptions
 from featcli.engine.streamed import can_stream
+from featcli.render import GridOptions, box_reduce, reduce_factor
+from featcli.run.config import RunConfig
+from featcli.run.image import process_image
+from featcli.stages.build import build_stack
 
 STACKS = [
     ["conv:out=8,k=3,p=1", "relu"],
@@ -70,7 +72,8 @@ def test_streamed_grid_is_the_same_picture(photo: Path, tmp_path: Path) -> None:
 
 
 def test_when_it_streams() -> None:
-    from featcli.shape.infer import infer
+    def infer(shape: tuple[int, ...], stack: list) -> object:  # type: ignore[type-arg]
+        return Planner(stack, PlanOptions()).plan_for(shape)
 
     big = infer((1, 3, 3060, 4080), build_stack(["conv:out=64,k=3,p=1", "relu"]))
     assert can_stream(big, [2], 0)

@@ -1,0 +1,86 @@
+"""What a run is asked to do, validated once: :class:`RunConfig`, and what it did to one image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featcli.engine.loop import StageResult
+from featcli.enums import Engine, Stream
+from featcli.errors import OutputError, UsageError
+from featcli.io.images import LoadOptions
+from featcli.render import GridOptions
+from featcli.stages.spec import Stage
+
+if TYPE_CHECKING:
+    from featcli.shape.report import ShapeReport
+
+SAVE_EXTS = (".npz", ".pt", ".npy")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that is the same for every image of a run."""
+
+    stack: tuple[Stage, ...]
+    load: LoadOptions = field(default_factory=LoadOptions)
+    device: Any = "cpu"  #: a ``torch.device`` (or "cpu"); see :func:`featcli.engine.devices.resolve_device`
+    engine: Engine = Engine.AUTO
+    threads: int | None = None  #: torch CPU threads (None: torch's default, all cores)
+    stream: Stream = Stream.AUTO
+    seed: int = 0
+    kernels_dir: str | None = None
+    allow_torchscript: bool = False
+    output: str | None = None  #: ``-o``: grid (several maps) or full-resolution map (one)
+    out_dir: str | None = None  #: one PNG per stage
+    name_template: str = "{stem}_s{index}_{op}.png"
+    stages: str | None = None  #: which stages the outputs show: "last", "all", "1,3", "2-4"
+    grid: GridOptions = field(default_factory=GridOptions)
+    show_input: bool = False
+    save: str | None = None  #: raw tensors: .npz / .pt (every stage) or .npy (one stage)
+    force: bool = False
+    command: str = ""  #: the full command line, recorded in PNG metadata
+
+    def __post_init__(self) -> None:
+        try:  # library callers may pass plain strings
+            object.__setattr__(self, "engine", Engine(self.engine))
+            object.__setattr__(self, "stream", Stream(self.stream))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+@dataclass(frozen=True, eq=False)
+class ImageOutcome:
+    """What a run did to one image."""
+
+    path: str
+    input_shape: tuple[int, ...]
+    report: ShapeReport
+    results: list[StageResult]
+    outputs: list[str]
+    seconds: float
+    engine: str = "torch"
+    device: str = "cpu"
+    index: int = 0  #: position in the run's inputs
+
+    def record(self) -> dict[str, Any]:
+        """The JSON object of ``featcli run --json``, the same keys for one input and for a batch
+        (documented in docs/run.md)."""
+        return {
+            "path": self.path, "index": self.index, "status": "ok", "input": list(self.input_shape),
+            "output": list(self.report.output), "params": self.report.params, "macs": self.report.macs,
+            "stages": [r.record() for r in self.results], "outputs": self.outputs,
+            "seconds": round(self.seconds, 6), "engine": self.engine, "device": self.device,
+        }
+
+
+def validate_outputs(cfg: RunConfig) -> None:
+    """Fail early (before any compute) on output names that cannot be written."""
+    if cfg.save and not cfg.save.lower().endswith(SAVE_EXTS):
+        raise OutputError(f"--save must end in {', '.join(SAVE_EXTS)}", path=cfg.save)
+    if cfg.output and not cfg.output.lower().endswith(".png"):
+        raise OutputError("-o must be a .png file", path=cfg.output)
+    if cfg.out_dir and not Path(cfg.out_dir).is_dir():
+        raise OutputError("--out-dir is not an existing folder", path=cfg.out_dir)
+

@@ -1,0 +1,119 @@
+"""Turning a run's stage results into files: the grid or full-resolution map, per-stage PNGs, raw tensors.
+
+Every file goes through :mod:`featcli.io.outputs` (atomic, never over an input, ``--force`` to replace).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from featcli.engine.loop import StageResult
+from featcli.errors import OutputError
+from featcli.io.images import LoadedImage
+from featcli.io.outputs import atomic_write
+from featcli.render import Tile, render_grid, render_map, save_png
+from featcli.run.config import RunConfig
+from featcli.run.destinations import Destinations
+
+
+def _spatial(r: StageResult) -> bool:
+    return len(r.actual) == 4
+
+
+def as_numpy(t: Any) -> Any:
+    """A stage tensor as a float32 NumPy array (torch tensors are moved to the CPU first)."""
+    if hasattr(t, "detach"):
+        import torch
+
+        return t.detach().to("cpu", torch.float32).numpy()
+    return t
+
+
+def _tiles(results: Sequence[StageResult]) -> list[Tile]:
+    tiles: list[Tile] = []
+    for r in results:
+        if r.display is not None and r.ranges is not None:
+            full = (r.actual[2], r.actual[3])
+            tiles.extend(Tile(f"s{r.index} {r.op} · {label}", r.display[c], stage=r.name, full_shape=full,
+                              vrange=r.ranges[c]) for c, label in enumerate(r.labels))
+            continue
+        maps = as_numpy(r.tensor[0])
+        for c, label in enumerate(r.labels):
+            vrange = r.ranges[c] if r.ranges else None
+            tiles.append(Tile(f"s{r.index} {r.op} · {label}", maps[c], stage=r.name, vrange=vrange))
+    return tiles
+
+
+def _picture(results: Sequence[StageResult], cfg: RunConfig, image: LoadedImage, title: str) -> Any:
+    """A full-resolution map when exactly one map is shown (and no input tile), else a labelled grid."""
+    tiles = _tiles(results)
+    if len(tiles) == 1 and not cfg.show_input and tiles[0].full_shape is None:
+        return render_map(tiles[0].data, cfg.grid)
+    opts = cfg.grid if cfg.grid.title else dataclasses.replace(cfg.grid, title=title)
+    shown = image.array[:, :, :3] if cfg.show_input else None
+    return render_grid(tiles, opts, input_image=shown)
+
+
+def _metadata(cfg: RunConfig, path: str, stages: Sequence[StageResult]) -> dict[str, str]:
+    return {
+        "featcli:command": cfg.command,
+        "featcli:input": path,
+        "featcli:stages": " ".join(f"{r.name}={'x'.join(map(str, r.actual))}" for r in stages),
+    }
+
+
+def _save_raw(results: Sequence[StageResult], picked: list[int], path: str, cfg: RunConfig,
+              inputs: list[str]) -> str:
+    ext = Path(path).suffix.lower()
+    tensors = {r.name: as_numpy(r.tensor) for r in results if r.index in picked}
+    if ext == ".npy":
+        if len(tensors) != 1:
+            raise OutputError(f".npy holds one stage; {len(tensors)} selected (use --stages N, or .npz)", path=path)
+        (only,) = tensors.values()
+
+        def write(fh: Any) -> None:
+            import numpy as np
+
+            np.save(fh, only, allow_pickle=False)
+    elif ext == ".npz":
+
+        def write(fh: Any) -> None:
+            import numpy as np
+
+            np.savez(fh, **tensors)
+    else:
+
+        def write(fh: Any) -> None:
+            import torch
+
+            buf = io.BytesIO()
+            torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, buf)
+            fh.write(buf.getvalue())
+
+    return str(atomic_write(path, write, force=cfg.force, inputs=inputs))
+
+
+
+def write_outputs(dest: Destinations, cfg: RunConfig, image: LoadedImage, results: Sequence[StageResult]) -> list[str]:
+    """Render and write every output of one image (atomically; nothing partial on failure)."""
+    label = image.header.path
+    inputs = [label]
+    outputs: list[str] = []
+    if dest.output:
+        picked = [r for r in results if r.index in dest.shown and _spatial(r)]
+        pic = _picture(picked, cfg, image, f"{label} · {' -> '.join(r.op for r in results)}")
+        outputs.append(str(save_png(pic, dest.output, metadata=_metadata(cfg, label, picked), force=cfg.force,
+                                    inputs=inputs)))
+    for r in results:
+        if r.index in dest.stage_files:
+            pic = _picture([r], cfg, image, f"{label} · s{r.index} {r.spec}")
+            outputs.append(str(save_png(pic, dest.stage_files[r.index], metadata=_metadata(cfg, label, [r]),
+                                        force=cfg.force, inputs=inputs)))
+    if dest.save:
+        outputs.append(_save_raw(results, dest.saved, dest.save, cfg, inputs))
+    return outputs
+
