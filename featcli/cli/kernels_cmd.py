@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from featcli.cli.base import app
+from featcli.cli.base import FeatcliGroup, app
 from featcli.cli.common import err_console, out_console, print_json
-from featcli.errors import KernelError, OutputError
+from featcli.errors import KernelError
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
     from featcli.kernels import Kernel
 
 kernels_app = typer.Typer(
+    cls=FeatcliGroup,  # the root's group class: its --help option skips pydantic too
     name="kernels",
     help=(
         "Browse the kernel library, show a kernel, list the conv weights of a checkpoint.\n\n"
@@ -137,7 +137,7 @@ def show_command(
     ref: Annotated[str, typer.Argument(metavar="NAME-OR-SPEC", show_default=False,
                                        help="A name (sobel_x), a spec (gaussian:size=7,sigma=1.5), an inline "
                                             "matrix ('1 0 -1; 2 0 -2; 1 0 -1'), a file, or FILE:KEY.")],
-    png: Annotated[Path | None, typer.Option("--png", show_default=False, dir_okay=False,
+    png: Annotated[str | None, typer.Option("--png", show_default=False,
                                              help="Also write a picture of the kernel and its response on "
                                                   "step edges and on an impulse.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the --png file.")] = False,
@@ -158,7 +158,9 @@ def show_command(
         raise KernelError(f"{ref}: is a whole conv layer of shape {tuple(got.shape)}; list it with "
                           "featcli kernels inspect, or use it in featcli run")
     if png is not None:
-        _write_png(got, png, force=force, inputs=[ref])
+        from featcli.render.kernel_figure import write_kernel_figure
+
+        write_kernel_figure(got, png, force=force, inputs=[ref])
     if as_json:
         print_json(got[0].as_dict() if len(got) == 1 else [k.as_dict() for k in got])
     else:
@@ -180,70 +182,9 @@ def show_command(
         err_console().print(f"wrote {png}", highlight=False, markup=False)
 
 
-def _response(weights: Any, image: Any, border: Literal["edge", "constant"]) -> Any:
-    """Same-size cross-correlation (anchor kh//2, kw//2) with numpy, as conv2d and cv2.filter2D do it."""
-    import numpy as np
-
-    kh, kw = weights.shape
-    ay, ax = kh // 2, kw // 2
-    padded = np.pad(image, ((ay, kh - 1 - ay), (ax, kw - 1 - ax)), mode=border)
-    out = np.zeros_like(image)
-    for i in range(kh):
-        for j in range(kw):
-            if weights[i, j]:
-                out += weights[i, j] * padded[i : i + image.shape[0], j : j + image.shape[1]]
-    return out
-
-
-def _write_png(kernels: list[Kernel], path: Path, *, force: bool, inputs: list[str]) -> None:
-    import numpy as np
-    from matplotlib.figure import Figure
-
-    from featcli.io.outputs import atomic_write
-
-    if path.suffix.lower() != ".png":
-        raise OutputError("--png needs a .png file name", path=str(path))
-    shown = kernels[:8]
-    fig = Figure(figsize=(10.5, 3.4 * len(shown)), layout="constrained")
-    axes = fig.subplots(len(shown), 3, squeeze=False)
-    for row, k in zip(axes, shown, strict=True):
-        w = np.array(k.weights, dtype=np.float64)
-        side = max(24, 2 * max(k.shape) + 9)
-        square = np.zeros((side, side))
-        q = side // 4
-        square[q : side - q, q : side - q] = 1.0
-        small = max(k.shape) + 4 | 1
-        impulse = np.zeros((small, small))
-        impulse[small // 2, small // 2] = 1.0
-        panels = [
-            (w, f"{k.name} {k.shape[0]}x{k.shape[1]}, sum {_fmt(k.sum + 0.0)}"),
-            (_response(w, square, "edge"), "on step edges (bright square on dark)"),
-            (_response(w, impulse, "constant"), "on an impulse (the kernel, turned 180 degrees)"),
-        ]
-        for ax, (data, title) in zip(row, panels, strict=True):
-            lim = float(np.abs(data).max()) or 1.0
-            im = ax.imshow(data, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-            ax.set_title(title, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            fig.colorbar(im, ax=ax, shrink=0.8)
-        if max(k.shape) <= 9:
-            lim = float(np.abs(w).max()) or 1.0
-            for (i, j), v in np.ndenumerate(w):
-                row[0].text(j, i, _fmt(float(v)), ha="center", va="center", fontsize=8,
-                            color="white" if abs(v) > 0.6 * lim else "black")
-    if len(kernels) > len(shown):
-        fig.suptitle(f"first {len(shown)} of {len(kernels)} kernels")
-
-    def write(fh: BinaryIO) -> None:
-        fig.savefig(fh, format="png", dpi=100)
-
-    atomic_write(path, write, force=force, inputs=inputs)
-
-
 @kernels_app.command("inspect")
 def inspect_command(
-    file: Annotated[Path, typer.Argument(
+    file: Annotated[str, typer.Argument(
         metavar="FILE", show_default=False, help="A checkpoint: .pt .pth .bin .ckpt .safetensors .npy .npz"
     )],
     all_tensors: Annotated[bool, typer.Option(

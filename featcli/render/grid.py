@@ -1,0 +1,258 @@
+"""Feature maps as pictures: :func:`render_grid` (a labelled grid with colour scales) and
+:func:`render_map` (one map at full resolution), both 8-bit palette images.
+
+A grid is drawn straight into a palette image (:mod:`featcli.render.colour`): each map is reduced to
+display size *before* colour mapping (:mod:`featcli.render.reduce`; its value range still comes from the
+full-resolution data, :mod:`featcli.render.maps`), then quantised to palette indices and pasted under its
+caption (:mod:`featcli.render.paint`). Encoding one byte per pixel (:mod:`featcli.io.png`) makes this far
+faster than matplotlib's ``subplots`` + ``imshow`` + ``savefig`` for the same picture; the figures are in
+``docs/benchmarks.md`` (``benchmarks/bench_render.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from featcli.enums import Norm
+from featcli.errors import UsageError
+from featcli.render.colour import BAD, Scale, bad_colour, lut, quantize, scales
+from featcli.render.maps import (
+    Prepared,
+    as_map,
+    display_size,
+    finite_range,
+    has_nonfinite,
+    map_shape,
+    percentiles,
+    prepare_all,
+)
+from featcli.render.options import ByteArray, GridOptions, Tile
+from featcli.render.paint import Layout, Painter, fmt, font_px, layout, wrap
+
+
+def tiles_from_array(
+    array: Any, labels: Sequence[str] | None = None, *, stage: str | None = None, prefix: str = ""
+) -> list[Tile]:
+    """Split a ``(C, H, W)`` (or ``(1, C, H, W)``) stack into tiles labelled ``labels`` or ``c0, c1, ...``.
+
+    >>> [t.label for t in tiles_from_array(np.zeros((2, 4, 4)), prefix="s1 ")]
+    ['s1 c0', 's1 c1']
+    """
+    a = np.asarray(array)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise UsageError(f"expected feature maps shaped (C, H, W) or (1, C, H, W), got {tuple(a.shape)}")
+    if labels is not None and len(labels) != a.shape[0]:
+        raise UsageError(f"{len(labels)} labels for {a.shape[0]} maps")
+    names = list(labels) if labels is not None else [f"c{i}" for i in range(a.shape[0])]
+    return [Tile(f"{prefix}{name}", a[i], stage) for i, name in enumerate(names)]
+
+
+def render_grid(
+    tiles: Sequence[Tile],
+    options: GridOptions | None = None,
+    *,
+    input_image: Any | None = None,
+    input_label: str = "input",
+) -> Image.Image:
+    """Draw feature maps as a labelled grid with colour scales.
+
+    Each tile shows its label, the map's full-resolution shape and value range, the map reduced (or
+    enlarged, nearest-neighbour) to ``tile_px`` and a colorbar; when every tile has the same colour
+    scale one colorbar for the grid replaces the per-tile ones. Non-finite values get a colour of
+    their own, flagged in the range line. The colour scales are recorded in ``image.info``
+    (``featcli:scales``, JSON ``[label, cmap, vmin, vmax]`` per tile) for :func:`featcli.io.png.save_png`.
+
+    Args:
+        tiles: the maps, each ``(H, W)``; at most ``options.max_maps`` are drawn.
+        options: norm, colormap and layout; defaults to ``GridOptions()``.
+        input_image: optional ``(H, W)`` or ``(H, W, C)`` uint8 picture shown as the first tile.
+        input_label: caption of that tile.
+
+    Returns:
+        A ``"P"`` (palette) image, or an ``"RGB"`` one when ``input_image`` is given.
+
+    Raises:
+        UsageError: no tiles, a map that is not 2-D, an unknown colormap.
+    """
+    opts = options or GridOptions()
+    if not tiles:
+        raise UsageError("no feature maps to draw")
+    kept, dropped = _select(tiles, opts.max_maps)
+    img = _as_image(input_image) if input_image is not None else None
+    shapes = ([(img.shape[0], img.shape[1])] if img is not None else []) + [map_shape(t) for t in kept]
+    tile_px = opts.tile_px
+    for _ in range(8):  # shrink the tiles until the grid fits in max_side
+        sizes = [display_size(s, tile_px) for s in shapes]
+        lay = layout(sizes, font_px(opts, tile_px), opts, False, bool(dropped))
+        over = max(lay.size) / opts.max_side
+        if over <= 1 or tile_px == 16:
+            break
+        tile_px = max(16, int(tile_px / over) - 2)
+
+    preps = prepare_all(kept, tile_px, opts)
+    scale_of = scales(preps, opts)
+    shared = len(shapes) > 1 and len({(s.cmap, s.vmin, s.vmax) for s in scale_of}) == 1
+    lay = layout(sizes, font_px(opts, tile_px), opts, shared, bool(dropped))
+    pt = Painter(lay.size, font_px(opts, tile_px), [s.cmap for s in scale_of])
+    if opts.title:
+        tsize, width = round(pt.fs * 1.35), lay.size[0] - 2 * lay.pad
+        for i, line in enumerate(wrap(opts.title, tsize, width)):
+            pt.text((lay.pad, lay.pad + i * round(tsize * 1.3)), line, width, size=tsize)
+    first = 0 if img is None else 1
+    if img is not None:
+        _draw_caption(pt, lay.origin(0), lay.cell[0], input_label, f"{img.shape[0]}x{img.shape[1]}")
+    for k, (p, sc) in enumerate(zip(preps, scale_of, strict=True), start=first):
+        _draw_tile(pt, lay.origin(k), lay.cell[0], p, sc, sizes[k], opts.colorbar and not shared)
+    _draw_footer(pt, lay, scale_of[0] if opts.colorbar and shared else None, dropped)
+
+    image = pt.image()
+    if img is not None:
+        dh, dw = sizes[0]
+        image = image.convert("RGB")
+        pic = Image.fromarray(img).convert("RGB")
+        how = Image.Resampling.BOX if dh < img.shape[0] else Image.Resampling.NEAREST
+        image.paste(pic.resize((dw, dh), how, reducing_gap=2.0), _tile_xy(pt, lay.origin(0), lay.cell[0], dw))
+    scale_list = [[p.label, s.cmap, s.vmin, s.vmax] for p, s in zip(preps, scale_of, strict=True)]
+    image.info.update(
+        {
+            "featcli:norm": str(opts.norm),
+            "featcli:maps": f"{len(kept)} of {len(tiles)}",
+            "featcli:scales": json.dumps(scale_list),
+        }
+    )
+    return image
+
+
+def render_map(data: Any, options: GridOptions | None = None) -> Image.Image:
+    """One map at full resolution as a ``"P"`` image (1 byte per pixel), no labels.
+
+    The colour scale follows ``options.norm`` (``stage`` means the map's own range here) and
+    ``options.cmap``; it is recorded in ``image.info`` (``featcli:cmap``, ``featcli:vmin``,
+    ``featcli:vmax``), which :func:`featcli.io.png.save_png` writes as PNG text. Non-finite values get
+    palette entry 255.
+
+    Args:
+        data: ``(H, W)`` array (float32, or anything numpy turns into it).
+        options: norm and colormap; the layout fields are ignored.
+    """
+    opts = options or GridOptions()
+    a = as_map(data, "map")
+    lo, hi, nonfinite = finite_range(a)
+    pct = percentiles(a, opts.percentile, lo, nonfinite) if opts.norm is Norm.PERCENTILE else None
+    sc = scales([Prepared("map", None, (a.shape[0], a.shape[1]), lo, hi, nonfinite, a[:0, :0], pct)], opts)[0]
+    out = np.empty(a.shape, np.uint8)
+    rows = max(1, (1 << 19) // a.shape[1])  # 2 MB float chunks stay in cache
+    with np.errstate(invalid="ignore", over="ignore"):
+        for r in range(0, a.shape[0], rows):
+            out[r : r + rows] = quantize(a[r : r + rows], sc, 255, 0, 255, nonfinite)
+    table = lut(sc.cmap, 255)
+    image = Image.fromarray(out)
+    image.putpalette(np.concatenate([table, np.array([bad_colour([table])], np.uint8)]).tobytes())
+    image.info.update(
+        {"featcli:cmap": sc.cmap, "featcli:vmin": repr(sc.vmin), "featcli:vmax": repr(sc.vmax)}
+        | {"featcli:norm": str(opts.norm)}
+    )
+    return image
+
+
+def _select(tiles: Sequence[Tile], max_maps: int) -> tuple[list[Tile], dict[str | None, int]]:
+    """Keep at most ``max_maps`` tiles, sharing the quota fairly between stages, in the original order."""
+    if len(tiles) <= max_maps:
+        return list(tiles), {}
+    counts: dict[str | None, int] = {}
+    for t in tiles:
+        counts[t.stage] = counts.get(t.stage, 0) + 1
+    quota, left = {}, max_maps
+    for i, (stage, count) in enumerate(sorted(counts.items(), key=lambda kv: kv[1])):
+        quota[stage] = min(count, left // (len(counts) - i))
+        left -= quota[stage]
+    kept, seen = [], dict.fromkeys(counts, 0)
+    for t in tiles:
+        if seen[t.stage] < quota[t.stage]:
+            kept.append(t)
+        seen[t.stage] += 1
+    return kept, {s: counts[s] - quota[s] for s in counts if counts[s] > quota[s]}
+
+
+def _as_image(image: Any) -> ByteArray:
+    """The input picture as a contiguous uint8 ``(H, W)`` or ``(H, W, 3)`` array."""
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] in (1, 3, 4):
+        a = a[:, :, 0] if a.shape[2] == 1 else a[:, :, :3]
+    if a.ndim not in (2, 3) or a.size == 0:
+        raise UsageError(f"input image: expected (H, W) or (H, W, 1|3|4), got shape {tuple(np.shape(image))}")
+    if a.dtype != np.uint8:
+        a = np.clip(a * (255.0 if a.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(a)
+
+
+def _tile_xy(pt: Painter, origin: tuple[int, int], cell_w: int, dw: int) -> tuple[int, int]:
+    return origin[0] + (cell_w - dw) // 2, origin[1] + pt.line + pt.line2 + 2
+
+
+def _draw_caption(pt: Painter, origin: tuple[int, int], cell_w: int, label: str, detail: str) -> int:
+    x, y = origin
+    pt.text((x, y), label, cell_w)
+    return pt.text((x, y + pt.line), detail, cell_w - 3 * pt.fs2, small=True)
+
+
+def _draw_tile(
+    pt: Painter,
+    origin: tuple[int, int],
+    cell_w: int,
+    p: Prepared,
+    sc: Scale,
+    size: tuple[int, int],
+    bar: bool,
+) -> None:
+    """Label, shape and range line (with a NaN swatch), the colour-mapped map, its colorbar."""
+    rng = f"{fmt(p.lo)} … {fmt(p.hi)}" if math.isfinite(p.lo) else "no finite values"
+    used = _draw_caption(pt, origin, cell_w, p.label, f"{p.shape[0]}x{p.shape[1]}   {rng}")
+    if p.nonfinite:
+        s, sx, sy = pt.fs2 * 3 // 4, origin[0] + used + pt.fs2 // 2, origin[1] + pt.line
+        pt.pastes.append((sx, sy + pt.fs2 // 4, np.full((s, s), BAD, np.uint8)))
+        pt.text((sx + s + 3, sy), "NaN", 3 * pt.fs2, small=True)
+    (dh, dw), (tx, ty) = size, _tile_xy(pt, origin, cell_w, size[1])
+    nonfinite = p.nonfinite or has_nonfinite(p.small)
+    idx = quantize(p.small, sc, pt.levels, pt.bases[sc.cmap], BAD, nonfinite)
+    pt.paste(tx, ty, _upscale(idx, size))
+    if bar:
+        bw = min(cell_w, max(dw, 6 * pt.fs))
+        pt.colorbar(origin[0] + (cell_w - bw) // 2, ty + dh + 4, bw, max(6, pt.fs2 // 2), sc, 3)
+
+
+def _draw_footer(pt: Painter, lay: Layout, shared: Scale | None, dropped: Mapping[str | None, int]) -> None:
+    """The grid's one colorbar (when every tile shares it) and the count of maps left out."""
+    width = lay.size[0] - 2 * lay.pad
+    y = lay.size[1] - lay.pad - lay.foot
+    if shared is not None:
+        bw = min(width, 512)
+        pt.text((lay.pad, y), f"colour scale of all maps: {shared.cmap}", width, small=True)
+        pt.colorbar((lay.size[0] - bw) // 2, y + pt.line2 + 2, bw, max(8, pt.fs2), shared,
+                    5 if bw >= 14 * pt.fs else 3)  # fmt: skip
+        y += lay.foot - (pt.line2 if dropped else 0)
+    if dropped:
+        more = sum(dropped.values())
+        detail = ", ".join(f"{s}: {c}" for s, c in dropped.items() if s is not None)
+        note = f"+ {more} more map{'s' if more != 1 else ''} not shown" + (f" ({detail})" if detail else "")
+        pt.text((lay.pad, y), note, width, small=True)
+
+
+def _upscale(idx: ByteArray, size: tuple[int, int]) -> ByteArray:
+    """Nearest-neighbour enlargement of palette indices (crisp pixels, colours unchanged)."""
+    if idx.shape == size:
+        return idx
+    rows = np.arange(size[0]) * idx.shape[0] // size[0]
+    cols = np.arange(size[1]) * idx.shape[1] // size[1]
+    out: ByteArray = idx[rows[:, None], cols[None, :]]
+    return out
