@@ -2,7 +2,7 @@
 
 Each entry is matplotlib's own 256-colour lookup table (``cmap(np.arange(256) / 256)``, RGB rounded to
 bytes) as hex. matplotlib samples a colormap at ``x`` by picking entry ``int(x * 256)``, and featcli
-rounds to bytes after the lookup, so these tables reproduce matplotlib exactly (tests/test_cmaps.py
+rounds to bytes after the lookup, so these tables reproduce matplotlib exactly (tests/render/test_cmaps.py
 checks every one against the installed matplotlib). Regenerate with::
 
     python -c "import featcli.render.cmaps as c; c.regenerate()"
