@@ -189,17 +189,20 @@ def _elementwise(fn: Any) -> StageFn:
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):  # exp overflow gives 1/inf = 0, the right limit
-        return (1 / (1 + np.exp(-x))).astype(np.float32, copy=False)
+        out: np.ndarray = (1 / (1 + np.exp(-x))).astype(np.float32, copy=False)
+    return out
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
-    return (e / e.sum(axis=1, keepdims=True, dtype=np.float32)).astype(np.float32, copy=False)
+    out: np.ndarray = (e / e.sum(axis=1, keepdims=True, dtype=np.float32)).astype(np.float32, copy=False)
+    return out
 
 
 def _magnitude_fn(x: np.ndarray) -> np.ndarray:
-    out = np.einsum("nchw,nchw->nhw", x, x)[:, None]
-    return np.sqrt(out, out=out)
+    out: np.ndarray = np.einsum("nchw,nchw->nhw", x, x)[:, None]
+    np.sqrt(out, out=out)
+    return out
 
 
 @OPS.implements(Op.MAGNITUDE)

@@ -157,9 +157,10 @@ def _convt(stage: PlannedStage, env: TorchEnv) -> StageFn:
 def _pool(stage: PlannedStage, env: TorchEnv) -> StageFn:
     p = stage.params
     assert isinstance(p, P.PoolSpec) and isinstance(p.p, tuple)
+    pad = p.p
     if p.kind == "max":
-        return lambda x: F.max_pool2d(x, p.k, p.stride, p.p, p.d, ceil_mode=p.ceil)
-    return lambda x: F.avg_pool2d(x, p.k, p.stride, p.p, ceil_mode=p.ceil, count_include_pad=p.cip)
+        return lambda x: F.max_pool2d(x, p.k, p.stride, pad, p.d, ceil_mode=p.ceil)
+    return lambda x: F.avg_pool2d(x, p.k, p.stride, pad, ceil_mode=p.ceil, count_include_pad=p.cip)
 
 
 @OPS.implements(Op.GAP, Op.GMP, Op.ADAPTIVEAVG, Op.ADAPTIVEMAX)

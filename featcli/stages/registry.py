@@ -123,7 +123,6 @@ def _adaptive(kind: str, op: str, fixed: bool) -> Callable[[Items], Params]:
     return lambda items: AdaptivePoolSpec.parse(kind, op, items)  # type: ignore[arg-type]
 
 
-_CHANNEL_POOL = {"channelwise": True}
 _DEFS = (
     OpDef(Op.CONV, "2-D convolution (cross-correlation): kernels from w=, or out= random/learned ones",
           ConvSpec.from_items, "conv", ("out", "k", "s", "p", "d", "g", "bias", "pm", "w", "mode"),
@@ -132,19 +131,19 @@ _DEFS = (
           ("out", "k", "s", "p", "op", "d", "g", "bias"), ("convtranspose", "convtranspose2d", "deconv"),
           learnable=True, torch="nn.ConvTranspose2d", example="convt:out=8,k=2,s=2"),
     OpDef(Op.MAXPOOL, "max pooling", _pool("max"), "pool", ("k", "s", "p", "d", "ceil"), ("maxpool2d", "max"),
-          torch="nn.MaxPool2d", example="maxpool:k=2", **_CHANNEL_POOL),
+          torch="nn.MaxPool2d", example="maxpool:k=2", channelwise=True),
     OpDef(Op.AVGPOOL, "average pooling", _pool("avg"), "pool", ("k", "s", "p", "ceil", "cip"),
-          ("avgpool2d", "avg"), torch="nn.AvgPool2d", example="avgpool:k=3,s=2", **_CHANNEL_POOL),
+          ("avgpool2d", "avg"), torch="nn.AvgPool2d", example="avgpool:k=3,s=2", channelwise=True),
     OpDef(Op.GAP, "global average pooling (1x1 output)", _adaptive("avg", "gap", True), "adaptive",
-          aliases=("globalavg",), torch="nn.AdaptiveAvgPool2d", example="gap", **_CHANNEL_POOL),
+          aliases=("globalavg",), torch="nn.AdaptiveAvgPool2d", example="gap", channelwise=True),
     OpDef(Op.GMP, "global max pooling (1x1 output)", _adaptive("max", "gmp", True), "adaptive",
-          aliases=("globalmax",), torch="nn.AdaptiveMaxPool2d", example="gmp", **_CHANNEL_POOL),
+          aliases=("globalmax",), torch="nn.AdaptiveMaxPool2d", example="gmp", channelwise=True),
     OpDef(Op.ADAPTIVEAVG, "adaptive average pooling to o=HxW", _adaptive("avg", "adaptiveavg", False),
           "adaptive", ("o",), ("adaptiveavgpool2d",), torch="nn.AdaptiveAvgPool2d", example="adaptiveavg:o=7x7",
-          **_CHANNEL_POOL),
+          channelwise=True),
     OpDef(Op.ADAPTIVEMAX, "adaptive max pooling to o=HxW", _adaptive("max", "adaptivemax", False),
           "adaptive", ("o",), ("adaptivemaxpool2d",), torch="nn.AdaptiveMaxPool2d", example="adaptivemax:o=7x7",
-          **_CHANNEL_POOL),
+          channelwise=True),
     OpDef(Op.RELU, "max(x, 0)", NoParams.from_items, channelwise=True, pointwise=True, torch="nn.ReLU",
           example="relu"),
     OpDef(Op.LEAKYRELU, "x, or slope*x below zero (slope=0.01)", LeakyReLUSpec.from_items, keys=("slope",),
