@@ -1,23 +1,16 @@
-"""Learned conv weights from checkpoint files, loaded without running any code from them.
+"""Learned weights: pick one tensor of a checkpoint by reference and validate it as a conv weight or slopes.
 
 A reference is ``FILE:KEY`` (``model.pt:conv1.weight``), ``FILE:GLOB`` (``model.pt:*conv1*.weight``, which
-must match one key) or ``FILE`` alone when the file holds exactly one conv weight (or one tensor).
+must match one key) or ``FILE`` alone when the file holds exactly one conv weight (or one tensor). The file
+is read by :mod:`featcli.io.checkpoints`, which never runs code from it; a key typed with a wrapper
+(``state_dict.``) or a ``module.`` / ``_orig_mod.`` prefix still matches. When ``KEY`` ends in ``.weight``
+and ``KEY`` minus ``weight`` plus ``bias`` holds a 1-D tensor of matching length, it is returned as the
+bias of a 4-D conv weight.
 
-Formats, detected from the content, not the name:
-
-- PyTorch zip and legacy checkpoints: ``torch.load(path, map_location="cpu", weights_only=True)``, always;
-  a file that needs anything beyond tensors and plain containers is refused, never retried unsafely.
-- ``.npy`` / ``.npz``: ``allow_pickle=False``; each array's header (dtype, shape) is checked against the
-  file size and :data:`MAX_TENSOR_BYTES` before anything is allocated.
-- ``.safetensors``: via the ``safetensors`` package (a format without code).
-- TorchScript archives only with ``allow_torchscript=True`` (CLI ``--trust-torchscript``): they are code.
-
-Checkpoints nested as ``{"state_dict": ...}``, ``{"model": ...}`` (and a few other wrapper names) are
-unwrapped, and ``module.`` / ``_orig_mod.`` prefixes (DataParallel, torch.compile) are dropped from keys; a
-key typed with them still matches. When ``KEY`` ends in ``.weight`` and ``KEY`` minus ``weight`` plus
-``bias`` holds a 1-D tensor of matching length, it is returned as the bias of a 4-D conv weight.
-
-torch and numpy are imported inside the functions that need them.
+:func:`load_weight` gives a conv weight (2-D kernel, 3-D stack of kernels or 4-D layer);
+:func:`load_vector` and :func:`vector_length` a 1-D tensor such as PReLU slopes (``prelu1.weight``), read
+once and kept until the file changes (:mod:`featcli.kernels.cache`); :func:`inspect_file` lists what a
+file holds. torch is imported inside the functions that need it.
 """
 
 from __future__ import annotations
@@ -25,36 +18,26 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import math
-import re
-import warnings
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featcli.errors import WeightsError
+from featcli.io import checkpoints
+from featcli.io.checkpoints import MAX_TENSOR_BYTES, WRAPPERS, Entry, is_file, strip_prefixes
+from featcli.kernels import cache
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
 #: File name endings treated as weight files in a ``FILE:KEY`` reference.
 WEIGHT_SUFFIXES = frozenset(
     {".pt", ".pth", ".bin", ".ckpt", ".tar", ".safetensors", ".npy", ".npz", ".ts", ".jit", ".ptl"}
 )
-#: Largest single tensor loaded (checked from headers before allocating where the format allows).
-MAX_TENSOR_BYTES = 1 << 30
 #: Largest kernel side of a learned weight (as for library kernels).
 MAX_SIDE = 255
-_WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "network", "params", "ema", "model_ema")
-_PREFIXES = ("module.", "_orig_mod.")
-
-
-@dataclass(frozen=True)
-class _Entry:
-    shape: tuple[int, ...]
-    dtype: str
-    load: Callable[[], Any]  # -> torch.Tensor
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,14 +87,6 @@ class TensorInfo:
 
 
 # --- references ------------------------------------------------------------------------------------
-def is_file(path: str | Path) -> bool:
-    """``Path.is_file`` that says False for names the OS refuses (too long, NUL bytes)."""
-    try:
-        return Path(path).is_file()
-    except (OSError, ValueError):
-        return False
-
-
 def split_ref(ref: str) -> tuple[str, str | None]:
     """Split ``FILE[:KEY]``; the file part is the longest prefix that exists (so ``C:\\m.pt:k`` works)."""
     if is_file(ref):
@@ -132,17 +107,24 @@ def is_weights_ref(ref: str) -> bool:
 
 
 # --- validation ------------------------------------------------------------------------------------
-def weight_problem(shape: tuple[int, ...], dtype: str) -> str | None:
-    """Why a tensor of this shape and dtype cannot be a conv weight, or None. Cheap: no data needed."""
+def _dtype_problem(dtype: str, what: str) -> str | None:
     d = dtype.removeprefix("torch.")
     if "complex" in d:
-        return f"complex dtype {d}; conv weights are real"
+        return f"complex dtype {d}; {what} are real"
     if d == "bool":
-        return "bool dtype; conv weights are floating point"
+        return f"bool dtype; {what} are floating point"
     if d.startswith(("int", "uint", "qint", "quint")):
-        return f"integer dtype {d}; conv weights are floating point (a counter or index buffer?)"
+        return f"integer dtype {d}; {what} are floating point (a counter or index buffer?)"
     if not d.startswith(("float", "bfloat")):
         return f"dtype {d} is not a floating-point type"
+    return None
+
+
+def weight_problem(shape: tuple[int, ...], dtype: str) -> str | None:
+    """Why a tensor of this shape and dtype cannot be a conv weight, or None. Cheap: no data needed."""
+    problem = _dtype_problem(dtype, "conv weights")
+    if problem:
+        return problem
     if len(shape) < 2:
         return f"{len(shape)}-D tensor {list(shape)} (a bias or a scalar), not a conv weight"
     if len(shape) > 4:
@@ -154,6 +136,27 @@ def weight_problem(shape: tuple[int, ...], dtype: str) -> str | None:
     if len(shape) == 3 and shape[1] != shape[2]:
         return (f"3-D tensor {list(shape)} is ambiguous: not a stack of square (n, k, k) kernels "
                 "(a Conv1d weight?)")
+    return _size_problem(shape)
+
+
+def vector_problem(shape: tuple[int, ...], dtype: str) -> str | None:
+    """Why a tensor cannot be a vector of per-channel values (PReLU slopes), or None. No data needed.
+
+    >>> vector_problem((10, 3), "float32")
+    '2-D tensor [10, 3]; expected a 1-D tensor of per-channel values (such as PReLU slopes)'
+    """
+    problem = _dtype_problem(dtype, "weights")
+    if problem:
+        return problem
+    if len(shape) != 1:
+        return (f"{len(shape)}-D tensor {list(shape)}; expected a 1-D tensor of per-channel values "
+                "(such as PReLU slopes)")
+    if shape[0] == 0:
+        return f"empty tensor of shape {list(shape)}"
+    return _size_problem(shape)
+
+
+def _size_problem(shape: tuple[int, ...]) -> str | None:
     if math.prod(shape) * 4 > MAX_TENSOR_BYTES:
         return f"{math.prod(shape):,} values is more than featcli loads ({MAX_TENSOR_BYTES >> 20} MiB)"
     return None
@@ -165,306 +168,78 @@ def check_weight(t: torch.Tensor, *, what: str) -> torch.Tensor:
     Raises:
         WeightsError: see :func:`weight_problem`; also NaN/Inf values, sparse and quantized tensors.
     """
+    return _checked(t, weight_problem, what=what)
+
+
+def _checked(t: torch.Tensor, problem_of: Callable[[tuple[int, ...], str], str | None], *, what: str
+             ) -> torch.Tensor:
     import torch
 
     if t.layout != torch.strided or t.is_quantized:
         raise WeightsError(f"{what}: sparse or quantized tensors are not supported")
-    problem = weight_problem(tuple(t.shape), str(t.dtype))
+    problem = problem_of(tuple(t.shape), str(t.dtype))
     if problem:
         raise WeightsError(f"{what}: {problem}")
-    out = t.detach().to(device="cpu", dtype=torch.float32).contiguous()
+    # A copy, always: a tensor memory-mapped from the file must not outlive it (weights are cached).
+    out = t.detach().to(device="cpu", dtype=torch.float32, copy=True).contiguous()
     if not bool(torch.isfinite(out).all()):
         n_nan, n_inf = int(torch.isnan(out).sum()), int(torch.isinf(out).sum())
         raise WeightsError(f"{what}: holds {n_nan} NaN and {n_inf} Inf values; weights must be finite")
     return out
 
 
-# --- safe readers ----------------------------------------------------------------------------------
-def _npy_header(fh: Any, available: int, *, what: str) -> tuple[tuple[int, ...], np.dtype[Any], int]:
-    """Read a ``.npy`` header; check dtype and that the declared data fits ``available`` bytes."""
-    import numpy as np
-    from numpy.lib import format as npf
-
-    try:
-        version = npf.read_magic(fh)
-        if version == (1, 0):
-            shape, _, dtype = npf.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, _, dtype = npf.read_array_header_2_0(fh)
-        else:
-            raise WeightsError(f"{what}: unsupported .npy format version {version}")
-    except (ValueError, OSError, SyntaxError) as exc:
-        raise WeightsError(f"{what}: not a valid .npy array ({exc})") from None
-    dtype = np.dtype(dtype)
-    if dtype.hasobject or dtype.kind not in "biufc":
-        raise WeightsError(f"{what}: dtype {dtype} holds Python objects or records; featcli loads numbers")
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > MAX_TENSOR_BYTES:
-        raise WeightsError(f"{what}: {list(shape)} {dtype} is {nbytes:,} bytes, above the "
-                           f"{MAX_TENSOR_BYTES >> 20} MiB featcli loads")
-    if nbytes > available - fh.tell():
-        raise WeightsError(f"{what}: truncated: header says {list(shape)} {dtype} ({nbytes:,} bytes) "
-                           f"but the file holds {max(available - fh.tell(), 0):,}")
-    return tuple(int(s) for s in shape), dtype, nbytes
-
-
-def read_npy(path: str | Path) -> np.ndarray[Any, Any]:
-    """Load a ``.npy`` file safely: header checked first, ``allow_pickle=False``.
-
-    Integer arrays are returned as they are (a hand-written kernel is often integer); the caller decides.
-    """
-    import numpy as np
-
-    p = Path(path)
-    what = str(p)
-    try:
-        size = p.stat().st_size
-        with p.open("rb") as fh:
-            _npy_header(fh, size, what=what)
-        arr: np.ndarray[Any, Any] = np.load(p, allow_pickle=False)
-        return arr
-    except WeightsError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"{what}: cannot read .npy: {exc}") from None
-
-
-def _npz_entries(p: Path) -> dict[str, _Entry]:
-    import zipfile
-
-    import numpy as np
-
-    entries: dict[str, _Entry] = {}
-    with zipfile.ZipFile(p) as zf:
-        for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            name = info.filename[: -len(".npy")]
-            with zf.open(info) as fh:
-                shape, dtype, _ = _npy_header(fh, info.file_size, what=f"{p}:{name}")
-
-            def load(name: str = name) -> torch.Tensor:
-                with np.load(p, allow_pickle=False) as npz:
-                    return _from_numpy(npz[name])
-
-            entries[name] = _Entry(shape, str(dtype), load)
-    return entries
-
-
-def _from_numpy(arr: np.ndarray[Any, Any]) -> torch.Tensor:
-    import numpy as np
-    import torch
-
-    if arr.dtype.kind == "f":
-        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-    return torch.from_numpy(np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("="))))
-
-
-def _torch_reason(exc: BaseException) -> str:
-    """torch's own message, minus any advice to load unsafely (featcli never repeats it)."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return type(exc).__name__ if re.search("weights.only", first, re.I) else first[:200]
-
-
-#: Pickle opcodes that import or build objects: GLOBAL, REDUCE, BUILD, INST, OBJ, NEWOBJ(_EX), STACK_GLOBAL.
-_OBJECT_OPCODES = frozenset(b"cRbio") | {0x81, 0x92, 0x93}
-
-
-def _torch_load(p: Path, fmt: str) -> Any:
-    import pickle
-
-    import torch
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.load(p, map_location="cpu", weights_only=True, mmap=fmt == "torch")
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        glob = re.search(r"GLOBAL ([\w.]+)", text)
-        op = re.search(r"Unsupported operand (\d+)", text)
-        if glob or (op and int(op.group(1)) in _OBJECT_OPCODES):
-            found = f" (it refers to {glob.group(1)})" if glob else ""
-            raise WeightsError(
-                f"{p}: the file contains code or objects featcli will not load{found}; featcli loads "
-                "only tensors, numbers, strings and plain containers (save a state_dict, or .safetensors)"
-            ) from None
-        what = f"unsupported pickle opcode {op.group(1)}" if op else _torch_reason(exc)
-        raise WeightsError(f"{p}: not a PyTorch checkpoint featcli can read safely ({what})") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises KeyError, RuntimeError, EOFError... on junk
-        if "legacy .tar format" in str(exc):
-            raise WeightsError(f"{p}: a pre-1.6 .tar-format checkpoint cannot be loaded safely") from None
-        raise WeightsError(f"{p}: not a readable PyTorch checkpoint ({_torch_reason(exc)})") from None
-
-
-def detect_format(p: Path) -> str:
-    """``npy``, ``npz``, ``torchscript``, ``torch`` (zip), ``safetensors`` or ``torch-legacy``, by content."""
-    import zipfile
-
-    with p.open("rb") as fh:
-        head = fh.read(16)
-    if head.startswith(b"\x93NUMPY"):
-        return "npy"
-    if zipfile.is_zipfile(p):
-        try:
-            with zipfile.ZipFile(p) as zf:
-                names = zf.namelist()
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise WeightsError(f"{p}: damaged zip archive ({exc})") from None
-        if any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in names):
-            return "torchscript"
-        if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
-            return "torch"
-        if names and all(n.endswith(".npy") for n in names):
-            return "npz"
-        raise WeightsError(f"{p}: a zip archive that is neither a PyTorch checkpoint nor an .npz file")
-    if len(head) >= 9 and head[8:9] == b"{" or p.suffix.lower() == ".safetensors":
-        return "safetensors"
-    return "torch-legacy"
-
-
-def _flatten(obj: Any, prefix: str, out: dict[str, Any], depth: int = 0) -> None:
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        out[prefix] = obj
-    elif depth < 12 and isinstance(obj, Mapping):
-        for k, v in obj.items():
-            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out, depth + 1)
-    elif depth < 12 and isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _flatten(v, f"{prefix}.{i}" if prefix else str(i), out, depth + 1)
-
-
-def _unwrap(obj: Any) -> Any:
-    import torch
-
-    while isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        inner = next((obj[w] for w in _WRAPPERS if isinstance(obj.get(w), Mapping)), None)
-        if inner is None:
-            break
-        obj = inner
-    return obj
-
-
-def _strip(key: str) -> str:
-    changed = True
-    while changed:
-        changed = False
-        for pre in _PREFIXES:
-            if key.startswith(pre):
-                key, changed = key[len(pre) :], True
-    return key
-
-
-def load_entries(path: str | Path, *, allow_torchscript: bool = False) -> tuple[str, dict[str, _Entry]]:
-    """Every tensor of a weight file as ``(format, {key: entry})``; nothing of the file's code runs."""
-    import torch
-
-    p = Path(path)
-    if not is_file(p):
-        raise WeightsError("weights file not found (or not a file)", path=str(p)[:300])
-    fmt = detect_format(p)
-    if fmt == "npy":
-        arr_load: Callable[[], Any] = lambda: _from_numpy(read_npy(p))  # noqa: E731
-        with p.open("rb") as fh:
-            shape, dtype, _ = _npy_header(fh, p.stat().st_size, what=str(p))
-        return fmt, {"": _Entry(shape, str(dtype), arr_load)}
-    if fmt == "npz":
-        return fmt, _npz_entries(p)
-    if fmt == "safetensors":
-        return fmt, _safetensors_entries(p)
-    if fmt == "torchscript":
-        if not allow_torchscript:
-            raise WeightsError(
-                f"{p}: is a TorchScript archive, which is code; load it only if you trust its source, "
-                "with --trust-torchscript"
-            )
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                obj: Any = torch.jit.load(str(p), map_location="cpu").state_dict()  # type: ignore[no-untyped-call]
-        except Exception as exc:  # noqa: BLE001
-            raise WeightsError(f"{p}: cannot load TorchScript archive ({_torch_reason(exc)})") from None
-    else:
-        obj = _torch_load(p, fmt)
-    flat: dict[str, Any] = {}
-    _flatten(_unwrap(obj), "", flat)
-    entries: dict[str, _Entry] = {}
-    for key, t in flat.items():
-        short = _strip(key)
-        name = short if short not in flat and short not in entries else key
-        entries[name] = _Entry(tuple(t.shape), str(t.dtype).removeprefix("torch."), _constant(t))
-    return fmt, entries
-
-
-def _constant(t: Any) -> Callable[[], Any]:
-    return lambda: t
-
-
-def _safetensors_entries(p: Path) -> dict[str, _Entry]:
-    try:
-        from safetensors import safe_open
-
-        entries: dict[str, _Entry] = {}
-        with safe_open(str(p), framework="pt", device="cpu") as f:
-            for key in f.keys():  # noqa: SIM118 - safe_open is not a Mapping
-                sl = f.get_slice(key)
-                dtype = str(sl.get_dtype())
-
-                def load(key: str = key) -> Any:
-                    with safe_open(str(p), framework="pt", device="cpu") as g:
-                        return g.get_tensor(key)
-
-                entries[key] = _Entry(tuple(int(s) for s in sl.get_shape()), _st_dtype(dtype), load)
-        return entries
-    except WeightsError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError
-        raise WeightsError(f"{p}: not a valid .safetensors file ({str(exc).splitlines()[0][:200]})") from None
-
-
-_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "BOOL": "bool",
-              "C64": "complex64", "I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64",
-              "U8": "uint8", "U16": "uint16", "U32": "uint32", "U64": "uint64"}
-
-
-def _st_dtype(code: str) -> str:
-    return _ST_DTYPES.get(code.upper(), code.lower())
-
-
-# --- public entry points -----------------------------------------------------------------------------
-def _describe(key: str, e: _Entry) -> str:
+# --- picking a tensor -------------------------------------------------------------------------------
+def _describe(key: str, e: Entry) -> str:
     return f"{key or '(the tensor)'} ({'x'.join(map(str, e.shape))})"
 
 
-def _select(path: str, key: str | None, entries: dict[str, _Entry]) -> str:
-    convs = [k for k, e in entries.items() if len(e.shape) == 4 and weight_problem(e.shape, e.dtype) is None]
-    listing = ", ".join(_describe(k, entries[k]) for k in convs[:12]) + (" ..." if len(convs) > 12 else "")
+def _select(path: str, key: str | None, entries: dict[str, Entry], *, vector: bool = False) -> str:
+    """The key ``key`` names in ``entries`` (exact, without wrappers or prefixes, or a glob matching one)."""
+    if vector:
+        fits = [k for k, e in entries.items() if vector_problem(e.shape, e.dtype) is None]
+        noun = "1-D tensors"
+    else:
+        fits = [k for k, e in entries.items() if len(e.shape) == 4 and weight_problem(e.shape, e.dtype) is None]
+        noun = "conv weights"
+    listing = ", ".join(_describe(k, entries[k]) for k in fits[:12]) + (" ..." if len(fits) > 12 else "")
     if key is None or key == "":
         if len(entries) == 1:
             return next(iter(entries))
-        if len(convs) == 1:
-            return convs[0]
-        if not convs:
+        if vector:
+            raise WeightsError(f"{path}: holds {len(entries)} tensors; pick one with FILE:KEY; "
+                               f"{noun}: {listing or 'none'}")
+        if len(fits) == 1:
+            return fits[0]
+        if not fits:
             raise WeightsError(f"{path}: holds no 4-D conv weight; its tensors: "
                                + ", ".join(_describe(k, e) for k, e in list(entries.items())[:12]))
-        raise WeightsError(f"{path}: holds {len(convs)} conv weights; pick one with FILE:KEY: {listing}")
+        raise WeightsError(f"{path}: holds {len(fits)} conv weights; pick one with FILE:KEY: {listing}")
     if any(c in key for c in "*?["):
-        matches = [k for k in entries if fnmatch.fnmatchcase(k, key) or fnmatch.fnmatchcase(k, _strip(key))]
+        stripped = strip_prefixes(key)
+        matches = [k for k in entries if fnmatch.fnmatchcase(k, key) or fnmatch.fnmatchcase(k, stripped)]
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise WeightsError(f"{path}: no key matches {key!r}; conv weights: {listing or 'none'}")
+            raise WeightsError(f"{path}: no key matches {key!r}; {noun}: {listing or 'none'}")
         raise WeightsError(f"{path}: {len(matches)} keys match {key!r}, pick one: "
                            + ", ".join(_describe(k, entries[k]) for k in matches[:20]))
-    unwrapped = [_strip(key[len(w) + 1 :]) for w in _WRAPPERS if key.startswith(w + ".")]
-    for cand in (key, _strip(key), *unwrapped):
+    unwrapped = [strip_prefixes(key[len(w) + 1 :]) for w in WRAPPERS if key.startswith(w + ".")]
+    for cand in (key, strip_prefixes(key), *unwrapped):
         if cand in entries:
             return cand
     close = difflib.get_close_matches(key, list(entries), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise WeightsError(f"{path}: no tensor {key!r}{hint}; conv weights: {listing or 'none'}")
+    raise WeightsError(f"{path}: no tensor {key!r}{hint}; {noun}: {listing or 'none'}")
+
+
+def _entries(ref: str, allow_torchscript: bool) -> tuple[str, str | None, str, dict[str, Entry]]:
+    """``(path, key, format, entries)`` of the file ``ref`` names."""
+    path, key = split_ref(ref)
+    cache.depends_on("file", path)
+    fmt, entries = checkpoints.load_entries(path, allow_torchscript=allow_torchscript)
+    if fmt == "npy" and key:
+        raise WeightsError(f"{path}: an .npy file holds one array; drop ':{key}'")
+    return path, key, fmt, entries
 
 
 def load_weight(ref: str, *, allow_torchscript: bool = False) -> LearnedWeight:
@@ -473,10 +248,7 @@ def load_weight(ref: str, *, allow_torchscript: bool = False) -> LearnedWeight:
     Raises:
         WeightsError: missing file or key, ambiguous glob, unsafe or unreadable file, unusable tensor.
     """
-    path, key = split_ref(ref)
-    fmt, entries = load_entries(path, allow_torchscript=allow_torchscript)
-    if fmt == "npy" and key:
-        raise WeightsError(f"{path}: an .npy file holds one array; drop ':{key}'")
+    path, key, fmt, entries = _entries(ref, allow_torchscript)
     name = _select(path, key, entries)
     entry = entries[name]
     what = f"{path}:{name}" if name else path
@@ -497,10 +269,42 @@ def load_weight(ref: str, *, allow_torchscript: bool = False) -> LearnedWeight:
 def _check_bias(t: torch.Tensor, *, what: str) -> torch.Tensor:
     import torch
 
-    out = t.detach().to(device="cpu", dtype=torch.float32).contiguous()
+    out = t.detach().to(device="cpu", dtype=torch.float32, copy=True).contiguous()
     if not bool(torch.isfinite(out).all()):
         raise WeightsError(f"{what}: bias holds NaN or Inf values")
     return out
+
+
+def load_vector(ref: str, *, allow_torchscript: bool = False) -> torch.Tensor:
+    """The 1-D tensor ``ref`` names (``FILE:KEY``, e.g. ``facenet.pt:prelu1.weight``) as float32 ``(n,)``.
+
+    Read once and kept until the file changes (:mod:`featcli.kernels.cache`); each call returns its own copy.
+
+    Raises:
+        WeightsError: missing file or key, unsafe or unreadable file, a tensor that is not 1-D (the message
+            names the reference and the shape), not floating point, or not finite.
+    """
+    return _cached_vector(ref, allow_torchscript).clone()
+
+
+def vector_length(ref: str, *, allow_torchscript: bool = False) -> int:
+    """The length ``n`` of the 1-D tensor ``ref`` names (how many PReLU slopes). Refusals as :func:`load_vector`."""
+    return int(_cached_vector(ref, allow_torchscript).shape[0])
+
+
+def _cached_vector(ref: str, allow_torchscript: bool) -> torch.Tensor:
+    return cache.cached(("vector", ref, allow_torchscript, os.getcwd()), lambda: _read_vector(ref, allow_torchscript))
+
+
+def _read_vector(ref: str, allow_torchscript: bool) -> torch.Tensor:
+    path, key, _, entries = _entries(ref, allow_torchscript)
+    name = _select(path, key, entries, vector=True)
+    entry = entries[name]
+    what = f"{path}:{name}" if name else path
+    problem = vector_problem(entry.shape, entry.dtype)
+    if problem:
+        raise WeightsError(f"{what}: {problem}")
+    return _checked(entry.load(), vector_problem, what=what)
 
 
 def inspect_file(path: str | Path, *, allow_torchscript: bool = False, include_all: bool = False
@@ -508,7 +312,7 @@ def inspect_file(path: str | Path, *, allow_torchscript: bool = False, include_a
     """Describe the tensors of a weight file usable as conv weights (``include_all``: every tensor)."""
     import torch
 
-    _, entries = load_entries(path, allow_torchscript=allow_torchscript)
+    _, entries = checkpoints.load_entries(path, allow_torchscript=allow_torchscript)
     single = len(entries) == 1
     infos: list[TensorInfo] = []
     for key, e in entries.items():

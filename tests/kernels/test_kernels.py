@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from featcli.kernels import families as kf
 from featcli.enums import KernelMode
 from featcli.errors import KernelError, ShapeError
-from featcli.kernels import Kernel, conv_weight, conv_weight_shape, expand, library, list_kernels, resolve
+from featcli.kernels import Kernel, conv_weight, conv_weight_shape, expand, library, list_kernels, matrix, resolve
+from featcli.kernels import families as kf
 
 # Hand-written reference values, cross-correlation convention (no flip), row 0 on top.
 EXPECTED: dict[str, list[list[float]]] = {
@@ -265,7 +265,7 @@ def test_norm_option() -> None:
     assert resolve("gaussian3:norm=none").normalisation == "none"
     assert _close(resolve("emboss:norm=signed").weights,
                   [[-0.5, -0.25, 0], [-0.25, 0.2, 0.2], [0, 0.2, 0.4]])
-    assert kf.normalise(((1.0, 2.0, 1.0),), "auto", what="k") == ((0.25, 0.5, 0.25),)
+    assert matrix.normalise(((1.0, 2.0, 1.0),), "auto", what="k") == ((0.25, 0.5, 0.25),)
     assert resolve("gaussian:size=5,sigma=1,norm=0").normalisation == "none"
 
 
@@ -435,5 +435,5 @@ def test_importing_kernels_loads_neither_torch_nor_numpy() -> None:
         "k.resolve('gabor:theta=30'); "
         "bad = [m for m in ('torch', 'numpy') if m in sys.modules]; assert not bad, bad"
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
