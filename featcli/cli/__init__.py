@@ -3,7 +3,9 @@
 Command modules import only typer/rich at module level; torch, numpy and matplotlib are imported
 inside the command bodies, so ``featcli shape`` never pays for them. :func:`main` goes further and
 imports only the module of the command being run (Typer builds a Click command for every registered
-function, and ``run`` alone has 40 options); ``featcli.cli.base`` (for tests and ``--help``) has them all.
+function, and ``run`` alone has 40 options); ``featcli.cli.app`` (for tests and ``--help``) has them all.
+Both hand out the app through :func:`featcli.cli.base.lean_by_default`, which makes the pydantic-free
+command class the default of every command, sub-apps' included.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ COMMANDS = {"info": "info_cmd", "kernels": "kernels_cmd", "run": "run_cmd", "sha
 def _register(names: list[str] | None = None) -> Any:
     for name in names if names is not None else list(COMMANDS):
         importlib.import_module(f"featcli.cli.{COMMANDS[name]}")
-    from featcli.cli.base import app
+    from featcli.cli.base import app, lean_by_default
 
-    return app
+    return lean_by_default(app)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The Typer application object and the one place where errors become exit codes."""
+"""The Typer application object, the one place where errors become exit codes, and the lean default."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
+from typer.models import DefaultPlaceholder
 
 try:  # typer >= 0.20 vendors click as typer._click; older typer uses click itself
     from typer._click import core as _click_core
@@ -16,6 +17,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import core as _click_core  # type: ignore[no-redef]
     from click import exceptions as _click_exc  # type: ignore[no-redef]
 
+from featcli.cli.lean import LeanCommand, LeanGroup
 from featcli.errors import FeatcliError
 
 _ARGS: list[str] = []
@@ -30,24 +32,17 @@ def command_line() -> str:
 
 def report_error(message: str) -> None:
     """Print one red ``featcli: error:`` line on stderr."""
-    from featcli.cli.common import err_console
+    from featcli.cli.console import err_console
 
     err_console().print(f"[bold red]featcli: error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
 
 
-class FeatcliGroup(TyperGroup):
+class FeatcliGroup(LeanGroup):
     """Typer group that turns :class:`FeatcliError` into one line on stderr and its exit code.
 
     Click's own usage errors keep exit code 2. Anything unexpected is reported on one line too
     (set ``FEATCLI_DEBUG=1`` to see the traceback), so users never get a stack dump.
     """
-
-    def get_help_option(self, ctx: Any) -> Any:
-        from featcli.cli.lean import leanify
-
-        option = super().get_help_option(ctx)
-        leanify(option)  # no pydantic import just to read an unset --help flag
-        return option
 
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
         global _ARGS
@@ -114,3 +109,35 @@ def _root(
     ),
 ) -> None:
     """featcli: CNN feature maps and shapes from the shell."""
+
+
+def _unset(cls: Any, typer_default: type) -> bool:
+    """True when a registration's ``cls`` is Typer's default (not given, or Typer's own class)."""
+    value = cls.value if isinstance(cls, DefaultPlaceholder) else cls
+    return value is None or value is typer_default
+
+
+def lean_by_default(typer_app: typer.Typer) -> typer.Typer:
+    """Give every command and sub-group of ``typer_app`` that did not choose a class the lean one.
+
+    Commands become :class:`~featcli.cli.lean.LeanCommand` and sub-groups (``app.add_typer(kernels_app)``)
+    :class:`~featcli.cli.lean.LeanGroup`, sub-apps' commands included, so no command module opts in and none
+    imports pydantic to parse plain options. Typer offers no default to set: ``Typer.command`` turns
+    ``cls=None`` into ``TyperCommand`` when it registers, and a sub-app made with ``typer.Typer()`` registers
+    on itself. Its registrations are plain records (``CommandInfo.cls``, ``TyperInfo.cls``) read only when the
+    Click command is built, so :mod:`featcli.cli` rewrites them here each time it hands out the app (after
+    importing the command modules). Idempotent. A command that wants typer's pydantic coercion passes a
+    ``TyperCommand`` subclass as ``cls``.
+    """
+    for command in typer_app.registered_commands:
+        if _unset(command.cls, TyperCommand):
+            command.cls = LeanCommand
+    for group in typer_app.registered_groups:
+        sub = group.typer_instance
+        if sub is None or isinstance(sub, DefaultPlaceholder):
+            continue
+        chosen = (group.cls, getattr(sub.registered_callback, "cls", None), sub.info.cls)
+        if all(_unset(c, TyperGroup) for c in chosen):
+            group.cls = LeanGroup
+        lean_by_default(sub)
+    return typer_app

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from featcli.cli.base import app, report_error
-from featcli.cli.common import (
+from featcli.cli.console import out_console, print_json
+from featcli.cli.options import (
     AlphaOpt,
     BackgroundOpt,
     ChannelsOpt,
@@ -16,15 +17,12 @@ from featcli.cli.common import (
     MaxSideOpt,
     ScaleOpt,
     load_options,
-    out_console,
-    print_json,
 )
-from featcli.cli.lean import LeanCommand
 from featcli.enums import Alpha, Channels, Scale
 from featcli.errors import FeatcliError
 
 
-@app.command("info", cls=LeanCommand)
+@app.command("info")
 def info_command(
     images: Annotated[list[str] | None, typer.Argument(
         help="Image files, folders or globs ('-' reads one image from stdin).", show_default=False)] = None,
@@ -49,7 +47,7 @@ def info_command(
     """
     from featcli.errors import UsageError
     from featcli.io.describe import describe
-    from featcli.run.batch import discover
+    from featcli.io.inputs import discover
 
     if not images and not from_file:
         raise UsageError("no image given")

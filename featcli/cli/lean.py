@@ -1,9 +1,10 @@
 """Start-up cost: typer >= 0.20 coerces every parameter through a pydantic TypeAdapter.
 
-Importing pydantic costs more than a whole ``featcli shape`` computation (~60-90 ms of a ~150 ms process).
-featcli's parameters are plain str/int/bool/enum/list[str], so :class:`LeanCommand` (and the root group's
-help option, see :mod:`featcli.cli.base`) give them a small stdlib coercion instead; anything it does not
-recognise, or a typer without these internals, falls back to typer's own machinery.
+Importing pydantic costs more than a whole ``featcli shape`` computation (docs/benchmarks.md has the figures).
+featcli's parameters are plain str/int/bool/enum/list[str], so :class:`LeanCommand` and :class:`LeanGroup`
+(for a group's own ``--help``) give them a small stdlib coercion instead; anything it does not recognise, or
+a typer without these internals, falls back to typer's own machinery. Every featcli command and group gets
+these classes by default (:func:`featcli.cli.base.lean_by_default`); no command opts in.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import enum
 import typing
 from typing import Any
 
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 try:
     from typer._click.exceptions import BadParameter
@@ -85,6 +86,7 @@ if RuntimeParam is not None:
 
 
 def leanify(param: Any) -> None:
+    """Give ``param`` the stdlib coercion when its type is a plain one (before typer builds its own)."""
     desc = getattr(param, "type_descriptor", None)
     if RuntimeParam is None or desc is None or getattr(param, "_runtime_param", 1) is not None \
             or desc.file_annotation is not None:
@@ -109,3 +111,15 @@ class LeanCommand(TyperCommand):
         return option
 
 
+class LeanGroup(TyperGroup):
+    """A TyperGroup whose own options and ``--help`` skip pydantic (its commands are :class:`LeanCommand`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            leanify(param)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        leanify(option)  # no pydantic import just to read an unset --help flag
+        return option

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from featcli.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "samples" / "shapes.png")  # 320x240 RGB
 TUTORIAL = ["1x3x640x640", "conv:out=5,k=3x5,s=1x2,p=2"]
 STAGE_KEYS = {"index", "spec", "op", "in", "out", "params", "macs", "rf", "jump", "formula", "notes",
@@ -190,3 +190,55 @@ def test_help_has_an_example(runner: CliRunner) -> None:
     text = " ".join(res.output.split())
     assert "Example: featcli shape 1x3x640x640 conv:out=5,k=3x5,s=1x2,p=2 maxpool:k=2" in text
     assert "p=?" in text and "--solve" in text and "--channels" in text and "--json" in text
+
+
+def test_help_lists_every_op_and_its_keys_from_the_registry(runner: CliRunner) -> None:
+    from featcli.stages.registry import REGISTRY
+
+    res = runner.invoke(app, ["shape", "--help"])
+    assert res.exit_code == 0, res.output
+    words = set(re.findall(r"[a-z]+", res.output))
+    assert {d.name for d in REGISTRY.values()} <= words, {d.name for d in REGISTRY.values()} - words
+    text = " ".join(res.output.replace("│", " ").split())
+    for d in REGISTRY.values():
+        if d.keys:
+            assert f"{d.name} {','.join(d.keys)}" in text, d.name
+
+
+# --- golden tables: `pytest --update-golden` rewrites tests/golden/shape/*.txt ------------------------
+GOLDEN_STACKS = {
+    "tutorial": ["1x3x640x640", "conv:out=5,k=3x5,s=1x2,p=2", "maxpool:k=2"],
+    "solve_padding": ["1x3x64x64", "conv:k=3,s=2,p=?", "conv:k=3,p=?"],
+    "solve_output_padding": ["1x8x16x16", "convt:k=3,s=2,p=1,op=?"],
+    "ceil_mode": ["1x3x8x8", "maxpool:k=3,s=2,p=1,ceil=1", "avgpool:k=2,ceil=1"],
+    "classifier_head": ["1x3x32x32", "conv:out=16,k=3,p=1", "relu", "maxpool:k=2", "flatten", "linear:out=10"],
+    "activations": ["1x3x32x32", "conv:out=8", "leakyrelu:slope=0.2", "prelu", "softmax", "bn", "dropout"],
+}
+
+
+@pytest.mark.parametrize("name", list(GOLDEN_STACKS))
+def test_table_matches_golden(runner: CliRunner, golden, name: str) -> None:  # type: ignore[no-untyped-def]
+    res = shape(runner, *GOLDEN_STACKS[name])
+    assert res.exit_code == 0, res.output
+    golden(f"shape/{name}", res.stdout)
+
+
+def test_stdin_mode_hands_the_streams_to_the_service(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command parses and maps the failure count to the exit code; the service does the rest."""
+    import featcli.shape.service as service
+
+    calls: list[tuple[object, ...]] = []
+    failures = [0, 3]  # what the fake service reports, call by call
+
+    def fake_serve(stdin, stdout, inputs, *, kernels_dir=None):  # type: ignore[no-untyped-def]
+        calls.append((stdin, stdout, kernels_dir))
+        assert isinstance(inputs, service.InputResolver)
+        assert inputs.options().max_side == 9  # the image-loading options reach the resolver
+        return failures.pop(0)
+
+    monkeypatch.setattr(service, "serve", fake_serve)
+    for code in (0, 1):
+        res = runner.invoke(app, ["shape", "-", "--kernels-dir", "kdir", "--max-side", "9"], input="")
+        assert res.exit_code == code, res.output
+    assert [c[2] for c in calls] == ["kdir", "kdir"]
+    assert all(hasattr(c[0], "read") and hasattr(c[1], "write") for c in calls)

@@ -10,36 +10,29 @@ from pathlib import Path
 
 import pytest
 
-from featcli.shape import infer as shapes
 from featcli.enums import Channels, KernelMode, PaddingMode
 from featcli.errors import ImageLoadError, KernelError, ShapeError, SpecError
-from featcli.shape.infer import apply_target, has_solve, infer, resolve_input
-from featcli.stages.spec import (
+from featcli.shape.infer import apply_target, has_solve, infer
+from featcli.shape.inputs import resolve_input
+from featcli.shape.report import ShapeReport
+from featcli.stages.grammar import (
     SOLVE,
-    AdaptivePoolSpec,
-    ConvSpec,
-    ConvTSpec,
-    LinearSpec,
-    NoParams,
-    Op,
-    PoolSpec,
     format_shape,
     looks_like_shape,
     parse_input_shape,
     parse_size,
-    parse_stage,
-    parse_stages,
     split_refs,
     split_top_level,
-    valid_keys,
-    valid_ops,
 )
+from featcli.stages.params import AdaptivePoolSpec, ConvSpec, ConvTSpec, LinearSpec, NoParams, PoolSpec
+from featcli.stages.registry import Op, valid_ops
+from featcli.stages.spec import parse_stage, parse_stages, valid_keys
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "samples" / "shapes.png"  # 320x240 RGB
 
 
-def run(shape: str, *texts: str) -> shapes.ShapeReport:
+def run(shape: str, *texts: str) -> ShapeReport:
     return infer(parse_input_shape(shape), parse_stages(texts))
 
 
@@ -344,7 +337,6 @@ def fake_kernels(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
         return n, in_channels, k, k, 1
 
     monkeypatch.setattr(featcli.kernels, "conv_weight_shape", conv_weight_shape)
-    monkeypatch.setattr(shapes, "_KERNEL_CACHE", {})
     return calls
 
 
@@ -377,7 +369,7 @@ def test_real_kernel_library() -> None:
 # --- image inputs and import hygiene ---------------------------------------------------------------
 def test_image_input_uses_the_header_and_loading_options() -> None:
     pytest.importorskip("featcli.io.images")
-    from featcli.cli.common import load_options
+    from featcli.cli.options import load_options
 
     assert resolve_input(str(SAMPLE)) == ((1, 3, 240, 320), str(SAMPLE))
     opts = load_options(channels=Channels.GRAY, max_side=100)

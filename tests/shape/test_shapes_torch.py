@@ -1,8 +1,9 @@
 """The pure-integer shape engine against real torch modules, over thousands of random stacks.
 
 Every stack is written as stage-language text, parsed, and run twice: through :func:`featcli.shape.infer.infer`
-and through the torch modules the stage stands for, on a tiny real tensor. The engine must refuse exactly
-the stage torch refuses, and agree on every output shape and parameter count otherwise.
+and through the torch modules the stages stand for (:data:`ORACLE`, keyed by each registry entry's ``torch``)
+on a tiny real tensor. The engine must refuse exactly the stage torch refuses, and agree on every output
+shape and parameter count otherwise.
 """
 
 from __future__ import annotations
@@ -17,19 +18,20 @@ nn = torch.nn
 
 from featcli.errors import ShapeError  # noqa: E402
 from featcli.shape.infer import infer  # noqa: E402
-from featcli.stages.spec import (  # noqa: E402
+from featcli.stages.params import (  # noqa: E402
     AdaptivePoolSpec,
     BatchNormSpec,
     ConvSpec,
     ConvTSpec,
     DropoutSpec,
+    LeakyReLUSpec,
     LinearSpec,
-    Op,
+    Params,
     PoolSpec,
-    Stage,
-    parse_stage,
-    parse_stages,
+    PReLUSpec,
 )
+from featcli.stages.registry import REGISTRY, Op  # noqa: E402
+from featcli.stages.spec import Stage, parse_stage, parse_stages  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -39,7 +41,10 @@ SEED = 20240917
 REASONS = (
     "not divisible by groups", "larger than the padded input", "reflect padding", "circular padding",
     "output_padding", "strided convolutions", "at most half the kernel", "too small", "needs a 4-D",
+    "slopes for",
 )
+
+Module = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -48,36 +53,98 @@ def _magnitude(x: torch.Tensor) -> torch.Tensor:
     return x.pow(2).sum(1, keepdim=True).sqrt()
 
 
-def _module(stage: Stage, shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The torch module a stage stands for, built from its parsed parameters (not from the engine)."""
-    sp = stage.params
-    # On a 2-D (N, F) tensor torch refuses every channel-wise module; build it small, let forward refuse.
-    c = shape[1] if len(shape) == 4 else 1
-    if isinstance(sp, ConvSpec):
-        assert sp.k is not None and not isinstance(sp.p, str) or sp.p in ("same", "valid")
-        return nn.Conv2d(c, c if sp.out is None else sp.out, sp.k, stride=sp.s, padding=sp.p, dilation=sp.d,
-                         groups=sp.g, bias=sp.bias, padding_mode=sp.pm.value)
-    if isinstance(sp, ConvTSpec):
-        return nn.ConvTranspose2d(c, c if sp.out is None else sp.out, sp.k, stride=sp.s, padding=sp.p,
-                                  output_padding=sp.op, groups=sp.g, bias=sp.bias, dilation=sp.d)
-    if isinstance(sp, PoolSpec):
-        if sp.kind == "max":
-            return nn.MaxPool2d(sp.k, stride=sp.s, padding=sp.p, dilation=sp.d, ceil_mode=sp.ceil)
-        return nn.AvgPool2d(sp.k, stride=sp.s, padding=sp.p, ceil_mode=sp.ceil, count_include_pad=sp.cip)
-    if isinstance(sp, AdaptivePoolSpec):
-        # A tuple output size, so that torch refuses a 2-D input as the engine does.
-        return (nn.AdaptiveAvgPool2d if sp.kind == "avg" else nn.AdaptiveMaxPool2d)(tuple(sp.o))
-    if isinstance(sp, LinearSpec):
-        return nn.Linear(shape[-1], sp.out, bias=sp.bias)
-    if isinstance(sp, DropoutSpec):
-        return nn.Dropout(sp.p).eval()
-    if isinstance(sp, BatchNormSpec):
-        return nn.BatchNorm2d(c, eps=sp.eps).eval()
-    simple: dict[Op, Callable[[torch.Tensor], torch.Tensor]] = {
-        Op.RELU: nn.ReLU(), Op.SIGMOID: nn.Sigmoid(), Op.TANH: nn.Tanh(), Op.ABS: torch.abs,
-        Op.FLATTEN: nn.Flatten(), Op.MAGNITUDE: _magnitude,
-    }
-    return simple[stage.op]
+def _c(shape: tuple[int, ...]) -> int:
+    # On a 2-D (N, F) tensor torch refuses every channel-wise 2-D module; build it small, let forward refuse.
+    return shape[1] if len(shape) == 4 else 1
+
+
+def _conv(sp: Params, shape: tuple[int, ...]) -> Module:
+    assert isinstance(sp, ConvSpec)
+    assert sp.k is not None and not isinstance(sp.p, str) or sp.p in ("same", "valid")
+    c = _c(shape)
+    return nn.Conv2d(c, c if sp.out is None else sp.out, sp.k, stride=sp.s, padding=sp.p, dilation=sp.d,
+                     groups=sp.g, bias=sp.bias, padding_mode=sp.pm.value)
+
+
+def _convt(sp: Params, shape: tuple[int, ...]) -> Module:
+    assert isinstance(sp, ConvTSpec)
+    c = _c(shape)
+    return nn.ConvTranspose2d(c, c if sp.out is None else sp.out, sp.k, stride=sp.s, padding=sp.p,
+                              output_padding=sp.op, groups=sp.g, bias=sp.bias, dilation=sp.d)
+
+
+def _pool(sp: Params, shape: tuple[int, ...]) -> Module:
+    assert isinstance(sp, PoolSpec)
+    if sp.kind == "max":
+        return nn.MaxPool2d(sp.k, stride=sp.s, padding=sp.p, dilation=sp.d, ceil_mode=sp.ceil)
+    return nn.AvgPool2d(sp.k, stride=sp.s, padding=sp.p, ceil_mode=sp.ceil, count_include_pad=sp.cip)
+
+
+def _adaptive(sp: Params, shape: tuple[int, ...]) -> Module:
+    assert isinstance(sp, AdaptivePoolSpec)
+    # A tuple output size, so that torch refuses a 2-D input as the engine does.
+    return (nn.AdaptiveAvgPool2d if sp.kind == "avg" else nn.AdaptiveMaxPool2d)(tuple(sp.o))
+
+
+def _prelu(sp: Params, shape: tuple[int, ...]) -> Module:
+    assert isinstance(sp, PReLUSpec) and sp.w is None
+    # PReLU's channel axis is dim 1 of any input, (N, F) included.
+    return nn.PReLU(shape[1] if sp.n is None else sp.n, init=sp.init)
+
+
+def _linear(sp: Params, shape: tuple[int, ...]) -> Module:
+    assert isinstance(sp, LinearSpec)
+    return nn.Linear(shape[-1], sp.out, bias=sp.bias)
+
+
+def _dropout(sp: Params, shape: tuple[int, ...]) -> Module:
+    assert isinstance(sp, DropoutSpec)
+    return nn.Dropout(sp.p).eval()
+
+
+def _bn(sp: Params, shape: tuple[int, ...]) -> Module:
+    assert isinstance(sp, BatchNormSpec)
+    return nn.BatchNorm2d(_c(shape), eps=sp.eps).eval()
+
+
+def _leaky(sp: Params, shape: tuple[int, ...]) -> Module:
+    assert isinstance(sp, LeakyReLUSpec)
+    return nn.LeakyReLU(sp.slope)
+
+
+#: The oracle: ``OpDef.torch`` (the torch module an op equals) -> the module built from the parsed params.
+ORACLE: dict[str, Callable[[Params, tuple[int, ...]], Module]] = {
+    "nn.Conv2d": _conv,
+    "nn.ConvTranspose2d": _convt,
+    "nn.MaxPool2d": _pool,
+    "nn.AvgPool2d": _pool,
+    "nn.AdaptiveAvgPool2d": _adaptive,
+    "nn.AdaptiveMaxPool2d": _adaptive,
+    "nn.ReLU": lambda sp, shape: nn.ReLU(),
+    "nn.LeakyReLU": _leaky,
+    "nn.PReLU": _prelu,
+    "nn.Sigmoid": lambda sp, shape: nn.Sigmoid(),
+    "nn.Tanh": lambda sp, shape: nn.Tanh(),
+    "nn.Softmax": lambda sp, shape: nn.Softmax(dim=1),  # over the channels
+    "torch.abs": lambda sp, shape: torch.abs,
+    "nn.BatchNorm2d": _bn,
+    "nn.Dropout": _dropout,
+    "magnitude": lambda sp, shape: _magnitude,
+    "nn.Flatten": lambda sp, shape: nn.Flatten(),
+    "nn.Linear": _linear,
+}
+
+
+def _module(stage: Stage, shape: tuple[int, ...]) -> Module:
+    """The torch module a stage stands for (its registry entry's ``torch``), built from its parsed parameters
+    (not from the engine)."""
+    return ORACLE[REGISTRY[stage.op].torch](stage.params, shape)
+
+
+def test_every_op_has_an_oracle() -> None:
+    missing = {d.name: d.torch for d in REGISTRY.values() if d.torch not in ORACLE}
+    assert not missing, f"ops whose torch equivalent has no oracle entry: {missing}"
+    assert set(ORACLE) == {d.torch for d in REGISTRY.values()}, "oracle entries no op uses"
 
 
 def _size(rng: random.Random, lo: int, hi: int, square: float = 0.7) -> str:
@@ -88,7 +155,7 @@ def _size(rng: random.Random, lo: int, hi: int, square: float = 0.7) -> str:
 def _random_stage(rng: random.Random) -> str:
     kind = rng.choices(
         ["conv", "convt", "maxpool", "avgpool", "adaptive", "global", "simple", "flatten", "linear"],
-        weights=[30, 12, 14, 12, 4, 3, 10, 4, 4])[0]
+        weights=[30, 12, 14, 12, 4, 3, 14, 4, 4])[0]
     keys: list[str] = []
 
     def maybe(p: float, text: str) -> None:
@@ -131,9 +198,15 @@ def _random_stage(rng: random.Random) -> str:
     elif kind == "global":
         kind = rng.choice(["gap", "gmp"])
     elif kind == "simple":
-        kind = rng.choice(["relu", "sigmoid", "tanh", "abs", "bn", "dropout", "magnitude"])
+        kind = rng.choice(["relu", "sigmoid", "tanh", "abs", "bn", "dropout", "magnitude", "leakyrelu", "prelu",
+                           "softmax"])
         if kind == "dropout":
             maybe(0.5, f"p={rng.choice(['0', '0.1', '0.5', '1'])}")
+        elif kind == "leakyrelu":
+            maybe(0.5, f"slope={rng.choice(['0', '0.01', '0.2', '-0.5', '1'])}")
+        elif kind == "prelu":
+            maybe(0.5, f"n={rng.choice([1, 2, 3, 4])}")
+            maybe(0.3, f"init={rng.choice(['0', '0.25', '-1'])}")
     elif kind == "linear":
         keys.append(f"out={rng.randint(1, 8)}")
         maybe(0.3, f"bias={rng.randint(0, 1)}")

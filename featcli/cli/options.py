@@ -1,0 +1,114 @@
+"""The shared option registry: every option more than one command declares, defined once.
+
+Each entry is an ``Annotated`` type to use as a parameter's annotation, with the commands that use it
+(rasterio's ``rio/options.py`` does the same for ``rio``). An option only one command has stays in that
+command's module. Image-loading options share the "Image loading" help panel; :func:`load_options` turns
+their values into :class:`featcli.io.images.LoadOptions`, which validates them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from featcli.enums import Alpha, Channels, Scale
+
+if TYPE_CHECKING:
+    from featcli.io.images import LoadOptions
+
+__all__ = [
+    "AlphaOpt", "BackgroundOpt", "ChannelsOpt", "DeviceOpt", "FrameOpt", "KernelsDirOpt", "MaxPixelsOpt",
+    "MaxSideOpt", "ScaleOpt", "ThreadsOpt", "load_options",
+]
+
+# --- image loading: every command that reads images -----------------------------------------------
+_IMG = "Image loading"
+
+#: ``--channels/-c``: used by info, run, shape (an image INPUT's channel count).
+ChannelsOpt = Annotated[
+    Channels,
+    typer.Option("--channels", "-c", help="rgb (3), gray (1, ITU-R 601 luma) or keep the source's.",
+                 rich_help_panel=_IMG, case_sensitive=False),
+]
+#: ``--alpha``: used by info, run, shape (``keep`` adds a channel).
+AlphaOpt = Annotated[
+    Alpha,
+    typer.Option("--alpha", help="Alpha channel: drop, composite over --background, or keep as a channel.",
+                 rich_help_panel=_IMG, case_sensitive=False),
+]
+#: ``--background``: used by info, run (shape reads no pixels, so the colour cannot change a shape).
+BackgroundOpt = Annotated[
+    str,
+    typer.Option("--background", help="Colour for --alpha composite: a name or #rrggbb.", rich_help_panel=_IMG),
+]
+#: ``--scale``: used by info, run (values only, never a shape).
+ScaleOpt = Annotated[
+    Scale,
+    typer.Option("--scale", help="Tensor value range: 1 (0..1) or 255 (0..255, as in the tutorials).",
+                 rich_help_panel=_IMG),
+]
+#: ``--max-side``: used by info, run, shape.
+MaxSideOpt = Annotated[
+    int | None,
+    typer.Option("--max-side", min=1, help="Shrink so the longer side is at most this many pixels.",
+                 rich_help_panel=_IMG),
+]
+#: ``--frame``: used by info, run, shape.
+FrameOpt = Annotated[
+    int,
+    typer.Option("--frame", min=0, help="Frame of a multi-frame file (GIF, TIFF, WebP).", rich_help_panel=_IMG),
+]
+#: ``--max-pixels``: used by info, run, shape.
+MaxPixelsOpt = Annotated[
+    int | None,
+    typer.Option("--max-pixels", min=0,
+                 help="Decompression-bomb guard in pixels (default Pillow's 89,478,485; 0 = no limit).",
+                 rich_help_panel=_IMG),
+]
+
+
+def load_options(
+    channels: Channels = Channels.RGB,
+    alpha: Alpha = Alpha.DROP,
+    background: str = "white",
+    scale: Scale = Scale.UNIT,
+    max_side: int | None = None,
+    frame: int = 0,
+    max_pixels: int | None = None,
+) -> LoadOptions:
+    """Build :class:`featcli.io.images.LoadOptions` from the option values (validated there; imports PIL)."""
+    from featcli.io.images import DEFAULT_MAX_PIXELS, LoadOptions
+
+    return LoadOptions(
+        channels=channels,
+        alpha=alpha,
+        background=background,
+        scale=scale,
+        max_side=max_side,
+        frame=frame,
+        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+    )
+
+
+# --- kernels --------------------------------------------------------------------------------------
+#: ``--kernels-dir`` (or ``FEATCLI_KERNELS_DIR``): used by shape. run and kernels declare their own with
+#: other help texts (``run_cmd.py``, ``kernels_cmd.KernelsDirOpt``) and can adopt this one.
+KernelsDirOpt = Annotated[
+    str | None,
+    typer.Option("--kernels-dir", envvar="FEATCLI_KERNELS_DIR", show_default=False,
+                 help="Folder of your own kernels for conv:w=... (added to the built-in ones)."),
+]
+
+# --- compute: commands that run tensors -----------------------------------------------------------
+#: ``--device/-d``: used by run.
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", "-d", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
+                 rich_help_panel="Compute"),
+]
+#: ``--threads``: used by run.
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", min=1, help="CPU threads for torch (default: all cores).", rich_help_panel="Compute"),
+]

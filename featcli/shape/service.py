@@ -1,0 +1,166 @@
+r"""The shape service: one query (``featcli shape INPUT STAGE...``) and the stdin query loop (``featcli shape -``).
+
+The streams are arguments, never ``sys.stdin``/``sys.stdout`` read from a global (httpie's ``Environment``
+idea), so the loop runs the same under the CLI, in a test over ``io.BytesIO`` or inside another program. The
+CLI parses its options, calls :func:`query` or :func:`serve`, prints, and maps the failure count to the exit
+code.
+
+Pure stdlib: no typer, rich, numpy or torch. An image INPUT reads its size from the file header through
+:mod:`featcli.io.images` (PIL), imported only when a line names a file.
+
+>>> import io, json
+>>> out = io.StringIO()
+>>> serve(io.BytesIO(b"1x3x8x8 maxpool:k=2\n# a comment\n2x2 conv:k=3\n"), out)
+1
+>>> [json.loads(line).get("output", "error") for line in out.getvalue().splitlines()]
+[[1, 3, 4, 4], 'error']
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+from featcli.errors import FeatcliError, SpecError
+from featcli.shape.infer import apply_target, infer
+from featcli.shape.inputs import resolve_input
+from featcli.stages.grammar import looks_like_shape, parse_input_shape, parse_size
+from featcli.stages.spec import parse_stage
+
+if TYPE_CHECKING:
+    from featcli.io.images import LoadOptions
+    from featcli.shape.report import ShapeReport
+
+__all__ = ["InputResolver", "line_batches", "query", "serve"]
+
+Shape4 = tuple[int, int, int, int]
+_READ_SIZE = 1 << 16
+
+
+class InputResolver:
+    """Turns INPUT texts into ``((N, C, H, W), source)``: shapes are parsed, anything else is an image file.
+
+    Args:
+        load_options: builds the image-loading options; called once, when the first image file is named
+            (a session of plain shapes never imports PIL). None: the loader's defaults.
+    """
+
+    __slots__ = ("_load_options", "_opts", "_built")
+
+    def __init__(self, load_options: Callable[[], LoadOptions] | None = None) -> None:
+        self._load_options = load_options
+        self._opts: LoadOptions | None = None
+        self._built = False
+
+    def options(self) -> LoadOptions | None:
+        """The image-loading options, built on first use."""
+        if not self._built:
+            self._opts = self._load_options() if self._load_options is not None else None
+            self._built = True
+        return self._opts
+
+    def __call__(self, text: str) -> tuple[Shape4, str | None]:
+        """``NxCxHxW``/``CxHxW``/``HxW`` -> that shape and None; an image path -> its tensor shape and the path.
+
+        Raises:
+            SpecError: ``text`` looks like a shape but is not a valid one.
+            ImageLoadError: ``text`` names no readable image.
+        """
+        try:
+            return parse_input_shape(text), None
+        except SpecError:
+            if looks_like_shape(text):
+                raise
+        return resolve_input(text, self.options())
+
+
+def query(inputs: InputResolver, input_text: str, stage_texts: Sequence[str], *, solve: str | None = None,
+          kernels_dir: str | None = None) -> ShapeReport:
+    """One ``featcli shape`` query: INPUT, stage specs and the optional ``--solve HxW`` target -> the report.
+
+    Raises:
+        SpecError: a bad INPUT, stage spec or ``--solve`` value (exit code 2).
+        ShapeError, KernelError, ImageLoadError: a stack torch would refuse, an unknown kernel, a bad image.
+    """
+    shape, source = inputs(input_text)
+    stages = [parse_stage(t, i) for i, t in enumerate(stage_texts, 1)]
+    if solve is not None:
+        stages = apply_target(stages, parse_size(solve.removeprefix("out="), key="--solve"))
+    return infer(shape, stages, kernels_dir=kernels_dir, source=source)
+
+
+def line_batches(stdin: IO[Any]) -> Iterator[list[str]]:
+    """``stdin`` as batches of complete lines: whatever one read returned (up to 64 KiB).
+
+    Answers go out once per batch and are flushed before the next read blocks, so a script that writes one
+    query and waits gets its answer at once, and a file of queries costs one write per 64 KiB. ``stdin`` is a
+    binary stream, or a text stream over one (``sys.stdin``); a text-only stream is read whole, as one batch.
+    """
+    read1 = getattr(getattr(stdin, "buffer", stdin), "read1", None)
+    if read1 is None:
+        data = stdin.read()
+        yield (data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data).splitlines()
+        return
+    pending = b""
+    while True:
+        chunk = read1(_READ_SIZE)
+        if not chunk:
+            break
+        data = pending + chunk
+        cut = data.rfind(b"\n") + 1
+        pending = data[cut:]
+        if cut:
+            yield data[:cut].decode("utf-8", "surrogateescape").splitlines()
+    if pending:
+        yield [pending.decode("utf-8", "surrogateescape")]
+
+
+def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, *,
+          kernels_dir: str | None = None) -> int:
+    """Answer ``INPUT STAGE...`` lines from ``stdin`` with one JSON line each on ``stdout``, in order.
+
+    Blank lines and ``#`` comments get no answer; a failing line gets ``{"error": message, "line": N}``.
+
+    Returns:
+        The number of failed lines (the CLI exits 1 when it is not 0).
+    """
+    if inputs is None:
+        inputs = InputResolver()
+    # The throughput path: names bound locally; parsed stages and input shapes come from the parsers' caches.
+    parse_shape, parse, run = parse_input_shape, parse_stage, infer
+    # Raw characters are a quarter faster to encode than \u escapes; used for ASCII lines (featcli's own
+    # messages are ASCII), so the output is ASCII whatever the terminal's encoding.
+    fast = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False,
+                            ensure_ascii=False).encode
+    safe = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False).encode
+    write, flush = stdout.write, stdout.flush
+    failed = lineno = 0
+    for batch in line_batches(stdin):
+        answers = []
+        for line in batch:
+            lineno += 1
+            tokens = line.split()
+            if "#" in line:
+                for j, tok in enumerate(tokens):
+                    if tok.startswith("#"):
+                        del tokens[j:]
+                        break
+            if not tokens:
+                continue
+            encode = fast if line.isascii() else safe
+            try:
+                try:
+                    shape, source = parse_shape(tokens[0]), None
+                except SpecError:
+                    shape, source = inputs(tokens[0])
+                stages = [parse(t, i) for i, t in enumerate(tokens[1:], 1)]
+                answers.append(encode(run(shape, stages, kernels_dir=kernels_dir, source=source).to_dict()))
+            except FeatcliError as exc:
+                failed += 1
+                answers.append(encode({"error": str(exc), "line": lineno}))
+        if answers:
+            answers.append("")
+            write("\n".join(answers))
+            flush()
+    return failed
