@@ -104,41 +104,18 @@ class PlanOptions:
     seed: int = 0
 
 
-def channel_names(n: int) -> list[str]:
-    """Default names of input channels in labels: R, G, B for 3 channels, else 0, 1, ..."""
-    return ["R", "G", "B"] if n == 3 else [str(i) for i in range(n)]
-
-
-def unique_names(names: Sequence[str]) -> list[str]:
-    """Repeated names get ``#2``, ``#3``...: ``sobel_x+sobel_x`` labels its maps ``sobel_x, sobel_x#2``.
-
-    >>> unique_names(["sobel_x", "sobel_y", "sobel_x"])
-    ['sobel_x', 'sobel_y', 'sobel_x#2']
-    """
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
-    return out
-
-
 def _conv_kernels(sp: ConvSpec, c: int, in_labels: Sequence[str] | None, opts: PlanOptions
                   ) -> tuple[ConvKernels, tuple[str, ...]]:
-    from featcli.kernels import conv_weight_shape, stage_kernels
+    from featcli.kernels import conv_labels, conv_weight_shape, stage_kernels
 
     got = stage_kernels(sp.w, opts.kernels_dir, opts.allow_torchscript)
     _, _, _, _, groups = conv_weight_shape(sp.w, c, sp.mode, opts.kernels_dir,
                                            allow_torchscript=opts.allow_torchscript)
+    names = in_labels if in_labels and len(in_labels) == c else None
+    labels = tuple(conv_labels(got, c, sp.mode, names))
     if not isinstance(got, list):  # one learned 4-D layer
-        labels = tuple(f"{got.label}[{o}]" for o in range(got.shape[0]))
         return ConvKernels((), got, sp.mode, groups, False), labels
-    names = unique_names([k.name for k in got])
-    gray = sp.mode is KernelMode.GRAY
-    if sp.mode is KernelMode.DEPTHWISE and c > 1:
-        chans = list(in_labels) if in_labels and len(in_labels) == c else channel_names(c)
-        names = [f"{name}[{ch}]" for ch in chans for name in names]
-    return ConvKernels(tuple(got), None, sp.mode, groups, gray), tuple(names)
+    return ConvKernels(tuple(got), None, sp.mode, groups, sp.mode is KernelMode.GRAY), labels
 
 
 def _padding(row: StageReport) -> Pad4 | None:
