@@ -1,1 +1,2 @@
-"""featcli.engine"""
+"""The execution layer: the plan (engine/plan.py), the one loop (engine/loop.py), the torch and NumPy
+backends (one function per registry op), the streamed band strategy, and device resolution."""

@@ -1,1 +1,2 @@
-"""featcli.io"""
+"""Files in and out: images (probe, decode, tensor), input discovery, checkpoints (safe readers), PNG
+encoding, atomic outputs, and the `featcli info` description."""
