@@ -381,9 +381,11 @@ def scenario_tutorial(ctx: Context) -> list[Row]:
     import torch
     from PIL import Image
 
-    from featcli.enums import KernelMode, PaddingMode
+    from featcli.engine.plan import Planner, PlanOptions
+    from featcli.engine.torch_backend import TorchBackend
+    from featcli.enums import KernelMode
     from featcli.kernels import conv_weight
-    from featcli.engine.torch_backend import conv2d
+    from featcli.stages.spec import parse_stage
 
     s = "tutorial"
     rgb = np.asarray(Image.open(sorted(ctx.batch.glob("*.jpg"))[0]).convert("RGB"))
@@ -392,9 +394,13 @@ def scenario_tutorial(ctx: Context) -> list[Row]:
     kernel = cw.weight.permute(2, 3, 1, 0).numpy()  # the tutorials' (kh, kw, C, out)
     x = torch.from_numpy(crop).permute(2, 0, 1).unsqueeze(0)
 
+    # featcli's own compiled conv stage (the plan's weights, F.conv2d), as a run calls it.
+    plan = Planner([parse_stage("conv:w=sobel_x+sobel_y")], PlanOptions()).plan_for(tuple(x.shape))
+    stage_fn = TorchBackend("cpu").compile(plan.stages[0])
+
     def featcli_conv() -> torch.Tensor:
-        return conv2d(x, cw.weight, cw.bias, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=cw.groups,
-                      padding_mode=PaddingMode.ZEROS)
+        out: torch.Tensor = stage_fn(x)
+        return out
 
     # One thread: a 64x64 crop gains nothing from more, and on a busy 2-core machine a 2-thread team waits
     # for scheduler ticks (20+ ms a call instead of 30 us). Each run is the mean of REPEAT calls.
@@ -406,7 +412,8 @@ def scenario_tutorial(ctx: Context) -> list[Row]:
         got = featcli_conv()
     finally:
         torch.set_num_threads(threads)
-    fc = progress(Row(s, "featcli conv2d (F.conv2d)", "featcli.engine.torch_backend.conv2d", [round(t / repeat, 7) for t in runs],
+    fc = progress(Row(s, "featcli conv2d (F.conv2d)", "featcli.engine.torch_backend conv stage",
+                      [round(t / repeat, 7) for t in runs],
                       notes=f"64x64 RGB crop, sobel_x+sobel_y, in-process, 1 thread, mean of {repeat} calls a run"))
     runs, want = timed_calls(lambda: peers.tutorial_conv(crop[None], kernel), ctx.runs)
     loop = progress(Row(s, "numpy nested loops", "benchmarks/peers.py tutorial_conv", runs,

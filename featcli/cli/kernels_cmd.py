@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from featcli.cli.base import FeatcliGroup, app
-from featcli.cli.common import err_console, out_console, print_json
+from featcli.cli.console import err_console, out_console, print_json
 from featcli.errors import KernelError
 
 if TYPE_CHECKING:

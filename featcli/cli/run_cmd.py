@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from featcli.cli.base import app, command_line
-from featcli.cli.common import (
+from featcli.cli.console import out_console, print_json
+from featcli.cli.options import (
     AlphaOpt,
     BackgroundOpt,
     ChannelsOpt,
@@ -19,10 +20,7 @@ from featcli.cli.common import (
     ScaleOpt,
     ThreadsOpt,
     load_options,
-    out_console,
-    print_json,
 )
-from featcli.cli.lean import LeanCommand
 from featcli.enums import Alpha, Channels, Engine, KernelMode, Norm, PaddingMode, Scale, Stream
 
 if TYPE_CHECKING:
@@ -51,7 +49,6 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
 
 @app.command(
     "run",
-    cls=LeanCommand,
     epilog=(
         "Examples:\n\n"
         "  featcli run photo.jpg -k sobel_x -k sobel_y --pool max:k=2 -o grid.png\n\n"
@@ -233,7 +230,7 @@ def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, s
     import contextlib
 
     from featcli.cli.base import report_error
-    from featcli.cli.common import err_console
+    from featcli.cli.console import err_console
     from featcli.run.batch import Record, run_batch
 
     con = err_console()

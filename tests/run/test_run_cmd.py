@@ -286,10 +286,10 @@ def test_max_maps_says_how_many_were_left_out(runner: CliRunner, tmp_path: Path)
 @pytest.mark.parametrize(("columns", "has_op"), [("80", False), ("120", True)])
 def test_table_fits_the_terminal(runner: CliRunner, monkeypatch: pytest.MonkeyPatch, columns: str,
                                  has_op: bool) -> None:
-    from featcli.cli import common
+    from featcli.cli import console
 
     monkeypatch.setenv("COLUMNS", columns)
-    common._consoles.cache_clear()
+    console._consoles.cache_clear()
     res = runner.invoke(app, ["run", str(sample_path("shapes")), "conv:out=8,k=3,p=1", "relu", "gap"])
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
