@@ -21,7 +21,7 @@ from torch import nn
 
 from featcli.engine.backend import OpTable, SampleStats, StageFn
 from featcli.engine.plan import PlannedStage
-from featcli.enums import KernelMode, PaddingMode
+from featcli.enums import PaddingMode
 from featcli.stages import params as P
 from featcli.stages.registry import Op
 
@@ -91,24 +91,15 @@ def conv_layer(stage: PlannedStage, env: TorchEnv) -> ConvLayer:
     c_in = stage.row.in_shape[1]
     dev, dtype = env.device, env.dtype
     if ck is not None:
-        if ck.learned is not None:
-            lw = ck.learned
-            weight, bias = lw.weight, lw.bias
-        else:
-            k3 = torch.tensor([k.weights for k in ck.kernels], dtype=torch.float64).to(dtype)  # (n, kh, kw)
-            n, kh, kw = k3.shape
-            if ck.mode is KernelMode.SUM:
-                weight = k3[:, None].expand(n, c_in, kh, kw).contiguous()
-            elif ck.mode is KernelMode.GRAY:
-                weight = k3[:, None].contiguous()
-            else:
-                weight = k3.repeat(c_in, 1, 1)[:, None].contiguous()
-            bias = None
+        from featcli.kernels import weight_of
+
+        cw = weight_of(ck.learned if ck.learned is not None else ck.kernels, c_in, ck.mode, dtype=dtype)
+        weight, bias = cw.weight, cw.bias
         weight = weight.to(device=dev, dtype=dtype)
         bias = bias.to(device=dev, dtype=dtype) if bias is not None else None
         if bias is None and p.bias:
             bias = torch.zeros(weight.shape[0], dtype=dtype, device=dev)
-        return ConvLayer(weight, bias, ck.groups, ck.gray)
+        return ConvLayer(weight, bias, cw.groups, cw.gray)
     assert p.k is not None and stage.seed is not None
     c_out, k = p.out or c_in, p.k
     # The padding is the plan's (conv_fn applies it); the init draws the same numbers whatever it is.
@@ -286,10 +277,13 @@ class TorchBackend:
         out = []
         for i in range(y.shape[0]):
             s = y[i]
-            lo, hi = torch.aminmax(s)
             per_map = None
-            if ranges and s.dim() == 3:
-                per_map = list(zip(s.amin(dim=(1, 2)).tolist(), s.amax(dim=(1, 2)).tolist(), strict=True))
+            if ranges and s.dim() == 3:  # per-map extremes first; the sample's follow from them
+                lo_c, hi_c = s.amin(dim=(1, 2)), s.amax(dim=(1, 2))
+                per_map = list(zip(lo_c.tolist(), hi_c.tolist(), strict=True))
+                lo, hi = lo_c.min(), hi_c.max()
+            else:
+                lo, hi = torch.aminmax(s)
             out.append(SampleStats(float(lo), float(hi), float(s.sum()), s.numel(),
                                    s.numel() - int(torch.count_nonzero(s)), per_map))
         return out

@@ -29,6 +29,7 @@ from featcli.kernels.conv import (
     conv_weight,
     conv_weight_shape,
     unique_labels,
+    weight_of,
 )
 from featcli.kernels.kernel import ConvWeight, Kernel
 from featcli.kernels.learned import (
@@ -56,6 +57,7 @@ __all__ = [
     "conv_labels",
     "conv_weight",
     "conv_weight_shape",
+    "weight_of",
     "expand",
     "inspect_file",
     "is_weights_ref",

@@ -140,18 +140,32 @@ def conv_weight(
     Raises:
         KernelError, WeightsError, ShapeError: as :func:`conv_weight_shape`.
     """
+    plan = stage_kernels(refs, kernels_dir, allow_torchscript)
+    return weight_of(plan, in_channels, mode, dtype=dtype, channel_labels=channel_labels)
+
+
+def weight_of(
+    plan: Sequence[Kernel] | LearnedWeight,
+    in_channels: int,
+    mode: KernelMode,
+    *,
+    dtype: torch.dtype | None = None,
+    channel_labels: Sequence[str] | None = None,
+) -> ConvWeight:
+    """:func:`conv_weight` for kernels already resolved (what :func:`stage_kernels` returns): the one place
+    the conv weight tensor of a stage's kernels is built."""
     import torch
 
     _check_channels(in_channels)
     mode = KernelMode(mode)
     dtype = torch.float32 if dtype is None else dtype
-    plan = stage_kernels(refs, kernels_dir, allow_torchscript)
-    if not isinstance(plan, list):
+    if not isinstance(plan, Sequence):
         groups = _learned_groups(plan, in_channels, mode)
         # Copies: the learned layer is cached and shared, the ConvWeight is the caller's own.
         bias = None if plan.bias is None else plan.bias.to(dtype, copy=True)
         weight = plan.weight.to(dtype, copy=True)
         return ConvWeight(weight, bias, groups, conv_labels(plan, in_channels, mode), False)
+    plan = list(plan)
     labels = conv_labels(plan, in_channels, mode, channel_labels)
     k3 = torch.tensor([k.weights for k in plan], dtype=torch.float64).to(dtype)  # (n, kh, kw)
     n, kh, kw = k3.shape
