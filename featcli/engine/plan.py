@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from featcli.enums import KernelMode
+from featcli.errors import FeatcliError
 from featcli.shape.infer import infer
 from featcli.shape.report import ShapeReport, StageReport
 from featcli.stages.params import ConvSpec, PReLUSpec
@@ -146,13 +147,8 @@ def compile_plan(report: ShapeReport, opts: PlanOptions, input_labels: Sequence[
         if isinstance(sp, ConvSpec) and sp.w:
             try:
                 kernels, new = _conv_kernels(sp, row.in_shape[1], labels, opts)
-            except Exception as exc:
-                from featcli.errors import FeatcliError
-
-                if isinstance(exc, FeatcliError):
-                    raise type(exc)(f"{PlannedStage(row, d, None, None).label()}: {exc.message}",
-                                    path=exc.path) from None
-                raise
+            except FeatcliError as exc:
+                raise type(exc)(f"stage {row.index} {row.spec!r}: {exc.message}", path=exc.path) from None
         elif isinstance(sp, PReLUSpec):
             slopes = sp.w  # without w=, torch's constant init: no random numbers
         elif d.learnable:
