@@ -39,7 +39,7 @@ class Runner:
         self.planner = Planner(cfg.stack, PlanOptions(cfg.kernels_dir, cfg.allow_torchscript, cfg.seed))
         self._engine: str | None = None
         self._backends: dict[str, Any] = {}
-        self._compiled: dict[int, tuple[Plan, list[Any]]] = {}
+        self._compiled: dict[Plan, list[Any]] = {}  # plans hash by identity and live as long as the run
         self._lock = threading.Lock()
 
     # --- plan ---------------------------------------------------------------------------------------
@@ -90,10 +90,10 @@ class Runner:
         """The backend and compiled stages for ``plan`` (built once per plan)."""
         backend = self.backend(self.engine_for(plan))
         with self._lock:
-            hit = self._compiled.get(id(plan))
-            if hit is None or hit[0] is not plan:
-                hit = self._compiled[id(plan)] = (plan, compile_stages(plan, backend))
-        return backend, hit[1]
+            fns = self._compiled.get(plan)
+            if fns is None:
+                fns = self._compiled[plan] = compile_stages(plan, backend)
+        return backend, fns
 
     # --- execute ------------------------------------------------------------------------------------
     def to_input(self, image: LoadedImage, plan: Plan) -> Any:
