@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any
 
@@ -32,9 +33,38 @@ def command_line() -> str:
 
 def report_error(message: str) -> None:
     """Print one red ``featcli: error:`` line on stderr."""
-    from featcli.cli.console import err_console
+    from featcli.cli.console import err_console, styled
 
-    err_console().print(f"[bold red]featcli: error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    err_console().print(styled(("featcli: error:", "bold red"), " ", one_line(message)), soft_wrap=True)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: newlines and other control characters shown escaped, never acted on.
+
+    >>> one_line("a\\nb\\x1b[31m")
+    'a\\\\nb\\\\x1b[31m'
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def usage_line(exc: _click_exc.ClickException) -> str:
+    """Click's usage error as one line: the command, what is wrong, and where the valid forms are.
+
+    Click's own message already names the valid choices (``'x' is not one of 'a', 'b'``) and close option
+    names (``Did you mean --force?``); this adds the command and the help to read, instead of Typer's
+    boxed panel with a usage block above it.
+    """
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = re.sub(r"\(Possible options: (.*)\)$", r"(did you mean \1?)", message)
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None or not isinstance(exc, _click_exc.UsageError):
+        return message
+    path = ctx.command_path
+    if message[:1].isupper() and message[1:2].islower():  # "No such option" -> "no such option"
+        message = message[0].lower() + message[1:]
+    return f"{message}; see '{path} --help'"
 
 
 class FeatcliGroup(LeanGroup):
@@ -47,7 +77,23 @@ class FeatcliGroup(LeanGroup):
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
         global _ARGS
         _ARGS = list(sys.argv[1:] if args is None else args)
-        return super().main(args, *a, **kw)
+        if kw.get("standalone_mode", True) is False:
+            return super().main(args, *a, **kw)
+        kw["standalone_mode"] = False
+        try:
+            code = super().main(args, *a, **kw)
+        except _click_exc.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `featcli` or `featcli kernels` alone: the help
+                from typer import rich_utils
+
+                rich_utils.rich_format_error(exc)
+            else:
+                report_error(usage_line(exc))
+            code = exc.exit_code
+        except typer.Abort:
+            report_error("interrupted")
+            code = 130
+        sys.exit(code or 0)
 
     def invoke(self, ctx: _click_core.Context) -> Any:
         try:

@@ -2,6 +2,11 @@
 
 The consoles are made on first use (Rich is imported then) and cached; tests that change ``COLUMNS`` call
 ``_consoles.cache_clear()``.
+
+Both consoles print every string as plain text: no Rich markup, no ``:emoji:`` codes, no highlighting.
+File names, specs and messages are user data (``holiday [draft].png``, ``a:smile:b.png``, ``[/x]``) and
+must print as they are; featcli's own styles are :class:`rich.text.Text` styles (see :func:`styled`),
+never markup strings, so no escaping can be forgotten anywhere, table cells included.
 """
 
 from __future__ import annotations
@@ -14,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["err_console", "out_console", "print_json"]
+__all__ = ["err_console", "out_console", "print_json", "styled"]
 
 
 @functools.cache
 def _consoles() -> tuple[Console, Console]:
     from rich.console import Console
 
-    return Console(), Console(stderr=True)
+    plain = {"markup": False, "emoji": False, "highlight": False}
+    return Console(**plain), Console(stderr=True, **plain)  # type: ignore[arg-type]
 
 
 def out_console() -> Console:
@@ -38,3 +44,14 @@ def print_json(obj: Any) -> None:
     """Write one compact JSON document and a newline to stdout, flushed."""
     sys.stdout.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def styled(*parts: str | tuple[str, str]) -> Any:
+    """A :class:`rich.text.Text` from plain strings and ``(text, style)`` pairs; nothing is parsed.
+
+    >>> styled(("featcli: error:", "bold red"), " a [b] :c:").plain
+    'featcli: error: a [b] :c:'
+    """
+    from rich.text import Text
+
+    return Text.assemble(*parts)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from featcli.cli.base import app, report_error
-from featcli.cli.console import out_console, print_json
+from featcli.cli.console import out_console, print_json, styled
 from featcli.cli.options import (
     AlphaOpt,
     BackgroundOpt,
@@ -88,7 +88,7 @@ def _print_record(r: dict[str, Any], first: bool) -> None:
     if not first:
         con.print()
     frames = f", frame {r['frame'] + 1} of {r['frames']}" if r["frames"] > 1 else ""
-    con.print(f"[bold]{r['path']}[/]", highlight=False)
+    con.print(styled((r["path"], "bold")))
     con.print(f"  format      {r['format'] or '?'}, mode {r['mode']}, {r['width']}x{r['height']} (WxH){frames}",
               highlight=False)
     con.print(f"  orientation {r['orientation']} ({r['orientation_text']})", highlight=False)

@@ -36,15 +36,16 @@ def _coerce_leaf(ann: Any, info: Any, value: Any) -> Any:
             return False
         raise ValueError(f"{value!r} is not a valid boolean")
     if ann is int:
+        text = str(value)
+        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
         try:
             n = int(value)
         except (TypeError, ValueError):
-            raise ValueError("Input should be a valid integer, unable to parse string as an integer") \
-                from None
+            raise ValueError(f"{shown!r} is not a valid integer") from None
         if info.min is not None and n < info.min:
-            raise ValueError(f"Input should be greater than or equal to {info.min}")
+            raise ValueError(f"{shown} is too small: it must be greater than or equal to {info.min}")
         if info.max is not None and n > info.max:
-            raise ValueError(f"Input should be less than or equal to {info.max}")
+            raise ValueError(f"{shown} is too large: it must be less than or equal to {info.max}")
         return n
     assert isinstance(ann, type) and issubclass(ann, enum.Enum)
     if isinstance(value, ann):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from featcli.cli.base import app, command_line
-from featcli.cli.console import out_console, print_json
+from featcli.cli.console import out_console, print_json, styled
 from featcli.cli.options import (
     AlphaOpt,
     BackgroundOpt,
@@ -306,7 +306,8 @@ def _print_table(path: str, input_shape: tuple[int, ...] | None, results: list[S
                          min_width=10 if col == "stage" else None, ratio=1 if col == "stage" else None)
     for r in results:
         cells = [str(r.index), r.spec, r.op, format_shape(r.predicted), format_shape(r.actual),
-                 "[green]✓[/]" if r.ok else "[red]✗[/]", f"{r.seconds * 1000:.0f}", _fmt(r.min), _fmt(r.max),
+                 styled(("✓", "green") if r.ok else ("✗", "red")), f"{r.seconds * 1000:.0f}", _fmt(r.min),
+                 _fmt(r.max),
                  _fmt(r.mean, max(abs(r.min), abs(r.max))), f"{r.zeros:.0%}"]
         if not wide:
             del cells[6], cells[2]

@@ -173,15 +173,15 @@ def test_stdin_answers_each_query_before_the_next_arrives() -> None:
     (["1x3x8x8", "--channels", "purple"], 2, "'purple' is not one of 'rgb', 'gray', 'keep'"),
     (["1x3x8x8", "--frame", "-1"], 2, "greater than or equal to 0"),
     (["1x3x8x8", "--max-side", "big"], 2, "valid integer"),
-    ([], 2, "Missing argument"),
+    ([], 2, "missing argument 'INPUT'; see 'featcli shape --help'"),
 ])
 def test_errors(runner: CliRunner, args: list[str], code: int, fragment: str) -> None:
     res = shape(runner, *args)
     assert res.exit_code == code, res.output
     assert fragment in " ".join(res.output.split()), res.output
-    if code == 1 or "stage" in fragment:
-        assert res.output.startswith("featcli: error: ")
-        assert res.stdout == ""
+    # every error, usage errors included, is one line on stderr and nothing on stdout
+    assert res.stderr.startswith("featcli: error: ") and res.stderr.count("\n") == 1, res.stderr
+    assert res.stdout == ""
 
 
 def test_help_has_an_example(runner: CliRunner) -> None:
