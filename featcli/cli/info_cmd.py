@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from featcli.cli.base import app, report_error
+from featcli.cli.base import app, failure_text, report_error
 from featcli.cli.console import out_console, print_json, styled
 from featcli.cli.options import (
     AlphaOpt,
@@ -52,7 +52,16 @@ def info_command(
     if not images and not from_file:
         raise UsageError("no image given")
     opts = load_options(channels, alpha, background, scale, max_side, frame, max_pixels)
-    paths = discover(images or [], recursive=recursive, from_file=from_file)
+    from collections import Counter
+
+    from featcli.cli.base import report_note
+    from featcli.io.inputs import skipped_note
+
+    skipped: Counter[str] = Counter()
+    paths = discover(images or [], recursive=recursive, from_file=from_file, skipped=skipped)
+    note = skipped_note(skipped)
+    if note:
+        report_note(note)
     if not paths:
         raise UsageError("no images found in the given inputs")
     single = paths == images and len(paths) == 1
@@ -60,13 +69,16 @@ def info_command(
     for i, path in enumerate(paths):
         try:
             record = describe(path, opts, pixels=pixels)
-        except FeatcliError as exc:
-            if single:
-                raise
-            failed += 1
-            report_error(str(exc))
+        except Exception as exc:  # noqa: BLE001 - one input's failure is its record, never the batch's end
+            error = failure_text(path, exc)
             if as_json:
-                print_json({"path": path, "error": exc.message})
+                print_json({"path": path, "index": i, "status": "failed", "error": error})
+            if single:
+                if isinstance(exc, FeatcliError):
+                    raise
+                raise FeatcliError(error) from exc
+            failed += 1
+            report_error(error)
             continue
         if as_json:
             print_json(record)

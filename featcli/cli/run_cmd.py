@@ -39,10 +39,11 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
     A token starts the stages when it names a stage op (``conv:...``, ``relu``) and is not an existing
     file; everything after it is a stage.
     """
+    from featcli.io.inputs import exists
     from featcli.stages.spec import is_op_name
 
     for i, tok in enumerate(args):
-        if tok != "-" and not Path(tok).exists() and is_op_name(tok):
+        if tok != "-" and not exists(tok) and is_op_name(tok):
             return args[:i], args[i:]
     return args, []
 
@@ -158,14 +159,21 @@ def run_command(
     if not inputs and not from_file:
         raise UsageError("no input image given (the first argument must be an image, folder, glob or '-')")
 
+    from collections import Counter
+
+    from featcli.cli.base import report_note
     from featcli.engine.devices import cpu_without_torch, resolve_device
-    from featcli.io.inputs import discover
+    from featcli.io.inputs import discover, skipped_note
     from featcli.render import GridOptions, check_cmap
     from featcli.run.config import RunConfig, validate_outputs
     from featcli.run.destinations import is_template
     from featcli.stages.build import build_stack
 
-    paths = discover(inputs, recursive=recursive, from_file=from_file)
+    skipped: Counter[str] = Counter()
+    paths = discover(inputs, recursive=recursive, from_file=from_file, skipped=skipped)
+    note = skipped_note(skipped)
+    if note and not quiet:
+        report_note(note)
     if not paths:
         raise UsageError("no images found in the given inputs")
     single = len(paths) == 1 and inputs == paths and not from_file
@@ -209,6 +217,7 @@ def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
 
     A shape that differs from the plan (a featcli bug) still shows the table up to the ✗ row.
     """
+    from featcli.cli.base import failure_text
     from featcli.engine.loop import ShapeMismatch
     from featcli.run.image import Runner
 
@@ -217,6 +226,12 @@ def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
     except ShapeMismatch as exc:
         if not quiet and not as_json:
             _print_table(path, None, exc.results[0], [])
+        if as_json:
+            print_json({"path": path, "index": 0, "status": "failed", "error": str(exc)})
+        raise
+    except Exception as exc:
+        if as_json:  # the record a batch would give, so scripts read one format
+            print_json({"path": path, "index": 0, "status": "failed", "error": failure_text(path, exc)})
         raise
     if as_json:
         print_json(outcome.record())

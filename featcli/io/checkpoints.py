@@ -72,7 +72,9 @@ def _npy_header(fh: Any, available: int, *, what: str) -> tuple[tuple[int, ...],
         else:
             raise WeightsError(f"{what}: unsupported .npy format version {version}")
     except (ValueError, OSError, SyntaxError) as exc:
-        raise WeightsError(f"{what}: not a valid .npy array ({exc})") from None
+        # numpy's magic-string message quotes the file's first bytes; never echo a file's contents
+        reason = "it does not start with the .npy magic string" if "magic" in str(exc) else str(exc)[:200]
+        raise WeightsError(f"{what}: not a valid .npy array ({reason})") from None
     dtype = np.dtype(dtype)
     if dtype.hasobject or dtype.kind not in "biufc":
         raise WeightsError(f"{what}: dtype {dtype} holds Python objects or records; featcli loads numbers")
@@ -148,6 +150,16 @@ def _torch_reason(exc: BaseException) -> str:
 _OBJECT_OPCODES = frozenset(b"cRbio") | {0x81, 0x92, 0x93}
 
 
+def _looks_pickled(p: Path) -> bool:
+    """True when a file starts as torch's legacy format does: a pickle protocol 2+ header (0x80 N)."""
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
 def _torch_load(p: Path, fmt: str) -> Any:
     import pickle
 
@@ -172,6 +184,11 @@ def _torch_load(p: Path, fmt: str) -> Any:
     except Exception as exc:  # noqa: BLE001 - torch raises KeyError, RuntimeError, EOFError... on junk
         if "legacy .tar format" in str(exc):
             raise WeightsError(f"{p}: a pre-1.6 .tar-format checkpoint cannot be loaded safely") from None
+        if fmt == "torch-legacy" and p.stat().st_size == 0:
+            raise WeightsError(f"{p}: the file is empty") from None
+        if fmt == "torch-legacy" and not _looks_pickled(p):
+            raise WeightsError(f"{p}: not a PyTorch checkpoint (neither a zip archive nor a pickle stream)") \
+                from None
         raise WeightsError(f"{p}: not a readable PyTorch checkpoint ({_torch_reason(exc)})") from None
 
 

@@ -5,19 +5,63 @@ from __future__ import annotations
 import glob
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from featcli.errors import UsageError
 
-IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".jfif", ".pbm",
-                        ".pgm", ".ppm", ".pnm", ".tga", ".ico"})
+#: Extensions a folder or glob picks up: the raster formats Pillow decodes itself. Left out on purpose:
+#: .eps/.ps (decoded by running Ghostscript), .wmf/.emf (Windows only), .pdf (write-only), and the stub
+#: formats that need extra plugins (.h5, .grib, .bufr, .fits). Any file given by name is tried whatever
+#: its extension; a folder's other files are counted and reported as skipped.
+IMAGE_EXTS = frozenset({
+    ".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".avif", ".bmp", ".dib", ".tif", ".tiff",
+    ".gif", ".pbm", ".pgm", ".ppm", ".pnm", ".pfm", ".tga", ".ico", ".cur", ".icns", ".jp2", ".j2k", ".jpx",
+    ".j2c", ".jpc", ".jpf", ".psd", ".dds", ".qoi", ".pcx", ".sgi", ".rgb", ".rgba", ".bw", ".ras", ".xbm",
+    ".xpm", ".im", ".msp", ".fli", ".flc", ".blp", ".dcx",
+})
 _GLOB_CHARS = set("*?[")
 
 
-def _walk(folder: Path, recursive: bool) -> list[str]:
+def exists(path: str) -> bool:
+    """``os.path.exists`` that answers False for names no file can have (too long, NUL bytes, ...).
+
+    ``Path.exists`` raises ``OSError: File name too long`` for a 300-byte argument, which on the command
+    line is far more likely an inline kernel (``conv:w=[[...]]``) than a file.
+    """
+    try:
+        return os.path.exists(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _walk(folder: Path, recursive: bool, skipped: Counter[str] | None = None) -> list[str]:
     found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(str(p) for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    images = []
+    for p in found:
+        if not p.is_file():
+            continue
+        ext = p.suffix.lower()
+        if ext in IMAGE_EXTS:
+            images.append(str(p))
+        elif skipped is not None and not p.name.startswith("."):  # hidden files are nobody's images
+            skipped[ext or "(no extension)"] += 1
+    return sorted(images)
+
+
+def skipped_note(skipped: Counter[str]) -> str | None:
+    """One line saying which files folders and globs left out, or None when none were.
+
+    >>> skipped_note(Counter({".txt": 3, ".psx": 1}))
+    'skipped 4 file(s) without an image extension (.txt: 3, .psx: 1); name a file to try it anyway'
+    """
+    total = sum(skipped.values())
+    if not total:
+        return None
+    common = sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))[:6]
+    kinds = ", ".join(f"{ext}: {n}" for ext, n in common) + (", ..." if len(skipped) > 6 else "")
+    return f"skipped {total} file(s) without an image extension ({kinds}); name a file to try it anyway"
 
 
 def read_path_list(source: str) -> list[str]:
@@ -29,29 +73,33 @@ def read_path_list(source: str) -> list[str]:
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
 
 
-def discover(args: Iterable[str], *, recursive: bool = False, from_file: str | None = None) -> list[str]:
+def discover(args: Iterable[str], *, recursive: bool = False, from_file: str | None = None,
+             skipped: Counter[str] | None = None) -> list[str]:
     """Expand inputs: files as given, globs (``**`` with ``recursive``), folders (their images, sorted).
 
     Paths that do not exist are kept, so the batch reports them as failed instead of silently dropping
     them; a glob that matches nothing is kept the same way. Duplicates are removed, order is kept.
+    ``skipped`` (if given) counts, by extension, the files folders and globs left out.
     """
     out: list[str] = []
     items = list(args) + (read_path_list(from_file) if from_file else [])
     for item in items:
         p = Path(item)
-        if item == "-" or p.is_file():
+        if item == "-" or (exists(item) and p.is_file()):
             out.append(item)
-        elif p.is_dir():
-            out.extend(_walk(p, recursive))
+        elif exists(item) and p.is_dir():
+            out.extend(_walk(p, recursive, skipped))
         elif _GLOB_CHARS & set(item):
             matches = sorted(glob.glob(item, recursive=recursive))
             expanded: list[str] = []
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir():
-                    expanded.extend(_walk(mp, recursive))
+                    expanded.extend(_walk(mp, recursive, skipped))
                 elif mp.suffix.lower() in IMAGE_EXTS:
                     expanded.append(m)
+                elif skipped is not None and mp.is_file():
+                    skipped[mp.suffix.lower() or "(no extension)"] += 1
             out.extend(expanded or [item])
         else:
             out.append(item)

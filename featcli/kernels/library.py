@@ -137,8 +137,11 @@ def list_kernels(kernels_dir: str | None = None, *, tag: str | None = None) -> l
 
 
 # --- one kernel file ------------------------------------------------------------------------------
-def numbers(row: str, what: str) -> list[float]:
+def numbers(row: str, what: str, *, line: int | None = None) -> list[float]:
     """The numbers of one matrix row, separated by commas or whitespace.
+
+    ``line``: the row is line ``line`` of a file. The message then names the line and not the text: a
+    file given as a kernel may be anything (``conv:w=/etc/shadow``) and errors never echo its contents.
 
     >>> numbers("1, 0 -1", "k")
     [1.0, 0.0, -1.0]
@@ -150,6 +153,9 @@ def numbers(row: str, what: str) -> list[float]:
         try:
             out.append(float(tok))
         except ValueError:
+            if line is not None:
+                raise KernelError(f"{what}: line {line} is not a row of numbers (a kernel text file has one "
+                                  "row of numbers per line, '#' comments)") from None
             raise KernelError(f"{what}: {tok!r} is not a number") from None
     return out
 
@@ -162,14 +168,23 @@ def file_kernel(p: Path, *, name: str | None = None) -> Kernel:
         if arr.ndim != 2:
             raise KernelError(f"{what}: a kernel .npy in a kernels folder must be 2-D, got shape {arr.shape}")
         return array_kernels(arr, name or p.stem, str(p))[0]
+    too_big = KernelError(f"{what}: larger than {MAX_TEXT_BYTES >> 10} KiB, not a kernel text file")
     if p.stat().st_size > MAX_TEXT_BYTES:
-        raise KernelError(f"{what}: larger than {MAX_TEXT_BYTES >> 10} KiB, not a kernel text file")
+        raise too_big
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KernelError(f"{what}: cannot read: {exc}") from None
-    rows = [r for r in (line.split("#", 1)[0] for line in text.splitlines()) if r.strip()]
-    return Kernel(name or p.stem, as_matrix([numbers(r, what) for r in rows], what=what), origin=str(p))
+        with p.open("rb") as fh:  # bounded even where st_size says 0 (/proc files, pipes)
+            data = fh.read(MAX_TEXT_BYTES + 1)
+    except OSError as exc:
+        raise KernelError(f"{what}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_TEXT_BYTES:
+        raise too_big
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise KernelError(f"{what}: not a kernel text file (not UTF-8 text at byte {exc.start})") from None
+    rows = [(n, r) for n, r in enumerate((ln.split("#", 1)[0] for ln in text.splitlines()), 1) if r.strip()]
+    matrix = [numbers(r, what, line=n) for n, r in rows]
+    return Kernel(name or p.stem, as_matrix(matrix, what=what), origin=str(p))
 
 
 def array_kernels(arr: Any, name: str, origin: str) -> list[Kernel]:

@@ -278,8 +278,8 @@ def test_npy_header_checked_before_allocating(tmp_path: Path, shape: tuple[int, 
 
 @pytest.mark.parametrize(
     ("content", "msg"),
-    [(b"hello world, not a checkpoint", "not a readable PyTorch checkpoint"),
-     (b"", "not a readable PyTorch checkpoint"),
+    [(b"hello world, not a checkpoint", "not a PyTorch checkpoint .neither a zip archive nor a pickle"),
+     (b"", "the file is empty"),
      (b"(lp0\nI1\na.", "not a PyTorch checkpoint featcli can read safely"),
      (pickle.dumps([1, 2], protocol=2), "not a readable PyTorch checkpoint"),
      (b"not a checkpoint", "not a PyTorch checkpoint featcli can read safely"),
