@@ -1,4 +1,4 @@
-"""featcli's benchmark suite: featcli against the tools people would otherwise use, with issue 7's targets.
+"""featcli's benchmark suite: featcli against the tools people would otherwise use, with the project's targets.
 
 Run from the repository root: ``python -m benchmarks [--quick] [--json|--markdown] [--runs N] [--only NAME,...]``.
 Every scenario makes its own deterministic images (benchmarks/images.py, cached in .bench/), runs featcli
@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
 
     statuses = [r["status"] for rows in scenarios.values() for r in rows]
     doc = {
-        "suite": "featcli benchmarks (issue 7)",
+        "suite": "featcli benchmarks",
         "command": subprocess.list2cmdline(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)]),
         "git": _git(),
         "quick": args.quick,

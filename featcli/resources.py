@@ -6,6 +6,8 @@ In a wheel, ``kernels/`` and ``samples/`` are installed inside the package as ``
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from featcli.errors import FeatcliError
@@ -30,15 +32,49 @@ def samples_dir() -> Path:
     return _data_dir("samples")
 
 
+#: ``sample:NAME`` names a bundled sample wherever an image path is taken (when no such file exists).
+SAMPLE_PREFIX = "sample:"
+_SAMPLE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff", ".bmp"}
+
+
 def sample_names() -> list[str]:
     """Stems of the bundled sample images, sorted."""
-    exts = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".tif", ".tiff", ".bmp"}
-    return sorted(p.stem for p in samples_dir().iterdir() if p.suffix.lower() in exts)
+    return sorted(p.stem for p in samples_dir().iterdir() if p.suffix.lower() in _SAMPLE_EXTS)
 
 
 def sample_path(name: str) -> Path:
     """Path of the bundled sample ``name`` (stem, e.g. ``"checkerboard"``)."""
-    matches = [p for p in samples_dir().iterdir() if p.stem == name and not p.name.endswith(".py")]
+    matches = [p for p in samples_dir().iterdir() if p.stem == name and p.suffix.lower() in _SAMPLE_EXTS]
     if not matches:
-        raise FeatcliError(f"no sample named {name!r}; known: {', '.join(sample_names())}")
+        import difflib
+
+        close = difflib.get_close_matches(name, sample_names(), n=1)
+        hint = f" (did you mean sample:{close[0]}?)" if close else ""
+        raise FeatcliError(f"no sample named {name!r}{hint}; featcli samples lists them: "
+                           f"{', '.join(sample_names())}")
     return matches[0]
+
+
+def sample_descriptions() -> dict[str, str]:
+    """What each sample shows, from ``samples/index.toml`` (empty when the file is missing)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    index = samples_dir() / "index.toml"
+    if not index.is_file():
+        return {}
+    return {str(k): str(v) for k, v in tomllib.loads(index.read_text(encoding="utf-8")).items()}
+
+
+def resolve_sample(text: str) -> str:
+    """``sample:NAME`` -> the sample's path; any other text (or an existing file of that name) unchanged.
+
+    >>> Path(resolve_sample("sample:shapes")).name
+    'shapes.png'
+    """
+    if not text.startswith(SAMPLE_PREFIX) or os.path.lexists(text):
+        return text
+    return str(sample_path(text[len(SAMPLE_PREFIX):]))
+

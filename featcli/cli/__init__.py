@@ -17,7 +17,8 @@ from typing import Any
 __all__ = ["COMMANDS", "app", "main"]
 
 #: command name -> module that registers it
-COMMANDS = {"info": "info_cmd", "kernels": "kernels_cmd", "run": "run_cmd", "shape": "shape_cmd"}
+COMMANDS = {"info": "info_cmd", "kernels": "kernels_cmd", "run": "run_cmd", "samples": "samples_cmd",
+            "shape": "shape_cmd"}
 
 
 def _register(names: list[str] | None = None) -> Any:

@@ -25,7 +25,8 @@ from featcli.errors import FeatcliError
 @app.command("info")
 def info_command(
     images: Annotated[list[str] | None, typer.Argument(
-        help="Image files, folders or globs ('-' reads one image from stdin).", show_default=False)] = None,
+        metavar="IMAGE...", show_default=False,
+        help="Image files, folders, globs or sample:NAME ('-' reads one image from stdin).")] = None,
     pixels: Annotated[int, typer.Option("--pixels", "-p", min=0, max=64,
                                         help="Also print the top-left NxN values of every channel.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", "--jsonl", help="One JSON object per image and line on stdout.")]
@@ -56,6 +57,7 @@ def info_command(
 
     from featcli.cli.base import report_note
     from featcli.io.inputs import skipped_note
+    from featcli.resources import resolve_sample
 
     skipped: Counter[str] = Counter()
     paths = discover(images or [], recursive=recursive, from_file=from_file, skipped=skipped)
@@ -64,7 +66,7 @@ def info_command(
         report_note(note)
     if not paths:
         raise UsageError("no images found in the given inputs")
-    single = paths == images and len(paths) == 1
+    single = len(paths) == 1 and len(images or []) == 1 and paths[0] == resolve_sample((images or [''])[0])
     failed = 0
     for i, path in enumerate(paths):
         try:

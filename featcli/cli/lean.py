@@ -15,6 +15,8 @@ from typing import Any
 
 from typer.core import TyperCommand, TyperGroup
 
+from featcli.cli.helptext import label_param, polish, usage_pieces
+
 try:
     from typer._click.exceptions import BadParameter
     from typer._coercion import RuntimeParam
@@ -105,11 +107,15 @@ class LeanCommand(TyperCommand):
         super().__init__(*args, **kwargs)
         for param in self.params:
             leanify(param)
+        polish(self)
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return usage_pieces(super().collect_usage_pieces(ctx))
 
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)
         leanify(option)
-        return option
+        return label_param(option)
 
 
 class LeanGroup(TyperGroup):
@@ -119,8 +125,10 @@ class LeanGroup(TyperGroup):
         super().__init__(*args, **kwargs)
         for param in self.params:
             leanify(param)
+        polish(self)
 
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)
         leanify(option)  # no pydantic import just to read an unset --help flag
+        label_param(option)
         return option

@@ -165,6 +165,7 @@ def run_command(
     from featcli.engine.devices import cpu_without_torch, resolve_device
     from featcli.io.inputs import discover, skipped_note
     from featcli.render import GridOptions, check_cmap
+    from featcli.resources import resolve_sample
     from featcli.run.config import RunConfig, validate_outputs
     from featcli.run.destinations import is_template
     from featcli.stages.build import build_stack
@@ -176,7 +177,7 @@ def run_command(
         report_note(note)
     if not paths:
         raise UsageError("no images found in the given inputs")
-    single = len(paths) == 1 and inputs == paths and not from_file
+    single = len(paths) == 1 and len(inputs) == 1 and not from_file and paths[0] == resolve_sample(inputs[0])
     for opt, value in (("-o", output), ("--save", save)):
         if value and not single and not is_template(value):
             raise UsageError(f"{opt} names one file; with several images use a template such as "

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from featcli.errors import UsageError
+from featcli.resources import resolve_sample
 
 #: Extensions a folder or glob picks up: the raster formats Pillow decodes itself. Left out on purpose:
 #: .eps/.ps (decoded by running Ghostscript), .wmf/.emf (Windows only), .pdf (write-only), and the stub
@@ -75,7 +76,8 @@ def read_path_list(source: str) -> list[str]:
 
 def discover(args: Iterable[str], *, recursive: bool = False, from_file: str | None = None,
              skipped: Counter[str] | None = None) -> list[str]:
-    """Expand inputs: files as given, globs (``**`` with ``recursive``), folders (their images, sorted).
+    """Expand inputs: files as given, ``sample:NAME`` (a bundled sample), globs (``**`` with ``recursive``),
+    folders (their images, sorted).
 
     Paths that do not exist are kept, so the batch reports them as failed instead of silently dropping
     them; a glob that matches nothing is kept the same way. Duplicates are removed, order is kept.
@@ -83,7 +85,7 @@ def discover(args: Iterable[str], *, recursive: bool = False, from_file: str | N
     """
     out: list[str] = []
     items = list(args) + (read_path_list(from_file) if from_file else [])
-    for item in items:
+    for item in map(resolve_sample, items):
         p = Path(item)
         if item == "-" or (exists(item) and p.is_file()):
             out.append(item)
