@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,7 +32,7 @@ def samples_command(
 
     names = [sample_path(name).stem] if name else sample_names()
     about = sample_descriptions()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in names:
         p = sample_path(n)
         with Image.open(p) as img:
