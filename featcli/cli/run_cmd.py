@@ -58,9 +58,9 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
     ),
 )
 def run_command(
-    args: Annotated[list[str], typer.Argument(
-        help="Images ('-' for stdin), then stages in the `featcli shape` language (conv:..., relu, maxpool:k=2).",
-        show_default=False, metavar="IMAGE... [STAGE...]")],
+    args: Annotated[list[str] | None, typer.Argument(
+        help="Images, folders, globs, sample:NAME or '-' (stdin), then stages in the `featcli shape` language "
+             "(conv:..., relu, maxpool:k=2).", show_default=False, metavar="IMAGE... [STAGE...]")] = None,
     kernel: Annotated[list[str] | None, typer.Option(
         "--kernel", "-k", help="Kernel name, spec (gaussian:size=5,sigma=1) or FILE.pt:KEY; all -k make one conv.",
         rich_help_panel=_K)] = None,
@@ -153,11 +153,24 @@ def run_command(
     Each stage's shape is predicted by the formula engine (as in `featcli shape`) and checked against the
     real tensor. Example: featcli run samples/shapes.png -k sobel_x -k sobel_y --pool max:k=2 -o grid.png
     """
+    from featcli.cli.hints import check_inputs, check_stages, check_stdin
     from featcli.errors import UsageError
 
-    inputs, stage_texts = split_args(list(args))
+    inputs, stage_texts = split_args(list(args or []))
     if not inputs and not from_file:
-        raise UsageError("no input image given (the first argument must be an image, folder, glob or '-')")
+        raise UsageError("no input image given (the first argument must be an image, folder, glob, sample:NAME "
+                         "or '-'; featcli samples lists the bundled images)")
+    check_stdin(inputs)
+    check_inputs(inputs, kernels_dir=kernels_dir)
+    check_stages(stage_texts)
+    if not kernel:
+        given = [opt for opt, value, default in (("--pad", pad, "0"), ("--stride", stride, "1"),
+                                                 ("--padding-mode", padding_mode, PaddingMode.ZEROS))
+                 if value != default]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise UsageError(f"{' and '.join(given)} {verb} to the -k conv, and no -k is given; a stage takes its "
+                             "own keys, e.g. conv:w=sobel_x,p=1,s=2,pm=reflect")
 
     from collections import Counter
 
@@ -167,7 +180,7 @@ def run_command(
     from featcli.render import GridOptions, check_cmap
     from featcli.resources import resolve_sample
     from featcli.run.config import RunConfig, validate_outputs
-    from featcli.run.destinations import is_template
+    from featcli.run.destinations import fill, is_template
     from featcli.stages.build import build_stack
 
     skipped: Counter[str] = Counter()
@@ -182,6 +195,10 @@ def run_command(
         if value and not single and not is_template(value):
             raise UsageError(f"{opt} names one file; with several images use a template such as "
                              f"out/{{stem}}{Path(value).suffix or '.png'} or --out-dir")
+        if value:
+            fill(value, paths[0])  # a bad template is one usage error now, not one failure per image
+    if out_dir:
+        fill(name, paths[0], index=1, op="conv", stage="s1_conv")
     stack = build_stack(stage_texts, kernels=kernel or [], pools=pool or [], kernel_mode=kernel_mode,
                         padding=pad, stride=stride, padding_mode=padding_mode)
     cfg = RunConfig(

@@ -158,7 +158,14 @@ def test_a_name_too_long_for_the_file_system_is_one_clean_line(runner: CliRunner
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
-    (["run"], "missing argument 'IMAGE... [STAGE...]'; see 'featcli run --help'"),
+    (["run"], "no input image given (the first argument must be an image, folder, glob, sample:NAME or '-'"),
+    (["shape"], "missing argument 'INPUT'; see 'featcli shape --help'"),
+    (["run", "a.png", "sobel_x"], "'sobel_x' is a kernel, not an image: use -k sobel_x or the stage conv:w=sobel_x"),
+    (["run", "a.png", "mxpool:k=2"], "unknown op 'mxpool' (did you mean maxpool?)"),
+    (["run", "a.png", "conv", "out=5"], "'out=5' is a key of the stage before it: write conv:out=5 (no space)"),
+    (["run", "a.png", "relu", "k=2"], "write relu:k=2"),
+    (["run", "a.png", "--pad", "1", "relu"], "--pad applies to the -k conv, and no -k is given"),
+    (["run", "a.png", "b.png", "-k", "sobel_x", "-o", "x/{nope}.png"], "bad output name template 'x/{nope}.png'"),
     (["run", "a.png", "--forc"], "no such option: --forc (did you mean --force"),
     (["run", "a.png", "--norm", "x"], "'x' is not one of 'per-map', 'stage', 'symmetric', 'percentile'"),
     (["run", "a.png", "--batch-size", "0"], "0 is too small: it must be greater than or equal to 1"),
@@ -173,6 +180,26 @@ def test_usage_errors_are_one_line_exit_2(runner: CliRunner, args: list[str], fr
     line = _one_error_line(res)
     assert fragment in line and len(line) < 300, line
     assert res.stdout == ""
+
+
+def test_stdin_on_a_terminal_is_refused(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from featcli.cli import hints
+
+    tty = types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True))
+    monkeypatch.setattr(hints, "sys", tty)
+    res = runner.invoke(app, ["run", "-", "-k", "sobel_x"])
+    assert res.exit_code == 2
+    assert "'-' reads an image from stdin, but stdin is a terminal" in _one_error_line(res)
+
+
+def test_from_file_alone_names_the_inputs(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "list.txt").write_text(f"{_png(tmp_path / 'a.png')}\n{_png(tmp_path / 'b.png')}\n")
+    res = runner.invoke(app, ["run", "--from-file", str(tmp_path / "list.txt"), "-k", "sobel_x", "--out-dir",
+                              str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert len(res.stdout.splitlines()) == 2
 
 
 # --- one record per input, whatever happens ---------------------------------------------------------------------
