@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,6 +20,9 @@ from featcli.cli.options import (
 )
 from featcli.enums import Alpha, Channels, Scale
 from featcli.errors import FeatcliError
+
+if TYPE_CHECKING:
+    from featcli.io.images import LoadOptions
 
 
 @app.command("info")
@@ -71,6 +74,7 @@ def info_command(
     for i, path in enumerate(paths):
         try:
             record = describe(path, opts, pixels=pixels)
+            record["loading"] = loading_notes(record, opts)
         except Exception as exc:  # noqa: BLE001 - one input's failure is its record, never the batch's end
             error = failure_text(path, exc)
             if as_json:
@@ -91,6 +95,42 @@ def info_command(
         raise typer.Exit(1)
 
 
+_ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+_ONE_CHANNEL = {"1", "L", "LA", "La", "I", "F"}
+
+
+def loading_notes(r: dict[str, Any], opts: LoadOptions) -> list[str]:
+    """What loading did to the file's pixels on their way to the tensor, as short phrases.
+
+    >>> from featcli.io.images import LoadOptions
+    >>> loading_notes({"mode": "LA", "orientation": 1, "width": 4, "height": 4,
+    ...                "tensor": {"shape": [1, 3, 4, 4]}}, LoadOptions())
+    ['alpha dropped (see --alpha)', '1 channel repeated to RGB (see --channels)']
+    """
+    mode = r["mode"]
+    notes = []
+    if mode in _ALPHA_MODES:
+        notes.append({Alpha.DROP: "alpha dropped (see --alpha)",
+                      Alpha.COMPOSITE: f"alpha blended over {opts.background} (see --alpha)",
+                      Alpha.KEEP: "alpha kept as the last channel"}[opts.alpha])
+    if mode == "P":
+        notes.append("palette expanded to RGB")
+    one = mode in _ONE_CHANNEL or mode.startswith("I;16")
+    if one and opts.channels is Channels.RGB:
+        notes.append("1 channel repeated to RGB (see --channels)")
+    elif not one and opts.channels is Channels.GRAY:
+        notes.append("converted to 1 gray channel (ITU-R 601-2 luma)")
+    elif mode not in ("RGB", "RGBA", "P", "PA", "RGBX") and not one and opts.channels is Channels.RGB:
+        notes.append(f"{mode} converted to RGB")
+    if r["orientation"] != 1:
+        notes.append(f"turned upright (EXIF orientation {r['orientation']})")
+    n, c, h, w = r["tensor"]["shape"]
+    upright = (r["height"], r["width"]) if r["orientation"] in (1, 2, 3, 4) else (r["width"], r["height"])
+    if (h, w) != upright:
+        notes.append(f"resized from {upright[1]}x{upright[0]} to {w}x{h} (see --max-side)")
+    return notes
+
+
 def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
@@ -106,6 +146,8 @@ def _print_record(r: dict[str, Any], first: bool) -> None:
     con.print(f"  format      {r['format'] or '?'}, mode {r['mode']}, {r['width']}x{r['height']} (WxH){frames}",
               highlight=False)
     con.print(f"  orientation {r['orientation']} ({r['orientation_text']})", highlight=False)
+    if r.get("loading"):
+        con.print(f"  loading     {'; '.join(r['loading'])}")
     a, t = r["array"], r["tensor"]
     con.print(f"  array       {tuple(a['shape'])} {a['dtype']}  (H, W, C)", highlight=False)
     con.print(f"  tensor      {tuple(t['shape'])} {t['dtype']}  (N, C, H, W), values {t['scale']}",

@@ -112,3 +112,23 @@ def test_version(runner: CliRunner) -> None:
 
     res = runner.invoke(app, ["--version"])
     assert res.exit_code == 0 and __version__ in res.stdout
+
+
+@pytest.mark.parametrize(("sample", "args", "note"), [
+    ("rgba_badge", [], "alpha dropped (see --alpha)"),
+    ("rgba_badge", ["--alpha", "composite"], "alpha blended over white (see --alpha)"),
+    ("gray_rings", [], "1 channel repeated to RGB (see --channels)"),
+    ("photo", ["--channels", "gray"], "converted to 1 gray channel (ITU-R 601-2 luma)"),
+    ("photo", ["--max-side", "160"], "resized from 320x240 to 160x120 (see --max-side)"),
+])
+def test_info_says_what_loading_did(runner: CliRunner, sample: str, args: list[str], note: str) -> None:
+    res = runner.invoke(app, ["info", f"sample:{sample}", *args])
+    assert res.exit_code == 0, res.output
+    assert note in " ".join(res.stdout.split())
+    rec = json.loads(runner.invoke(app, ["info", f"sample:{sample}", *args, "--json"]).stdout)
+    assert note in rec["loading"]
+
+
+def test_info_says_nothing_when_loading_changed_nothing(runner: CliRunner) -> None:
+    rec = json.loads(runner.invoke(app, ["info", "sample:photo", "--json"]).stdout)
+    assert rec["loading"] == []
