@@ -42,5 +42,8 @@ def _command_name(argv: list[str]) -> str | None:
 
 def main() -> None:
     """Console-script entry point."""
+    from featcli.cli.signals import sigterm_as_interrupt
+
     name = _command_name(sys.argv[1:])
-    _register([name] if name else None)()
+    with sigterm_as_interrupt():  # SIGTERM cleans up as Ctrl-C does
+        _register([name] if name else None)()

@@ -1,30 +1,83 @@
-"""Safe output files: atomic writes, no silent overwrite, never an input file.
+"""Safe output files: atomic writes, no silent overwrite, never an input file, all of an image's files or none.
 
-Every file featcli writes goes through :func:`atomic_write`: the data is written to a temporary file
-in the destination folder and renamed over the final name only once complete, so an interrupted or
-failing run leaves no half-written file behind.
+Every file featcli writes goes through :class:`PendingOutputs` (or :func:`atomic_write`, one file): the data
+is written to a hidden temporary file (``.NAME.XXXX.part``) in the destination folder and published under
+its final name only once complete, so an interrupted or failing run leaves no half-written file behind.
+
+Publishing never replaces a file that appeared after the run checked the name: without ``force`` it is a
+create-exclusive step (a hard link of the temp file, which fails if the name exists, then the temp file
+goes; where the filesystem has no hard links, an ``O_EXCL`` reservation of the name that the temp file then
+replaces). Two runs writing the same names therefore never overwrite each other: the second to publish gets
+an :class:`OutputError`. With ``force`` the temp file is renamed over the name (``os.replace``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from featcli.errors import OutputError
 
+__all__ = ["InputSet", "PendingOutputs", "atomic_open", "atomic_write", "check_output", "defer_interrupt", "path_key",
+           "uninterrupted"]
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
+RACED = "already exists (created by another process while this run was writing; use --force to overwrite)"
+
+#: errors of os.link that mean "this filesystem has no hard links", not "the name is taken"
+_NO_LINKS = {errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EMLINK, errno.EXDEV, errno.EINVAL,
+             getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.EOPNOTSUPP}
 
 
-def check_output(path: str | os.PathLike[str], *, force: bool = False, inputs: Iterable[str] = ()) -> Path:
+def path_key(path: str | os.PathLike[str]) -> str:
+    """The name a path is compared by: absolute, symlinks resolved, case-folded where the OS folds case."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+class InputSet:
+    """The input files of a whole run, which no output may name (not even with ``--force``).
+
+    Inputs are compared by resolved path and, where they exist, by file identity (device and inode), so a
+    hard link or a symlink to an input is an input too. Built once per run, so checking an output costs one
+    ``stat`` and one ``realpath`` however many inputs the run has.
+    """
+
+    def __init__(self, paths: Iterable[str | os.PathLike[str]] = ()) -> None:
+        self._keys: dict[str, str] = {}
+        self._ids: dict[tuple[int, int], str] = {}
+        for p in paths:
+            if str(p) in ("-", "", "<stdin>"):
+                continue
+            self._keys.setdefault(path_key(p), str(p))
+            with contextlib.suppress(OSError):
+                st = os.stat(p)
+                self._ids.setdefault((st.st_dev, st.st_ino), str(p))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def find(self, path: str | os.PathLike[str]) -> str | None:
+        """The input that ``path`` names (as the run was given it), or None."""
+        hit = self._keys.get(path_key(path))
+        if hit is not None:
+            return hit
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return self._ids.get((st.st_dev, st.st_ino))
+
+
+def _as_inputs(inputs: InputSet | Iterable[str]) -> InputSet:
+    return inputs if isinstance(inputs, InputSet) else InputSet(inputs)
+
+
+def check_output(path: str | os.PathLike[str], *, force: bool = False,
+                 inputs: InputSet | Iterable[str] = ()) -> Path:
     """Validate that ``path`` may be written.
 
     Raises:
@@ -32,9 +85,10 @@ def check_output(path: str | os.PathLike[str], *, force: bool = False, inputs: I
             directory, exists and ``force`` is false, or its folder does not exist.
     """
     p = Path(path)
-    for src in inputs:
-        if src not in ("-", "") and (_same_file(p, Path(src)) or p.resolve() == Path(src).resolve()):
-            raise OutputError("refusing to overwrite an input file", path=str(p))
+    src = _as_inputs(inputs).find(p)
+    if src is not None:
+        which = "" if path_key(src) == path_key(p) else f" ({src})"
+        raise OutputError(f"refusing to overwrite an input file{which}", path=str(p))
     if p.is_dir():
         raise OutputError("is a directory; give a file name", path=str(p))
     if p.exists() and not force:
@@ -45,17 +99,215 @@ def check_output(path: str | os.PathLike[str], *, force: bool = False, inputs: I
     return p
 
 
+# --- sections an interrupt must not cut in half -------------------------------------------------------
+
+_section = {"depth": 0, "pending": False}
+
+
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path``; rename it to ``path`` when the block succeeds."""
+def uninterrupted() -> Iterator[None]:
+    """A section of the main thread that a Ctrl-C or SIGTERM must not cut in half (publishing an image's
+    files, or undoing them; emitting a record): an interrupt that arrives inside it is raised at its end.
+
+    Only works with the CLI's signal handlers (:mod:`featcli.cli.signals`), which ask
+    :func:`defer_interrupt` first; elsewhere, and off the main thread, it changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _section["depth"] += 1
+    try:
+        yield
+    finally:
+        _section["depth"] -= 1
+        if not _section["depth"] and _section["pending"]:
+            _section["pending"] = False
+            raise KeyboardInterrupt
+
+
+def defer_interrupt() -> bool:
+    """For a signal handler: inside an :func:`uninterrupted` section, note the interrupt (raised at the
+    section's end) and return True; else return False (the handler raises now)."""
+    if _section["depth"]:
+        _section["pending"] = True
+        return True
+    return False
+
+
+def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _unlink_if_ours(path: Path, ident: tuple[int, int] | None) -> None:
+    """Remove ``path`` only while it is still the file this run published (never someone else's)."""
+    if ident is not None and _identity(path) == ident:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _mkstemp(p: Path) -> tuple[int, str]:
+    """A new hidden temp file ``.NAME.XXXX.part`` beside ``p`` (tempfile imported here: the CLI imports this
+    module at start-up, and ``featcli shape`` needs no temp file)."""
+    import tempfile
+
+    return tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent if str(p.parent) else ".")
+
+
+def publish(tmp: str, final: Path, *, force: bool = False) -> None:
+    """Give the finished temp file ``tmp`` its final name; ``tmp`` is gone afterwards (or on error).
+
+    Raises:
+        OutputError: without ``force``, ``final`` exists (someone created it since it was checked).
+        OSError: the filesystem refused.
+    """
+    if force:
+        os.replace(tmp, final)
+        return
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise OutputError(RACED, path=str(final)) from None
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        _reserve_and_replace(tmp, final)
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+def _reserve_and_replace(tmp: str, final: Path) -> None:
+    """Publishing without hard links: create ``final`` exclusively (empty), then rename ``tmp`` over it."""
+    try:
+        fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise OutputError(RACED, path=str(final)) from None
+    ident = _identity(final)
+    os.close(fd)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        _unlink_if_ours(final, ident)
+        raise
+
+
+class PendingOutputs:
+    """The files of one image: each written to a temp file, then all published together, or none.
+
+    ``write(path, fn)`` checks ``path`` (:func:`check_output`), calls ``fn(fh)`` on a temp file beside it and
+    keeps the temp file; :meth:`publish` gives every temp file its name. Leaving the ``with`` block by an
+    exception (``KeyboardInterrupt`` included, even after :meth:`publish`) removes the temp files and every
+    file this object published (only while it is still the file it published), so an image's outputs are
+    all written or none. Use it as a context manager: leaving the block releases what it holds.
+
+    >>> with PendingOutputs() as out:  # doctest: +SKIP
+    ...     out.write("a.png", encode_a)
+    ...     out.write("a.npz", encode_b)  # raises: a.png was never published
+    ...     paths = out.publish()
+    """
+
+    def __init__(self, *, force: bool = False, inputs: InputSet | Iterable[str] = ()) -> None:
+        self.force = force
+        self.inputs = _as_inputs(inputs)
+        self._temps: list[tuple[str, Path]] = []
+        self._published: list[tuple[Path, tuple[int, int] | None]] = []
+        self._names: dict[str, Path] = {}
+        # One open descriptor per file written (POSIX): while it is open the file's inode number cannot be
+        # reused, so "still the file we published" is exact. (Windows cannot rename an open file.)
+        self._held: dict[str, int] = {}
+
+    def __enter__(self) -> PendingOutputs:
+        return self
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        self.discard(published=kind is not None)
+
+    def write(self, path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+        """Check ``path`` and write its content to a temp file beside it (published by :meth:`publish`)."""
+        p = check_output(path, force=self.force, inputs=self.inputs)
+        key = path_key(p)
+        if key in self._names:
+            raise OutputError(f"written twice by one image (also as {str(self._names[key])!r})", path=str(p))
+        self._names[key] = p
+        try:
+            fd, tmp = _mkstemp(p)
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror or exc}", path=str(p)) from None
+        self._temps.append((tmp, p))
+        try:
+            if os.name == "posix":
+                self._held[tmp] = os.dup(fd)
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+            os.chmod(tmp, 0o644 & ~_umask())
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror or exc}", path=str(p)) from None
+        return p
+
+    def publish(self) -> list[Path]:
+        """Give every temp file its final name, in the order written; on any failure, undo them all."""
+        with uninterrupted():
+            return self._publish()
+
+    def _publish(self) -> list[Path]:
+        try:
+            while self._temps:
+                tmp, p = self._temps[0]
+                ident = _identity(tmp)
+                if tmp in self._held:
+                    self._held[str(p)] = self._held.pop(tmp)
+                try:
+                    publish(tmp, p, force=self.force)
+                except OSError as exc:
+                    raise OutputError(f"cannot write: {exc.strerror or exc}", path=str(p)) from None
+                self._temps.pop(0)
+                self._published.append((p, ident))
+        except BaseException:
+            self._discard(True)
+            raise
+        return [p for p, _ in self._published]
+
+    def discard(self, *, published: bool = True) -> None:
+        """Remove the temp files and (``published``) the files this object published."""
+        with uninterrupted():
+            self._discard(published)
+
+    def _discard(self, published: bool) -> None:
+        for tmp, _ in self._temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self._temps.clear()
+        if published:
+            for p, ident in reversed(self._published):
+                _unlink_if_ours(p, ident)
+            self._published.clear()
+        self._release()
+
+    def _release(self) -> None:
+        for fd in self._held.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._held.clear()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path``; publish it as ``path`` when the block succeeds.
+
+    Without ``force`` an existing ``path`` is never replaced (:func:`publish`).
+    """
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent if str(p.parent) else ".")
+    fd, tmp = _mkstemp(p)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
         os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, p)
+        publish(tmp, p, force=force)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -67,24 +319,23 @@ def atomic_write(
     write: Callable[[BinaryIO], object],
     *,
     force: bool = False,
-    inputs: Iterable[str] = (),
+    inputs: InputSet | Iterable[str] = (),
 ) -> Path:
-    """Check ``path`` with :func:`check_output`, then call ``write(fh)`` on a temp file and rename."""
-    p = check_output(path, force=force, inputs=inputs)
-    try:
-        with atomic_open(p) as fh:
-            write(fh)
-    except OSError as exc:
-        raise OutputError(f"cannot write: {exc.strerror or exc}", path=str(p)) from None
+    """Check ``path`` with :func:`check_output`, call ``write(fh)`` on a temp file, then publish it."""
+    with PendingOutputs(force=force, inputs=inputs) as out:
+        out.write(path, write)
+        (p,) = out.publish()
     return p
 
 
-_UMASK: int | None = None
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # at import (one thread); os.umask has no read-only form
 
 
 def _umask() -> int:
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0)
-        os.umask(_UMASK)
     return _UMASK

@@ -1,16 +1,17 @@
 """PNG encoding: text metadata, the zlib strategy, and an atomic save.
 
-Every PNG featcli draws goes through :func:`save_png`, which writes it with
-:func:`featcli.io.outputs.atomic_write` (temp file + rename; never an input, never an existing file
-without ``force``). Grids and maps are 8-bit palette images at a low zlib level, so encoding stays cheap;
-for large ones the run-length strategy is chosen when a sample of rows says it compresses as well.
+Every PNG featcli draws is encoded by :func:`png_writer`; :func:`save_png` writes one with
+:func:`featcli.io.outputs.atomic_write` (temp file + publish; never an input, never an existing file
+without ``force``), and a run hands several to one :class:`featcli.io.outputs.PendingOutputs`.
+Grids and maps are 8-bit palette images at a low zlib level, so encoding stays cheap; for large ones
+the run-length strategy is chosen when a sample of rows says it compresses as well.
 """
 
 from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,7 +22,7 @@ from featcli import __version__
 from featcli.errors import OutputError, UsageError
 from featcli.io.outputs import atomic_write
 
-__all__ = ["save_png"]
+__all__ = ["png_writer", "save_png"]
 
 _RLE_MIN_PIXELS = 1_000_000  # below this, choosing a strategy costs more than it can save
 
@@ -48,6 +49,23 @@ def save_png(
         OutputError: not a ``.png`` name, exists without ``force``, is one of ``inputs``, cannot be written.
         UsageError: ``compress_level`` outside 0..9.
     """
+    return atomic_write(path, png_writer(image, path, metadata=metadata, compress_level=compress_level),
+                        force=force, inputs=inputs)
+
+
+def png_writer(
+    image: Image.Image,
+    path: str | os.PathLike[str],
+    *,
+    metadata: Mapping[str, str] | None = None,
+    compress_level: int = 1,
+) -> Callable[[BinaryIO], None]:
+    """The function that encodes ``image`` as the PNG ``path`` into an open file (see :func:`save_png`).
+
+    Raises:
+        OutputError: not a ``.png`` name.
+        UsageError: ``compress_level`` outside 0..9.
+    """
     p = Path(path)
     if p.suffix.lower() != ".png":
         raise OutputError(f"expected a .png file name, got {p.suffix or 'no extension'!r}", path=str(p))
@@ -65,7 +83,7 @@ def save_png(
     def write(fh: BinaryIO) -> None:
         image.save(fh, format="PNG", compress_level=compress_level, compress_type=strategy, pnginfo=info)
 
-    return atomic_write(p, write, force=force, inputs=inputs)
+    return write
 
 
 def _zlib_strategy(image: Image.Image, level: int) -> int:

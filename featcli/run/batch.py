@@ -5,8 +5,11 @@ releases the GIL), the calling thread executes the plan on stacked batches of sa
 its own threads), and worker threads render and encode the PNGs (zlib releases the GIL). On the NumPy
 engine (which releases the GIL in its loops) each image runs whole on its loading thread. Records come back
 in input order through a callback as soon as each one and all before it are done, so
-``featcli run ... --jsonl | jq`` works live. A bad file becomes a ``failed`` record and the batch goes on;
-Ctrl-C stops cleanly (files being written are finished atomically, nothing partial is left).
+``featcli run ... --jsonl | jq`` works live. A bad file becomes a ``failed`` record and the batch goes on.
+Every input's destinations are checked together before any work (two outputs that are one file, an output
+that is an input of the run). Ctrl-C (and SIGTERM, which the CLI turns into it) stops cleanly: images being
+written are finished or removed whole, no temp file is left, and every image whose files were published gets
+its record, in input order.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from featcli.errors import FeatcliError, UsageError
 from featcli.io.inputs import unique_stems
+from featcli.io.outputs import uninterrupted
 from featcli.run.config import RunConfig
 from featcli.run.image import Runner
 from featcli.run.write import write_outputs
@@ -115,6 +119,7 @@ def run_batch(
         raise UsageError("--batch-size and --workers must be at least 1")
     runner = runner or Runner(cfg, batch=True)
     stems = unique_stems(paths)
+    runner.check_run(paths, stems)
     summary = Summary()
     t0 = time.perf_counter()
 
@@ -128,7 +133,7 @@ def run_batch(
             dest = destinations(cfg, report, path, stem=stems[i], n=i)
             if dest.all and all(Path(p).exists() for p in dest.all):
                 return Record(i, path, "skipped", {"outputs": dest.all})
-        image, plan, dest = runner.prepare(path, stem=stems[i], n=i)
+        image, plan, dest = runner.prepare(path, stem=stems[i], n=i)  # checks against every input
         streaming = runner.streaming_for(plan, dest)
         x = runner.to_input(image, plan)
         item = _Loaded(i, image, plan, dest, x, started, streaming)
@@ -138,7 +143,7 @@ def run_batch(
         return item
 
     def write(item: _Loaded, results: list[Any]) -> Record:
-        outputs = write_outputs(item.dest, cfg, item.image, results)
+        outputs = write_outputs(item.dest, cfg, item.image, results, runner.inputs)
         outcome = runner.outcome(item.image, item.plan, results, outputs, item.started, item.index)
         return Record(item.index, outcome.path, "ok", outcome.record(), outcome=outcome)
 
@@ -150,25 +155,31 @@ def run_batch(
             return Record(i, paths[i], "failed", error=str(exc))
         return Record(i, paths[i], "failed", error=f"{paths[i]}: internal error: {type(exc).__name__}: {exc}")
 
-    def drain(block: bool) -> None:
+    def drain(block: bool, *, stopped: bool = False) -> None:
+        """Emit the finished records in order; ``stopped``: every record there is, skipping the inputs an
+        interruption left unprocessed (their slots are empty or their writes were cancelled)."""
         nonlocal next_emit
         while next_emit < len(paths):
-            slot = slots[next_emit]
-            if slot is None:
-                return
+            i, slot = next_emit, slots[next_emit]
+            if slot is None or (isinstance(slot, Future) and slot.cancelled()):
+                if not stopped:
+                    return
+                next_emit += 1
+                continue
             if isinstance(slot, Future):
                 if not block and not slot.done():
                     return
                 try:
                     rec = slot.result()
                 except Exception as exc:  # noqa: BLE001 - reported as a failed record
-                    rec = failed(next_emit, exc)
+                    rec = failed(i, exc)
             else:
                 rec = slot
-            slots[next_emit] = None  # free the image and tensors
-            setattr(summary, rec.status, getattr(summary, rec.status) + 1)
-            emit(rec)
-            next_emit += 1
+            slots[i] = None  # free the image and tensors
+            with uninterrupted():  # a record is counted and printed whole, or not at all
+                next_emit += 1
+                setattr(summary, rec.status, getattr(summary, rec.status) + 1)
+                emit(rec)
 
     loaders = ThreadPoolExecutor(workers, thread_name_prefix="featcli-load")
     writers = ThreadPoolExecutor(workers, thread_name_prefix="featcli-write")
@@ -209,14 +220,17 @@ def run_batch(
         refill()
         group: list[_Loaded] = []
         while queue:
-            i, fut = queue.popleft()
-            refill()
+            i, fut = queue[0]  # stays queued while waited on, so an interruption still sees it
             try:
                 item = fut.result()
             except Exception as exc:  # noqa: BLE001 - a bad file does not stop the batch
+                queue.popleft()
+                refill()
                 slots[i] = failed(i, exc)
                 drain(block=False)
                 continue
+            queue.popleft()
+            refill()
             if isinstance(item, Record):
                 slots[i] = item
             else:
@@ -237,10 +251,20 @@ def run_batch(
         summary.interrupted = True
         for _, fut in queue:
             fut.cancel()
+        # Images being written finish (all their files, or none); writes not started are cancelled.
         loaders.shutdown(wait=True, cancel_futures=True)
-        writers.shutdown(wait=True)  # files in flight finish atomically
+        writers.shutdown(wait=True, cancel_futures=True)
+        for i, fut in queue:  # loaders that ran a whole image (NumPy engine) published its files
+            if fut.done() and not fut.cancelled() and slots[i] is None:
+                try:
+                    item = fut.result()
+                except Exception as exc:  # noqa: BLE001 - reported as a failed record
+                    slots[i] = failed(i, exc)
+                else:
+                    if isinstance(item, Record):
+                        slots[i] = item
         try:
-            drain(block=True)
+            drain(block=True, stopped=True)
         except Exception:  # noqa: BLE001 - best effort while stopping
             pass
     finally:

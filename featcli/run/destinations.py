@@ -1,13 +1,19 @@
-"""Where each input's outputs go: stage selection, name templates, and the checks made before any compute."""
+"""Where each input's outputs go: stage selection, name templates, and the checks made before any compute.
+
+A whole run is checked before any image is decoded (:func:`check_run`): no two outputs are the same file, no
+output is an input of the run (not even with ``--force``), and ``--name`` stays inside ``--out-dir``.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from featcli.errors import OutputError, UsageError
-from featcli.io.outputs import check_output
+from featcli.io.outputs import InputSet, check_output, path_key
 from featcli.run.config import RunConfig
 from featcli.shape.report import ShapeReport
 
@@ -45,12 +51,32 @@ def fill(template: str, src: str, *, stem: str | None = None, n: int = 0, **stag
     'out/photo_s2_relu.png'
     """
     p = Path(src) if src not in ("-", "<stdin>") else Path("stdin")
-    values = {"stem": stem or p.stem, "name": p.name, "ext": p.suffix.lstrip("."), "parent": p.parent.name,
-              "n": n, **stage}
+    named = {"stem": stem or p.stem, "name": p.name, "ext": p.suffix.lstrip("."), "parent": p.parent.name}
+    values = {**{k: _one_name(v) for k, v in named.items()}, "n": n, **stage}
     try:
         return template.format(**values)
     except (KeyError, IndexError, ValueError) as exc:
         raise UsageError(f"bad output name template {template!r} ({exc}); fields: {_FIELDS}") from None
+
+
+def _one_name(value: str) -> str:
+    """A value taken from an input's name, made one plain path component: separators (both kinds, on every
+    OS) become ``_``, and ``.``/``..`` (a ``{parent}`` of ``a/../x.png``) cannot climb out of a folder."""
+    value = value.replace("/", "_").replace("\\", "_").replace("\0", "_")
+    return "_" * len(value) if value in (".", "..") else value
+
+
+def in_out_dir(out_dir: str, name: str, template: str) -> str:
+    """``out_dir/name``, refused unless it stays inside ``out_dir`` (no absolute name, no ``..`` above it).
+
+    >>> in_out_dir("maps", "a/../b.png", "{stem}")
+    'maps/b.png'
+    """
+    norm = os.path.normpath(name)
+    if os.path.isabs(name) or os.path.splitdrive(name)[0] or norm == ".." or norm.startswith(".." + os.sep):
+        raise UsageError(f"--name {template!r} gives {name!r}, which is outside --out-dir {out_dir!r}; "
+                         "give a name inside the folder")
+    return os.path.join(out_dir, norm)
 
 
 def is_template(name: str | None) -> bool:
@@ -88,8 +114,8 @@ def destinations(cfg: RunConfig, report: ShapeReport, src: str, *, stem: str | N
             if row.index in every and row.index in spatial:
                 name = fill(cfg.name_template, src, stem=stem, n=n, index=row.index, op=row.op,
                             stage=f"s{row.index}_{row.op}")
-                stage_files[row.index] = str(Path(cfg.out_dir) / (name if name.lower().endswith(".png")
-                                                                   else name + ".png"))
+                name = name if name.lower().endswith(".png") else name + ".png"
+                stage_files[row.index] = in_out_dir(cfg.out_dir, name, cfg.name_template)
     output = fill(cfg.output, src, stem=stem, n=n) if cfg.output else None
     save = fill(cfg.save, src, stem=stem, n=n) if cfg.save else None
     shown = select_stages(cfg.stages, count, "last") if output else []
@@ -97,11 +123,61 @@ def destinations(cfg: RunConfig, report: ShapeReport, src: str, *, stem: str | N
         raise OutputError("the selected stages have no spatial maps to draw (flatten/linear); pick others with "
                           "--stages", path=output)
     saved = every if save else []
+    if save and save.lower().endswith(".npy") and len(saved) != 1:
+        raise OutputError(f".npy holds one stage; {len(saved)} selected (use --stages N, or .npz)", path=save)
     return Destinations(output, stage_files, save, shown, saved)
 
 
-def check_destinations(dest: Destinations, cfg: RunConfig, src: str) -> None:
-    """Refuse before computing: existing files without --force, an input file, a missing folder."""
+def labelled(dest: Destinations) -> list[tuple[str, str]]:
+    """``(what, path)`` of every output of one input, ``what`` as the user asked for it."""
+    out = [("-o", dest.output)] if dest.output else []
+    out += [(f"stage {i} (--out-dir)", p) for i, p in dest.stage_files.items()]
+    return out + ([("--save", dest.save)] if dest.save else [])
+
+
+def check_destinations(dest: Destinations, cfg: RunConfig, src: str, inputs: InputSet | None = None) -> None:
+    """Refuse before computing: two outputs that are one file, existing files without --force, an input
+    file of the run (``inputs``, default ``src`` alone), a missing folder."""
+    check_unique([(src, dest)])
     for path in dest.all:
-        check_output(path, force=cfg.force, inputs=[src])
+        check_output(path, force=cfg.force, inputs=inputs if inputs is not None else [src])
+
+
+def check_unique(dests: Sequence[tuple[str, Destinations]]) -> None:
+    """Refuse two outputs of one run that are the same file (a usage error: the names cannot work)."""
+    seen: dict[str, tuple[str, str]] = {}
+    for src, dest in dests:
+        for what, path in labelled(dest):
+            key = path_key(path)
+            if key not in seen:
+                seen[key] = (src, what)
+                continue
+            other_src, other = seen[key]
+            opt = "--name" if "out-dir" in what else what
+            if other_src != src:
+                hint = f"put {{stem}} in the {opt} template"
+            elif "out-dir" in what and "out-dir" in other:
+                hint = "put {index} or {stage} in the --name template"
+            else:
+                hint = "give them different names"
+            raise UsageError(f"two outputs of this run are the same file {path!r}: {other} of {other_src} and "
+                             f"{what} of {src}; {hint}")
+
+
+def check_run(cfg: RunConfig, report: ShapeReport, paths: Sequence[str], stems: Sequence[str],
+              inputs: InputSet) -> list[Destinations]:
+    """Every input's destinations, checked together before any work: no two are one file, none is an
+    input of the run (even with ``--force``). ``report`` is any input's shape report: which stages make files
+    depends on the stack only. Existing files are left to each image's own check (a ``failed`` record)."""
+    dests = [destinations(cfg, report, path, stem=stem, n=i)
+             for i, (path, stem) in enumerate(zip(paths, stems, strict=True))]
+    check_unique(list(zip(paths, dests, strict=True)))
+    for src, dest in zip(paths, dests, strict=True):
+        for what, path in labelled(dest):
+            hit = inputs.find(path)
+            if hit is not None:
+                whose = "that input itself" if path_key(hit) == path_key(src) else f"{src}; it is input {hit}"
+                raise OutputError(f"refusing to overwrite an input file of this run ({what} of {whose}); "
+                                  "inputs are never overwritten, even with --force", path=path)
+    return dests
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from featcli.engine.loop import StageResult, compile_stages, execute
@@ -19,8 +19,9 @@ from featcli.engine.plan import Plan, Planner, PlanOptions
 from featcli.enums import Engine, Stream
 from featcli.errors import UsageError
 from featcli.io.images import LoadedImage, load_image
+from featcli.io.outputs import InputSet
 from featcli.run.config import ImageOutcome, RunConfig
-from featcli.run.destinations import Destinations, check_destinations, destinations
+from featcli.run.destinations import Destinations, check_destinations, check_run, destinations
 from featcli.run.write import write_outputs
 
 
@@ -31,11 +32,14 @@ class Runner:
         cfg: the run's configuration.
         batch: several inputs: without ``--threads``, torch gets half the cores and the other half decode
             and encode images.
+        inputs: every input file of the run, which no output may replace (set by :meth:`check_run`; by
+            default each image's own file).
     """
 
-    def __init__(self, cfg: RunConfig, *, batch: bool = False) -> None:
+    def __init__(self, cfg: RunConfig, *, batch: bool = False, inputs: InputSet | None = None) -> None:
         self.cfg = cfg
         self.batch = batch
+        self.inputs = inputs
         self.planner = Planner(cfg.stack, PlanOptions(cfg.kernels_dir, cfg.allow_torchscript, cfg.seed))
         self._engine: str | None = None
         self._backends: dict[str, Any] = {}
@@ -123,6 +127,25 @@ class Runner:
         backend, fns = self.compiled(plan)
         return execute(x, plan, backend, fns, keep=keep, streaming=streaming)
 
+    # --- the whole run, before any work ---------------------------------------------------------------
+    def check_run(self, paths: Sequence[str], stems: Sequence[str]) -> None:
+        """Check every input's destinations together (:func:`featcli.run.destinations.check_run`) from the
+        first input whose header gives a shape report; from now on every output check knows all inputs."""
+        self.inputs = InputSet(paths)
+        if not (self.cfg.output or self.cfg.out_dir or self.cfg.save):
+            return
+        from featcli.io.images import probe
+
+        for path in paths:
+            if path == "-":
+                continue
+            try:
+                report = self.planner.report(probe(path, self.cfg.load).tensor_shape)
+            except Exception:  # noqa: BLE001 - a bad file fails on its own; another input gives the stages
+                continue
+            check_run(self.cfg, report, paths, stems, self.inputs)
+            return
+
     # --- one image ----------------------------------------------------------------------------------
     def prepare(self, path: str, *, stem: str | None = None, n: int = 0
                 ) -> tuple[LoadedImage, Plan, Destinations]:
@@ -130,7 +153,7 @@ class Runner:
         image = load_image(path, self.cfg.load)
         plan = self.plan_for(image)
         dest = destinations(self.cfg, plan.report, path, stem=stem, n=n)
-        check_destinations(dest, self.cfg, path)
+        check_destinations(dest, self.cfg, path, self.inputs)
         return image, plan, dest
 
     def outcome(self, image: LoadedImage, plan: Plan, results: list[StageResult], outputs: list[str],
@@ -150,7 +173,7 @@ class Runner:
         streaming = self.streaming_for(plan, dest)
         x = self.to_input(image, plan)
         (results,) = self.execute(x, plan, keep=dest.keep, streaming=streaming)
-        outputs = write_outputs(dest, self.cfg, image, results)
+        outputs = write_outputs(dest, self.cfg, image, results, self.inputs)
         return self.outcome(image, plan, results, outputs, t0, n)
 
 

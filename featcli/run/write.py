@@ -1,6 +1,8 @@
 """Turning a run's stage results into files: the grid or full-resolution map, per-stage PNGs, raw tensors.
 
-Every file goes through :mod:`featcli.io.outputs` (atomic, never over an input, ``--force`` to replace).
+Every file goes through :mod:`featcli.io.outputs` (atomic, never over an input, ``--force`` to replace), and
+one image's files are published together: each is rendered and encoded into a temp file first, then all get
+their names; if any fails, none is left.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 from featcli.engine.loop import StageResult
 from featcli.errors import OutputError
 from featcli.io.images import LoadedImage
-from featcli.io.outputs import atomic_write
-from featcli.render import Tile, render_grid, render_map, save_png
+from featcli.io.outputs import InputSet, PendingOutputs
+from featcli.io.png import png_writer
+from featcli.render import Tile, render_grid, render_map
 from featcli.run.config import RunConfig
 from featcli.run.destinations import Destinations
 
@@ -66,8 +69,7 @@ def _metadata(cfg: RunConfig, path: str, stages: Sequence[StageResult]) -> dict[
     }
 
 
-def _save_raw(results: Sequence[StageResult], picked: list[int], path: str, cfg: RunConfig,
-              inputs: list[str]) -> str:
+def _save_raw(results: Sequence[StageResult], picked: list[int], path: str, out: PendingOutputs) -> None:
     ext = Path(path).suffix.lower()
     tensors = {r.name: as_numpy(r.tensor) for r in results if r.index in picked}
     if ext == ".npy":
@@ -94,26 +96,28 @@ def _save_raw(results: Sequence[StageResult], picked: list[int], path: str, cfg:
             torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, buf)
             fh.write(buf.getvalue())
 
-    return str(atomic_write(path, write, force=cfg.force, inputs=inputs))
+    out.write(path, write)
 
 
+def write_outputs(dest: Destinations, cfg: RunConfig, image: LoadedImage, results: Sequence[StageResult],
+                  inputs: InputSet | None = None) -> list[str]:
+    """Render and write every output of one image: all of them, or none (nothing partial on failure).
 
-def write_outputs(dest: Destinations, cfg: RunConfig, image: LoadedImage, results: Sequence[StageResult]) -> list[str]:
-    """Render and write every output of one image (atomically; nothing partial on failure)."""
+    ``inputs``: the run's input files, which no output may replace (default: this image's file).
+    """
     label = image.header.path
-    inputs = [label]
-    outputs: list[str] = []
-    if dest.output:
-        picked = [r for r in results if r.index in dest.shown and _spatial(r)]
-        pic = _picture(picked, cfg, image, f"{label} · {' -> '.join(r.op for r in results)}")
-        outputs.append(str(save_png(pic, dest.output, metadata=_metadata(cfg, label, picked), force=cfg.force,
-                                    inputs=inputs)))
-    for r in results:
-        if r.index in dest.stage_files:
-            pic = _picture([r], cfg, image, f"{label} · s{r.index} {r.spec}")
-            outputs.append(str(save_png(pic, dest.stage_files[r.index], metadata=_metadata(cfg, label, [r]),
-                                        force=cfg.force, inputs=inputs)))
-    if dest.save:
-        outputs.append(_save_raw(results, dest.saved, dest.save, cfg, inputs))
-    return outputs
-
+    with PendingOutputs(force=cfg.force, inputs=inputs if inputs is not None else [label]) as out:
+        if dest.output:
+            picked = [r for r in results if r.index in dest.shown and _spatial(r)]
+            pic = _picture(picked, cfg, image, f"{label} · {' -> '.join(r.op for r in results)}")
+            out.write(dest.output, png_writer(pic, dest.output, metadata=_metadata(cfg, label, picked)))
+            del pic
+        for r in results:
+            if r.index in dest.stage_files:
+                path = dest.stage_files[r.index]
+                pic = _picture([r], cfg, image, f"{label} · s{r.index} {r.spec}")
+                out.write(path, png_writer(pic, path, metadata=_metadata(cfg, label, [r])))
+                del pic
+        if dest.save:
+            _save_raw(results, dest.saved, dest.save, out)
+        return [str(p) for p in out.publish()]
