@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from featcli.cli.base import app, command_line
-from featcli.cli.console import out_console, print_json, styled
+from featcli.cli.console import out_console, print_json
 from featcli.cli.options import (
     AlphaOpt,
     BackgroundOpt,
@@ -21,10 +21,10 @@ from featcli.cli.options import (
     ThreadsOpt,
     load_options,
 )
+from featcli.cli.tables import print_run_table
 from featcli.enums import Alpha, Channels, Engine, KernelMode, Norm, PaddingMode, Scale, Stream
 
 if TYPE_CHECKING:
-    from featcli.engine.loop import StageResult
     from featcli.run.config import RunConfig
 
 _K = "Kernels and stages"
@@ -243,7 +243,7 @@ def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
         outcome = Runner(cfg).process(path)
     except ShapeMismatch as exc:
         if not quiet and not as_json:
-            _print_table(path, None, exc.results[0], [])
+            print_run_table(out_console(), path, None, exc.results[0], [])
         if as_json:
             print_json({"path": path, "index": 0, "status": "failed", "error": str(exc)})
         raise
@@ -254,7 +254,7 @@ def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
     if as_json:
         print_json(outcome.record())
     elif not quiet:
-        _print_table(outcome.path, outcome.input_shape, outcome.results, outcome.outputs)
+        print_run_table(out_console(), outcome.path, outcome.input_shape, outcome.results, outcome.outputs)
 
 
 def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, skip_existing: bool,
@@ -307,44 +307,3 @@ def _rate_column() -> Any:
             return Text(f"{task.speed:.1f} img/s" if task.speed else "- img/s", style="cyan")
 
     return RateColumn()
-
-
-def _fmt(v: float, scale: float = 0.0) -> str:
-    """3 significant digits; float noise (below 1e-6 of the stage's range) shows as 0."""
-    return "0" if abs(v) < 1e-6 * scale else f"{v:.3g}"
-
-
-def _print_table(path: str, input_shape: tuple[int, ...] | None, results: list[StageResult],
-                 outputs: list[str]) -> None:
-    from rich import box
-    from rich.table import Table
-
-    from featcli.stages.grammar import format_shape
-
-    con = out_console()
-    # On a narrow terminal (80 columns, or a pipe) the op and time columns go (the stage spec starts with
-    # its op; --json has the times), so shapes and statistics keep their width.
-    wide = con.width >= 100
-    narrow_drop = {"op", "ms"}
-    title = f"{path}  input {'x'.join(map(str, input_shape))}" if input_shape else path
-    table = Table(title=title, title_justify="left",
-                  box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False, collapse_padding=True)
-    columns = [("#", "right"), ("stage", "left"), ("op", "left"), ("predicted", "left"), ("actual", "left"),
-               ("", "center"), ("ms", "right"), ("min", "right"), ("max", "right"), ("mean", "right"),
-               ("zeros", "right")]
-    for col, just in columns:
-        if col in narrow_drop and not wide:
-            continue
-        table.add_column(col, justify=just, no_wrap=col != "stage", overflow="fold",  # type: ignore[arg-type]
-                         min_width=10 if col == "stage" else None, ratio=1 if col == "stage" else None)
-    for r in results:
-        cells = [str(r.index), r.spec, r.op, format_shape(r.predicted), format_shape(r.actual),
-                 styled(("✓", "green") if r.ok else ("✗", "red")), f"{r.seconds * 1000:.0f}", _fmt(r.min),
-                 _fmt(r.max),
-                 _fmt(r.mean, max(abs(r.min), abs(r.max))), f"{r.zeros:.0%}"]
-        if not wide:
-            del cells[6], cells[2]
-        table.add_row(*cells)
-    con.print(table)
-    for f in outputs:
-        con.print(f"wrote {f}", highlight=False)

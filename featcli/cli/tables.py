@@ -1,7 +1,10 @@
-"""Rich tables of the ``shape`` command: the per-stage table and the notes under it.
+"""The tables of ``shape`` and ``run``, designed for an 80-column terminal and better on a wide one.
 
-(The ``run`` table lives with its command in ``run_cmd.py``.) Formatting only: the numbers come from
-:class:`featcli.shape.report.ShapeReport`.
+Formatting only: the numbers come from :class:`featcli.shape.report.ShapeReport` and the run's
+:class:`featcli.engine.loop.StageResult` rows. Numbers and shapes are never wrapped or cut; a long stage
+spec is elided in the middle at a comma (:func:`elide`), so its op and its last keys stay readable. On a
+narrow terminal the ``shape`` formulas go under the table and the ``run`` table shows one checked shape
+column (a mismatch, a featcli bug, still shows both shapes).
 """
 
 from __future__ import annotations
@@ -15,9 +18,34 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from featcli.engine.loop import StageResult
     from featcli.shape.report import ShapeReport
 
-__all__ = ["print_shape_report", "shape_notes", "shape_table"]
+__all__ = ["elide", "formula_lines", "print_run_table", "print_shape_report", "shape_notes", "shape_table"]
+
+#: Below this width the ``run`` table drops its op and time columns and merges predicted/actual.
+WIDE = 100
+
+
+def elide(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: head and tail cut at commas where possible, ``…`` between.
+
+    >>> elide("conv:out=5,k=3x5,s=1x2,p=2", 20)
+    'conv:out=5,…,p=2'
+    >>> elide("conv:w=gaussian(size=5,sigma=1.0),p=2,pm=reflect", 30)
+    'conv:w=gaussian(si…,pm=reflect'
+    """
+    if len(text) <= width:
+        return text
+    budget = max(width, 5) - 1
+    tail = text[-(budget // 2):]
+    if "," in tail:
+        tail = tail[tail.index(","):]
+    rest = budget - len(tail)
+    head = text[:rest]
+    if "," in head[:-1] and head.rindex(",") >= rest // 2:
+        head = head[: head.rindex(",") + 1]
+    return f"{head}…{tail}"
 
 
 def _dims(pair: tuple[int, int]) -> str:
@@ -28,8 +56,12 @@ def _frac(x: int | Fraction) -> str:
     return str(x) if isinstance(x, int) or x.denominator == 1 else f"{x.numerator}/{x.denominator}"
 
 
-def shape_table(report: ShapeReport) -> Table:
-    """One row per stage (and the input as row 0): output, params, MACs, RF, jump, formulas; totals below."""
+def shape_table(report: ShapeReport, *, formulas: bool = True, stage_width: int | None = None) -> Table:
+    """One row per stage (and the input as row 0): output, params, MACs, RF, jump, formulas; totals below.
+
+    ``formulas=False`` leaves the formula column out (see :func:`formula_lines`); ``stage_width`` elides
+    longer specs.
+    """
     from rich.table import Table
 
     from featcli.stages.grammar import format_shape
@@ -43,15 +75,28 @@ def shape_table(report: ShapeReport) -> Table:
     table.add_column("MACs", justify="right", footer=f"{report.macs:,}", no_wrap=True)
     table.add_column("RF", justify="right", no_wrap=True)
     table.add_column("jump", justify="right", no_wrap=True)
-    table.add_column("formula")
+    if formulas:
+        table.add_column("formula")
     source = f" {report.source}" if report.source else ""
-    table.add_row("0", f"input{source}", format_shape(report.input), "", "", "1", "1", "")
+    first = f"input{source}"
+    table.add_row("0", elide(first, stage_width) if stage_width else first, format_shape(report.input), "", "",
+                  "1", "1", *([""] if formulas else []))
     for row in report.stages:
         jh, jw = _frac(row.jump[0]), _frac(row.jump[1])
         jump = jh if jh == jw else f"{jh}x{jw}"
-        table.add_row(str(row.index), row.spec, format_shape(row.out_shape), f"{row.params:,}",
-                      f"{row.macs:,}", _dims(row.rf), jump, "\n".join(row.formulas))
+        spec = elide(row.spec, stage_width) if stage_width else row.spec
+        table.add_row(str(row.index), spec, format_shape(row.out_shape), f"{row.params:,}",
+                      f"{row.macs:,}", _dims(row.rf), jump, *(["\n".join(row.formulas)] if formulas else []))
     return table
+
+
+def formula_lines(report: ShapeReport) -> list[str]:
+    """The formulas as lines under a narrow table: ``1  H: floor((640 + 2*2 - 1*(3-1) - 1)/1) + 1 = 642``."""
+    lines = []
+    for row in report.stages:
+        for n, f in enumerate(row.formulas):
+            lines.append(f"{row.index if n == 0 else '':>2}  {f}")
+    return lines
 
 
 def shape_notes(report: ShapeReport) -> list[str]:
@@ -66,11 +111,30 @@ def shape_notes(report: ShapeReport) -> list[str]:
     return lines
 
 
+def _width(con: Console, table: Table) -> int:
+    return con.measure(table, options=con.options.update_width(10_000)).maximum
+
+
 def print_shape_report(con: Console, report: ShapeReport) -> None:
-    """Print the table and its notes on ``con``; piped output is not wrapped at Rich's default 80 columns."""
+    """Print the table and its notes on ``con``; piped output is not wrapped at Rich's default 80 columns.
+
+    On a terminal too narrow for the formula column, the formulas go under the table, one per line, and
+    long stage specs are elided so numbers stay whole.
+    """
     table = shape_table(report)
     if con.is_terminal or "COLUMNS" in os.environ:
-        con.print(table, highlight=False, markup=False)
+        if _width(con, table) > con.width:
+            bare = shape_table(report, formulas=False)
+            spare = con.width - _width(con, bare)
+            longest = max(len(r.spec) for r in report.stages) if report.stages else 0
+            table = shape_table(report, formulas=False, stage_width=max(12, longest + min(spare, 0)))
+            con.print(table, highlight=False, markup=False)
+            if any(r.formulas for r in report.stages):
+                con.print("formulas:", style="bold")
+                for line in formula_lines(report):
+                    con.print(line, highlight=False, markup=False, soft_wrap=True)
+        else:
+            con.print(table, highlight=False, markup=False)
     else:
         # Piped to a file or a pager: do not wrap the formulas.
         wanted = con.measure(table, options=con.options.update_width(10_000)).maximum
@@ -82,3 +146,58 @@ def print_shape_report(con: Console, report: ShapeReport) -> None:
             con.width = before
     for line in shape_notes(report):
         con.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _num(v: float, scale: float = 0.0) -> str:
+    """3 significant digits; float noise (below 1e-6 of the stage's range) shows as 0."""
+    return "0" if abs(v) < 1e-6 * scale else f"{v:.3g}"
+
+
+def print_run_table(con: Console, path: str, input_shape: tuple[int, ...] | None, results: list[StageResult],
+                    outputs: list[str]) -> None:
+    """The ``run`` table: each stage's shape (predicted by the formula engine, checked) and value statistics.
+
+    From :data:`WIDE` columns it has the op, predicted and actual shapes and the time; below, one shape
+    column (a ✗ row, a featcli bug, shows ``actual != predicted``) and specs elided to fit.
+    """
+    from rich import box
+    from rich.table import Table
+
+    from featcli.cli.console import styled
+    from featcli.stages.grammar import format_shape
+
+    wide = con.width >= WIDE
+    title = f"{path}  input {'x'.join(map(str, input_shape))}" if input_shape else path
+    rows = []
+    for r in results:
+        scale = max(abs(r.min), abs(r.max))
+        shape = format_shape(r.actual) if r.ok else f"{format_shape(r.actual)} != {format_shape(r.predicted)}"
+        stats = [_num(r.min, scale), _num(r.max, scale), _num(r.mean, scale), f"{r.zeros:.0%}"]
+        mark = styled(("✓", "green") if r.ok else ("✗", "red"))
+        if wide:
+            rows.append([str(r.index), r.spec, r.op, format_shape(r.predicted), format_shape(r.actual), mark,
+                         f"{r.seconds * 1000:.0f}", *stats])
+        else:
+            rows.append([str(r.index), r.spec, shape, mark, *stats])
+    if wide:
+        columns = ["#", "stage", "op", "predicted", "actual", "", "ms", "min", "max", "mean", "zeros"]
+    else:
+        columns = ["#", "stage", "shape", "", "min", "max", "mean", "zeros"]
+    def build(stage_width: int | None) -> Table:
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                      header_style="bold", pad_edge=False, collapse_padding=True)
+        for col in columns:
+            right = col in ("#", "ms", "min", "max", "mean", "zeros")
+            table.add_column(col, justify="right" if right else "left", no_wrap=True)
+        for row in rows:
+            table.add_row(row[0], elide(row[1], stage_width) if stage_width else row[1], *row[2:])
+        return table
+
+    # the stage column gets what the others leave (they never wrap); specs longer than that are elided
+    table = build(None)
+    over = _width(con, table) - con.width
+    if over > 0 and rows:
+        table = build(max(12, max(len(row[1]) for row in rows) - over))
+    con.print(table)
+    for f in outputs:
+        con.print(f"wrote {f}")

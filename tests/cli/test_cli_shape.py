@@ -223,6 +223,23 @@ def test_table_matches_golden(runner: CliRunner, golden, name: str) -> None:  # 
     golden(f"shape/{name}", res.stdout)
 
 
+@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize("name", ["tutorial", "classifier_head", "solve_padding"])
+def test_table_fits_the_terminal(runner: CliRunner, golden, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                 name: str, columns: int) -> None:
+    from featcli.cli import console
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    console._consoles.cache_clear()
+    res = shape(runner, *GOLDEN_STACKS[name])
+    assert res.exit_code == 0, res.output
+    golden(f"shape/{name}_{columns}", res.stdout)
+    table = res.stdout.split("\nnote:")[0].split("\n  options")[0]
+    assert max(len(line.rstrip()) for line in table.splitlines()) <= columns
+    # numbers and shapes are whole: every stage's output shape appears intact on its row
+    assert "1x5x642x320" in res.stdout or name != "tutorial"
+
+
 def test_stdin_mode_hands_the_streams_to_the_service(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     """The command parses and maps the failure count to the exit code; the service does the rest."""
     import featcli.shape.service as service
