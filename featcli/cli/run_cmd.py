@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from featcli.cli.base import app, command_line
-from featcli.cli.console import out_console, print_json
+from featcli.cli.console import err_console, out_console, print_json
 from featcli.cli.options import (
     AlphaOpt,
     BackgroundOpt,
@@ -191,6 +191,8 @@ def run_command(
     if not paths:
         raise UsageError("no images found in the given inputs")
     single = len(paths) == 1 and len(inputs) == 1 and not from_file and paths[0] == resolve_sample(inputs[0])
+    if output == "-" and (not single or as_json):
+        raise UsageError("-o - writes one PNG to standard output: give one image, and no --json")
     for opt, value in (("-o", output), ("--save", save)):
         if value and not single and not is_template(value):
             raise UsageError(f"{opt} names one file; with several images use a template such as "
@@ -253,8 +255,9 @@ def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
         raise
     if as_json:
         print_json(outcome.record())
-    elif not quiet:
-        print_run_table(out_console(), outcome.path, outcome.input_shape, outcome.results, outcome.outputs)
+    elif not quiet:  # with -o - the PNG is on stdout: the table goes to stderr
+        con = err_console() if cfg.output == "-" else out_console()
+        print_run_table(con, outcome.path, outcome.input_shape, outcome.results, outcome.outputs)
 
 
 def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, skip_existing: bool,

@@ -200,4 +200,4 @@ def print_run_table(con: Console, path: str, input_shape: tuple[int, ...] | None
         table = build(max(12, max(len(row[1]) for row in rows) - over))
     con.print(table)
     for f in outputs:
-        con.print(f"wrote {f}")
+        con.print("wrote the PNG to standard output" if f == "-" else f"wrote {f}")

@@ -33,6 +33,10 @@ _NO_LINKS = {errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EMLINK, errno.EXDEV,
              getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.EOPNOTSUPP}
 
 
+#: The output name that means standard output (``-o -``): the bytes are written there once all files are.
+STDOUT = "-"
+
+
 def path_key(path: str | os.PathLike[str]) -> str:
     """The name a path is compared by: absolute, symlinks resolved, case-folded where the OS folds case."""
     return os.path.normcase(os.path.realpath(path))
@@ -85,6 +89,8 @@ def check_output(path: str | os.PathLike[str], *, force: bool = False,
             directory, exists and ``force`` is false, or its folder does not exist.
     """
     p = Path(path)
+    if str(path) == STDOUT:
+        return p
     src = _as_inputs(inputs).find(p)
     if src is not None:
         which = "" if path_key(src) == path_key(p) else f" ({src})"
@@ -93,10 +99,38 @@ def check_output(path: str | os.PathLike[str], *, force: bool = False,
         raise OutputError("is a directory; give a file name", path=str(p))
     if p.exists() and not force:
         raise OutputError("already exists (use --force to overwrite)", path=str(p))
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"folder {str(parent)!r} does not exist", path=str(p))
+    check_folder(p.parent if str(p.parent) else Path("."), path=str(p))
     return p
+
+
+def check_folder(folder: Path, *, path: str | None = None) -> None:
+    """Refuse a folder that cannot exist: a missing one is fine (created as ``mkdir -p`` does, when the
+    first file is written into it) unless a file stands where a folder must be, or no ancestor is writable."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise OutputError(f"cannot create folder {str(folder)!r}: {str(probe)!r} is a file", path=path)
+    if probe != folder and not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot create folder {str(folder)!r}: {str(probe)!r} is not writable", path=path)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; the folders it created, outermost first (removed again if nothing lands there)."""
+    made: list[Path] = []
+    probe = folder
+    while str(probe) and not probe.exists() and probe.parent != probe:
+        made.append(probe)
+        probe = probe.parent
+    made.reverse()
+    for d in made:
+        try:
+            d.mkdir()
+        except FileExistsError:
+            pass
+    return made
 
 
 # --- sections an interrupt must not cut in half -------------------------------------------------------
@@ -154,6 +188,8 @@ def _mkstemp(p: Path) -> tuple[int, str]:
     module at start-up, and ``featcli shape`` needs no temp file)."""
     import tempfile
 
+    if str(p.parent) and not p.parent.is_dir():
+        _make_folders(p.parent)
     return tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent if str(p.parent) else ".")
 
 
@@ -219,6 +255,7 @@ class PendingOutputs:
         # One open descriptor per file written (POSIX): while it is open the file's inode number cannot be
         # reused, so "still the file we published" is exact. (Windows cannot rename an open file.)
         self._held: dict[str, int] = {}
+        self._stdout: bytes | None = None
 
     def __enter__(self) -> PendingOutputs:
         return self
@@ -227,7 +264,17 @@ class PendingOutputs:
         self.discard(published=kind is not None)
 
     def write(self, path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
-        """Check ``path`` and write its content to a temp file beside it (published by :meth:`publish`)."""
+        """Check ``path`` and write its content to a temp file beside it (published by :meth:`publish`).
+
+        ``-`` (:data:`STDOUT`) is kept in memory and written to standard output after the files publish.
+        """
+        if str(path) == STDOUT:
+            import io
+
+            buf = io.BytesIO()
+            write(buf)
+            self._stdout = buf.getvalue()
+            return Path(STDOUT)
         p = check_output(path, force=self.force, inputs=self.inputs)
         key = path_key(p)
         if key in self._names:
@@ -251,7 +298,18 @@ class PendingOutputs:
     def publish(self) -> list[Path]:
         """Give every temp file its final name, in the order written; on any failure, undo them all."""
         with uninterrupted():
-            return self._publish()
+            paths = self._publish()
+            if self._stdout is not None:
+                import sys
+
+                try:
+                    sys.stdout.buffer.write(self._stdout)
+                    sys.stdout.buffer.flush()
+                except OSError as exc:
+                    self._discard(True)
+                    raise OutputError(f"cannot write to standard output: {exc.strerror or exc}") from None
+                paths.append(Path(STDOUT))
+            return paths
 
     def _publish(self) -> list[Path]:
         try:

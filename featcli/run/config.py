@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from featcli.engine.loop import StageResult
 from featcli.enums import Engine, Stream
-from featcli.errors import OutputError, UsageError
+from featcli.errors import UsageError
 from featcli.io.images import LoadOptions
+from featcli.io.outputs import check_folder
 from featcli.render import GridOptions
 from featcli.stages.spec import Stage
 
@@ -78,9 +79,9 @@ class ImageOutcome:
 def validate_outputs(cfg: RunConfig) -> None:
     """Fail early (before any compute) on output names that cannot be written."""
     if cfg.save and not cfg.save.lower().endswith(SAVE_EXTS):
-        raise OutputError(f"--save must end in {', '.join(SAVE_EXTS)}", path=cfg.save)
-    if cfg.output and not cfg.output.lower().endswith(".png"):
-        raise OutputError("-o must be a .png file", path=cfg.output)
-    if cfg.out_dir and not Path(cfg.out_dir).is_dir():
-        raise OutputError("--out-dir is not an existing folder", path=cfg.out_dir)
+        raise UsageError(f"--save {cfg.save}: the name must end in {', '.join(SAVE_EXTS)}")
+    if cfg.output and cfg.output != "-" and not cfg.output.lower().endswith(".png"):
+        raise UsageError(f"-o {cfg.output}: featcli writes PNG; give a name ending in .png")
+    if cfg.out_dir:
+        check_folder(Path(cfg.out_dir), path=cfg.out_dir)
 

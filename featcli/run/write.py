@@ -16,7 +16,7 @@ from typing import Any
 from featcli.engine.loop import StageResult
 from featcli.errors import OutputError
 from featcli.io.images import LoadedImage
-from featcli.io.outputs import InputSet, PendingOutputs
+from featcli.io.outputs import STDOUT, InputSet, PendingOutputs
 from featcli.io.png import png_writer
 from featcli.render import Tile, render_grid, render_map
 from featcli.run.config import RunConfig
@@ -110,7 +110,8 @@ def write_outputs(dest: Destinations, cfg: RunConfig, image: LoadedImage, result
         if dest.output:
             picked = [r for r in results if r.index in dest.shown and _spatial(r)]
             pic = _picture(picked, cfg, image, f"{label} · {' -> '.join(r.op for r in results)}")
-            out.write(dest.output, png_writer(pic, dest.output, metadata=_metadata(cfg, label, picked)))
+            name = "stdout.png" if dest.output == STDOUT else dest.output
+            out.write(dest.output, png_writer(pic, name, metadata=_metadata(cfg, label, picked)))
             del pic
         for r in results:
             if r.index in dest.stage_files:

@@ -219,7 +219,7 @@ def test_refused_stage_writes_nothing(runner: CliRunner, tmp_path: Path) -> None
         (["{img}", "-k", "sobel_q"], 1, "sobel_q"),
         (["{img}", "relu", "--pool", "median:k=2"], 2, "--pool"),
         (["{img}", "relu", "--device", "tpu"], 2, "--device"),
-        (["{img}", "relu", "--save", "x.csv"], 1, "--save"),
+        (["{img}", "relu", "--save", "x.csv"], 2, "--save"),
         (["{img}", "relu", "--stages", "7"], 2, "--stages"),
         (["missing.png", "relu"], 1, "no such file"),
     ],
@@ -311,3 +311,26 @@ def test_torchscript_weights_only_with_the_opt_in(runner: CliRunner, tmp_path: P
     assert res.exit_code == 1 and "--trust-torchscript" in res.stderr
     rec = _run(runner, str(sample_path("shapes")), stage, "--trust-torchscript")
     assert rec["stages"][0]["actual"] == [1, 4, 240, 320]
+
+
+def test_output_to_stdout_and_new_folders(runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["run", "sample:shapes", "-k", "sobel_x", "-o", "-"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout_bytes.startswith(b"\x89PNG\r\n\x1a\n") and "wrote the PNG to standard output" in res.stderr
+    import io as _io
+
+    assert Image.open(_io.BytesIO(res.stdout_bytes)).size == (318, 238)
+    res = runner.invoke(app, ["run", "sample:shapes", "sample:photo", "-k", "sobel_x", "-o", "-"])
+    assert res.exit_code == 2 and "-o - writes one PNG to standard output" in res.stderr
+    # missing folders are made, as mkdir -p does; a file in the way is refused before any work
+    res = runner.invoke(app, ["run", "sample:shapes", "sample:photo", "-k", "sobel_x", "-o", "a/b/{stem}.png",
+                              "--out-dir", "c/d", "-q"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "a/b").iterdir()) == ["photo.png", "shapes.png"]
+    assert len(list((tmp_path / "c/d").iterdir())) == 2
+    (tmp_path / "f").write_text("x")
+    res = runner.invoke(app, ["run", "sample:shapes", "-k", "sobel_x", "-o", "f/x.png"])
+    assert res.exit_code == 1 and "cannot create folder 'f': 'f' is a file" in res.stderr
+    res = runner.invoke(app, ["run", "sample:shapes", "-k", "sobel_x", "-o", "x.jpg"])
+    assert res.exit_code == 2 and "featcli writes PNG" in res.stderr
