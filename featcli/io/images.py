@@ -27,18 +27,26 @@ This module imports PIL at module level; numpy and torch only inside the functio
 
 from __future__ import annotations
 
-import io
 import os
-import sys
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from featcli.enums import Alpha, Channels, Scale
 from featcli.errors import ImageLoadError, UsageError
+from featcli.io.decode import (
+    STDIN as STDIN,
+)
+from featcli.io.decode import (
+    bomb_message,
+    decoding,
+    display_name,
+    open_image,
+    open_source,
+    png_metadata_after_pixels,
+    quiet_warnings,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,11 +54,10 @@ if TYPE_CHECKING:
 
 #: Pillow's own decompression-bomb limit (about 89.5 MP), the default for ``--max-pixels``.
 DEFAULT_MAX_PIXELS: int = 89_478_485
-STDIN = "-"
-
-_EIGHT_BIT = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "RGBa", "La", "CMYK", "YCbCr", "LAB", "HSV"}
-_WIDE = {"I", "F"}  # plus every "I;16*"
 _ORIENT_TAG = 0x0112
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ class ImageHeader:
     mode: str
     size: tuple[int, int]  #: (width, height) as stored, before orientation
     orientation: int  #: EXIF orientation 1..8 (1 = as stored)
-    n_frames: int
+    n_frames: int  #: frame count (if a later frame is too damaged to count, the frames up to ``frame``)
     frame: int
     out_size: tuple[int, int]  #: (width, height) after orientation and --max-side
     channels: int  #: channel count of the HWC array / tensor
@@ -109,79 +116,20 @@ class LoadedImage:
         return self.header.path
 
 
-# --- opening -----------------------------------------------------------------------------------------
-
-
-def _display_name(path: str | os.PathLike[str]) -> str:
-    return "<stdin>" if str(path) == STDIN else str(path)
-
-
-def _open(path: str | os.PathLike[str], opts: LoadOptions) -> Image.Image:
-    """Open (lazily: header only) with every failure turned into one :class:`ImageLoadError`."""
-    name = _display_name(path)
-    src: Any
-    if str(path) == STDIN:
-        data = sys.stdin.buffer.read()
-        if not data:
-            raise ImageLoadError("stdin is empty", path=name)
-        src = io.BytesIO(data)
-    else:
-        p = Path(path)
-        if not p.exists():
-            raise ImageLoadError("no such file", path=name)
-        if p.is_dir():
-            raise ImageLoadError("is a directory, not an image file", path=name)
-        try:
-            if p.stat().st_size == 0:
-                raise ImageLoadError("file is empty", path=name)
-        except OSError as exc:
-            raise ImageLoadError(f"cannot read: {exc.strerror}", path=name) from None
-        src = p
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    Image.MAX_IMAGE_PIXELS = opts.max_pixels or None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(src)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageLoadError(_bomb_message(opts), path=name) from None
-    except UnidentifiedImageError:
-        raise ImageLoadError("not an image Pillow can read (unknown or corrupt format)", path=name) from None
-    except PermissionError:
-        raise ImageLoadError("permission denied", path=name) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(f"cannot open image: {exc}", path=name) from None
-    w, h = img.size
-    if w < 1 or h < 1:
-        raise ImageLoadError(f"image has zero size ({w}x{h})", path=name)
-    if opts.max_pixels and w * h > opts.max_pixels:
-        raise ImageLoadError(_bomb_message(opts, w, h), path=name)
-    n_frames = getattr(img, "n_frames", 1)
-    if opts.frame >= n_frames:
-        raise ImageLoadError(f"--frame {opts.frame} out of range: the file has {n_frames} frame(s)", path=name)
-    if opts.frame:
-        try:
-            img.seek(opts.frame)
-        except (EOFError, OSError) as exc:
-            raise ImageLoadError(f"cannot seek to frame {opts.frame}: {exc}", path=name) from None
-    if img.mode not in _EIGHT_BIT and img.mode not in _WIDE and not img.mode.startswith("I;16"):
-        raise ImageLoadError(f"unsupported image mode {img.mode!r}", path=name)
-    return img
-
-
-def _bomb_message(opts: LoadOptions, w: int = 0, h: int = 0) -> str:
-    size = f" ({w}x{h} = {w * h:,} pixels)" if w else ""
-    return (
-        f"image is larger than the decompression-bomb limit of {opts.max_pixels:,} pixels{size}; "
-        "raise it with --max-pixels N (0 = no limit) if you trust the file"
-    )
+# --- opening ----------------------------------------------------------------------------------------
 
 
 def _orientation(img: Image.Image) -> int:
+    """The EXIF (or XMP) orientation, read from metadata only.
+
+    ``Image.Image.getexif`` is called, not the format's: ``PngImageFile.getexif`` decodes the whole image
+    to look for metadata after the pixel data, and a decode error met there must not be swallowed. For PNG
+    the callers decode first when :func:`png_metadata_after_pixels` says such metadata may be there.
+    """
     try:
-        value = img.getexif().get(_ORIENT_TAG, 1)
+        value = Image.Image.getexif(img).get(_ORIENT_TAG, 1)
         return int(value) if 1 <= int(value) <= 8 else 1
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not stop loading
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not stop loading; no pixels are read here
         return 1
 
 
@@ -208,53 +156,65 @@ def _out_size(size: tuple[int, int], orientation: int, max_side: int | None) -> 
     return w, h
 
 
-def _header(path: str | os.PathLike[str], img: Image.Image, opts: LoadOptions) -> ImageHeader:
-    orientation = _orientation(img)
-    colour, has_alpha = _channel_count(img.mode, opts)
-    has_alpha = has_alpha or (img.mode == "P" and "transparency" in img.info)
-    channels = colour + (1 if has_alpha and opts.alpha is Alpha.KEEP else 0)
-    return ImageHeader(
-        path=_display_name(path),
-        format=img.format,
-        mode=img.mode,
-        size=img.size,
-        orientation=orientation,
-        n_frames=getattr(img, "n_frames", 1),
-        frame=opts.frame,
-        out_size=_out_size(img.size, orientation, opts.max_side),
-        channels=channels,
-    )
+def _read(path: str | os.PathLike[str], opts: LoadOptions, *, decode: bool) -> tuple[ImageHeader, Image.Image]:
+    """Header (and, with ``decode``, every pixel of the chosen frame) of one file, inside the decode guard.
 
-
-def probe(path: str | os.PathLike[str], opts: LoadOptions | None = None) -> ImageHeader:
-    """Read the header only and predict the tensor shape (no pixel decode, no numpy).
-
-    A palette image's transparency is known from the header; ``--alpha keep`` on it adds a channel.
+    Returns the header and the open image; the caller closes it. With ``decode`` a JPEG is decoded at
+    the smallest libjpeg scale that still covers ``--max-side`` (``draft``).
     """
-    opts = opts or LoadOptions()
-    img = _open(path, opts)
-    with img:
-        return _header(path, img, opts)
+    name = display_name(path)
+    source = open_source(path, name)
+    with decoding(name, bomb_message(opts.max_pixels)) as guard:
+        img, n_frames = open_image(source, name, opts, guard)
+        try:
+            size, mode = img.size, img.mode
+            png = img.format == "PNG"
+            if png and not decode and png_metadata_after_pixels(img.fp):
+                decode = True  # Pillow reads metadata that follows the pixels only by decoding them
+            orientation = 1 if png else _orientation(img)  # TIFF: before the decode closes the file
+            guard.what = "image data"
+            if decode:
+                if opts.max_side and img.format == "JPEG":
+                    img.draft(img.mode, _out_size(size, 1, opts.max_side))
+                img.load()
+            if png:
+                orientation = _orientation(img)  # decoded when late metadata may exist
+        except BaseException:
+            img.close()
+            raise
+    colour, has_alpha = _channel_count(mode, opts)
+    has_alpha = has_alpha or (mode == "P" and "transparency" in img.info)
+    header = ImageHeader(
+        path=name,
+        format=img.format,
+        mode=mode,
+        size=size,
+        orientation=orientation,
+        n_frames=n_frames,
+        frame=opts.frame,
+        out_size=_out_size(size, orientation, opts.max_side),
+        channels=colour + (1 if has_alpha and opts.alpha is Alpha.KEEP else 0),
+    )
+    return header, img
+
+
+def probe(path: str | os.PathLike[str], opts: LoadOptions | None = None, *, verify: bool = False) -> ImageHeader:
+    """Read the header and predict the tensor shape (no numpy).
+
+    Without ``verify`` no pixel is decoded (except a PNG whose EXIF/XMP follows its pixel data, which
+    Pillow reaches only by decoding). With ``verify`` the chosen frame is decoded completely (not
+    converted), so a file is accepted exactly when :func:`load_image` accepts it.
+    A palette image's transparency is known from the header; ``--alpha keep`` on it adds a channel.
+
+    Raises:
+        ImageLoadError: as :func:`load_image`.
+    """
+    header, img = _read(path, opts or LoadOptions(), decode=verify)
+    img.close()
+    return header
 
 
 # --- decoding ----------------------------------------------------------------------------------------
-
-
-def _decode(img: Image.Image, name: str, opts: LoadOptions) -> Image.Image:
-    if opts.max_side and img.format == "JPEG":
-        # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that small: much faster.
-        w, h = _out_size(img.size, 1, opts.max_side)
-        img.draft(img.mode, (w, h))
-    try:
-        img.load()
-    except Image.DecompressionBombError:
-        raise ImageLoadError(_bomb_message(opts), path=name) from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        reason = str(exc) or type(exc).__name__
-        if "truncated" in reason.lower():
-            reason = "file is truncated (incomplete image data)"
-        raise ImageLoadError(f"cannot decode image: {reason}", path=name) from None
-    return img
 
 
 def _background_rgb(colour: str) -> tuple[int, int, int]:
@@ -287,22 +247,29 @@ def load_image(path: str | os.PathLike[str], opts: LoadOptions | None = None) ->
 
     Raises:
         ImageLoadError: missing/empty/unreadable file, truncated data, decompression bomb, zero size,
-            unsupported mode, frame out of range.
+            unsupported mode, frame out of range; every decoder failure, with its reason.
     """
+    opts = opts or LoadOptions()
+    header, img = _read(path, opts, decode=True)
+    try:
+        return _convert(img, header, opts)
+    except MemoryError:
+        raise ImageLoadError("not enough memory to convert the decoded image", path=header.path) from None
+    finally:
+        img.close()
+
+
+def _convert(img: Image.Image, header: ImageHeader, opts: LoadOptions) -> LoadedImage:
+    """The decoded image -> HWC array: normalise the mode, orient, resize, alpha, channels."""
     import numpy as np
 
-    opts = opts or LoadOptions()
-    name = _display_name(path)
-    img = _open(path, opts)
-    header = _header(path, img, opts)
-    img = _decode(img, name, opts)
     if img.mode in _NORMALISE:
         target = _NORMALISE[img.mode]
         if img.mode == "P" and "transparency" in img.info:
             target = "RGBA"
         img = img.convert(target)
-    if header.orientation != 1:
-        ImageOps.exif_transpose(img, in_place=True)
+    if header.orientation in _TRANSPOSE:
+        img = img.transpose(_TRANSPOSE[header.orientation])  # what ImageOps.exif_transpose does
     if img.size != header.out_size:
         img = img.resize(header.out_size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
@@ -320,7 +287,7 @@ def load_image(path: str | os.PathLike[str], opts: LoadOptions | None = None) ->
         arr = np.concatenate([arr, alpha_arr[:, :, None]], axis=2)
         names = (*names, "A")
     if arr.shape[2] != header.channels:  # pragma: no cover - a bug, not a user error
-        raise AssertionError(f"{name}: predicted {header.channels} channels, decoded {arr.shape[2]}")
+        raise AssertionError(f"{header.path}: predicted {header.channels} channels, decoded {arr.shape[2]}")
     return LoadedImage(header=header, array=arr, value_max=value_max, channel_names=names)
 
 
@@ -373,10 +340,8 @@ def array_to_tensor(
     """
     import torch
 
-    with warnings.catch_warnings():
-        # from_numpy warns on read-only arrays (Pillow's); the memory is only ever read here.
-        warnings.simplefilter("ignore", UserWarning)
-        base = torch.from_numpy(array)
+    quiet_warnings()  # from_numpy warns on read-only arrays (Pillow's); the memory is only ever read here
+    base = torch.from_numpy(array)
     t = base.permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32)
     # Give the size-1 batch dim the channels-last stride: same memory and values, but torch's
     # layout heuristics then see a proper channels_last tensor and keep convs in that (faster) layout.
