@@ -43,7 +43,10 @@ def _command_name(argv: list[str]) -> str | None:
 def main() -> None:
     """Console-script entry point."""
     from featcli.cli.signals import sigterm_as_interrupt
+    from featcli.io.stderr import protect_python_stderr
 
+    # featcli's own messages get their own copy of fd 2, which decoders may then capture (libtiff's chatter)
+    protect_python_stderr()
     name = _command_name(sys.argv[1:])
     with sigterm_as_interrupt():  # SIGTERM cleans up as Ctrl-C does
         _register([name] if name else None)()

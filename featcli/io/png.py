@@ -76,7 +76,8 @@ def png_writer(
     text.update(metadata or {})
     info = PngInfo()
     for key, value in text.items():
-        info.add_text(key, value)
+        # a file name that is not valid UTF-8 (surrogate escapes) must not stop the write: show U+FFFD
+        info.add_text(key, value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 
     strategy = _zlib_strategy(image, compress_level)
 

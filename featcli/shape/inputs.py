@@ -15,7 +15,8 @@ def resolve_input(text: str, opts: LoadOptions | None = None) -> tuple[tuple[int
     """An INPUT argument -> ``((N, C, H, W), source path or None)``.
 
     Shapes (``NxCxHxW``, ``CxHxW``, ``HxW``) are parsed; anything else is an image file whose size is read
-    from its header by :func:`featcli.io.images.probe` with the loading options ``opts`` (no pixel decode).
+    from its header by :func:`featcli.io.images.probe` with the loading options ``opts``, after a full decode
+    that proves the file is an image (``sample:NAME`` names a bundled sample).
     """
     try:
         return parse_input_shape(text), None
@@ -23,8 +24,10 @@ def resolve_input(text: str, opts: LoadOptions | None = None) -> tuple[tuple[int
         if looks_like_shape(text):
             raise
     from featcli.io import images as imageio  # lazily: PIL only when an image is given
+    from featcli.resources import resolve_sample
 
-    header = imageio.probe(text, opts)
+    # verify: decode the pixels too, so a file that cannot be decoded is refused here as in `run` and `info`
+    header = imageio.probe(resolve_sample(text), opts, verify=True)
     n, c, h, w = header.tensor_shape
     return (n, c, h, w), text
 

@@ -272,3 +272,73 @@ def test_thousands_of_bad_files_under_a_low_open_files_limit(tmp_path: Path) -> 
         failed = [r for r in records if r.get("status") == "failed"]
         assert len(failed) == n_bad and res.returncode == 1
         assert not any("internal error" in r["error"] or "Too many open files" in r["error"] for r in failed)
+
+
+# --- damaged image files: the commands' verdicts are Pillow's ------------------------------------------------
+
+
+def _hostile_corpus(dest: Path) -> list[Path]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("featcli_tests_hostile_cli",
+                                                  Path(__file__).parents[1] / "io" / "hostile.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_corpus(dest)  # type: ignore[no-any-return]
+
+
+def _pillow_decodes(path: Path) -> bool:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(path) as img:
+                img.load()
+        except Exception:  # noqa: BLE001 - any exception is Pillow's refusal
+            return False
+    return True
+
+
+def test_info_shape_and_run_give_pillows_verdict(runner: CliRunner, tmp_path: Path) -> None:
+    import shutil
+
+    corpus = _hostile_corpus(tmp_path / "all")[::6]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    files = []
+    for i, p in enumerate(corpus):  # one folder, names a batch picks up (every extension is an image's)
+        dest = folder / f"{i:04d}{p.suffix if p.suffix else '.png'}"
+        shutil.copy(p, dest)
+        files.append(dest)
+    verdicts = {str(p): _pillow_decodes(p) for p in files}
+    assert 20 < sum(verdicts.values()) < len(files) - 20  # both kinds, many of each
+    for p in files[:: max(1, len(files) // 60)]:
+        for args in (["info", str(p)], ["shape", str(p), "conv"]):
+            res = runner.invoke(app, args)
+            assert res.exit_code == (0 if verdicts[str(p)] else 1), (args, res.output)
+            if res.exit_code:
+                assert "internal error" not in _one_error_line(res)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["run", str(folder), "-k", "sobel_x", "--out-dir", str(out), "--json", "-q"])
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(records) == len(files)
+    for rec in records:
+        ok = rec.get("status", "ok") == "ok"
+        assert ok == verdicts[rec["path"]], rec
+        assert ok or "internal error" not in rec["error"]
+    written = {p.name for p in out.iterdir()}
+    assert not any(n.startswith(".") for n in written)  # no temp files left
+    assert len(written) == sum(verdicts.values())  # one map per decodable file, none for the others
+
+
+def test_file_names_that_are_not_utf8(runner: CliRunner, tmp_path: Path) -> None:
+    name = os.fsdecode(b"bad\xff.png")  # what Python makes of such a name on Linux: a surrogate escape
+    img = _png(tmp_path / name)
+    out = tmp_path / os.fsdecode(b"out\xfe.png")
+    res = runner.invoke(app, ["run", str(img), "-k", "sobel_x", "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert Image.open(out).text["featcli:input"].endswith("bad\ufffd.png")
+    res = runner.invoke(app, ["info", str(tmp_path / os.fsdecode(b"missing\xff.png"))])
+    assert res.exit_code == 1 and "internal error" not in _one_error_line(res)
