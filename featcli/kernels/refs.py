@@ -108,10 +108,12 @@ def _resolve_spec(name: str, args: str, ref: str, lib: dict[str, Kernel]) -> Ker
 def _not_found(ref: str, lib: dict[str, Kernel]) -> KernelError:
     names = sorted(lib)
     close = difflib.get_close_matches(ref.lower(), [*names, *FAMILIES, *ROTATABLE], n=3, cutoff=0.6)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    close = sorted(close)
+    hint = f" (did you mean {', '.join(close[:-1])} or {close[-1]}?)" if len(close) > 1 else \
+        f" (did you mean {close[0]}?)" if close else ""
     return KernelError(
-        f"kernel {ref!r} not found; known: {', '.join(names)}; families: "
-        f"{', '.join([*FAMILIES, *ROTATABLE])}{hint}"
+        f"kernel {ref!r} not found{hint}; known: {', '.join(names)}; families: "
+        f"{', '.join([*FAMILIES, *ROTATABLE])} (featcli kernels list describes them)"
     )
 
 

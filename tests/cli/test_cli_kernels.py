@@ -96,7 +96,7 @@ def test_show_npy_stack(runner: CliRunner, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("ref", "msg"),
-    [("sobel_q", "kernel 'sobel_q' not found; known:"), ("gaussian:size=4", "must be odd"),
+    [("sobel_q", "kernel 'sobel_q' not found (did you mean"), ("gaussian:size=4", "must be odd"),
      ("[[1,2],[3]]", "not rectangular"), ("missing.pt:conv1.weight", "not found")],
 )
 def test_show_errors_one_line(runner: CliRunner, ref: str, msg: str) -> None:

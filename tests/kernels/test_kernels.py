@@ -138,7 +138,7 @@ def test_unknown_name_suggests() -> None:
     with pytest.raises(KernelError) as exc:
         resolve("sobel_q")
     text = str(exc.value)
-    assert text.startswith("kernel 'sobel_q' not found; known: ")
+    assert text.startswith("kernel 'sobel_q' not found (did you mean sobel, sobel_x or sobel_y?); known: ")
     assert "sobel_x" in text and "did you mean" in text
     assert exc.value.exit_code == 1
 
