@@ -6,8 +6,11 @@ The public API; the modules behind it, one concern each:
 - :mod:`~featcli.render.reduce`: shrinking a map to display size (:func:`reduce_factor`, :func:`box_reduce`).
 - :mod:`~featcli.render.maps`: a map's finite range, percentile limits and display-size copy.
 - :mod:`~featcli.render.colour`: colour scales, colormap tables (:mod:`~featcli.render.cmaps`), quantisation.
-- :mod:`~featcli.render.paint`: the Pillow painter, fonts, word wrap, the grid's layout.
+- :mod:`~featcli.render.paint`: the Pillow painter, fonts, round colour-bar ticks, titles, the grid's layout.
 - :mod:`~featcli.render.grid`: :func:`render_grid`, :func:`render_map`, :func:`tiles_from_array`.
+- :mod:`~featcli.render.single`: :func:`render_single`, one map labelled for a slide (title, size, colour
+  bar with values); ``GridOptions.raw`` gives :func:`render_map`'s bare picture instead.
+- :mod:`~featcli.render.encode`: :func:`encode_png`, a picture as PNG bytes (``-o -``).
 - :mod:`~featcli.render.kernel_figure`: the matplotlib figure of a kernel (``featcli kernels show --png``);
   imported by path, so drawing grids never loads the kernel library.
 
@@ -22,18 +25,22 @@ pyplot; ``matplotlib`` itself is imported lazily, only for a colormap that is no
 from __future__ import annotations
 
 from featcli.io.png import save_png
+from featcli.render.encode import encode_png
 from featcli.render.grid import render_grid, render_map, tiles_from_array
 from featcli.render.options import GridOptions, Tile, check_cmap
 from featcli.render.reduce import box_reduce, reduce_factor
+from featcli.render.single import render_single
 
 __all__ = [
     "GridOptions",
     "Tile",
     "box_reduce",
     "check_cmap",
+    "encode_png",
     "reduce_factor",
     "render_grid",
     "render_map",
+    "render_single",
     "save_png",
     "tiles_from_array",
 ]

@@ -9,6 +9,7 @@ colormap that is not shipped.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,17 +26,33 @@ from featcli.render.options import ByteArray, FloatArray, GridOptions, check_cma
 N_GREY = 16
 BAD = N_GREY
 FIRST = N_GREY + 1
+NOISE = 1e-6  # values this close to 0, relative to what they were computed from, are float round-off
 _BAD_CANDIDATES = ((255, 0, 255), (0, 230, 0), (0, 220, 255), (255, 140, 0), (255, 255, 0))
 
 
 @dataclass(frozen=True)
 class Scale:
-    """The colour scale of one map: colormap ``cmap`` from ``vmin`` to ``vmax``."""
+    """The colour scale of one map: colormap ``cmap`` from ``vmin`` to ``vmax``.
+
+    ``value`` is set for a flat map (one value, or only round-off around it): every pixel gets that
+    value's colour on ``vmin .. vmax`` (its stage's range), or, when that range is one value too, the
+    centre of a diverging colormap or the low end of a sequential one.
+    """
 
     cmap: str
     vmin: float
     vmax: float
     diverging: bool
+    value: float | None = None
+
+    @property
+    def flat(self) -> bool:
+        return self.value is not None or not self.vmax > self.vmin
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        """What the picture's metadata records: ``(vmin, vmax)``, or ``(value, value)`` for a flat map."""
+        return (self.value, self.value) if self.value is not None else (self.vmin, self.vmax)
 
 
 @lru_cache(maxsize=64)
@@ -61,38 +78,66 @@ def bad_colour(luts: Sequence[ByteArray]) -> tuple[int, int, int]:
 
 
 def scales(preps: Sequence[Prepared], options: GridOptions) -> list[Scale]:
-    """The colour scale of each map under ``options.norm`` (``stage``: one range per ``Tile.stage``)."""
+    """The colour scale of each map under ``options.norm`` (``stage``: one range per ``Tile.stage``).
+
+    Round-off is not drawn: a value within ``NOISE`` of its stage's reference (the largest ``|v|`` of the
+    stage, of the stages before it and of its tiles' ``ref``) counts as 0, and a map whose values all lie
+    within that distance of one value is flat. The colormap is chosen once for all maps: diverging when
+    any map has a negative value beyond round-off (or ``norm`` is ``symmetric``), else sequential.
+    """
     norm = options.norm
-    if norm is Norm.STAGE:
-        groups: dict[str | None, tuple[float, float]] = {}
-        for p in preps:
-            g_lo, g_hi = groups.get(p.stage, (math.inf, -math.inf))
-            if math.isfinite(p.lo):
-                groups[p.stage] = (min(g_lo, p.lo), max(g_hi, p.hi))
-            else:
-                groups.setdefault(p.stage, (g_lo, g_hi))
-        return [_scale(*groups[p.stage], groups[p.stage][0] < 0, options) for p in preps]
+    tol = _tolerances(preps)
+    clean = [_clean(p.lo, p.hi, tol[p.stage]) for p in preps]
+    signed = norm is Norm.SYMMETRIC or any(lo < 0 for lo, _ in clean)
+    groups: dict[str | None, tuple[float, float]] = {}
+    for p, (lo, hi) in zip(preps, clean, strict=True):
+        g_lo, g_hi = groups.get(p.stage, (math.inf, -math.inf))
+        groups[p.stage] = (min(g_lo, lo), max(g_hi, hi)) if math.isfinite(lo) else (g_lo, g_hi)
     out = []
-    for p in preps:
+    for p, (lo, hi) in zip(preps, clean, strict=True):
+        if norm is Norm.STAGE or (math.isfinite(lo) and lo == hi):  # a flat map: its value on its stage's scale
+            sc = _scale(*groups[p.stage], signed, options)
+            out.append(sc if norm is Norm.STAGE else dataclasses.replace(sc, value=lo))
+            continue
         if norm is Norm.PERCENTILE and p.pct is not None:
-            out.append(_scale(*p.pct, p.lo < 0, options))
-        else:
-            out.append(_scale(p.lo, p.hi, norm is Norm.SYMMETRIC or p.lo < 0, options))
+            lo, hi = _clean(*p.pct, tol[p.stage])
+        out.append(_scale(lo, hi, signed, options))
     return out
 
 
-def _scale(lo: float, hi: float, diverging: bool, options: GridOptions) -> Scale:
+def _tolerances(preps: Sequence[Prepared]) -> dict[str | None, float]:
+    """Each stage's round-off distance: ``NOISE`` times the largest magnitude it was computed from."""
+    big: dict[str | None, float] = {}
+    for p in preps:
+        m = max(abs(p.lo), abs(p.hi)) if math.isfinite(p.lo) else 0.0
+        big[p.stage] = max(big.get(p.stage, 0.0), m, abs(p.ref or 0.0) if math.isfinite(p.ref or 0.0) else 0.0)
+    out, running = {}, 0.0
+    for stage, m in big.items():  # in the grid's order: a stage is computed from the ones before it
+        running = max(running, m)
+        out[stage] = NOISE * running
+    return out
+
+
+def _clean(lo: float, hi: float, tol: float) -> tuple[float, float]:
+    """``(lo, hi)`` with round-off removed: ends within ``tol`` of 0 become 0, a range narrower than ``tol``
+    becomes one value (its middle)."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        lo, hi = 0.0, 0.0
+        return math.nan, math.nan
+    lo, hi = (0.0 if abs(lo) <= tol else lo), (0.0 if abs(hi) <= tol else hi)
+    if hi - lo <= tol:
+        mid = (lo + hi) / 2 if lo and hi else 0.0
+        return mid, mid
+    return lo, hi
+
+
+def _scale(lo: float, hi: float, diverging: bool, options: GridOptions) -> Scale:
+    name = options.cmap or (options.diverging if diverging else options.sequential)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return Scale(name, 0.0, 0.0, diverging)
     if diverging:
         m = max(abs(lo), abs(hi))
         lo, hi = -m, m
-    if hi <= lo:  # constant map: its value gets the low end, as in matplotlib
-        hi = lo + (1.0 if lo == 0 else abs(lo))
-        if diverging:
-            lo, hi = -1.0, 1.0
-    name = options.cmap or (options.diverging if diverging else options.sequential)
-    return Scale(name, lo, hi, diverging)
+    return Scale(name, lo, max(lo, hi), diverging)
 
 
 def quantize(a: FloatArray, sc: Scale, levels: int, base: int, bad: int, nonfinite: bool) -> ByteArray:
@@ -102,10 +147,20 @@ def quantize(a: FloatArray, sc: Scale, levels: int, base: int, bad: int, nonfini
     ...          True).tolist()
     [[17, 19, 21, 16]]
     """
-    t = np.subtract(a, np.float32(sc.vmin), dtype=np.float32)
-    np.multiply(t, np.float32(levels / (sc.vmax - sc.vmin)), out=t)
+    if sc.flat:  # one colour: the value's on the stage's scale, else a diverging centre or sequential low
+        at = (
+            (sc.value - sc.vmin) * levels / (sc.vmax - sc.vmin)
+            if sc.value is not None and sc.vmax > sc.vmin
+            else levels // 2
+            if sc.diverging
+            else 0
+        )
+        t = np.full(a.shape, at, np.float32)
+    else:
+        t = np.subtract(a, np.float32(sc.vmin), dtype=np.float32)
+        np.multiply(t, np.float32(levels / (sc.vmax - sc.vmin)), out=t)
     if nonfinite:
-        mask = ~np.isfinite(t)
+        mask = ~np.isfinite(a)
         t[mask] = 0
     np.clip(t, 0, levels - 1, out=t)
     idx = t.astype(np.uint8)

@@ -11,8 +11,9 @@ faster than matplotlib's ``subplots`` + ``imshow`` + ``savefig`` for the same pi
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,7 +34,7 @@ from featcli.render.maps import (
     prepare_all,
 )
 from featcli.render.options import ByteArray, GridOptions, Tile
-from featcli.render.paint import Layout, Painter, fmt, font_px, layout, wrap
+from featcli.render.paint import ASPECT, Layout, Painter, fit_title, font, font_px, layout, range_text, size_text
 
 
 def tiles_from_array(
@@ -90,10 +91,11 @@ def render_grid(
     kept, dropped = _select(tiles, opts.max_maps)
     img = _as_image(input_image) if input_image is not None else None
     shapes = ([(img.shape[0], img.shape[1])] if img is not None else []) + [map_shape(t) for t in kept]
+    groups = [len(list(g)) for _, g in itertools.groupby(kept, key=lambda t: t.stage)]
     tile_px = opts.tile_px
     for _ in range(8):  # shrink the tiles until the grid fits in max_side
         sizes = [display_size(s, tile_px) for s in shapes]
-        lay = layout(sizes, font_px(opts, tile_px), opts, False, bool(dropped))
+        lay = layout(sizes, font_px(opts, tile_px), opts, False, bool(dropped), groups, img is not None)
         over = max(lay.size) / opts.max_side
         if over <= 1 or tile_px == 16:
             break
@@ -101,16 +103,21 @@ def render_grid(
 
     preps = prepare_all(kept, tile_px, opts)
     scale_of = scales(preps, opts)
-    shared = len(shapes) > 1 and len({(s.cmap, s.vmin, s.vmax) for s in scale_of}) == 1
-    lay = layout(sizes, font_px(opts, tile_px), opts, shared, bool(dropped))
-    pt = Painter(lay.size, font_px(opts, tile_px), [s.cmap for s in scale_of])
-    if opts.title:
-        tsize, width = round(pt.fs * 1.35), lay.size[0] - 2 * lay.pad
-        for i, line in enumerate(wrap(opts.title, tsize, width)):
-            pt.text((lay.pad, lay.pad + i * round(tsize * 1.3)), line, width, size=tsize)
+    shared = len(shapes) > 1 and len({(s.cmap, s.vmin, s.vmax, s.value) for s in scale_of}) == 1
+    fs = font_px(opts, tile_px)
+    lay = layout(sizes, fs, opts, shared, bool(dropped), groups, img is not None)
+    title, tsize = opts.title, round(fs * 1.35)
+    if title:  # one line: the canvas may widen up to a 16:9 slide for it, then the middle is cut
+        w, h = lay.size
+        room = max(w, min(round(h * ASPECT[1]), opts.max_side)) - 2 * lay.pad
+        title = fit_title(title, tsize, room)
+        lay = dataclasses.replace(lay, min_width=min(room, round(font(tsize).getlength(title)) + 1) + 2 * lay.pad)
+    pt = Painter(lay.size, fs, [s.cmap for s in scale_of])
+    if title:
+        pt.text((lay.pad, lay.pad), title, lay.size[0] - 2 * lay.pad, size=tsize)
     first = 0 if img is None else 1
     if img is not None:
-        _draw_caption(pt, lay.origin(0), lay.cell[0], input_label, f"{img.shape[0]}x{img.shape[1]}")
+        _draw_caption(pt, lay.origin(0), lay.cell[0], input_label, size_text(img.shape[0], img.shape[1]))
     for k, (p, sc) in enumerate(zip(preps, scale_of, strict=True), start=first):
         _draw_tile(pt, lay.origin(k), lay.cell[0], p, sc, sizes[k], opts.colorbar and not shared)
     _draw_footer(pt, lay, scale_of[0] if opts.colorbar and shared else None, dropped)
@@ -121,8 +128,8 @@ def render_grid(
         image = image.convert("RGB")
         pic = Image.fromarray(img).convert("RGB")
         how = Image.Resampling.BOX if dh < img.shape[0] else Image.Resampling.NEAREST
-        image.paste(pic.resize((dw, dh), how, reducing_gap=2.0), _tile_xy(pt, lay.origin(0), lay.cell[0], dw))
-    scale_list = [[p.label, s.cmap, s.vmin, s.vmax] for p, s in zip(preps, scale_of, strict=True)]
+        image.paste(pic.resize((dw, dh), how, reducing_gap=2.0), tile_xy(pt, lay.origin(0), lay.cell[0], dw))
+    scale_list = [[p.label, s.cmap, *s.limits] for p, s in zip(preps, scale_of, strict=True)]
     image.info.update(
         {
             "featcli:norm": str(opts.norm),
@@ -159,7 +166,7 @@ def render_map(data: Any, options: GridOptions | None = None) -> Image.Image:
     image = Image.fromarray(out)
     image.putpalette(np.concatenate([table, np.array([bad_colour([table])], np.uint8)]).tobytes())
     image.info.update(
-        {"featcli:cmap": sc.cmap, "featcli:vmin": repr(sc.vmin), "featcli:vmax": repr(sc.vmax)}
+        {"featcli:cmap": sc.cmap, "featcli:vmin": repr(sc.limits[0]), "featcli:vmax": repr(sc.limits[1])}
         | {"featcli:norm": str(opts.norm)}
     )
     return image
@@ -196,7 +203,7 @@ def _as_image(image: Any) -> ByteArray:
     return np.ascontiguousarray(a)
 
 
-def _tile_xy(pt: Painter, origin: tuple[int, int], cell_w: int, dw: int) -> tuple[int, int]:
+def tile_xy(pt: Painter, origin: tuple[int, int], cell_w: int, dw: int) -> tuple[int, int]:
     return origin[0] + (cell_w - dw) // 2, origin[1] + pt.line + pt.line2 + 2
 
 
@@ -216,19 +223,18 @@ def _draw_tile(
     bar: bool,
 ) -> None:
     """Label, shape and range line (with a NaN swatch), the colour-mapped map, its colorbar."""
-    rng = f"{fmt(p.lo)} … {fmt(p.hi)}" if math.isfinite(p.lo) else "no finite values"
-    used = _draw_caption(pt, origin, cell_w, p.label, f"{p.shape[0]}x{p.shape[1]}   {rng}")
+    used = _draw_caption(pt, origin, cell_w, p.label, f"{size_text(*p.shape)}   {range_text(p.lo, p.hi)}")
     if p.nonfinite:
         s, sx, sy = pt.fs2 * 3 // 4, origin[0] + used + pt.fs2 // 2, origin[1] + pt.line
         pt.pastes.append((sx, sy + pt.fs2 // 4, np.full((s, s), BAD, np.uint8)))
         pt.text((sx + s + 3, sy), "NaN", 3 * pt.fs2, small=True)
-    (dh, dw), (tx, ty) = size, _tile_xy(pt, origin, cell_w, size[1])
+    (dh, dw), (tx, ty) = size, tile_xy(pt, origin, cell_w, size[1])
     nonfinite = p.nonfinite or has_nonfinite(p.small)
     idx = quantize(p.small, sc, pt.levels, pt.bases[sc.cmap], BAD, nonfinite)
-    pt.paste(tx, ty, _upscale(idx, size))
+    pt.paste(tx, ty, upscale(idx, size))
     if bar:
         bw = min(cell_w, max(dw, 6 * pt.fs))
-        pt.colorbar(origin[0] + (cell_w - bw) // 2, ty + dh + 4, bw, max(6, pt.fs2 // 2), sc, 3)
+        pt.colorbar(origin[0] + (cell_w - bw) // 2, ty + dh + 4, bw, max(6, pt.fs2 // 2), sc, 7)
 
 
 def _draw_footer(pt: Painter, lay: Layout, shared: Scale | None, dropped: Mapping[str | None, int]) -> None:
@@ -238,8 +244,7 @@ def _draw_footer(pt: Painter, lay: Layout, shared: Scale | None, dropped: Mappin
     if shared is not None:
         bw = min(width, 512)
         pt.text((lay.pad, y), f"colour scale of all maps: {shared.cmap}", width, small=True)
-        pt.colorbar((lay.size[0] - bw) // 2, y + pt.line2 + 2, bw, max(8, pt.fs2), shared,
-                    5 if bw >= 14 * pt.fs else 3)  # fmt: skip
+        pt.colorbar((lay.size[0] - bw) // 2, y + pt.line2 + 2, bw, max(8, pt.fs2), shared, 11)
         y += lay.foot - (pt.line2 if dropped else 0)
     if dropped:
         more = sum(dropped.values())
@@ -248,7 +253,7 @@ def _draw_footer(pt: Painter, lay: Layout, shared: Scale | None, dropped: Mappin
         pt.text((lay.pad, y), note, width, small=True)
 
 
-def _upscale(idx: ByteArray, size: tuple[int, int]) -> ByteArray:
+def upscale(idx: ByteArray, size: tuple[int, int]) -> ByteArray:
     """Nearest-neighbour enlargement of palette indices (crisp pixels, colours unchanged)."""
     if idx.shape == size:
         return idx

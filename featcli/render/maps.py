@@ -20,7 +20,7 @@ from PIL import Image
 from featcli.enums import Norm
 from featcli.errors import UsageError
 from featcli.render.options import FloatArray, GridOptions, Tile
-from featcli.render.reduce import box_reduce, reduce_factor
+from featcli.render.reduce import box_reduce, peak_resize, reduce_factor
 
 _SAMPLE = 250_000  # pixels a percentile is estimated from (a regular grid over the whole map)
 _PARALLEL_PX = 4_000_000  # total pixels above which maps are prepared on worker threads
@@ -36,8 +36,9 @@ class Prepared:
     lo: float  # finite min of the full-resolution map (nan when nothing is finite)
     hi: float
     nonfinite: bool
-    small: FloatArray  # the display-size map (box mean), non-finite where its block was
+    small: FloatArray  # the display-size map (reduced by options.reduce), non-finite where its block was
     pct: tuple[float, float] | None  # Norm.PERCENTILE limits: (P(100-p), P(p)), or ±P(|v|) if signed
+    ref: float | None = None  # Tile.ref: the magnitude round-off is measured against
 
 
 def as_map(data: Any, label: str) -> FloatArray:
@@ -128,11 +129,17 @@ def _prepare(tile: Tile, tile_px: int, options: GridOptions) -> Prepared:
     dh, dw = display_size(full, tile_px)
     small = a
     if dh < a.shape[0] or dw < a.shape[1]:
+        peak = options.reduce == "peak"
         with np.errstate(invalid="ignore", over="ignore"):
-            # Integer box mean in numpy does the bulk (already done when the tile comes pre-reduced);
-            # Pillow's BOX filter does the fractional rest.
+            # The integer blocks do the bulk (already done when the tile comes pre-reduced, by the streamed
+            # engine with the same factor); the fractional rest is a peak over uneven blocks, or Pillow's
+            # BOX filter for the mean.
             if tile.full_shape is None:
-                small = box_reduce(a, reduce_factor(full, tile_px), options.reduce == "peak")
+                small = box_reduce(a, reduce_factor(full, tile_px), peak)
             if small.shape != (dh, dw):
-                small = np.asarray(Image.fromarray(small).resize((dw, dh), Image.Resampling.BOX))
-    return Prepared(tile.label, tile.stage, full, lo, hi, nonfinite, small, pct)
+                small = (
+                    peak_resize(small, (dh, dw))
+                    if peak
+                    else np.asarray(Image.fromarray(small).resize((dw, dh), Image.Resampling.BOX))
+                )
+    return Prepared(tile.label, tile.stage, full, lo, hi, nonfinite, small, pct, tile.ref)

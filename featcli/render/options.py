@@ -34,6 +34,12 @@ class Tile:
             streamed run never holds the full map): the full map's ``(H, W)``.
         vrange: the full map's ``(min, max)`` when the caller knows it (required with ``full_shape``, so
             colour scales are exact; otherwise it spares a pass over the map).
+        ref: the magnitude of the values the map was computed from (e.g. the largest ``|v|`` of the run's
+            input and earlier stages). Values within ``NOISE`` (1e-6) of ``ref``, or of the largest ``|v|``
+            of the tile's stage when that is larger, are float round-off: they are drawn as 0, do not make a
+            map signed, and a map made only of them is drawn flat. Without it, a stage whose every value is
+            round-off (``gap`` of a Sobel map: ``-8e-10``) has nothing to be measured against and is drawn
+            as it is.
     """
 
     label: str
@@ -41,6 +47,7 @@ class Tile:
     stage: str | None = None
     full_shape: tuple[int, int] | None = None
     vrange: tuple[float, float] | None = None
+    ref: float | None = None
 
 
 @dataclass(frozen=True)
@@ -49,24 +56,37 @@ class GridOptions:
 
     Attributes:
         norm: ``per-map`` (each map its own range), ``stage`` (one range per ``Tile.stage``, over the
-            maps shown),
-            ``symmetric`` (every map on a zero-centred diverging scale, ``±max|v|``), ``percentile``
+            maps shown), ``symmetric`` (every map on a zero-centred diverging scale, ``±max|v|``), ``percentile``
             (each map's range clipped to the ``percentile``; signed maps to ``±P(|v|)``).
-        cmap: one matplotlib colormap for every map; ``None`` picks ``diverging`` for maps with negative
-            values (limits symmetric about zero) and ``sequential`` for non-negative maps.
+        cmap: one matplotlib colormap for every map; ``None`` picks ``diverging`` for every map of a grid
+            when any of its maps has negative values (beyond round-off; limits symmetric about zero), else
+            ``sequential``. One choice for the whole grid, so a colour means the same in every tile: a
+            channel's conv, relu and pool tiles are comparable, and one slightly negative map does not
+            switch its stage to another colormap.
         max_maps: at most this many tiles; the grid says how many were left out.
         tile_px: longest side of a displayed tile (maps are box-averaged down or repeated up to it).
-        columns: grid columns; ``None`` chooses a near-square grid.
-        title: a title line above the grid.
+        columns: grid columns; ``None`` chooses them so the picture is close to a 4:3 .. 16:9 landscape
+            slide. Tiles of different ``Tile.stage`` start a new row each (one row per stage, so one
+            channel's maps line up in a column); a chain of one map per stage runs left to right instead
+            when that is closer to the slide shape.
+        title: one title line above the grid (cut in the middle with an ellipsis when too long; never
+            wrapped).
         percentile: for ``Norm.PERCENTILE``, in (50, 100].
         colorbar: draw colour scales (one under each tile, or one for the grid when all tiles share it).
         diverging: the default colormap of signed maps.
         sequential: the default colormap of non-negative maps.
         max_side: bound on the grid's width and height in pixels (tiles shrink to fit).
         font_px: label font size; ``None`` scales it with ``tile_px``.
-        reduce: how a large map shrinks to ``tile_px``: ``"mean"`` (box average: faithful, no aliasing,
-            but lines 1-2 px wide fade on a 12 MP map) or ``"peak"`` (each block's value of largest
-            magnitude: thin edges and sparse activations keep their strength; textures look busier).
+        reduce: how a large map shrinks to ``tile_px``: ``"peak"`` (default: each block's value of largest
+            magnitude, sign kept) or ``"mean"`` (box average). Peak is the default because what a feature
+            map shows is mostly edges and sparse activations: on a 12 MP photo a 256 px tile averages
+            15 x 15 blocks, and the mean divides a 1-pixel edge by 15 (a near-blank tile), while the peak
+            keeps it at full strength, as max pooling would. On a smooth map (a blur, a pooled map) the
+            two differ by the variation inside a block, which is small; only noisy textures look busier
+            under peak. ``mean`` stays for pictures that should look like a downscaled photo.
+        raw: :func:`featcli.render.render_single` returns the bare full-resolution palette image of
+            :func:`featcli.render.render_map` (one pixel per value, the scale only in PNG text) instead of the
+            labelled picture (title, size, colour bar with values).
     """
 
     norm: Norm = Norm.PER_MAP
@@ -81,7 +101,8 @@ class GridOptions:
     sequential: str = "viridis"
     max_side: int = 4096
     font_px: int | None = None
-    reduce: Literal["mean", "peak"] = "mean"
+    reduce: Literal["mean", "peak"] = "peak"
+    raw: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "norm", _as_norm(self.norm))

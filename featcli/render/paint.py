@@ -7,6 +7,7 @@ here imports pyplot.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from featcli.render.colour import BAD, FIRST, N_GREY, Scale, bad_colour, lut
+from featcli.render.colour import BAD, FIRST, N_GREY, Scale, bad_colour, lut, quantize
 from featcli.render.options import ByteArray, GridOptions
 
 
@@ -38,6 +39,72 @@ def fmt(v: float) -> str:
         s = f"{v:.{max(0, 2 - e)}f}"
         return s.rstrip("0").rstrip(".") if "." in s else s
     return f"{v:.2e}".replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
+
+
+def size_text(h: int, w: int) -> str:
+    """A map's or picture's size as featcli writes it everywhere: width x height, in pixels (as
+    ``featcli info`` does).
+
+    >>> size_text(240, 320)
+    '320x240 px'
+    """
+    return f"{w}x{h} px"
+
+
+def tick_length(fs2: int) -> int:
+    """Tick marks under a colour bar grow with the font, so they stay visible on a 4000 px picture."""
+    return max(2, fs2 // 5)
+
+
+def range_text(lo: float, hi: float) -> str:
+    """A map's value range for its caption: ``-4.44 … 4.51``, one value once, or that none is finite."""
+    if not math.isfinite(lo):
+        return "no finite values"
+    return f"{fmt(lo)} … {fmt(hi)}" if hi > lo else f"all {fmt(lo)}"
+
+
+def tick_choices(vmin: float, vmax: float, most: int) -> list[list[float]]:
+    """Tick sets for a scale, densest first: multiples of 1-2-5 steps inside ``[vmin, vmax]``, from at
+    most ``most`` ticks down to the sparsest step that still gives two (or one, 0 or the middle).
+
+    >>> tick_choices(-9.16, 9.16, 5)[0], tick_choices(0.0, 1.0, 6)[0]
+    ([-5.0, 0.0, 5.0], [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    """
+    span = vmax - vmin
+    if not (math.isfinite(span) and span > 0):
+        return [[vmin]]
+    out: list[list[float]] = []
+    e = math.floor(math.log10(span / max(1, most)))
+    for exp in range(e, e + 3):
+        for m in (1, 2, 5):
+            step = m * 10.0**exp
+            k0, k1 = math.ceil(vmin / step - 1e-9), math.floor(vmax / step + 1e-9)
+            n = k1 - k0 + 1
+            if 2 <= n <= most:
+                out.append([float(f"{k * step:.12g}") for k in range(k0, k1 + 1)])
+    if not out or len(out[-1]) > 2:
+        mid = 0.0 if vmin <= 0 <= vmax else float(f"{(vmin + vmax) / 2:.2g}")
+        out.append([mid])
+    return out
+
+
+def tick_texts(values: Sequence[float]) -> list[str]:
+    """Tick labels with the same number of decimals, just enough for the step between them.
+
+    >>> tick_texts([-0.5, 0.0, 0.5]), tick_texts([0.0, 2e-06, 4e-06]), tick_texts([0.0, 5000.0, 10000.0])
+    (['-0.5', '0', '0.5'], ['0', '2e-6', '4e-6'], ['0', '5000', '10000'])
+    """
+    step = min((b - a for a, b in itertools.pairwise(values)), default=abs(values[0]) or 1.0)
+    big = max(abs(v) for v in values)
+    if step >= 1e-3 and big < 1e6:
+        d = max(0, -math.floor(math.log10(step) + 1e-9))
+        return ["0" if v == 0 else f"{v:.{d}f}" for v in values]
+    return ["0" if v == 0 else f"{v:.3g}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e") for v in values]
+
+
+def flat_text(v: float) -> str:
+    """The label of a flat scale: the one value every pixel of the map has (round-off drawn as 0)."""
+    return "all values 0 (or round-off)" if v == 0 else f"all values {fmt(v)}"
 
 
 class Painter:
@@ -74,19 +141,29 @@ class Painter:
         self.pastes.append((x, y, idx))
 
     def colorbar(self, x: int, y: int, w: int, h: int, sc: Scale, ticks: int) -> None:
-        """A horizontal colour scale with tick marks and values below it."""
+        """A horizontal colour scale with tick marks at round values (1-2-5 steps, 0 when in range), at
+        most ``ticks`` of them and never overlapping; a flat scale is one swatch and its single value."""
+        face = font(self.fs2)
+        if sc.flat:
+            sw = min(w, 3 * self.fs)
+            swatch = quantize(np.zeros((h, sw), np.float32), sc, self.levels, self.bases[sc.cmap], BAD, False)
+            self.paste(x, y, swatch, frame=120)
+            self.draw.text((x + sw + 6, y + h / 2), flat_text(sc.limits[0]), fill=60, font=face, anchor="lm")
+            return
         strip = (self.bases[sc.cmap] + np.arange(w) * self.levels // w).astype(np.uint8)
         self.paste(x, y, np.repeat(strip[None, :], h, axis=0), frame=120)
-        values = list(np.linspace(sc.vmin, sc.vmax, ticks))
-        if ticks < 5:
-            values = [sc.vmin, 0.0, sc.vmax] if sc.diverging and sc.vmin < 0 < sc.vmax else [sc.vmin, sc.vmax]
-        face = font(self.fs2)
-        for v in values:
-            px = x + round((v - sc.vmin) / (sc.vmax - sc.vmin) * (w - 1))
-            self.draw.line((px, y + h, px, y + h + 2), fill=120)
-            text = fmt(v)
-            tw = self.draw.textlength(text, font=face)
-            self.draw.text((min(max(px - tw / 2, x - 1), x + w - tw), y + h + 3), text, fill=60, font=face)
+        gap = self.draw.textlength("00", font=face)
+        for values in tick_choices(sc.vmin, sc.vmax, ticks):
+            texts = tick_texts(values)
+            px = [x + round((v - sc.vmin) / (sc.vmax - sc.vmin) * (w - 1)) for v in values]
+            widths = [self.draw.textlength(t, font=face) for t in texts]
+            marks = zip(px, widths, strict=True)
+            if all(b - a >= (wa + wb) / 2 + gap for (a, wa), (b, wb) in itertools.pairwise(marks)):
+                break
+        tick = tick_length(self.fs2)
+        for p, text, tw in zip(px, texts, widths, strict=True):
+            self.draw.line((p, y + h, p, y + h + tick), fill=120, width=max(1, self.fs2 // 16))
+            self.draw.text((min(max(p - tw / 2, x - 1), x + w - tw), y + h + tick + 1), text, fill=60, font=face)
 
     def image(self) -> Image.Image:
         """The ``"P"`` image: grey ramp, the bad-value colour, then each colormap's lookup table."""
@@ -107,39 +184,69 @@ class Painter:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where everything of a grid goes: margins, one tile's cell, rows and columns, title and footer."""
+    """Where everything of a grid goes: margins, one tile's cell, each tile's row and column, title, footer."""
 
     pad: int
-    cell: tuple[int, int]  # width, height of one tile's cell (label, range line, tile, colorbar)
-    cols: int
-    rows: int
+    cell: tuple[int, int]  # width, height of the largest tile's cell (label, range line, tile, colorbar)
+    places: tuple[tuple[int, int], ...]  # (row, column) of each tile, the input tile first
     top: int  # title height
     foot: int  # shared colorbar + "more maps" line
+    min_width: int = 0  # a canvas wider than the grid (for the title); the grid is then centred
+    heights: tuple[int, ...] = ()  # each row's height (its tallest cell); default: cell[1] for every row
+
+    @property
+    def cols(self) -> int:
+        return 1 + max(c for _, c in self.places)
+
+    @property
+    def rows(self) -> int:
+        return 1 + max(r for r, _ in self.places)
+
+    @property
+    def grid_width(self) -> int:
+        return 2 * self.pad + self.cols * self.cell[0] + (self.cols - 1) * self.pad
 
     @property
     def size(self) -> tuple[int, int]:
-        (cw, ch), pad = self.cell, self.pad
-        w = 2 * pad + self.cols * cw + (self.cols - 1) * pad
-        return w, 2 * pad + self.top + self.rows * ch + (self.rows - 1) * pad + self.foot
+        h = 2 * self.pad + self.top + sum(self._heights) + (self.rows - 1) * self.pad + self.foot
+        return max(self.grid_width, self.min_width), h
+
+    @property
+    def _heights(self) -> tuple[int, ...]:
+        return self.heights or (self.cell[1],) * self.rows
 
     def origin(self, k: int) -> tuple[int, int]:
-        r, c = divmod(k, self.cols)
-        return self.pad + c * (self.cell[0] + self.pad), self.pad + self.top + r * (self.cell[1] + self.pad)
+        r, c = self.places[k]
+        x0 = (self.size[0] - self.grid_width) // 2
+        return x0 + self.pad + c * (self.cell[0] + self.pad), self.pad + self.top + sum(
+            self._heights[:r]
+        ) + r * self.pad
 
 
-def wrap(text: str, size: int, width: int, lines: int = 2) -> list[str]:
-    """Greedy word wrap into at most ``lines`` lines (the last one is cut with an ellipsis when drawn)."""
-    face, out, words = font(size), [""], text.split(" ")
-    for i, word in enumerate(words):
-        trial = f"{out[-1]} {word}" if out[-1] else word
-        if out[-1] and face.getlength(trial) > width:
-            if len(out) == lines:
-                out[-1] = " ".join([out[-1], *words[i:]])
-                break
-            out.append(word)
+#: Slide shapes a grid aims for (width / height): anything from 4:3 to 16:9 is as good.
+ASPECT = (4 / 3, 16 / 9)
+
+
+def fit_title(text: str, size: int, width: int) -> str:
+    """``text`` on one line of ``width`` pixels: whole, or cut in the middle with an ellipsis (a title is
+    ``path · stages``: its start and its end say the most).
+
+    >>> fit_title("samples/photo.jpg · conv -> relu", 18, 10_000)
+    'samples/photo.jpg · conv -> relu'
+    """
+    face = font(size)
+    if face.getlength(text) <= width:
+        return text
+    head, tail = text[: len(text) // 2], text[len(text) // 2 :]
+    while head or tail:
+        if len(head) >= len(tail):
+            head = head[:-1]
         else:
-            out[-1] = trial
-    return out
+            tail = tail[1:]
+        cut = f"{head.rstrip()}…{tail.lstrip()}"
+        if face.getlength(cut) <= width:
+            return cut
+    return "…"
 
 
 def font_px(options: GridOptions, tile_px: int) -> int:
@@ -147,22 +254,71 @@ def font_px(options: GridOptions, tile_px: int) -> int:
     return options.font_px or max(11, min(24, round(tile_px / 19)))
 
 
-def layout(sizes: Sequence[tuple[int, int]], fs: int, options: GridOptions, shared: bool, footer: bool) -> Layout:
-    """The layout of tiles of display ``sizes`` ``(h, w)`` with font size ``fs``.
+def layout(
+    sizes: Sequence[tuple[int, int]],
+    fs: int,
+    options: GridOptions,
+    shared: bool,
+    footer: bool,
+    groups: Sequence[int] = (),
+    input_tile: bool = False,
+) -> Layout:
+    """The layout of tiles of display ``sizes`` ``(h, w)`` (the input tile first) with font size ``fs``.
+
+    ``groups``: how many consecutive maps each stage has (``Tile.stage``). With more than one stage each
+    stage starts a new row (the input tile, if any, in a column of its own), so one channel's maps line
+    up in a column; a stage wider than the chosen columns wraps onto more rows. When one column per
+    stage (one row per channel) is closer to the slide shape, as for a chain of one map per stage, the
+    stages run left to right instead. The number of columns
+    is ``options.columns`` or the one that brings the picture closest to a 4:3 .. 16:9 landscape.
 
     ``shared``: one colorbar for the whole grid (in the footer) instead of one per tile; ``footer``: a
     line saying how many maps were left out.
     """
     n = len(sizes)
+    groups = list(groups) or [n - input_tile]
     fs2 = max(10, round(fs * 0.85))
     line, line2 = round(fs * 1.3), round(fs2 * 1.3)
     tile_w, tile_h = max(w for _, w in sizes), max(h for h, _ in sizes)
     cell_w = max(tile_w, 9 * fs)
     bar = options.colorbar and not shared
-    cell_h = line + line2 + 2 + tile_h + (6 + max(6, fs2 // 2) + line2 if bar else 0)
-    cols = min(options.columns or max(1, round(math.sqrt(n * cell_h / cell_w))), n)
-    inner = cols * cell_w + (cols - 1) * max(8, fs)
-    title_lines = len(wrap(options.title, round(fs * 1.35), inner)) if options.title else 0
-    top = round(fs * 1.35 * 1.3) * title_lines + fs // 2 if title_lines else 0
-    foot = (2 * line2 + max(8, fs2) + 4 + fs // 2 if options.colorbar and shared else 0) + (line2 if footer else 0)
-    return Layout(max(8, fs), (cell_w, cell_h), cols, math.ceil(n / cols), top, foot)
+    cell_h = line + line2 + 2 + tile_h + (6 + max(6, fs2 // 2) + tick_length(fs2) + 1 + line2 if bar else 0)
+    top = round(fs * 1.35 * 1.3) + fs // 2 if options.title else 0
+    bar_foot = 2 * line2 + max(8, fs2) + tick_length(fs2) + 2 + fs // 2
+    foot = (bar_foot if options.colorbar and shared else 0) + (line2 if footer else 0)
+    pad = max(8, fs)
+
+    def make(places: list[tuple[int, int]]) -> Layout:
+        heights = [0] * (1 + max(r for r, _ in places))
+        for (r, _), (h, _) in zip(places, sizes, strict=True):  # a row is as tall as its tallest tile
+            heights[r] = max(heights[r], cell_h - tile_h + h)
+        return Layout(pad, (cell_w, cell_h), tuple(places), top, foot, heights=tuple(heights))
+
+    cands = [make(p) for p in _arrangements(groups, input_tile, options.columns)]
+
+    def score(lay: Layout) -> tuple[float, int, float]:
+        w, h = lay.size
+        a = w / h
+        off = max(0.0, math.log(ASPECT[0] / a), math.log(a / ASPECT[1]))
+        return round(off, 2), lay.rows * lay.cols - n, abs(math.log(a / ASPECT[1]))
+
+    return min(cands, key=score)  # the first of equals: stages as rows before stages as columns
+
+
+def _arrangements(groups: Sequence[int], input_tile: bool, columns: int | None) -> list[list[tuple[int, int]]]:
+    """Candidate (row, column) places of every tile, the input tile first."""
+    if len(groups) <= 1:  # one stage: tiles flow in rows
+        n = sum(groups) + input_tile
+        return [[divmod(k, c) for k in range(n)] for c in ([columns] if columns else range(1, n + 1))]
+    off = int(input_tile)
+    out = []
+    widest = max(groups)
+    for c in [min(columns, widest)] if columns else range(1, widest + 1):  # one stage per row (or rows)
+        places, r0 = [(0, 0)] * off, 0
+        for g in groups:
+            places += [(r0 + i // c, off + i % c) for i in range(g)]
+            r0 += math.ceil(g / c)
+        out.append(places)
+    if columns is None:  # the transpose: one column per stage, one row per channel
+        out.append([(0, 0)] * off + [(i, off + j) for j, g in enumerate(groups) for i in range(g)])
+    return out

@@ -73,17 +73,17 @@ def test_grid_has_one_tile_per_map_in_the_requested_columns() -> None:
         assert np.asarray(image)[y0:y1, x0:x1].std() > 0  # not constant
 
 
-def test_default_grid_is_near_square_and_bounded() -> None:
+def test_default_grid_is_a_landscape_slide_and_bounded() -> None:
     tiles = tiles_from_array(np.random.default_rng(1).random((16, 20, 20), dtype=np.float32))
     w, h = render_grid(tiles).size
-    assert 0.7 < w / h < 1.4
+    assert 4 / 3 <= w / h <= 16 / 9
     big = render_grid(tiles * 4, GridOptions(tile_px=1024, max_side=2000))
     assert max(big.size) <= 2000
 
 
 def test_maps_are_box_averaged_before_colour_mapping_and_ranges_come_from_full_resolution() -> None:
     checker = np.where((np.indices((768, 1024)).sum(0) % 2) == 0, 1.0, -1.0).astype(np.float32)
-    image = render_grid([Tile("checker", checker)], GridOptions(tile_px=256, colorbar=False))
+    image = render_grid([Tile("checker", checker)], GridOptions(tile_px=256, colorbar=False, reduce="mean"))
     assert scales(image) == [["checker", "RdBu_r", -1.0, 1.0]]
     (y0, y1, x0, x1), *_ = tile_boxes(image)
     rgb = np.asarray(image.convert("RGB"))[y0:y1, x0:x1].reshape(-1, 3)
@@ -170,12 +170,16 @@ def test_norms() -> None:
     spiky[5, 5] = 1000.0
     tiles = [Tile("small", small, "s1"), Tile("big", big, "s1"), Tile("spiky", spiky, "s2")]
     by_norm = {norm: scales(render_grid(tiles, GridOptions(norm=norm))) for norm in Norm}
+    # One colormap for the grid: "spiky" is signed, so every map is on a zero-centred diverging scale.
     assert by_norm[Norm.PER_MAP] == [
-        ["small", "viridis", 0.0, 1.0],
-        ["big", "viridis", 0.0, 10.0],
+        ["small", "RdBu_r", -1.0, 1.0],
+        ["big", "RdBu_r", -10.0, 10.0],
         ["spiky", "RdBu_r", -1000.0, 1000.0],
     ]
-    assert by_norm[Norm.STAGE][:2] == [["small", "viridis", 0.0, 10.0], ["big", "viridis", 0.0, 10.0]]
+    assert by_norm[Norm.STAGE][:2] == [["small", "RdBu_r", -10.0, 10.0], ["big", "RdBu_r", -10.0, 10.0]]
+    unsigned = {norm: scales(render_grid(tiles[:2], GridOptions(norm=norm))) for norm in Norm}
+    assert unsigned[Norm.PER_MAP] == [["small", "viridis", 0.0, 1.0], ["big", "viridis", 0.0, 10.0]]
+    assert unsigned[Norm.STAGE] == [["small", "viridis", 0.0, 10.0], ["big", "viridis", 0.0, 10.0]]
     assert by_norm[Norm.SYMMETRIC][1] == ["big", "RdBu_r", -10.0, 10.0]
     _, cmap, lo, hi = by_norm[Norm.PERCENTILE][2]
     assert cmap == "RdBu_r" and lo == -hi and 0.9 < hi < 1.0  # the spike no longer sets the scale
