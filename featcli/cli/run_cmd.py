@@ -127,8 +127,11 @@ def run_command(
     tile_px: Annotated[int, typer.Option("--tile-px", min=16, max=4096, help="Longest side of a grid tile.",
                                          rich_help_panel=_G)] = 256,
     reduce: Annotated[str, typer.Option(
-        "--reduce", help="Shrinking big maps for tiles: mean (box average) or peak (keeps thin edges visible).",
-        rich_help_panel=_G)] = "mean",
+        "--reduce", metavar="peak|mean", help="Shrinking big maps for tiles: peak (keeps the thin edges of big "
+        "photos visible) or mean (box average).", rich_help_panel=_G)] = "peak",
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="One map: the bare full-resolution palette PNG (one pixel per value) instead of the "
+        "labelled picture.", rich_help_panel=_G)] = False,
     show_input: Annotated[bool, typer.Option("--show-input", help="Put the input image first in the grid.",
                                              rich_help_panel=_G)] = False,
     engine: Annotated[Engine, typer.Option(
@@ -218,7 +221,7 @@ def run_command(
         name_template=name,
         stages=stages,
         grid=GridOptions(norm=norm, cmap=check_cmap(cmap) if cmap else None, max_maps=max_maps, tile_px=tile_px,
-                         reduce=reduce),  # type: ignore[arg-type]
+                         reduce=reduce, raw=raw),  # type: ignore[arg-type]
         show_input=show_input,
         save=save,
         force=force,

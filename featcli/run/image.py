@@ -112,7 +112,7 @@ class Runner:
 
     def streaming_for(self, plan: Plan, dest: Destinations) -> Any:
         """A band strategy when this image should stream (torch only; ``--stream``), else None."""
-        if self.cfg.stream is Stream.OFF or self.engine_for(plan) != "torch":
+        if self.cfg.stream is Stream.OFF or self.cfg.grid.raw or self.engine_for(plan) != "torch":
             return None
         from featcli.engine.streamed import Streaming, can_stream
 

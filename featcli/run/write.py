@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from featcli.errors import OutputError
 from featcli.io.images import LoadedImage
 from featcli.io.outputs import STDOUT, InputSet, PendingOutputs
 from featcli.io.png import png_writer
-from featcli.render import Tile, render_grid, render_map
+from featcli.render import Tile, render_grid, render_single
 from featcli.run.config import RunConfig
 from featcli.run.destinations import Destinations
 
@@ -36,27 +37,40 @@ def as_numpy(t: Any) -> Any:
     return t
 
 
-def _tiles(results: Sequence[StageResult]) -> list[Tile]:
+def _refs(results: Sequence[StageResult]) -> dict[int, float]:
+    """Each stage's round-off reference: the largest |v| of the run's stages up to it (render draws values
+    within 1e-6 of it as 0, e.g. gap of a Sobel map: -8e-10)."""
+    refs, big = {}, 0.0
+    for r in results:
+        if math.isfinite(r.min) and math.isfinite(r.max):
+            big = max(big, abs(r.min), abs(r.max))
+        refs[r.index] = big
+    return refs
+
+
+def _tiles(results: Sequence[StageResult], refs: dict[int, float]) -> list[Tile]:
     tiles: list[Tile] = []
     for r in results:
+        ref = refs.get(r.index)
         if r.display is not None and r.ranges is not None:
             full = (r.actual[2], r.actual[3])
             tiles.extend(Tile(f"s{r.index} {r.op} · {label}", r.display[c], stage=r.name, full_shape=full,
-                              vrange=r.ranges[c]) for c, label in enumerate(r.labels))
+                              vrange=r.ranges[c], ref=ref) for c, label in enumerate(r.labels))
             continue
         maps = as_numpy(r.tensor[0])
         for c, label in enumerate(r.labels):
             vrange = r.ranges[c] if r.ranges else None
-            tiles.append(Tile(f"s{r.index} {r.op} · {label}", maps[c], stage=r.name, vrange=vrange))
+            tiles.append(Tile(f"s{r.index} {r.op} · {label}", maps[c], stage=r.name, vrange=vrange, ref=ref))
     return tiles
 
 
-def _picture(results: Sequence[StageResult], cfg: RunConfig, image: LoadedImage, title: str) -> Any:
-    """A full-resolution map when exactly one map is shown (and no input tile), else a labelled grid."""
-    tiles = _tiles(results)
-    if len(tiles) == 1 and not cfg.show_input and tiles[0].full_shape is None:
-        return render_map(tiles[0].data, cfg.grid)
+def _picture(results: Sequence[StageResult], cfg: RunConfig, image: LoadedImage, title: str,
+             refs: dict[int, float]) -> Any:
+    """One map (and no input tile): labelled, or bare with --raw; several maps: a labelled grid."""
+    tiles = _tiles(results, refs)
     opts = cfg.grid if cfg.grid.title else dataclasses.replace(cfg.grid, title=title)
+    if len(tiles) == 1 and not cfg.show_input:
+        return render_single(tiles[0], opts)
     shown = image.array[:, :, :3] if cfg.show_input else None
     return render_grid(tiles, opts, input_image=shown)
 
@@ -105,18 +119,19 @@ def write_outputs(dest: Destinations, cfg: RunConfig, image: LoadedImage, result
 
     ``inputs``: the run's input files, which no output may replace (default: this image's file).
     """
+    refs = _refs(results)
     label = image.header.path
     with PendingOutputs(force=cfg.force, inputs=inputs if inputs is not None else [label]) as out:
         if dest.output:
             picked = [r for r in results if r.index in dest.shown and _spatial(r)]
-            pic = _picture(picked, cfg, image, f"{label} · {' -> '.join(r.op for r in results)}")
+            pic = _picture(picked, cfg, image, f"{label} · {' -> '.join(r.op for r in results)}", refs)
             name = "stdout.png" if dest.output == STDOUT else dest.output
             out.write(dest.output, png_writer(pic, name, metadata=_metadata(cfg, label, picked)))
             del pic
         for r in results:
             if r.index in dest.stage_files:
                 path = dest.stage_files[r.index]
-                pic = _picture([r], cfg, image, f"{label} · s{r.index} {r.spec}")
+                pic = _picture([r], cfg, image, f"{label} · s{r.index} {r.spec}", refs)
                 out.write(path, png_writer(pic, path, metadata=_metadata(cfg, label, [r])))
                 del pic
         if dest.save:

@@ -159,10 +159,14 @@ def test_grid_png_with_metadata(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_single_map_is_full_resolution(runner: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "edges.png"
-    _run(runner, str(sample_path("shapes")), "conv:w=sobel_x+sobel_y,p=1", "magnitude", "-o", str(out))
+    _run(runner, str(sample_path("shapes")), "conv:w=sobel_x+sobel_y,p=1", "magnitude", "-o", str(out), "--raw")
     img = Image.open(out)
     assert img.size == (320, 240)
     assert np.asarray(img).std() > 0
+    # by default one map is a labelled picture: the map at a whole-number zoom, a title and a colour bar
+    labelled = tmp_path / "labelled.png"
+    _run(runner, str(sample_path("shapes")), "conv:w=sobel_x+sobel_y,p=1", "magnitude", "-o", str(labelled))
+    assert Image.open(labelled).width > 640 and Image.open(labelled).height > 480
 
 
 def test_out_dir_one_file_per_stage_and_stage_selection(runner: CliRunner, tmp_path: Path) -> None:
@@ -320,7 +324,7 @@ def test_output_to_stdout_and_new_folders(runner: CliRunner, tmp_path: Path, mon
     assert res.stdout_bytes.startswith(b"\x89PNG\r\n\x1a\n") and "wrote the PNG to standard output" in res.stderr
     import io as _io
 
-    assert Image.open(_io.BytesIO(res.stdout_bytes)).size == (318, 238)
+    assert Image.open(_io.BytesIO(res.stdout_bytes)).width > 318  # the labelled picture of the one map
     res = runner.invoke(app, ["run", "sample:shapes", "sample:photo", "-k", "sobel_x", "-o", "-"])
     assert res.exit_code == 2 and "-o - writes one PNG to standard output" in res.stderr
     # missing folders are made, as mkdir -p does; a file in the way is refused before any work
