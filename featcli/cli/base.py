@@ -149,7 +149,7 @@ app = typer.Typer(
     name="featcli",
     help=(
         "See what convolution and pooling do to real images, and answer CNN shape questions.\n\n"
-        "Example: featcli run samples/shapes.png -k sobel_x -k sobel_y --pool max:k=2 -o grid.png"
+        "Example: featcli run sample:shapes -k sobel_x -k sobel_y --pool max:k=2 -o grid.png"
     ),
     no_args_is_help=True,
     add_completion=False,

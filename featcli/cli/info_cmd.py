@@ -47,7 +47,7 @@ def info_command(
 ) -> None:
     """What an image is: mode, HWC array, the NCHW float tensor it becomes, and per-channel statistics.
 
-    Example: featcli info samples/shapes.png --pixels 5
+    Example: featcli info sample:shapes --pixels 5
     """
     from featcli.errors import UsageError
     from featcli.io.describe import describe

@@ -52,9 +52,9 @@ def split_args(args: list[str]) -> tuple[list[str], list[str]]:
     "run",
     epilog=(
         "Examples:\n\n"
-        "  featcli run photo.jpg -k sobel_x -k sobel_y --pool max:k=2 -o grid.png\n\n"
-        "  featcli run photo.jpg conv:w=sobel_x+sobel_y,p=1 magnitude -o edges.png\n\n"
-        "  featcli run photo.jpg conv:out=5,k=3x5,s=1x2,p=2 --seed 0 --json"
+        "  featcli run sample:shapes -k sobel_x -k sobel_y --pool max:k=2 -o grid.png\n\n"
+        "  featcli run sample:photo conv:w=sobel_x+sobel_y,p=1 magnitude -o edges.png\n\n"
+        "  featcli run photos/ -k sobel_x --out-dir maps --jsonl"
     ),
 )
 def run_command(
@@ -154,7 +154,7 @@ def run_command(
     """Apply kernel and pooling stages to images, check every shape, and save feature-map grids.
 
     Each stage's shape is predicted by the formula engine (as in `featcli shape`) and checked against the
-    real tensor. Example: featcli run samples/shapes.png -k sobel_x -k sobel_y --pool max:k=2 -o grid.png
+    real tensor. Example: featcli run sample:shapes -k sobel_x -k sobel_y --pool max:k=2 -o grid.png
     """
     from featcli.cli.hints import check_inputs, check_stages, check_stdin
     from featcli.errors import UsageError
@@ -277,7 +277,11 @@ def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, s
     task: Any = None
     show_progress = not quiet and con.is_terminal
 
+    written: list[str] = []
+
     def emit(rec: Record) -> None:
+        if rec.status == "ok":
+            written.extend(rec.data.get("outputs", []))
         if rec.status == "failed":
             report_error(rec.error or rec.path)
         if as_json:
@@ -297,11 +301,27 @@ def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, s
         summary = run_batch(paths, cfg, emit=emit, batch_size=batch_size, workers=workers,
                             skip_existing=skip_existing)
     if not quiet or summary.failed:
-        con.print(summary.line(), highlight=False)
+        con.print(f"{summary.line()}{where_written(written)}")
     if summary.interrupted:
         raise typer.Exit(130)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def where_written(files: list[str]) -> str:
+    """``; wrote 3 files in out/`` for the summary line (the files of the records emitted, so an interrupted
+    batch counts what is really on disk).
+
+    >>> where_written(["out/a.png", "out/b.png", "maps/a.npz"])
+    '; wrote 3 files in out/ and maps/'
+    """
+    if not files:
+        return "; wrote no files"
+    folders = list(dict.fromkeys(str(Path(f).parent) for f in files))
+    shown = [f if f == "." else f"{f}/" for f in folders[:3]]
+    where = ", ".join(shown[:-1]) + f" and {shown[-1]}" if len(shown) > 1 else shown[0]
+    more = f" (and {len(folders) - 3} more folders)" if len(folders) > 3 else ""
+    return f"; wrote {len(files)} file{'s' if len(files) != 1 else ''} in {where}{more}"
 
 
 def _rate_column() -> Any:

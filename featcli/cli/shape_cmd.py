@@ -43,7 +43,14 @@ featcli shape - reads lines "INPUT STAGE..." from stdin and writes one JSON obje
 """
 
 
-@app.command("shape", help=HELP)
+@app.command(
+    "shape",
+    help=HELP,
+    epilog="Examples:\n\n"
+           "  featcli shape 1x3x224x224 'conv:out=64,k=7,s=2,p=?' maxpool:k=3,s=2,p=1\n\n"
+           "  featcli shape sample:photo conv:out=8,k=3 relu maxpool:k=2 flatten linear:out=10\n\n"
+           "  printf '1x3x32x32 conv:k=5\\n28x28 maxpool:k=2\\n' | featcli shape -",
+)
 def shape_command(
     input_: Annotated[str, typer.Argument(
         metavar="INPUT", show_default=False,

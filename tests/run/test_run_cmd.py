@@ -338,3 +338,14 @@ def test_output_to_stdout_and_new_folders(runner: CliRunner, tmp_path: Path, mon
     assert res.exit_code == 1 and "cannot create folder 'f': 'f' is a file" in res.stderr
     res = runner.invoke(app, ["run", "sample:shapes", "-k", "sobel_x", "-o", "x.jpg"])
     assert res.exit_code == 2 and "featcli writes PNG" in res.stderr
+
+
+def test_batch_summary_says_where_the_files_went(runner: CliRunner, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["run", "sample:shapes", "sample:photo", "-k", "sobel_x", "-o", "maps/{stem}.png",
+                              "--save", "raw/{stem}.npz"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.strip().endswith("; wrote 4 files in maps/ and raw/"), res.stderr
+    res = runner.invoke(app, ["run", "sample:shapes", "sample:photo", "-k", "sobel_x"])
+    assert res.stderr.strip().endswith("; wrote no files"), res.stderr
