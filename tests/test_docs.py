@@ -2,7 +2,7 @@
 
 Each page's ``console`` blocks run in order in one fresh temporary folder (so a page may make a file and use
 it later), with featcli installed as the reader has it and an 80-column terminal. A command whose shown
-output starts with ``featcli: error:`` must fail; any other must succeed. Where a page shows output, the
+output has a ``featcli: error:`` line or a ``{"error": ...}`` record must fail; any other must succeed. Where a page shows output, the
 output must match it line by line (trailing blanks ignored): a line ``...`` stands for any number of lines,
 and ``...`` inside a line for any text (timings).
 """
@@ -79,7 +79,7 @@ def test_every_shown_command_works_verbatim(page: Path, tmp_path: Path) -> None:
         res = subprocess.run(["bash", "-o", "pipefail", "-c", f"{shown.command} 2>&1"], cwd=work, env=env,
                              capture_output=True, text=True, timeout=300)
         where = f"{shown.page}:{shown.line}: $ {shown.command}"
-        fails = bool(shown.output) and shown.output[0].startswith("featcli: error:")
+        fails = any(line.startswith(("featcli: error:", '{"error"')) for line in shown.output)
         assert (res.returncode != 0) == fails, f"{where}\nexit {res.returncode}\n{res.stdout}{res.stderr}"
         if shown.output:
             actual = [ln.rstrip() for ln in res.stdout.splitlines() if ln.strip()]

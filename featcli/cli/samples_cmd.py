@@ -55,5 +55,5 @@ def samples_command(
         table.add_row(r["name"], f"{r['width']}x{r['height']}", f"{r['format']} {r['mode']}", r["about"])
     con = out_console()
     con.print(table)
-    con.print(f"Use one wherever an image goes, as sample:NAME (featcli run sample:{rows[0]['name']} -k sobel_x "
-              f"-o edges.png). Files: {sample_path(rows[0]['name']).parent}", soft_wrap=False)
+    con.print(f"Use one as sample:NAME wherever an image goes: featcli info sample:{rows[0]['name']}")
+    con.print(f"files: {sample_path(rows[0]['name']).parent}")
