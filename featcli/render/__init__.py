@@ -10,7 +10,6 @@ The public API; the modules behind it, one concern each:
 - :mod:`~featcli.render.grid`: :func:`render_grid`, :func:`render_map`, :func:`tiles_from_array`.
 - :mod:`~featcli.render.single`: :func:`render_single`, one map labelled for a slide (title, size, colour
   bar with values); ``GridOptions.raw`` gives :func:`render_map`'s bare picture instead.
-- :mod:`~featcli.render.encode`: :func:`encode_png`, a picture as PNG bytes (``-o -``).
 - :mod:`~featcli.render.kernel_figure`: the matplotlib figure of a kernel (``featcli kernels show --png``);
   imported by path, so drawing grids never loads the kernel library.
 
@@ -25,7 +24,6 @@ pyplot; ``matplotlib`` itself is imported lazily, only for a colormap that is no
 from __future__ import annotations
 
 from featcli.io.png import save_png
-from featcli.render.encode import encode_png
 from featcli.render.grid import render_grid, render_map, tiles_from_array
 from featcli.render.options import GridOptions, Tile, check_cmap
 from featcli.render.reduce import box_reduce, reduce_factor
@@ -36,7 +34,6 @@ __all__ = [
     "Tile",
     "box_reduce",
     "check_cmap",
-    "encode_png",
     "reduce_factor",
     "render_grid",
     "render_map",

@@ -3,10 +3,8 @@ maps, one row per stage on a landscape slide, sizes as WxH, labelled single maps
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -16,11 +14,9 @@ from PIL import Image, ImageDraw
 from featcli.render import (
     GridOptions,
     Tile,
-    encode_png,
     render_grid,
     render_map,
     render_single,
-    save_png,
     tiles_from_array,
 )
 from featcli.render.paint import tick_choices
@@ -274,18 +270,6 @@ def test_single_streamed_map_is_labelled_and_raw_refuses_it() -> None:
     assert image.size[0] >= 267
     with pytest.raises(Exception, match="whole map"):
         render_single(tile, GridOptions(raw=True))
-
-
-# ----------------------------------------------------------------------------------------- bytes
-
-
-def test_encode_png_gives_the_bytes_save_png_writes(tmp_path: Path) -> None:
-    image = render_single(Tile("m", smooth()), GridOptions(title="t"))
-    data = encode_png(image, {"featcli:command": "featcli run x -o -"})
-    out = save_png(image, tmp_path / "m.png", metadata={"featcli:command": "featcli run x -o -"})
-    with Image.open(io.BytesIO(data)) as piped, Image.open(out) as saved:
-        assert piped.text == saved.text and piped.text["featcli:cmap"] == "viridis"
-        assert np.array_equal(np.asarray(piped), np.asarray(saved)) and piped.getpalette() == saved.getpalette()
 
 
 def _scales(image: Image.Image) -> list[list[object]]:
