@@ -2,9 +2,9 @@
 
 Each page's ``console`` blocks run in order in one fresh temporary folder (so a page may make a file and use
 it later), with featcli installed as the reader has it and an 80-column terminal. A command whose shown
-output has a ``featcli: error:`` line or a ``{"error": ...}`` record must fail; any other must succeed. Where a page shows output, the
-output must match it line by line (trailing blanks ignored): a line ``...`` stands for any number of lines,
-and ``...`` inside a line for any text (timings).
+output has a ``featcli: error:`` line or a ``{"error": ...}`` record must fail; any other must succeed.
+Where a page shows output, the output must match it line by line (trailing blanks ignored): a line ``...``
+stands for any number of lines, and ``...`` inside a line for any text (timings).
 """
 
 from __future__ import annotations
