@@ -55,3 +55,7 @@ class OutputError(FeatcliError):
 
 class StageError(FeatcliError):
     """A stage failed while running on a real tensor."""
+
+
+class BudgetError(FeatcliError):
+    """A stage's output or weights would need more memory than the run's budget (``--max-memory``)."""

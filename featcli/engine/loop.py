@@ -70,6 +70,12 @@ class StageResult:
         return self.predicted == self.actual
 
     @property
+    def empty(self) -> bool:
+        """The output holds no values (a zero-size map, as a transposed conv can make): ``min``, ``max``,
+        ``mean`` and ``zeros`` are then 0.0, and there is nothing to draw."""
+        return 0 in self.actual
+
+    @property
     def name(self) -> str:
         """Key of this stage in saved files: ``s1_conv``."""
         return f"s{self.index}_{self.op}"
@@ -80,6 +86,7 @@ class StageResult:
             "index": self.index, "spec": self.spec, "op": self.op, "predicted": list(self.predicted),
             "actual": list(self.actual), "ok": self.ok, "seconds": round(self.seconds, 6),
             "min": self.min, "max": self.max, "mean": self.mean, "zeros": self.zeros, "labels": list(self.labels),
+            "empty": self.empty,
         }
 
 
@@ -122,7 +129,8 @@ class _Accumulator:
             self.shape = shape
         else:  # another band: rows add up
             self.shape = (*self.shape[:2], self.shape[2] + shape[2], *self.shape[3:])
-        for i, s in enumerate(backend.stats(y, self.want_ranges)):
+        # An empty output has no values to measure (torch's reductions refuse one): its counts stay 0.
+        for i, s in enumerate(backend.stats(y, self.want_ranges) if 0 not in shape[1:] else ()):
             self.lo[i], self.hi[i] = min(self.lo[i], s.lo), max(self.hi[i], s.hi)
             self.total[i] += s.total
             self.count[i] += s.count
@@ -141,8 +149,10 @@ class _Accumulator:
         out = []
         for i in range(n):
             tensor = backend.sample(self.kept, i) if self.kept is not None else backend.empty((0, *actual[1:]))
+            measured = self.count[i] > 0
             out.append(StageResult(
-                row.index, row.spec, row.op, predicted, actual, self.seconds / n, self.lo[i], self.hi[i],
+                row.index, row.spec, row.op, predicted, actual, self.seconds / n,
+                self.lo[i] if measured else 0.0, self.hi[i] if measured else 0.0,
                 self.total[i] / max(1, self.count[i]), self.zeros[i] / max(1, self.count[i]), labels, tensor,
                 ranges=self.ranges[i]))
         return out
@@ -204,6 +214,8 @@ def execute(x: Any, plan: Plan, backend: Backend, fns: Sequence[StageFn], *, kee
     stages = plan.stages
     bands = streaming.bands(x, plan, fns[0]) if streaming is not None else _whole(x)
     n = 1 if streaming is not None else backend.shape(x)[0]
+    if streaming is None:
+        plan.check_outputs(n)  # before any output is allocated (a streamed run keeps bands only)
     accs = [_Accumulator(s, n, streaming is None and (keep is None or s.index in keep),
                          streaming is not None and i == len(stages) - 1) for i, s in enumerate(stages)]
     y: Any = x

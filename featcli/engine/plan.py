@@ -14,14 +14,17 @@ be read, and then runs on torch anyway).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from featcli.enums import KernelMode
-from featcli.errors import FeatcliError
+from featcli.enums import KernelMode, PaddingMode
+from featcli.errors import BudgetError, FeatcliError
 from featcli.shape.infer import infer
+from featcli.shape.memory import human_bytes, output_bytes, weight_bytes
 from featcli.shape.report import ShapeReport, StageReport
+from featcli.stages.grammar import shorten
 from featcli.stages.params import ConvSpec, PReLUSpec
 from featcli.stages.registry import REGISTRY, Op, OpDef
 from featcli.stages.spec import Stage
@@ -80,7 +83,7 @@ class PlannedStage:
 
     def label(self) -> str:
         """``stage 3 'maxpool:k=2'``: how errors name the stage."""
-        return f"stage {self.row.index} {self.row.spec!r}"
+        return f"stage {self.row.index} {shorten(self.row.spec, 200)}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,10 +93,17 @@ class Plan:
     report: ShapeReport
     stages: tuple[PlannedStage, ...]
     input_labels: tuple[str, ...] | None
+    budget: int = 0  #: bytes one stage's output or weights may take (0: no limit); see :func:`memory_budget`
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.report.input
+
+    def check_outputs(self, n: int = 1) -> None:
+        """Refuse the first stage whose output for a batch of ``n`` would exceed the budget (the loop calls
+        this before running a plan whole; a streamed plan keeps only bands and display-size maps)."""
+        for stage in self.stages:
+            check_output(stage, self.budget, n)
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,75 @@ class PlanOptions:
     kernels_dir: str | None = None
     allow_torchscript: bool = False
     seed: int = 0
+    #: Bytes one stage's output (or weights) may take: None for the default (:func:`memory_budget`), 0 for
+    #: no limit (``--max-memory``).
+    max_bytes: int | None = None
+
+
+#: Share of the available memory a stage may take by default (its input is alive while it runs).
+BUDGET_SHARE = 0.5
+#: The budget where the available memory cannot be read.
+FALLBACK_BUDGET = 4 * 2**30
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations now: Linux's MemAvailable, else free pages, else None;
+    no more than the process's address-space limit (``ulimit -v``) where one is set."""
+    avail: int | None = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            pass
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY and limit > 0:
+            avail = limit if avail is None else min(avail, limit)
+    except (ImportError, OSError, ValueError):
+        pass
+    return avail
+
+
+def memory_budget(max_bytes: int | None = None) -> int:
+    """The budget of one stage's output or weights: ``max_bytes`` as given (0: no limit), else half of the
+    memory available now (:data:`FALLBACK_BUDGET` where that is unknown)."""
+    if max_bytes is not None:
+        return max(0, max_bytes)
+    avail = available_memory()
+    return int(avail * BUDGET_SHARE) if avail else FALLBACK_BUDGET
+
+
+def _over(budget: int) -> str:
+    return f"over the memory budget of {human_bytes(budget)} (--max-memory)"
+
+
+def check_output(stage: PlannedStage, budget: int, n: int = 1) -> None:
+    """Refuse ``stage`` when its output for a batch of ``n`` images needs more than ``budget`` bytes."""
+    shape = (n, *stage.row.out_shape[1:])
+    need = output_bytes(shape)
+    if budget and need > budget:
+        raise BudgetError(f"{stage.label()}: output {'x'.join(map(str, shape))} float32 needs {human_bytes(need)}, "
+                          f"{_over(budget)}")
+
+
+def streamable(stages: Sequence[PlannedStage]) -> bool:
+    """Whether a run of ``stages`` may stream (:func:`featcli.engine.streamed.can_stream` without the
+    destinations and size): a conv first (not circular), pointwise stages after it."""
+    if not stages or stages[0].op is not Op.CONV:
+        return False
+    first = stages[0].params
+    return isinstance(first, ConvSpec) and first.pm is not PaddingMode.CIRCULAR and \
+        all(s.definition.pointwise for s in stages[1:])
 
 
 def _conv_kernels(sp: ConvSpec, c: int, in_labels: Sequence[str] | None, opts: PlanOptions
@@ -148,7 +227,7 @@ def compile_plan(report: ShapeReport, opts: PlanOptions, input_labels: Sequence[
             try:
                 kernels, new = _conv_kernels(sp, row.in_shape[1], labels, opts)
             except FeatcliError as exc:
-                raise type(exc)(f"stage {row.index} {row.spec!r}: {exc.message}", path=exc.path) from None
+                raise type(exc)(f"stage {row.index} {shorten(row.spec, 200)}: {exc.message}", path=exc.path) from None
         elif isinstance(sp, PReLUSpec):
             slopes = sp.w  # without w=, torch's constant init: no random numbers
         elif d.learnable:
@@ -162,7 +241,28 @@ def compile_plan(report: ShapeReport, opts: PlanOptions, input_labels: Sequence[
         out_c = row.out_shape[1] if len(row.out_shape) == 4 else None
         labels = new if new is not None and out_c == len(new) else None
         stages.append(PlannedStage(row, d, _padding(row), labels, kernels, seed, slopes))
-    return Plan(report, tuple(stages), tuple(input_labels) if input_labels else None)
+    budget = memory_budget(opts.max_bytes)
+    _check_budget(stages, budget)
+    return Plan(report, tuple(stages), tuple(input_labels) if input_labels else None, budget)
+
+
+def _check_budget(stages: Sequence[PlannedStage], budget: int) -> None:
+    """Refuse a stage whose weights, or whose output, would exceed ``budget``, before anything is allocated.
+
+    Weights are always built whole. Outputs of a stack that may stream (:func:`streamable`) are checked by
+    the loop instead, which knows whether this run streams: a streamed stack keeps only bands of rows and
+    display-size maps, never the whole output.
+    """
+    if not budget:
+        return
+    for stage in stages:
+        need = weight_bytes(stage.row.params)
+        if need > budget:
+            raise BudgetError(f"{stage.label()}: weights of {stage.row.params:,} parameters (float32) need "
+                              f"{human_bytes(need)}, {_over(budget)}")
+    if not streamable(stages):
+        for stage in stages:
+            check_output(stage, budget)
 
 
 class Planner:

@@ -11,6 +11,7 @@ affine weight 1 and bias 0), which makes it visible on a single image and indepe
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,6 +140,10 @@ def _convt(stage: PlannedStage, env: TorchEnv) -> StageFn:
     assert stage.seed is not None
     c_in, pad, out_pad = stage.row.in_shape[1], p.p, p.op
     c_out = p.out or c_in
+    oh, ow = stage.row.out_shape[2:]
+    if oh == 0 or ow == 0:
+        # An empty output, as torch's oneDNN path returns it; its reference path (a batch of one) would refuse.
+        return lambda x: x.new_empty((x.shape[0], c_out, oh, ow))
     m = seeded(stage.seed, lambda: nn.ConvTranspose2d(c_in, c_out, p.k, p.s, pad, out_pad, p.g, p.bias, p.d))
     m = m.to(env.device)
     return lambda x: m(x)
@@ -232,7 +237,9 @@ def _linear(stage: PlannedStage, env: TorchEnv) -> StageFn:
     p = stage.params
     assert isinstance(p, P.LinearSpec) and stage.seed is not None
     n_in = stage.row.in_shape[-1]
-    m = seeded(stage.seed, lambda: nn.Linear(n_in, p.out, p.bias)).to(env.device)
+    with warnings.catch_warnings():  # no input features (after an empty map): torch warns that init is a no-op
+        warnings.simplefilter("ignore", UserWarning)
+        m = seeded(stage.seed, lambda: nn.Linear(n_in, p.out, p.bias)).to(env.device)
     return lambda x: m(x)
 
 

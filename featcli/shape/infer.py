@@ -20,12 +20,28 @@ from featcli.errors import FeatcliError, ShapeError, SpecError
 from featcli.shape.report import ShapeReport, StageReport, ceil_num
 from featcli.shape.rules import RULES
 from featcli.shape.state import Refusal, WalkState
-from featcli.stages.grammar import SOLVE, Pair
+from featcli.stages.grammar import MAX_INT, SOLVE, Pair, format_shape, shorten
 from featcli.stages.params import ConvSpec, ConvTSpec, PoolSpec
 from featcli.stages.registry import REGISTRY, Op
 from featcli.stages.spec import Stage
 
 _OP_NAME = {op: op.value for op in Op}
+#: The most elements a torch tensor may hold (its sizes are int64).
+MAX_ELEMENTS = 2**63 - 1
+
+
+def _too_big(shape: tuple[int, ...]) -> str | None:
+    """Why torch cannot hold a tensor of ``shape``, or None."""
+    if len(shape) == 4 and max(shape[1:]) > MAX_INT:
+        return (f"output {format_shape(shape)} has a dimension over {MAX_INT} "
+                "(torch's convolution and pooling index each dimension with 32-bit integers)")
+    total = 1
+    for d in shape:
+        total *= d
+    if total > MAX_ELEMENTS:
+        return f"output {format_shape(shape)} has {total:.3g} elements, more than a torch tensor holds (2**63 - 1)"
+    return None
+
 _RULE_OF = {op: RULES[d.shape_rule] for op, d in REGISTRY.items()}
 
 
@@ -45,8 +61,12 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
         KernelError: a ``w=`` kernel reference is unknown (from :mod:`featcli.kernels`).
     """
     shape = tuple(input_shape)
-    if len(shape) != 4 or not all(isinstance(d, int) and d >= 1 for d in shape):
-        raise ShapeError(f"input shape must be (N, C, H, W) with integer sizes of at least 1, got {list(shape)}")
+    if len(shape) != 4 or not all(isinstance(d, int) and 1 <= d <= MAX_INT for d in shape):
+        raise ShapeError(f"input shape must be (N, C, H, W) with integer sizes in [1, {MAX_INT}], "
+                         f"got {list(shape)}")
+    big = _too_big(shape)
+    if big:
+        raise ShapeError(f"input {big.removeprefix('output ')}")
     st = WalkState(shape, allow_torchscript, kernels_dir)
     rows: list[StageReport] = []
     total_params = total_macs = 0
@@ -54,9 +74,15 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
         try:
             row = _RULE_OF[stage.op](st, stage)
         except Refusal as exc:
-            raise ShapeError(f"stage {i} {stage.text!r}: {exc}") from None
+            raise ShapeError(f"stage {i} {shorten(stage.text, 200)}: {exc}") from None
         except FeatcliError as exc:  # from the kernel library (w=): name the stage too
-            raise type(exc)(f"stage {i} {stage.text!r}: {exc.message}", path=exc.path) from None
+            raise type(exc)(f"stage {i} {shorten(stage.text, 200)}: {exc.message}", path=exc.path) from None
+        big = _too_big(row.out)
+        if big:
+            raise ShapeError(f"stage {i} {shorten(stage.text, 200)}: {big}")
+        if 0 in row.out and 0 not in st.shape:
+            row.notes.append(f"the output {format_shape(row.out)} is empty (no values): torch returns an empty "
+                             "tensor and the stages after it see none")
         rf = st.rf
         resolved = stage if row.resolved is stage.params or row.resolved is None else \
             Stage(stage.text, stage.op, row.resolved)

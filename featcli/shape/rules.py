@@ -14,8 +14,8 @@ from collections.abc import Callable
 from featcli.enums import KernelMode, PaddingMode
 from featcli.shape.axis import AXES, convt_axis, dropped_note, pairs_text, pool_axis
 from featcli.shape.report import div_num
-from featcli.shape.solve import conv_pads, convt_pads, solve
-from featcli.shape.state import Refusal, Row, WalkState, check_groups, need_4d
+from featcli.shape.solve import conv_pads, convt_pads, monotone_candidates, solve
+from featcli.shape.state import Refusal, Row, WalkState, check_groups, kernel_too_large, need_4d, need_values
 from featcli.stages.grammar import SOLVE
 from featcli.stages.params import (
     AdaptivePoolSpec,
@@ -60,6 +60,7 @@ def conv(st: WalkState, stage: Stage) -> Row:
         in_pg = c // g
     row = Row()
     ks, ss, ds, sizes = (kh, kw), sp.s, sp.d, (h, w)
+    need_values("conv", st.shape)
     pads = conv_pads(sp, row, sizes, ks)
     reflect, circular = sp.pm is _REFLECT, sp.pm is _CIRCULAR
     rf, jump, formulas = st.rf, st.jump, row.formulas
@@ -75,8 +76,7 @@ def conv(st: WalkState, stage: Stage) -> Row:
         span = d * (k - 1)
         num = size + pl + pr - span - 1
         if num < 0:
-            raise Refusal(f"kernel {span + 1} (dilated) is larger than the padded input "
-                           f"{AXES[a]} = {size + pl + pr}")
+            raise Refusal(kernel_too_large(sizes, pads, ks, ds, ss))
         o = num // s + 1
         outs.append(o)
         pad = f"2*{pl}" if pl == pr else f"{pl}+{pr}"
@@ -106,6 +106,7 @@ def convt(st: WalkState, stage: Stage) -> Row:
     sp = stage.params
     assert isinstance(sp, ConvTSpec)
     n, c, h, w = need_4d("convt", st.shape)
+    need_values("convt", st.shape)
     g, out = sp.g, c if sp.out is None else sp.out
     check_groups(c, out, g)
     row = Row()
@@ -119,8 +120,10 @@ def convt(st: WalkState, stage: Stage) -> Row:
         o = convt_axis(sizes[a], ks[a], ss[a], ps[a], ops[a], ds[a])
         row.formulas.append(f"{AXES[a]}: ({sizes[a]}-1)*{ss[a]} - 2*{ps[a]} + {ds[a]}*({ks[a]}-1) "
                             f"+ {ops[a]} + 1 = {o}")
-        if o < 1:
-            raise Refusal(f"output {AXES[a]} = {o} is too small (< 1)")
+        if o < 0:
+            raise Refusal(f"output {AXES[a]} = {o} is too small (< 0)")
+        # o == 0: an empty output, as torch's oneDNN path returns it (its reference path refuses a batch of
+        # one; featcli's torch backend makes the empty tensor itself, so run agrees with shape).
         outs.append(o)
         # An output pixel gathers input pixels at most floor(D(K-1)/S) apart.
         st.rf[a] += (ds[a] * (ks[a] - 1) // ss[a]) * st.jump[a]
@@ -141,16 +144,21 @@ def pool(st: WalkState, stage: Stage) -> Row:
     sp, op = stage.params, stage.op.value
     assert isinstance(sp, PoolSpec)
     n, c, h, w = need_4d(op, st.shape)
+    need_values(op, st.shape)
     row = Row()
     sizes, ks, ss, ds = (h, w), sp.k, sp.stride, sp.d
     if sp.p == SOLVE:
         ps: list[int] = []
         row.options = {}
         for a in range(2):
+            def fn(p: int, a: int = a) -> int:
+                return pool_axis(sizes[a], ks[a], ss[a], p, ds[a], sp.ceil)
+
+            target = sp.target[a] if sp.target else None
             p, row.options[AXES[a]] = solve(
-                a, sp.target[a] if sp.target else None, -(-sizes[a] // ss[a]),
-                lambda p, a=a: pool_axis(sizes[a], ks[a], ss[a], p, ds[a], sp.ceil),  # type: ignore[misc]
-                range(ks[a] // 2 + 1), lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})", increasing=True)
+                a, target, -(-sizes[a] // ss[a]), fn,
+                monotone_candidates(fn, ks[a] // 2, target or -(-sizes[a] // ss[a])),
+                lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})")
             ps.append(p)
         row.solved = {"p": ps}
         row.notes.append(f"p=? -> {pairs_text('p', ps)}")
@@ -199,16 +207,18 @@ def adaptive(st: WalkState, stage: Stage) -> Row:
     sp, op = stage.params, stage.op.value
     assert isinstance(sp, AdaptivePoolSpec)
     n, c, h, w = need_4d(op, st.shape)
+    if sp.kind == "max" or sp.o != (1, 1):  # torch's average over all of an empty map is a NaN, not a refusal
+        need_values(op, st.shape)
     row = Row(out=(n, c, sp.o[0], sp.o[1]), resolved=sp)
     for a, size in enumerate((h, w)):
         o = sp.o[a]
         # torch's windows: [floor(i*H/o), ceil((i+1)*H/o)); their widths differ by at most one or two.
         starts = range(o) if o <= 4096 else (0, o - 1)
-        widths = {-(-(i + 1) * size // o) - (i * size // o) for i in starts}
+        widths = {-(-(i + 1) * size // o) - (i * size // o) for i in starts} if size else {0}
         kmin, kmax = min(widths), max(widths)
         win = f"{kmin}" if kmin == kmax else f"{kmin}..{kmax}"
         row.formulas.append(f"{AXES[a]}: {size} -> {o} (windows of {win})")
-        st.rf[a] += (kmax - 1) * st.jump[a]
+        st.rf[a] += max(kmax - 1, 0) * st.jump[a]
         st.jump[a] = div_num(st.jump[a] * size, o)
     row.config = {"o": list(sp.o)}
     return row

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from featcli.shape.report import Num, Options
+from featcli.stages.grammar import Pair
 from featcli.stages.params import Params
 
 
@@ -40,6 +41,9 @@ class Row:
         self.options: Options | None = None
 
 
+AXES = ("H", "W")
+
+
 class Refusal(Exception):
     """Internal: a reason torch would refuse; :func:`infer` adds the stage index and spec."""
 
@@ -58,3 +62,30 @@ def check_groups(c: int, out: int, g: int) -> None:
         raise Refusal(f"out channels {out} not divisible by groups g={g}")
 
 
+def need_values(op: str, shape: tuple[int, ...]) -> None:
+    """Refuse an empty (zero-size) map, as torch's conv, transposed conv and pooling kernels do."""
+    if 0 in shape[2:]:
+        raise Refusal(f"{op} needs a non-empty input but gets the empty map {list(shape)} "
+                       "(torch refuses it)")
+
+
+def kernel_too_large(sizes: Pair, pads: list[tuple[int, int]], ks: Pair, ds: Pair, ss: Pair) -> str:
+    """Why a conv kernel does not fit its input: the sizes, the kernel, and the padding that would make it fit.
+
+    >>> kernel_too_large((2, 2), [(0, 0), (0, 0)], (3, 3), (1, 1), (1, 1))
+    'kernel 3x3 is larger than the input 2x2 (H: 3 > 2; W: 3 > 2); pad it (p=1, or p=same) or use a smaller kernel'
+    """
+    spans = [ds[a] * (ks[a] - 1) + 1 for a in range(2)]
+    padded = [sizes[a] + pads[a][0] + pads[a][1] for a in range(2)]
+    kernel = f"kernel {ks[0]}x{ks[1]}"
+    if ds != (1, 1):
+        d = f"{ds[0]}" if ds[0] == ds[1] else f"{ds[0]}x{ds[1]}"
+        kernel += f" dilated by d={d} (spans {spans[0]}x{spans[1]})"
+    where = f"the input {sizes[0]}x{sizes[1]}"
+    if padded != list(sizes):
+        where += f" padded to {padded[0]}x{padded[1]}"
+    short = "; ".join(f"{AXES[a]}: {spans[a]} > {padded[a]}" for a in range(2) if spans[a] > padded[a])
+    fix = [max(pads[a][0], pads[a][1], -(-(spans[a] - sizes[a]) // 2)) for a in range(2)]
+    fix_text = f"p={fix[0]}" if fix[0] == fix[1] else f"p={fix[0]}x{fix[1]}"
+    same = ", or p=same" if ss == (1, 1) else ""
+    return f"{kernel} is larger than {where} ({short}); pad it ({fix_text}{same}) or use a smaller kernel"

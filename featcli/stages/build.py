@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from featcli.enums import KernelMode, PaddingMode
 from featcli.errors import SpecError
+from featcli.stages.grammar import shorten
 from featcli.stages.params import ConvSpec
 from featcli.stages.registry import Op
 from featcli.stages.spec import Stage, parse_stage
@@ -26,7 +27,7 @@ def pool_stage(text: str) -> str:
     kind, colon, rest = text.partition(":")
     op = _POOL_ALIASES.get(kind.strip().lower())
     if op is None:
-        raise SpecError(f"--pool {text!r}: expected max:k=N, avg:k=N[,s=S], global or global-max")
+        raise SpecError(f"--pool {shorten(text)}: expected max:k=N, avg:k=N[,s=S], global or global-max")
     return f"{op}:{rest}" if colon else op
 
 

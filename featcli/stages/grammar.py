@@ -26,6 +26,10 @@ Pair = tuple[int, int]
 Padding = Union[Pair, Literal["same", "valid", "?"]]  # noqa: UP007 - runtime alias
 SOLVE: Literal["?"] = "?"
 
+#: The largest integer any parameter or input size may have: torch's convolution and pooling kernels index
+#: each dimension with 32-bit integers, and nothing featcli can run comes near it.
+MAX_INT = 2**31 - 1
+_MAX_DIGITS = len(str(MAX_INT))
 _INT_RE = re.compile(r"[0-9]+")
 _PAIR_RE = re.compile(r"([0-9]+)(?:[x×*]([0-9]+))?")
 _SOLVE_RE = re.compile(r"\?(?:([0-9]+)(?:[x×*]([0-9]+))?)?")
@@ -46,35 +50,61 @@ def split_top_level(text: str, sep: str) -> list[str]:
             stack.append(_CLOSE[ch])
         elif ch in ")]}":
             if not stack or stack.pop() != ch:
-                raise SpecError(f"unbalanced {ch!r} at position {i + 1} in {text!r}")
+                raise SpecError(f"unbalanced {ch!r} at position {i + 1} in {shorten(text, 200)}")
         elif ch == sep and not stack:
             parts.append(text[start:i])
             start = i + 1
     if stack:
-        raise SpecError(f"unclosed bracket in {text!r} (missing {''.join(reversed(stack))!r})")
+        raise SpecError(f"unclosed bracket in {shorten(text, 200)} (missing {''.join(reversed(stack))!r})")
     parts.append(text[start:])
     return parts
 
 
-def parse_int(key: str, value: str, minimum: int) -> int:
-    """A whole number of at least ``minimum``."""
-    if not _INT_RE.fullmatch(value):
-        raise SpecError(f"{key}={value!r}: expected an integer at least {minimum}")
-    n = int(value)
+def shorten(text: str, limit: int = 40) -> str:
+    """``text`` as a message shows it: whole when short, else its ends and its length (never 4,300 digits).
+
+    >>> shorten("9" * 5000)
+    "'9999999999...9999' (5000 characters)"
+    """
+    if len(text) <= limit:
+        return repr(text)
+    head, tail = max(10, limit // 6), max(4, limit // 20)
+    return f"{text[:head] + '...' + text[-tail:]!r} ({len(text)} characters)"
+
+
+def to_int(key: str, digits: str, minimum: int, maximum: int = MAX_INT, *, shown: str | None = None) -> int:
+    """ASCII ``digits`` as an int in ``[minimum, maximum]``; the length is checked before ``int()`` (Python
+    refuses to convert more than 4,300 digits, and a huge value must not reach torch)."""
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS or int(digits) > maximum:
+        raise SpecError(f"{key}={shorten(shown or digits)}: out of range; expected an integer in "
+                        f"[{minimum}, {maximum}]")
+    n = int(digits)
     if n < minimum:
-        raise SpecError(f"{key}={value!r}: must be at least {minimum}")
+        raise SpecError(f"{key}={shorten(shown or digits)}: must be at least {minimum}")
     return n
+
+
+def parse_int(key: str, value: str, minimum: int, maximum: int = MAX_INT) -> int:
+    """A whole number in ``[minimum, maximum]``."""
+    if not _INT_RE.fullmatch(value):
+        raise SpecError(f"{key}={shorten(value)}: expected an integer at least {minimum}")
+    return to_int(key, value, minimum, maximum)
 
 
 def parse_size(value: str, *, key: str = "size", minimum: int = 1) -> Pair:
     """``N`` -> ``(N, N)``, ``HxW`` -> ``(H, W)``; each at least ``minimum``."""
     m = _PAIR_RE.fullmatch(value)
     if not m:
-        raise SpecError(f"{key}={value!r}: expected N or HxW with integers at least {minimum}")
-    h = int(m.group(1))
-    w = h if m.group(2) is None else int(m.group(2))
+        raise SpecError(f"{key}={shorten(value)}: expected N or HxW with integers at least {minimum}")
+    for g in m.groups():
+        if g is not None and (len(g.lstrip("0")) > _MAX_DIGITS or int(g.lstrip("0") or "0") > MAX_INT):
+            raise SpecError(f"{key}={shorten(value)}: out of range; sizes must be integers in "
+                            f"[{minimum}, {MAX_INT}]")
+    h = int(m.group(1).lstrip("0") or "0")
+    w = h if m.group(2) is None else int(m.group(2).lstrip("0") or "0")
     if h < minimum or w < minimum:
-        raise SpecError(f"{key}={value!r}: sizes must be at least {minimum}")
+        raise SpecError(f"{key}={shorten(value)}: sizes must be at least {minimum}")
     return (h, w)
 
 
@@ -84,10 +114,10 @@ def parse_solvable(key: str, value: str, minimum: int) -> tuple[Pair | Literal["
     if m:
         if m.group(1) is None:
             return SOLVE, None
-        th = int(m.group(1))
-        tw = th if m.group(2) is None else int(m.group(2))
+        th = to_int(key, m.group(1), 1, shown=value)
+        tw = th if m.group(2) is None else to_int(key, m.group(2), 1, shown=value)
         if th < 1 or tw < 1:
-            raise SpecError(f"{key}={value!r}: target sizes must be at least 1")
+            raise SpecError(f"{key}={shorten(value)}: target sizes must be at least 1")
         return SOLVE, (th, tw)
     return parse_size(value, key=key, minimum=minimum), None
 
@@ -99,7 +129,7 @@ def parse_bool(key: str, value: str) -> bool:
         return True
     if v in ("0", "false", "no", "off"):
         return False
-    raise SpecError(f"{key}={value!r}: expected 0 or 1")
+    raise SpecError(f"{key}={shorten(value)}: expected 0 or 1")
 
 
 def parse_float(key: str, value: str, lo: float = -math.inf, hi: float = math.inf) -> float:
@@ -108,11 +138,11 @@ def parse_float(key: str, value: str, lo: float = -math.inf, hi: float = math.in
     try:
         x = float(value)
     except ValueError:
-        raise SpecError(f"{key}={value!r}: expected a number{where}") from None
+        raise SpecError(f"{key}={shorten(value)}: expected a number{where}") from None
     if not math.isfinite(x):
-        raise SpecError(f"{key}={value!r}: expected a finite number")
+        raise SpecError(f"{key}={shorten(value)}: expected a finite number")
     if not lo <= x <= hi:
-        raise SpecError(f"{key}={value!r}: must be in [{lo}, {hi}]")
+        raise SpecError(f"{key}={shorten(value)}: must be in [{lo}, {hi}]")
     return x
 
 
@@ -121,7 +151,7 @@ def parse_choice(key: str, value: str, choices_of: type[enum.Enum]) -> str:
     v = value.lower()
     choices = [str(e.value) for e in choices_of]
     if v not in choices:
-        raise SpecError(f"{key}={value!r}: expected one of {', '.join(choices)}")
+        raise SpecError(f"{key}={shorten(value)}: expected one of {', '.join(choices)}")
     return v
 
 
@@ -161,10 +191,14 @@ def parse_input_shape(text: str) -> tuple[int, int, int, int]:
     if t[:1] + t[-1:] in ("[]", "()"):
         t = t[1:-1]
     if not _SHAPE_RE.fullmatch(t):
-        raise SpecError(f"input {text!r}: expected NxCxHxW, CxHxW or HxW (e.g. 1x3x224x224) or an image file")
-    dims = [int(x) for x in _DIM_SPLIT_RE.split(t)]
+        raise SpecError(f"input {shorten(text)}: expected NxCxHxW, CxHxW or HxW (e.g. 1x3x224x224) or an image "
+                        "file")
+    parts = _DIM_SPLIT_RE.split(t)
+    if any(len(x.lstrip("0")) > _MAX_DIGITS or int(x.lstrip("0") or "0") > MAX_INT for x in parts):
+        raise SpecError(f"input {shorten(text)}: a size is out of range; sizes must be integers in [1, {MAX_INT}]")
+    dims = [int(x.lstrip("0") or "0") for x in parts]
     if min(dims) < 1:
-        raise SpecError(f"input {text!r}: every size must be at least 1")
+        raise SpecError(f"input {shorten(text)}: every size must be at least 1")
     full = [1] * (4 - len(dims)) + dims
     return (full[0], full[1], full[2], full[3])
 

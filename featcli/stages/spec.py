@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from featcli.errors import SpecError
-from featcli.stages.grammar import split_top_level
+from featcli.stages.grammar import shorten, split_top_level
 from featcli.stages.params import Params
 from featcli.stages.registry import REGISTRY, Op, OpDef, lookup, valid_ops
 
@@ -54,16 +54,16 @@ def _items(d: OpDef, body: str) -> dict[str, str]:
         key, eq, value = item.partition("=")
         key = key.strip().lower()
         if not eq:
-            raise SpecError(f"expected key=value, got {item!r}")
+            raise SpecError(f"expected key=value, got {shorten(item)}")
         canon = d.canonical_key(key)
         if canon not in d.keys:
             known = f"valid keys: {', '.join(d.keys)}" if d.keys else "it takes no keys"
-            raise SpecError(f"unknown key {key!r} for {d.name}; {known}")
+            raise SpecError(f"unknown key {shorten(key)} for {d.name}; {known}")
         if canon in items:
-            raise SpecError(f"key {canon!r} given twice")
+            raise SpecError(f"key {shorten(canon)} given twice")
         value = value.strip()
         if not value:
-            raise SpecError(f"{key}= has no value")
+            raise SpecError(f"{shorten(key)[1:-1]}= has no value")
         items[canon] = value
     return items
 
@@ -73,10 +73,10 @@ def _parse_cached(text: str) -> Stage:
     name, colon, body = text.partition(":")
     d = lookup(name)
     if d is None:
-        raise SpecError(f"unknown op {name.strip()!r}; valid ops: {', '.join(valid_ops())}")
+        raise SpecError(f"unknown op {shorten(name.strip())}; valid ops: {', '.join(valid_ops())}")
     body = body.strip()
     if colon and body and not d.keys:
-        raise SpecError(f"{d.name} takes no keys, got {body!r}")
+        raise SpecError(f"{d.name} takes no keys, got {shorten(body)}")
     return Stage(text=text, op=d.op, params=d.parse(_items(d, body) if body else {}))
 
 
@@ -94,7 +94,7 @@ def parse_stage(text: str, index: int | None = None) -> Stage:
         return _parse_cached(text.strip())
     except SpecError as exc:
         where = f"stage {index} " if index is not None else "stage "
-        raise SpecError(f"{where}{text.strip()!r}: {exc.message}") from None
+        raise SpecError(f"{where}{shorten(text.strip(), 200)}: {exc.message}") from None
 
 
 def parse_stages(texts: Sequence[str]) -> list[Stage]:

@@ -30,7 +30,8 @@ def test_serve_answers_every_query_line_in_order() -> None:
                           b"2x2 conv:k=3\n1x3x8x8 maxpool:k=2#not-a-comment\n7x7 maxpool:k=2\n")
     assert failed == 2
     assert out[0]["output"] == [1, 3, 62, 62]
-    assert out[1] == {"error": "stage 1 'conv:k=3': kernel 3 (dilated) is larger than the padded input H = 2",
+    assert out[1] == {"error": "stage 1 'conv:k=3': kernel 3x3 is larger than the input 2x2 (H: 3 > 2; W: 3 > 2); "
+                      "pad it (p=1, or p=same) or use a smaller kernel",
                       "line": 4}
     assert out[2]["line"] == 5 and "maxpool:k=2#not-a-comment" in str(out[2]["error"])
     assert out[3]["output"] == [1, 1, 3, 3]

@@ -239,8 +239,10 @@ def test_magnitude_gap_adaptive_and_linear_on_4d() -> None:
 
 
 @pytest.mark.parametrize(("stack", "fragment"), [
-    (("conv:k=7",), "stage 1 'conv:k=7': kernel 7 (dilated) is larger than the padded input H = 5"),
-    (("relu", "conv:k=3,d=3"), "stage 2 'conv:k=3,d=3': kernel 7 (dilated)"),
+    (("conv:k=7",), "stage 1 'conv:k=7': kernel 7x7 is larger than the input 5x5 (H: 7 > 5; W: 7 > 5); "
+                       "pad it (p=1, or p=same)"),
+    (("relu", "conv:k=3,d=3"), "stage 2 'conv:k=3,d=3': kernel 3x3 dilated by d=3 (spans 7x7) is larger "
+                                    "than the input 5x5"),
     (("conv:g=2",), "in channels 3 not divisible by groups g=2"),
     (("conv:out=4,g=3",), "out channels 4 not divisible by groups g=3"),
     (("conv:k=3,s=2,p=same",), "p=same is not supported for strided convolutions"),

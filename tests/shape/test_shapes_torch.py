@@ -9,6 +9,7 @@ shape and parameter count otherwise.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 
 import pytest
@@ -39,7 +40,7 @@ N_STACKS = 6000
 SEED = 20240917
 #: Fragments of every refusal message the engine has; the random stacks must trigger each.
 REASONS = (
-    "not divisible by groups", "larger than the padded input", "reflect padding", "circular padding",
+    "not divisible by groups", "is larger than the input", "reflect padding", "circular padding",
     "output_padding", "strided convolutions", "at most half the kernel", "too small", "needs a 4-D",
     "slopes for",
 )
@@ -217,6 +218,25 @@ def _random_stage(rng: random.Random) -> str:
 Walk = tuple[list[tuple[int, ...]], list[int], "int | None", str]
 
 
+_TOO_SMALL = re.compile(r"Calculated output size per channel: \((-?\d+) x (-?\d+)\)\. Output size is too small")
+
+
+def _run(mod: Module, x: torch.Tensor) -> torch.Tensor:
+    """``mod(x)``, with torch's two answers to a transposed conv of output size 0 made one.
+
+    torch's reference kernel (a batch of one, few threads, small kernels) refuses a zero-size output ("Output
+    size is too small") where its oneDNN path (groups > 1, batch > 1, bigger kernels...) returns an empty
+    tensor. featcli takes the empty tensor (its torch backend builds it) and refuses only a negative size.
+    """
+    try:
+        return mod(x)
+    except RuntimeError as exc:
+        m = _TOO_SMALL.search(str(exc))
+        if not isinstance(mod, nn.ConvTranspose2d) or not m or min(int(m[1]), int(m[2])) < 0:
+            raise
+        return torch.empty(x.shape[0], mod.out_channels, int(m[1]), int(m[2]))
+
+
 def _torch_walk(shape: tuple[int, int, int, int], stages: list[Stage]) -> Walk:
     """Shapes and parameter counts torch produces, and the 1-based stage it refuses (or None)."""
     x = torch.zeros(shape)
@@ -225,13 +245,9 @@ def _torch_walk(shape: tuple[int, int, int, int], stages: list[Stage]) -> Walk:
     for i, stage in enumerate(stages, 1):
         try:
             mod = _module(stage, tuple(x.shape))
-            x = mod(x)
+            x = _run(mod, x)
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
             return shapes, params, i, str(exc).splitlines()[0]
-        if x.numel() == 0:
-            # torch's native kernels refuse a zero-size output ("Output size is too small"), but the oneDNN
-            # path (groups > 1, batch > 1, kernels > 3x3...) returns an empty tensor; featcli always refuses.
-            return shapes, params, i, f"empty output {tuple(x.shape)}"
         shapes.append(tuple(x.shape))
         params.append(sum(p.numel() for p in mod.parameters()) if isinstance(mod, nn.Module) else 0)
     return shapes, params, None, ""
@@ -363,3 +379,51 @@ def test_receptive_field_matches_gradient_support() -> None:
         assert extent == report.stages[-1].rf, texts
         checked += 1
     assert checked > 30
+
+
+#: Stages of every op, for the zero-size and tiny inputs below (each op's registry name must appear).
+EDGE_STAGES = (
+    "conv:k=1", "conv:k=1,p=1", "conv:k=3,p=2", "conv:k=3,p=1,pm=replicate", "conv:k=1,pm=circular",
+    "conv:k=2,p=same", "conv:k=3,p=1,pm=reflect", "conv:k=3,p=1,pm=circular", "conv:out=4,k=3,p=1",
+    "convt:k=2,s=2", "convt:k=1,p=1", "convt:k=2,s=2,p=1", "convt:k=3,s=2,p=1,op=1", "convt:out=2,k=2,s=2,p=1,g=2",
+    "maxpool:k=1", "maxpool:k=2", "maxpool:k=2,ceil=1", "maxpool:k=3,s=1,p=1", "maxpool:k=2,s=2,ceil=1,d=2",
+    "avgpool:k=1", "avgpool:k=2,ceil=1", "avgpool:k=3,s=1,p=1", "avgpool:k=3,s=2,p=1,ceil=1,cip=0",
+    "gap", "gmp", "adaptiveavg:o=1", "adaptiveavg:o=1x2", "adaptiveavg:o=3", "adaptivemax:o=1", "adaptivemax:o=2",
+    "relu", "leakyrelu", "prelu", "prelu:n=1", "sigmoid", "tanh", "softmax", "abs", "bn", "dropout", "magnitude",
+    "flatten", "linear:out=3", "flatten linear:out=3", "flatten softmax", "flatten prelu:n=1",
+)
+#: ``(N, C, H, W)`` inputs: empty maps (reached through a transposed conv whose output size is 0) and tiny ones.
+EDGE_SHAPES = ((1, 2, 0, 0), (2, 2, 0, 3), (1, 2, 3, 0), (1, 2, 1, 1), (2, 2, 1, 3), (1, 2, 2, 2))
+
+
+def test_edge_stages_cover_every_op() -> None:
+    named = {parse_stage(t).op for spec in EDGE_STAGES for t in spec.split()}
+    assert named == set(Op), set(Op) - named
+
+
+@pytest.mark.parametrize("shape", EDGE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("spec", EDGE_STAGES)
+def test_empty_and_tiny_inputs_agree_with_torch(shape: tuple[int, int, int, int], spec: str) -> None:
+    """featcli refuses exactly where torch raises on an empty or 1-2 pixel map, and agrees on the shapes."""
+    n, c, h, w = shape
+    stages = parse_stages(spec.split())
+    if 0 in (h, w):  # an empty map can only come from a stage: convt:k=1,p=1 makes H - 2 rows of H
+        prefix = parse_stage("convt:k=1,p=1")
+        start: tuple[int, int, int, int] = (n, c, h + 2, w + 2)
+        stages = [prefix, *stages]
+    else:
+        start = shape
+    e_shapes, _, e_fail, e_msg = _engine_walk(start, stages)
+    x = torch.zeros(shape)
+    t_shapes: list[tuple[int, ...]] = [shape] if len(stages) > len(spec.split()) else []
+    t_fail, t_msg = None, ""
+    with torch.no_grad():
+        for i, stage in enumerate(stages[len(t_shapes):], len(t_shapes) + 1):
+            try:
+                x = _run(_module(stage, tuple(x.shape)), x)
+            except (RuntimeError, ValueError) as exc:
+                t_fail, t_msg = i, str(exc).splitlines()[0]
+                break
+            t_shapes.append(tuple(x.shape))
+    assert e_fail == t_fail, f"{shape} {spec}: featcli refuses at {e_fail} ({e_msg}), torch at {t_fail} ({t_msg})"
+    assert e_shapes == t_shapes

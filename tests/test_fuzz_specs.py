@@ -1,0 +1,217 @@
+"""Hostile stage specs (issue #17): thousands of generated ``featcli shape`` queries, and a few ``featcli run``s.
+
+Every query must end with exit 0, 1 or 2, and a failure with exactly one stderr line ``featcli: error: ...``
+that is not an internal error, within a time bound. Generated: ops and aliases of the registry and garbage
+names, their keys, aliases and garbage keys, numbers small, zero, negative, huge (2**64, 5,000 digits),
+``?`` targets, words, unicode digits, brackets, and odd separators.
+
+Runs go through a subprocess with an address-space limit (``RLIMIT_AS``), so a stage that would blow up fails
+the test instead of the machine. Rich markup characters (``[``) stay out of the run fuzz: escaping them is the
+CLI's part of the issue.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from featcli.cli import app
+from featcli.stages.registry import COMMON_KEY_ALIASES, REGISTRY
+from featcli.stages.spec import is_op_name
+
+SEED = 1717
+#: Seconds one query may take (generous: a loaded CI machine; a query takes a few milliseconds).
+CASE_SECONDS = 2.0
+#: Queries through the whole CLI (~12 ms each) and through the shape service (well under 1 ms each).
+N_SHAPE = 1000
+N_SERVICE = 6000
+N_SHAPE_SLOW = 40000
+
+_NAMES = [n for d in REGISTRY.values() for n in (d.name, *d.aliases)] + ["Conv2d", "MAX_POOL", "conv2", "", "x"]
+_KEYS = sorted({k for d in REGISTRY.values() for k in (*d.keys, *d.key_aliases)} | set(COMMON_KEY_ALIASES)) + [
+    "K", "kk", "", "p p", "é"]
+_HUGE = ["18446744073709551616", "9" * 5000, "0" * 300 + "7", "2147483647", "2147483648", "4294967296",
+         "1000000000000"]
+_WORDS = ["same", "valid", "true", "no", "nan", "inf", "-inf", "1e999", "0.5", "-1", "-0", "+3", "3.0", "x", "3x",
+          "x3", "3x3x3", "3×5", "3*5", "３", "١٢", "(", ")", "{}", "()", "zeros", "reflect", "circular", "sum",
+          "gray", "sobel_x", "gaussian(size=3)", "sobel_x+", "+", "é", "\t", "'", '"', "\\", "#", "%", "ⅷ"]
+_BRACKETS = ["[", "]", "[1]", "[/]", "[bold]"]
+_SEPS = [",", ",", ",", ";", ":", "::", " ", ",,", "=", "==", ", "]
+
+
+def _value(rng: random.Random, brackets: bool) -> str:
+    r = rng.random()
+    if r < 0.35:
+        v = str(rng.choice([0, 1, 1, 2, 3, 4, 5, 7, 8, 16, 33]))
+        return v if rng.random() < 0.7 else f"{v}x{rng.randint(0, 9)}"
+    if r < 0.45:
+        return rng.choice(["?", "?8", "?5x7", "?0", "?" + rng.choice(_HUGE[:4]), "?x"])
+    if r < 0.6:
+        big = rng.choice(_HUGE)
+        return big if rng.random() < 0.7 else f"3x{big}"
+    if r < 0.67:
+        return str(-rng.randint(1, 10))
+    pool = _WORDS + (_BRACKETS if brackets else [])
+    return rng.choice(pool)
+
+
+def _stage(rng: random.Random, brackets: bool) -> str:
+    op = rng.choice(_NAMES)
+    d = REGISTRY.get(next((o for o in REGISTRY if o.value == op), None))  # type: ignore[arg-type]
+    keys = list(d.keys) if d and d.keys and rng.random() < 0.8 else _KEYS
+    items = [f"{rng.choice(keys)}={_value(rng, brackets)}" for _ in range(rng.choice([0, 1, 1, 2, 3, 4]))]
+    if rng.random() < 0.1:
+        items.append(rng.choice(["k", "=3", "k==3", "", "k=", "=", "p=?,p=1"]))
+    if not items:
+        return op
+    body = rng.choice(_SEPS).join(items)
+    return f"{op}{rng.choice([':', ':', ':', '', '::', ': '])}{body}"
+
+
+def _input(rng: random.Random) -> str:
+    r = rng.random()
+    if r < 0.8:
+        dims = [rng.choice([1, 1, 2, 3, 8, 16, 32, 64, 224]) for _ in range(rng.choice([2, 3, 4, 4, 4]))]
+        return "x".join(map(str, dims))
+    return rng.choice(["0x3x4x4", "1x3x" + _HUGE[0] + "x4", "1x1x2147483647x2147483647", "2147483647x" * 3 + "7",
+                       "[1,3,8,8]", "1x3x8", "3x", "x", "1x3x8x8x8", "nonexistent.png", "1x-3x8x8"])
+
+
+def _cases(n: int, seed: int, brackets: bool) -> list[list[str]]:
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(n):
+        args = ["shape"] + (["--json"] if rng.random() < 0.3 else []) + ["--", _input(rng)]
+        cases.append(args + [_stage(rng, brackets) for _ in range(rng.randint(1, 4))])
+    return cases
+
+
+def _check(result: object, args: list[str], seconds: float) -> None:
+    code, err = result.exit_code, result.stderr  # type: ignore[attr-defined]
+    assert code in (0, 1, 2), f"{args}: exit {code}\n{err}\n{result.exception!r}"  # type: ignore[attr-defined]
+    assert seconds < CASE_SECONDS, f"{args}: {seconds:.2f} s"
+    if code:
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("featcli: error: "), f"{args}: {err!r}"
+        assert "internal error" not in err, f"{args}: {err}"
+        assert len(err) < 2000, f"{args}: a {len(err)}-character message"
+
+
+def _fuzz_shape(n: int, seed: int, brackets: bool = False) -> dict[int, int]:
+    runner = CliRunner()
+    codes: dict[int, int] = {}
+    for args in _cases(n, seed, brackets):
+        t0 = time.perf_counter()
+        result = runner.invoke(app, args)
+        _check(result, args, time.perf_counter() - t0)
+        codes[result.exit_code] = codes.get(result.exit_code, 0) + 1
+    return codes
+
+
+def test_fuzz_shape_specs() -> None:
+    t0 = time.perf_counter()
+    codes = _fuzz_shape(N_SHAPE, SEED)
+    # The generator must reach every outcome: answers, refusals (1) and syntax errors (2).
+    assert all(codes.get(c, 0) > N_SHAPE // 100 for c in (0, 1, 2)), codes
+    assert time.perf_counter() - t0 < 30
+
+
+def test_fuzz_shape_service() -> None:
+    """Many more queries through :func:`featcli.shape.service.query`, the core of ``featcli shape``."""
+    from featcli.errors import FeatcliError
+    from featcli.shape.service import InputResolver, query
+
+    inputs = InputResolver()
+    t0 = time.perf_counter()
+    failed = 0
+    for args in _cases(N_SERVICE, SEED + 3, brackets=True):
+        rest = args[args.index("--") + 1:]
+        t1 = time.perf_counter()
+        try:
+            query(inputs, rest[0], rest[1:])
+        except FeatcliError as exc:
+            failed += 1
+            assert "\n" not in str(exc) and len(str(exc)) < 2000, (rest, str(exc)[:300])
+        assert time.perf_counter() - t1 < CASE_SECONDS, rest
+    assert N_SERVICE // 10 < failed < N_SERVICE, failed
+    assert time.perf_counter() - t0 < 30
+
+
+@pytest.mark.xfail(reason="Rich markup in messages ('[/]') is escaped by the CLI's part of issue #17", strict=False)
+def test_fuzz_shape_specs_with_markup() -> None:
+    _fuzz_shape(N_SHAPE // 5, SEED + 2, brackets=True)
+
+
+@pytest.mark.slow
+def test_fuzz_shape_specs_many() -> None:
+    _fuzz_shape(N_SHAPE_SLOW, SEED + 1)
+
+
+_RUN_SCRIPT = textwrap.dedent("""
+    import json, resource, sys, time
+    resource.setrlimit(resource.RLIMIT_AS, (AS_BYTES, AS_BYTES))
+    from typer.testing import CliRunner
+    from featcli.cli import app
+    runner = CliRunner()
+    for args in json.loads(sys.stdin.read()):
+        t0 = time.perf_counter()
+        r = runner.invoke(app, args)
+        print(json.dumps({"args": args, "code": r.exit_code, "err": r.stderr, "s": time.perf_counter() - t0,
+                          "exc": repr(r.exception) if r.exit_code not in (0, 1, 2) else None}), flush=True)
+""")
+#: Address space of the run subprocess: torch maps ~1 GiB; a stage that allocates more fails instead.
+RUN_LIMIT = 3 * 2**30
+
+
+def _run_cases(image: Path, out: Path, n: int, seed: int) -> list[list[str]]:
+    rng = random.Random(seed)
+    cases = []
+    for i in range(n):
+        # Tokens that name no op are input paths to `run` (io's part: a 5,000-character "file name" is an
+        # OSError there today, for any token over 255 characters), so every run stage starts with a real op name
+        # and stays short.
+        stages = [s for s in (_stage(rng, brackets=False) for _ in range(rng.randint(1, 3)))
+                  if is_op_name(s) and len(s) < 200]
+        stages = stages or ["relu"]
+        # Big but legal stacks: the memory budget must refuse them before anything is allocated. (Alone, a big
+        # conv streams; engine/streamed.py then gives a band inside a 10000-row padding 10000 rows: not here.)
+        if rng.random() < 0.2:
+            stages = [rng.choice(["conv:out=20000 maxpool:k=2", "conv:p=10000 maxpool:k=2", "flatten linear:out=20000",
+                                  "convt:k=2,s=2,p=1 gap", "conv:out=3,k=5 convt:k=1,p=100", "conv:out=8,k=30"])]
+            stages = stages[0].split()
+        cases.append(["run", "-o", str(out / f"o{i}.png"), "--force", "--", str(image), *stages])
+    return cases
+
+
+def test_fuzz_run_specs(tmp_path: Path) -> None:
+    from PIL import Image
+
+    image = tmp_path / "tiny.png"
+    Image.new("RGB", (16, 12), (200, 30, 90)).save(image)
+    cases = _run_cases(image, tmp_path, 80, SEED)
+    script = _RUN_SCRIPT.replace("AS_BYTES", str(RUN_LIMIT))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", script], input=json.dumps(cases), capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    answers = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(answers) == len(cases), proc.stderr[-3000:]
+    for a in answers:
+        assert a["code"] in (0, 1, 2), a
+        assert a["s"] < 30, a
+        if a["code"]:
+            lines = a["err"].splitlines()
+            assert len(lines) == 1 and lines[0].startswith("featcli: error: "), a
+            assert "internal error" not in a["err"] and "allocate" not in a["err"], (a["args"][5:], a["err"][:300])
+    codes = [a["code"] for a in answers]
+    assert codes.count(0) >= 5 and codes.count(1) >= 5 and codes.count(2) >= 5, codes
+    assert any("memory budget" in a["err"] for a in answers), "no stage met the memory budget"
+    assert time.perf_counter() - t0 < 300
