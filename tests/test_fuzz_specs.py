@@ -6,8 +6,7 @@ names, their keys, aliases and garbage keys, numbers small, zero, negative, huge
 ``?`` targets, words, unicode digits, brackets, and odd separators.
 
 Runs go through a subprocess with an address-space limit (``RLIMIT_AS``), so a stage that would blow up fails
-the test instead of the machine. Rich markup characters (``[``) stay out of the run fuzz: escaping them is the
-CLI's part of the issue.
+the test instead of the machine. Rich markup characters (``[``) are in both: messages print as text.
 """
 
 from __future__ import annotations
@@ -145,7 +144,6 @@ def test_fuzz_shape_service() -> None:
     assert time.perf_counter() - t0 < 30
 
 
-@pytest.mark.xfail(reason="Rich markup in messages ('[/]') is escaped by the CLI's part of issue #17", strict=False)
 def test_fuzz_shape_specs_with_markup() -> None:
     _fuzz_shape(N_SHAPE // 5, SEED + 2, brackets=True)
 
@@ -175,17 +173,16 @@ def _run_cases(image: Path, out: Path, n: int, seed: int) -> list[list[str]]:
     rng = random.Random(seed)
     cases = []
     for i in range(n):
-        # Tokens that name no op are input paths to `run` (io's part: a 5,000-character "file name" is an
-        # OSError there today, for any token over 255 characters), so every run stage starts with a real op name
-        # and stays short.
-        stages = [s for s in (_stage(rng, brackets=False) for _ in range(rng.randint(1, 3)))
-                  if is_op_name(s) and len(s) < 200]
+        # Tokens that name no op are input paths to `run` (a missing file: one failed image), so most run
+        # stages start with a real op name; any length (a 5,000-digit number is a stage, not a file name).
+        stages = [s for s in (_stage(rng, brackets=True) for _ in range(rng.randint(1, 3))) if is_op_name(s)]
         stages = stages or ["relu"]
-        # Big but legal stacks: the memory budget must refuse them before anything is allocated. (Alone, a big
-        # conv streams; engine/streamed.py then gives a band inside a 10000-row padding 10000 rows: not here.)
+        # Big but legal stacks: the memory budget must refuse them before anything is allocated (a lone big conv
+        # streams, and its display-size maps are checked against the budget instead).
         if rng.random() < 0.2:
             stages = [rng.choice(["conv:out=20000 maxpool:k=2", "conv:p=10000 maxpool:k=2", "flatten linear:out=20000",
-                                  "convt:k=2,s=2,p=1 gap", "conv:out=3,k=5 convt:k=1,p=100", "conv:out=8,k=30"])]
+                                  "convt:k=2,s=2,p=1 gap", "conv:out=3,k=5 convt:k=1,p=100", "conv:out=8,k=30",
+                                  "conv:out=200000", "conv:p=3000"])]
             stages = stages[0].split()
         cases.append(["run", "-o", str(out / f"o{i}.png"), "--force", "--", str(image), *stages])
     return cases

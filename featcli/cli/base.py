@@ -58,14 +58,16 @@ def failure_text(path: str, exc: BaseException) -> str:
 
 
 def one_line(text: str) -> str:
-    """``text`` on one line: newlines and other control characters shown escaped, never acted on.
+    """``text`` on one line: newlines and other control characters shown escaped, never acted on; a word of
+    more than 200 characters (an echoed argument) shortened to its ends.
 
     >>> one_line("a\\nb\\x1b[31m")
     'a\\\\nb\\\\x1b[31m'
     """
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    # a 5,000-character argument echoed in a message: keep its ends and say how long it was
+    return re.sub(r"\S{201,}", lambda m: f"{m[0][:60]}...{m[0][-20:]} ({len(m[0])} characters)", text)
 
 
 def usage_line(exc: _click_exc.ClickException) -> str:

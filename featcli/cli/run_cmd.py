@@ -141,6 +141,10 @@ def run_command(
         "--stream", help="Row-band execution that keeps only display-size maps of a big last conv stage: "
         "auto (when its output exceeds 256 MB), on, off.", rich_help_panel="Compute",
         case_sensitive=False)] = Stream.AUTO,
+    max_memory: Annotated[str | None, typer.Option(
+        "--max-memory", metavar="SIZE", help="Refuse a stage whose output or weights would need more than this "
+        "(512M, 4G; 0 = no limit), before anything is allocated. Default: half the memory available.",
+        rich_help_panel="Compute", show_default=False)] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     channels: ChannelsOpt = Channels.RGB,
@@ -184,6 +188,7 @@ def run_command(
     from featcli.resources import resolve_sample
     from featcli.run.config import RunConfig, validate_outputs
     from featcli.run.destinations import fill, is_template
+    from featcli.shape.memory import parse_bytes
     from featcli.stages.build import build_stack
 
     skipped: Counter[str] = Counter()
@@ -214,6 +219,7 @@ def run_command(
         threads=threads,
         stream=stream,
         seed=seed,
+        max_bytes=parse_bytes(max_memory) if max_memory is not None else None,
         kernels_dir=kernels_dir,
         allow_torchscript=trust_torchscript,
         output=output,

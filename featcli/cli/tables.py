@@ -173,6 +173,8 @@ def print_run_table(con: Console, path: str, input_shape: tuple[int, ...] | None
         scale = max(abs(r.min), abs(r.max))
         shape = format_shape(r.actual) if r.ok else f"{format_shape(r.actual)} != {format_shape(r.predicted)}"
         stats = [_num(r.min, scale), _num(r.max, scale), _num(r.mean, scale), f"{r.zeros:.0%}"]
+        if r.empty:  # a zero-size output, as torch gives it: no values to describe
+            stats = ["-", "-", "-", "empty"]
         mark = styled(("✓", "green") if r.ok else ("✗", "red"))
         if wide:
             rows.append([str(r.index), r.spec, r.op, format_shape(r.predicted), format_shape(r.actual), mark,

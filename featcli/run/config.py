@@ -31,6 +31,7 @@ class RunConfig:
     threads: int | None = None  #: torch CPU threads (None: torch's default, all cores)
     stream: Stream = Stream.AUTO
     seed: int = 0
+    max_bytes: int | None = None  #: memory budget of one stage (None: half the available memory; 0: none)
     kernels_dir: str | None = None
     allow_torchscript: bool = False
     output: str | None = None  #: ``-o``: grid (several maps) or full-resolution map (one)

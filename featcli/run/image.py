@@ -40,7 +40,8 @@ class Runner:
         self.cfg = cfg
         self.batch = batch
         self.inputs = inputs
-        self.planner = Planner(cfg.stack, PlanOptions(cfg.kernels_dir, cfg.allow_torchscript, cfg.seed))
+        self.planner = Planner(cfg.stack, PlanOptions(cfg.kernels_dir, cfg.allow_torchscript, cfg.seed,
+                                                      max_bytes=cfg.max_bytes))
         self._engine: str | None = None
         self._backends: dict[str, Any] = {}
         self._compiled: dict[Plan, list[Any]] = {}  # plans hash by identity and live as long as the run

@@ -67,6 +67,10 @@ def _tiles(results: Sequence[StageResult], refs: dict[int, float]) -> list[Tile]
 def _picture(results: Sequence[StageResult], cfg: RunConfig, image: LoadedImage, title: str,
              refs: dict[int, float]) -> Any:
     """One map (and no input tile): labelled, or bare with --raw; several maps: a labelled grid."""
+    for r in results:
+        if r.empty:
+            raise OutputError(f"stage {r.index} '{r.spec}' has an empty output ({'x'.join(map(str, r.actual))}, "
+                              "as torch gives it): nothing to draw; pick other stages with --stages")
     tiles = _tiles(results, refs)
     opts = cfg.grid if cfg.grid.title else dataclasses.replace(cfg.grid, title=title)
     if len(tiles) == 1 and not cfg.show_input:

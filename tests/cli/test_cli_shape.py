@@ -116,7 +116,8 @@ def test_stdin_queries(runner: CliRunner) -> None:
     out = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(out) == 5
     assert out[0]["output"] == [1, 5, 642, 320] and set(out[0]) == TOP_KEYS
-    assert out[1] == {"error": "stage 7 'conv:k=5': kernel 5 (dilated) is larger than the padded input H = 4",
+    assert out[1] == {"error": "stage 7 'conv:k=5': kernel 5x5 is larger than the input 4x4 (H: 5 > 4; W: 5 > 4); "
+                               "pad it (p=1, or p=same) or use a smaller kernel",
                       "line": 4}
     assert out[2]["line"] == 5 and "unknown key 'bogus' for conv; valid keys" in out[2]["error"]
     assert out[3]["output"] == [1, 3, 120, 160] and out[3]["source"] == SAMPLE
@@ -159,7 +160,7 @@ def test_stdin_answers_each_query_before_the_next_arrives() -> None:
     (["1x3x64x64", "conv:k=3x"], 2, "k='3x': expected N or HxW"),
     (["1x3x64", "conv", "conv:k=0"], 2, "stage 2 'conv:k=0'"),
     (["1x3x64x64x2", "conv"], 2, "expected NxCxHxW, CxHxW or HxW"),
-    (["1x3x5x5", "conv:k=7"], 1, "stage 1 'conv:k=7': kernel 7 (dilated) is larger than the padded input"),
+    (["1x3x5x5", "conv:k=7"], 1, "stage 1 'conv:k=7': kernel 7x7 is larger than the input 5x5"),
     (["1x3x8x8", "conv:g=2"], 1, "in channels 3 not divisible by groups g=2"),
     (["1x3x8x8", "conv:s=2,p=same"], 1, "p=same is not supported for strided convolutions"),
     (["1x3x8x8", "convt:s=2,op=2"], 1, "must be smaller than either stride"),
