@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 from collections.abc import Sequence
 
 from featcli.enums import KernelMode, PaddingMode
 from featcli.errors import SpecError
-from featcli.stages.grammar import shorten
+from featcli.stages.grammar import shorten, split_top_level
 from featcli.stages.params import ConvSpec
-from featcli.stages.registry import Op
+from featcli.stages.registry import Op, lookup
 from featcli.stages.spec import Stage, parse_stage
 
 _POOL_ALIASES = {
@@ -26,9 +28,42 @@ def pool_stage(text: str) -> str:
     """
     kind, colon, rest = text.partition(":")
     op = _POOL_ALIASES.get(kind.strip().lower())
+    d = lookup(kind.strip())
+    if op is None and d is not None and d.name in _POOL_OPS:  # the stage's own name: --pool maxpool:k=2
+        op = d.name
     if op is None:
-        raise SpecError(f"--pool {shorten(text)}: expected max:k=N, avg:k=N[,s=S], global or global-max")
+        raise SpecError(f"--pool {shorten(text)}: expected max:k=N, avg:k=N[,s=S], global or global-max (or a pooling "
+                        "stage: maxpool:k=2, avgpool:k=3,s=2, gap, gmp)")
     return f"{op}:{rest}" if colon else op
+
+
+_POOL_OPS = {"maxpool", "avgpool", "gap", "gmp", "adaptiveavg", "adaptivemax"}
+_BARE_NAME = re.compile(r"[A-Za-z_][\w]*\Z")
+
+
+def split_kernel_refs(refs: Sequence[str]) -> list[str]:
+    """``-k`` values as single kernel references: ``sobel_x+sobel_y`` (the stage language's form) and
+    ``sobel_x,sobel_y`` (names only) give two; an existing file name is never split.
+
+    >>> split_kernel_refs(["sobel_x+sobel_y", "gaussian:size=5,sigma=1", "box,laplacian"])
+    ['sobel_x', 'sobel_y', 'gaussian:size=5,sigma=1', 'box', 'laplacian']
+    """
+    out: list[str] = []
+    for ref in refs:
+        if _is_file(ref):
+            out.append(ref)
+            continue
+        for piece in split_top_level(ref, "+"):
+            names = piece.split(",")
+            out.extend(names if len(names) > 1 and all(_BARE_NAME.match(n.strip()) for n in names) else [piece])
+    return [r.strip() for r in out if r.strip()]
+
+
+def _is_file(ref: str) -> bool:
+    try:
+        return os.path.isfile(ref)
+    except (OSError, ValueError):
+        return False
 
 
 def kernel_stage(
@@ -40,6 +75,7 @@ def kernel_stage(
     padding_mode: PaddingMode = PaddingMode.ZEROS,
 ) -> Stage:
     """All ``-k`` kernels as one conv stage (the refs may use ``name:key=value`` forms freely)."""
+    refs = split_kernel_refs(refs)
     parts = [f"p={padding}", f"s={stride}", f"pm={padding_mode.value}", f"mode={mode.value}"]
     template = parse_stage("conv:w=identity," + ",".join(parts))
     assert isinstance(template.params, ConvSpec)

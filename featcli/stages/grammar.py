@@ -169,7 +169,7 @@ def split_refs(value: str) -> tuple[str, ...]:
 
 # --- input shapes --------------------------------------------------------------------------------
 _SHAPE_RE = re.compile(r"[0-9]+(?:[x×*,][0-9]+){1,3}")
-_SHAPEISH_RE = re.compile(r"[0-9x×*,()\[\]]+")
+_SHAPEISH_RE = re.compile(r"(?:torch\.size\()?[0-9x×*,()\[\]\s]+")
 _DIM_SPLIT_RE = re.compile(r"[x×*,]")
 
 
@@ -182,12 +182,15 @@ def looks_like_shape(text: str) -> bool:
 def parse_input_shape(text: str) -> tuple[int, int, int, int]:
     """``NxCxHxW`` -> ``(N, C, H, W)``; ``CxHxW`` -> ``(1, C, H, W)``; ``HxW`` -> ``(1, 1, H, W)``.
 
-    Commas work too, with or without brackets (``[1,3,224,224]``, as ``--json`` prints shapes).
+    Commas work too, with or without brackets and spaces, as Python prints shapes (``[1, 3, 224, 224]``,
+    ``(1, 3, 224, 224)``, ``torch.Size([1, 3, 224, 224])``).
 
     >>> parse_input_shape("3x640x480")
     (1, 3, 640, 480)
     """
-    t = text.strip().lower()
+    t = re.sub(r"\s+", "", text.lower())
+    if t.startswith("torch.size(") and t.endswith(")"):  # pasted from print(x.shape)
+        t = t[len("torch.size("):-1]
     if t[:1] + t[-1:] in ("[]", "()"):
         t = t[1:-1]
     if not _SHAPE_RE.fullmatch(t):

@@ -45,8 +45,21 @@ def is_op_name(token: str) -> bool:
     return lookup(token.partition(":")[0]) is not None
 
 
+def _bare_value_hint(d: OpDef, item: str, last: tuple[str, str] | None) -> str:
+    """What an item without ``=`` probably meant: ``maxpool:2`` -> ``maxpool:k=2``; ``conv:w=gaussian:7,1.5``
+    (the kernel's own ``,`` split the stage's items) -> ``w=gaussian(7,1.5)``."""
+    if last and last[0] == "w" and ":" in last[1]:
+        name, _, params = last[1].partition(":")
+        return f" (a kernel's parameters go in parentheses inside a stage: w={name}({params},{item}))"
+    if len(item) <= 20 and d.keys:
+        key = "k" if "k" in d.keys else d.keys[0]
+        return f" (did you mean {d.name}:{key}={item}?)"
+    return ""
+
+
 def _items(d: OpDef, body: str) -> dict[str, str]:
     items: dict[str, str] = {}
+    last: tuple[str, str] | None = None
     for raw in split_top_level(body, ","):
         item = raw.strip()
         if not item:
@@ -54,7 +67,8 @@ def _items(d: OpDef, body: str) -> dict[str, str]:
         key, eq, value = item.partition("=")
         key = key.strip().lower()
         if not eq:
-            raise SpecError(f"expected key=value, got {shorten(item)}")
+            raise SpecError(f"expected key=value, got {shorten(item)}{_bare_value_hint(d, item, last)}")
+        last = (d.canonical_key(key), value.strip())
         canon = d.canonical_key(key)
         if canon not in d.keys:
             known = f"valid keys: {', '.join(d.keys)}" if d.keys else "it takes no keys"

@@ -164,6 +164,9 @@ def test_a_name_too_long_for_the_file_system_is_one_clean_line(runner: CliRunner
     (["run", "a.png", "mxpool:k=2"], "unknown op 'mxpool' (did you mean maxpool?)"),
     (["run", "a.png", "conv", "out=5"], "'out=5' is a key of the stage before it: write conv:out=5 (no space)"),
     (["run", "a.png", "relu", "k=2"], "write relu:k=2"),
+    (["shape", "1x3x16x16", "maxpool:2"], "expected key=value, got '2' (did you mean maxpool:k=2?)"),
+    (["shape", "1x3x16x16", "conv:w=gaussian:7,1.5"], "inside a stage: w=gaussian(7,1.5))"),
+    (["run", "a.png", "-k", "sobel_x", "--pool", "median:k=2"], "(or a pooling stage: maxpool:k=2"),
     (["run", "a.png", "--pad", "1", "relu"], "--pad applies to the -k conv, and no -k is given"),
     (["run", "a.png", "b.png", "-k", "sobel_x", "-o", "x/{nope}.png"], "bad output name template 'x/{nope}.png'"),
     (["run", "a.png", "--forc"], "no such option: --forc (did you mean --force"),
@@ -342,3 +345,16 @@ def test_file_names_that_are_not_utf8(runner: CliRunner, tmp_path: Path) -> None
     assert Image.open(out).text["featcli:input"].endswith("bad\ufffd.png")
     res = runner.invoke(app, ["info", str(tmp_path / os.fsdecode(b"missing\xff.png"))])
     assert res.exit_code == 1 and "internal error" not in _one_error_line(res)
+
+
+def test_what_users_write_for_kernels_pools_and_shapes(runner: CliRunner, tmp_path: Path) -> None:
+    img = str(_png(tmp_path / "a.png", 20, 20))
+    for k in (["-k", "sobel_x+sobel_y"], ["-k", "sobel_x,sobel_y"], ["-k", "sobel_x", "-k", "sobel_y"]):
+        res = runner.invoke(app, ["run", img, *k, "--pool", "maxpool:k=2", "--json"])
+        assert res.exit_code == 0, res.output
+        rec = json.loads(res.stdout)
+        assert rec["stages"][0]["spec"] == "conv:w=sobel_x+sobel_y" and rec["output"] == [1, 2, 9, 9]
+    for text in ("(1, 3, 224, 224)", "[1, 3, 224, 224]", "torch.Size([1, 3, 224, 224])"):
+        res = runner.invoke(app, ["shape", text, "conv:k=3", "--json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["output"] == [1, 3, 222, 222]
