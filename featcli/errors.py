@@ -19,6 +19,18 @@ class FeatcliError(Exception):
         super().__init__(f"{path}: {message}" if path else message)
 
 
+def about(exc: FeatcliError, path: str) -> FeatcliError:
+    """``exc`` naming the input ``path`` it is about (a refused stage says which image of a batch), in place.
+
+    >>> str(about(FeatcliError("stage 1 'conv': too small"), "a.png"))
+    "a.png: stage 1 'conv': too small"
+    """
+    if exc.path is None and not str(exc).startswith(f"{path}: "):
+        exc.path = path
+        exc.args = (f"{path}: {exc}",)
+    return exc
+
+
 class UsageError(FeatcliError):
     """The command line itself is wrong (bad option value, bad syntax)."""
 

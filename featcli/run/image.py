@@ -17,7 +17,7 @@ from typing import Any
 from featcli.engine.loop import StageResult, compile_stages, execute
 from featcli.engine.plan import Plan, Planner, PlanOptions
 from featcli.enums import Engine, Stream
-from featcli.errors import UsageError
+from featcli.errors import FeatcliError, UsageError, about
 from featcli.io.images import LoadedImage, load_image
 from featcli.io.outputs import InputSet
 from featcli.run.config import ImageOutcome, RunConfig
@@ -152,7 +152,10 @@ class Runner:
                 ) -> tuple[LoadedImage, Plan, Destinations]:
         """Load, plan, and decide and check the destinations: everything before compute."""
         image = load_image(path, self.cfg.load)
-        plan = self.plan_for(image)
+        try:
+            plan = self.plan_for(image)
+        except FeatcliError as exc:  # a stage this image cannot take: say which image
+            raise about(exc, image.header.path) from None
         dest = destinations(self.cfg, plan.report, path, stem=stem, n=n)
         check_destinations(dest, self.cfg, path, self.inputs)
         return image, plan, dest
@@ -173,7 +176,10 @@ class Runner:
         image, plan, dest = self.prepare(path, stem=stem, n=n)
         streaming = self.streaming_for(plan, dest)
         x = self.to_input(image, plan)
-        (results,) = self.execute(x, plan, keep=dest.keep, streaming=streaming)
+        try:
+            (results,) = self.execute(x, plan, keep=dest.keep, streaming=streaming)
+        except FeatcliError as exc:
+            raise about(exc, image.header.path) from None
         outputs = write_outputs(dest, self.cfg, image, results, self.inputs)
         return self.outcome(image, plan, results, outputs, t0, n)
 

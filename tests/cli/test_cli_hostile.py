@@ -358,3 +358,13 @@ def test_what_users_write_for_kernels_pools_and_shapes(runner: CliRunner, tmp_pa
         res = runner.invoke(app, ["shape", text, "conv:k=3", "--json"])
         assert res.exit_code == 0, res.output
         assert json.loads(res.stdout)["output"] == [1, 3, 222, 222]
+
+
+def test_a_refused_stage_names_its_image(runner: CliRunner, tmp_path: Path) -> None:
+    tiny, ok = _png(tmp_path / "tiny.png", 2, 2), _png(tmp_path / "ok.png")
+    res = runner.invoke(app, ["run", str(tiny), str(ok), "-k", "sobel_x", "--out-dir", str(tmp_path / "o"),
+                              "--json"])
+    assert res.exit_code == 1
+    failed = json.loads(res.stdout.splitlines()[0])
+    assert failed["error"].startswith(f"{tiny}: stage 1 'conv:w=sobel_x': kernel 3x3 is larger than the input 2x2")
+    assert "dilat" not in failed["error"] and "pad it (p=1" in failed["error"]
