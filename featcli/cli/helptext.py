@@ -60,6 +60,9 @@ def value_label(param: Any, ctx: Any) -> str | None:
     leaf = _leaf(desc.annotation) if desc is not None else None
     if isinstance(leaf, type) and issubclass(leaf, enum.Enum):
         label = "|".join(str(m.value) for m in leaf)
+        if len(label) > 20:  # too long for the column: a word, the help lists the choices
+            longest = max(getattr(param, "opts", ["--value"]), key=len)
+            label = longest.lstrip("-").rsplit("-", 1)[-1].upper()
     elif leaf is int:
         label = "N"
     elif leaf is float:

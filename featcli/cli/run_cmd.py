@@ -62,7 +62,8 @@ def run_command(
         help="Images, folders, globs, sample:NAME or '-' (stdin), then stages in the `featcli shape` language "
              "(conv:..., relu, maxpool:k=2).", show_default=False, metavar="IMAGE... [STAGE...]")] = None,
     kernel: Annotated[list[str] | None, typer.Option(
-        "--kernel", "-k", help="Kernel name, spec (gaussian:size=5,sigma=1) or FILE.pt:KEY; all -k make one conv.",
+        "--kernel", "-k", help="Kernel name, spec such as gaussian:sigma=2, or FILE.pt:KEY; all -k make one conv "
+        "(also -k sobel_x+sobel_y).",
         rich_help_panel=_K)] = None,
     kernel_mode: Annotated[KernelMode, typer.Option(
         "--kernel-mode", help="2-D kernels on a multi-channel image: sum (tutorial), gray, depthwise.",
@@ -83,7 +84,8 @@ def run_command(
     trust_torchscript: Annotated[bool, typer.Option(
         "--trust-torchscript", help="Allow TorchScript weight files (they contain code).", rich_help_panel=_K)] = False,
     output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="PNG of the shown stages: one map at full resolution, several as a labelled grid.",
+        "--output", "-o", help="PNG of the shown stages: one map as a labelled picture (--raw: the bare map), "
+        "several as a labelled grid; '-' writes it to stdout.",
         rich_help_panel=_O)] = None,
     out_dir: Annotated[str | None, typer.Option(
         "--out-dir", help="Folder for one PNG per stage.", rich_help_panel=_O)] = None,
