@@ -116,6 +116,12 @@ def run_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1024,
                                             help="Stack up to N same-size images into one NCHW batch.",
                                             rich_help_panel=_B)] = 8,
+    processes: Annotated[int, typer.Option(
+        "--processes", min=1, max=256, help="Worker processes for a CPU batch (same files and records as one "
+        "process).", rich_help_panel=_B)] = 1,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", metavar="I/N", help="Run only part I of N of the inputs sorted by path (one part per "
+        "machine or job; all parts together give one run's files and records).", rich_help_panel=_B)] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64,
                                          help="Threads for decoding and, separately, for encoding.",
                                          rich_help_panel=_B)] = 2,
@@ -236,11 +242,17 @@ def run_command(
         command=command_line(),
     )
     validate_outputs(cfg)
-    if single and not skip_existing:
+    part = None
+    if shard is not None:
+        from featcli.run.processes import parse_shard, shard_range
+
+        paths = sorted(paths)
+        part = shard_range(len(paths), *parse_shard(shard))
+    if single and not skip_existing and part is None and processes == 1:
         _run_one(paths[0], cfg, as_json, quiet)
     else:
         _run_many(paths, cfg, as_json=as_json, quiet=quiet, skip_existing=skip_existing, batch_size=batch_size,
-                  workers=workers)
+                  workers=workers, processes=processes, part=part)
 
 
 def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
@@ -272,7 +284,7 @@ def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
 
 
 def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, skip_existing: bool,
-              batch_size: int, workers: int) -> None:
+              batch_size: int, workers: int, processes: int = 1, part: range | None = None) -> None:
     """A batch: progress on stderr (terminal only), records in order, a summary, exit 1 if any failed."""
     import contextlib
 
@@ -304,10 +316,16 @@ def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, s
         progress = stack.enter_context(Progress(
             TextColumn("[bold]featcli run"), BarColumn(), MofNCompleteColumn(), _rate_column(),
             TimeRemainingColumn(), console=con, transient=True))
-        task = progress.add_task("run", total=len(paths))
+        task = progress.add_task("run", total=len(part) if part is not None else len(paths))
     with stack:
-        summary = run_batch(paths, cfg, emit=emit, batch_size=batch_size, workers=workers,
-                            skip_existing=skip_existing)
+        if processes > 1:
+            from featcli.run.processes import run_processes
+
+            summary = run_processes(paths, cfg, emit=emit, processes=processes, part=part, batch_size=batch_size,
+                                    workers=workers, skip_existing=skip_existing)
+        else:
+            summary = run_batch(paths, cfg, emit=emit, batch_size=batch_size, workers=workers,
+                                skip_existing=skip_existing, part=part)
     if not quiet or summary.failed:
         con.print(f"{summary.line()}{where_written(written)}")
     if summary.interrupted:

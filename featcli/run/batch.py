@@ -103,6 +103,7 @@ def run_batch(
     workers: int = 2,
     skip_existing: bool = False,
     runner: Runner | None = None,
+    part: range | None = None,
 ) -> Summary:
     """Run ``cfg`` over ``paths``; ``emit`` each record in order.
 
@@ -115,6 +116,9 @@ def run_batch(
         workers: loading threads and, separately, encoding threads.
         skip_existing: an input whose every output file exists is ``skipped`` (resume a batch).
         runner: the run's :class:`Runner` (a new one by default).
+        part: the indices of ``paths`` this call runs (consecutive; default all). The others are still
+            inputs of the run: ``{stem}``, ``{n}``, record indices and the output checks are the whole
+            run's, so parts run by shards or worker processes give exactly the files and records of one run.
     """
     if batch_size < 1 or workers < 1:
         raise UsageError("--batch-size and --workers must be at least 1")
@@ -148,8 +152,11 @@ def run_batch(
         outcome = runner.outcome(item.image, item.plan, results, outputs, item.started, item.index)
         return Record(item.index, outcome.path, "ok", outcome.record(), outcome=outcome)
 
+    lo, hi = (part.start, part.stop) if part is not None else (0, len(paths))
+    if part is not None and (part.step != 1 or not 0 <= lo <= hi <= len(paths)):
+        raise ValueError(f"part {part} is not a consecutive range of the {len(paths)} inputs")
     slots: list[Future[Record] | Record | None] = [None] * len(paths)
-    next_emit = 0
+    next_emit = lo
 
     def failed(i: int, exc: BaseException) -> Record:
         if isinstance(exc, FeatcliError):
@@ -160,7 +167,7 @@ def run_batch(
         """Emit the finished records in order; ``stopped``: every record there is, skipping the inputs an
         interruption left unprocessed (their slots are empty or their writes were cancelled)."""
         nonlocal next_emit
-        while next_emit < len(paths):
+        while next_emit < hi:
             i, slot = next_emit, slots[next_emit]
             if slot is None or (isinstance(slot, Future) and slot.cancelled()):
                 if not stopped:
@@ -186,11 +193,11 @@ def run_batch(
     writers = ThreadPoolExecutor(workers, thread_name_prefix="featcli-write")
     window = max(2 * batch_size, workers + 1)
     queue: deque[tuple[int, Future[_Loaded | Record]]] = deque()
-    submitted = 0
+    submitted = lo
 
     def refill() -> None:
         nonlocal submitted
-        while submitted < len(paths) and len(queue) < window:
+        while submitted < hi and len(queue) < window:
             queue.append((submitted, loaders.submit(prepare, submitted)))
             submitted += 1
 

@@ -1,0 +1,139 @@
+"""--processes N and --shard I/N give exactly the files and records of one process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import featcli
+from featcli.cli import app
+from featcli.errors import UsageError
+from featcli.run.processes import parse_shard, shard_range
+
+ROOT = Path(featcli.__file__).parents[1]
+
+
+def _folder(tmp_path: Path, n: int = 14, size: int = 48) -> Path:
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size + i, 3), dtype=np.uint8)).save(src / f"im{i:02d}.png")
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return src
+
+
+def _records(text: str) -> list[dict[str, object]]:
+    out = []
+    for line in text.splitlines():
+        rec = json.loads(line)
+        rec.pop("seconds", None)
+        for stage in rec.get("stages", []):  # type: ignore[union-attr]
+            stage.pop("seconds", None)
+        out.append(rec)
+    return out
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    """Each file's content: a PNG's pixels and palette (its text metadata records the command line, which
+    differs), an npz's arrays."""
+    out = {}
+    for p in sorted(folder.iterdir()):
+        h = hashlib.sha256()
+        if p.suffix == ".png":
+            with Image.open(p) as im:
+                h.update(np.asarray(im).tobytes() + bytes(im.getpalette() or []))
+        else:
+            with np.load(p) as z:
+                for k in z.files:
+                    h.update(k.encode() + z[k].tobytes())
+        out[p.name] = h.hexdigest()
+    return out
+
+
+STACK = ["conv:out=4,k=3,p=1", "relu", "maxpool:k=2", "--seed", "1", "--engine", "torch"]
+
+
+def test_shards_together_are_one_run(runner: CliRunner, tmp_path: Path) -> None:
+    src = _folder(tmp_path)
+    whole = runner.invoke(app, ["run", str(src), *STACK, "--json", "-o", str(tmp_path / "a/{stem}.png")])
+    assert whole.exit_code == 1  # the broken file
+    parts = ""
+    for i in (1, 2, 3):
+        res = runner.invoke(app, ["run", str(src), *STACK, "--json", "--shard", f"{i}/3",
+                                  "-o", str(tmp_path / "b/{stem}.png")])
+        parts += res.stdout
+    a, b = _records(whole.stdout), _records(parts)
+    for rec in b:  # the same files, in another folder
+        rec["outputs"] = [o.replace("/b/", "/a/") for o in rec.get("outputs", [])]  # type: ignore[union-attr]
+    for rec in a:
+        rec["outputs"] = list(rec.get("outputs", []))  # type: ignore[arg-type]
+    assert len(a) == 15 and a == b
+    assert _hashes(tmp_path / "a") == _hashes(tmp_path / "b")
+
+
+def test_shard_arithmetic() -> None:
+    assert parse_shard("1/1") == (1, 1)
+    sizes = [len(shard_range(10, i, 4)) for i in range(1, 5)]
+    assert sum(sizes) == 10 and max(sizes) - min(sizes) <= 1
+    assert [shard_range(10, i, 4).start for i in range(1, 5)] == [0, 2, 5, 7]
+    for bad in ("0/3", "4/3", "1", "a/b", "1/0"):
+        with pytest.raises(UsageError, match="expected I/N"):
+            parse_shard(bad)
+
+
+@pytest.mark.parametrize("engine", ["torch", "numpy"])
+def test_processes_give_one_process_files_and_records(tmp_path: Path, engine: str) -> None:
+    src = _folder(tmp_path)
+    stack = ["conv:w=sobel_x+sobel_y,p=1", "magnitude", "--engine", engine] if engine == "numpy" else STACK
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    outs = {}
+    for n in (1, 2):
+        out = tmp_path / f"out{n}"
+        res = subprocess.run([sys.executable, "-m", "featcli", "run", str(src), *stack, "--jsonl", "--processes",
+                              str(n), "--batch-size", "2", "-o", str(out / "{stem}.png"), "--save",
+                              str(out / "{stem}.npz")], capture_output=True, text=True, env=env, timeout=300)
+        assert res.returncode == 1, res.stderr  # the broken file, reported as one line
+        assert "Traceback" not in res.stderr and res.stderr.count("broken.png") == 1, res.stderr
+        outs[n] = ([{**r, "outputs": [Path(o).name for o in r.get("outputs", [])]}  # type: ignore[union-attr]
+                    for r in _records(res.stdout)], _hashes(out))
+    assert outs[1][0] == outs[2][0] and len(outs[1][0]) == 15
+    assert outs[1][1] == outs[2][1] and len(outs[1][1]) == 28
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_stops_the_workers_cleanly(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(src / f"{i:02d}.png",
+                                                                                 compress_level=0)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "featcli", "run", str(src), "conv:out=16,k=5,p=2", "relu", "--stages", "all",
+           "--out-dir", str(out), "--jsonl", "--processes", "2", "--batch-size", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first, proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    rest, errb = proc.communicate(timeout=120)
+    err = errb.decode()
+    records = [json.loads(line) for line in [first, *rest.splitlines()] if line.strip()]
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and "interrupted" in err
+    present = sorted(p.name for p in out.iterdir())
+    assert not [n for n in present if n.startswith(".") or n.endswith(".part")], present
+    assert present == sorted(Path(f).name for r in records for f in r["outputs"]), err
+    assert [r["index"] for r in records] == sorted(r["index"] for r in records)
