@@ -91,11 +91,13 @@ def check_name(path: str, still: bool = False) -> str:
     return FORMATS[ext]
 
 
-def encode(frames: Sequence[Image.Image], durations: Sequence[int], fmt: str, comment: str) -> bytes:
-    """The file's bytes: GIF (looping), APNG (looping; one frame: a plain PNG), palette frames."""
+def encode(frames: Sequence[Image.Image], durations: Sequence[int], fmt: str, comment: str, *,
+           quantize: bool = True) -> bytes:
+    """The file's bytes: GIF (looping), APNG (looping; one frame: a plain PNG), palette frames (a still
+    picture of a photo keeps its RGB colours with ``quantize=False``)."""
     import io
 
-    pal = [to_palette(f) for f in frames]
+    pal = [to_palette(f) if quantize else f for f in frames]
     buf = io.BytesIO()
     if fmt == "GIF":
         pal[0].save(buf, format="GIF", save_all=True, append_images=pal[1:], duration=list(durations), loop=0,

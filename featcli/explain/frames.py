@@ -208,7 +208,7 @@ class Drawer:
             fill = A.WINDOW_SOFT if not counted else A.WINDOW if kind == INPUT else A.WINDOW_PAD
             if m.weights is not None:
                 flat = [w for row in m.weights for w in row]
-                corner = f"×{num(flat[tap], True)}"
+                corner = num(flat[tap], True)
         cell(d, x, y, cs, fill, text, ink=ink, hatch=kind == BEYOND, corner=corner)
 
     def _output_cell(self, d: ImageDraw.ImageDraw, i: int, r: int, c: int, filled: bool, now: bool) -> None:
