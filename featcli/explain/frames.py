@@ -54,7 +54,8 @@ def _about(sw: Sweep) -> str:
     what = "ignored" if sp.kind == "max" else "counted" if sp.cip else "not counted"
     ceil = ", ceil_mode" if sp.ceil else ""
     dil = f", dilation {pair(d)}" if sp.kind == "max" and d != (1, 1) else ""
-    return f"{sp.kind} over {pair(k)}, stride {pair(s)}, padding {pad} ({what}){dil}{ceil}"
+    pad = f"{pad} ({what})" if any(sw.pads) else pad
+    return f"{sp.kind} over {pair(k)}, stride {pair(s)}, padding {pad}{dil}{ceil}"
 
 
 class Drawer:

@@ -70,7 +70,7 @@ def explain_stage(spec: str, input_text: str, output: str | None, *, force: bool
     weights = kernel_of(sw.stage, kernels_dir)
     steps = walk(sw, inp.values, weights, inp.integers) if inp.values is not None else []
     out: list[str] = [f"{spec}  input {format_shape(inp.shape)} -> output {format_shape(sw.row.out_shape)}"]
-    out += [f"  {f}" for f in sw.row.formulas]
+    out += [f"  {f}" for f in sw.row.formulas if not (f.startswith("C:") and channels(sw) == (1, 1, 1))]
     out += [f"  note: {n}" for n in sw.row.notes]
     for st in steps:
         out.append(f"  ({st.out[0]}, {st.out[1]}): {st.text}")
