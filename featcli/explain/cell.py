@@ -66,7 +66,7 @@ def working(path: str, specs: Sequence[str], at: tuple[int, int], channel: int) 
     import torch
     import torch.nn.functional as F
 
-    from featcli.engine.plan import PlanOptions, Planner
+    from featcli.engine.plan import Planner, PlanOptions
     from featcli.engine.torch_backend import TorchEnv, conv_fn, conv_layer, luminance
     from featcli.io.images import load_image, to_tensor
 
@@ -101,7 +101,9 @@ def working(path: str, specs: Sequence[str], at: tuple[int, int], channel: int) 
         per = weight.shape[1]
         grp = channel // (c_out // layer.groups)
         chans = list(range(grp * per, (grp + 1) * per))
-        win = xp[0, chans, r * s[0]: r * s[0] + d[0] * (kh - 1) + 1: d[0], c * s[1]: c * s[1] + d[1] * (kw - 1) + 1: d[1]]
+        ys = slice(r * s[0], r * s[0] + d[0] * (kh - 1) + 1, d[0])
+        xs = slice(c * s[1], c * s[1] + d[1] * (kw - 1) + 1, d[1])
+        win = xp[0, chans, ys, xs]
         kern = weight[channel]
         bias = float(layer.bias[channel]) if layer.bias is not None else 0.0
         value = float((win * kern).sum()) + bias
@@ -231,7 +233,8 @@ def picture(wk: Working, image: object, title: str) -> Image.Image:
         for j, (label, mat) in enumerate(mats):
             gx = x0 + j * (grid_w + 40)
             d.text((gx, y), label, fill=A.SOFT, font=font(16))
-            lo, hi = float(np.nanmin(mat)) if not np.isnan(mat).all() else 0.0, float(np.nanmax(mat)) if not np.isnan(mat).all() else 1.0
+            known = mat[~np.isnan(mat)]
+            lo, hi = (float(known.min()), float(known.max())) if known.size else (0.0, 1.0)
             for a in range(kh):
                 for b in range(kw):
                     v = float(mat[a, b])

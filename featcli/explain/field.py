@@ -21,7 +21,7 @@ from featcli.explain.cell import rgb_of
 from featcli.explain.geometry import _copy
 from featcli.render.paint import fmt, font
 from featcli.shape.report import ShapeReport
-from featcli.stages.params import ConvSpec, PoolSpec
+from featcli.stages.params import ConvSpec
 from featcli.stages.registry import Op
 from featcli.stages.spec import parse_stages
 

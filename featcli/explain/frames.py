@@ -43,7 +43,8 @@ def _about(sw: Sweep) -> str:
     def pair(v: tuple[int, int] | list[int]) -> str:
         return f"{v[0]}" if v[0] == v[1] else f"{v[0]}x{v[1]}"
 
-    pad = "none" if not any(sw.pads) else f"{t}" if len({t, b, le, ri}) == 1 else f"{t},{b},{le},{ri} (top,bottom,left,right)"
+    pad = f"{t}" if len({t, b, le, ri}) == 1 else f"{t},{b},{le},{ri} (top,bottom,left,right)"
+    pad = pad if any(sw.pads) else "none"
     if isinstance(sp, ConvTSpec):
         return (f"kernel {pair(k)}, stride {pair(s)}: {pair([s[0] - 1, s[1] - 1])} zeros between inputs, "
                 f"padding d*(k-1)-p = {pad}, the kernel (flipped) slides at stride 1")

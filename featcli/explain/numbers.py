@@ -140,7 +140,8 @@ def walk(sw: Sweep, values: Matrix, weights: Matrix | None, integers: bool) -> l
             flat = [w for r in weights for w in r]
             ws = tuple(flat[i] for _, _, i in kept)
             result = sum(v * w for v, w in zip(vals, ws, strict=True))
-            terms = " + ".join(f"{_paren(num(v, integers))}*{_paren(num(w, True))}" for v, w in zip(vals, ws, strict=True))
+            pairs = zip(vals, ws, strict=True)
+            terms = " + ".join(f"{_paren(num(v, integers))}*{_paren(num(w, True))}" for v, w in pairs)
             text = f"{terms} = {num(result, integers and all(w == int(w) for w in flat))}"
         steps.append(Step(o, tuple(t for t, _, _ in kept), vals, ws, result, text))
     return steps
