@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["COMMANDS", "app", "main"]
 
 #: command name -> module that registers it
-COMMANDS = {"info": "info_cmd", "kernels": "kernels_cmd", "run": "run_cmd", "samples": "samples_cmd",
+COMMANDS = {"explain": "explain_cmd", "info": "info_cmd", "kernels": "kernels_cmd", "run": "run_cmd", "samples": "samples_cmd",
             "shape": "shape_cmd"}
 
 
