@@ -50,7 +50,7 @@ def explain_command(
     delay: Annotated[int | None, typer.Option(
         "--delay", min=50, metavar="MS", show_default=False,
         help="Milliseconds per step of the animation (default: by the number of steps).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output file.")] = False,
 ) -> None:
     """Explain a stage the way a lecture draws it, for any parameters.
 
