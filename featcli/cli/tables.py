@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from featcli.engine.loop import StageResult
-    from featcli.shape.report import ShapeReport
+    from featcli.shape.report import ShapeReport, StageReport
 
 __all__ = ["elide", "formula_lines", "print_run_table", "print_shape_report", "shape_notes", "shape_table"]
 
@@ -56,6 +56,18 @@ def _frac(x: int | Fraction) -> str:
     return str(x) if isinstance(x, int) or x.denominator == 1 else f"{x.numerator}/{x.denominator}"
 
 
+def stage_label(row: StageReport) -> str:
+    """How the table names a stage: a side branch's stages as ``  a: conv:k=1``, the ``add``/``cat`` that ends
+    one as ``add:a(rows 7-8)`` (its stages are the rows just above it)."""
+    text = row.spec
+    n = row.config.get("branch") if row.op in ("add", "cat") else 0
+    if n:
+        first = row.index - n
+        rows = f"row {first}" if n == 1 else f"rows {first}-{row.index - 1}"
+        text = f"{row.op}:{row.config['name']}({rows})"
+    return f"  {row.branch}: {text}" if row.branch else text
+
+
 def shape_table(report: ShapeReport, *, formulas: bool = True, stage_width: int | None = None) -> Table:
     """One row per stage (and the input as row 0): output, params, MACs, RF, jump, formulas; totals below.
 
@@ -84,7 +96,8 @@ def shape_table(report: ShapeReport, *, formulas: bool = True, stage_width: int 
     for row in report.stages:
         jh, jw = _frac(row.jump[0]), _frac(row.jump[1])
         jump = jh if jh == jw else f"{jh}x{jw}"
-        spec = elide(row.spec, stage_width) if stage_width else row.spec
+        label = stage_label(row)
+        spec = elide(label, stage_width) if stage_width else label
         table.add_row(str(row.index), spec, format_shape(row.out_shape), f"{row.params:,}",
                       f"{row.macs:,}", _dims(row.rf), jump, *(["\n".join(row.formulas)] if formulas else []))
     return table
@@ -126,7 +139,7 @@ def print_shape_report(con: Console, report: ShapeReport) -> None:
         if _width(con, table) > con.width:
             bare = shape_table(report, formulas=False)
             spare = con.width - _width(con, bare)
-            longest = max(len(r.spec) for r in report.stages) if report.stages else 0
+            longest = max(len(stage_label(r)) for r in report.stages) if report.stages else 0
             table = shape_table(report, formulas=False, stage_width=max(12, longest + min(spare, 0)))
             con.print(table, highlight=False, markup=False)
             if any(r.formulas for r in report.stages):

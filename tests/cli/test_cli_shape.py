@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "samples" / "shapes.png")  # 320x240 RGB
 TUTORIAL = ["1x3x640x640", "conv:out=5,k=3x5,s=1x2,p=2"]
 STAGE_KEYS = {"index", "spec", "op", "in", "out", "params", "macs", "rf", "jump", "formula", "notes",
-              "config", "solved", "options"}
+              "config", "solved", "options", "branch"}
 TOP_KEYS = {"input", "source", "stages", "output", "params", "macs"}
 
 
