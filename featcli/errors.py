@@ -7,6 +7,8 @@ only, prints ``featcli: error: <message>`` as one line on stderr and exits with 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class FeatcliError(Exception):
     """Base class of every error featcli reports to the user."""
@@ -50,7 +52,13 @@ class SpecError(UsageError):
 
 
 class ShapeError(FeatcliError):
-    """A well-formed stack that torch would refuse (output size < 1, bad groups, ...)."""
+    """A well-formed stack that torch would refuse (output size < 1, bad groups, ...).
+
+    ``partial``: the shape report of the stages before the refused one (a ``ShapeReport``), when the shape
+    engine raised it, so that ``featcli shape`` can still show them.
+    """
+
+    partial: Any = None
 
 
 class KernelError(FeatcliError):

@@ -1,7 +1,8 @@
-"""Where the data shipped with featcli lives: the kernel library and the sample images.
+"""Where the data shipped with featcli lives: the kernel library, the sample images and the example stacks.
 
-In a wheel, ``kernels/`` and ``samples/`` are installed inside the package as ``featcli/_kernels`` and
-``featcli/_samples``; in a source checkout they are the top-level folders beside ``featcli/``.
+In a wheel, ``kernels/``, ``samples/`` and ``stacks/`` are installed inside the package as ``featcli/_kernels``,
+``featcli/_samples`` and ``featcli/_stacks``; in a source checkout they are the top-level folders beside
+``featcli/``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ def _data_dir(name: str) -> Path:
 def kernels_dir() -> Path:
     """Folder of the built-in kernel library (``*.toml`` files)."""
     return _data_dir("kernels")
+
+
+def stacks_dir() -> Path:
+    """Folder of the example stacks (``@resnet18`` is ``resnet18.txt`` there)."""
+    return _data_dir("stacks")
 
 
 def samples_dir() -> Path:

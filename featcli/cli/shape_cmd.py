@@ -22,7 +22,7 @@ from featcli.cli.options import (
     load_options,
 )
 from featcli.enums import Alpha, Channels
-from featcli.errors import UsageError
+from featcli.errors import ShapeError, UsageError
 from featcli.stages.registry import keys_help, valid_ops
 
 EXAMPLE = "featcli shape 1x3x640x640 conv:out=5,k=3x5,s=1x2,p=2 maxpool:k=2"
@@ -34,6 +34,10 @@ Example: {EXAMPLE}
 Stages take torch's defaults (conv: k=3, s=1, p=0, d=1, g=1, out = input channels; pools: s = k).
 Keys: {keys_help()}.
 Sizes are N or HxW; p=same|valid as in torch; w=sobel_x+sobel_y takes out and k from kernels.
+
+Branches: save:NAME keeps the current tensor; add:NAME adds it, cat:NAME concatenates it on the channels;
+'add:NAME(STAGE ...)' runs a side branch on it first (quote it in the shell). @resnet18 @vgg11 @lenet5 @unet,
+or @FILE, stand for a stack file's stages (# comments, stages on lines or separated by spaces).
 
 Solve: p=? picks the padding that keeps the size (ceil(H/s); for convt op=?/p=? the size H*s);
 p=?HxW or --solve HxW asks for that output. Quote '?' in the shell: 'conv:k=3,p=?'.
@@ -49,6 +53,7 @@ featcli shape - reads lines "INPUT STAGE..." from stdin and writes one JSON obje
     epilog="Examples:\n\n"
            "  featcli shape 1x3x224x224 'conv:out=64,k=7,s=2,p=?' maxpool:k=3,s=2,p=1\n\n"
            "  featcli shape sample:photo conv:out=8,k=3 relu maxpool:k=2 flatten linear:out=10\n\n"
+           "  featcli shape 1x3x224x224 @resnet18\n\n"
            "  printf '1x3x32x32 conv:k=5\\n28x28 maxpool:k=2\\n' | featcli shape -",
 )
 def shape_command(
@@ -82,7 +87,16 @@ def shape_command(
         if serve(sys.stdin, sys.stdout, inputs, kernels_dir=kernels_dir):
             raise typer.Exit(1)
         return
-    report = query(inputs, input_, stages or [], solve=solve, kernels_dir=kernels_dir)
+    try:
+        report = query(inputs, input_, stages or [], solve=solve, kernels_dir=kernels_dir)
+    except ShapeError as exc:
+        # Fail soft: the rows before the refused stage on stdout, then the one-line error on stderr (base.py).
+        if not as_json and exc.partial is not None and exc.partial.stages:
+            from featcli.cli.console import out_console
+            from featcli.cli.tables import print_shape_report
+
+            print_shape_report(out_console(), exc.partial, total="so far")
+        raise
     if as_json:
         from featcli.cli.console import print_json
 

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from featcli.engine.loop import StageResult
-    from featcli.shape.report import ShapeReport
+    from featcli.shape.report import ShapeReport, StageReport
 
-__all__ = ["elide", "formula_lines", "print_run_table", "print_shape_report", "shape_notes", "shape_table"]
+__all__ = ["elide", "formula_lines", "human", "print_run_table", "print_shape_report", "shape_notes", "shape_table",
+           "stage_label"]
 
 #: Below this width the ``run`` table drops its op and time columns and merges predicted/actual.
 WIDE = 100
@@ -56,11 +57,45 @@ def _frac(x: int | Fraction) -> str:
     return str(x) if isinstance(x, int) or x.denominator == 1 else f"{x.numerator}/{x.denominator}"
 
 
-def shape_table(report: ShapeReport, *, formulas: bool = True, stage_width: int | None = None) -> Table:
+_SI = (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3))
+
+
+def human(n: int) -> str:
+    """A count as people read it: exact below 1000, else 4 significant digits and K, M, G or T.
+
+    >>> human(230), human(47_251_200), human(11_689_512), human(1_816_558_056)
+    ('230', '47.25M', '11.69M', '1.817G')
+    """
+    if n < 1000:
+        return str(n)
+    for i, (unit, scale) in enumerate(_SI):
+        if n >= scale:
+            text = f"{n / scale:.4g}"
+            if float(text) >= 1000 and i:  # 999,960 is 1000K: say 1M
+                unit, text = _SI[i - 1][0], f"{n / _SI[i - 1][1]:.4g}"
+            return f"{text}{unit}"
+    return str(n)  # pragma: no cover
+
+
+def stage_label(row: StageReport) -> str:
+    """How the table names a stage: a side branch's stages as ``  a: conv:k=1``, the ``add``/``cat`` that ends
+    one as ``add:a(rows 7-8)`` (its stages are the rows just above it)."""
+    text = row.spec
+    n = row.config.get("branch") if row.op in ("add", "cat") else 0
+    if n:
+        first = row.index - n
+        rows = f"row {first}" if n == 1 else f"rows {first}-{row.index - 1}"
+        text = f"{row.op}:{row.config['name']}({rows})"
+    return f"  {row.branch}: {text}" if row.branch else text
+
+
+def shape_table(report: ShapeReport, *, formulas: bool = True, stage_width: int | None = None,
+                total: str = "total") -> Table:
     """One row per stage (and the input as row 0): output, params, MACs, RF, jump, formulas; totals below.
 
-    ``formulas=False`` leaves the formula column out (see :func:`formula_lines`); ``stage_width`` elides
-    longer specs.
+    Params and MACs are in human units (``11.69M``; ``--json`` has the exact integers). ``formulas=False``
+    leaves the formula column out (see :func:`formula_lines`); ``stage_width`` elides longer specs;
+    ``total`` names the totals row (``so far`` above a refused stage).
     """
     from rich.table import Table
 
@@ -69,10 +104,10 @@ def shape_table(report: ShapeReport, *, formulas: bool = True, stage_width: int 
     table = Table(box=None, padding=(0, 1), pad_edge=False, show_footer=True, header_style="bold",
                   footer_style="bold")
     table.add_column("#", justify="right", footer="")
-    table.add_column("stage", footer="total")
+    table.add_column("stage", footer=total)
     table.add_column("output", footer=format_shape(report.output), no_wrap=True)
-    table.add_column("params", justify="right", footer=f"{report.params:,}", no_wrap=True)
-    table.add_column("MACs", justify="right", footer=f"{report.macs:,}", no_wrap=True)
+    table.add_column("params", justify="right", footer=human(report.params), no_wrap=True)
+    table.add_column("MACs", justify="right", footer=human(report.macs), no_wrap=True)
     table.add_column("RF", justify="right", no_wrap=True)
     table.add_column("jump", justify="right", no_wrap=True)
     if formulas:
@@ -84,9 +119,10 @@ def shape_table(report: ShapeReport, *, formulas: bool = True, stage_width: int 
     for row in report.stages:
         jh, jw = _frac(row.jump[0]), _frac(row.jump[1])
         jump = jh if jh == jw else f"{jh}x{jw}"
-        spec = elide(row.spec, stage_width) if stage_width else row.spec
-        table.add_row(str(row.index), spec, format_shape(row.out_shape), f"{row.params:,}",
-                      f"{row.macs:,}", _dims(row.rf), jump, *(["\n".join(row.formulas)] if formulas else []))
+        label = stage_label(row)
+        spec = elide(label, stage_width) if stage_width else label
+        table.add_row(str(row.index), spec, format_shape(row.out_shape), human(row.params),
+                      human(row.macs), _dims(row.rf), jump, *(["\n".join(row.formulas)] if formulas else []))
     return table
 
 
@@ -115,19 +151,19 @@ def _width(con: Console, table: Table) -> int:
     return con.measure(table, options=con.options.update_width(10_000)).maximum
 
 
-def print_shape_report(con: Console, report: ShapeReport) -> None:
+def print_shape_report(con: Console, report: ShapeReport, *, total: str = "total") -> None:
     """Print the table and its notes on ``con``; piped output is not wrapped at Rich's default 80 columns.
 
     On a terminal too narrow for the formula column, the formulas go under the table, one per line, and
-    long stage specs are elided so numbers stay whole.
+    long stage specs are elided so numbers stay whole. ``total``: the totals row's name.
     """
-    table = shape_table(report)
+    table = shape_table(report, total=total)
     if con.is_terminal or "COLUMNS" in os.environ:
         if _width(con, table) > con.width:
-            bare = shape_table(report, formulas=False)
+            bare = shape_table(report, formulas=False, total=total)
             spare = con.width - _width(con, bare)
-            longest = max(len(r.spec) for r in report.stages) if report.stages else 0
-            table = shape_table(report, formulas=False, stage_width=max(12, longest + min(spare, 0)))
+            longest = max(len(stage_label(r)) for r in report.stages) if report.stages else 0
+            table = shape_table(report, formulas=False, stage_width=max(12, longest + min(spare, 0)), total=total)
             con.print(table, highlight=False, markup=False)
             if any(r.formulas for r in report.stages):
                 con.print("formulas:", style="bold")

@@ -17,8 +17,8 @@ from featcli.engine.plan import PlannedStage
 from featcli.errors import StageError
 from featcli.stages.registry import Op
 
-#: A compiled stage: the tensor in, the tensor out.
-StageFn = Callable[[Any], Any]
+#: A compiled stage: the tensor in, the tensor out (``add``/``cat``: the tensor and the other operand in).
+StageFn = Callable[..., Any]
 Env = TypeVar("Env")
 #: A backend's function for one op: the planned stage and the backend's environment -> a StageFn.
 Compiler = Callable[[PlannedStage, Any], StageFn]

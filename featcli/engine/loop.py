@@ -25,9 +25,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from featcli.engine.backend import SampleStats, StageFn
 from featcli.engine.plan import Plan, PlannedStage
 from featcli.errors import FeatcliError, StageError
+from featcli.stages.registry import Op
 
 if TYPE_CHECKING:
     from featcli.engine.streamed import Streaming
+
+_MEETS = (Op.ADD, Op.CAT)
 
 
 class Backend(Protocol):
@@ -174,6 +177,32 @@ class Band:
     first: StageFn | None = None  #: replaces stage 1's function for this band (a streamed conv's halo)
 
 
+class _Branches:
+    """The loop's named tensors (``save:NAME``) and those a side branch set aside (:mod:`featcli.shape.branches`).
+
+    The plan's rows are flat: a side branch's first row ``reads`` saved tensors (the current one is set aside),
+    and the ``add``/``cat`` that ends it meets the branch's output with the tensor set aside.
+    """
+
+    def __init__(self) -> None:
+        self.saved: dict[str, Any] = {}
+        self.aside: list[Any] = []
+
+    def inputs(self, stage: PlannedStage, y: Any) -> tuple[Any, ...]:
+        """The arguments of ``stage``'s function: the tensor, and for ``add``/``cat`` the other operand."""
+        for name in stage.row.reads:
+            self.aside.append(y)
+            y = self.saved[name]
+        if stage.op in _MEETS:
+            sp = stage.params
+            return (self.aside.pop(), y) if sp.branch else (y, self.saved[sp.name])
+        return (y,)
+
+    def after(self, stage: PlannedStage, y: Any) -> None:
+        if stage.op is Op.SAVE:
+            self.saved[stage.params.name] = y
+
+
 def _whole(x: Any) -> Iterator[Band]:
     yield Band(x)
 
@@ -222,16 +251,19 @@ def execute(x: Any, plan: Plan, backend: Backend, fns: Sequence[StageFn], *, kee
     with backend.context():
         for band in bands:
             y = band.x
+            branches = _Branches()
             for i, (stage, fn) in enumerate(zip(stages, fns, strict=True)):
                 call = band.first if i == 0 and band.first is not None else fn
+                args = branches.inputs(stage, y)
                 backend.sync()
                 t0 = time.perf_counter()
                 try:
-                    y = call(y)
+                    y = call(*args)
                     backend.sync()
                 except (FeatcliError, RuntimeError, ValueError) as exc:
                     raise _named(stage, exc, backend) from None
                 seconds = time.perf_counter() - t0
+                branches.after(stage, y)
                 shape = backend.shape(y)
                 accs[i].add(y, shape, backend, seconds)
                 if streaming is None:

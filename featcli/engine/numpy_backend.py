@@ -34,6 +34,7 @@ OPS.unsupported("learned layers run on torch", Op.CONVT, Op.LINEAR)
 OPS.unsupported("per-image statistics of batch norm run on torch", Op.BN)
 OPS.unsupported("a reshape for the torch layers after it", Op.FLATTEN)
 OPS.unsupported("adaptive windows of unequal sizes run on torch", Op.ADAPTIVEAVG, Op.ADAPTIVEMAX)
+OPS.unsupported("branches (saved tensors, add, cat) run on torch", Op.SAVE, Op.ADD, Op.CAT)
 
 
 class HWC:

@@ -216,7 +216,10 @@ def compile_plan(report: ShapeReport, opts: PlanOptions, input_labels: Sequence[
     labels: tuple[str, ...] | None = tuple(input_labels) if input_labels else None
     random_layers = 0
     stages: list[PlannedStage] = []
+    saved: dict[str, tuple[str, ...] | None] = {}  # the labels of each saved tensor (branches)
     for row in report.stages:
+        if row.reads:  # a side branch starts from a saved tensor, and from its labels
+            labels = saved.get(row.reads[-1])
         d = REGISTRY[row.resolved.op]
         sp = row.resolved.params
         kernels: ConvKernels | None = None
@@ -240,6 +243,8 @@ def compile_plan(report: ShapeReport, opts: PlanOptions, input_labels: Sequence[
                 new = labels
         out_c = row.out_shape[1] if len(row.out_shape) == 4 else None
         labels = new if new is not None and out_c == len(new) else None
+        if d.op is Op.SAVE:
+            saved[row.config["name"]] = labels
         stages.append(PlannedStage(row, d, _padding(row), labels, kernels, seed, slopes))
     budget = memory_budget(opts.max_bytes)
     _check_budget(stages, budget)

@@ -243,6 +243,22 @@ def _linear(stage: PlannedStage, env: TorchEnv) -> StageFn:
     return lambda x: m(x)
 
 
+@OPS.implements(Op.SAVE)
+def _save(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return lambda x: x  # the loop keeps the tensor under its name
+
+
+# add and cat take the loop's second operand: (the current tensor or the one a side branch set aside, other)
+@OPS.implements(Op.ADD)
+def _add(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return lambda x, other: x + other
+
+
+@OPS.implements(Op.CAT)
+def _cat(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return lambda x, other: torch.cat((x, other), 1)
+
+
 class TorchBackend:
     """Runs planned stages with torch on one device (see the module docstring)."""
 

@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from featcli.errors import FeatcliError, ShapeError, SpecError
+from featcli.shape.branches import enter, flatten
 from featcli.shape.report import ShapeReport, StageReport, ceil_num
 from featcli.shape.rules import RULES
 from featcli.shape.state import Refusal, WalkState
@@ -70,30 +71,43 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
     st = WalkState(shape, allow_torchscript, kernels_dir)
     rows: list[StageReport] = []
     total_params = total_macs = 0
-    for i, stage in enumerate(stages, 1):
+
+    def refused(exc: ShapeError) -> ShapeError:
+        exc.partial = ShapeReport(input=shape, stages=tuple(rows), output=st.shape, params=total_params,
+                                  macs=total_macs, source=source)
+        return exc
+
+    for i, flat in enumerate(flatten(stages), 1):
+        stage = flat.stage
+        st.here = f"stage {i} {shorten(stage.text, 200)}"
         try:
+            for name in flat.reads:
+                enter(st, name)
+            in_shape = st.shape
             row = _RULE_OF[stage.op](st, stage)
         except Refusal as exc:
-            raise ShapeError(f"stage {i} {shorten(stage.text, 200)}: {exc}") from None
+            raise refused(ShapeError(f"{st.here}: {exc}")) from None
         except FeatcliError as exc:  # from the kernel library (w=): name the stage too
-            raise type(exc)(f"stage {i} {shorten(stage.text, 200)}: {exc.message}", path=exc.path) from None
+            raise type(exc)(f"{st.here}: {exc.message}", path=exc.path) from None
         big = _too_big(row.out)
         if big:
-            raise ShapeError(f"stage {i} {shorten(stage.text, 200)}: {big}")
-        if 0 in row.out and 0 not in st.shape:
+            raise refused(ShapeError(f"{st.here}: {big}"))
+        if 0 in row.out and 0 not in in_shape:
             row.notes.append(f"the output {format_shape(row.out)} is empty (no values): torch returns an empty "
                              "tensor and the stages after it see none")
         rf = st.rf
         resolved = stage if row.resolved is stage.params or row.resolved is None else \
             Stage(stage.text, stage.op, row.resolved)
         rows.append(StageReport(
-            index=i, spec=stage.text, op=_OP_NAME[stage.op], in_shape=st.shape, out_shape=row.out,
+            index=i, spec=stage.text, op=_OP_NAME[stage.op], in_shape=in_shape, out_shape=row.out,
             params=row.params, macs=row.macs, rf=(ceil_num(rf[0]), ceil_num(rf[1])),
             jump=(st.jump[0], st.jump[1]), formulas=tuple(row.formulas), notes=tuple(row.notes),
-            config=row.config, resolved=resolved, solved=row.solved, options=row.options))
+            config=row.config, resolved=resolved, solved=row.solved, options=row.options,
+            branch=flat.branch, reads=flat.reads))
         total_params += row.params
         total_macs += row.macs
         st.shape = row.out
+        st.made_by = st.here
         if len(row.out) == 4:
             st.spatial = (row.out[2], row.out[3])
     return ShapeReport(input=shape, stages=tuple(rows), output=st.shape, params=total_params,

@@ -40,6 +40,8 @@ class StageReport:
         resolved: the stage with every ``?`` replaced by the solved value (what ``run`` should build).
         solved: the values the solver picked (``{"p": [ph, pw]}``, ``{"op": [...]}``), or None.
         options: per axis, the alternatives next to the solver's answer, or None.
+        branch: the saved tensor whose side branch this stage is in (``add:a(...)``: ``"a"``), or None.
+        reads: on a side branch's first stage, the saved tensors it starts from (outermost first).
     """
 
     index: int
@@ -57,6 +59,8 @@ class StageReport:
     resolved: Stage
     solved: dict[str, list[int]] | None = None
     options: Options | None = None
+    branch: str | None = None
+    reads: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object documented in ``docs/shape.md``."""
@@ -66,7 +70,7 @@ class StageReport:
             "params": self.params, "macs": self.macs,
             "rf": list(self.rf), "jump": [j if j.__class__ is int else as_number(j) for j in self.jump],
             "formula": list(self.formulas), "notes": list(self.notes),
-            "config": self.config, "solved": self.solved, "options": self.options,
+            "config": self.config, "solved": self.solved, "options": self.options, "branch": self.branch,
         }
 
 

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 
 from featcli.enums import KernelMode, PaddingMode
+from featcli.shape import branches
 from featcli.shape.axis import AXES, convt_axis, dropped_note, pairs_text, pool_axis
 from featcli.shape.report import div_num
 from featcli.shape.solve import conv_pads, convt_pads, monotone_candidates, solve
@@ -313,4 +314,5 @@ def prelu(st: WalkState, stage: Stage) -> Row:
 RULES: dict[str, Callable[[WalkState, Stage], Row]] = {
     "conv": conv, "convt": convt, "pool": pool, "adaptive": adaptive, "linear": linear, "same": same, "bn": bn,
     "magnitude": magnitude, "flatten": flatten, "prelu": prelu,
+    "save": branches.save, "add": branches.add, "cat": branches.cat,
 }

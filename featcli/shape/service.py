@@ -27,6 +27,7 @@ from featcli.shape.infer import apply_target, infer
 from featcli.shape.inputs import resolve_input
 from featcli.stages.grammar import looks_like_shape, parse_input_shape, parse_size
 from featcli.stages.spec import parse_stage
+from featcli.stages.stacks import expand
 
 if TYPE_CHECKING:
     from featcli.io.images import LoadOptions
@@ -84,7 +85,7 @@ def query(inputs: InputResolver, input_text: str, stage_texts: Sequence[str], *,
         ShapeError, KernelError, ImageLoadError: a stack torch would refuse, an unknown kernel, a bad image.
     """
     shape, source = inputs(input_text)
-    stages = [parse_stage(t, i) for i, t in enumerate(stage_texts, 1)]
+    stages = [parse_stage(t, i) for i, t in enumerate(expand(stage_texts), 1)]
     if solve is not None:
         stages = apply_target(stages, parse_size(solve.removeprefix("out="), key="--solve"))
     return infer(shape, stages, kernels_dir=kernels_dir, source=source)
@@ -154,7 +155,10 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
                     shape, source = parse_shape(tokens[0]), None
                 except SpecError:
                     shape, source = inputs(tokens[0])
-                stages = [parse(t, i) for i, t in enumerate(tokens[1:], 1)]
+                texts = tokens[1:]
+                if "(" in line or "@" in line:  # a side branch spans tokens; @STACK names a stack file
+                    texts = expand(texts)
+                stages = [parse(t, i) for i, t in enumerate(texts, 1)]
                 answers.append(encode(run(shape, stages, kernels_dir=kernels_dir, source=source).to_dict()))
             except FeatcliError as exc:
                 failed += 1

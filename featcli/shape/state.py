@@ -12,7 +12,8 @@ from featcli.stages.params import Params
 class WalkState:
     """The tensor as the walk goes: shape, receptive field and jump per axis."""
 
-    __slots__ = ("shape", "rf", "jump", "spatial", "allow_torchscript", "kernels_dir")
+    __slots__ = ("shape", "rf", "jump", "spatial", "allow_torchscript", "kernels_dir", "saved", "aside", "made_by",
+                 "here")
 
     def __init__(self, shape: tuple[int, ...], allow_torchscript: bool = False,
                  kernels_dir: str | None = None) -> None:
@@ -22,6 +23,12 @@ class WalkState:
         self.rf: list[Num] = [1, 1]
         self.jump: list[Num] = [1, 1]
         self.spatial = (shape[2], shape[3])  # last (H, W), for the global receptive field after flatten
+        # Branches (featcli.shape.branches): tensors saved by name, those a side branch set aside, and who
+        # made the current tensor and which stage runs now (``stage 4 'save:a'``), for messages.
+        self.saved: dict[str, Any] = {}
+        self.aside: list[Any] = []
+        self.made_by = "the input"
+        self.here = ""
 
 
 class Row:

@@ -13,6 +13,7 @@ from featcli.stages.grammar import shorten, split_top_level
 from featcli.stages.params import ConvSpec
 from featcli.stages.registry import Op, lookup
 from featcli.stages.spec import Stage, parse_stage
+from featcli.stages.stacks import expand
 
 _POOL_ALIASES = {
     "max": "maxpool", "avg": "avgpool", "mean": "avgpool", "global": "gap", "gap": "gap",
@@ -105,7 +106,7 @@ def build_stack(
                                   padding_mode=padding_mode))
     texts = list(stage_texts) + [pool_stage(p) for p in pools]
     first = len(stack) + 1
-    stack.extend(parse_stage(t, i) for i, t in enumerate(texts, first))
+    stack.extend(parse_stage(t, i) for i, t in enumerate(expand(texts), first))
     if not stack:
         raise SpecError("nothing to run: give stages (e.g. conv:w=sobel_x+sobel_y relu maxpool:k=2) or -k KERNEL")
     return stack

@@ -7,7 +7,7 @@ One frozen dataclass per family. ``from_items`` receives the items already check
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from featcli.enums import KernelMode, PaddingMode
 from featcli.errors import SpecError
@@ -235,6 +235,18 @@ class PReLUSpec:
 
 
 @dataclass(frozen=True)
+class BranchSpec:
+    """``save:NAME``, ``add:NAME``, ``cat:NAME`` and ``add:NAME(STAGE STAGE ...)``: a named tensor of the stack.
+
+    ``branch`` holds the parsed stages (:class:`featcli.stages.spec.Stage`) of a side branch that runs on the
+    saved tensor before it meets the current one; empty for a plain ``add``/``cat`` and always for ``save``.
+    """
+
+    name: str
+    branch: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
 class NoParams:
     """Ops without keys: relu, sigmoid, tanh, abs, magnitude, flatten, softmax."""
 
@@ -245,5 +257,5 @@ class NoParams:
 
 Params = Union[  # noqa: UP007 - runtime alias
     ConvSpec, ConvTSpec, PoolSpec, AdaptivePoolSpec, LinearSpec, DropoutSpec, BatchNormSpec, LeakyReLUSpec,
-    PReLUSpec, NoParams,
+    PReLUSpec, BranchSpec, NoParams,
 ]

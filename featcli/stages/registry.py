@@ -30,6 +30,7 @@ from types import MappingProxyType
 from featcli.stages.params import (
     AdaptivePoolSpec,
     BatchNormSpec,
+    BranchSpec,
     ConvSpec,
     ConvTSpec,
     DropoutSpec,
@@ -69,6 +70,9 @@ class Op(str, enum.Enum):
     MAGNITUDE = "magnitude"
     FLATTEN = "flatten"
     LINEAR = "linear"
+    SAVE = "save"
+    ADD = "add"
+    CAT = "cat"
 
 
 #: Key aliases every op shares (torch's long argument names); an OpDef may add or override its own.
@@ -104,6 +108,9 @@ class OpDef:
     learnable: bool = False  #: holds parameters that a run initialises from --seed or reads from a file
     torch: str = ""  #: the torch module or function it equals (the tests' oracle builds it)
     example: str = ""  #: a spec to show in help texts
+    #: the body is ``NAME`` (``save``) or ``NAME`` and an optional side branch ``NAME(STAGE ...)`` (``add``,
+    #: ``cat``), not ``key=value`` items; :mod:`featcli.stages.spec` parses it into a ``BranchSpec``
+    named: bool = False
 
     @property
     def name(self) -> str:
@@ -121,6 +128,10 @@ def _adaptive(kind: str, op: str, fixed: bool) -> Callable[[Items], Params]:
     if fixed:
         return lambda items: AdaptivePoolSpec(kind=kind)  # type: ignore[arg-type]
     return lambda items: AdaptivePoolSpec.parse(kind, op, items)  # type: ignore[arg-type]
+
+
+def _branch(items: Items) -> Params:
+    return BranchSpec(name=items["name"])
 
 
 _DEFS = (
@@ -172,6 +183,13 @@ _DEFS = (
           example="flatten"),
     OpDef(Op.LINEAR, "fully connected layer on the last dimension", LinearSpec.from_items, "linear",
           ("out", "bias"), ("fc", "dense"), learnable=True, torch="nn.Linear", example="linear:out=10"),
+    OpDef(Op.SAVE, "keep the current tensor as NAME for a later add:NAME or cat:NAME", _branch, "save",
+          aliases=("mark",), channelwise=True, torch="identity", example="save:a", named=True),
+    OpDef(Op.ADD, "add the tensor saved as NAME (a residual connection); add:NAME(STAGE ...) runs a side branch "
+          "on it first", _branch, "add", aliases=("residual",), torch="torch.add", example="add:a", named=True),
+    OpDef(Op.CAT, "concatenate the tensor saved as NAME after the current channels (a skip connection); "
+          "cat:NAME(STAGE ...) runs a side branch on it first", _branch, "cat", aliases=("concat",),
+          torch="torch.cat", example="cat:a", named=True),
 )
 
 #: Op -> its definition, in documentation order.

@@ -12,13 +12,15 @@ names (``kernel_size``, ``stride``, ``padding``, ``padding_mode``...) are accept
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from featcli.errors import SpecError
 from featcli.stages.grammar import shorten, split_top_level
-from featcli.stages.params import Params
+from featcli.stages.params import BranchSpec, Params
 from featcli.stages.registry import REGISTRY, Op, OpDef, lookup, valid_ops
 
 
@@ -82,13 +84,94 @@ def _items(d: OpDef, body: str) -> dict[str, str]:
     return items
 
 
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+
+
+def split_stack(text: str) -> list[str]:
+    """Split a stack at whitespace outside brackets: a side branch ``add:a(conv:k=1 bn)`` stays one stage.
+
+    >>> split_stack("save:a conv:k=3,p=1  add:a(conv:k=1 bn)\nrelu")
+    ['save:a', 'conv:k=3,p=1', 'add:a(conv:k=1 bn)', 'relu']
+    """
+    parts: list[str] = []
+    depth = 0
+    start: int | None = None
+    for i, ch in enumerate(text):
+        if ch in _OPENERS:
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        if ch.isspace() and depth == 0:
+            if start is not None:
+                parts.append(text[start:i])
+                start = None
+        elif start is None:
+            start = i
+    if start is not None:
+        parts.append(text[start:])
+    return parts
+
+
+def join_split_stages(tokens: Sequence[str]) -> list[str]:
+    """Command-line tokens as stages: a side branch split by the shell (``'add:a(conv:k=1' 'bn)'``) made whole.
+
+    >>> join_split_stages(["save:a", "add:a(conv:k=1", "bn)", "relu"])
+    ['save:a', 'add:a(conv:k=1 bn)', 'relu']
+    """
+    out: list[str] = []
+    depth = 0
+    for tok in tokens:
+        if depth > 0:
+            out[-1] += " " + tok
+        else:
+            out.append(tok)
+        depth += sum(tok.count(c) for c in "([{") - sum(tok.count(c) for c in ")]}")
+    return out
+
+
+def _named(d: OpDef, body: str) -> Params:
+    """``NAME`` or ``NAME(STAGE STAGE ...)`` -> a :class:`BranchSpec` with the side branch parsed."""
+    name, paren, rest = body.partition("(")
+    name = name.strip()
+    if not _NAME_RE.fullmatch(name):
+        shown = f"got {shorten(name)}" if name else "got none"
+        raise SpecError(f"{d.name} needs a name: {d.name}:NAME (letters, digits, _), e.g. {d.example}; {shown}")
+    spec = d.parse({"name": name})
+    if not paren:
+        return spec
+    if d.op is Op.SAVE:
+        raise SpecError(f"save takes no side branch; write the stages after it, or put them in the "
+                        f"add:{name}(...) or cat:{name}(...) that uses it")
+    if not rest.rstrip().endswith(")"):
+        raise SpecError(f"the side branch of {d.name}:{name}(...) is not closed: add ')' at its end "
+                        "(and quote the whole stage in the shell)")
+    inner = split_stack(rest.rstrip()[:-1])
+    if not inner:
+        raise SpecError(f"empty side branch {d.name}:{name}(); write {d.name}:{name} for the tensor as saved")
+    branch = []
+    for t in inner:
+        try:
+            branch.append(_parse_cached(t))
+        except SpecError as exc:
+            raise SpecError(f"side branch stage {shorten(t, 200)}: {exc.message}") from None
+    assert isinstance(spec, BranchSpec)
+    return dataclasses.replace(spec, branch=tuple(branch))
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse_cached(text: str) -> Stage:
     name, colon, body = text.partition(":")
+    if "(" in name and lookup(name.partition("(")[0]) is not None:
+        name, colon, body = name.partition("(")[0], ":", text[len(name.partition("(")[0]):]
     d = lookup(name)
     if d is None:
         raise SpecError(f"unknown op {shorten(name.strip())}; valid ops: {', '.join(valid_ops())}")
     body = body.strip()
+    if d.named:
+        if body.startswith("("):
+            raise SpecError(f"{d.name} needs a name before its side branch: {d.name}:NAME(STAGE ...)")
+        return Stage(text=text, op=d.op, params=_named(d, body))
     if colon and body and not d.keys:
         raise SpecError(f"{d.name} takes no keys, got {shorten(body)}")
     return Stage(text=text, op=d.op, params=d.parse(_items(d, body) if body else {}))

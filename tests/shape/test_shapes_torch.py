@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -22,6 +22,7 @@ from featcli.shape.infer import infer  # noqa: E402
 from featcli.stages.params import (  # noqa: E402
     AdaptivePoolSpec,
     BatchNormSpec,
+    BranchSpec,
     ConvSpec,
     ConvTSpec,
     DropoutSpec,
@@ -32,7 +33,7 @@ from featcli.stages.params import (  # noqa: E402
     PReLUSpec,
 )
 from featcli.stages.registry import REGISTRY, Op  # noqa: E402
-from featcli.stages.spec import Stage, parse_stage, parse_stages  # noqa: E402
+from featcli.stages.spec import Stage, parse_stage, parse_stages, split_stack  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -42,10 +43,10 @@ SEED = 20240917
 REASONS = (
     "not divisible by groups", "is larger than the input", "reflect padding", "circular padding",
     "output_padding", "strided convolutions", "at most half the kernel", "too small", "needs a 4-D",
-    "slopes for",
+    "slopes for", "needs equal shapes", "only the channels may differ", "no tensor is saved",
 )
 
-Module = Callable[[torch.Tensor], torch.Tensor]
+Module = Callable[..., torch.Tensor]
 
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -133,7 +134,18 @@ ORACLE: dict[str, Callable[[Params, tuple[int, ...]], Module]] = {
     "magnitude": lambda sp, shape: _magnitude,
     "nn.Flatten": lambda sp, shape: nn.Flatten(),
     "nn.Linear": _linear,
+    # Branches take two tensors: _torch_walk keeps the saved ones and calls these on (current, other).
+    "identity": lambda sp, shape: lambda x: x,
+    "torch.add": lambda sp, shape: _strict_add,
+    "torch.cat": lambda sp, shape: lambda x, other: torch.cat((x, other), 1),
 }
+
+
+def _strict_add(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    # featcli's deliberate choice (docs/shape.md): torch's + would broadcast (1, 1, H, W) against (1, C, H, W).
+    if x.shape != other.shape:
+        raise RuntimeError(f"add of unequal shapes {tuple(x.shape)} and {tuple(other.shape)}")
+    return x + other
 
 
 def _module(stage: Stage, shape: tuple[int, ...]) -> Module:
@@ -153,7 +165,14 @@ def _size(rng: random.Random, lo: int, hi: int, square: float = 0.7) -> str:
     return str(a) if rng.random() < square else f"{a}x{rng.randint(lo, hi)}"
 
 
-def _random_stage(rng: random.Random) -> str:
+def _random_stage(rng: random.Random, branches: bool = True) -> str:
+    if branches and rng.random() < 0.15:
+        name = rng.choice("ab")
+        kind = rng.choices(["save", "add", "cat"], weights=[5, 3, 3])[0]
+        if kind != "save" and rng.random() < 0.5:
+            inner = " ".join(_random_stage(rng, False) for _ in range(rng.randint(1, 2)))
+            return f"{kind}:{name}({inner})"
+        return f"{kind}:{name}"
     kind = rng.choices(
         ["conv", "convt", "maxpool", "avgpool", "adaptive", "global", "simple", "flatten", "linear"],
         weights=[30, 12, 14, 12, 4, 3, 14, 4, 4])[0]
@@ -237,19 +256,48 @@ def _run(mod: Module, x: torch.Tensor) -> torch.Tensor:
         return torch.empty(x.shape[0], mod.out_channels, int(m[1]), int(m[2]))
 
 
-def _torch_walk(shape: tuple[int, int, int, int], stages: list[Stage]) -> Walk:
-    """Shapes and parameter counts torch produces, and the 1-based stage it refuses (or None)."""
-    x = torch.zeros(shape)
+class _Refused(Exception):
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+def _torch_walk(shape: tuple[int, int, int, int], stages: list[Stage], x: torch.Tensor | None = None,
+                done: int = 0) -> Walk:
+    """Shapes and parameter counts torch produces, and the 1-based stage it refuses (or None).
+
+    Side branches are walked here by recursion, independently of featcli's flattening: a branch's stages
+    are counted (and listed) before the ``add``/``cat`` that ends it. ``x``/``done``: start from this tensor
+    as if ``done`` stages had already run.
+    """
     shapes: list[tuple[int, ...]] = []
     params: list[int] = []
-    for i, stage in enumerate(stages, 1):
-        try:
-            mod = _module(stage, tuple(x.shape))
-            x = _run(mod, x)
-        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-            return shapes, params, i, str(exc).splitlines()[0]
-        shapes.append(tuple(x.shape))
-        params.append(sum(p.numel() for p in mod.parameters()) if isinstance(mod, nn.Module) else 0)
+    saved: dict[str, torch.Tensor] = {}
+
+    def walk(x: torch.Tensor, stages: Sequence[Stage]) -> torch.Tensor:
+        for stage in stages:
+            sp = stage.params
+            other = None
+            if isinstance(sp, BranchSpec) and stage.op is not Op.SAVE:
+                if sp.name not in saved:
+                    raise _Refused(done + len(shapes) + 1, f"nothing saved as {sp.name}")
+                other = walk(saved[sp.name], sp.branch) if sp.branch else saved[sp.name]
+            index = done + len(shapes) + 1
+            try:
+                mod = _module(stage, tuple(x.shape))
+                x = _run(mod, x) if other is None else mod(x, other)
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                raise _Refused(index, str(exc).splitlines()[0]) from None
+            if isinstance(sp, BranchSpec) and stage.op is Op.SAVE:
+                saved[sp.name] = x
+            shapes.append(tuple(x.shape))
+            params.append(sum(p.numel() for p in mod.parameters()) if isinstance(mod, nn.Module) else 0)
+        return x
+
+    try:
+        walk(torch.zeros(shape) if x is None else x, stages)
+    except _Refused as exc:
+        return shapes, params, exc.index, str(exc)
     return shapes, params, None, ""
 
 
@@ -258,9 +306,8 @@ def _engine_walk(shape: tuple[int, int, int, int], stages: list[Stage]) -> Walk:
         report = infer(shape, stages)
     except ShapeError as exc:
         index = int(str(exc).split()[1])
-        # Shapes up to the refused stage: infer the prefix.
-        prefix = infer(shape, stages[: index - 1]) if index > 1 else None
-        rows = prefix.stages if prefix else ()
+        rows = exc.partial.stages  # the rows before the refused one
+        assert len(rows) == index - 1
         return [r.out_shape for r in rows], [r.params for r in rows], index, str(exc)
     return [r.out_shape for r in report.stages], [r.params for r in report.stages], None, ""
 
@@ -391,13 +438,15 @@ EDGE_STAGES = (
     "gap", "gmp", "adaptiveavg:o=1", "adaptiveavg:o=1x2", "adaptiveavg:o=3", "adaptivemax:o=1", "adaptivemax:o=2",
     "relu", "leakyrelu", "prelu", "prelu:n=1", "sigmoid", "tanh", "softmax", "abs", "bn", "dropout", "magnitude",
     "flatten", "linear:out=3", "flatten linear:out=3", "flatten softmax", "flatten prelu:n=1",
+    "save:a relu add:a", "save:a conv:out=3,k=1 cat:a", "save:a add:a(conv:k=1 relu)", "save:a maxpool:k=1 cat:a(gap)",
+    "flatten save:a linear:out=5 cat:a",
 )
 #: ``(N, C, H, W)`` inputs: empty maps (reached through a transposed conv whose output size is 0) and tiny ones.
 EDGE_SHAPES = ((1, 2, 0, 0), (2, 2, 0, 3), (1, 2, 3, 0), (1, 2, 1, 1), (2, 2, 1, 3), (1, 2, 2, 2))
 
 
 def test_edge_stages_cover_every_op() -> None:
-    named = {parse_stage(t).op for spec in EDGE_STAGES for t in spec.split()}
+    named = {parse_stage(t).op for spec in EDGE_STAGES for t in split_stack(spec)}
     assert named == set(Op), set(Op) - named
 
 
@@ -406,7 +455,7 @@ def test_edge_stages_cover_every_op() -> None:
 def test_empty_and_tiny_inputs_agree_with_torch(shape: tuple[int, int, int, int], spec: str) -> None:
     """featcli refuses exactly where torch raises on an empty or 1-2 pixel map, and agrees on the shapes."""
     n, c, h, w = shape
-    stages = parse_stages(spec.split())
+    stages = parse_stages(split_stack(spec))
     if 0 in (h, w):  # an empty map can only come from a stage: convt:k=1,p=1 makes H - 2 rows of H
         prefix = parse_stage("convt:k=1,p=1")
         start: tuple[int, int, int, int] = (n, c, h + 2, w + 2)
@@ -414,16 +463,11 @@ def test_empty_and_tiny_inputs_agree_with_torch(shape: tuple[int, int, int, int]
     else:
         start = shape
     e_shapes, _, e_fail, e_msg = _engine_walk(start, stages)
-    x = torch.zeros(shape)
-    t_shapes: list[tuple[int, ...]] = [shape] if len(stages) > len(spec.split()) else []
-    t_fail, t_msg = None, ""
     with torch.no_grad():
-        for i, stage in enumerate(stages[len(t_shapes):], len(t_shapes) + 1):
-            try:
-                x = _run(_module(stage, tuple(x.shape)), x)
-            except (RuntimeError, ValueError) as exc:
-                t_fail, t_msg = i, str(exc).splitlines()[0]
-                break
-            t_shapes.append(tuple(x.shape))
+        if len(stages) > len(split_stack(spec)):  # the prefix made the empty map: torch starts from it
+            t_shapes, _, t_fail, t_msg = _torch_walk(shape, stages[1:], done=1)
+            t_shapes = [shape, *t_shapes]
+        else:
+            t_shapes, _, t_fail, t_msg = _torch_walk(shape, stages)
     assert e_fail == t_fail, f"{shape} {spec}: featcli refuses at {e_fail} ({e_msg}), torch at {t_fail} ({t_msg})"
     assert e_shapes == t_shapes
