@@ -91,7 +91,7 @@ _OPENERS = {"(": ")", "[": "]", "{": "}"}
 def split_stack(text: str) -> list[str]:
     """Split a stack at whitespace outside brackets: a side branch ``add:a(conv:k=1 bn)`` stays one stage.
 
-    >>> split_stack("save:a conv:k=3,p=1  add:a(conv:k=1 bn)\nrelu")
+    >>> split_stack("save:a conv:k=3,p=1  add:a(conv:k=1 bn)\\nrelu")
     ['save:a', 'conv:k=3,p=1', 'add:a(conv:k=1 bn)', 'relu']
     """
     parts: list[str] = []
