@@ -29,7 +29,8 @@ def test_wheel_contents(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "featcli/py.typed" in names
     assert any(n.startswith("featcli/_kernels/") and n.endswith(".toml") for n in names), names
-    assert "featcli/_samples/shapes.png" in names
+    assert "featcli/_samples/shapes.png" in names and "featcli/_samples/index.toml" in names
+    assert "featcli/_stacks/resnet18.txt" in names
 
 
 def test_non_editable_install_finds_data(wheel: Path, tmp_path: Path) -> None:
