@@ -65,7 +65,12 @@ def shape_command(
         metavar="STAGE...", show_default=False,
         help=f"Stage specs OP:key=value,... ({', '.join(valid_ops())}).")] = None,
     as_json: Annotated[bool, typer.Option(
-        "--json", help="One JSON object on stdout (keys: docs/shape.md).")] = False,
+        "--json", help="One JSON object on stdout (keys: docs/shape.md); same as --format json.")] = False,
+    fmt: Annotated[str, typer.Option(
+        "--format", metavar="table|json|markdown|csv", help="Output: the table, JSON, a Markdown table (notes, "
+        "slides) or CSV (exact integers).")] = "table",
+    dtype: Annotated[str, typer.Option(
+        "--dtype", metavar="float32|float16|bfloat16", help="Value type of the memory figures.")] = "float32",
     solve: Annotated[str | None, typer.Option(
         "--solve", metavar="HxW", show_default=False,
         help="Wanted output size of the one stage with p=? or op=? (same as writing p=?HxW).")] = None,
@@ -77,8 +82,14 @@ def shape_command(
     max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Shape of a stage stack (help text: ``HELP``, built from the stage registry)."""
+    from featcli.shape.memory import DTYPE_BYTES, memory
     from featcli.shape.service import InputResolver, query, serve
 
+    if fmt not in ("table", "json", "markdown", "csv"):
+        raise UsageError(f"--format {fmt!r}: expected table, json, markdown or csv")
+    if dtype not in DTYPE_BYTES:
+        raise UsageError(f"--dtype {dtype!r}: expected {', '.join(DTYPE_BYTES)}")
+    as_json = as_json or fmt == "json"
     inputs = InputResolver(lambda: load_options(channels=channels, alpha=alpha, max_side=max_side, frame=frame,
                                                 max_pixels=max_pixels))
     if input_ == "-":
@@ -97,12 +108,20 @@ def shape_command(
 
             print_shape_report(out_console(), exc.partial, total="so far")
         raise
+    mem = memory(report, dtype)
     if as_json:
         from featcli.cli.console import print_json
 
-        print_json(report.to_dict())
+        doc = report.to_dict()
+        for stage, nbytes in zip(doc["stages"], mem.stages, strict=True):
+            stage["bytes"] = nbytes
+        print_json({**doc, "memory": mem.to_dict()})
+    elif fmt in ("markdown", "csv"):
+        from featcli.cli.formats import csv_text, markdown
+
+        sys.stdout.write(markdown(report, mem) if fmt == "markdown" else csv_text(report, mem))
     else:
         from featcli.cli.console import out_console
         from featcli.cli.tables import print_shape_report
 
-        print_shape_report(out_console(), report)
+        print_shape_report(out_console(), report, memory=mem)

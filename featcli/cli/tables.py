@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from featcli.engine.loop import StageResult
+    from featcli.shape.memory import MemoryReport
     from featcli.shape.report import ShapeReport, StageReport
 
 __all__ = ["elide", "formula_lines", "human", "print_run_table", "print_shape_report", "shape_notes", "shape_table",
@@ -151,7 +152,8 @@ def _width(con: Console, table: Table) -> int:
     return con.measure(table, options=con.options.update_width(10_000)).maximum
 
 
-def print_shape_report(con: Console, report: ShapeReport, *, total: str = "total") -> None:
+def print_shape_report(con: Console, report: ShapeReport, *, total: str = "total",
+                       memory: MemoryReport | None = None) -> None:
     """Print the table and its notes on ``con``; piped output is not wrapped at Rich's default 80 columns.
 
     On a terminal too narrow for the formula column, the formulas go under the table, one per line, and
@@ -180,6 +182,10 @@ def print_shape_report(con: Console, report: ShapeReport, *, total: str = "total
             con.print(table, highlight=False, markup=False)
         finally:
             con.width = before
+    if memory is not None:
+        from featcli.cli.formats import memory_line
+
+        con.print(memory_line(memory), soft_wrap=True)
     for line in shape_notes(report):
         con.print(line, highlight=False, markup=False, soft_wrap=True)
 

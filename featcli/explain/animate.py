@@ -50,7 +50,8 @@ def palette() -> Image.Image:
         cols.append(c)
         for t in (TEXT, SOFT, (255, 255, 255)):
             for f in (0.2, 0.4, 0.6, 0.8):
-                cols.append(tuple(round(a + (b - a) * f) for a, b in zip(c, t, strict=True)))  # type: ignore[misc]
+                r, g, b = (round(a + (z - a) * f) for a, z in zip(c, t, strict=True))
+                cols.append((r, g, b))
     for name in (SEQUENTIAL, DIVERGING):
         cols += [tuple(int(v) for v in rgb) for rgb in lut(name, LEVELS)]  # type: ignore[misc]
     cols = list(dict.fromkeys(cols))[:256]

@@ -33,7 +33,7 @@ def _geometry(row: object) -> tuple[tuple[int, int], tuple[int, int], tuple[int,
     cfg = row.config  # type: ignore[attr-defined]
     p = cfg["p"]
     pads = (p[0][0], p[0][1], p[1][0], p[1][1]) if isinstance(p[0], list) else (p[0], p[0], p[1], p[1])
-    return tuple(cfg["k"]), tuple(cfg["s"]), tuple(cfg.get("d", (1, 1))), pads  # type: ignore[return-value]
+    return tuple(cfg["k"]), tuple(cfg["s"]), tuple(cfg.get("d", (1, 1))), pads
 
 
 def paths(report: ShapeReport, at: tuple[int, int]) -> np.ndarray:
@@ -115,9 +115,9 @@ def explain_field(path: str, shown: str, specs: Sequence[str], at: tuple[int, in
     for row in report.stages:
         rf, j = f"{row.rf[0]}x{row.rf[1]}", f"{fmt(float(row.jump[0]))}x{fmt(float(row.jump[1]))}"
         out.append(f"  {row.index:<2} {row.spec[:28]:<28} {rf:<7} {j}")
-    rf = report.stages[-1].rf
+    field = report.stages[-1].rf
     clip = (max(box[0], 0), min(box[1], h - 1), max(box[2], 0), min(box[3], w - 1))
-    out.append(f"receptive field {rf[0]}x{rf[1]}: input rows {box[0]}..{box[1]}, columns {box[2]}..{box[3]}"
+    out.append(f"receptive field {field[0]}x{field[1]}: input rows {box[0]}..{box[1]}, columns {box[2]}..{box[3]}"
                + ("" if clip == box else f" (inside the image: rows {clip[0]}..{clip[1]}, "
                   f"columns {clip[2]}..{clip[3]}; the rest is padding)"))
     inside = counts[clip[0]: clip[1] + 1, clip[2]: clip[3] + 1]

@@ -120,8 +120,11 @@ def walk(sw: Sweep, values: Matrix, weights: Matrix | None, integers: bool) -> l
     steps = []
     for o in sw.outputs():
         taps = sw.taps(*o)
-        kept = [(t, cell_value(sw, values, t), i) for i, t in enumerate(taps)]
-        kept = [(t, v, i) for t, v, i in kept if v is not None]
+        kept: list[tuple[tuple[int, int], float, int]] = []
+        for i, t in enumerate(taps):
+            v = cell_value(sw, values, t)
+            if v is not None:
+                kept.append((t, v, i))
         vals = tuple(v for _, v, _ in kept)
         shown = "[" + ", ".join(num(v, integers) for v in vals) + "]"
         if isinstance(sp, PoolSpec) and sp.kind == "max":

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "samples" / "shapes.png")  # 320x240 RGB
 TUTORIAL = ["1x3x640x640", "conv:out=5,k=3x5,s=1x2,p=2"]
 STAGE_KEYS = {"index", "spec", "op", "in", "out", "params", "macs", "rf", "jump", "formula", "notes",
-              "config", "solved", "options", "branch"}
-TOP_KEYS = {"input", "source", "stages", "output", "params", "macs"}
+              "config", "solved", "options", "branch", "bytes"}
+TOP_KEYS = {"input", "source", "stages", "output", "params", "macs", "memory"}
 
 
 def shape(runner: CliRunner, *args: str, stdin: str | None = None):  # type: ignore[no-untyped-def]
@@ -116,7 +116,7 @@ def test_stdin_queries(runner: CliRunner) -> None:
     assert res.exit_code == 1, res.output
     out = [json.loads(line) for line in res.stdout.splitlines()]
     assert len(out) == 5
-    assert out[0]["output"] == [1, 5, 642, 320] and set(out[0]) == TOP_KEYS
+    assert out[0]["output"] == [1, 5, 642, 320] and set(out[0]) == TOP_KEYS - {"memory"}  # one query's --json only
     assert out[1] == {"error": "stage 7 'conv:k=5': kernel 5x5 is larger than the input 4x4 (H: 5 > 4; W: 5 > 4); "
                                "pad it (p=1, or p=same) or use a smaller kernel",
                       "line": 4}
@@ -237,7 +237,7 @@ def test_table_fits_the_terminal(runner: CliRunner, golden, monkeypatch: pytest.
     res = shape(runner, *GOLDEN_STACKS[name])
     assert res.exit_code == 0, res.output
     golden(f"shape/{name}_{columns}", res.stdout)
-    table = res.stdout.split("\nnote:")[0].split("\n  options")[0]
+    table = res.stdout.split("\nmemory (")[0].split("\nnote:")[0].split("\n  options")[0]
     assert max(len(line.rstrip()) for line in table.splitlines()) <= columns
     # numbers and shapes are whole: every stage's output shape appears intact on its row
     assert "1x5x642x320" in res.stdout or name != "tutorial"
