@@ -69,6 +69,10 @@ def shape_command(
     fmt: Annotated[str, typer.Option(
         "--format", metavar="table|json|markdown|csv", help="Output: the table, JSON, a Markdown table (notes, "
         "slides) or CSV (exact integers).")] = "table",
+    sizes: Annotated[str | None, typer.Option(
+        "--sizes", metavar="LO-HI", show_default=False, help="Which square input sizes from LO to HI the stack "
+        "accepts (N and C from INPUT), as a rule such as 'multiples of 16 from 32', with the first refusals.")]
+        = None,
     dtype: Annotated[str, typer.Option(
         "--dtype", metavar="float32|float16|bfloat16", help="Value type of the memory figures.")] = "float32",
     solve: Annotated[str | None, typer.Option(
@@ -98,6 +102,9 @@ def shape_command(
         if serve(sys.stdin, sys.stdout, inputs, kernels_dir=kernels_dir):
             raise typer.Exit(1)
         return
+    if sizes is not None:
+        _sizes(inputs, input_, stages or [], sizes, kernels_dir, as_json)
+        return
     try:
         report = query(inputs, input_, stages or [], solve=solve, kernels_dir=kernels_dir)
     except ShapeError as exc:
@@ -125,3 +132,30 @@ def shape_command(
         from featcli.cli.tables import print_shape_report
 
         print_shape_report(out_console(), report, memory=mem)
+
+
+def _sizes(inputs: object, input_: str, stage_texts: list[str], text: str, kernels_dir: str | None,
+           as_json: bool) -> None:
+    """``--sizes LO-HI``: the accepted square input sizes as a rule, and the first refusals."""
+    from featcli.shape.sizes import parse_range, valid_sizes
+    from featcli.stages.spec import parse_stage
+    from featcli.stages.stacks import expand
+
+    lo, hi = parse_range(text)
+    n, c, _, _ = inputs(input_)[0]  # type: ignore[operator]
+    stages = [parse_stage(t, i) for i, t in enumerate(expand(stage_texts), 1)]
+    report = valid_sizes(stages, n, c, lo, hi, kernels_dir=kernels_dir)
+    if as_json:
+        from featcli.cli.console import print_json
+
+        print_json(report.to_dict())
+        return
+    from featcli.cli.console import out_console
+
+    con = out_console()
+    con.print(f"input sizes {lo}..{hi} (square, {n}x{c}xSxS): {report.rule} ({len(report.valid)} of "
+              f"{hi - lo + 1} pass)", soft_wrap=True)
+    for size, error in report.refused:
+        con.print(f"  {size}: {error}", soft_wrap=True)
+    if not report.valid:
+        raise typer.Exit(1)
