@@ -72,15 +72,13 @@ def rule(valid: Sequence[int], lo: int, hi: int) -> str:
             return f"multiples of {step} from {v0}"
         nth = {2: "2nd", 3: "3rd"}.get(step, f"{step}th")
         return f"every {nth} size from {v0}"
-    spans, start, prev = [], valid[0], valid[0]
-    for v in [*valid[1:], None]:
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        spans.append(str(start) if start == prev else f"{start}-{prev}")
-        if v is not None:
-            start = prev = v
-    return ", ".join(spans)
+    runs: list[list[int]] = []
+    for v in valid:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def valid_sizes(stages: Sequence[Stage], n: int, c: int, lo: int, hi: int, *, kernels_dir: str | None = None,
