@@ -69,6 +69,8 @@ def shape_command(
     fmt: Annotated[str, typer.Option(
         "--format", metavar="table|json|markdown|csv", help="Output: the table, JSON, a Markdown table (notes, "
         "slides) or CSV (exact integers).")] = "table",
+    code: Annotated[bool, typer.Option(
+        "--code", help="Print the PyTorch nn.Module of the stack (exact arguments) instead of the table.")] = False,
     sizes: Annotated[str | None, typer.Option(
         "--sizes", metavar="LO-HI", show_default=False, help="Which square input sizes from LO to HI the stack "
         "accepts (N and C from INPUT), as a rule such as 'multiples of 16 from 32', with the first refusals.")]
@@ -116,6 +118,12 @@ def shape_command(
             print_shape_report(out_console(), exc.partial, total="so far")
         raise
     mem = memory(report, dtype)
+    if code:
+        from featcli.cli.base import command_line
+        from featcli.shape.code import module_code
+
+        sys.stdout.write(module_code(report, command_line().replace(" --code", "")))
+        return
     if as_json:
         from featcli.cli.console import print_json
 
