@@ -155,6 +155,37 @@ def timed_row(ctx: Context, scenario: str, tool: str, cmd: list[str], *, runs: i
     return progress(row), procs
 
 
+def interleaved(ctx: Context, scenario: str, tools: list[tuple[str, list[str], dict[str, Any]]], *,
+                before: Callable[[], None] | None = None,
+                validate: dict[str, Callable[[Proc], None]] | None = None) -> list[Row]:
+    """Time several commands round-robin (one run of each in turn, after one untimed warm-up round in full
+    mode), so a shared machine's load falls on all of them alike and their ratios hold within one run.
+    ``tools``: (tool name, argv, Row fields); ``validate``: per tool name."""
+    rows = [Row(scenario, tool, command=subprocess.list2cmdline(cmd), **kw) for tool, cmd, kw in tools]
+    procs: list[list[Proc]] = [[] for _ in tools]
+    for i in range(-1 if not ctx.quick else 0, ctx.runs):
+        for k, (tool, cmd, _) in enumerate(tools):
+            if rows[k].status == "ERROR":
+                continue
+            try:
+                if before:
+                    before()
+                p = run_process(cmd, ctx.work)
+                if validate and tool in validate:
+                    validate[tool](p)
+            except BenchError as e:
+                rows[k].status, rows[k].notes = "ERROR", str(e)
+                continue
+            if i >= 0:
+                procs[k].append(p)
+    for row, ps in zip(rows, procs, strict=True):
+        if ps and row.status != "ERROR":
+            row.runs = [round(p.seconds, 4) for p in ps]
+            row.rss_mb = round(max(p.rss_mb for p in ps), 1)
+        progress(row)
+    return rows
+
+
 def timed_calls(fn: Callable[[], Any], runs: int) -> tuple[list[float], Any]:
     times, result = [], None
     for _ in range(runs):

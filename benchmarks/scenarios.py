@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from benchmarks import peers
 from benchmarks.harness import (
@@ -18,6 +19,7 @@ from benchmarks.harness import (
     Row,
     check,
     compare,
+    interleaved,
     progress,
     run_process,
     skipped,
@@ -88,11 +90,34 @@ def scenario_shape(ctx: Context) -> list[Row]:
 def scenario_sobel(ctx: Context) -> list[Row]:
     s, src, out = "sobel12mp", str(ctx.photo), ctx.work / "sobel"
     out.mkdir(exist_ok=True)
-    fc, _ = timed_row(ctx, s, "featcli", [*FEATCLI, "run", src, *SOBEL, "-o", str(out / "edges.png"), "--force", "-q"],
-                      notes="one full-resolution map, palette PNG")
-    check(fc, "RSS <= 1024 MB", fc.rss_mb, fc.rss_mb <= 1024 if fc.rss_mb else None)
-    rows = [fc]
     vips, magick, cv = peers.find_vips(), peers.find_imagemagick(), peers.find_opencv()
+    # --raw: the bare full-resolution palette map, one byte per pixel, which is what the OpenCV script and
+    # the floor write (and what this row measured before -o drew a labelled picture by default).
+    run = [*FEATCLI, "run", src, *SOBEL, "--force", "-q"]
+    tools: list[tuple[str, list[str], dict[str, Any]]] = [
+        ("featcli", [*run, "-o", str(out / "edges.png"), "--raw"],
+         {"notes": "--raw: one full-resolution map, palette PNG"}),
+        ("featcli labelled (default -o)", [*run, "-o", str(out / "labelled.png")],
+         {"notes": "title, colour bar, the map at full resolution"}),
+        ("floor: decode + PNG level 1", [sys.executable, peers.__file__, "floor", src, str(out / "floor.png")],
+         {"notes": "benchmarks/peers.py floor: Pillow decode, one 8-bit channel to PNG, nothing else"}),
+    ]
+    if cv.argv:
+        tools.append(("opencv script", [*cv.argv, src, str(out / "opencv.png")],
+                      {"notes": "benchmarks/peers.py opencv-sobel; whole process"}))
+    fc, labelled, floor, *cvs = interleaved(ctx, s, tools)
+    check(fc, "RSS <= 1024 MB", fc.rss_mb, fc.rss_mb <= 1024 if fc.rss_mb else None)
+    ratio = compare(floor, fc)
+    ratio = 1 / ratio if ratio else None
+    check(floor, "featcli/floor <= 1.3", ratio, ratio <= 1.3 if ratio else None)
+    compare(labelled, fc)
+    rows = [fc, labelled, floor]
+    for r in cvs:
+        ratio = compare(r, fc)
+        check(r, "featcli faster (x > 1)", ratio, ratio > 1 if ratio else None)
+        rows.append(r)
+    if not cv.argv:
+        rows.append(skipped(s, cv))
     if vips.argv:
         r, _ = timed_row(ctx, s, "vips sobel", [*vips.argv, "sobel", src, str(out / "vips.png")],
                          notes=f"{vips.version}; per channel, RGB PNG")
@@ -116,13 +141,6 @@ def scenario_sobel(ctx: Context) -> list[Row]:
                      notes="benchmarks/peers.py torch-sobel; PNG level 6")
     compare(r, fc)
     rows.append(r)
-    if cv.argv:
-        r, _ = timed_row(ctx, s, "opencv script", [*cv.argv, src, str(out / "opencv.png")],
-                         notes="benchmarks/peers.py opencv-sobel; whole process")
-        compare(r, fc)
-        rows.append(r)
-    else:
-        rows.append(skipped(s, cv))
     return rows
 
 
@@ -155,14 +173,16 @@ def scenario_conv64(ctx: Context) -> list[Row]:
     cmd = [*FEATCLI, "run", str(ctx.photo), "conv:out=64,k=3,p=1", "-o", str(ctx.work / "grid64.png"), "--force",
            "--json"]
     fc, procs = timed_row(ctx, s, "featcli", cmd, warmup=False, notes="whole process, 64-map grid PNG")
-    check(fc, "RSS <= 1536 MB", fc.rss_mb, fc.rss_mb <= 1536 if fc.rss_mb else None)
+    check(fc, "<= 2.5 s whole process", fc.seconds, fc.seconds <= 2.5 if fc.seconds else None)
+    mem = Row(s, "featcli peak memory", fc.command, fc.runs, fc.rss_mb, notes="the same runs")
+    check(mem, "RSS <= 1536 MB", fc.rss_mb, fc.rss_mb <= 1536 if fc.rss_mb else None)
     conv = Row(s, "featcli conv stage", "--json stages[0].seconds", notes="3->64 3x3 conv alone")
     try:
         conv.runs = [float(json.loads(p.stdout.splitlines()[0])["stages"][0]["seconds"]) for p in procs]
     except (IndexError, KeyError, ValueError) as e:
         conv.status, conv.notes = "ERROR", f"no stage time in the JSON record: {e!r}"
     check(conv, "<= 1.0 s", conv.seconds, conv.seconds <= 1.0 if conv.seconds else None)
-    return [fc, progress(conv)]
+    return [fc, mem, progress(conv)]
 
 
 def scenario_batch(ctx: Context) -> list[Row]:
@@ -179,19 +199,34 @@ def scenario_batch(ctx: Context) -> list[Row]:
                 raise BenchError(f"{got} PNGs written, {count} expected")
         return validate
 
-    cmd = [*FEATCLI, "run", str(ctx.batch), *stages, "-o", f"{out}/{{stem}}.png", "--stages", "all", "-q"]
-    fc, _ = timed_row(ctx, s, "featcli (one process)", cmd, before=clean, validate=wrote(n), items=n, unit="img/s",
-                      notes=f"{n} x 640x640 JPEGs, 3-stage grid each")
+    # One PNG per stage (--out-dir), as the OpenCV loop writes three per image.
+    cmd = [*FEATCLI, "run", str(ctx.batch), *stages, "--out-dir", str(out), "-q"]
+    tools: list[tuple[str, list[str], dict[str, Any]]] = [
+        ("featcli (one process)", cmd, {"items": n, "unit": "img/s",
+                                        "notes": f"{n} x 640x640 JPEGs, a labelled PNG per stage (3 per image)"})]
+    cv = peers.find_opencv()
+    if cv.argv:
+        tools.append(("opencv loop (one process)", [sys.executable, peers.__file__, "opencv-batch", str(ctx.batch),
+                                                    str(out)],
+                      {"items": n, "unit": "img/s", "notes": "benchmarks/peers.py opencv-batch: 3 PNGs per image, "
+                                                             "zlib level 1"}))
+    fc, *cvs = interleaved(ctx, s, tools, before=clean, validate={t[0]: wrote(3 * n) for t in tools})
     check(fc, ">= 40 img/s", fc.rate, fc.rate >= 40 if fc.rate else None)
+    for r in cvs:
+        ratio = compare(r, fc)
+        ratio = 1 / ratio if ratio else None
+        check(r, "featcli/opencv <= 0.6", ratio, ratio <= 0.6 if ratio else None)
+    if not cv.argv:
+        cvs.append(skipped(s, cv))
     one, _ = timed_row(ctx, s, "featcli --batch-size 1 --workers 1", [*cmd, "--batch-size", "1", "--workers", "1"],
-                       before=clean, validate=wrote(n), items=n, unit="img/s")
+                       before=clean, validate=wrote(3 * n), items=n, unit="img/s")
     compare(one, fc)
     files = [str(f) for f in sorted(ctx.batch.glob("*.jpg"))[:LOOP_FILES]]
     script = ('py="$1"; out="$2"; shift 2; for f in "$@"; do "$py" -m featcli run "$f" ' + " ".join(stages)
-              + ' -o "$out/$(basename "$f" .jpg).png" --stages all -q || exit 1; done')
+              + ' --out-dir "$out" -q || exit 1; done')
     loop, _ = timed_row(ctx, s, f"shell loop ({len(files)} processes)",
                         ["bash", "-c", script, "bash", sys.executable, str(out), *files],
-                        runs=min(ctx.runs, 3), before=clean, validate=wrote(len(files)), warmup=False,
+                        runs=min(ctx.runs, 3), before=clean, validate=wrote(3 * len(files)), warmup=False,
                         items=len(files), unit="img/s", notes="one featcli process per file")
     ratio = compare(loop, fc)
     check(loop, "featcli >= 50x the loop", ratio, ratio >= 50 if ratio else None)
@@ -200,10 +235,10 @@ def scenario_batch(ctx: Context) -> list[Row]:
     torch_script = script.replace(" -q ||", " -q --engine torch ||")
     tloop, _ = timed_row(ctx, s, f"shell loop, torch engine ({len(files)} processes)",
                          ["bash", "-c", torch_script, "bash", sys.executable, str(out), *files],
-                         runs=min(ctx.runs, 3), before=clean, validate=wrote(len(files)), warmup=False,
+                         runs=min(ctx.runs, 3), before=clean, validate=wrote(3 * len(files)), warmup=False,
                          items=len(files), unit="img/s", notes="one featcli process per file, importing torch")
     compare(tloop, fc)
-    return [fc, one, loop, tloop]
+    return [fc, *cvs, one, loop, tloop]
 
 
 def scenario_tutorial(ctx: Context) -> list[Row]:
