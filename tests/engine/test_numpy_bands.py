@@ -97,3 +97,25 @@ def test_conv_statistics_measured_in_bands_equal_a_whole_pass() -> None:
     (ref,) = nb.NumpyBackend.stats(y.copy())
     assert (s.lo, s.hi, s.count, s.zeros, s.ranges) == (ref.lo, ref.hi, ref.count, ref.zeros, ref.ranges)
     assert s.total == pytest.approx(ref.total, rel=1e-5, abs=1e-3)
+
+
+@pytest.mark.parametrize("spec", ["maxpool:k=2", "avgpool:k=2", "maxpool:k=3", "avgpool:k=3x2", "maxpool:k=3,s=2"])
+@pytest.mark.parametrize("hw", [(7, 9), (640, 640)])
+def test_pool_equals_the_reshape_reduction_and_torch(spec: str, hw: tuple[int, int]) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    x = np.random.default_rng(4).normal(size=(1, 2, *hw)).astype(np.float32)
+    p = _stage(spec, (1, 2, *hw)).params
+    got = nb.pool(x, p)
+    (kh, kw), (sh, sw) = p.k, p.stride
+    if (kh, kw) == (sh, sw):  # the previous non-overlapping form
+        oh, ow = hw[0] // kh, hw[1] // kw
+        v = x[:, :, : oh * kh, : ow * kw].reshape(1, 2, oh, kh, ow, kw)
+        old = v.max(axis=(3, 5)) if p.kind == "max" else v.mean(axis=(3, 5), dtype=np.float32)
+        if p.kind == "max":
+            np.testing.assert_array_equal(got, old)
+        else:
+            np.testing.assert_allclose(got, old, rtol=1e-6, atol=1e-7)
+    fn = F.max_pool2d if p.kind == "max" else F.avg_pool2d
+    np.testing.assert_allclose(got, fn(torch.from_numpy(x), p.k, p.stride).numpy(), rtol=1e-6, atol=1e-6)
