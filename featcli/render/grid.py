@@ -34,7 +34,17 @@ from featcli.render.maps import (
     prepare_all,
 )
 from featcli.render.options import ByteArray, GridOptions, Tile
-from featcli.render.paint import ASPECT, Layout, Painter, fit_title, font, font_px, layout, range_text, size_text
+from featcli.render.paint import (
+    ASPECT,
+    Layout,
+    Painter,
+    fit_title,
+    font_px,
+    layout,
+    range_text,
+    size_text,
+    text_length,
+)
 
 
 def tiles_from_array(
@@ -111,7 +121,7 @@ def render_grid(
         w, h = lay.size
         room = max(w, min(round(h * ASPECT[1]), opts.max_side)) - 2 * lay.pad
         title = fit_title(title, tsize, room)
-        lay = dataclasses.replace(lay, min_width=min(room, round(font(tsize).getlength(title)) + 1) + 2 * lay.pad)
+        lay = dataclasses.replace(lay, min_width=min(room, round(text_length(tsize, title)) + 1) + 2 * lay.pad)
     pt = Painter(lay.size, fs, [s.cmap for s in scale_of])
     if title:
         pt.text((lay.pad, lay.pad), title, lay.size[0] - 2 * lay.pad, size=tsize)
