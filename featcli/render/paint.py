@@ -20,10 +20,33 @@ from featcli.render.colour import BAD, FIRST, N_GREY, Scale, bad_colour, lut, qu
 from featcli.render.options import ByteArray, GridOptions
 
 
+class _MaskCache(ImageFont.FreeTypeFont):
+    """A FreeType font that keeps the masks it renders: a batch draws the same labels, tick values and
+    notes on every image, and rendering text (FreeType, holding the GIL) was the largest part of drawing
+    a labelled map. ``ImageDraw.text`` asks ``getmask2`` for each line; the same arguments give the same
+    mask, so the picture is unchanged."""
+
+    _masks: dict[tuple[object, ...], tuple[object, tuple[int, int]]]
+
+    def getmask2(self, text: str | bytes, *args: object, **kwargs: object) -> tuple[object, tuple[int, int]]:  # type: ignore[override]
+        key = (text, args, tuple(sorted(kwargs.items())))
+        hit = self._masks.get(key)
+        if hit is None:
+            if len(self._masks) >= 4096:
+                self._masks.clear()
+            hit = self._masks[key] = super().getmask2(text, *args, **kwargs)  # type: ignore[arg-type]
+        return hit
+
+
 @lru_cache(maxsize=16)
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's default font at ``size`` pixels (cached: loading it is not free)."""
-    return ImageFont.load_default(size=size)
+    """Pillow's default font at ``size`` pixels (cached: loading it is not free), keeping its rendered
+    text masks when it is a FreeType font (:class:`_MaskCache`)."""
+    face = ImageFont.load_default(size=size)
+    if type(face) is ImageFont.FreeTypeFont:
+        face.__class__ = _MaskCache
+        face._masks = {}
+    return face
 
 
 @lru_cache(maxsize=8192)
