@@ -16,6 +16,7 @@ and returns one :class:`StageResult` per image per stage. Nothing else in featcl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Collection, Iterator, Sequence
@@ -123,14 +124,20 @@ class _Accumulator:
         self.kept: Any = None
         self.display: list[Any] = []
 
-    def add(self, y: Any, shape: tuple[int, ...], backend: Backend, seconds: float) -> None:
+    def add(self, y: Any, shape: tuple[int, ...], backend: Backend, seconds: float,
+            ranges: list[tuple[float, float]] | None = None) -> None:
+        """Fold one output (or band) in; ``ranges``: its per-map extremes when already known (a streamed
+        peak reduction finds them), so the backend does not measure them again."""
         self.seconds += seconds
         if not self.shape:
             self.shape = shape
         else:  # another band: rows add up
             self.shape = (*self.shape[:2], self.shape[2] + shape[2], *self.shape[3:])
         # An empty output has no values to measure (torch's reductions refuse one): its counts stay 0.
-        for i, s in enumerate(backend.stats(y, self.want_ranges) if 0 not in shape[1:] else ()):
+        measured = backend.stats(y, self.want_ranges and ranges is None) if 0 not in shape[1:] else []
+        if ranges is not None and len(measured) == 1:
+            measured = [dataclasses.replace(measured[0], ranges=ranges)]
+        for i, s in enumerate(measured):
             self.lo[i], self.hi[i] = min(self.lo[i], s.lo), max(self.hi[i], s.hi)
             self.total[i] += s.total
             self.count[i] += s.count
@@ -233,11 +240,13 @@ def execute(x: Any, plan: Plan, backend: Backend, fns: Sequence[StageFn], *, kee
                     raise _named(stage, exc, backend) from None
                 seconds = time.perf_counter() - t0
                 shape = backend.shape(y)
-                accs[i].add(y, shape, backend, seconds)
+                known = None
+                if streaming is not None and i == len(stages) - 1:
+                    accs[-1].display.append(streaming.reduce(y))
+                    known = getattr(streaming, "ranges", None)
+                accs[i].add(y, shape, backend, seconds, known)
                 if streaming is None:
                     _check(accs, i, n, backend)
-            if streaming is not None:
-                accs[-1].display.append(streaming.reduce(y))
     if streaming is not None:
         for i in range(len(accs)):
             _check(accs, i, n, backend)
