@@ -42,7 +42,7 @@ class Backend(Protocol):
     def shape(self, y: Any) -> tuple[int, ...]: ...
     def sample(self, y: Any, i: int) -> Any: ...
     def empty(self, shape: Sequence[int]) -> Any: ...
-    def stats(self, y: Any, ranges: bool = ...) -> list[SampleStats]: ...
+    def stats(self, y: Any, ranges: bool = ..., extremes: bool = ...) -> list[SampleStats]: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,9 +134,11 @@ class _Accumulator:
         else:  # another band: rows add up
             self.shape = (*self.shape[:2], self.shape[2] + shape[2], *self.shape[3:])
         # An empty output has no values to measure (torch's reductions refuse one): its counts stay 0.
-        measured = backend.stats(y, self.want_ranges and ranges is None) if 0 not in shape[1:] else []
-        if ranges is not None and len(measured) == 1:
-            measured = [dataclasses.replace(measured[0], ranges=ranges)]
+        measured = backend.stats(y, self.want_ranges and ranges is None, ranges is None) if 0 not in shape[1:] else []
+        if ranges is not None and len(measured) == 1:  # one streamed image: its extremes follow from the maps'
+            lo = min((r[0] for r in ranges), key=lambda v: (v == v, v))  # a NaN map makes it NaN, as aminmax
+            hi = max((r[1] for r in ranges), key=lambda v: (v != v, v))
+            measured = [dataclasses.replace(measured[0], lo=lo, hi=hi, ranges=ranges)]
         for i, s in enumerate(measured):
             self.lo[i], self.hi[i] = min(self.lo[i], s.lo), max(self.hi[i], s.hi)
             self.total[i] += s.total

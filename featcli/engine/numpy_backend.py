@@ -351,7 +351,7 @@ class NumpyBackend:
         return np.empty(tuple(shape), np.float32)
 
     @staticmethod
-    def stats(y: np.ndarray, ranges: bool = True) -> list[SampleStats]:
+    def stats(y: np.ndarray, ranges: bool = True, extremes: bool = True) -> list[SampleStats]:
         """Statistics of a one-image output, with per-map ranges (they spare the grid renderer a pass).
 
         Per-map ranges come from the same two reductions as the global ones. The sum uses NumPy's pairwise

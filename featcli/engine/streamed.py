@@ -140,19 +140,34 @@ class Streaming:
 def block_extremes(m: torch.Tensor, f: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Minimum and maximum of each ``f x f`` block of ``m`` ``(C, H, W)`` (the right and bottom blocks may
     be partial), as ``-max_pool2d(-m)`` and ``max_pool2d(m)`` with ``ceil_mode`` give them, 5x faster:
-    rows first through a ``(C, H/f, f, W)`` view (contiguous runs), then the columns of an array f times
-    smaller."""
-    c, h, w = m.shape
-    m = m.contiguous()
+    rows first through a view that splits H into (H/f, f) (contiguous runs), then the columns of an array
+    f times smaller. A channels-last map (what a conv on a channels-last input gives) is reduced in its own
+    (H, W, C) layout, never copied."""
+    if not m.is_contiguous() and m.permute(1, 2, 0).is_contiguous():
+        lo, hi = _hw_extremes(m.permute(1, 2, 0), f)  # (H, W, C) -> blocks (h, w, C)
+        return lo.permute(2, 0, 1), hi.permute(2, 0, 1)
+    lo, hi = _hw_extremes(m.contiguous().permute(1, 2, 0), f, channels_first=True)
+    return lo, hi
+
+
+def _hw_extremes(m: torch.Tensor, f: int, channels_first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block extremes of ``m`` (H, W, C) over H and W, whatever its strides; ``channels_first``: work on
+    the (C, H, W) tensor it is a view of (rows of W values are then the contiguous runs) and return
+    (C, h, w) blocks."""
+    if channels_first:
+        m = m.permute(2, 0, 1)  # back to the contiguous (C, H, W)
+    hd, wd = (1, 2) if channels_first else (0, 1)
+    h, w = m.shape[hd], m.shape[wd]
     full = h - h % f
-    v = m[:, :full].view(c, full // f, f, w)
-    lo, hi = v.amin(dim=2), v.amax(dim=2)
+    v = m.narrow(hd, 0, full).unflatten(hd, (full // f, f))
+    lo, hi = v.amin(dim=hd + 1), v.amax(dim=hd + 1)
     if h % f:
-        lo = torch.cat([lo, m[:, full:].amin(dim=1, keepdim=True)], dim=1)
-        hi = torch.cat([hi, m[:, full:].amax(dim=1, keepdim=True)], dim=1)
+        lo = torch.cat([lo, m.narrow(hd, full, h % f).amin(dim=hd, keepdim=True)], dim=hd)
+        hi = torch.cat([hi, m.narrow(hd, full, h % f).amax(dim=hd, keepdim=True)], dim=hd)
+    full = w - w % f
+    lo_b = lo.narrow(wd, 0, full).unflatten(wd, (full // f, f)).amin(dim=wd + 1)
+    hi_b = hi.narrow(wd, 0, full).unflatten(wd, (full // f, f)).amax(dim=wd + 1)
     if w % f:
-        pad = f - w % f
-        lo = F.pad(lo, (0, pad), value=float("inf"))
-        hi = F.pad(hi, (0, pad), value=float("-inf"))
-    rows, cols = lo.shape[1], lo.shape[2] // f
-    return lo.view(c, rows, cols, f).amin(dim=3), hi.view(c, rows, cols, f).amax(dim=3)
+        lo_b = torch.cat([lo_b, lo.narrow(wd, full, w % f).amin(dim=wd, keepdim=True)], dim=wd)
+        hi_b = torch.cat([hi_b, hi.narrow(wd, full, w % f).amax(dim=wd, keepdim=True)], dim=wd)
+    return lo_b, hi_b
