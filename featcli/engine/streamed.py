@@ -14,9 +14,11 @@ checked as for any run: the bands' rows must add up to the planned height.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -68,7 +70,8 @@ class Streaming:
     def __init__(self, env: TorchEnv, *, tile_px: int, peak: bool = False, band_rows: int = BAND_ROWS) -> None:
         self.env, self.tile_px, self.peak, self.band_rows = env, tile_px, peak, band_rows
         self.factor = 1
-        self.ranges: list[tuple[float, float]] | None = None  #: the last reduced band's per-map extremes
+        #: Bands run side by side: as many as torch has threads (each then runs one), at most 4.
+        self.workers = max(1, min(4, torch.get_num_threads()))
 
     def bands(self, x: torch.Tensor, plan: Plan, whole: StageFn) -> Iterator[Band]:
         """The input's row bands, each with stage 1 compiled for the band's halo and edge padding."""
@@ -96,41 +99,61 @@ class Streaming:
                 xa = F.pad(xa, (0, 0, pad_t, pad_b), mode=mode)
             yield Band(xa, inner)
 
-    @staticmethod
-    def _check_budget(plan: Plan, band: int, f: int) -> None:
+    def _check_budget(self, plan: Plan, band: int, f: int) -> None:
         """Refuse before the first band when what a streamed run keeps exceeds the plan's budget: every
         channel's display-size map twice (as accumulated, and as the copy drawing reads; measured: a 20,000
-        channel run peaked at 2x its maps), plus one band of every stage's output (alive together at worst)."""
+        channel run peaked at 2x its maps), plus one band of every stage's output (alive together at worst)
+        for each band running at once (``workers``)."""
         if not plan.budget:
             return
         *_, c, h, w = plan.stages[-1].row.out_shape
         display = 2 * c * math.ceil(h / f) * math.ceil(w / f) * 4
-        bands = sum(4 * s.row.out_shape[1] * min(band, s.row.out_shape[2]) * s.row.out_shape[3]
-                    for s in plan.stages)
+        bands = self.workers * sum(4 * s.row.out_shape[1] * min(band, s.row.out_shape[2]) * s.row.out_shape[3]
+                                   for s in plan.stages)
         if display + bands > plan.budget:
             raise BudgetError(f"{plan.stages[-1].label()}: streamed in bands, its {c} display-size maps and one "
                               f"band of each stage need {human_bytes(display + bands)}, over the memory budget of "
                               f"{human_bytes(plan.budget)} (--max-memory)")
 
     def reduce(self, y: torch.Tensor) -> np.ndarray:
+        """One band of the drawn stage at display size (see :meth:`reduce_band`)."""
+        return self.reduce_band(y)[0]
+
+    def reduce_band(self, y: torch.Tensor) -> tuple[np.ndarray, list[tuple[float, float]] | None]:
         """One band of the drawn stage at display size: box mean (or, with ``peak``, the value of largest
         magnitude) of ``f x f`` blocks, all channels at once; partial blocks at the right and bottom edges
         average what they have, as :func:`featcli.render.box_reduce` does.
 
-        With ``peak``, each map's (min, max) over the band follows from the blocks' extremes and is kept
-        in ``self.ranges`` for the loop (no other pass over the band needed for them)."""
+        With ``peak``, each map's (min, max) over the band follows from the blocks' extremes and comes back
+        too (no other pass over the band is needed for them); else None."""
         f = self.factor
-        self.ranges = None
+        ranges = None
         if f == 1:
             r = y
         elif not self.peak:
             r = F.avg_pool2d(y, f, f, ceil_mode=True, count_include_pad=False)
         else:
             lo, hi = block_extremes(y[0], f)
-            self.ranges = list(zip(lo.amin(dim=(1, 2)).tolist(), hi.amax(dim=(1, 2)).tolist(), strict=True))
+            ranges = list(zip(lo.amin(dim=(1, 2)).tolist(), hi.amax(dim=(1, 2)).tolist(), strict=True))
             r = torch.where(-lo > hi, lo, hi)[None]
         out: np.ndarray = r[0].to("cpu", torch.float32).numpy()
-        return out
+        return out, ranges
+
+    @contextlib.contextmanager
+    def parallel(self) -> Iterator[ThreadPoolExecutor | None]:
+        """Threads that run whole bands side by side (``workers`` of them, each with one torch thread), or
+        None to run them in turn (one worker, or a GPU)."""
+        if self.workers <= 1 or self.env.device.type != "cpu":
+            yield None
+            return
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="featcli-band")
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # a failed band stops the others (Ctrl-C too)
+            torch.set_num_threads(threads)
 
     @staticmethod
     def with_display(result: StageResult, display: list[Any]) -> StageResult:
