@@ -167,7 +167,7 @@ def conv_planes(x: HWC | np.ndarray, ck: ConvKernels, padding: tuple[int, int, i
     return y
 
 
-def _band_stats(band: np.ndarray) -> tuple[np.ndarray, ...]:
+def _band_stats(band: np.ndarray) -> tuple[Any, ...]:
     """Per-map minimum and maximum, the float32 sum and the count of zeros of a (C, rows, W) band."""
     # count_nonzero(band == 0) counts what size - count_nonzero(band) does (NaN is not zero, -0.0 is), 10x faster
     return (band.min(axis=(1, 2)), band.max(axis=(1, 2)), band.sum(dtype=np.float32), np.count_nonzero(band == 0))

@@ -182,7 +182,7 @@ def _hw_extremes(m: torch.Tensor, f: int, channels_first: bool = False) -> tuple
     hd, wd = (1, 2) if channels_first else (0, 1)
     h, w = m.shape[hd], m.shape[wd]
     full = h - h % f
-    v = m.narrow(hd, 0, full).unflatten(hd, (full // f, f))
+    v = m.narrow(hd, 0, full).unflatten(hd, (full // f, f))  # type: ignore[no-untyped-call]
     lo, hi = v.amin(dim=hd + 1), v.amax(dim=hd + 1)
     if h % f:
         lo = torch.cat([lo, m.narrow(hd, full, h % f).amin(dim=hd, keepdim=True)], dim=hd)

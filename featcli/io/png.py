@@ -93,10 +93,10 @@ def png_writer(
         # ISA-L has one strategy: sampling zlib's would be wasted
         strategy = zlib.Z_DEFAULT_STRATEGY if compress_level <= 3 and _isal() else _zlib_strategy(image, compress_level)
 
-        def write(fh: BinaryIO) -> None:
+        def write_own(fh: BinaryIO) -> None:
             _write_banded(fh, image, text, compress_level, strategy)
 
-        return write
+        return write_own
 
     strategy = _zlib_strategy(image, compress_level)
 

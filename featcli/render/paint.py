@@ -28,7 +28,7 @@ class _MaskCache(ImageFont.FreeTypeFont):
 
     _masks: dict[tuple[object, ...], tuple[object, tuple[int, int]]]
 
-    def getmask2(self, text: str | bytes, *args: object, **kwargs: object) -> tuple[object, tuple[int, int]]:  # type: ignore[override]
+    def getmask2(self, text: str | bytes, *args: object, **kwargs: object) -> tuple[object, tuple[int, int]]:
         key = (text, args, tuple(sorted(kwargs.items())))
         hit = self._masks.get(key)
         if hit is None:
@@ -45,7 +45,7 @@ def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     face = ImageFont.load_default(size=size)
     if type(face) is ImageFont.FreeTypeFont:
         face.__class__ = _MaskCache
-        face._masks = {}
+        face._masks = {}  # type: ignore[attr-defined]
     return face
 
 
