@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -150,7 +151,8 @@ def render_grid(
     return image
 
 
-def render_map(data: Any, options: GridOptions | None = None) -> Image.Image:
+def render_map(data: Any, options: GridOptions | None = None, vrange: tuple[float, float] | None = None
+               ) -> Image.Image:
     """One map at full resolution as a ``"P"`` image (1 byte per pixel), no labels.
 
     The colour scale follows ``options.norm`` (``stage`` means the map's own range here) and
@@ -161,17 +163,26 @@ def render_map(data: Any, options: GridOptions | None = None) -> Image.Image:
     Args:
         data: ``(H, W)`` array (float32, or anything numpy turns into it).
         options: norm and colormap; the layout fields are ignored.
+        vrange: the map's ``(min, max)`` when the caller measured it (a run's statistics); finite values
+            spare a pass over the map (NaN or inf there: measured again).
     """
+    from featcli.kernels.correlate import in_bands
+
     opts = options or GridOptions()
     a = as_map(data, "map")
-    lo, hi, nonfinite = finite_range(a)
+    if vrange is not None and math.isfinite(vrange[0]) and math.isfinite(vrange[1]):
+        lo, hi, nonfinite = float(vrange[0]), float(vrange[1]), False
+    else:
+        lo, hi, nonfinite = finite_range(a)
     pct = percentiles(a, opts.percentile, lo, nonfinite) if opts.norm is Norm.PERCENTILE else None
     sc = scales([Prepared("map", None, (a.shape[0], a.shape[1]), lo, hi, nonfinite, a[:0, :0], pct)], opts)[0]
     out = np.empty(a.shape, np.uint8)
-    rows = max(1, (1 << 19) // a.shape[1])  # 2 MB float chunks stay in cache
-    with np.errstate(invalid="ignore", over="ignore"):
-        for r in range(0, a.shape[0], rows):
-            out[r : r + rows] = quantize(a[r : r + rows], sc, 255, 0, 255, nonfinite)
+
+    def band(r0: int, r1: int) -> None:  # cache-sized bands, on threads for a big map
+        with np.errstate(invalid="ignore", over="ignore"):
+            out[r0:r1] = quantize(a[r0:r1], sc, 255, 0, 255, nonfinite)
+
+    in_bands(a.shape[0], a.shape[1], band)
     table = lut(sc.cmap, 255)
     image = Image.fromarray(out)
     image.putpalette(np.concatenate([table, np.array([bad_colour([table])], np.uint8)]).tobytes())

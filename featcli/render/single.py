@@ -53,7 +53,7 @@ def render_single(tile: Tile, options: GridOptions | None = None) -> Image.Image
                 f"map {tile.label!r}: a raw full-resolution picture needs the whole map, and this "
                 "run kept only a display-size copy (streamed); run without streaming"
             )
-        return render_map(tile.data, opts)
+        return render_map(tile.data, opts, tile.vrange)
     h, w = tile.full_shape or np.shape(tile.data)[-2:]
     side = max(h, w)
     if tile.full_shape is not None:
