@@ -82,10 +82,11 @@ def png_writer(
     text = {k: str(v) for k, v in image.info.items() if isinstance(k, str) and k.startswith("featcli:")}
     text.setdefault("Software", f"featcli {__version__}")
     text.update(metadata or {})
+    # a file name that is not valid UTF-8 (surrogate escapes) must not stop the write: show U+FFFD
+    text = {k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for k, v in text.items()}
     info = PngInfo()
     for key, value in text.items():
-        # a file name that is not valid UTF-8 (surrogate escapes) must not stop the write: show U+FFFD
-        info.add_text(key, value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        info.add_text(key, value)
 
     if image.mode in ("P", "L") and "transparency" not in image.info and (
             1 <= compress_level <= 3 and _isal() is not None

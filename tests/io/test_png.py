@@ -65,3 +65,10 @@ def test_adler32_combine_equals_zlib() -> None:
     a, b = rng.bytes(100_003), rng.bytes(70_001)
     assert png._adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(a + b)
     assert png._adler32_combine(1, zlib.adler32(b), len(b)) == zlib.adler32(b)
+
+
+def test_a_file_name_that_is_not_utf8_is_written_with_a_replacement_character() -> None:
+    buf = io.BytesIO()
+    png.png_writer(_image("P", (8, 8)), "x.png", metadata={"featcli:input": "bad\udcff.png"})(buf)
+    buf.seek(0)
+    assert Image.open(buf).text["featcli:input"] == "bad\ufffd.png"
