@@ -6,6 +6,11 @@
   a plain Pillow + torch + PNG script (what one writes after a tutorial) and OpenCV. Both compute what
   ``featcli run IMG conv:w=sobel_x+sobel_y,p=1 magnitude`` computes: Sobel X/Y of the sum of the RGB
   channels (featcli's default ``sum`` kernel mode), their magnitude, min-max scaled to one 8-bit map.
+* The floor of a whole-process map job, ``python benchmarks/peers.py floor IN OUT``: decode the JPEG with
+  Pillow (featcli's decoder) and encode one of its 8-bit channels as a PNG at zlib level 1, nothing else.
+* An in-process OpenCV batch loop, ``python benchmarks/peers.py opencv-batch FOLDER OUTDIR``: for every JPEG,
+  what ``featcli run FOLDER conv:w=sobel_x+sobel_y,p=1 magnitude maxpool:k=2 --out-dir OUTDIR`` does (decode,
+  Sobel X/Y, magnitude, 2x2 max pool), with one 8-bit PNG per stage at zlib level 1.
 * The tutorials' nested-loop NumPy convolution (``tutorial_conv``), imported in-process.
 
 Heavy imports stay inside the functions, so a script's start-up time is its own.
@@ -100,6 +105,47 @@ def opencv_sobel(src: str, dst: str) -> None:
         raise SystemExit(f"cannot write {dst}")
 
 
+def floor(src: str, dst: str) -> None:
+    """Decode + encode and nothing else: Pillow decodes the JPEG, its green channel is saved as an 8-bit PNG
+    at zlib level 1 (Pillow's adaptive row filters). No NumPy import."""
+    from PIL import Image
+
+    with Image.open(src) as im:
+        im.load()
+        im.getchannel(1).save(dst, compress_level=1)
+
+
+def opencv_batch(folder: str, out: str) -> None:
+    """Every ``*.jpg`` of ``folder``: imread, channel sum, Sobel X/Y, magnitude, 2x2 max pool; three 8-bit
+    PNGs at zlib level 1 per image (the two Sobel maps side by side, each min-max scaled; the magnitude;
+    the pooled magnitude)."""
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    level = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+    ones = np.ones((1, 3), np.float32)
+
+    def u8(a: np.ndarray) -> np.ndarray:
+        return cv2.normalize(a, None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)  # type: ignore[call-overload]
+
+    for f in sorted(Path(folder).glob("*.jpg")):
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise SystemExit(f"cannot read {f}")
+        s = cv2.transform(img.astype(np.float32), ones)
+        gx = cv2.Sobel(s, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_CONSTANT)
+        gy = cv2.Sobel(s, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_CONSTANT)
+        m = cv2.magnitude(gx, gy)
+        h, w = m.shape
+        pooled = m[: h // 2 * 2, : w // 2 * 2].reshape(h // 2, 2, w // 2, 2).max(axis=(1, 3))
+        for name, pic in (("s1_conv", np.hstack([u8(gx), u8(gy)])), ("s2_magnitude", u8(m)),
+                          ("s3_maxpool", u8(pooled))):
+            if not cv2.imwrite(str(Path(out) / f"{f.stem}_{name}.png"), pic, level):
+                raise SystemExit(f"cannot write {out}")
+
+
 def tutorial_conv(x: Any, kernel: Any, padding: int = 0, stride: int = 1) -> Any:
     """The tutorials' convolution: four Python loops and ``np.sum(slice * kernel)`` per output value.
 
@@ -127,7 +173,7 @@ def tutorial_conv(x: Any, kernel: Any, padding: int = 0, stride: int = 1) -> Any
     return out
 
 
-SCRIPTS = {"torch-sobel": torch_sobel, "opencv-sobel": opencv_sobel}
+SCRIPTS = {"torch-sobel": torch_sobel, "opencv-sobel": opencv_sobel, "floor": floor, "opencv-batch": opencv_batch}
 
 
 def main(argv: list[str] | None = None) -> int:

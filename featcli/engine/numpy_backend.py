@@ -13,6 +13,7 @@ zero taps are skipped (:func:`featcli.kernels.correlate.correlate`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,13 +22,16 @@ import numpy as np
 from featcli.engine.backend import OpTable, SampleStats, StageFn
 from featcli.engine.plan import ConvKernels, PlannedStage
 from featcli.enums import KernelMode, PaddingMode
-from featcli.kernels.correlate import correlate
+from featcli.kernels.correlate import correlate, correlate_band, in_bands
 from featcli.stages import params as P
 from featcli.stages.registry import Op
 
 _NP_PAD = {PaddingMode.ZEROS: "constant", PaddingMode.REFLECT: "reflect", PaddingMode.REPLICATE: "edge",
            PaddingMode.CIRCULAR: "wrap"}
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+#: The statistics of the last output a banded stage measured on this thread (see :func:`_measured`).
+_LAST = threading.local()
 
 OPS: OpTable[None] = OpTable("numpy")
 OPS.unsupported("learned layers run on torch", Op.CONVT, Op.LINEAR)
@@ -115,7 +119,13 @@ def _conv_when(stage: PlannedStage) -> str | None:
 
 def conv_planes(x: HWC | np.ndarray, ck: ConvKernels, padding: tuple[int, int, int, int],
                 pm: PaddingMode) -> np.ndarray:
-    """(1, C, H, W) (or the HWC image) -> (1, n_src * n_kernels, H', W'): each kernel on each source plane."""
+    """(1, C, H, W) (or the HWC image) -> (1, n_src * n_kernels, H', W'): each kernel on each source plane.
+
+    Zero (or no) padding runs in cache-sized row bands on threads (:func:`in_bands`): each band's source
+    rows are summed, scaled and padded into a small buffer and correlated there, and the band's statistics
+    are taken while it is in cache. Every value is computed by the same float32 operations, in the same
+    order, as the whole-plane path (the other padding modes), so the results are identical.
+    """
     kernels = ck.kernels
     kh, kw = kernels[0].shape
     pt, pb, pl, pr = padding
@@ -123,17 +133,58 @@ def conv_planes(x: HWC | np.ndarray, ck: ConvKernels, padding: tuple[int, int, i
     out_h, out_w = h + pt + pb - kh + 1, w + pl + pr - kw + 1
     n_src = n_ch if ck.mode is KernelMode.DEPTHWISE else 1
     y = np.empty((1, n_src * len(kernels), out_h, out_w), np.float32)
-    # np.zeros is calloc: the zero border costs nothing, the interior is written once.
+    if pm is PaddingMode.ZEROS or not (pt or pb or pl or pr):
+        scratch = threading.local()
+
+        def band(r0: int, r1: int) -> tuple[np.ndarray, ...]:
+            rows = r1 - r0 + kh - 1  # padded rows r0 .. r1 + kh - 2 hold image rows r0 - pt ...
+            buf = getattr(scratch, "buf", None)
+            if buf is None or buf.shape[0] < rows:
+                buf = scratch.buf = np.zeros((rows, w + pl + pr), np.float32)
+            buf = buf[:rows]
+            a, b = max(0, r0 - pt), min(h, r0 - pt + rows)
+            top = a - (r0 - pt)
+            buf[:top] = 0
+            buf[top + max(0, b - a):] = 0
+            buf[:, :pl] = 0
+            buf[:, pl + w:] = 0
+            part = HWC(x.array[a:b], x.value_max, x.scale) if isinstance(x, HWC) else x[:, :, a:b]
+            for c in range(n_src):
+                if b > a:
+                    _source(part, ck.mode, c, buf[top : top + b - a, pl : pl + w])
+                for o, k in enumerate(kernels):
+                    correlate_band(buf, k.weights, y[0, c * len(kernels) + o, r0:r1])
+            return _band_stats(y[0, :, r0:r1])
+
+        _measured(y, in_bands(out_h, out_w, band))
+        return y
     buf = np.zeros((h + pt + pb, w + pl + pr), np.float32)
     inner = buf[pt : pt + h, pl : pl + w]
     for c in range(n_src):
         _source(x, ck.mode, c, inner)
-        plane = buf
-        if pm is not PaddingMode.ZEROS and (pt or pb or pl or pr):
-            plane = np.pad(inner, ((pt, pb), (pl, pr)), mode=_NP_PAD[pm])  # type: ignore[call-overload]
+        plane = np.pad(inner, ((pt, pb), (pl, pr)), mode=_NP_PAD[pm])  # type: ignore[call-overload]
         for o, k in enumerate(kernels):
             correlate(plane, k.weights, y[0, c * len(kernels) + o])
     return y
+
+
+def _band_stats(band: np.ndarray) -> tuple[Any, ...]:
+    """Per-map minimum and maximum, the float32 sum and the count of zeros of a (C, rows, W) band."""
+    # count_nonzero(band == 0) counts what size - count_nonzero(band) does (NaN is not zero, -0.0 is), 10x faster
+    return (band.min(axis=(1, 2)), band.max(axis=(1, 2)), band.sum(dtype=np.float32), np.count_nonzero(band == 0))
+
+
+def _measured(y: np.ndarray, bands: list[tuple[np.ndarray, ...]]) -> None:
+    """Remember ``y``'s statistics folded from its bands, for :meth:`NumpyBackend.stats` (same thread)."""
+    if not bands or y.size == 0 or y.ndim != 4:
+        _LAST.y = None
+        return
+    lo_c = np.minimum.reduce([b[0] for b in bands])
+    hi_c = np.maximum.reduce([b[1] for b in bands])
+    total = float(sum(float(b[2]) for b in bands))
+    zeros = int(sum(int(b[3]) for b in bands))
+    _LAST.y, _LAST.stats = y, SampleStats(float(lo_c.min()), float(hi_c.max()), total, int(y.size), zeros,
+                                          list(zip(lo_c.tolist(), hi_c.tolist(), strict=True)))
 
 
 @OPS.implements(Op.CONV, when=_conv_when)
@@ -155,10 +206,8 @@ def pool(x: np.ndarray, p: P.PoolSpec) -> np.ndarray:
     (kh, kw), (sh, sw) = p.k, p.stride
     oh = (x.shape[2] - kh) // sh + 1
     ow = (x.shape[3] - kw) // sw + 1
-    if (kh, kw) == (sh, sw):  # non-overlapping windows: one reshape, one reduction
-        v = x[:, :, : oh * kh, : ow * kw].reshape(x.shape[0], x.shape[1], oh, kh, ow, kw)
-        out: np.ndarray = v.max(axis=(3, 5)) if p.kind == "max" else v.mean(axis=(3, 5), dtype=np.float32)
-        return out
+    # One elementwise pass per window offset over strided views: 20-40x faster than reducing a
+    # (.., oh, kh, ow, kw) reshape over axes (3, 5), whose inner loops are kh or kw long.
     acc: np.ndarray | None = None
     for i in range(kh):
         for j in range(kw):
@@ -201,8 +250,17 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def _magnitude_fn(x: np.ndarray) -> np.ndarray:
-    out: np.ndarray = np.einsum("nchw,nchw->nhw", x, x)[:, None]
-    np.sqrt(out, out=out)
+    n, _, h, w = x.shape
+    out = np.empty((n, 1, h, w), np.float32)
+
+    def band(r0: int, r1: int) -> tuple[np.ndarray, ...]:
+        o = out[:, 0, r0:r1]
+        np.einsum("nchw,nchw->nhw", x[:, :, r0:r1], x[:, :, r0:r1], out=o)
+        np.sqrt(o, out=o)
+        return _band_stats(out[0, :, r0:r1]) if n == 1 else ()
+
+    stats = in_bands(h, w, band)
+    _measured(out, stats if n == 1 else [])
     return out
 
 
@@ -294,12 +352,16 @@ class NumpyBackend:
         return np.empty(tuple(shape), np.float32)
 
     @staticmethod
-    def stats(y: np.ndarray, ranges: bool = True) -> list[SampleStats]:
+    def stats(y: np.ndarray, ranges: bool = True, extremes: bool = True) -> list[SampleStats]:
         """Statistics of a one-image output, with per-map ranges (they spare the grid renderer a pass).
 
         Per-map ranges come from the same two reductions as the global ones. The sum uses NumPy's pairwise
         float32 summation (no float64 copy).
         """
+        if getattr(_LAST, "y", None) is y:  # measured band by band as it was computed
+            known: SampleStats = _LAST.stats
+            _LAST.y = None
+            return [known if ranges else SampleStats(known.lo, known.hi, known.total, known.count, known.zeros)]
         per_map = None
         if y.ndim == 4:
             lo_c, hi_c = y[0].min(axis=(1, 2)), y[0].max(axis=(1, 2))
@@ -307,5 +369,5 @@ class NumpyBackend:
             lo, hi = float(lo_c.min()), float(hi_c.max())
         else:
             lo, hi = float(y.min()), float(y.max())
-        return [SampleStats(lo, hi, float(y.sum(dtype=np.float32)), int(y.size), int(y.size - np.count_nonzero(y)),
+        return [SampleStats(lo, hi, float(y.sum(dtype=np.float32)), int(y.size), int(np.count_nonzero(y == 0)),
                             per_map)]

@@ -8,13 +8,40 @@ computes. Weights follow torch's ``conv2d`` (cross-correlation: nothing flipped)
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
 #: Output pixels per worker thread below which a band is not worth a thread.
 _PIXELS_PER_WORKER = 1_000_000
+#: Values per plane in one band of :func:`in_bands`: a band's planes stay in a core's cache (512 KB each).
+BAND_VALUES = 1 << 17
+
+T = TypeVar("T")
+
+
+def band_rows(width: int) -> int:
+    """Rows of one cache-sized band of a plane ``width`` values wide (at least 8)."""
+    return max(8, BAND_VALUES // max(1, width))
+
+
+def in_bands(height: int, width: int, work: Callable[[int, int], T]) -> list[T]:
+    """``work(r0, r1)`` over cache-sized row bands ``[r0, r1)`` of ``height`` rows, in order.
+
+    A big map is cut into bands of :func:`band_rows` rows run on up to ``min(cores, 8)`` threads (NumPy
+    releases the GIL in its loops): every pass of a band's work stays in cache instead of streaming the
+    whole map through memory once per pass. Small maps run on the calling thread.
+    """
+    rows = band_rows(width)
+    edges = list(range(0, height, rows)) + [height]
+    bands = list(zip(edges[:-1], edges[1:], strict=True))
+    workers = min(os.cpu_count() or 1, 8, len(bands), max(1, height * width // _PIXELS_PER_WORKER))
+    if workers <= 1:
+        return [work(r0, r1) for r0, r1 in bands]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda b: work(*b), bands))
 
 
 def correlate(plane: np.ndarray, weights: Sequence[Sequence[float]], out: np.ndarray) -> None:
@@ -33,20 +60,21 @@ def correlate(plane: np.ndarray, weights: Sequence[Sequence[float]], out: np.nda
     out_h = out.shape[0]
     workers = min(os.cpu_count() or 1, 8, max(1, out.size // _PIXELS_PER_WORKER))
     if workers == 1:
-        _correlate_band(plane, weights, out)
+        correlate_band(plane, weights, out)
         return
     kh = len(weights)
     edges = [out_h * i // workers for i in range(workers + 1)]
 
     def band(i: int) -> None:
         r0, r1 = edges[i], edges[i + 1]
-        _correlate_band(plane[r0 : r1 + kh - 1], weights, out[r0:r1])
+        correlate_band(plane[r0 : r1 + kh - 1], weights, out[r0:r1])
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(band, range(workers)))
 
 
-def _correlate_band(plane: np.ndarray, weights: Sequence[Sequence[float]], acc: np.ndarray) -> None:
+def correlate_band(plane: np.ndarray, weights: Sequence[Sequence[float]], acc: np.ndarray) -> None:
+    """:func:`correlate` of ``plane`` into ``acc`` on the calling thread (taps in row-major order)."""
     out_h, out_w = acc.shape
     tmp: np.ndarray | None = None
     first = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,7 +35,17 @@ from featcli.render.maps import (
     prepare_all,
 )
 from featcli.render.options import ByteArray, GridOptions, Tile
-from featcli.render.paint import ASPECT, Layout, Painter, fit_title, font, font_px, layout, range_text, size_text
+from featcli.render.paint import (
+    ASPECT,
+    Layout,
+    Painter,
+    fit_title,
+    font_px,
+    layout,
+    range_text,
+    size_text,
+    text_length,
+)
 
 
 def tiles_from_array(
@@ -111,7 +122,7 @@ def render_grid(
         w, h = lay.size
         room = max(w, min(round(h * ASPECT[1]), opts.max_side)) - 2 * lay.pad
         title = fit_title(title, tsize, room)
-        lay = dataclasses.replace(lay, min_width=min(room, round(font(tsize).getlength(title)) + 1) + 2 * lay.pad)
+        lay = dataclasses.replace(lay, min_width=min(room, round(text_length(tsize, title)) + 1) + 2 * lay.pad)
     pt = Painter(lay.size, fs, [s.cmap for s in scale_of])
     if title:
         pt.text((lay.pad, lay.pad), title, lay.size[0] - 2 * lay.pad, size=tsize)
@@ -140,7 +151,8 @@ def render_grid(
     return image
 
 
-def render_map(data: Any, options: GridOptions | None = None) -> Image.Image:
+def render_map(data: Any, options: GridOptions | None = None, vrange: tuple[float, float] | None = None
+               ) -> Image.Image:
     """One map at full resolution as a ``"P"`` image (1 byte per pixel), no labels.
 
     The colour scale follows ``options.norm`` (``stage`` means the map's own range here) and
@@ -151,17 +163,26 @@ def render_map(data: Any, options: GridOptions | None = None) -> Image.Image:
     Args:
         data: ``(H, W)`` array (float32, or anything numpy turns into it).
         options: norm and colormap; the layout fields are ignored.
+        vrange: the map's ``(min, max)`` when the caller measured it (a run's statistics); finite values
+            spare a pass over the map (NaN or inf there: measured again).
     """
+    from featcli.kernels.correlate import in_bands
+
     opts = options or GridOptions()
     a = as_map(data, "map")
-    lo, hi, nonfinite = finite_range(a)
+    if vrange is not None and math.isfinite(vrange[0]) and math.isfinite(vrange[1]):
+        lo, hi, nonfinite = float(vrange[0]), float(vrange[1]), False
+    else:
+        lo, hi, nonfinite = finite_range(a)
     pct = percentiles(a, opts.percentile, lo, nonfinite) if opts.norm is Norm.PERCENTILE else None
     sc = scales([Prepared("map", None, (a.shape[0], a.shape[1]), lo, hi, nonfinite, a[:0, :0], pct)], opts)[0]
     out = np.empty(a.shape, np.uint8)
-    rows = max(1, (1 << 19) // a.shape[1])  # 2 MB float chunks stay in cache
-    with np.errstate(invalid="ignore", over="ignore"):
-        for r in range(0, a.shape[0], rows):
-            out[r : r + rows] = quantize(a[r : r + rows], sc, 255, 0, 255, nonfinite)
+
+    def band(r0: int, r1: int) -> None:  # cache-sized bands, on threads for a big map
+        with np.errstate(invalid="ignore", over="ignore"):
+            out[r0:r1] = quantize(a[r0:r1], sc, 255, 0, 255, nonfinite)
+
+    in_bands(a.shape[0], a.shape[1], band)
     table = lut(sc.cmap, 255)
     image = Image.fromarray(out)
     image.putpalette(np.concatenate([table, np.array([bad_colour([table])], np.uint8)]).tobytes())
@@ -259,5 +280,5 @@ def upscale(idx: ByteArray, size: tuple[int, int]) -> ByteArray:
         return idx
     rows = np.arange(size[0]) * idx.shape[0] // size[0]
     cols = np.arange(size[1]) * idx.shape[1] // size[1]
-    out: ByteArray = idx[rows[:, None], cols[None, :]]
+    out: ByteArray = idx.take(rows, axis=0).take(cols, axis=1)  # two 1-D gathers: 3x faster than a 2-D index
     return out

@@ -20,10 +20,40 @@ from featcli.render.colour import BAD, FIRST, N_GREY, Scale, bad_colour, lut, qu
 from featcli.render.options import ByteArray, GridOptions
 
 
+class _MaskCache(ImageFont.FreeTypeFont):
+    """A FreeType font that keeps the masks it renders: a batch draws the same labels, tick values and
+    notes on every image, and rendering text (FreeType, holding the GIL) was the largest part of drawing
+    a labelled map. ``ImageDraw.text`` asks ``getmask2`` for each line; the same arguments give the same
+    mask, so the picture is unchanged."""
+
+    _masks: dict[tuple[object, ...], tuple[object, tuple[int, int]]]
+
+    def getmask2(self, text: str | bytes, *args: object, **kwargs: object) -> tuple[object, tuple[int, int]]:
+        key = (text, args, tuple(sorted(kwargs.items())))
+        hit = self._masks.get(key)
+        if hit is None:
+            if len(self._masks) >= 4096:
+                self._masks.clear()
+            hit = self._masks[key] = super().getmask2(text, *args, **kwargs)  # type: ignore[arg-type]
+        return hit
+
+
 @lru_cache(maxsize=16)
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's default font at ``size`` pixels (cached: loading it is not free)."""
-    return ImageFont.load_default(size=size)
+    """Pillow's default font at ``size`` pixels (cached: loading it is not free), keeping its rendered
+    text masks when it is a FreeType font (:class:`_MaskCache`)."""
+    face = ImageFont.load_default(size=size)
+    if type(face) is ImageFont.FreeTypeFont:
+        face.__class__ = _MaskCache
+        face._masks = {}  # type: ignore[attr-defined]
+    return face
+
+
+@lru_cache(maxsize=8192)
+def text_length(size: int, text: str) -> float:
+    """``ImageDraw.textlength`` of ``text`` in :func:`font` ``(size)`` on an ``L`` canvas, cached: a batch
+    measures the same labels, ticks and notes for every image (2.5 ms an image uncached)."""
+    return font(size).getlength(text, "L")
 
 
 def fmt(v: float) -> str:
@@ -126,14 +156,13 @@ class Painter:
 
     def text(self, xy: tuple[float, float], text: str, width: int, *, small: bool = False, size: int = 0) -> int:
         """Draw ``text`` cut to ``width`` pixels with an ellipsis; return the drawn width."""
-        face = font(size or (self.fs2 if small else self.fs))
-        length = self.draw.textlength
-        if length(text, font=face) > width:
-            while text and length(text + "…", font=face) > width:
+        px = size or (self.fs2 if small else self.fs)
+        if text_length(px, text) > width:
+            while text and text_length(px, text + "…") > width:
                 text = text[:-1]
             text += "…"
-        self.draw.text(xy, text, fill=100 if small else 0, font=face)
-        return int(length(text, font=face))
+        self.draw.text(xy, text, fill=100 if small else 0, font=font(px))
+        return int(text_length(px, text))
 
     def paste(self, x: int, y: int, idx: ByteArray, frame: int = 170) -> None:
         """Put palette indices ``idx`` at ``(x, y)`` inside a one-pixel grey frame."""
@@ -152,11 +181,11 @@ class Painter:
             return
         strip = (self.bases[sc.cmap] + np.arange(w) * self.levels // w).astype(np.uint8)
         self.paste(x, y, np.repeat(strip[None, :], h, axis=0), frame=120)
-        gap = self.draw.textlength("00", font=face)
+        gap = text_length(self.fs2, "00")
         for values in tick_choices(sc.vmin, sc.vmax, ticks):
             texts = tick_texts(values)
             px = [x + round((v - sc.vmin) / (sc.vmax - sc.vmin) * (w - 1)) for v in values]
-            widths = [self.draw.textlength(t, font=face) for t in texts]
+            widths = [text_length(self.fs2, t) for t in texts]
             marks = zip(px, widths, strict=True)
             if all(b - a >= (wa + wb) / 2 + gap for (a, wa), (b, wb) in itertools.pairwise(marks)):
                 break
@@ -169,16 +198,16 @@ class Painter:
         """The ``"P"`` image: grey ramp, the bad-value colour, then each colormap's lookup table."""
         luts = [lut(name, self.levels) for name in self.bases]
         ramp = ((255 - np.arange(256)) * (N_GREY - 1) + 127) // 255  # L 255 (white) -> 0 .. 0 -> 15
-        out = ramp.astype(np.uint8)[np.asarray(self.canvas)]
+        # Pillow's point() and paste() in C: 4-8x faster than indexing the canvas with NumPy.
+        image = self.canvas.point(ramp.tolist())
         for x, y, idx in self.pastes:
-            out[y : y + idx.shape[0], x : x + idx.shape[1]] = idx
+            image.paste(Image.fromarray(np.ascontiguousarray(idx, np.uint8)), (x, y))
         pal = np.zeros((256, 3), np.uint8)
         pal[:N_GREY] = np.round(255 - np.arange(N_GREY) * 255 / (N_GREY - 1)).astype(np.uint8)[:, None]
         pal[BAD] = bad_colour(luts)
         table = np.concatenate(luts)
         pal[FIRST : FIRST + len(table)] = table
-        image = Image.fromarray(out)
-        image.putpalette(pal.tobytes())
+        image.putpalette(pal.tobytes())  # an L image with a palette becomes P, its bytes the indices
         return image
 
 
@@ -234,8 +263,7 @@ def fit_title(text: str, size: int, width: int) -> str:
     >>> fit_title("samples/photo.jpg · conv -> relu", 18, 10_000)
     'samples/photo.jpg · conv -> relu'
     """
-    face = font(size)
-    if face.getlength(text) <= width:
+    if text_length(size, text) <= width:
         return text
     head, tail = text[: len(text) // 2], text[len(text) // 2 :]
     while head or tail:
@@ -244,7 +272,7 @@ def fit_title(text: str, size: int, width: int) -> str:
         else:
             tail = tail[1:]
         cut = f"{head.rstrip()}…{tail.lstrip()}"
-        if face.getlength(cut) <= width:
+        if text_length(size, cut) <= width:
             return cut
     return "…"
 

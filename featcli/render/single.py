@@ -19,7 +19,7 @@ from featcli.render.colour import BAD, quantize, scales
 from featcli.render.grid import render_map, upscale
 from featcli.render.maps import display_size, prepare_all
 from featcli.render.options import GridOptions, Tile
-from featcli.render.paint import Painter, fit_title, fmt, font, range_text, size_text, tick_length
+from featcli.render.paint import Painter, fit_title, fmt, range_text, size_text, text_length, tick_length
 
 #: A map smaller than this (longest side, px) is enlarged by the whole factor that brings it closest.
 MIN_SIDE = 640
@@ -53,7 +53,7 @@ def render_single(tile: Tile, options: GridOptions | None = None) -> Image.Image
                 f"map {tile.label!r}: a raw full-resolution picture needs the whole map, and this "
                 "run kept only a display-size copy (streamed); run without streaming"
             )
-        return render_map(tile.data, opts)
+        return render_map(tile.data, opts, tile.vrange)
     h, w = tile.full_shape or np.shape(tile.data)[-2:]
     side = max(h, w)
     if tile.full_shape is not None:
@@ -77,10 +77,10 @@ def render_single(tile: Tile, options: GridOptions | None = None) -> Image.Image
     probe = Painter((1, 1), fs, [sc.cmap])
     bar_w = max(dw, 16 * fs)
     width = max(
-        bar_w, round(font(probe.fs2).getlength(detail)) + 4 * probe.fs2, round(font(fs).getlength(tile.label)) + 2
+        bar_w, round(text_length(probe.fs2, detail)) + 4 * probe.fs2, round(text_length(fs, tile.label)) + 2
     )
     title = fit_title(opts.title, tsize, max(width, min(opts.max_side - 2 * pad, 2 * width))) if opts.title else ""
-    width = max(width, round(font(tsize).getlength(title)) + 2 if title else 0)
+    width = max(width, round(text_length(tsize, title)) + 2 if title else 0)
     title_h = round(tsize * 1.3) + fs // 2 if title else 0
     bar_h = max(10, probe.fs2)
     y_map = pad + title_h + probe.line + probe.line2 + 4

@@ -183,8 +183,8 @@ def run_batch(
                     rec = failed(i, exc)
             else:
                 rec = slot
-            slots[i] = None  # free the image and tensors
             with uninterrupted():  # a record is counted and printed whole, or not at all
+                slots[i] = None  # free the image and tensors (inside: an interrupt here must not lose it)
                 next_emit += 1
                 setattr(summary, rec.status, getattr(summary, rec.status) + 1)
                 emit(rec)
