@@ -29,7 +29,7 @@ from benchmarks.harness import (
 
 SHAPE_ARGS = ["shape", "1x3x640x640", "conv:out=5,k=3x5,s=1x2,p=2", "maxpool:k=2"]
 SOBEL = ["conv:w=sobel_x+sobel_y,p=1", "magnitude"]
-SCENARIOS = ("shape", "sobel12mp", "grid16", "conv64", "batch200", "tutorial")
+SCENARIOS = ("shape", "sobel12mp", "grid16", "conv64", "batch200", "processes", "tutorial")
 HEAVY_MODULES = {"torch", "numpy"}
 QUERIES = 20_000
 LOOP_FILES = 10
@@ -241,6 +241,26 @@ def scenario_batch(ctx: Context) -> list[Row]:
     return [fc, *cvs, one, loop, tloop]
 
 
+def scenario_processes(ctx: Context) -> list[Row]:
+    """The torch-engine batch in one process and in ``--processes 2`` (the same files and records)."""
+    s, n, out = "processes", ctx.batch_count, ctx.work / "procs"
+
+    def clean() -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+
+    cmd = [*FEATCLI, "run", str(ctx.batch), *SOBEL, "maxpool:k=2", "--engine", "torch", "--out-dir", str(out), "-q"]
+    tools: list[tuple[str, list[str], dict[str, Any]]] = [
+        (f"featcli --processes {k}", [*cmd, "--processes", str(k)],
+         {"items": n, "unit": "img/s", "notes": f"{n} x 640x640 JPEGs, torch engine, a PNG per stage"})
+        for k in (1, 2)]
+    one, two = interleaved(ctx, s, tools, before=clean)
+    ratio = compare(two, one)  # seconds per image, two processes over one
+    speedup = 1 / ratio if ratio else None
+    check(two, ">= 1.7x one process", speedup, speedup >= 1.7 if speedup else None)
+    return [one, two]
+
+
 def scenario_tutorial(ctx: Context) -> list[Row]:
     import numpy as np
     import torch
@@ -291,5 +311,6 @@ def scenario_tutorial(ctx: Context) -> list[Row]:
 
 RUNNERS: dict[str, Callable[[Context], list[Row]]] = {
     "shape": scenario_shape, "sobel12mp": scenario_sobel, "grid16": scenario_grid,
-    "conv64": scenario_conv64, "batch200": scenario_batch, "tutorial": scenario_tutorial,
+    "conv64": scenario_conv64, "batch200": scenario_batch, "processes": scenario_processes,
+    "tutorial": scenario_tutorial,
 }
