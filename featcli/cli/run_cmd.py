@@ -119,6 +119,10 @@ def run_command(
     processes: Annotated[int, typer.Option(
         "--processes", min=1, max=256, help="Worker processes for a CPU batch (same files and records as one "
         "process).", rich_help_panel=_B)] = 1,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS", help="Run the batch on Ray workers (the featcli[ray] extra): local (a Ray on "
+        "this machine's cores), auto (RAY_ADDRESS or the cluster here) or ray://HOST:PORT.",
+        rich_help_panel=_B)] = None,
     shard: Annotated[str | None, typer.Option(
         "--shard", metavar="I/N", help="Run only part I of N of the inputs sorted by path (one part per "
         "machine or job; all parts together give one run's files and records).", rich_help_panel=_B)] = None,
@@ -248,11 +252,13 @@ def run_command(
 
         paths = sorted(paths)
         part = shard_range(len(paths), *parse_shard(shard))
-    if single and not skip_existing and part is None and processes == 1:
+    if ray is not None and processes > 1:
+        raise UsageError("--ray and --processes both spread a batch: give one (Ray uses every CPU it has)")
+    if single and not skip_existing and part is None and processes == 1 and ray is None:
         _run_one(paths[0], cfg, as_json, quiet)
     else:
         _run_many(paths, cfg, as_json=as_json, quiet=quiet, skip_existing=skip_existing, batch_size=batch_size,
-                  workers=workers, processes=processes, part=part)
+                  workers=workers, processes=processes, part=part, ray=ray)
 
 
 def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
@@ -284,7 +290,8 @@ def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
 
 
 def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, skip_existing: bool,
-              batch_size: int, workers: int, processes: int = 1, part: range | None = None) -> None:
+              batch_size: int, workers: int, processes: int = 1, part: range | None = None,
+              ray: str | None = None) -> None:
     """A batch: progress on stderr (terminal only), records in order, a summary, exit 1 if any failed."""
     import contextlib
 
@@ -318,7 +325,12 @@ def _run_many(paths: list[str], cfg: RunConfig, *, as_json: bool, quiet: bool, s
             TimeRemainingColumn(), console=con, transient=True))
         task = progress.add_task("run", total=len(part) if part is not None else len(paths))
     with stack:
-        if processes > 1:
+        if ray is not None:
+            from featcli.run.distributed import run_ray
+
+            summary = run_ray(paths, cfg, emit=emit, address=ray, part=part, batch_size=batch_size,
+                              workers=workers, skip_existing=skip_existing)
+        elif processes > 1:
             from featcli.run.processes import run_processes
 
             summary = run_processes(paths, cfg, emit=emit, processes=processes, part=part, batch_size=batch_size,

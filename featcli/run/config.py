@@ -43,6 +43,7 @@ class RunConfig:
     save: str | None = None  #: raw tensors: .npz / .pt (every stage) or .npy (one stage)
     force: bool = False
     command: str = ""  #: the full command line, recorded in PNG metadata
+    run_id: str = ""  #: recorded in PNG metadata as ``featcli:run`` when set (a retried Ray part finds its files)
 
     def __post_init__(self) -> None:
         try:  # library callers may pass plain strings

@@ -80,11 +80,14 @@ def _picture(results: Sequence[StageResult], cfg: RunConfig, image: LoadedImage,
 
 
 def _metadata(cfg: RunConfig, path: str, stages: Sequence[StageResult]) -> dict[str, str]:
-    return {
+    meta = {
         "featcli:command": cfg.command,
         "featcli:input": path,
         "featcli:stages": " ".join(f"{r.name}={'x'.join(map(str, r.actual))}" for r in stages),
     }
+    if cfg.run_id:
+        meta["featcli:run"] = cfg.run_id
+    return meta
 
 
 def _save_raw(results: Sequence[StageResult], picked: list[int], path: str, out: PendingOutputs) -> None:

@@ -1,0 +1,246 @@
+"""A batch on Ray (``--ray ADDRESS``): the ``featcli[ray]`` extra.
+
+As with ``--processes`` (:mod:`featcli.run.processes`), the run's input list is cut into consecutive parts and
+each part goes to :func:`featcli.run.batch.run_batch` with the whole list, so ``{stem}``, ``{n}``, record indices
+and every output check are the whole run's. Ray Data carries the parts, not the pixels: ``from_items`` of
+``(number, start, stop)`` rows, ``map_batches`` with a pool of actors that each hold one
+:class:`~featcli.run.image.Runner` and decode with featcli's own loader (mixed image sizes never become ragged
+tensors), and ``preserve_order`` so the driver gets the parts back in input order and emits their records.
+
+A killed worker's part is retried by Ray (its actor restarts). Its first attempt may have published some
+images' files (each image's files are published atomically, but one after another) and left hidden
+``.NAME.*.part`` temp files. Every attempt therefore first removes, for the images of its part, the temp files
+and the published PNGs that carry this run's id (``featcli:run`` in their PNG text, a fresh id per run), then
+runs the part as usual: one complete file per output, one record per input, and a file of an older run still
+fails as ``already exists``. Raw ``--save`` files carry no run id, so ``--ray`` refuses ``--save``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import logging
+import os
+import pickle
+import signal
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from featcli.errors import UsageError
+from featcli.run.batch import Record, Summary, run_batch
+from featcli.run.config import RunConfig
+from featcli.run.processes import _parts
+
+__all__ = ["RAY_MISSING", "connect", "run_ray"]
+
+RAY_MISSING = "--ray needs the ray extra: pip install 'featcli[ray]'"
+#: A test hook: ``MARKER:N`` kills the first worker that has emitted N records and can create MARKER.
+KILL_HOOK = "FEATCLI_RAY_KILL_AFTER"
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401 - the extra is ray[data]
+    except ImportError:
+        raise UsageError(RAY_MISSING) from None
+    return ray
+
+
+def connect(address: str, *, num_cpus: int | None = None, object_store_mb: int = 256) -> bool:
+    """Join Ray: ``local`` starts a local Ray on this machine's cores (``num_cpus``), ``auto`` joins
+    ``RAY_ADDRESS`` or the cluster running here, ``ray://host:port`` a remote cluster. Returns whether this call
+    started Ray (the caller shuts it down); an already initialised Ray is used as it is."""
+    ray = _import_ray()
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its own progress notes; featcli draws the bar
+    if ray.is_initialized():
+        return False
+    if address == "local":
+        root = str(Path(__file__).resolve().parents[2])  # this featcli, for workers started here
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
+                 object_store_memory=object_store_mb * 2**20, include_dashboard=False, logging_level="ERROR",
+                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+    elif address == "auto" or address.startswith("ray://"):
+        ray.init(address=address, logging_level="ERROR")
+    else:
+        raise UsageError(f"--ray {address!r}: expected local, auto or ray://HOST:PORT")
+    return True
+
+
+# --- the worker ----------------------------------------------------------------------------------------
+
+
+class _PartRunner:
+    """A Ray actor: one Runner; each row of a batch is a part, run whole, its records pickled."""
+
+    def __init__(self, cfg: RunConfig, paths: Sequence[str], opts: dict[str, Any]) -> None:
+        from featcli.io.inputs import unique_stems
+        from featcli.run.image import Runner
+
+        self.cfg, self.paths, self.opts = cfg, list(paths), opts
+        self.runner = Runner(cfg, batch=True)
+        self.stems = unique_stems(self.paths)
+        self.report: Any = None
+        self.emitted = 0
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        out = []
+        for start, stop in zip(batch["start"], batch["stop"], strict=True):
+            part = range(int(start), int(stop))
+            self._reclaim(part)
+            records: list[tuple[int, str, str, dict[str, Any], str | None]] = []
+
+            def collect(rec: Record, records: list[Any] = records) -> None:
+                records.append((rec.index, rec.path, rec.status, rec.data, rec.error))
+                self.emitted += 1
+                _kill_hook(self.emitted)
+
+            run_batch(self.paths, self.cfg, emit=collect, part=part, runner=self.runner, **self.opts)
+            out.append(pickle.dumps(records))
+        return {"number": batch["number"], "records": np.array(out, dtype=object)}
+
+    def _reclaim(self, part: range) -> None:
+        """Remove what an earlier attempt of this part left: temp files, and published PNGs of this run."""
+        for path in _outputs(self, part):
+            for tmp in _temps(path):
+                _unlink(tmp)
+            if os.path.exists(path) and _stamp(path) == self.cfg.run_id:
+                _unlink(path)
+
+
+def _outputs(worker: _PartRunner, part: range) -> list[str]:
+    from featcli.io.images import probe
+    from featcli.run.destinations import destinations
+
+    if worker.report is None:  # which stages make files depends on the stack only: any input's report
+        for path in worker.paths:
+            try:
+                worker.report = worker.runner.planner.report(probe(path, worker.cfg.load).tensor_shape)
+                break
+            except Exception:  # noqa: BLE001, S112 - a bad file: try the next one
+                continue
+        else:
+            return []
+    out: list[str] = []
+    for i in part:
+        try:
+            dest = destinations(worker.cfg, worker.report, worker.paths[i], stem=worker.stems[i], n=i)
+        except Exception:  # noqa: BLE001 - the run reports it as the image's failure
+            continue
+        out.extend(dest.all)
+    return out
+
+
+def _stamp(path: str) -> str | None:
+    """The ``featcli:run`` id in a PNG's text (None for other files and unreadable ones)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return getattr(im, "text", {}).get("featcli:run")
+    except Exception:  # noqa: BLE001 - not ours to judge: left as it is
+        return None
+
+
+def _temps(path: str) -> list[str]:
+    """The hidden temp files (``.NAME.XXXX.part``, :mod:`featcli.io.outputs`) of an output."""
+    p = Path(path)
+    return glob.glob(os.path.join(glob.escape(str(p.parent)), f".{glob.escape(p.name)}.*.part"))
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _kill_hook(emitted: int) -> None:
+    marker, _, after = os.environ.get(KILL_HOOK, "").rpartition(":")
+    if marker and after.isdigit() and emitted >= int(after):
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --- the driver ----------------------------------------------------------------------------------------
+
+
+def run_ray(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], None], address: str = "local",
+            part: range | None = None, batch_size: int = 8, workers: int = 2, skip_existing: bool = False,
+            actors: int | None = None) -> Summary:
+    """Run ``cfg`` over ``paths`` (or the indices ``part`` of them) on Ray actors (``actors``: default one per
+    CPU of the cluster, each with 1 torch thread unless ``cfg.threads``); ``emit`` each record in input order,
+    as :func:`featcli.run.batch.run_batch` does in one process."""
+    if str(cfg.device).startswith(("cuda", "mps")):
+        raise UsageError(f"--ray runs a batch on CPU workers; with --device {cfg.device} use one process per GPU "
+                         "machine (--shard I/N)")
+    if "-" in paths:
+        raise UsageError("--ray cannot send stdin ('-') to workers; name the files")
+    if cfg.save:
+        raise UsageError("--ray cannot tell a retried part's --save files from an older run's (they carry no run "
+                         "id); write PNGs (-o, --out-dir) or use --processes")
+    ray = _import_ray()
+    cfg = dataclasses.replace(cfg, run_id=cfg.run_id or uuid.uuid4().hex,
+                              threads=cfg.threads if cfg.threads is not None else 1)
+    from featcli.io.inputs import unique_stems
+    from featcli.run.image import Runner
+
+    Runner(cfg, batch=True).check_run(paths, unique_stems(paths))  # refused before Ray starts
+    todo = part if part is not None else range(len(paths))
+    summary, t0 = Summary(), time.perf_counter()
+    started = connect(address)
+    chunks: list[range] = []
+    next_chunk = 0
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = False  # the driver draws featcli's own bar
+        ctx.print_on_execution_start = False
+        size = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        chunks = _parts(todo, size, batch_size)
+        if not chunks:
+            return summary
+        opts = {"batch_size": batch_size, "workers": workers, "skip_existing": skip_existing}
+        env = {k: v for k, v in os.environ.items() if k.startswith("FEATCLI_")}
+        remote: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
+        ds = ray.data.from_items([{"number": k, "start": c.start, "stop": c.stop} for k, c in enumerate(chunks)],
+                                 override_num_blocks=len(chunks))
+        ds = ds.map_batches(_PartRunner, fn_constructor_kwargs={"cfg": cfg, "paths": list(paths), "opts": opts},
+                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(size, len(chunks))),
+                            num_cpus=1, **remote)
+        for row in ds.iter_rows():
+            for index, path, status, data, error in pickle.loads(row["records"]):
+                setattr(summary, status, getattr(summary, status) + 1)
+                emit(Record(index, path, status, data, error))
+            next_chunk += 1
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if started:
+            ray.shutdown()
+        if summary.interrupted:  # killed workers may leave temp files of the parts not emitted
+            _clean_temps(cfg, paths, chunks[next_chunk:])
+        summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _clean_temps(cfg: RunConfig, paths: Sequence[str], chunks: Sequence[range]) -> None:
+    from featcli.io.inputs import unique_stems
+    from featcli.run.image import Runner
+
+    worker = _PartRunner.__new__(_PartRunner)
+    worker.cfg, worker.paths, worker.report = cfg, list(paths), None
+    worker.runner, worker.stems = Runner(cfg, batch=True), unique_stems(paths)
+    for chunk in chunks:
+        for path in _outputs(worker, chunk):
+            for tmp in _temps(path):
+                _unlink(tmp)
