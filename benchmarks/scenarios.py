@@ -15,11 +15,11 @@ from typing import Any
 from benchmarks import peers
 from benchmarks.harness import (
     FEATCLI,
-    _env,
     BenchError,
     Context,
     Proc,
     Row,
+    _env,
     check,
     compare,
     interleaved,
