@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from benchmarks.harness import (
     Context,
     Proc,
     Row,
+    _env,
     check,
     compare,
     interleaved,
@@ -47,6 +50,31 @@ def shape_queries(n: int) -> tuple[bytes, str]:
                   "conv:k=3,p=same relu conv:out=8,k=3,d=2 avgpool:k=2", "conv:w=sobel_x+sobel_y,p=1 magnitude"]
         lines = "".join(f"1x3x{32 + i % 997}x{48 + i % 611} {stacks[i % 4]}\n" for i in range(n))
         return lines.encode(), "4 stacks, varied sizes"
+
+
+#: issue #14: a `featcli shape` process costs at most this many times the CPU of `python -c pass`, and
+#: `featcli shape -` answers at least this many queries per CPU second (the issue's 20,000 lines)
+SHAPE_CPU_RATIO, STDIN_QPS_CPU = 6.0, 30_000
+STDIN_LINE = "1x3x224x224 conv:k=7,s=2,p=3 maxpool:k=3,s=2,p=1 conv:out=64,k=3,p=1\n"
+
+
+def cpu_seconds(cmds: dict[str, list[str]], runs: int, stdin: bytes | None = None) -> dict[str, float]:
+    """Median CPU seconds (user + system, ``os.wait4``) of each command, run round-robin after a warm-up
+    round; CPU time, not wall time, is what the issue's targets count (steadier on a shared machine)."""
+    samples: dict[str, list[float]] = {k: [] for k in cmds}
+    for i in range(runs + 1):
+        for name, cmd in cmds.items():
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env=_env())
+            try:
+                p.stdin.write(stdin or b"")  # type: ignore[union-attr]
+                p.stdin.close()  # type: ignore[union-attr]
+            except BrokenPipeError:
+                pass
+            _, _, usage = os.wait4(p.pid, 0)
+            if i:
+                samples[name].append(usage.ru_utime + usage.ru_stime)
+    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 # --- scenarios ------------------------------------------------------------------------------------
@@ -84,7 +112,20 @@ def scenario_shape(ctx: Context) -> list[Row]:
         imports.notes = f"{len(mods)} modules imported (time includes -X importtime's own cost)"
     except BenchError as e:
         imports.status, imports.notes = "ERROR", str(e)
-    return [fc, base, stdin, progress(imports)]
+    cpu_row = Row("shape", "CPU x python -c pass", subprocess.list2cmdline([*FEATCLI, *SHAPE_ARGS]))
+    cpu = cpu_seconds({"featcli": [*FEATCLI, *SHAPE_ARGS], "python": [sys.executable, "-c", "pass"]},
+                      3 if ctx.quick else 15)
+    ratio = cpu["featcli"] / cpu["python"] if cpu["python"] else None
+    check(cpu_row, f"<= {SHAPE_CPU_RATIO:g}x", ratio, ratio <= SHAPE_CPU_RATIO if ratio else None)
+    cpu_row.notes = f"median CPU {cpu['featcli']:.4f} s vs {cpu['python']:.4f} s (user + system)"
+    n = 2_000 if ctx.quick else QUERIES
+    qrow = Row("shape", "featcli shape - (CPU, repeated line)", subprocess.list2cmdline([*FEATCLI, "shape", "-"]),
+               items=n, unit="q/CPU-s")
+    qcpu = cpu_seconds({"q": [*FEATCLI, "shape", "-"]}, 1 if ctx.quick else 5, (STDIN_LINE * n).encode())["q"]
+    qps = n / qcpu if qcpu else None
+    check(qrow, f">= {STDIN_QPS_CPU} q/CPU-s", qps, qps >= STDIN_QPS_CPU if qps else None)
+    qrow.notes = f"{n} lines of {STDIN_LINE.strip()!r}, whole process, {qcpu:.3f} CPU s"
+    return [fc, base, progress(cpu_row), stdin, progress(qrow), progress(imports)]
 
 
 def scenario_sobel(ctx: Context) -> list[Row]:

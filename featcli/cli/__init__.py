@@ -4,6 +4,8 @@ Command modules import only typer/rich at module level; torch, numpy and matplot
 inside the command bodies, so ``featcli shape`` never pays for them. :func:`main` goes further and
 imports only the module of the command being run (Typer builds a Click command for every registered
 function, and ``run`` alone has 40 options); ``featcli.cli.app`` (for tests and ``--help``) has them all.
+For ``shape`` it first tries :mod:`featcli.cli.fast`, which answers the common command lines without
+importing typer or Rich and declines the rest.
 Both hand out the app through :func:`featcli.cli.base.lean_by_default`, which makes the pydantic-free
 command class the default of every command, sub-apps' included.
 """
@@ -49,4 +51,8 @@ def main() -> None:
     protect_python_stderr()
     name = _command_name(sys.argv[1:])
     with sigterm_as_interrupt():  # SIGTERM cleans up as Ctrl-C does
+        if name == "shape":  # most `featcli shape` lines need neither typer nor Rich (featcli/cli/fast.py)
+            from featcli.cli.fast import try_shape
+
+            try_shape(sys.argv[2:])  # exits when it answered
         _register([name] if name else None)()

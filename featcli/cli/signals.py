@@ -18,13 +18,22 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
 
-from featcli.io.outputs import defer_interrupt
-
 __all__ = ["sigterm_as_interrupt"]
+
+
+def defer_interrupt() -> bool:
+    """:func:`featcli.io.outputs.defer_interrupt` once that module is loaded; before, no section can be open.
+
+    Looked up in ``sys.modules``, not imported: start-up (``featcli shape``) does not pay for featcli.io.outputs
+    (pathlib), and a signal handler never imports.
+    """
+    outputs = sys.modules.get("featcli.io.outputs")
+    return outputs is not None and outputs.defer_interrupt()
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import threading
 
 
@@ -71,6 +70,8 @@ class _Fd2Capture:
 
 
 def _temporary_fd() -> int:
+    import tempfile  # on the first decode only: start-up (`featcli shape`) does not pay for it
+
     fd, name = tempfile.mkstemp(prefix="featcli-stderr-")
     os.unlink(name)  # nothing on disk to clean up; the descriptor keeps the file alive
     return fd

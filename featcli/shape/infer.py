@@ -33,6 +33,10 @@ MAX_ELEMENTS = 2**63 - 1
 
 def _too_big(shape: tuple[int, ...]) -> str | None:
     """Why torch cannot hold a tensor of ``shape``, or None."""
+    if len(shape) == 4:
+        n, c, h, w = shape
+        if c <= MAX_INT and h <= MAX_INT and w <= MAX_INT and n * c * h * w <= MAX_ELEMENTS:
+            return None  # the common case, without the loop below
     if len(shape) == 4 and max(shape[1:]) > MAX_INT:
         return (f"output {format_shape(shape)} has a dimension over {MAX_INT} "
                 "(torch's convolution and pooling index each dimension with 32-bit integers)")
@@ -79,7 +83,8 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
 
     for i, flat in enumerate(flatten(stages), 1):
         stage = flat.stage
-        st.here = f"stage {i} {shorten(stage.text, 200)}"
+        text = stage.text
+        st.here = f"stage {i} {text!r}" if len(text) <= 200 else f"stage {i} {shorten(text, 200)}"
         try:
             for name in flat.reads:
                 enter(st, name)
@@ -95,12 +100,13 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
         if 0 in row.out and 0 not in in_shape:
             row.notes.append(f"the output {format_shape(row.out)} is empty (no values): torch returns an empty "
                              "tensor and the stages after it see none")
-        rf = st.rf
+        rh, rw = st.rf
         resolved = stage if row.resolved is stage.params or row.resolved is None else \
             Stage(stage.text, stage.op, row.resolved)
         rows.append(StageReport(
             index=i, spec=stage.text, op=_OP_NAME[stage.op], in_shape=in_shape, out_shape=row.out,
-            params=row.params, macs=row.macs, rf=(ceil_num(rf[0]), ceil_num(rf[1])),
+            params=row.params, macs=row.macs, rf=(rh if rh.__class__ is int else ceil_num(rh),
+                                                  rw if rw.__class__ is int else ceil_num(rw)),
             jump=(st.jump[0], st.jump[1]), formulas=tuple(row.formulas), notes=tuple(row.notes),
             config=row.config, resolved=resolved, solved=row.solved, options=row.options,
             branch=flat.branch, reads=flat.reads))

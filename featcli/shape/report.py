@@ -7,16 +7,18 @@ pool makes the jump fractional.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from featcli.stages.spec import Stage
+
+if TYPE_CHECKING:
+    from fractions import Fraction  # imported by div_num when a convt or an adaptive pool first needs one
 
 AXES = ("H", "W")
 UNITS = ("rows", "columns")
 MAX_OPTIONS = 8
 #: Receptive-field arithmetic is exact: an int, or a Fraction once a convt/adaptive pool makes it one.
-Num = Union[int, Fraction]  # noqa: UP007 - a runtime alias; X | Y of classes needs 3.10+ at runtime anyway
+Num = Union[int, "Fraction"]  # noqa: UP007 - a runtime alias; X | Y of classes needs 3.10+ at runtime anyway
 Options = dict[str, list[dict[str, int]]]
 
 
@@ -105,7 +107,11 @@ def ceil_num(x: Num) -> int:
 def div_num(x: Num, d: int) -> Num:
     """``x / d``, kept an int when exact (Fractions are slow; they only appear after convt/adaptive)."""
     if isinstance(x, int):
-        return x // d if x % d == 0 else Fraction(x, d)
+        if x % d == 0:
+            return x // d
+        from fractions import Fraction
+
+        return Fraction(x, d)
     q = x / d
     return q.numerator if q.denominator == 1 else q
 

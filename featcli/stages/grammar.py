@@ -188,6 +188,12 @@ def parse_input_shape(text: str) -> tuple[int, int, int, int]:
     >>> parse_input_shape("3x640x480")
     (1, 3, 640, 480)
     """
+    parts = text.split("x")  # the common spelling, 1x3x224x224: plain digits, checked here at once
+    if 2 <= len(parts) <= 4 and all(0 < len(x) <= 10 and x.isascii() and x.isdigit() for x in parts):
+        dims = [int(x) for x in parts]
+        if 1 <= min(dims) and max(dims) <= MAX_INT:
+            full = [1] * (4 - len(dims)) + dims
+            return (full[0], full[1], full[2], full[3])
     t = re.sub(r"\s+", "", text.lower())
     if t.startswith("torch.size(") and t.endswith(")"):  # pasted from print(x.shape)
         t = t[len("torch.size("):-1]

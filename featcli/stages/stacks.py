@@ -14,14 +14,18 @@ Pure stdlib.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from featcli.errors import SpecError
-from featcli.resources import stacks_dir
 from featcli.stages.grammar import shorten
 from featcli.stages.spec import join_split_stages, split_stack
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# pathlib, difflib and featcli.resources are imported in the functions that read stack files: a stack of plain
+# stages (every `featcli shape` query without @) never pays for them.
 
 PREFIX = "@"
 SUFFIX = ".txt"
@@ -32,6 +36,8 @@ MAX_BYTES = 1 << 20
 
 def stack_names() -> list[str]:
     """The example stacks shipped with featcli (``resnet18``, ...), sorted."""
+    from featcli.resources import stacks_dir
+
     try:
         return sorted(p.stem for p in stacks_dir().glob(f"*{SUFFIX}"))
     except Exception:  # noqa: BLE001 - a broken installation: no examples, and the error says where it looked
@@ -44,6 +50,11 @@ def stack_path(ref: str) -> Path:
     Raises:
         SpecError: no such example or file.
     """
+    import difflib
+    from pathlib import Path
+
+    from featcli.resources import stacks_dir
+
     name = ref[len(PREFIX):] if ref.startswith(PREFIX) else ref
     path = Path(name).expanduser()
     if path.is_file():

@@ -116,3 +116,42 @@ def test_stages_and_shape_import_neither_numpy_nor_torch() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]", res.stdout
+
+
+def test_serve_repeated_lines_match_fresh_answers_and_the_query_path() -> None:
+    """The answer cache (repeated queries) changes no byte: each line answered alone and by query() agree."""
+    import json
+    import random
+
+    from featcli.shape import service
+
+    rng = random.Random(7)
+    stacks = ["conv:out=5,k=3x5,s=1x2,p=2 maxpool:k=2", "convt:k=4,s=2,p=1 conv:k=3,p=same",
+              "avgpool:k=3,s=2,ceil=1 conv:out=8,k=3,s=2,p=?", "conv:k=9 conv:k=9", "adaptiveavg:o=3 flatten",
+              "save:a conv:k=3,p=1 add:a(conv:k=1 bn) relu"]
+    lines = [f"1x3x{rng.choice([5, 16, 17, 33])}x{rng.choice([6, 16, 31])} {rng.choice(stacks)}" for _ in range(300)]
+    lines += ["1x3x8x8 @lenet5", "1x1x32x32 @lenet5", "1x1x32x32 @lenet5  # again"]
+    def raw(text: str) -> list[str]:
+        out = io.StringIO()
+        serve(io.StringIO(text), out)
+        return out.getvalue().splitlines()
+
+    out = raw("\n".join(lines) + "\n")
+    assert len(out) == len(lines)
+    for n, (line, got) in enumerate(zip(lines, out, strict=True), 1):
+        alone = raw(line + "\n")[0]
+        if alone.startswith('{"error"'):
+            assert got == alone.replace('"line":1}', f'"line":{n}}}')
+            continue
+        assert got == alone
+        tokens = line.split("#")[0].split()
+        expected = service.query(InputResolver(), tokens[0], tokens[1:]).to_dict()
+        assert json.loads(got) == json.loads(json.dumps(expected))
+
+
+def test_serve_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from featcli.shape import service
+
+    monkeypatch.setattr(service, "_ANSWERED_MAX", 3)
+    lines = [f"1x1x{8 + i % 5}x8 maxpool:k=2" for i in range(40)]
+    assert [a["output"][2] for a in answers("\n".join(lines))[1]] == [(8 + i % 5) // 2 for i in range(40)]

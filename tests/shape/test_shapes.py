@@ -391,3 +391,27 @@ def test_shape_path_imports_neither_torch_nor_numpy() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@pytest.mark.parametrize("text", ["1x3x224x224", "3x640x480", "7x9", "0x3x8x8", "1x3x8x0", "2147483647x1",
+                                  "2147483648x1", "00000000001x5", "1x3x8", "1x", "x1", "1x3x8x8x8", "1X3X8X8",
+                                  "1x²x3", "1x3x8x8 ", "１x3"])
+def test_input_shape_fast_spelling_agrees_with_the_general_parser(text: str) -> None:
+    """parse_input_shape's shortcut for plain NxCxHxW digits answers (or refuses) as its general path does."""
+    from featcli.errors import SpecError
+    from featcli.stages import grammar
+
+    def general(t: str) -> object:  # the same text, spelled so the shortcut does not apply
+        try:
+            return grammar.parse_input_shape.__wrapped__(f"[{t.replace('x', ',')}]")
+        except SpecError as exc:
+            return type(exc)
+
+    try:
+        got: object = grammar.parse_input_shape.__wrapped__(text)
+    except SpecError as exc:
+        got = type(exc)
+    if "x" in text and text.strip() == text and text.lower() == text and text.count("x") <= 3:
+        assert got == general(text)
+    else:
+        assert got == general(text) or got is SpecError
