@@ -140,8 +140,9 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
     write, flush = stdout.write, stdout.flush
     # Answers of queries already seen, by their tokens: a script that asks the same question again (a sweep
     # over a few stacks, a loop re-checking a model) gets the same JSON text without the walk. Only answers
-    # that depend on the line alone: no image INPUT (its size is read from a file), no @STACK file, no error
-    # (its message names the line number).
+    # that depend on the line alone: no image INPUT (its size is read from a file), no @STACK file, no
+    # kernel or weights reference (``w=``: a file the user may edit between queries), no error (its message
+    # names the line number).
     answered: dict[tuple[str, ...], str] = {}
     failed = lineno = 0
     for batch in line_batches(stdin):
@@ -173,7 +174,7 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
                 stages = [parse(t, i) for i, t in enumerate(texts, 1)]
                 text = encode(run(shape, stages, kernels_dir=kernels_dir, source=source).to_dict())
                 answers.append(text)
-                if source is None and "@" not in line:
+                if source is None and "@" not in line and "w=" not in line:  # w=: a kernel file may change
                     if len(answered) >= _ANSWERED_MAX:
                         answered.clear()
                     answered[key] = text
