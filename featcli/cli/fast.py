@@ -116,11 +116,9 @@ def _print(report: Any, opts: dict[str, Any]) -> int:
     fmt = opts["fmt"]
     if opts["as_json"] or fmt == "json":
         from featcli.cli.console import print_json
+        from featcli.cli.formats import json_document
 
-        doc = report.to_dict()
-        for stage, nbytes in zip(doc["stages"], mem.stages, strict=True):
-            stage["bytes"] = nbytes
-        print_json({**doc, "memory": mem.to_dict()})
+        print_json(json_document(report, mem))
     elif fmt in ("markdown", "csv"):
         from featcli.cli.formats import csv_text, markdown
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from featcli.shape.memory import MemoryReport
     from featcli.shape.report import ShapeReport
 
-__all__ = ["csv_text", "markdown", "memory_line"]
+__all__ = ["csv_text", "json_document", "markdown", "memory_line"]
 
 _HEAD = ["#", "stage", "output", "params", "MACs", "RF", "jump", "memory", "formula"]
 
@@ -58,6 +58,14 @@ def csv_text(report: ShapeReport, mem: MemoryReport) -> str:
     writer.writerow([h if h != "memory" else f"memory_bytes_{mem.dtype}" for h in _HEAD])
     writer.writerows(_rows(report, mem, exact=True))
     return buf.getvalue()
+
+
+def json_document(report: ShapeReport, mem: MemoryReport) -> dict[str, object]:
+    """``featcli shape --json``: the report's object, each stage's ``bytes`` and the ``memory`` summary."""
+    doc = report.to_dict()
+    for stage, nbytes in zip(doc["stages"], mem.stages, strict=True):
+        stage["bytes"] = nbytes
+    return {**doc, "memory": mem.to_dict()}
 
 
 def memory_line(mem: MemoryReport) -> str:

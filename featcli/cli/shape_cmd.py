@@ -117,20 +117,18 @@ def shape_command(
 
             print_shape_report(out_console(), exc.partial, total="so far")
         raise
-    mem = memory(report, dtype)
     if code:
         from featcli.cli.base import command_line
         from featcli.shape.code import module_code
 
         sys.stdout.write(module_code(report, command_line().replace(" --code", "")))
         return
+    mem = memory(report, dtype)
     if as_json:
         from featcli.cli.console import print_json
+        from featcli.cli.formats import json_document
 
-        doc = report.to_dict()
-        for stage, nbytes in zip(doc["stages"], mem.stages, strict=True):
-            stage["bytes"] = nbytes
-        print_json({**doc, "memory": mem.to_dict()})
+        print_json(json_document(report, mem))
     elif fmt in ("markdown", "csv"):
         from featcli.cli.formats import csv_text, markdown
 
