@@ -33,6 +33,26 @@ def about(exc: FeatcliError, path: str) -> FeatcliError:
     return exc
 
 
+def failure_message(path: str, exc: BaseException) -> str:
+    """The message of one input's failure: featcli's own errors as they are, anything else as an internal
+    error naming the input (its traceback on stderr when ``FEATCLI_DEBUG`` is set), so a batch reports a
+    featcli bug as that input's failure and goes on.
+
+    >>> failure_message("a.png", KeyError("x"))
+    "a.png: internal error: KeyError: 'x' (set FEATCLI_DEBUG=1 for a traceback)"
+    """
+    if isinstance(exc, FeatcliError):
+        return str(exc)
+    import os
+
+    if os.environ.get("FEATCLI_DEBUG"):
+        import sys
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    return f"{path}: internal error: {type(exc).__name__}: {exc} (set FEATCLI_DEBUG=1 for a traceback)"
+
+
 class UsageError(FeatcliError):
     """The command line itself is wrong (bad option value, bad syntax)."""
 

@@ -45,18 +45,6 @@ def report_note(message: str) -> None:
     err_console().print(styled(("featcli: note:", "bold yellow"), " ", one_line(message)), soft_wrap=True)
 
 
-def failure_text(path: str, exc: BaseException) -> str:
-    """The message of one input's failure: the error itself for featcli's own errors, else an internal
-    error naming the input (with the traceback on stderr when ``FEATCLI_DEBUG`` is set)."""
-    if isinstance(exc, FeatcliError):
-        return str(exc)
-    if os.environ.get("FEATCLI_DEBUG"):
-        import traceback
-
-        traceback.print_exception(exc, file=sys.stderr)
-    return f"{path}: internal error: {type(exc).__name__}: {exc} (set FEATCLI_DEBUG=1 for a traceback)"
-
-
 def one_line(text: str) -> str:
     """``text`` on one line: newlines and other control characters shown escaped, never acted on; a word of
     more than 200 characters (an echoed argument) shortened to its ends.

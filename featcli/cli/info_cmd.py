@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from featcli.cli.base import app, failure_text, report_error
+from featcli.cli.base import app, report_error
 from featcli.cli.console import out_console, print_json, styled
 from featcli.cli.options import (
     AlphaOpt,
@@ -19,7 +19,7 @@ from featcli.cli.options import (
     load_options,
 )
 from featcli.enums import Alpha, Channels, Scale
-from featcli.errors import FeatcliError
+from featcli.errors import FeatcliError, failure_message
 
 if TYPE_CHECKING:
     from featcli.io.images import LoadOptions
@@ -76,7 +76,7 @@ def info_command(
             record = describe(path, opts, pixels=pixels)
             record["loading"] = loading_notes(record, opts)
         except Exception as exc:  # noqa: BLE001 - one input's failure is its record, never the batch's end
-            error = failure_text(path, exc)
+            error = failure_message(path, exc)
             if as_json:
                 print_json({"path": path, "index": i, "status": "failed", "error": error})
             if single:

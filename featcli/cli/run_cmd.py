@@ -266,8 +266,8 @@ def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
 
     A shape that differs from the plan (a featcli bug) still shows the table up to the ✗ row.
     """
-    from featcli.cli.base import failure_text
     from featcli.engine.loop import ShapeMismatch
+    from featcli.errors import failure_message
     from featcli.run.image import Runner
 
     try:
@@ -280,7 +280,7 @@ def _run_one(path: str, cfg: RunConfig, as_json: bool, quiet: bool) -> None:
         raise
     except Exception as exc:
         if as_json:  # the record a batch would give, so scripts read one format
-            print_json({"path": path, "index": 0, "status": "failed", "error": failure_text(path, exc)})
+            print_json({"path": path, "index": 0, "status": "failed", "error": failure_message(path, exc)})
         raise
     if as_json:
         print_json(outcome.record())

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from featcli.errors import FeatcliError, UsageError, about
+from featcli.errors import FeatcliError, UsageError, about, failure_message
 from featcli.io.decode import display_name
 from featcli.io.inputs import unique_stems
 from featcli.io.outputs import uninterrupted
@@ -161,7 +161,7 @@ def run_batch(
     def failed(i: int, exc: BaseException) -> Record:
         if isinstance(exc, FeatcliError):
             return Record(i, paths[i], "failed", error=str(about(exc, display_name(paths[i]))))
-        return Record(i, paths[i], "failed", error=f"{paths[i]}: internal error: {type(exc).__name__}: {exc}")
+        return Record(i, paths[i], "failed", error=failure_message(paths[i], exc))
 
     def drain(block: bool, *, stopped: bool = False) -> None:
         """Emit the finished records in order; ``stopped``: every record there is, skipping the inputs an
