@@ -7,6 +7,7 @@ In a wheel, ``kernels/``, ``samples/`` and ``stacks/`` are installed inside the 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from featcli.errors import FeatcliError
 _PKG = Path(__file__).resolve().parent
 
 
+@functools.cache
 def _data_dir(name: str) -> Path:
     for candidate in (_PKG / f"_{name}", _PKG.parent / name):
         if candidate.is_dir():
@@ -84,3 +86,18 @@ def resolve_sample(text: str) -> str:
         return text
     return str(sample_path(text[len(SAMPLE_PREFIX):]))
 
+
+
+def sample_name(path: str | os.PathLike[str]) -> str | None:
+    """``sample:NAME`` when ``path`` is a bundled sample (how messages and records show it), else None.
+
+    >>> sample_name(sample_path("photo")), sample_name("photo.jpg")
+    ('sample:photo', None)
+    """
+    try:
+        p = os.path.abspath(os.fspath(path))
+        folder = str(samples_dir())
+    except (OSError, ValueError, FeatcliError):
+        return None
+    stem, ext = os.path.splitext(os.path.basename(p))
+    return f"{SAMPLE_PREFIX}{stem}" if os.path.dirname(p) == folder and ext.lower() in _SAMPLE_EXTS else None

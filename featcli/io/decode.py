@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from featcli.errors import FeatcliError, ImageLoadError
+from featcli.errors import ImageLoadError
 from featcli.io.stderr import CAPTURE
 
 if TYPE_CHECKING:
@@ -215,22 +215,10 @@ def display_name(path: str | os.PathLike[str]) -> str:
     sample (as the user can type it anywhere), else :func:`display_path`."""
     if str(path) == STDIN:
         return "<stdin>"
-    sample = _sample_name(path)
+    from featcli.resources import sample_name
+
+    sample = sample_name(path)
     return sample if sample else display_path(path)
-
-
-def _sample_name(path: str | os.PathLike[str]) -> str | None:
-    from featcli.resources import SAMPLE_PREFIX, samples_dir
-
-    try:
-        p = os.path.abspath(os.fspath(path))
-        folder = str(samples_dir())
-    except (OSError, ValueError, FeatcliError):
-        return None
-    if os.path.dirname(p) != folder:
-        return None
-    stem, ext = os.path.splitext(os.path.basename(p))
-    return f"{SAMPLE_PREFIX}{stem}" if ext.lower() in (".png", ".jpg", ".jpeg") else None
 
 
 def open_source(path: str | os.PathLike[str], name: str) -> Callable[[], Any]:
