@@ -19,11 +19,12 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from featcli.engine.loop import StageResult
+    from featcli.engine.predict import Prediction
     from featcli.shape.memory import MemoryReport
     from featcli.shape.report import ShapeReport, StageReport
 
-__all__ = ["elide", "formula_lines", "human", "print_run_table", "print_shape_report", "shape_notes", "shape_table",
-           "stage_label"]
+__all__ = ["elide", "formula_lines", "human", "print_prediction", "print_run_table", "print_shape_report",
+           "shape_notes", "shape_table", "stage_label"]
 
 #: Below this width the ``run`` table drops its op and time columns and merges predicted/actual.
 WIDE = 100
@@ -245,3 +246,16 @@ def print_run_table(con: Console, path: str, input_shape: tuple[int, ...] | None
     con.print(table)
     for f in outputs:
         con.print("wrote the PNG to standard output" if f == "-" else f"wrote {f}")
+
+
+def print_prediction(con: Console, predictions: list[Prediction], title: str = "prediction") -> None:
+    """The top-k classes of a network's output, best first, with probabilities as percentages."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold")
+    table.add_column("#", justify="right")
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    for p in predictions:
+        table.add_row(str(p.rank), p.label, f"{100 * p.probability:.1f}%")
+    con.print(table)
