@@ -47,6 +47,7 @@ from featcli.io.decode import (
     png_metadata_after_pixels,
     quiet_warnings,
 )
+from featcli.io.jpeg import fast_decode
 
 if TYPE_CHECKING:
     import numpy as np
@@ -156,12 +157,19 @@ def _out_size(size: tuple[int, int], orientation: int, max_side: int | None) -> 
     return w, h
 
 
-def _read(path: str | os.PathLike[str], opts: LoadOptions, *, decode: bool) -> tuple[ImageHeader, Image.Image]:
+#: (JPEG mode, --channels) pairs whose pixels :func:`featcli.io.jpeg.fast_decode` gives as they are.
+_FAST = {("RGB", Channels.RGB), ("RGB", Channels.KEEP), ("L", Channels.GRAY), ("L", Channels.KEEP)}
+
+
+def _read(path: str | os.PathLike[str], opts: LoadOptions, *, decode: bool, fast: bool = False
+          ) -> tuple[ImageHeader, Image.Image, np.ndarray | None]:
     """Header (and, with ``decode``, every pixel of the chosen frame) of one file, inside the decode guard.
 
-    Returns the header and the open image; the caller closes it. With ``decode`` a JPEG is decoded at
-    the smallest libjpeg scale that still covers ``--max-side`` (``draft``).
+    Returns the header, the open image (the caller closes it) and, when ``fast`` and the pixels came from
+    :func:`featcli.io.jpeg.fast_decode`, the final HWC array (the image is then not loaded). With
+    ``decode`` a JPEG is decoded at the smallest libjpeg scale that still covers ``--max-side`` (``draft``).
     """
+    pixels = None
     name = display_name(path)
     source = open_source(path, name)
     with decoding(name, bomb_message(opts.max_pixels)) as guard:
@@ -174,9 +182,13 @@ def _read(path: str | os.PathLike[str], opts: LoadOptions, *, decode: bool) -> t
             orientation = 1 if png else _orientation(img)  # TIFF: before the decode closes the file
             guard.what = "image data"
             if decode:
+                if (fast and not opts.frame and orientation == 1 and (mode, opts.channels) in _FAST
+                        and _out_size(size, 1, opts.max_side) == size):
+                    pixels = fast_decode(img, source, mode)
                 if opts.max_side and img.format == "JPEG":
                     img.draft(img.mode, _out_size(size, 1, opts.max_side))
-                img.load()
+                if pixels is None:
+                    img.load()
             if png:
                 orientation = _orientation(img)  # decoded when late metadata may exist
         except BaseException:
@@ -195,7 +207,7 @@ def _read(path: str | os.PathLike[str], opts: LoadOptions, *, decode: bool) -> t
         out_size=_out_size(size, orientation, opts.max_side),
         channels=colour + (1 if has_alpha and opts.alpha is Alpha.KEEP else 0),
     )
-    return header, img
+    return header, img, pixels
 
 
 def probe(path: str | os.PathLike[str], opts: LoadOptions | None = None, *, verify: bool = False) -> ImageHeader:
@@ -209,7 +221,7 @@ def probe(path: str | os.PathLike[str], opts: LoadOptions | None = None, *, veri
     Raises:
         ImageLoadError: as :func:`load_image`.
     """
-    header, img = _read(path, opts or LoadOptions(), decode=verify)
+    header, img, _ = _read(path, opts or LoadOptions(), decode=verify)
     img.close()
     return header
 
@@ -250,7 +262,10 @@ def load_image(path: str | os.PathLike[str], opts: LoadOptions | None = None) ->
             unsupported mode, frame out of range; every decoder failure, with its reason.
     """
     opts = opts or LoadOptions()
-    header, img = _read(path, opts, decode=True)
+    header, img, pixels = _read(path, opts, decode=True, fast=True)
+    if pixels is not None:
+        img.close()
+        return LoadedImage(header, pixels, 255.0, ("L",) if header.mode == "L" else ("R", "G", "B"))
     try:
         return _convert(img, header, opts)
     except MemoryError:
