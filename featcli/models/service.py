@@ -25,7 +25,7 @@ from featcli.models.layers import LayerRecord, Recorder
 
 __all__ = ["ModelRequest", "ModelResult", "model_input", "read_labels", "route_of", "run_model"]
 
-ROUTES = {"torch": "PyTorch module", "onnx": "ONNX (onnxruntime)", "pt2": "torch.export program"}
+ROUTES = {"torch": "PyTorch module", "onnx": "ONNX via onnxruntime", "pt2": "torch.export program"}
 
 
 def route_of(model: str) -> str:
