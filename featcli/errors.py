@@ -99,3 +99,7 @@ class StageError(FeatcliError):
 
 class BudgetError(FeatcliError):
     """A stage's output or weights would need more memory than the run's budget (``--max-memory``)."""
+
+
+class ModelError(FeatcliError):
+    """A ``--model`` cannot be imported, loaded or run (not a module, malformed file, refused archive...)."""

@@ -9,6 +9,7 @@ import typer
 
 from featcli.cli.base import app, command_line
 from featcli.cli.console import err_console, out_console, print_json
+from featcli.cli.model_run import run_model
 from featcli.cli.options import (
     AlphaOpt,
     BackgroundOpt,
@@ -31,6 +32,7 @@ _K = "Kernels and stages"
 _O = "Outputs"
 _G = "Grid look"
 _B = "Batches"
+_M = "Whole models (--model)"
 
 
 def split_args(args: list[str]) -> tuple[list[str], list[str]]:
@@ -157,6 +159,22 @@ def run_command(
         "--max-memory", metavar="SIZE", help="Refuse a stage whose output or weights would need more than this "
         "(512M, 4G; 0 = no limit), before anything is allocated. Default: half the memory available.",
         rich_help_panel="Compute", show_default=False)] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", metavar="MODEL", help="A trained network to run: a featcli model file, a PyTorch module:attr or "
+        "file.py:attr (importing runs that code: use your own), an .onnx file, or a .pt2 export.",
+        rich_help_panel=_M)] = None,
+    weights: Annotated[str | None, typer.Option(
+        "--weights", metavar="FILE", help="State dict for a module:attr model (.pt/.pth, weights only, or "
+        ".safetensors).", rich_help_panel=_M)] = None,
+    layers: Annotated[list[str] | None, typer.Option(
+        "--layers", metavar="GLOB", help="Layers to draw and save, by name (repeatable or a comma list).",
+        rich_help_panel=_M)] = None,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", metavar="FILE", help="Class names, one a line (or a JSON list).", rich_help_panel=_M)] = None,
+    top: Annotated[int, typer.Option("--top", metavar="K", min=1, help="How many classes the prediction lists.",
+                                     rich_help_panel=_M)] = 5,
+    size: Annotated[str | None, typer.Option("--size", metavar="HxW", help="Resize the image to the model's input.",
+                                             rich_help_panel=_M)] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     channels: ChannelsOpt = Channels.RGB,
@@ -172,6 +190,8 @@ def run_command(
     Each stage's shape is predicted by the formula engine (as in `featcli shape`) and checked against the
     real tensor. Example: featcli run sample:shapes -k sobel_x -k sobel_y --pool max:k=2 -o grid.png
     """
+    if model is not None:  # a whole network: featcli/cli/model_run.py
+        return run_model(**locals())
     from featcli.cli.hints import check_inputs, check_stages, check_stdin
     from featcli.errors import UsageError
 

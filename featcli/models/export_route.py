@@ -1,0 +1,219 @@
+"""A ``.pt2`` archive from ``torch.export.save`` as a model, run node by node.
+
+The archive is checked before torch reads it: ``torch.export.load`` would unpickle with ``weights_only=False``
+a weight or constant stored as a pickle, a custom object, or sample inputs that fail the safe loader, so
+featcli refuses archives with pickled payloads or custom objects, and loads the rest with ``torch.load``
+forced to ``weights_only=True``. The program's module then runs in a ``torch.fx.Interpreter`` that records
+every ``call_function`` node (named ``module.path:node``, from the node's ``nn_module_stack``); each node's
+output size is known from the export before it runs, so one over the memory budget is refused first. The
+interpreted output is checked against the exported program's own forward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featcli.errors import FeatcliError, ModelError
+from featcli.models.formula import LayerOp, pair
+from featcli.models.layers import Recorder
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ExportedModel", "aten_op", "load_pt2", "run_pt2"]
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse what ``torch.export.load`` would unpickle unsafely (see the module docstring)."""
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: not a .pt2 archive (torch.export.save writes a zip archive)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if not any(n.endswith(".json") and "/models/" in f"/{n}" for n in names):
+                raise ModelError(f"{path}: a zip archive without an exported program (no models/*.json)")
+            for n in names:
+                part = f"/{n}"
+                if ("/data/weights/" in part or "/data/constants/" in part) and n.endswith(".pt"):
+                    raise ModelError(f"{path}: holds pickled payloads ({n}), which featcli does not load "
+                                     "(re-save it with torch.export.save of a current torch)")
+                if n.endswith("_config.json") and ("/data/weights/" in part or "/data/constants/" in part):
+                    config = json.loads(zf.read(n)).get("config", {})
+                    for key, meta in config.items():
+                        pickled = meta.get("use_pickle") or not str(meta.get("path_name", "")).startswith(
+                            ("weight_", "tensor_"))
+                        if pickled:
+                            raise ModelError(f"{path}: {key!r} is stored as a pickle or custom object, which "
+                                             "can run code; featcli loads only plain tensors from .pt2 archives")
+    except (zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{path}: damaged .pt2 archive ({str(exc)[:200]})") from None
+
+
+@contextlib.contextmanager
+def _weights_only() -> Iterator[None]:
+    """``torch.load`` with ``weights_only=True`` whatever its caller asks (torch.export.load's fallbacks)."""
+    import torch
+
+    real = torch.load
+
+    def safe(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return real(*args, **kwargs)
+
+    torch.load = safe
+    try:
+        yield
+    finally:
+        torch.load = real
+
+
+class ExportedModel:
+    """A loaded exported program: its runnable module and the input shape it was exported with."""
+
+    def __init__(self, program: Any, path: str) -> None:
+        self.program, self.path = program, path
+        user = list(program.graph_signature.user_inputs)
+        if len(user) != 1:
+            raise ModelError(f"{path}: the program takes {len(user)} inputs; featcli feeds one image tensor")
+        node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == user[0])
+        val = node.meta.get("val")
+        dims = tuple(val.shape) if val is not None else ()
+        if len(dims) != 4:
+            raise ModelError(f"{path}: the input has {len(dims)} dimensions; featcli feeds an image as (N, C, H, W)")
+        self.dims: tuple[int | None, ...] = tuple(d if isinstance(d, int) else None for d in dims)
+        self.module = program.module()
+
+
+def load_pt2(path: str) -> ExportedModel:
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{path}: .pt2 file not found")
+    _check_archive(p)
+    try:
+        with _weights_only():
+            program = torch.export.load(str(p))
+    except Exception as exc:  # noqa: BLE001 - torch raises anything on a damaged archive
+        text = str(exc).strip().splitlines()
+        why = text[0][:200] if text else type(exc).__name__
+        if "weights_only" in why or "Unpickl" in type(exc).__name__:
+            why = "it holds objects beyond plain tensors"
+        raise ModelError(f"{path}: cannot load the exported program ({why})") from None
+    return ExportedModel(program, path)
+
+
+def _name(target: Any) -> str:
+    text = getattr(target, "__name__", None) or str(target)
+    return str(text).split(".")[0]
+
+
+def aten_op(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> LayerOp | None:
+    """The featcli stage of an aten call on real argument values, or None."""
+    import torch
+
+    name, x = _name(target), args[0] if args else None
+    if not isinstance(x, torch.Tensor):
+        return None
+    four = x.dim() == 4
+    a = list(args) + [None] * 10
+    if name == "conv2d" or (name == "convolution" and not a[6]):
+        w = args[1]
+        s, p, d, g = (a[3:7] if name == "conv2d" else [a[3], a[4], a[5], a[8]])
+        if isinstance(p, str):
+            return LayerOp("conv", {"out": w.shape[0], "k": tuple(w.shape[2:]), "s": s or 1, "p": p, "d": d or 1,
+                                    "g": g or 1, "bias": a[2] is not None})
+        return LayerOp("conv", {"out": w.shape[0], "k": tuple(w.shape[2:]), "s": pair(s or 1), "p": pair(p or 0),
+                                "d": pair(d or 1), "g": g or 1, "bias": a[2] is not None})
+    if name == "conv_transpose2d" or (name == "convolution" and a[6]):
+        w = args[1]
+        s, p, op, g, d = (a[3:8] if name == "conv_transpose2d" else [a[3], a[4], a[7], a[8], a[5]])
+        return LayerOp("convt", {"out": w.shape[1] * (g or 1), "k": tuple(w.shape[2:]), "s": pair(s or 1),
+                                 "p": pair(p or 0), "op": pair(op or 0), "d": pair(d or 1), "g": g or 1,
+                                 "bias": a[2] is not None})
+    if name == "max_pool2d":
+        k = pair(a[1])
+        return LayerOp("maxpool", {"k": k, "s": pair(a[2] or k), "p": pair(a[3] or 0), "d": pair(a[4] or 1),
+                                   "ceil": bool(a[5])})
+    if name == "avg_pool2d" and a[6] is None:
+        k = pair(a[1])
+        return LayerOp("avgpool", {"k": k, "s": pair(a[2] or k), "p": pair(a[3] or 0), "ceil": bool(a[4]),
+                                   "cip": a[5] is None or bool(a[5])})
+    if name == "adaptive_avg_pool2d":
+        o = pair(a[1])
+        return LayerOp("gap") if o == (1, 1) else LayerOp("adaptiveavg", {"o": o})
+    if name == "linear":
+        return LayerOp("linear", {"out": args[1].shape[0], "bias": a[2] is not None})
+    if name == "flatten" and four and (a[1] or 0) == 1 and a[2] in (None, -1, 3):
+        return LayerOp("flatten")
+    if name in ("batch_norm", "_native_batch_norm_legit_no_training") and four:
+        return LayerOp("bn", {"eps": float(a[7] if name == "batch_norm" else a[6] or 1e-5)})
+    if name in ("softmax", "_softmax") and x.dim() in (2, 4) and a[1] % x.dim() == 1:
+        return LayerOp("softmax")
+    if name == "leaky_relu":
+        return LayerOp("leakyrelu", {"slope": float(a[1] if a[1] is not None else 0.01)})
+    if name == "prelu" and four:
+        return LayerOp("prelu", {"n": args[1].numel()})
+    if name == "dropout":
+        return LayerOp("dropout", {"p": float(a[1] if a[1] is not None else 0.5)})
+    simple = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "abs": "abs"}
+    return LayerOp(simple[name]) if name in simple else None
+
+
+def _tensors(value: Any) -> list[Any]:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[torch.Tensor]:
+    """Interpret the program on ``x`` node by node, recording each call; checks the output against the
+    program's own forward and returns it."""
+    import operator
+
+    import torch
+    import torch.fx
+
+    class Recording(torch.fx.Interpreter):
+        def run_node(self, n: torch.fx.Node) -> Any:
+            if n.op != "call_function" or n.target is operator.getitem:
+                return super().run_node(n)
+            stack = n.meta.get("nn_module_stack") or {}
+            path = list(stack.values())[-1][0] if stack else ""
+            label = f"{path}:{n.name}" if path else n.name
+            for t in _tensors(n.meta.get("val")):
+                if all(isinstance(d, int) for d in t.shape):
+                    recorder.check(label, tuple(t.shape))
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            out = super().run_node(n)
+            outs = _tensors(out)
+            if outs:
+                first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+                op = aten_op(n.target, args, kwargs) if len(outs) == 1 or "batch_norm" in str(n.target) else None
+                params = sum(v.numel() for v in args[1:] if isinstance(v, torch.nn.Parameter))
+                recorder.add(recorder.unique(label), _name(n.target), outs[:1] if op else outs, params=params,
+                             op=op, in_shape=tuple(first.shape) if first is not None else None)
+            return out
+
+    try:
+        with torch.inference_mode():
+            got = _tensors(Recording(model.module).run(x))
+            want = _tensors(model.module(x))
+    except FeatcliError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        text = str(exc).strip().splitlines()
+        raise ModelError(f"{model.path}: the program failed on the input {list(x.shape)} "
+                         f"({text[0][:200] if text else type(exc).__name__})") from None
+    if len(got) != len(want) or not all(torch.equal(g, w) for g, w in zip(got, want, strict=True)):
+        raise ModelError(f"{model.path}: the node-by-node run differs from the exported program's output")
+    return got

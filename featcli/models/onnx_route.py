@@ -1,0 +1,200 @@
+"""An ONNX file as a model, through onnxruntime (the ``featcli[onnx]`` extra). ONNX files are data: no code runs.
+
+The file is checked (``onnx.checker``), its input fixed to the image's real shape and every intermediate
+shape inferred (``onnx.shape_inference``), so a tensor over the memory budget is refused before anything
+runs. Then the tensors the table measures are added as extra graph outputs of a copy of the model and
+onnxruntime runs it once: every intermediate value can be shown, not only the graph's outputs. When the
+outputs of all layers together would exceed the budget, only the selected layers' and the graph's outputs
+are requested (the other rows show their shapes, without statistics).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featcli.errors import ModelError
+from featcli.models.formula import LayerOp, pair
+from featcli.models.layers import Recorder
+from featcli.shape.memory import output_bytes
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["OnnxModel", "load_onnx", "node_op", "run_onnx"]
+
+_FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+def _modules() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError:
+        raise ModelError("ONNX models need the featcli[onnx] extra: pip install 'featcli[onnx]'") from None
+    return onnx, onnxruntime
+
+
+class OnnxModel:
+    """A checked ONNX model and its one image input: name and declared ``(N, C, H, W)`` (None: dynamic)."""
+
+    def __init__(self, proto: Any, path: str) -> None:
+        self.proto, self.path = proto, path
+        graph = proto.graph
+        inits = {i.name for i in graph.initializer}
+        feeds = [i for i in graph.input if i.name not in inits]
+        if len(feeds) != 1:
+            raise ModelError(f"{path}: the model takes {len(feeds)} inputs; featcli feeds one image tensor")
+        self.input = feeds[0].name
+        dims = feeds[0].type.tensor_type.shape.dim
+        self.dims: tuple[int | None, ...] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+        if len(self.dims) != 4:
+            raise ModelError(f"{path}: input {self.input!r} has {len(self.dims)} dimensions; featcli feeds an image "
+                             "as (N, C, H, W)")
+
+
+def load_onnx(path: str) -> OnnxModel:
+    """Read and check an ONNX file; one-line refusal of a malformed one."""
+    onnx, _ = _modules()
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{path}: ONNX file not found")
+    try:
+        proto = onnx.load(str(p))
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError, ValidationError, ...
+        text = str(exc).strip().splitlines()
+        raise ModelError(f"{path}: not a valid ONNX model ({text[0][:200] if text else type(exc).__name__})") from None
+    return OnnxModel(proto, path)
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    import onnx
+
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _pads(a: dict[str, Any]) -> tuple[int, int] | None:
+    """Symmetric ``pads`` ``[top, left, bottom, right]`` as ``(h, w)``; None for asymmetric or auto_pad."""
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        return None
+    p = list(a.get("pads", [0, 0, 0, 0]))
+    return (p[0], p[1]) if len(p) == 4 and p[0] == p[2] and p[1] == p[3] else None
+
+
+def node_op(node: Any, shapes: dict[str, tuple[int, ...]], inits: dict[str, tuple[int, ...]]) -> LayerOp | None:
+    """The featcli stage of an ONNX node, or None where the stage language cannot express it."""
+    a, t = _attrs(node), node.op_type
+    x = shapes.get(node.input[0], ()) if node.input else ()
+    w = inits.get(node.input[1], ()) if len(node.input) > 1 else ()
+    if t in ("Conv", "ConvTranspose") and len(w) == 4 and _pads(a) is not None:
+        keys: dict[str, Any] = {"k": a.get("kernel_shape", w[2:]), "s": a.get("strides", 1), "p": _pads(a),
+                                "d": a.get("dilations", 1), "g": a.get("group", 1), "bias": len(node.input) > 2}
+        if t == "Conv":
+            return LayerOp("conv", {"out": w[0], **keys})
+        if "output_shape" in a:
+            return None
+        return LayerOp("convt", {"out": w[1] * a.get("group", 1), **keys, "op": a.get("output_padding", 0)})
+    if t in ("MaxPool", "AveragePool") and _pads(a) is not None and len(node.output) == 1:
+        k = pair(a["kernel_shape"])
+        keys = {"k": k, "s": pair(a.get("strides", 1)), "p": _pads(a), "ceil": bool(a.get("ceil_mode", 0))}
+        if t == "MaxPool":
+            return LayerOp("maxpool", {**keys, "d": a.get("dilations", 1)})
+        return LayerOp("avgpool", {**keys, "cip": bool(a.get("count_include_pad", 0))})
+    if t in ("GlobalAveragePool", "GlobalMaxPool"):
+        return LayerOp("gap" if t == "GlobalAveragePool" else "gmp")
+    if t == "Gemm" and len(x) == 2 and len(w) == 2 and a.get("transB", 0) == 1 and not a.get("transA", 0) \
+            and a.get("alpha", 1.0) == 1.0 and a.get("beta", 1.0) == 1.0:
+        return LayerOp("linear", {"out": w[0], "bias": len(node.input) > 2})
+    if t == "Flatten" and len(x) == 4 and a.get("axis", 1) == 1:
+        return LayerOp("flatten")
+    if t == "BatchNormalization" and len(x) == 4:
+        return LayerOp("bn", {"eps": float(a.get("epsilon", 1e-5))})
+    if t == "LeakyRelu":
+        return LayerOp("leakyrelu", {"slope": float(a.get("alpha", 0.01))})
+    if t == "PRelu" and len(x) == 4 and len(w) in (1, 3) and w[0] in (1, x[1]):
+        return LayerOp("prelu", {"n": w[0]})
+    if t == "Softmax" and len(x) in (2, 4) and a.get("axis", -1) % len(x) == 1:
+        return LayerOp("softmax")
+    simple = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Abs": "abs", "Dropout": "dropout"}
+    return LayerOp(simple[t]) if t in simple else None
+
+
+def _fixed(model: OnnxModel, shape: tuple[int, ...]) -> Any:
+    """A copy of the model with its input fixed to ``shape`` and every value's type and shape inferred."""
+    onnx, _ = _modules()
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    for inp in proto.graph.input:
+        if inp.name == model.input:
+            for d, size in zip(inp.type.tensor_type.shape.dim, shape, strict=True):
+                d.Clear()
+                d.dim_value = size
+    try:
+        return onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"{model.path}: shape inference failed for input {list(shape)} ({str(exc)[:200]})") from None
+
+
+def _known(info: Any) -> tuple[int, ...] | None:
+    dims = info.type.tensor_type.shape.dim
+    if not info.type.tensor_type.HasField("shape") or not all(d.HasField("dim_value") for d in dims):
+        return None
+    return tuple(int(d.dim_value) for d in dims)
+
+
+def run_onnx(model: OnnxModel, x: np.ndarray, recorder: Recorder) -> list[np.ndarray]:
+    """Run ``model`` on ``x`` ``(1, C, H, W)`` with every node's outputs measured; the graph's outputs."""
+    onnx, ort = _modules()
+    proto = _fixed(model, tuple(x.shape))
+    graph = proto.graph
+    infos = {v.name: v for v in [*graph.value_info, *graph.output, *graph.input]}
+    shapes = {name: s for name, v in infos.items() if (s := _known(v)) is not None}
+    inits = {i.name: tuple(int(d) for d in i.dims) for i in graph.initializer}
+    sizes = {i.name: math.prod(i.dims) for i in graph.initializer}
+    live = {model.input}  # nodes fed (through others) by the image; the rest fold constants
+    nodes = []
+    for n in graph.node:
+        if any(i in live for i in n.input):
+            live.update(n.output)
+            nodes.append(n)
+    for n in nodes:  # before anything runs: every size shape inference knows
+        for out in n.output:
+            if out in shapes:
+                recorder.check(n.name or out, shapes[out])
+    floats = [o for n in nodes for o in n.output
+              if o and o in infos and infos[o].type.tensor_type.elem_type == _FLOAT]
+    graph_outputs = [o.name for o in graph.output]
+    wanted = [o for o in floats if o not in graph_outputs]
+    total = sum(output_bytes(shapes.get(o, ())) for o in wanted)
+    if recorder.budget and total > recorder.budget:  # all at once would not fit: the selected ones only
+        wanted = [o for n in nodes if recorder.selected(n.name or n.output[0]) for o in n.output if o in wanted]
+    del graph.output[:]
+    graph.output.extend(infos[o] for o in [*graph_outputs, *wanted])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        values = sess.run(None, {model.input: x})
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail, InvalidArgument, ...
+        text = str(exc).strip().splitlines()
+        raise ModelError(f"{model.path}: onnxruntime failed on the input {list(x.shape)} "
+                         f"({text[0][:240] if text else type(exc).__name__})") from None
+    got = dict(zip([*graph_outputs, *wanted], values, strict=True))
+    got[model.input] = x
+    for n in nodes:
+        if not any(o in floats for o in n.output):
+            continue  # shape arithmetic of the graph (Shape, Gather of ints...), not a layer
+        name = n.name or n.output[0]
+        first = n.input[0] if n.input else ""
+        in_shape = tuple(got[first].shape) if first in got else shapes.get(first)
+        params = sum(sizes.get(i, 0) for i in n.input[1:])
+        outs = [got[o] for o in n.output if o in got]
+        if outs:
+            recorder.add(recorder.unique(name), n.op_type, outs, params=params, in_shape=in_shape,
+                         op=node_op(n, {**shapes, first: in_shape} if in_shape else shapes, inits))
+        else:  # not requested (all together over the budget): its shape only
+            recorder.shape_only(recorder.unique(name), n.op_type, [shapes[o] for o in n.output if o in shapes],
+                                params=params)
+    return [got[o] for o in graph_outputs]

@@ -1,0 +1,185 @@
+"""``featcli run IMAGE --model MODEL``: one image through a whole network, every layer in the table.
+
+:func:`run_model` picks the route from the model's name (:func:`route_of`), loads the model, turns the image
+into the tensor the model takes (:func:`model_input`: featcli's loader and loading options, then the model's
+channels and size), runs it with a :class:`featcli.models.layers.Recorder` and returns a
+:class:`ModelResult`: the rows, the kept maps, the outputs and, for a score vector, the top-k prediction
+(:mod:`featcli.engine.predict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from featcli.engine.predict import Prediction, is_scores, top_k
+from featcli.enums import Channels
+from featcli.errors import ModelError, UsageError
+from featcli.io.images import LoadedImage, LoadOptions, load_image
+from featcli.models.layers import LayerRecord, Recorder
+
+__all__ = ["ModelRequest", "ModelResult", "model_input", "read_labels", "route_of", "run_model"]
+
+ROUTES = {"torch": "PyTorch module", "onnx": "ONNX via onnxruntime", "pt2": "torch.export program"}
+
+
+def route_of(model: str) -> str:
+    """``featcli`` (a featcli model file), ``onnx``, ``pt2`` or ``torch`` (``module:attr``, ``file.py:attr``)."""
+    suffix = Path(model).suffix.lower()
+    if suffix == ".safetensors":
+        return "featcli"
+    if suffix in (".onnx", ".pt2"):
+        return suffix[1:]
+    if ":" in model:
+        return "torch"
+    raise UsageError(f"--model {model!r}: expected a featcli model file (.safetensors), a PyTorch module:attr or "
+                     "file.py:attr, an .onnx file or a .pt2 export")
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    """What to run: the model, its weights, the layers to keep, and how the image becomes its input."""
+
+    model: str
+    weights: str | None = None
+    layers: tuple[str, ...] = ()
+    size: tuple[int, int] | None = None
+    load: LoadOptions = field(default_factory=LoadOptions)
+    device: str = "cpu"
+    max_bytes: int | None = None
+    allow_torchscript: bool = False
+    labels: tuple[str, ...] | None = None
+    top: int = 5
+
+
+@dataclass(eq=False)
+class ModelResult:
+    """One image through one model."""
+
+    model: str
+    route: str
+    image: LoadedImage
+    input_shape: tuple[int, ...]
+    rows: list[LayerRecord]
+    kept: dict[str, list[Any]]
+    last_maps: tuple[str, list[Any]] | None
+    outputs: list[Any]
+    params: int
+    notes: list[str] = field(default_factory=list)
+    prediction: list[Prediction] = field(default_factory=list)
+
+    @property
+    def macs(self) -> int:
+        return sum(r.macs or 0 for r in self.rows)
+
+    def record(self, files: Sequence[str] = ()) -> dict[str, Any]:
+        return {"path": self.image.header.path, "model": self.model, "route": self.route,
+                "input": list(self.input_shape), "params": self.params, "macs": self.macs,
+                "layers": [r.record() for r in self.rows], "outputs": [list(o.shape) for o in self.outputs],
+                "notes": self.notes, "prediction": [p.record() for p in self.prediction], "files": list(files)}
+
+
+def read_labels(path: str) -> tuple[str, ...]:
+    """Class names: one per line, or a JSON list of strings."""
+    p = Path(path)
+    try:
+        if p.stat().st_size > 16 << 20:
+            raise UsageError(f"--labels {path!r}: over 16 MiB; expected one class name per line")
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--labels {path!r}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--labels {path!r}: not UTF-8 text; expected one class name per line") from None
+    if text.lstrip().startswith("["):
+        try:
+            names = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--labels {path!r}: not a JSON list ({exc.msg})") from None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise UsageError(f"--labels {path!r}: expected a JSON list of strings")
+        return tuple(names)
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def model_input(path: str, load: LoadOptions, dims: Sequence[int | None], size: tuple[int, int] | None,
+                notes: list[str]) -> tuple[LoadedImage, Any]:
+    """The image at ``path`` as the ``(1, C, H, W)`` float32 tensor a model of input ``dims`` takes.
+
+    Channels: a model of 1 or 3 channels gets the image as gray or RGB (featcli's ``--channels`` conversion);
+    size: ``size`` (``--size``) or the model's static ``(H, W)``, bilinear with antialiasing. What was changed
+    is said in ``notes``; an input the model cannot take is refused naming the shape it expects.
+    """
+    import torch
+
+    from featcli.io.images import to_tensor
+
+    want = "x".join("?" if d is None else str(d) for d in dims)
+    n, c, h, w = dims
+    if n not in (None, 1):
+        raise ModelError(f"the model takes batches of {n} ({want}); featcli feeds one image")
+    image = load_image(path, load)
+    have = image.array.shape[2]
+    if c is not None and c != have:
+        if c not in (1, 3):
+            raise ModelError(f"the model takes input {want}; the image has {have} channels")
+        image = load_image(path, dataclasses.replace(load, channels=Channels.GRAY if c == 1 else Channels.RGB))
+        notes.append(f"input converted to {'gray' if c == 1 else 'RGB'}: the model takes {c} channel"
+                     f"{'s' if c != 1 else ''}")
+    if size is not None and h is not None and w is not None and size != (h, w):
+        raise ModelError(f"--size {size[0]}x{size[1]}: the model takes input {want}")
+    target = size or ((h, w) if h is not None and w is not None else None)
+    x = to_tensor(image, scale=load.scale).contiguous()
+    if target is not None and tuple(x.shape[2:]) != target:
+        notes.append(f"input resized from {x.shape[2]}x{x.shape[3]} to {target[0]}x{target[1]}")
+        x = torch.nn.functional.interpolate(x, size=target, mode="bilinear", antialias=True, align_corners=False)
+    return image, x
+
+
+def run_model(path: str, req: ModelRequest) -> ModelResult:
+    """Run ``req.model`` on the image at ``path`` (see the module docstring)."""
+    from featcli.engine.plan import memory_budget
+
+    route = route_of(req.model)
+    if route == "featcli":
+        raise UsageError(f"--model {req.model!r}: featcli model files are not yet supported by run --model")
+    if req.weights and route != "torch":
+        raise UsageError(f"--weights is for a PyTorch module:attr; an .{route} file holds its weights")
+    recorder = Recorder(req.layers, memory_budget(req.max_bytes))
+    notes: list[str] = []
+    if route == "onnx":
+        from featcli.models.onnx_route import load_onnx, run_onnx
+
+        onnx_model = load_onnx(req.model)
+        image, x = model_input(path, req.load, onnx_model.dims, req.size, notes)
+        outputs: list[Any] = run_onnx(onnx_model, x.numpy(), recorder)
+        params = sum(math.prod(i.dims) for i in onnx_model.proto.graph.initializer)
+    elif route == "pt2":
+        from featcli.models.export_route import load_pt2, run_pt2
+
+        program = load_pt2(req.model)
+        image, x = model_input(path, req.load, program.dims, req.size, notes)
+        outputs = run_pt2(program, x, recorder)
+        params = sum(p.numel() for p in program.module.parameters())
+        notes.append("the node-by-node output equals the exported program's")
+    else:
+        from featcli.models.torch_route import first_channels, load_module, load_weights, run_module
+
+        module = load_module(req.model)
+        if req.weights:
+            load_weights(module, req.weights, allow_torchscript=req.allow_torchscript)
+        module = module.to(req.device)
+        image, x = model_input(path, req.load, (None, first_channels(module), None, None), req.size, notes)
+        outputs = run_module(module, x.to(req.device), recorder)
+        params = sum(p.numel() for p in module.parameters())
+    recorder.check_globs()
+    prediction = []
+    if len(outputs) == 1 and is_scores(tuple(outputs[0].shape)):
+        values = outputs[0].reshape(-1).tolist()
+        prediction = top_k(values, req.labels, req.top)
+    return ModelResult(req.model, route, image, tuple(x.shape), recorder.rows, recorder.kept, recorder.last_maps,
+                       outputs, params, notes, prediction)
