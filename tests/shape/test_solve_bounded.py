@@ -64,13 +64,14 @@ def test_convt_candidates_give_the_walks_answers() -> None:
     "avgpool:k=2147483647,s=1,p=?2147483647", "convt:k=5,s=2147483647,p=?,op=?7",
 ])
 def test_huge_solver_queries_answer_at_once(spec: str) -> None:
-    t0 = time.perf_counter()
+    # A hang guard (a full walk of 2**31 candidates takes minutes), in CPU time so a loaded machine passes.
+    t0 = time.process_time()
     try:
         report = infer((1, 3, 64, 64), [parse_stage(spec)])
         assert all(p <= MAX_INT for p in report.stages[0].solved["p"])  # type: ignore[index]
     except ShapeError:
         pass
-    assert time.perf_counter() - t0 < 0.5
+    assert time.process_time() - t0 < 2.0
 
 
 @pytest.mark.parametrize(("spec", "fragment"), [
