@@ -7,8 +7,8 @@ its final name only once complete, so an interrupted or failing run leaves no ha
 Publishing never replaces a file that appeared after the run checked the name: without ``force`` it is a
 create-exclusive step (a hard link of the temp file, which fails if the name exists, then the temp file
 goes; where the filesystem has no hard links, an ``O_EXCL`` reservation of the name that the temp file then
-replaces). Two runs writing the same names therefore never overwrite each other: the second to publish gets
-an :class:`OutputError`. With ``force`` the temp file is renamed over the name (``os.replace``).
+replaces). Two runs never overwrite each other: the second to publish a name gets an :class:`OutputError`
+(:func:`resolve_taken` lets one run's retried task accept its own file). ``force`` renames over the name.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import BinaryIO
 from featcli.errors import OutputError
 
 __all__ = ["InputSet", "PendingOutputs", "atomic_open", "atomic_write", "check_output", "defer_interrupt", "path_key",
-           "uninterrupted"]
+           "resolve_taken", "uninterrupted"]
 
 RACED = "already exists (created by another process while this run was writing; use --force to overwrite)"
 
@@ -67,13 +67,8 @@ class InputSet:
     def find(self, path: str | os.PathLike[str]) -> str | None:
         """The input that ``path`` names (as the run was given it), or None."""
         hit = self._keys.get(path_key(path))
-        if hit is not None:
-            return hit
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return self._ids.get((st.st_dev, st.st_ino))
+        st = _stat(path) if hit is None else None
+        return hit if st is None else self._ids.get((st.st_dev, st.st_ino))
 
 
 def _as_inputs(inputs: InputSet | Iterable[str]) -> InputSet:
@@ -97,7 +92,7 @@ def check_output(path: str | os.PathLike[str], *, force: bool = False,
         raise OutputError(f"refusing to overwrite an input file{which}", path=str(p))
     if p.is_dir():
         raise OutputError("is a directory; give a file name", path=str(p))
-    if p.exists() and not force:
+    if p.exists() and not force and not (_resolvers and _resolvers[-1](None, p)):
         raise OutputError("already exists (use --force to overwrite)", path=str(p))
     check_folder(p.parent if str(p.parent) else Path("."), path=str(p))
     return p
@@ -107,9 +102,7 @@ def check_folder(folder: Path, *, path: str | None = None) -> None:
     """Refuse a folder that cannot exist: a missing one is fine (created as ``mkdir -p`` does, when the
     first file is written into it) unless a file stands where a folder must be, or no ancestor is writable."""
     probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+    while not probe.exists() and probe.parent != probe:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise OutputError(f"cannot create folder {str(folder)!r}: {str(probe)!r} is a file", path=path)
@@ -122,14 +115,11 @@ def _make_folders(folder: Path) -> list[Path]:
     made: list[Path] = []
     probe = folder
     while str(probe) and not probe.exists() and probe.parent != probe:
-        made.append(probe)
+        made.insert(0, probe)
         probe = probe.parent
-    made.reverse()
     for d in made:
-        try:
+        with contextlib.suppress(FileExistsError):
             d.mkdir()
-        except FileExistsError:
-            pass
     return made
 
 
@@ -142,9 +132,8 @@ _section = {"depth": 0, "pending": False}
 def uninterrupted() -> Iterator[None]:
     """A section of the main thread that a Ctrl-C or SIGTERM must not cut in half (publishing an image's
     files, or undoing them; emitting a record): an interrupt that arrives inside it is raised at its end.
-
-    Only works with the CLI's signal handlers (:mod:`featcli.cli.signals`), which ask
-    :func:`defer_interrupt` first; elsewhere, and off the main thread, it changes nothing.
+    Only with the CLI's signal handlers (:mod:`featcli.cli.signals`, which ask :func:`defer_interrupt` first);
+    elsewhere, and off the main thread, it changes nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -162,18 +151,21 @@ def uninterrupted() -> Iterator[None]:
 def defer_interrupt() -> bool:
     """For a signal handler: inside an :func:`uninterrupted` section, note the interrupt (raised at the
     section's end) and return True; else return False (the handler raises now)."""
-    if _section["depth"]:
-        _section["pending"] = True
-        return True
-    return False
+    deferred = bool(_section["depth"])
+    _section["pending"] = _section["pending"] or deferred
+    return deferred
+
+
+def _stat(path: str | os.PathLike[str]) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def _identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
+    st = _stat(path)
+    return None if st is None else (st.st_dev, st.st_ino)
 
 
 def _unlink_if_ours(path: Path, ident: tuple[int, int] | None) -> None:
@@ -193,8 +185,31 @@ def _mkstemp(p: Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent if str(p.parent) else ".")
 
 
-def publish(tmp: str, final: Path, *, force: bool = False) -> None:
-    """Give the finished temp file ``tmp`` its final name; ``tmp`` is gone afterwards (or on error).
+_resolvers: list[Callable[[str | None, Path], bool]] = []
+
+
+@contextlib.contextmanager
+def resolve_taken(resolve: Callable[[str | None, Path], bool]) -> Iterator[None]:
+    """Within the block (every thread of this process), a publish that finds its name taken asks
+    ``resolve(tmp, final)`` before failing: True means ``final`` now is this output (``resolve`` removed ``tmp``
+    or renamed it over ``final``; either way not the publisher's to remove), False fails (``already exists``).
+    :func:`check_output` asks ``resolve(None, path)`` of an existing file: True lets this run write it."""
+    _resolvers.append(resolve)
+    try:
+        yield
+    finally:
+        _resolvers.remove(resolve)
+
+
+def _taken(tmp: str, final: Path) -> bool:
+    if not (_resolvers and _resolvers[-1](tmp, final)):
+        raise OutputError(RACED, path=str(final))
+    return True
+
+
+def publish(tmp: str, final: Path, *, force: bool = False) -> bool:
+    """Give the finished temp file ``tmp`` its final name; ``tmp`` is gone afterwards (or on error). True
+    when a :func:`resolve_taken` block found ``final`` already published (by another attempt of the run).
 
     Raises:
         OutputError: without ``force``, ``final`` exists (someone created it since it was checked).
@@ -202,26 +217,26 @@ def publish(tmp: str, final: Path, *, force: bool = False) -> None:
     """
     if force:
         os.replace(tmp, final)
-        return
+        return False
     try:
         os.link(tmp, final)
     except FileExistsError:
-        raise OutputError(RACED, path=str(final)) from None
+        return _taken(tmp, final)
     except OSError as exc:
         if exc.errno not in _NO_LINKS:
             raise
-        _reserve_and_replace(tmp, final)
-        return
+        return _reserve_and_replace(tmp, final)
     with contextlib.suppress(OSError):
         os.unlink(tmp)
+    return False
 
 
-def _reserve_and_replace(tmp: str, final: Path) -> None:
+def _reserve_and_replace(tmp: str, final: Path) -> bool:
     """Publishing without hard links: create ``final`` exclusively (empty), then rename ``tmp`` over it."""
     try:
         fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise OutputError(RACED, path=str(final)) from None
+        return _taken(tmp, final)
     ident = _identity(final)
     os.close(fd)
     try:
@@ -229,6 +244,7 @@ def _reserve_and_replace(tmp: str, final: Path) -> None:
     except BaseException:
         _unlink_if_ours(final, ident)
         raise
+    return False
 
 
 class PendingOutputs:
@@ -290,7 +306,7 @@ class PendingOutputs:
                 self._held[tmp] = os.dup(fd)
             with os.fdopen(fd, "wb") as fh:
                 write(fh)
-            os.chmod(tmp, 0o644 & ~_umask())
+            os.chmod(tmp, 0o644 & ~_UMASK)
         except OSError as exc:
             raise OutputError(f"cannot write: {exc.strerror or exc}", path=str(p)) from None
         return p
@@ -319,7 +335,8 @@ class PendingOutputs:
                 if tmp in self._held:
                     self._held[str(p)] = self._held.pop(tmp)
                 try:
-                    publish(tmp, p, force=self.force)
+                    if publish(tmp, p, force=self.force):
+                        ident = None  # published by another attempt of this run: not this object's to remove
                 except OSError as exc:
                     raise OutputError(f"cannot write: {exc.strerror or exc}", path=str(p)) from None
                 self._temps.pop(0)
@@ -354,17 +371,15 @@ class PendingOutputs:
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], *, force: bool = False) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path``; publish it as ``path`` when the block succeeds.
-
-    Without ``force`` an existing ``path`` is never replaced (:func:`publish`).
-    """
+    """Open a temporary file beside ``path``; publish it as ``path`` when the block succeeds (without ``force``
+    an existing ``path`` is never replaced: :func:`publish`)."""
     p = Path(path)
     fd, tmp = _mkstemp(p)
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
-        os.chmod(tmp, 0o644 & ~_umask())
+        os.chmod(tmp, 0o644 & ~_UMASK)
         publish(tmp, p, force=force)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -372,13 +387,8 @@ def atomic_open(path: str | os.PathLike[str], *, force: bool = False) -> Iterato
         raise
 
 
-def atomic_write(
-    path: str | os.PathLike[str],
-    write: Callable[[BinaryIO], object],
-    *,
-    force: bool = False,
-    inputs: InputSet | Iterable[str] = (),
-) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *, force: bool = False,
+                 inputs: InputSet | Iterable[str] = ()) -> Path:
     """Check ``path`` with :func:`check_output`, call ``write(fh)`` on a temp file, then publish it."""
     with PendingOutputs(force=force, inputs=inputs) as out:
         out.write(path, write)
@@ -386,14 +396,5 @@ def atomic_write(
     return p
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()  # at import (one thread); os.umask has no read-only form
-
-
-def _umask() -> int:
-    return _UMASK
+_UMASK = os.umask(0)  # read at import (one thread): os.umask has no read-only form
+os.umask(_UMASK)

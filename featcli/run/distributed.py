@@ -5,18 +5,27 @@ each part goes to :func:`featcli.run.batch.run_batch` with the whole list, so ``
 and every output check are the whole run's. Ray Data carries the parts, not the pixels: ``from_items`` of
 ``(number, start, stop)`` rows, ``map_batches`` with a pool of actors that each hold one
 :class:`~featcli.run.image.Runner` and decode with featcli's own loader (mixed image sizes never become ragged
-tensors), and ``preserve_order`` so the driver gets the parts back in input order and emits their records.
+tensors). Parts come back as they finish; the driver keeps them until all before them are in and emits their
+records in input order (as :mod:`featcli.run.processes` does).
 
 A killed worker's part is retried by Ray (its actor restarts). Its first attempt may have published some
 images' files (each image's files are published atomically, but one after another) and left hidden
 ``.NAME.*.part`` temp files. Every attempt therefore first removes, for the images of its part, the temp files
 and the published PNGs that carry this run's id (``featcli:run`` in their PNG text, a fresh id per run), then
 runs the part as usual: one complete file per output, one record per input, and a file of an older run still
-fails as ``already exists``. Raw ``--save`` files carry no run id, so ``--ray`` refuses ``--save``.
+fails as ``already exists``. A first attempt that is not dead (slow, cut off) may still publish after that:
+while a part runs, a name taken by a file of this run is that output already published when the bytes are the
+same (nothing written, no error, one record), and replaced by this attempt's when they differ
+(:func:`featcli.io.outputs.resolve_taken`). Raw ``--save`` files carry no run id, so ``--ray`` refuses ``--save``.
+
+Ctrl-C (or SIGTERM) stops Ray (its actors are killed), emits the records of every part that came back, in
+input order, and removes what the parts without records left: temp files and the PNGs of this run. So, as in
+one process, the files present are exactly those of the records emitted; nothing is half-written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import logging
@@ -25,11 +34,12 @@ import pickle
 import signal
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from featcli.errors import UsageError
+from featcli.io.outputs import resolve_taken, uninterrupted
 from featcli.run.batch import Record, Summary, run_batch
 from featcli.run.config import RunConfig
 from featcli.run.processes import _parts
@@ -53,22 +63,65 @@ def _import_ray() -> Any:
 def connect(address: str, *, num_cpus: int | None = None, object_store_mb: int = 256) -> bool:
     """Join Ray: ``local`` starts a local Ray on this machine's cores (``num_cpus``), ``auto`` joins
     ``RAY_ADDRESS`` or the cluster running here, ``ray://host:port`` a remote cluster. Returns whether this call
-    started Ray (the caller shuts it down); an already initialised Ray is used as it is."""
+    started Ray (the caller shuts it down); an already initialised Ray is used as it is. Workers' log lines are
+    not forwarded (Ray would print them on the driver's standard output: the JSONL)."""
     ray = _import_ray()
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its own progress notes; featcli draws the bar
     if ray.is_initialized():
         return False
+    _errors_to_stderr()
+    with _own_signals():
+        _init(ray, address, num_cpus, object_store_mb)
+    return True
+
+
+def _errors_to_stderr() -> None:
+    """Ray's driver prints task errors (a task retried, an actor killed) on standard output, where ``--jsonl``
+    writes records: send them to standard error (``print_to_stdstream`` is looked up at each message)."""
+    try:
+        from ray._private import worker
+    except ImportError:  # pragma: no cover - another Ray layout: its messages stay where they were
+        return
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "featcli", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.featcli = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
+@contextlib.contextmanager
+def _own_signals() -> Iterator[None]:
+    """Keep the caller's SIGINT and SIGTERM handlers: ``ray.init`` installs its own SIGTERM handler in the
+    driver, which would end featcli without its clean stop (:mod:`featcli.cli.signals`)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in kept.items():
+            if handler is not None:
+                signal.signal(s, handler)
+
+
+def _init(ray: Any, address: str, num_cpus: int | None, object_store_mb: int) -> None:
     if address == "local":
         root = str(Path(__file__).resolve().parents[2])  # this featcli, for workers started here
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1,
                  object_store_memory=object_store_mb * 2**20, include_dashboard=False, logging_level="ERROR",
-                 runtime_env={"env_vars": {"PYTHONPATH": path}})
+                 log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     elif address == "auto" or address.startswith("ray://"):
-        ray.init(address=address, logging_level="ERROR")
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     else:
         raise UsageError(f"--ray {address!r}: expected local, auto or ray://HOST:PORT")
-    return True
 
 
 # --- the worker ----------------------------------------------------------------------------------------
@@ -91,6 +144,7 @@ class _PartRunner:
         import numpy as np
 
         out = []
+        same = _same_run(self.cfg.run_id)
         for start, stop in zip(batch["start"], batch["stop"], strict=True):
             part = range(int(start), int(stop))
             self._reclaim(part)
@@ -101,7 +155,10 @@ class _PartRunner:
                 self.emitted += 1
                 _kill_hook(self.emitted)
 
-            run_batch(self.paths, self.cfg, emit=collect, part=part, runner=self.runner, **self.opts)
+            with resolve_taken(same):
+                done = run_batch(self.paths, self.cfg, emit=collect, part=part, runner=self.runner, **self.opts)
+            if done.interrupted:  # a signal reached this worker: the part is not complete
+                raise RuntimeError(f"part {part.start}-{part.stop - 1} interrupted")
             out.append(pickle.dumps(records))
         return {"number": batch["number"], "records": np.array(out, dtype=object)}
 
@@ -112,6 +169,31 @@ class _PartRunner:
                 _unlink(tmp)
             if os.path.exists(path) and _stamp(path) == self.cfg.run_id:
                 _unlink(path)
+
+
+def _same_run(run_id: str) -> Callable[[str | None, Path], bool]:
+    """For :func:`~featcli.io.outputs.resolve_taken`: a taken name whose file carries ``run_id`` (in its PNG
+    text) is this input's output from another attempt of the part. It may be written (``tmp`` None: the check
+    before computing); once written (``tmp``), the same bytes are it already published (the temp file goes),
+    other bytes are replaced by this attempt's. Files without ``run_id``: False (``already exists``)."""
+    marker = b"featcli:run\0" + run_id.encode("latin-1")
+
+    def resolve(tmp: str | None, final: Path) -> bool:
+        try:
+            ours, theirs = (Path(tmp).read_bytes() if tmp else marker), final.read_bytes()
+        except OSError:
+            return False
+        if not run_id or marker not in ours or marker not in theirs:
+            return False
+        if tmp is None:
+            return True
+        if ours == theirs:
+            _unlink(tmp)
+        else:
+            os.replace(tmp, final)
+        return True
+
+    return resolve
 
 
 def _outputs(worker: _PartRunner, part: range) -> list[str]:
@@ -174,6 +256,39 @@ def _kill_hook(emitted: int) -> None:
 # --- the driver ----------------------------------------------------------------------------------------
 
 
+class _InOrder:
+    """The driver's side: parts' records arrive in any order and are emitted in input order."""
+
+    def __init__(self, chunks: Sequence[range], emit: Callable[[Record], None], summary: Summary) -> None:
+        self.chunks, self.emit, self.summary = list(chunks), emit, summary
+        self.done: dict[int, list[Any]] = {}
+        self.emitted: set[int] = set()
+        self.next = 0
+
+    def take(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Collect ``{"number", "records"}`` rows as they come, emitting every part whose turn has come."""
+        for row in rows:
+            self.done[int(row["number"])] = pickle.loads(row["records"])
+            self.flush()
+        if self.next < len(self.chunks):
+            raise RuntimeError(f"Ray returned {len(self.emitted)} of the batch's {len(self.chunks)} parts")
+
+    def flush(self, *, stopped: bool = False) -> None:
+        """Emit the parts that are complete, in order; ``stopped``: every part there is, skipping gaps."""
+        while self.next < len(self.chunks) and (self.next in self.done or stopped):
+            records = self.done.pop(self.next, None)
+            if records is not None:
+                with uninterrupted():  # a part's records are counted and printed whole, or not at all
+                    for index, path, status, data, error in records:
+                        setattr(self.summary, status, getattr(self.summary, status) + 1)
+                        self.emit(Record(index, path, status, data, error))
+                    self.emitted.add(self.next)
+            self.next += 1
+
+    def unrecorded(self) -> list[range]:
+        return [c for k, c in enumerate(self.chunks) if k not in self.emitted]
+
+
 def run_ray(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], None], address: str = "local",
             part: range | None = None, batch_size: int = 8, workers: int = 2, skip_existing: bool = False,
             actors: int | None = None) -> Summary:
@@ -197,43 +312,50 @@ def run_ray(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], No
     Runner(cfg, batch=True).check_run(paths, unique_stems(paths))  # refused before Ray starts
     todo = part if part is not None else range(len(paths))
     summary, t0 = Summary(), time.perf_counter()
+    order = _InOrder([], emit, summary)
+    rows: Any = None
     started = connect(address)
-    chunks: list[range] = []
-    next_chunk = 0
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start)
     try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.execution_options.preserve_order = True
+        ctx.execution_options.preserve_order = False  # parts as they finish; _InOrder restores the order
         ctx.enable_progress_bars = False  # the driver draws featcli's own bar
         ctx.print_on_execution_start = False
         size = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        chunks = _parts(todo, size, batch_size)
-        if not chunks:
+        order.chunks = _parts(todo, size, batch_size)
+        if not order.chunks:
             return summary
         opts = {"batch_size": batch_size, "workers": workers, "skip_existing": skip_existing}
         env = {k: v for k, v in os.environ.items() if k.startswith("FEATCLI_")}
         remote: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
-        ds = ray.data.from_items([{"number": k, "start": c.start, "stop": c.stop} for k, c in enumerate(chunks)],
-                                 override_num_blocks=len(chunks))
+        ds = ray.data.from_items([{"number": k, "start": c.start, "stop": c.stop}
+                                  for k, c in enumerate(order.chunks)], override_num_blocks=len(order.chunks))
         ds = ds.map_batches(_PartRunner, fn_constructor_kwargs={"cfg": cfg, "paths": list(paths), "opts": opts},
-                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(size, len(chunks))),
+                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(size, len(order.chunks))),
                             num_cpus=1, **remote)
-        for row in ds.iter_rows():
-            for index, path, status, data, error in pickle.loads(row["records"]):
-                setattr(summary, status, getattr(summary, status) + 1)
-                emit(Record(index, path, status, data, error))
-            next_chunk += 1
+        rows = iter(ds.iter_rows())
+        order.take(rows)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
-        if started:
-            ray.shutdown()
-        if summary.interrupted:  # killed workers may leave temp files of the parts not emitted
-            _clean_temps(cfg, paths, chunks[next_chunk:])
+        # A second Ctrl-C waits for the end of this block: Ray stopped, records emitted, leftovers removed.
+        with contextlib.suppress(KeyboardInterrupt), uninterrupted():
+            if rows is not None and not started and hasattr(rows, "close"):  # (a Ray we started just stops)
+                with contextlib.suppress(Exception):  # an interrupted Ray may complain: it is stopped anyway
+                    rows.close()  # ends Ray Data's execution: its actors are killed
+            (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start) = saved
+            if started:
+                ray.shutdown()
+            if summary.interrupted:
+                order.flush(stopped=True)
+                _remove_unrecorded(cfg, paths, order.unrecorded())
         summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _clean_temps(cfg: RunConfig, paths: Sequence[str], chunks: Sequence[range]) -> None:
+def _remove_unrecorded(cfg: RunConfig, paths: Sequence[str], chunks: Sequence[range]) -> None:
+    """After an interruption, with the workers stopped: remove what the parts without records left (their temp
+    files and this run's PNGs), so the files present are those of the records emitted."""
     from featcli.io.inputs import unique_stems
     from featcli.run.image import Runner
 
@@ -241,6 +363,4 @@ def _clean_temps(cfg: RunConfig, paths: Sequence[str], chunks: Sequence[range]) 
     worker.cfg, worker.paths, worker.report = cfg, list(paths), None
     worker.runner, worker.stems = Runner(cfg, batch=True), unique_stems(paths)
     for chunk in chunks:
-        for path in _outputs(worker, chunk):
-            for tmp in _temps(path):
-                _unlink(tmp)
+        worker._reclaim(chunk)
