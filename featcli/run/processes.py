@@ -61,6 +61,10 @@ _STATE: dict[str, Any] = {}
 
 
 def _interrupt(signum: int, frame: Any) -> None:
+    from featcli.io.outputs import defer_interrupt
+
+    if defer_interrupt():  # inside a record's emission or a publish: raised when that section ends
+        return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the cleanup runs undisturbed
     raise KeyboardInterrupt
 
@@ -69,23 +73,29 @@ def _worker(cfg: RunConfig, paths: Sequence[str], opts: dict[str, Any], tasks: A
     """A worker process: one Runner, parts from ``tasks`` until ``None``, records to ``results``."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    from featcli.io.outputs import uninterrupted
     from featcli.run.image import Runner
 
     runner = Runner(cfg, batch=True)
+    current: tuple[int, list[Any]] | None = None  # a part whose records are not yet sent
     try:
         while (task := tasks.get()) is not None:
             number, part = task
             records: list[tuple[int, str, str, dict[str, Any], str | None]] = []
+            current = (number, records)
 
             def collect(rec: Record, records: list[Any] = records) -> None:
                 records.append((rec.index, rec.path, rec.status, rec.data, rec.error))
 
             summary = run_batch(paths, cfg, emit=collect, part=part, runner=runner, **opts)
-            results.put((number, records, summary.interrupted))
+            with uninterrupted():
+                results.put((number, records, summary.interrupted))
+                current = None
             if summary.interrupted:
                 break
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # between parts, or after a part ended and before its records went out
+        if current is not None:
+            results.put((current[0], current[1], True))
     finally:  # the queue's feeder thread flushes at exit: no signal may cut that short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
