@@ -333,15 +333,25 @@ def layout(
     return min(cands, key=score)  # the first of equals: stages as rows before stages as columns
 
 
+def _balanced(n: int) -> list[int]:
+    """Column counts that wrap ``n`` tiles into evenly filled rows: the fewest columns for each row count
+    (8 tiles: 8, 4, 3, 2, 1 columns; never 7 + 1).
+
+    >>> _balanced(8), _balanced(5)
+    ([1, 2, 3, 4, 8], [1, 2, 3, 5])
+    """
+    return sorted({-(-n // r) for r in range(1, n + 1)})
+
+
 def _arrangements(groups: Sequence[int], input_tile: bool, columns: int | None) -> list[list[tuple[int, int]]]:
     """Candidate (row, column) places of every tile, the input tile first."""
     if len(groups) <= 1:  # one stage: tiles flow in rows
         n = sum(groups) + input_tile
-        return [[divmod(k, c) for k in range(n)] for c in ([columns] if columns else range(1, n + 1))]
+        return [[divmod(k, c) for k in range(n)] for c in ([columns] if columns else _balanced(n))]
     off = int(input_tile)
     out = []
     widest = max(groups)
-    for c in [min(columns, widest)] if columns else range(1, widest + 1):  # one stage per row (or rows)
+    for c in [min(columns, widest)] if columns else _balanced(widest):  # one stage per row (or rows)
         places, r0 = [(0, 0)] * off, 0
         for g in groups:
             places += [(r0 + i // c, off + i % c) for i in range(g)]
