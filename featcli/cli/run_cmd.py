@@ -166,12 +166,21 @@ def run_command(
     max_side: MaxSideOpt = None,
     frame: FrameOpt = 0,
     max_pixels: MaxPixelsOpt = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", metavar="MODEL", help="Run a trained network (a featcli train model file) on the images: its "
+        "stack, its input size, and the predicted classes.", rich_help_panel=_K, show_default=False)] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many classes the prediction lists.",
+                                     rich_help_panel=_K)] = 5,
 ) -> None:
     """Apply kernel and pooling stages to images, check every shape, and save feature-map grids.
 
     Each stage's shape is predicted by the formula engine (as in `featcli shape`) and checked against the
     real tensor. Example: featcli run sample:shapes -k sobel_x -k sobel_y --pool max:k=2 -o grid.png
     """
+    if model is not None:  # a trained network: featcli/cli/trained_run.py
+        from featcli.cli.trained_run import run_model
+
+        return run_model(dict(locals()))
     from featcli.cli.hints import check_inputs, check_stages, check_stdin
     from featcli.errors import UsageError
 

@@ -16,7 +16,7 @@ parses its stack and plans it for the model's own input with the trained tensors
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -117,6 +117,7 @@ class OpenedModel:
     meta: Any  #: :class:`featcli.io.modelfile.ModelMeta`
     stack: tuple[Stage, ...]
     plan: Plan
+    tensors: Mapping[str, Any] = field(repr=False)  #: the trained tensors, ``s1.weight``...
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -170,6 +171,6 @@ def open_model(path: str, *, max_bytes: int | None = None) -> OpenedModel:
         check_classifier(plan.report, len(meta.classes), "the model")
     except FeatcliError as exc:
         raise WeightsError(f"not a usable model: {exc.message}", path=str(path)) from None
-    opened = OpenedModel(str(path), meta, stack, plan)
+    opened = OpenedModel(str(path), meta, stack, plan, tensors)
     opened.network()  # every trained tensor fits its stage, or one clear line now
     return opened

@@ -123,14 +123,17 @@ def _new_module(stage: PlannedStage) -> nn.Module | None:
         assert isinstance(p, P.ConvSpec) and p.k is not None and stage.seed is not None and stage.padding
         top, bottom, left, right = stage.padding
         even = top == bottom and left == right
-        pm = p.pm.value if even else "zeros"
+        pm: Any = p.pm.value if even else "zeros"
+        k: Any = p.k
         # the init draws the same numbers whatever the padding is
-        conv = seeded(stage.seed, lambda: nn.Conv2d(c_in, p.out or c_in, p.k, p.s, (top, left) if even else 0,
+        conv = seeded(stage.seed, lambda: nn.Conv2d(c_in, p.out or c_in, k, p.s, (top, left) if even else 0,
                                                     p.d, p.g, p.bias, padding_mode=pm))
         return conv if even else nn.Sequential(_PADS[p.pm]((left, right, top, bottom)), conv).eval()
     if stage.op is Op.CONVT:
-        assert isinstance(p, P.ConvTSpec) and stage.seed is not None
-        return seeded(stage.seed, lambda: nn.ConvTranspose2d(c_in, p.out or c_in, p.k, p.s, p.p, p.op, p.g,
+        assert isinstance(p, P.ConvTSpec) and isinstance(p.p, tuple) and isinstance(p.op, tuple)
+        assert stage.seed is not None
+        pad, out_pad = p.p, p.op
+        return seeded(stage.seed, lambda: nn.ConvTranspose2d(c_in, p.out or c_in, p.k, p.s, pad, out_pad, p.g,
                                                              p.bias, p.d))
     if stage.op is Op.LINEAR:
         assert isinstance(p, P.LinearSpec) and stage.seed is not None
