@@ -12,6 +12,9 @@ The public API; the modules behind it, one concern each:
   bar with values); ``GridOptions.raw`` gives :func:`render_map`'s bare picture instead.
 - :mod:`~featcli.render.kernel_figure`: the matplotlib figure of a kernel (``featcli kernels show --png``);
   imported by path, so drawing grids never loads the kernel library.
+- :mod:`~featcli.render.bank`, :mod:`~featcli.render.charts` (helpers in :mod:`~featcli.render.figure`):
+  RGB pictures of a conv layer's filter bank, of training curves and of a confusion matrix; imported by
+  path too.
 
 PNG encoding lives in :mod:`featcli.io.png` (:func:`save_png`, re-exported here). Nothing here imports
 pyplot; ``matplotlib`` itself is imported lazily, only for a colormap that is not shipped.
