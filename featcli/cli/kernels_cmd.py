@@ -1,4 +1,5 @@
-"""``featcli kernels list | show | inspect``: browse the kernel library and the tensors of checkpoints."""
+"""``featcli kernels list | show | inspect``: browse the kernel library, the tensors of checkpoints, and conv
+layers' filter banks."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from featcli.kernels import Kernel
+    from featcli.kernels.layers import ConvLayer
 
 kernels_app = typer.Typer(
     cls=FeatcliGroup,  # the root's group class: its --help option skips pydantic too
@@ -40,6 +42,7 @@ TrustOpt = Annotated[
                  help="Allow TorchScript files. They are code: only for files from a source you trust."),
 ]
 _MATRIX_LIMIT = 15
+_CHANNEL_ROWS = 16
 
 
 def _fmt(v: float) -> str:
@@ -136,27 +139,38 @@ def _summary(k: Kernel) -> Text:
 def show_command(
     ref: Annotated[str, typer.Argument(metavar="NAME-OR-SPEC", show_default=False,
                                        help="A name (sobel_x), a spec (gaussian:size=7,sigma=1.5), an inline "
-                                            "matrix ('1 0 -1; 2 0 -2; 1 0 -1'), a file, or FILE:KEY.")],
+                                            "matrix ('1 0 -1; 2 0 -2; 1 0 -1'), a file, FILE:KEY, or a "
+                                            "featcli model's conv layer: MODEL.safetensors:N (the N-th conv) "
+                                            "or MODEL.safetensors:sK (stage K).")],
     png: Annotated[str | None, typer.Option("--png", show_default=False,
-                                             help="Also write a picture of the kernel and its response on "
-                                                  "step edges and on an impulse.")] = None,
+                                             help="Also write a picture: of a kernel, with its response on "
+                                                  "step edges and on an impulse; of a conv layer, its filter "
+                                                  "bank (a tile per output and input channel).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the --png file.")] = False,
     as_json: JsonOpt = False,
     kernels_dir: KernelsDirOpt = None,
     trust_torchscript: TrustOpt = False,
 ) -> None:
-    """Show a kernel: its weights (signs coloured), sum, range, zero-sum, separability.
+    """Show a kernel: its weights (signs coloured), sum, range, zero-sum, separability; or a whole conv
+    layer (a checkpoint's FILE:KEY, a featcli model's MODEL.safetensors:N): its shape, value range and
+    each output channel's norm, and with --png its filter bank.
 
     A matrix that starts with a minus sign goes after --: featcli kernels show -- "-1 0 1; -2 0 2; -1 0 1"
 
     Example: featcli kernels show sobel:angle=45 --png sobel45.png
+
+    Example: featcli kernels show model.safetensors:1 --png conv1.png
     """
     from featcli.kernels import expand
+    from featcli.kernels.layers import ConvLayer, is_model_ref, load_layer
 
+    if is_model_ref(ref):
+        _show_layer(load_layer(ref, allow_torchscript=trust_torchscript), png, force, as_json)
+        return
     got = expand(ref, kernels_dir=kernels_dir, allow_torchscript=trust_torchscript)
     if not isinstance(got, list):
-        raise KernelError(f"{ref}: is a whole conv layer of shape {tuple(got.shape)}; list it with "
-                          "featcli kernels inspect, or use it in featcli run")
+        _show_layer(ConvLayer(ref, got.path, got.key, got.weight, got.bias), png, force, as_json)
+        return
     if png is not None:
         from featcli.render.kernel_figure import write_kernel_figure
 
@@ -180,6 +194,57 @@ def show_command(
             con.print(_summary(k))
     if png is not None:
         err_console().print(f"wrote {png}", highlight=False, markup=False)
+
+
+def _show_layer(layer: ConvLayer, png: str | None, force: bool, as_json: bool) -> None:
+    """A conv layer: its summary (a table of output channels, the first :data:`_CHANNEL_ROWS`), and the
+    filter bank picture with --png."""
+    if png is not None:
+        from featcli.io.outputs import check_output
+        from featcli.io.png import save_png
+        from featcli.render.bank import filter_bank
+
+        check_output(png, force=force, inputs=[layer.path])
+        image = filter_bank(layer.weight.numpy(), title=layer.title, in_labels=layer.in_labels)
+        save_png(image, png, force=force, inputs=[layer.path])
+    info = layer.summary()
+    if as_json:
+        print_json(info)
+    else:
+        from rich import box
+        from rich.table import Table
+        from rich.text import Text
+
+        o, i, kh, kw = info["shape"]
+        where = (f"conv layer {layer.conv_index} of {layer.conv_count} · stage s{layer.stage_index} {layer.stage}"
+                 if layer.stage is not None else "conv weight")
+        inputs = f" · inputs {', '.join(layer.in_labels)}" if layer.in_labels else ""
+        con = out_console()
+        con.print(Text(f"{layer.ref}  {where}", style="bold"))
+        con.print(Text(f"weight {o}x{i}x{kh}x{kw} ({o} filters of {i}x{kh}x{kw}) · "
+                       f"{'bias ' + str(o) if layer.bias is not None else 'no bias'}{inputs}"))
+        con.print(Text(f"values {_fmt4(info['min'])} … {_fmt4(info['max'])} · mean {_fmt4(info['mean'])} · "
+                       f"mean |w| {_fmt4(info['mean_abs'])}"))
+        table = Table(box=box.SIMPLE, pad_edge=False)
+        for col in ("out", "L2 norm", "min", "max", "bias")[: 5 if layer.bias is not None else 4]:
+            table.add_column(col, justify="right")
+        for ch in info["channels"][:_CHANNEL_ROWS]:
+            table.add_row(str(ch["out"]), _fmt4(ch["norm"]), _fmt4(ch["min"]), _fmt4(ch["max"]),
+                          *([_fmt4(ch["bias"])] if ch["bias"] is not None else []))
+        con.print(table)
+        if o > _CHANNEL_ROWS:
+            con.print(Text(f"(first {_CHANNEL_ROWS} of {o} output channels; --json lists all)", style="dim"))
+    if png is not None:
+        err_console().print(f"wrote {png}", highlight=False, markup=False)
+
+
+def _fmt4(v: float) -> str:
+    """A layer's number: 4 significant digits, no exponent for ordinary weights.
+
+    >>> _fmt4(0.123456), _fmt4(-2.0), _fmt4(1.5e-07)
+    ('0.1235', '-2', '1.5e-07')
+    """
+    return f"{v:.4g}"
 
 
 @kernels_app.command("inspect")

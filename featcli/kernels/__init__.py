@@ -15,7 +15,9 @@ This package re-exports the public API; the modules, each one concern:
 - :mod:`~featcli.kernels.learned`: one tensor of a checkpoint (conv weight or PReLU slopes);
 - :mod:`~featcli.kernels.conv`: the conv weight, its shape and its output-channel labels;
 - :mod:`~featcli.kernels.cache`: the one cache, invalidated when a file read changes;
-- :mod:`~featcli.kernels.correlate`: the NumPy cross-correlation (imports numpy; not re-exported here).
+- :mod:`~featcli.kernels.correlate`: the NumPy cross-correlation (imports numpy; not re-exported here);
+- :mod:`~featcli.kernels.layers`: a whole conv layer by reference, a featcli model's N-th conv or a
+  checkpoint's ``FILE:KEY`` (``featcli kernels show``; not re-exported here).
 
 Only the standard library is imported at module level; numpy (``.npy``) and torch (learned weights,
 :func:`conv_weight`) are imported when needed, so shape queries stay instant.

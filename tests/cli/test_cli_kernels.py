@@ -138,7 +138,7 @@ def test_inspect(runner: CliRunner, ckpt: Path) -> None:
     data = json.loads(_ok(runner, "inspect", str(ckpt), "--json"))
     assert [d["key"] for d in data] == ["0.weight", "2.weight"]
     assert data[0]["shape"] == [8, 3, 3, 3] and data[0]["usable"] and data[0]["min"] < data[0]["max"]
-    assert "whole conv layer" in _fails(runner, 1, "show", f"{ckpt}:0.weight")
+    assert "weight 8x3x3x3 (8 filters of 3x3x3)" in _ok(runner, "show", f"{ckpt}:0.weight")
 
 
 def test_inspect_refusals(runner: CliRunner, tmp_path: Path) -> None:

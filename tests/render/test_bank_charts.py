@@ -91,7 +91,7 @@ def test_training_curves_draw_train_and_validation_lines() -> None:
     # the left panel holds the loss: its falling line starts high on the left and ends low on the right
     a = np.asarray(image).astype(int)
     half = a[:, : a.shape[1] // 2]
-    ys, xs = np.nonzero((np.abs(half - np.array(TRAIN)).max(axis=2) <= 25))
+    ys, xs = np.nonzero(np.abs(half - np.array(TRAIN)).max(axis=2) <= 25)
     assert ys[xs < np.percentile(xs, 10)].mean() < ys[xs > np.percentile(xs, 90)].mean()
 
 
