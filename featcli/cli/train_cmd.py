@@ -8,7 +8,7 @@ import typer
 
 from featcli.cli.base import app, command_line
 from featcli.cli.console import err_console, out_console, print_json
-from featcli.cli.options import AlphaOpt, BackgroundOpt, ChannelsOpt, DeviceOpt, MaxPixelsOpt, ScaleOpt, ThreadsOpt
+from featcli.cli.options import AlphaOpt, BackgroundOpt, ChannelsOpt, DeviceOpt, MaxPixelsOpt, ScaleOpt
 from featcli.enums import Alpha, Channels, Optimizer, Scale
 
 if TYPE_CHECKING:
@@ -63,7 +63,9 @@ def train_command(
         "--max-memory", metavar="SIZE", help="Refuse a stage whose output or weights would need more than this.",
         rich_help_panel="Compute", show_default=False)] = None,
     device: DeviceOpt = "auto",
-    threads: ThreadsOpt = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="CPU threads for torch (default: 1 for small networks, where more threads cost "
+        "more than they save; else all cores).", rich_help_panel="Compute", show_default=False)] = None,
     channels: ChannelsOpt = Channels.RGB,
     alpha: AlphaOpt = Alpha.DROP,
     background: BackgroundOpt = "white",
