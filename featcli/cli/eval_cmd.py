@@ -81,8 +81,8 @@ def print_tables(con: Console, result: Evaluation) -> None:
     if k > 20:
         con.print(f"confusion matrix: {k} classes, too many for a table (use --png or --json)", highlight=False)
         return
-    cm = Table(title="confusion (rows: true class, columns: predicted)", title_justify="left", box=box.SIMPLE_HEAD,
-               show_edge=False, pad_edge=False, header_style="bold")
+    con.print("confusion matrix (rows: true class, columns: predicted class)", highlight=False)
+    cm = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     cm.add_column("true class")
     for i in range(k):
         cm.add_column(str(i), justify="right")
