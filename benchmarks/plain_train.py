@@ -92,14 +92,15 @@ def main() -> None:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)  # the epoch's training loss and accuracy, as featcli reports
+            total += float(loss.detach()) * len(idx)  # the epoch's training loss and accuracy, as featcli reports
             correct += int((out.argmax(1) == y_tr[idx]).sum())
         net.eval()
         with torch.inference_mode():
             acc = float((net(x_va).argmax(1) == y_va).float().mean())
         history.append((total / len(order), correct / len(order), acc))
     seconds = time.perf_counter() - t0
-    print(json.dumps({"data": a.data, "stack": NETS[a.data][0], "val_acc": acc, "seconds": round(seconds, 4)}))
+    print(json.dumps({"data": a.data, "stack": NETS[a.data][0], "val_acc": acc, "seconds": round(seconds, 4),
+                      "train_loss": history[-1][0], "train_acc": history[-1][1]}))
 
 
 if __name__ == "__main__":

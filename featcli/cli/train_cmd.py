@@ -21,10 +21,12 @@ _T = "Training"
 
 EXAMPLES = (
     "Examples:\n\n"
-    "  featcli train orientation conv:out=8,k=5,p=2 relu maxpool:k=4 flatten linear:out=4 -o edges.safetensors\n\n"
+    "  featcli train orientation conv:out=4,k=3 abs gap flatten linear:out=4 --epochs 8 --lr 0.02 "
+    "-o edges.safetensors\n\n"
     "  featcli train digits conv:out=16,k=3,p=1 relu maxpool:k=2 conv:out=32,k=3,p=1 relu maxpool:k=2 flatten "
     "linear:out=64 relu linear:out=10 --epochs 20 -o digits.safetensors\n\n"
-    "  featcli train photos/ @lenet5 --size 32x32 -c gray -o pets.safetensors\n\n"
+    "  featcli train photos/ conv:out=8,k=5 relu maxpool:k=4 flatten linear:out=2 --size 32x32 -o pets.safetensors"
+    "\n\n"
     "  featcli run sample:shapes --model edges.safetensors"
 )
 
@@ -76,8 +78,8 @@ def train_command(
 
     The stack is planned for the data's input size before any training (a stack that does not end in one
     score per class is refused at once). Writes one model file, no pickle, that featcli run --model,
-    featcli eval and featcli kernels show open. Example: featcli train orientation conv:out=8,k=5,p=2 relu
-    maxpool:k=4 flatten linear:out=4 -o edges.safetensors
+    featcli eval and featcli kernels show open. Example: featcli train orientation conv:out=4,k=3 abs gap
+    flatten linear:out=4 --epochs 8 --lr 0.02 -o edges.safetensors
     """
     from featcli.cli.hints import check_stages
     from featcli.cli.options import load_options
@@ -92,7 +94,7 @@ def train_command(
     data_spec, stage_texts = args[0], args[1:]
     if not stage_texts:
         raise UsageError("no stages given: the stack to train follows DATA, e.g. featcli train orientation "
-                         "conv:out=8,k=5,p=2 relu maxpool:k=4 flatten linear:out=4 -o edges.safetensors")
+                         "conv:out=4,k=3 abs gap flatten linear:out=4 -o edges.safetensors")
     check_stages(stage_texts)
     stack = build_stack(stage_texts)
     opts = FitOptions(epochs, batch_size, lr, optimizer, weight_decay, seed, val_split, resolve_device(device),
