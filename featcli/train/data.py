@@ -7,7 +7,7 @@
   angle jitter, period or position, sharpness, contrast, brightness and noise; input ``1x16x16``.
 - A folder ``DATA/CLASS/*.png``: every file loaded with featcli's image loader and the run's loading options,
   resized to one input size (``--size HxW``; default the first image's). Unreadable files are reported and
-  skipped.
+  skipped. A folder named like a built-in set is written ``./digits``.
 
 Everything is held in memory as one ``(N, C, H, W)`` float32 tensor and one ``(N,)`` label tensor.
 """
@@ -84,7 +84,7 @@ def load_data(spec: str, *, size: tuple[int, int] | None = None, load: LoadOptio
         UsageError: not a built-in name nor a folder; options that do not apply to a built-in set.
         FeatcliError: scikit-learn is missing (``digits``); a folder without two classes of readable images.
     """
-    if spec in BUILTIN and not os.path.isdir(spec):
+    if spec in BUILTIN:  # a folder of that name is ./digits
         if size is not None:
             raise UsageError(f"--size applies to image folders; {spec} has a fixed size")
         return digits() if spec == "digits" else orientation(seed=seed)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from featcli.engine.network import Network, check_classifier, check_learnable
 from featcli.engine.plan import Plan, Planner, PlanOptions
+from featcli.stages.registry import Op
 from featcli.stages.spec import Stage
 from featcli.train.artefacts import check_destinations, picture_paths, side_by_side, write_all
 from featcli.train.data import Dataset
@@ -95,7 +96,8 @@ def _pictures(p: Prepared, result: FitResult, before: Any) -> dict[str, Image.Im
            p.pictures["confusion"]: confusion(result.confusion, list(p.data.classes), title=title)}
     conv = p.network.first_conv()
     if conv is not None and before is not None:
-        labels = ("L",) if conv.in_channels == 1 else None
+        sees_image = p.plan.stages[0].op is Op.CONV  # the first conv is stage 1: its inputs are the image's
+        labels = {1: ("gray",), 3: ("R", "G", "B")}.get(conv.in_channels) if sees_image else None
         after = conv.weight.detach().cpu().numpy()
         out[p.pictures["filters"]] = side_by_side(_bank(before, "before training (random init)", labels),
                                                   _bank(after, f"after {len(result.history)} epochs", labels))
