@@ -83,3 +83,10 @@ class Stream(StrEnum):
     AUTO = "auto"  #: when the conv output would exceed 256 MB
     ON = "on"
     OFF = "off"
+
+
+class Optimizer(StrEnum):
+    """``featcli train --optimizer``: how the weights follow the gradient."""
+
+    ADAM = "adam"  #: torch.optim.Adam
+    SGD = "sgd"  #: torch.optim.SGD with momentum 0.9

@@ -190,7 +190,13 @@ def run_command(
     Each stage's shape is predicted by the formula engine (as in `featcli shape`) and checked against the
     real tensor. Example: featcli run sample:shapes -k sobel_x -k sobel_y --pool max:k=2 -o grid.png
     """
-    if model is not None:  # a whole network: featcli/cli/model_run.py
+    if model is not None:  # a whole network: a featcli model file (cli/trained_run.py) or another (cli/model_run.py)
+        from featcli.io.modelfile import is_model_file
+
+        if is_model_file(model):
+            from featcli.cli.trained_run import run_model as run_trained
+
+            return run_trained(dict(locals()))
         return run_model(**locals())
     from featcli.cli.hints import check_inputs, check_stages, check_stdin
     from featcli.errors import UsageError

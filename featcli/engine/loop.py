@@ -198,7 +198,7 @@ class Band:
     first: StageFn | None = None  #: replaces stage 1's function for this band (a streamed conv's halo)
 
 
-class _Branches:
+class Branches:
     """The loop's named tensors (``save:NAME``) and those a side branch set aside (:mod:`featcli.shape.branches`).
 
     The plan's rows are flat: a side branch's first row ``reads`` saved tensors (the current one is set aside),
@@ -274,7 +274,7 @@ def execute(x: Any, plan: Plan, backend: Backend, fns: Sequence[StageFn], *, kee
         with backend.context():
             for band in bands:
                 y = band.x
-                branches = _Branches()
+                branches = Branches()
                 for i, (stage, fn) in enumerate(zip(stages, fns, strict=True)):
                     y, seconds = _call(stage, fn, branches.inputs(stage, y), backend)
                     branches.after(stage, y)

@@ -14,13 +14,14 @@ be read, and then runs on torch anyway).
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from featcli.enums import KernelMode, PaddingMode
-from featcli.errors import BudgetError, FeatcliError
+from featcli.errors import BudgetError, FeatcliError, WeightsError
 from featcli.shape.infer import infer
 from featcli.shape.memory import human_bytes, output_bytes, weight_bytes
 from featcli.shape.report import ShapeReport, StageReport
@@ -63,6 +64,9 @@ class PlannedStage:
     kernels: ConvKernels | None = None  #: ``conv:w=`` stages
     seed: int | None = None  #: random layers (conv without w=, convt, linear)
     slopes_ref: str | None = None  #: ``prelu:w=FILE:KEY``
+    #: Trained tensors of this stage (a featcli model file), keyed as in its module's ``state_dict``
+    #: (``weight``, ``running_mean``...); None when the stage is not part of a trained network.
+    state: Mapping[str, Any] | None = None
 
     @property
     def index(self) -> int:
@@ -116,6 +120,9 @@ class PlanOptions:
     #: Bytes one stage's output (or weights) may take: None for the default (:func:`memory_budget`), 0 for
     #: no limit (``--max-memory``).
     max_bytes: int | None = None
+    #: The tensors of a trained network (``s{index}.weight``...; :mod:`featcli.io.modelfile`): each stage with
+    #: learned parameters runs with its own, never with seeded ones.
+    trained: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 #: Share of the available memory a stage may take by default (its input is alive while it runs).
@@ -246,9 +253,38 @@ def compile_plan(report: ShapeReport, opts: PlanOptions, input_labels: Sequence[
         if d.op is Op.SAVE:
             saved[row.config["name"]] = labels
         stages.append(PlannedStage(row, d, _padding(row), labels, kernels, seed, slopes))
+    if opts.trained is not None:
+        stages = _with_state(stages, opts.trained)
     budget = memory_budget(opts.max_bytes)
     _check_budget(stages, budget)
     return Plan(report, tuple(stages), tuple(input_labels) if input_labels else None, budget)
+
+
+#: Ops whose module holds tensors a trained network stores (``bn``: its affine weights and running statistics).
+TRAINED_OPS = frozenset({Op.CONV, Op.CONVT, Op.LINEAR, Op.PRELU, Op.BN})
+
+
+def _with_state(stages: list[PlannedStage], tensors: Mapping[str, Any]) -> list[PlannedStage]:
+    """``stages`` with each trained op's tensors (``s3.weight`` -> stage 3's ``weight``); a tensor that names
+    no such stage is refused (the file was written for another stack). Missing or misshapen tensors are the
+    torch backend's to refuse (:func:`featcli.engine.torch_backend.stage_module`), which knows the shapes."""
+    by_index: dict[int, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        head, dot, rest = name.partition(".")
+        if not (head[:1] == "s" and head[1:].isdigit() and dot and rest):
+            raise WeightsError(f"tensor {name!r} does not name a stage (expected s<index>.<name>, e.g. s1.weight)")
+        by_index.setdefault(int(head[1:]), {})[rest] = tensor
+    out = []
+    for stage in stages:
+        if stage.op in TRAINED_OPS:
+            stage = dataclasses.replace(stage, state=by_index.pop(stage.index, {}))
+        out.append(stage)
+    if by_index:
+        index = min(by_index)
+        first = next(iter(by_index[index]))
+        raise WeightsError(f"tensor 's{index}.{first}' has no stage with learned weights at index {index} in the "
+                           "stack")
+    return out
 
 
 def _check_budget(stages: Sequence[PlannedStage], budget: int) -> None:

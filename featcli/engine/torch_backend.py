@@ -7,6 +7,8 @@ seed for that layer, as the tutorials' ``torch.manual_seed(0); nn.Conv2d(3, 5, (
 Inference semantics: ``dropout`` is the identity (as in ``model.eval()``); ``bn`` standardises each
 channel of each image with its own statistics (``BatchNorm2d`` in training mode on a batch of one,
 affine weight 1 and bias 0), which makes it visible on a single image and independent of batching.
+A trained network's ``bn`` (a plan with the model file's tensors) uses its running statistics instead, as
+``BatchNorm2d`` in eval mode does. :func:`stage_module` is the one place each learnable op's module is built.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import nn
 from featcli.engine.backend import OpTable, SampleStats, StageFn
 from featcli.engine.plan import PlannedStage
 from featcli.enums import PaddingMode
+from featcli.errors import WeightsError
 from featcli.stages import params as P
 from featcli.stages.registry import Op
 
@@ -101,13 +104,75 @@ def conv_layer(stage: PlannedStage, env: TorchEnv) -> ConvLayer:
         if bias is None and p.bias:
             bias = torch.zeros(weight.shape[0], dtype=dtype, device=dev)
         return ConvLayer(weight, bias, cw.groups, cw.gray)
-    assert p.k is not None and stage.seed is not None
-    c_out, k = p.out or c_in, p.k
-    # The padding is the plan's (conv_fn applies it); the init draws the same numbers whatever it is.
-    m = seeded(stage.seed, lambda: nn.Conv2d(c_in, c_out, k, p.s, 0, p.d, p.g, p.bias))
-    assert isinstance(m, nn.Conv2d)
-    bias = m.bias.detach().to(dev, dtype) if m.bias is not None else None
-    return ConvLayer(m.weight.detach().to(dev, dtype), bias, p.g, False)
+    m = stage_module(stage, env)
+    conv = m[-1] if isinstance(m, nn.Sequential) else m
+    assert isinstance(conv, nn.Conv2d)
+    bias = conv.bias.detach() if conv.bias is not None else None
+    return ConvLayer(conv.weight.detach(), bias, p.g, False)
+
+
+_PADS = {PaddingMode.ZEROS: nn.ZeroPad2d, PaddingMode.REFLECT: nn.ReflectionPad2d,
+         PaddingMode.REPLICATE: nn.ReplicationPad2d, PaddingMode.CIRCULAR: nn.CircularPad2d}
+
+
+def _new_module(stage: PlannedStage) -> nn.Module | None:
+    """The module of ``stage`` with torch's own init (the plan's seed for random layers), as ``featcli shape
+    --code`` writes it: an uneven conv padding is a padding module before the conv (``s1.1.weight``)."""
+    p, c_in = stage.params, stage.row.in_shape[1]
+    if stage.op is Op.CONV and stage.kernels is None:
+        assert isinstance(p, P.ConvSpec) and p.k is not None and stage.seed is not None and stage.padding
+        top, bottom, left, right = stage.padding
+        even = top == bottom and left == right
+        pm: Any = p.pm.value if even else "zeros"
+        k: Any = p.k
+        # the init draws the same numbers whatever the padding is
+        conv = seeded(stage.seed, lambda: nn.Conv2d(c_in, p.out or c_in, k, p.s, (top, left) if even else 0,
+                                                    p.d, p.g, p.bias, padding_mode=pm))
+        return conv if even else nn.Sequential(_PADS[p.pm]((left, right, top, bottom)), conv).eval()
+    if stage.op is Op.CONVT:
+        assert isinstance(p, P.ConvTSpec) and isinstance(p.p, tuple) and isinstance(p.op, tuple)
+        assert stage.seed is not None
+        pad, out_pad = p.p, p.op
+        return seeded(stage.seed, lambda: nn.ConvTranspose2d(c_in, p.out or c_in, p.k, p.s, pad, out_pad, p.g,
+                                                             p.bias, p.d))
+    if stage.op is Op.LINEAR:
+        assert isinstance(p, P.LinearSpec) and stage.seed is not None
+        n_in = stage.row.in_shape[-1]
+        with warnings.catch_warnings():  # no input features (after an empty map): torch warns that init is a no-op
+            warnings.simplefilter("ignore", UserWarning)
+            return seeded(stage.seed, lambda: nn.Linear(n_in, p.out, p.bias))
+    if stage.op is Op.PRELU and stage.slopes_ref is None:
+        return nn.PReLU(stage.row.config["n"], init=p.init).eval()  # a constant init: no random numbers
+    if stage.op is Op.BN:
+        return nn.BatchNorm2d(c_in, eps=p.eps).eval()
+    if stage.op is Op.DROPOUT:
+        return nn.Dropout(p.p).eval()
+    return None
+
+
+def stage_module(stage: PlannedStage, env: TorchEnv | None = None) -> nn.Module | None:
+    """The torch module of a stage with learned parameters, or of ``bn`` and ``dropout`` (None for the others,
+    and for ``conv:w=`` / ``prelu:w=`` whose weights are read, not learned), on ``env``'s device, in eval mode.
+
+    Initialised as torch initialises it, from the plan's seed; with the stage's trained tensors
+    (``stage.state``) loaded when the plan has them. The one home of each learnable op's module: the
+    compilers below and the trainable :class:`featcli.engine.network.Network` both build theirs here.
+
+    Raises:
+        WeightsError: the trained tensors are missing or do not fit the stage.
+    """
+    env = env or TorchEnv()
+    m = _new_module(stage)
+    if m is None:
+        return None
+    if stage.state is not None:
+        try:
+            m.load_state_dict({k: torch.as_tensor(v) for k, v in stage.state.items()})
+        except RuntimeError as exc:
+            lines = [ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()]
+            raise WeightsError(f"{stage.label()}: the trained tensors do not fit: "
+                               f"{lines[0] if lines else exc}") from None
+    return m.to(env.device, env.dtype)
 
 
 def conv_fn(layer: ConvLayer, p: P.ConvSpec, padding: tuple[int, int, int, int]) -> StageFn:
@@ -137,15 +202,17 @@ def _conv(stage: PlannedStage, env: TorchEnv) -> StageFn:
 def _convt(stage: PlannedStage, env: TorchEnv) -> StageFn:
     p = stage.params
     assert isinstance(p, P.ConvTSpec) and isinstance(p.p, tuple) and isinstance(p.op, tuple)
-    assert stage.seed is not None
-    c_in, pad, out_pad = stage.row.in_shape[1], p.p, p.op
-    c_out = p.out or c_in
+    c_out = p.out or stage.row.in_shape[1]
     oh, ow = stage.row.out_shape[2:]
     if oh == 0 or ow == 0:
         # An empty output, as torch's oneDNN path returns it; its reference path (a batch of one) would refuse.
         return lambda x: x.new_empty((x.shape[0], c_out, oh, ow))
-    m = seeded(stage.seed, lambda: nn.ConvTranspose2d(c_in, c_out, p.k, p.s, pad, out_pad, p.g, p.bias, p.d))
-    m = m.to(env.device)
+    return _module_fn(stage, env)
+
+
+def _module_fn(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    m = stage_module(stage, env)
+    assert m is not None
     return lambda x: m(x)
 
 
@@ -186,8 +253,10 @@ def _prelu(stage: PlannedStage, env: TorchEnv) -> StageFn:
         from featcli.kernels import load_vector
 
         weight = load_vector(stage.slopes_ref).to(env.device, env.dtype)
-    else:  # torch's init: every slope starts at `init`, no random numbers drawn
-        weight = torch.full((stage.row.config["n"],), p.init, device=env.device, dtype=env.dtype)
+    else:  # torch's init (every slope starts at `init`), or the trained slopes
+        m = stage_module(stage, env)
+        assert isinstance(m, nn.PReLU)
+        weight = m.weight.detach()
     return lambda x: F.prelu(x, weight)
 
 
@@ -218,6 +287,8 @@ def _dropout(stage: PlannedStage, env: TorchEnv) -> StageFn:
 
 @OPS.implements(Op.BN)
 def _bn(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    if stage.state is not None:  # a trained network: its running statistics, as in eval mode
+        return _module_fn(stage, env)
     eps = stage.params.eps
     return lambda x: F.instance_norm(x, eps=eps)
 
@@ -234,13 +305,7 @@ def _flatten(stage: PlannedStage, env: TorchEnv) -> StageFn:
 
 @OPS.implements(Op.LINEAR)
 def _linear(stage: PlannedStage, env: TorchEnv) -> StageFn:
-    p = stage.params
-    assert isinstance(p, P.LinearSpec) and stage.seed is not None
-    n_in = stage.row.in_shape[-1]
-    with warnings.catch_warnings():  # no input features (after an empty map): torch warns that init is a no-op
-        warnings.simplefilter("ignore", UserWarning)
-        m = seeded(stage.seed, lambda: nn.Linear(n_in, p.out, p.bias)).to(env.device)
-    return lambda x: m(x)
+    return _module_fn(stage, env)
 
 
 @OPS.implements(Op.SAVE)

@@ -72,8 +72,12 @@ class LoadOptions:
     max_side: int | None = None
     frame: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS  # 0 = no limit
+    #: ``(height, width)`` every image is resized to (a trained network's input size), or None
+    size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.size is not None and min(self.size) < 1:
+            raise UsageError(f"the input size must be at least 1x1, got {self.size[0]}x{self.size[1]}")
         if self.max_side is not None and self.max_side < 1:
             raise UsageError(f"--max-side must be >= 1, got {self.max_side}")
         if self.frame < 0:
@@ -147,7 +151,10 @@ def _channel_count(mode: str, opts: LoadOptions) -> tuple[int, bool]:
     return colour, has_alpha
 
 
-def _out_size(size: tuple[int, int], orientation: int, max_side: int | None) -> tuple[int, int]:
+def _out_size(size: tuple[int, int], orientation: int, max_side: int | None,
+              fixed: tuple[int, int] | None = None) -> tuple[int, int]:
+    if fixed is not None:
+        return fixed[1], fixed[0]
     w, h = size
     if orientation in (5, 6, 7, 8):
         w, h = h, w
@@ -204,7 +211,7 @@ def _read(path: str | os.PathLike[str], opts: LoadOptions, *, decode: bool, fast
         orientation=orientation,
         n_frames=n_frames,
         frame=opts.frame,
-        out_size=_out_size(size, orientation, opts.max_side),
+        out_size=_out_size(size, orientation, opts.max_side, opts.size),
         channels=colour + (1 if has_alpha and opts.alpha is Alpha.KEEP else 0),
     )
     return header, img, pixels

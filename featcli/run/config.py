@@ -44,6 +44,8 @@ class RunConfig:
     force: bool = False
     command: str = ""  #: the full command line, recorded in PNG metadata
     run_id: str = ""  #: recorded in PNG metadata as ``featcli:run`` when set (a retried Ray part finds its files)
+    #: A trained network's tensors (``featcli run --model``): the plan's learned stages use them, on torch.
+    trained: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         try:  # library callers may pass plain strings

@@ -41,7 +41,7 @@ class Runner:
         self.batch = batch
         self.inputs = inputs
         self.planner = Planner(cfg.stack, PlanOptions(cfg.kernels_dir, cfg.allow_torchscript, cfg.seed,
-                                                      max_bytes=cfg.max_bytes))
+                                                      max_bytes=cfg.max_bytes, trained=cfg.trained))
         self._engine: str | None = None
         self._backends: dict[str, Any] = {}
         self._compiled: dict[Plan, list[Any]] = {}  # plans hash by identity and live as long as the run
@@ -62,6 +62,11 @@ class Runner:
         return self._engine
 
     def _choose(self, plan: Plan) -> str:
+        if self.cfg.trained is not None:  # a trained network: its tensors are torch's (no silent fallback)
+            if self.cfg.engine is Engine.NUMPY:
+                raise UsageError("--engine numpy does not run trained models (featcli model files run on torch); "
+                                 "use --engine auto or torch")
+            return "torch"
         if self.cfg.engine is Engine.TORCH:
             return "torch"
         from featcli.engine.numpy_backend import OPS
