@@ -115,3 +115,9 @@ def div_num(x: Num, d: int) -> Num:
     q = x / d
     return q.numerator if q.denominator == 1 else q
 
+
+
+def mul_num(x: Num, m: int) -> Num:
+    """``x * m``, an int again when the product is whole (``1/2 * 2``)."""
+    q = x * m
+    return q if isinstance(q, int) or q.denominator != 1 else q.numerator
