@@ -20,31 +20,23 @@ from json.encoder import encode_basestring, encode_basestring_ascii
 
 from featcli.shape.branches import flatten
 from featcli.shape.infer import moved, start, step
-from featcli.shape.report import as_number, ceil_num
+from featcli.shape.report import ceil_num
 from featcli.shape.rules import RULES
 from featcli.shape.state import WalkState
-from featcli.shape.steps import Step, compile_step
+from featcli.shape.steps import Step, compile_step, number_text
 from featcli.stages.registry import REGISTRY
 from featcli.stages.spec import Stage
 
 __all__ = ["Answers"]
 
-#: How many distinct stages' ``"spec"``/``"op"`` texts :class:`Answers` keeps (then it starts again).
-_HEADS_MAX = 8192
+#: How many distinct stages (their compiled steps) and configs :class:`Answers` keeps (then it starts again).
+_STEPS_MAX = 8192
 
 
 def _shape(shape: tuple[int, ...]) -> str:
     if len(shape) == 4:
         return f"[{shape[0]},{shape[1]},{shape[2]},{shape[3]}]"
     return f"[{','.join(map(str, shape))}]"
-
-
-def number_text(x: object) -> str:
-    """A receptive-field jump as JSON: an int, or the int or float :func:`as_number` makes of a Fraction."""
-    if x.__class__ is int:
-        return str(x)
-    v = as_number(x)  # type: ignore[arg-type]
-    return str(v) if v.__class__ is int else float.__repr__(v)
 
 
 class Answers:
@@ -58,15 +50,14 @@ class Answers:
             service uses raw characters for ASCII query lines (the same text, encoded faster).
     """
 
-    __slots__ = ("_quote", "_encode", "_heads", "_configs", "_steps")
+    __slots__ = ("_quote", "_encode", "_configs", "_steps")
 
     def __init__(self, ensure_ascii: bool = False) -> None:
         self._quote = encode_basestring_ascii if ensure_ascii else encode_basestring
         self._encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False,
                                         ensure_ascii=ensure_ascii).encode
-        self._heads: dict[str, str] = {}
         self._configs: dict[tuple[str, int, int], str] = {}
-        self._steps: dict[str, tuple[Stage, Step | None]] = {}
+        self._steps: dict[str, tuple[Stage, Step | None, str]] = {}
 
     def error(self, message: str, line: int) -> str:
         """``{"error": message, "line": line}``."""
@@ -78,15 +69,13 @@ class Answers:
         st.shape = shape
         return self._encode(RULES[REGISTRY[stage.op].shape_rule](st, stage).config)
 
-    def _head(self, stage: Stage) -> str:
-        text = stage.text
-        head = self._heads.get(text)
-        if head is None:
-            if len(self._heads) >= _HEADS_MAX:
-                self._heads.clear()
-                self._steps.clear()
-            head = self._heads[text] = f'"spec":{self._quote(text)},"op":"{stage.op.value}",'
-        return head
+    def _compile(self, stage: Stage) -> tuple[Stage, Step | None, str]:
+        """The stage, its compiled step and its ``"spec":..,"op":..,`` JSON, kept by the stage's text."""
+        if len(self._steps) >= _STEPS_MAX:
+            self._steps.clear()
+        head = f'"spec":{self._quote(stage.text)},"op":"{stage.op.value}",'
+        compiled = self._steps[stage.text] = (stage, compile_step(stage, head, self.config_text), head)
+        return compiled
 
     def answer(self, input_shape: tuple[int, int, int, int], stages: Sequence[Stage], source: str | None, *,
                kernels_dir: str | None = None) -> str:
@@ -95,7 +84,7 @@ class Answers:
         Raises:
             ShapeError, KernelError: as :func:`featcli.shape.infer.infer` raises them.
         """
-        quote, encode, configs, steps = self._quote, self._encode, self._configs, self._steps
+        quote, encode, configs, steps, compile_ = self._quote, self._encode, self._configs, self._steps, self._compile
         st = start(input_shape, kernels_dir=kernels_dir)
         rf, jump = st.rf, st.jump
         parts = []
@@ -103,19 +92,18 @@ class Answers:
         for stage, reads, branch in flatten(stages):
             i += 1
             text = stage.text
-            head = self._head(stage)
-            branch_text = "null" if branch is None else quote(branch)
-            if not reads:
-                compiled = steps.get(text)
-                if compiled is None or compiled[0] is not stage:
-                    compiled = steps[text] = (stage, compile_step(stage, head, self.config_text))
-                fast = compiled[1]
-                done = fast(st, i, branch_text) if fast is not None else None
+            compiled = steps.get(text)
+            if compiled is None or compiled[0] is not stage:
+                compiled = compile_(stage)
+            fast = compiled[1]
+            if fast is not None and not reads:
+                done = fast(st, i, "null" if branch is None else quote(branch))
                 if done is not None:
                     parts.append(done[0])
                     params += done[1]
                     macs += done[2]
                     continue
+            head = compiled[2]
             in_shape, row = step(st, i, stage, reads)
             # A row's config is a function of its stage, the input's channels and last dimension, unless the
             # solver chose a value or w= names files (featcli.shape.state.Row): its text is kept by that key.
@@ -123,7 +111,7 @@ class Answers:
                 ckey = (text, in_shape[1], in_shape[-1])
                 config = configs.get(ckey)
                 if config is None:
-                    if len(configs) >= _HEADS_MAX:
+                    if len(configs) >= _STEPS_MAX:
                         configs.clear()
                     config = configs[ckey] = encode(row.config)
             else:
@@ -140,7 +128,7 @@ class Answers:
                 f'"config":{config},'
                 f'"solved":{"null" if row.solved is None else encode(row.solved)},'
                 f'"options":{"null" if row.options is None else encode(row.options)},'
-                f'"branch":{branch_text}}}')
+                f'"branch":{"null" if branch is None else quote(branch)}}}')
             params += row.params
             macs += row.macs
             moved(st, i, stage, row.out)

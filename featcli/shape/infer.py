@@ -62,7 +62,10 @@ def start(input_shape: Sequence[int], *, kernels_dir: str | None = None,
         ShapeError: a size is not an integer in ``[1, MAX_INT]``, or the tensor would be too large.
     """
     shape = tuple(input_shape)
-    if len(shape) != 4 or not all(isinstance(d, int) and 1 <= d <= MAX_INT for d in shape):
+    if len(shape) == 4 and shape[0].__class__ is shape[1].__class__ is shape[2].__class__ is shape[3].__class__ \
+            is int and 1 <= min(shape) and max(shape) <= MAX_INT:
+        pass  # the common case, without the generator below
+    elif len(shape) != 4 or not all(isinstance(d, int) and 1 <= d <= MAX_INT for d in shape):
         raise ShapeError(f"input shape must be (N, C, H, W) with integer sizes in [1, {MAX_INT}], "
                          f"got {list(shape)}")
     big = too_big(shape)

@@ -1,12 +1,12 @@
 """Compiled steps for the stdin service: the common stages walked and written as JSON text in one go.
 
 A stdin session asks about the same few hundred stages over and over, on ever different input sizes. For the
-stages most stacks are made of (a plain conv, max/avg pooling without ``ceil``, the pointwise ops, ``bn``,
-``flatten``, ``linear`` on a flattened tensor), :func:`compile_step` prepares once per distinct stage
-everything that does not depend on the input (kernel spans, the constant halves of the formulas, the JSON
-of the spec and of the config) and returns a step that, per query, does the integer arithmetic and writes
-the stage's JSON object: the text :mod:`featcli.shape.answers` would write from the rule's row, byte for
-byte (``tests/shape/test_steps.py`` compares them over thousands of random shapes).
+stages most stacks are made of (a plain conv or transposed conv, max/avg pooling without ``ceil``, the
+pointwise ops, ``bn``, ``flatten``, ``linear`` on a flattened tensor), :func:`compile_step` prepares once
+per distinct stage everything that does not depend on the input (kernel spans, the constant halves of the
+formulas, the JSON of the spec and of the config) and returns a step that, per query, does the integer
+arithmetic and writes the stage's JSON object: the text :mod:`featcli.shape.answers` would write from the
+rule's row, byte for byte (``tests/shape/test_steps.py`` compares them over thousands of random shapes).
 
 A step only takes the plain road: when its stage could be refused, or says something unusual (a
 non-integer jump is fine; a padding mode with its own checks, a solver, kernel files, a 4-D ``linear`` are
@@ -18,14 +18,15 @@ too (run once per stage and channel count).
 from __future__ import annotations
 
 from collections.abc import Callable
+from math import gcd
 
 from featcli.enums import PaddingMode
 from featcli.shape.axis import conv_padding, dropped_note
-from featcli.shape.infer import too_big
-from featcli.shape.report import ceil_num, mul_num
+from featcli.shape.infer import MAX_ELEMENTS
+from featcli.shape.report import Num, as_number, ceil_num
 from featcli.shape.state import WalkState
-from featcli.stages.grammar import SOLVE
-from featcli.stages.params import BatchNormSpec, ConvSpec, LinearSpec, PoolSpec
+from featcli.stages.grammar import MAX_INT, SOLVE
+from featcli.stages.params import BatchNormSpec, ConvSpec, ConvTSpec, LinearSpec, PoolSpec
 from featcli.stages.registry import REGISTRY
 from featcli.stages.spec import Stage
 
@@ -42,14 +43,52 @@ _SAME = {op for op, d in REGISTRY.items() if d.shape_rule == "same"}
 _PLAIN_PM = (PaddingMode.ZEROS, PaddingMode.REPLICATE)  # reflect and circular have checks of their own
 
 
-def _rf_jump(rf: list, jump: list) -> str:  # type: ignore[type-arg]
+def _rf_jump(rf: list[Num], jump: list[Num]) -> str:
     """``"rf":[..],"jump":[..]`` after a stage (ceil of a fractional receptive field, as the report does)."""
     rh, rw, jh, jw = rf[0], rf[1], jump[0], jump[1]
     if rh.__class__ is int and rw.__class__ is int and jh.__class__ is int and jw.__class__ is int:
         return f'"rf":[{rh},{rw}],"jump":[{jh},{jw}]'
-    from featcli.shape.answers import number_text
-
     return f'"rf":[{ceil_num(rh)},{ceil_num(rw)}],"jump":[{number_text(jh)},{number_text(jw)}]'
+
+
+def _div(j: Num, s: int) -> Num:
+    """``j / s``: an int when exact, else a Fraction (:func:`featcli.shape.report.div_num`, without its import)."""
+    if j.__class__ is int:
+        return j // s if j % s == 0 else _rational(j, s)
+    return _rational(j.numerator, j.denominator * s)
+
+
+def number_text(x: Num) -> str:
+    """A receptive-field jump as JSON: an int, or the int or float :func:`as_number` makes of a Fraction."""
+    if x.__class__ is int:
+        return str(x)
+    v = as_number(x)
+    return str(v) if v.__class__ is int else float.__repr__(v)
+
+
+def _advance(rf: list[Num], jump: list[Num], a: int, span: int, s: int) -> None:
+    """``rf[a] += span * jump[a]; jump[a] *= s`` in integers (Fraction's operators cost microseconds each),
+    the result an int again when whole, as :func:`featcli.shape.report.mul_num` leaves it."""
+    j = jump[a]
+    if j.__class__ is int:
+        rf[a] += span * j
+        jump[a] = j * s
+        return
+    jn, jd = j.numerator, j.denominator
+    if span:
+        r = rf[a]
+        rn, rd = (r, 1) if r.__class__ is int else (r.numerator, r.denominator)
+        rf[a] = _rational(rn * jd + span * jn * rd, rd * jd)
+    jump[a] = _rational(jn * s, jd)
+
+
+def _rational(num: int, den: int) -> Num:
+    g = gcd(num, den)
+    if g == den:
+        return num // g
+    from fractions import Fraction  # imported by the first transposed conv (featcli.shape.report.div_num)
+
+    return Fraction(num // g, den // g)
 
 
 def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
@@ -76,9 +115,8 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         if (g != 1 and (c % g or out % g)) or not (h and w) or num_h < 0 or num_w < 0:
             return None
         oh, ow = num_h // sh + 1, num_w // sw + 1
-        new = (n, out, oh, ow)
-        if too_big(new):
-            return None
+        if oh > MAX_INT or ow > MAX_INT or n * out * oh * ow > MAX_ELEMENTS:
+            return None  # the walk's refusal (infer.too_big)
         params = out * (c // g) * kk + (out if bias else 0)
         macs = n * oh * ow * params
         config = configs.get((c, out))
@@ -90,11 +128,15 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         if num_w % sw:
             notes.append(f'"{dropped_note(1, w, kw, sw, pl, pr, dw)}"')
         rf, jump = st.rf, st.jump
-        for a, span, s in ((0, span_h, sh), (1, span_w, sw)):
-            j = jump[a]
-            rf[a] += span * j
-            jump[a] = j * s if j.__class__ is int else mul_num(j, s)
-        st.shape, st.spatial, st.maker = new, (oh, ow), (i, text)
+        if jump[0].__class__ is int and jump[1].__class__ is int:
+            rf[0] += span_h * jump[0]
+            rf[1] += span_w * jump[1]
+            jump[0] *= sh
+            jump[1] *= sw
+        else:
+            _advance(rf, jump, 0, span_h, sh)
+            _advance(rf, jump, 1, span_w, sw)
+        st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
         return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
                 f'"macs":{macs},{_rf_jump(rf, jump)},"formula":["H: floor(({h}{mid_h}{oh}",'
                 f'"W: floor(({w}{mid_w}{ow}","C: {c} -> {out}"],"notes":[{",".join(notes)}],"config":{config},'
@@ -130,9 +172,8 @@ def _pool(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         if not (h and w) or num_h < 0 or num_w < 0:
             return None
         oh, ow = num_h // sh + 1, num_w // sw + 1
-        new = (n, c, oh, ow)
-        if too_big(new):
-            return None
+        if oh > MAX_INT or ow > MAX_INT or n * c * oh * ow > MAX_ELEMENTS:
+            return None  # the walk's refusal (infer.too_big)
         if not config:
             config = config_text(stage, shape)
         notes = []
@@ -141,14 +182,63 @@ def _pool(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         if num_w % sw:
             notes.append(f'"{dropped_note(1, w, kw, sw, pw, pw, dw)}"')
         rf, jump = st.rf, st.jump
-        for a, span, s in ((0, span_h, sh), (1, span_w, sw)):
-            j = jump[a]
-            rf[a] += span * j
-            jump[a] = j * s if j.__class__ is int else mul_num(j, s)
-        st.shape, st.spatial, st.maker = new, (oh, ow), (i, text)
+        if jump[0].__class__ is int and jump[1].__class__ is int:
+            rf[0] += span_h * jump[0]
+            rf[1] += span_w * jump[1]
+            jump[0] *= sh
+            jump[1] *= sw
+        else:
+            _advance(rf, jump, 0, span_h, sh)
+            _advance(rf, jump, 1, span_w, sw)
+        st.shape, st.spatial, st.maker = (n, c, oh, ow), (oh, ow), (i, text)
         return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{c},{oh},{ow}],"params":0,"macs":0,'
                 f'{_rf_jump(rf, jump)},"formula":["H: floor(({h}{mid_h}{oh}","W: floor(({w}{mid_w}{ow}"],'
                 f'"notes":[{",".join(notes)}],"config":{config},"solved":null,"options":null,"branch":{branch}}}'), 0, 0
+
+    return step
+
+
+def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
+    sp = stage.params
+    assert isinstance(sp, ConvTSpec)
+    if sp.p == SOLVE or sp.op == SOLVE:
+        return None
+    (kh, kw), (sh, sw), (ph, pw), (qh, qw), (dh, dw) = sp.k, sp.s, sp.p, sp.op, sp.d
+    if not ((qh < sh or qh < dh) and (qw < sw or qw < dw)):
+        return None  # refused whatever the input
+    g, fixed, bias, kk, text = sp.g, sp.out, sp.bias, kh * kw, stage.text
+    extra_h, extra_w = -2 * ph + dh * (kh - 1) + qh + 1, -2 * pw + dw * (kw - 1) + qw + 1
+    reach_h, reach_w = dh * (kh - 1) // sh, dw * (kw - 1) // sw
+    mid_h = f"-1)*{sh} - 2*{ph} + {dh}*({kh}-1) + {qh} + 1 = "
+    mid_w = f"-1)*{sw} - 2*{pw} + {dw}*({kw}-1) + {qw} + 1 = "
+    configs: dict[tuple[int, int], str] = {}
+
+    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+        shape = st.shape
+        if len(shape) != 4:
+            return None
+        n, c, h, w = shape
+        out = c if fixed is None else fixed
+        if (g != 1 and (c % g or out % g)) or not (h and w):
+            return None
+        oh, ow = (h - 1) * sh + extra_h, (w - 1) * sw + extra_w
+        if oh < 1 or ow < 1 or oh > MAX_INT or ow > MAX_INT or n * out * oh * ow > MAX_ELEMENTS:
+            return None  # refused, or an empty output with its note (the rule and the walk)
+        weights = c * (out // g) * kk
+        params = weights + (out if bias else 0)
+        macs = n * h * w * weights + (n * out * oh * ow if bias else 0)
+        config = configs.get((c, out))
+        if config is None:
+            config = configs[(c, out)] = config_text(stage, shape)
+        rf, jump = st.rf, st.jump
+        rf[0] += reach_h * jump[0]
+        rf[1] += reach_w * jump[1]
+        jump[0], jump[1] = _div(jump[0], sh), _div(jump[1], sw)
+        st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
+                f'"macs":{macs},{_rf_jump(rf, jump)},"formula":["H: ({h}{mid_h}{oh}","W: ({w}{mid_w}{ow}",'
+                f'"C: {c} -> {out}"],"notes":[],"config":{config},"solved":null,"options":null,'
+                f'"branch":{branch}}}'), params, macs
 
     return step
 
@@ -240,7 +330,7 @@ def _linear(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
 
 def compile_step(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     """The compiled step of ``stage`` (``head``: its ``"spec":..,"op":..,`` JSON), or None where the rule walks
-    it always (branches, transposed convs, adaptive pooling, kernel files, solvers, ...)."""
+    it always (branches, adaptive pooling, kernel files, solvers, ...)."""
     op, sp = stage.op, stage.params
     if op in _SAME:
         return _same(stage, head, config_text)
@@ -248,6 +338,8 @@ def compile_step(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
         return _conv(stage, head, config_text)
     if isinstance(sp, PoolSpec):
         return _pool(stage, head, config_text)
+    if isinstance(sp, ConvTSpec):
+        return _convt(stage, head, config_text)
     if isinstance(sp, BatchNormSpec):
         return _bn(stage, head, config_text)
     if REGISTRY[op].shape_rule == "flatten":
