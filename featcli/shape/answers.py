@@ -20,10 +20,10 @@ from json.encoder import encode_basestring, encode_basestring_ascii
 
 from featcli.shape.branches import flatten
 from featcli.shape.infer import moved, start, step
-from featcli.shape.report import ceil_num
+from featcli.shape.report import ceil_num, number_text
 from featcli.shape.rules import RULES
 from featcli.shape.state import WalkState
-from featcli.shape.steps import Step, compile_step, number_text
+from featcli.shape.steps import Step, compile_step
 from featcli.stages.registry import REGISTRY
 from featcli.stages.spec import Stage
 

@@ -1,12 +1,13 @@
 """Compiled steps for the stdin service: the common stages walked and written as JSON text in one go.
 
 A stdin session asks about the same few hundred stages over and over, on ever different input sizes. For the
-stages most stacks are made of (a plain conv or transposed conv, max/avg pooling without ``ceil``, the
-pointwise ops, ``bn``, ``flatten``, ``linear`` on a flattened tensor), :func:`compile_step` prepares once
-per distinct stage everything that does not depend on the input (kernel spans, the constant halves of the
-formulas, the JSON of the spec and of the config) and returns a step that, per query, does the integer
-arithmetic and writes the stage's JSON object: the text :mod:`featcli.shape.answers` would write from the
-rule's row, byte for byte (``tests/shape/test_steps.py`` compares them over thousands of random shapes).
+stages most stacks are made of (a plain conv or transposed conv, max/avg pooling without ``ceil``, global
+and adaptive pooling, the pointwise ops, ``bn``, ``flatten``, ``linear`` on a flattened tensor),
+:func:`compile_step` prepares once per distinct stage everything that does not depend on the input (kernel
+spans, the constant halves of the formulas, the JSON of the spec and of the config) and returns a step
+that, per query, does the integer arithmetic and writes the stage's JSON object: the text
+:mod:`featcli.shape.answers` would write from the rule's row, byte for byte (``tests/shape/test_steps.py``
+compares them over thousands of random shapes).
 
 A step only takes the plain road: when its stage could be refused, or says something unusual (a
 non-integer jump is fine; a padding mode with its own checks, a solver, kernel files, a 4-D ``linear`` are
@@ -18,15 +19,14 @@ too (run once per stage and channel count).
 from __future__ import annotations
 
 from collections.abc import Callable
-from math import gcd
 
 from featcli.enums import PaddingMode
 from featcli.shape.axis import conv_padding, dropped_note
 from featcli.shape.infer import MAX_ELEMENTS
-from featcli.shape.report import Num, as_number, ceil_num
+from featcli.shape.report import Num, ceil_num, div_num, number_text, rational
 from featcli.shape.state import WalkState
 from featcli.stages.grammar import MAX_INT, SOLVE
-from featcli.stages.params import BatchNormSpec, ConvSpec, ConvTSpec, LinearSpec, PoolSpec
+from featcli.stages.params import AdaptivePoolSpec, BatchNormSpec, ConvSpec, ConvTSpec, LinearSpec, PoolSpec
 from featcli.stages.registry import REGISTRY
 from featcli.stages.spec import Stage
 
@@ -51,21 +51,6 @@ def _rf_jump(rf: list[Num], jump: list[Num]) -> str:
     return f'"rf":[{ceil_num(rh)},{ceil_num(rw)}],"jump":[{number_text(jh)},{number_text(jw)}]'
 
 
-def _div(j: Num, s: int) -> Num:
-    """``j / s``: an int when exact, else a Fraction (:func:`featcli.shape.report.div_num`, without its import)."""
-    if j.__class__ is int:
-        return j // s if j % s == 0 else _rational(j, s)
-    return _rational(j.numerator, j.denominator * s)
-
-
-def number_text(x: Num) -> str:
-    """A receptive-field jump as JSON: an int, or the int or float :func:`as_number` makes of a Fraction."""
-    if x.__class__ is int:
-        return str(x)
-    v = as_number(x)
-    return str(v) if v.__class__ is int else float.__repr__(v)
-
-
 def _advance(rf: list[Num], jump: list[Num], a: int, span: int, s: int) -> None:
     """``rf[a] += span * jump[a]; jump[a] *= s`` in integers (Fraction's operators cost microseconds each),
     the result an int again when whole, as :func:`featcli.shape.report.mul_num` leaves it."""
@@ -78,17 +63,8 @@ def _advance(rf: list[Num], jump: list[Num], a: int, span: int, s: int) -> None:
     if span:
         r = rf[a]
         rn, rd = (r, 1) if r.__class__ is int else (r.numerator, r.denominator)
-        rf[a] = _rational(rn * jd + span * jn * rd, rd * jd)
-    jump[a] = _rational(jn * s, jd)
-
-
-def _rational(num: int, den: int) -> Num:
-    g = gcd(num, den)
-    if g == den:
-        return num // g
-    from fractions import Fraction  # imported by the first transposed conv (featcli.shape.report.div_num)
-
-    return Fraction(num // g, den // g)
+        rf[a] = rational(rn * jd + span * jn * rd, rd * jd)
+    jump[a] = rational(jn * s, jd)
 
 
 def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
@@ -233,12 +209,58 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         rf, jump = st.rf, st.jump
         rf[0] += reach_h * jump[0]
         rf[1] += reach_w * jump[1]
-        jump[0], jump[1] = _div(jump[0], sh), _div(jump[1], sw)
+        jump[0], jump[1] = div_num(jump[0], sh), div_num(jump[1], sw)
         st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
         return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
                 f'"macs":{macs},{_rf_jump(rf, jump)},"formula":["H: ({h}{mid_h}{oh}","W: ({w}{mid_w}{ow}",'
                 f'"C: {c} -> {out}"],"notes":[],"config":{config},"solved":null,"options":null,'
                 f'"branch":{branch}}}'), params, macs
+
+    return step
+
+
+def _adaptive(stage: Stage, head: str, config_text: ConfigText) -> Step:
+    sp = stage.params
+    assert isinstance(sp, AdaptivePoolSpec)
+    oh, ow = sp.o
+    config, text = config_text(stage, (1, 1, 1, 1)), stage.text
+    windows: tuple[dict[int, tuple[str, int]], dict[int, tuple[str, int]]] = ({}, {})
+
+    def window(a: int, size: int, o: int) -> tuple[str, int]:
+        """The formula's ``windows of K`` text and the widest window, as the rule finds them (kept by size)."""
+        found = windows[a].get(size)
+        if found is None:
+            starts = range(o) if o <= 4096 else (0, o - 1)
+            widths = {-(-(i + 1) * size // o) - (i * size // o) for i in starts}
+            kmin, kmax = min(widths), max(widths)
+            if len(windows[a]) >= 4096:
+                windows[a].clear()
+            found = windows[a][size] = (f"{kmin}" if kmin == kmax else f"{kmin}..{kmax}", kmax)
+        return found
+
+    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+        shape = st.shape
+        if len(shape) != 4:
+            return None
+        n, c, h, w = shape
+        if not (h and w) or n * c * oh * ow > MAX_ELEMENTS:
+            return None  # an empty map (refused, or a NaN average), or too large: the rule and the walk
+        win_h, k_h = window(0, h, oh)
+        win_w, k_w = window(1, w, ow)
+        rf, jump = st.rf, st.jump
+        for a, reach, size, o in ((0, k_h - 1, h, oh), (1, k_w - 1, w, ow)):
+            j = jump[a]
+            if j.__class__ is int:
+                rf[a] += reach * j
+                jump[a] = rational(j * size, o)
+            else:
+                _advance(rf, jump, a, reach, size)
+                jump[a] = div_num(jump[a], o)
+        st.shape, st.spatial, st.maker = (n, c, oh, ow), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{c},{oh},{ow}],"params":0,"macs":0,'
+                f'{_rf_jump(rf, jump)},"formula":["H: {h} -> {oh} (windows of {win_h})",'
+                f'"W: {w} -> {ow} (windows of {win_w})"],"notes":[],"config":{config},"solved":null,'
+                f'"options":null,"branch":{branch}}}'), 0, 0
 
     return step
 
@@ -330,7 +352,7 @@ def _linear(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
 
 def compile_step(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     """The compiled step of ``stage`` (``head``: its ``"spec":..,"op":..,`` JSON), or None where the rule walks
-    it always (branches, adaptive pooling, kernel files, solvers, ...)."""
+    it always (branches, kernel files, solvers, ...)."""
     op, sp = stage.op, stage.params
     if op in _SAME:
         return _same(stage, head, config_text)
@@ -340,6 +362,8 @@ def compile_step(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
         return _pool(stage, head, config_text)
     if isinstance(sp, ConvTSpec):
         return _convt(stage, head, config_text)
+    if isinstance(sp, AdaptivePoolSpec):
+        return _adaptive(stage, head, config_text)
     if isinstance(sp, BatchNormSpec):
         return _bn(stage, head, config_text)
     if REGISTRY[op].shape_rule == "flatten":
