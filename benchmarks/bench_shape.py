@@ -100,6 +100,50 @@ def make_queries(n: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def varied_queries(n: int, seed: int = 14) -> bytes:
+    """``n`` distinct-looking query lines, issue #14's throughput mix: input sizes 1..512, stacks of 1-6
+    conv/pool/convt stages with random kernels, strides and paddings (some ``p=?`` solver queries), a
+    classifier head (gap/flatten/linear) on a third, a residual or skip block on one in 12, and mistakes (a
+    bad key, an unknown op) on one in 50; small inputs make many stacks refused."""
+    rng = random.Random(seed)
+
+    def conv() -> str:
+        k, s = rng.choice((1, 3, 3, 3, 5, 7)), rng.choice((1, 1, 1, 2))
+        p = rng.choice((0, k // 2, k // 2, "same" if s == 1 else 1, "?" if rng.random() < 0.15 else k // 2))
+        out = rng.choice(("", "", "out=16,", "out=32,", "out=64,", "out=128,"))
+        return f"conv:{out}k={k},s={s},p={p}" + (",bias=0" if rng.random() < 0.1 else "")
+
+    def stage() -> str:
+        r = rng.random()
+        if r < 0.45:
+            return conv()
+        if r < 0.65:
+            k = rng.choice((2, 2, 3))
+            kind = rng.choice(("maxpool", "maxpool", "avgpool"))
+            pad = rng.choice(("", "", ",p=1" if k == 3 else "", ",p=?")) if rng.random() < 0.3 else ""
+            return f"{kind}:k={k},s={rng.choice((1, 2, 2))}{pad}" + (",ceil=1" if rng.random() < 0.1 else "")
+        if r < 0.75:
+            convt = f"convt:k={rng.choice((2, 3, 4))},s=2,p={rng.choice((0, 1))}"
+            return convt + (",op=1" if rng.random() < 0.2 else "")
+        if r < 0.95:
+            return rng.choice(("relu", "relu", "bn", "bn relu", "dropout:p=0.1", "sigmoid"))
+        return "save:a conv:k=3,p=1 bn relu conv:k=3,p=1 bn add:a relu" if rng.random() < 0.6 else \
+            "save:s maxpool:k=2 conv:k=3,p=1 convt:k=2,s=2 cat:s"
+
+    lines = []
+    for _ in range(n):
+        h = rng.randint(1, 512)
+        w = h if rng.random() < 0.5 else rng.randint(1, 512)
+        stages = [stage() for _ in range(rng.randint(1, 6))]
+        if rng.random() < 0.33:
+            stages.append(rng.choice(("gap flatten", "flatten", "adaptiveavg:o=7 flatten")) +
+                          f" linear:out={rng.choice((10, 100, 1000))}")
+        if rng.random() < 0.02:
+            stages.insert(rng.randrange(len(stages)), rng.choice(("conv:q=3", "pool:k=2", "conv:k=0", "linear")))
+        lines.append(f"{rng.choice((1, 1, 1, 8, 32))}x{rng.choice((1, 3, 3, 16, 64))}x{h}x{w} {' '.join(stages)}")
+    return ("\n".join(lines) + "\n").encode()
+
+
 def stdin_throughput(n: int, runs: int) -> dict[str, float]:
     data = make_queries(n)
     cmd = [*featcli_cmd(), "shape", "-"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Union
 
 from featcli.shape.report import Num
 from featcli.shape.state import Refusal, Row, WalkState
@@ -25,26 +26,22 @@ from featcli.stages.params import BranchSpec
 from featcli.stages.registry import Op
 from featcli.stages.spec import Stage
 
-
-@dataclass(frozen=True)
-class FlatStage:
-    """One row of a flattened stack: the stage, the tensors it enters (``reads``), the branch it is in."""
-
-    stage: Stage
-    reads: tuple[str, ...] = ()
-    branch: str | None = None
+#: One row of a flattened stack: the stage, the saved tensors it enters (``reads``, on a side branch's first
+#: stage, outermost first) and the saved tensor whose side branch it is in (``branch``), or None.
+FlatStage = tuple[Stage, tuple[str, ...], Union[str, None]]  # noqa: UP007 - a runtime alias
 
 
 def flatten(stages: Sequence[Stage], branch: str | None = None) -> Iterator[FlatStage]:
     """Every stage in the order it runs: a side branch's stages come just before its ``add``/``cat``."""
     for stage in stages:
         sp = stage.params
-        if isinstance(sp, BranchSpec) and sp.branch:
+        if sp.__class__ is BranchSpec and sp.branch:
+            assert isinstance(sp, BranchSpec)
             inner = list(flatten(sp.branch, sp.name))
-            first = inner[0]
-            inner[0] = FlatStage(first.stage, (sp.name, *first.reads), first.branch)
+            first, reads, inner_branch = inner[0]
+            inner[0] = (first, (sp.name, *reads), inner_branch)
             yield from inner
-        yield FlatStage(stage, (), branch)
+        yield stage, (), branch
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,15 @@ rule comes from its registry entry (:mod:`featcli.stages.registry`, :mod:`featcl
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Union
 
 from featcli.errors import FeatcliError, ShapeError, SpecError
 from featcli.shape.branches import enter, flatten
 from featcli.shape.report import ShapeReport, StageReport, ceil_num
 from featcli.shape.rules import RULES
-from featcli.shape.state import Refusal, WalkState
-from featcli.stages.grammar import MAX_INT, SOLVE, Pair, format_shape, shorten
+from featcli.shape.state import Refusal, Row, WalkState
+from featcli.stages.grammar import MAX_INT, SOLVE, Pair, format_shape
 from featcli.stages.params import ConvSpec, ConvTSpec, PoolSpec
 from featcli.stages.registry import REGISTRY, Op
 from featcli.stages.spec import Stage
@@ -31,7 +32,7 @@ _OP_NAME = {op: op.value for op in Op}
 MAX_ELEMENTS = 2**63 - 1
 
 
-def _too_big(shape: tuple[int, ...]) -> str | None:
+def too_big(shape: tuple[int, ...]) -> str | None:
     """Why torch cannot hold a tensor of ``shape``, or None."""
     if len(shape) == 4:
         n, c, h, w = shape
@@ -48,6 +49,88 @@ def _too_big(shape: tuple[int, ...]) -> str | None:
     return None
 
 _RULE_OF = {op: RULES[d.shape_rule] for op, d in REGISTRY.items()}
+#: What :func:`walk` yields per stage: its 1-based index, the stage, the saved tensors it enters, the side
+#: branch it is in, its input shape and its result (the receptive field and jump are ``st.rf``/``st.jump``).
+Step = tuple[int, Stage, tuple[str, ...], Union[str, None], tuple[int, ...], Row]  # noqa: UP007 - runtime alias
+
+
+def start(input_shape: Sequence[int], *, kernels_dir: str | None = None,
+          allow_torchscript: bool = False) -> WalkState:
+    """The walk state at the input ``(N, C, H, W)``, which must be a shape torch can hold.
+
+    Raises:
+        ShapeError: a size is not an integer in ``[1, MAX_INT]``, or the tensor would be too large.
+    """
+    shape = tuple(input_shape)
+    if len(shape) == 4 and shape[0].__class__ is shape[1].__class__ is shape[2].__class__ is shape[3].__class__ \
+            is int and 1 <= min(shape) and max(shape) <= MAX_INT:
+        pass  # the common case, without the generator below
+    elif len(shape) != 4 or not all(isinstance(d, int) and 1 <= d <= MAX_INT for d in shape):
+        raise ShapeError(f"input shape must be (N, C, H, W) with integer sizes in [1, {MAX_INT}], "
+                         f"got {list(shape)}")
+    big = too_big(shape)
+    if big:
+        raise ShapeError(f"input {big.removeprefix('output ')}")
+    return WalkState(shape, allow_torchscript, kernels_dir)
+
+
+def _same(exc: ShapeError) -> ShapeError:
+    return exc
+
+
+def walk(st: WalkState, stages: Sequence[Stage],
+         refused: Callable[[ShapeError], ShapeError] = _same) -> Iterator[Step]:
+    """Apply each stage's rule to ``st`` in turn (side branches spelt out), yielding each stage's result.
+
+    After each yield the state moves on to the stage's output; read ``st.rf``/``st.jump`` at the yield.
+    :func:`infer` turns the steps into a :class:`ShapeReport`; the stdin service
+    (:mod:`featcli.shape.answers`) writes them as JSON text directly.
+
+    Raises:
+        ShapeError: a stage torch would refuse, passed through ``refused`` (which may attach a partial report).
+        KernelError: a ``w=`` kernel reference is unknown, with the stage named.
+    """
+    i = 0
+    for stage, reads, branch in flatten(stages):
+        i += 1
+        in_shape, row = step(st, i, stage, reads, refused)
+        yield i, stage, reads, branch, in_shape, row
+        moved(st, i, stage, row.out)
+
+
+def step(st: WalkState, i: int, stage: Stage, reads: tuple[str, ...] = (),
+         refused: Callable[[ShapeError], ShapeError] = _same) -> tuple[tuple[int, ...], Row]:
+    """Stage ``i`` of a walk (entering the saved tensors ``reads`` first): its input shape and its row.
+
+    Call :func:`moved` after reading ``st.rf``/``st.jump``, to move the state on to the stage's output.
+    """
+    st.index = i
+    st.text = stage.text
+    try:
+        for name in reads:
+            enter(st, name)
+        in_shape = st.shape
+        row = _RULE_OF[stage.op](st, stage)
+    except Refusal as exc:
+        raise refused(ShapeError(f"{st.here}: {exc}")) from None
+    except FeatcliError as exc:  # from the kernel library (w=): name the stage too
+        raise type(exc)(f"{st.here}: {exc.message}", path=exc.path) from None
+    out = row.out
+    big = too_big(out)
+    if big:
+        raise refused(ShapeError(f"{st.here}: {big}"))
+    if 0 in out and 0 not in in_shape:
+        row.notes.append(f"the output {format_shape(out)} is empty (no values): torch returns an empty "
+                         "tensor and the stages after it see none")
+    return in_shape, row
+
+
+def moved(st: WalkState, i: int, stage: Stage, out: tuple[int, ...]) -> None:
+    """The walk has passed stage ``i``: its output ``out`` is the current tensor."""
+    st.shape = out
+    st.maker = (i, stage.text)
+    if len(out) == 4:
+        st.spatial = (out[2], out[3])
 
 
 def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: str | None = None,
@@ -65,14 +148,8 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
         ShapeError: a stage torch would refuse; the message names the stage index, its spec and why.
         KernelError: a ``w=`` kernel reference is unknown (from :mod:`featcli.kernels`).
     """
-    shape = tuple(input_shape)
-    if len(shape) != 4 or not all(isinstance(d, int) and 1 <= d <= MAX_INT for d in shape):
-        raise ShapeError(f"input shape must be (N, C, H, W) with integer sizes in [1, {MAX_INT}], "
-                         f"got {list(shape)}")
-    big = _too_big(shape)
-    if big:
-        raise ShapeError(f"input {big.removeprefix('output ')}")
-    st = WalkState(shape, allow_torchscript, kernels_dir)
+    st = start(input_shape, kernels_dir=kernels_dir, allow_torchscript=allow_torchscript)
+    shape = st.shape
     rows: list[StageReport] = []
     total_params = total_macs = 0
 
@@ -81,25 +158,7 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
                                   macs=total_macs, source=source)
         return exc
 
-    for i, flat in enumerate(flatten(stages), 1):
-        stage = flat.stage
-        text = stage.text
-        st.here = f"stage {i} {text!r}" if len(text) <= 200 else f"stage {i} {shorten(text, 200)}"
-        try:
-            for name in flat.reads:
-                enter(st, name)
-            in_shape = st.shape
-            row = _RULE_OF[stage.op](st, stage)
-        except Refusal as exc:
-            raise refused(ShapeError(f"{st.here}: {exc}")) from None
-        except FeatcliError as exc:  # from the kernel library (w=): name the stage too
-            raise type(exc)(f"{st.here}: {exc.message}", path=exc.path) from None
-        big = _too_big(row.out)
-        if big:
-            raise refused(ShapeError(f"{st.here}: {big}"))
-        if 0 in row.out and 0 not in in_shape:
-            row.notes.append(f"the output {format_shape(row.out)} is empty (no values): torch returns an empty "
-                             "tensor and the stages after it see none")
+    for i, stage, reads, branch, in_shape, row in walk(st, stages, refused):
         rh, rw = st.rf
         resolved = stage if row.resolved is stage.params or row.resolved is None else \
             Stage(stage.text, stage.op, row.resolved)
@@ -109,13 +168,9 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
                                                   rw if rw.__class__ is int else ceil_num(rw)),
             jump=(st.jump[0], st.jump[1]), formulas=tuple(row.formulas), notes=tuple(row.notes),
             config=row.config, resolved=resolved, solved=row.solved, options=row.options,
-            branch=flat.branch, reads=flat.reads))
+            branch=branch, reads=reads))
         total_params += row.params
         total_macs += row.macs
-        st.shape = row.out
-        st.made_by = st.here
-        if len(row.out) == 4:
-            st.spatial = (row.out[2], row.out[3])
     return ShapeReport(input=shape, stages=tuple(rows), output=st.shape, params=total_params,
                        macs=total_macs, source=source)
 

@@ -7,6 +7,7 @@ pool makes the jump fractional.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import gcd
 from typing import TYPE_CHECKING, Any, Union
 
 from featcli.stages.spec import Stage
@@ -106,12 +107,41 @@ def ceil_num(x: Num) -> int:
 
 def div_num(x: Num, d: int) -> Num:
     """``x / d``, kept an int when exact (Fractions are slow; they only appear after convt/adaptive)."""
-    if isinstance(x, int):
-        if x % d == 0:
-            return x // d
-        from fractions import Fraction
+    if x.__class__ is int:
+        return x // d if x % d == 0 else rational(x, d)
+    return rational(x.numerator, x.denominator * d)
 
-        return Fraction(x, d)
-    q = x / d
-    return q.numerator if q.denominator == 1 else q
 
+def mul_num(x: Num, m: int) -> Num:
+    """``x * m``, an int again when the product is whole (``1/2 * 2``)."""
+    return x * m if x.__class__ is int else rational(x.numerator * m, x.denominator)
+
+
+def rational(num: int, den: int) -> Num:
+    """``num / den`` (``den`` > 0) as an int when whole, else a Fraction. Kept by value: a stack's receptive
+    fields and jumps do not depend on the input size, so the same few values come back query after query
+    in ``featcli shape -`` (building a Fraction costs a microsecond)."""
+    q = _RATIONALS.get((num, den))
+    if q is None:
+        g = gcd(num, den)
+        if g == den:
+            q = num // g
+        else:
+            from fractions import Fraction  # imported by the first convt or adaptive pool that needs one
+
+            q = Fraction(num // g, den // g)
+        if len(_RATIONALS) >= 4096:
+            _RATIONALS.clear()
+        _RATIONALS[(num, den)] = q
+    return q
+
+
+_RATIONALS: dict[tuple[int, int], Num] = {}
+
+
+def number_text(x: Num) -> str:
+    """A jump as its JSON text: an int, or the int or float :func:`as_number` makes of a Fraction."""
+    if x.__class__ is int:
+        return str(x)
+    v = as_number(x)
+    return str(v) if v.__class__ is int else float.__repr__(v)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from featcli.enums import KernelMode, PaddingMode
 from featcli.shape import branches
 from featcli.shape.axis import AXES, convt_axis, dropped_note, pairs_text, pool_axis
-from featcli.shape.report import div_num
+from featcli.shape.report import div_num, mul_num
 from featcli.shape.solve import conv_pads, convt_pads, monotone_candidates, solve
 from featcli.shape.state import Refusal, Row, WalkState, check_groups, kernel_too_large, need_4d, need_values
 from featcli.stages.grammar import SOLVE
@@ -46,7 +46,8 @@ def _kernel_shape(st: WalkState, refs: tuple[str, ...], c: int, mode: KernelMode
 def conv(st: WalkState, stage: Stage) -> Row:
     sp = stage.params
     assert isinstance(sp, ConvSpec)
-    n, c, h, w = st.shape if len(st.shape) == 4 else need_4d("conv", st.shape)
+    shape = st.shape
+    n, c, h, w = shape if len(shape) == 4 else need_4d("conv", shape)
     if sp.w:
         out, in_pg, kh, kw, g = _kernel_shape(st, sp.w, c, sp.mode)
         conv_in = in_pg * g
@@ -57,12 +58,15 @@ def conv(st: WalkState, stage: Stage) -> Row:
         assert sp.k is not None
         (kh, kw), g, conv_in = sp.k, sp.g, c
         out = c if sp.out is None else sp.out
-        check_groups(c, out, g)
+        if g != 1:
+            check_groups(c, out, g)
         in_pg = c // g
     row = Row()
     ks, ss, ds, sizes = (kh, kw), sp.s, sp.d, (h, w)
-    need_values("conv", st.shape)
-    pads = conv_pads(sp, row, sizes, ks)
+    if not (h and w):
+        need_values("conv", shape)
+    p = sp.p
+    pads = [(p[0], p[0]), (p[1], p[1])] if p.__class__ is tuple else conv_pads(sp, row, sizes, ks)
     reflect, circular = sp.pm is _REFLECT, sp.pm is _CIRCULAR
     rf, jump, formulas = st.rf, st.jump, row.formulas
     outs = []
@@ -80,25 +84,32 @@ def conv(st: WalkState, stage: Stage) -> Row:
             raise Refusal(kernel_too_large(sizes, pads, ks, ds, ss))
         o = num // s + 1
         outs.append(o)
-        pad = f"2*{pl}" if pl == pr else f"{pl}+{pr}"
-        formulas.append(f"{AXES[a]}: floor(({size} + {pad} - {d}*({k}-1) - 1)/{s}) + 1 = {o}")
+        formulas.append(f"{AXES[a]}: floor(({size} + {f'2*{pl}' if pl == pr else f'{pl}+{pr}'} - {d}*({k}-1) - 1)"
+                        f"/{s}) + 1 = {o}")
         if num % s:
             row.notes.append(dropped_note(a, size, k, s, pl, pr, d))
-        rf[a] += span * jump[a]
-        jump[a] *= s
+        j = jump[a]
+        if j.__class__ is int:
+            rf[a] += span * j
+            jump[a] = j * s
+        else:
+            rf[a] += span * j
+            jump[a] = mul_num(j, s)
     if conv_in != c:
         row.notes.append(f"mode=gray: {c} channels -> 1 (luminance) before the kernels")
     row.out = (n, out, outs[0], outs[1])
-    row.params = out * in_pg * kh * kw + (out if sp.bias else 0)
-    row.macs = n * outs[0] * outs[1] * row.params
-    kernels = f" ({len(sp.w)} kernels, mode={sp.mode.value})" if sp.w else ""
-    row.formulas.append(f"C: {c} -> {out}{kernels}")
-    row.config = {"in": conv_in, "out": out, "k": [kh, kw], "s": [ss[0], ss[1]],
-                  "p": [[pads[0][0], pads[0][1]], [pads[1][0], pads[1][1]]], "d": [ds[0], ds[1]], "g": g,
-                  "bias": sp.bias, "pm": _PM_NAME[sp.pm]}
+    row.params = params = out * in_pg * kh * kw + (out if sp.bias else 0)
+    row.macs = n * outs[0] * outs[1] * params
+    if sp.w:
+        formulas.append(f"C: {c} -> {out} ({len(sp.w)} kernels, mode={sp.mode.value})")
+    else:
+        formulas.append(f"C: {c} -> {out}")
+    (pt, pb), (pl, pr) = pads
+    row.config = {"in": conv_in, "out": out, "k": [kh, kw], "s": [ss[0], ss[1]], "p": [[pt, pb], [pl, pr]],
+                  "d": [ds[0], ds[1]], "g": g, "bias": sp.bias, "pm": _PM_NAME[sp.pm]}
     if sp.w:
         row.config.update(w=list(sp.w), mode=sp.mode.value)
-    row.resolved = dataclasses.replace(sp, p=(pads[0][0], pads[1][0])) if row.solved else sp
+    row.resolved = dataclasses.replace(sp, p=(pt, pl)) if row.solved else sp
     return row
 
 
@@ -144,8 +155,10 @@ def convt(st: WalkState, stage: Stage) -> Row:
 def pool(st: WalkState, stage: Stage) -> Row:
     sp, op = stage.params, stage.op.value
     assert isinstance(sp, PoolSpec)
-    n, c, h, w = need_4d(op, st.shape)
-    need_values(op, st.shape)
+    shape = st.shape
+    n, c, h, w = shape if len(shape) == 4 else need_4d(op, shape)
+    if not (h and w):
+        need_values(op, shape)
     row = Row()
     sizes, ks, ss, ds = (h, w), sp.k, sp.stride, sp.d
     if sp.p == SOLVE:
@@ -164,38 +177,45 @@ def pool(st: WalkState, stage: Stage) -> Row:
         row.solved = {"p": ps}
         row.notes.append(f"p=? -> {pairs_text('p', ps)}")
     else:
-        ps = list(sp.p)
+        ps = [sp.p[0], sp.p[1]]
     outs = []
-    rounding = "ceil" if sp.ceil else "floor"
-    for a in range(2):
+    ceil = sp.ceil
+    rounding = "ceil" if ceil else "floor"
+    rf, jump, formulas = st.rf, st.jump, row.formulas
+    for a in (0, 1):
         size, k, s, p, d = sizes[a], ks[a], ss[a], ps[a], ds[a]
         if p > k // 2 or p > (d * (k - 1) + 1) // 2:
             raise Refusal(f"padding {p} must be at most half the kernel size {k} (torch's pooling limit)")
-        o = pool_axis(size, k, s, p, d, sp.ceil)
         num = size + 2 * p - d * (k - 1) - 1
+        if ceil:
+            o = pool_axis(size, k, s, p, d, ceil)
+        else:
+            o = num // s + 1
         dil = f"{d}*({k}-1)" if op == "maxpool" else f"({k}-1)"
         formula = f"{AXES[a]}: {rounding}(({size} + 2*{p} - {dil} - 1)/{s}) + 1"
-        partial = sp.ceil and num >= 0 and num % s != 0
-        if partial and o == -(-num // s):
+        partial = ceil and num >= 0 and num % s != 0
+        if not partial:
+            formulas.append(f"{formula} = {o}")
+        elif o == -(-num // s):
             row.formulas.append(f"{formula} - 1 = {o}")
             row.notes.append(f"{AXES[a]}: ceil_mode window {o + 1} would start at {o * s} >= {size} + {p} "
                              "(outside the input and its left padding), so torch drops it")
         else:
-            row.formulas.append(f"{formula} = {o}")
-            if partial:
-                start, end, padded = (o - 1) * s, (o - 1) * s + d * (k - 1), size + 2 * p
-                row.notes.append(f"{AXES[a]}: ceil_mode adds partial window {o} at {start}..{end} "
-                                 f"of the padded input (only {padded} long)")
+            formulas.append(f"{formula} = {o}")
+            start, end, padded = (o - 1) * s, (o - 1) * s + d * (k - 1), size + 2 * p
+            row.notes.append(f"{AXES[a]}: ceil_mode adds partial window {o} at {start}..{end} "
+                             f"of the padded input (only {padded} long)")
         if o < 1:
             raise Refusal(f"output {AXES[a]} = {o} is too small (< 1): kernel {d * (k - 1) + 1} "
                            f"does not fit the padded input {size + 2 * p}")
-        if not sp.ceil and num % s:
+        if not ceil and num % s:
             row.notes.append(dropped_note(a, size, k, s, p, p, d))
         outs.append(o)
-        st.rf[a] += (d * (k - 1)) * st.jump[a]
-        st.jump[a] *= s
+        j = jump[a]
+        rf[a] += (d * (k - 1)) * j
+        jump[a] = j * s if j.__class__ is int else mul_num(j, s)
     row.out = (n, c, outs[0], outs[1])
-    row.config = {"k": list(ks), "s": list(ss), "p": ps, "ceil": sp.ceil}
+    row.config = {"k": [ks[0], ks[1]], "s": [ss[0], ss[1]], "p": ps, "ceil": ceil}
     if op == "maxpool":
         row.config["d"] = list(ds)
     else:

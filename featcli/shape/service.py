@@ -18,15 +18,15 @@ Pure stdlib: no typer, rich, numpy or torch. An image INPUT reads its size from 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from featcli.errors import FeatcliError, SpecError
+from featcli.shape.answers import Answers
 from featcli.shape.infer import apply_target, infer
 from featcli.shape.inputs import resolve_input
 from featcli.stages.grammar import looks_like_shape, parse_input_shape, parse_size
-from featcli.stages.spec import parse_stage
+from featcli.stages.spec import Stage, parse_stage
 from featcli.stages.stacks import expand
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ Shape4 = tuple[int, int, int, int]
 _READ_SIZE = 1 << 16
 #: How many distinct answers :func:`serve` keeps for repeated queries (then it starts again).
 _ANSWERED_MAX = 4096
+#: How many distinct parsed stages :func:`serve` keeps by their text (then it starts again).
+_STAGES_MAX = 16384
 
 
 class InputResolver:
@@ -130,14 +132,14 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
     """
     if inputs is None:
         inputs = InputResolver()
-    # The throughput path: names bound locally; parsed stages and input shapes come from the parsers' caches.
-    parse_shape, parse, run = parse_input_shape, parse_stage, infer
+    # The throughput path: names bound locally; input shapes and parsed stages kept by their text (parsing is
+    # pure), each answer written as JSON text from the walk (featcli.shape.answers) instead of a report.
+    parse_shape, parse = parse_input_shape, parse_stage
     # Raw characters are a quarter faster to encode than \u escapes; used for ASCII lines (featcli's own
     # messages are ASCII), so the output is ASCII whatever the terminal's encoding.
-    fast = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False,
-                            ensure_ascii=False).encode
-    safe = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False).encode
+    fast, safe = Answers(), Answers(ensure_ascii=True)
     write, flush = stdout.write, stdout.flush
+    stage_of: dict[str, Stage] = {}
     # Answers of queries already seen, by their tokens: a script that asks the same question again (a sweep
     # over a few stacks, a loop re-checking a model) gets the same JSON text without the walk. Only answers
     # that depend on the line alone: no image INPUT (its size is read from a file), no @STACK file, no
@@ -162,7 +164,7 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
             if text is not None:
                 answers.append(text)
                 continue
-            encode = fast if line.isascii() else safe
+            out = fast if line.isascii() else safe
             try:
                 try:
                     shape, source = parse_shape(tokens[0]), None
@@ -171,8 +173,15 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
                 texts = tokens[1:]
                 if "(" in line or "@" in line:  # a side branch spans tokens; @STACK names a stack file
                     texts = expand(texts)
-                stages = [parse(t, i) for i, t in enumerate(texts, 1)]
-                text = encode(run(shape, stages, kernels_dir=kernels_dir, source=source).to_dict())
+                stages = []
+                for i, t in enumerate(texts, 1):
+                    stage = stage_of.get(t)
+                    if stage is None:
+                        if len(stage_of) >= _STAGES_MAX:
+                            stage_of.clear()
+                        stage = stage_of[t] = parse(t, i)
+                    stages.append(stage)
+                text = out.answer(shape, stages, source, kernels_dir=kernels_dir)
                 answers.append(text)
                 if source is None and "@" not in line and "w=" not in line:  # w=: a kernel file may change
                     if len(answered) >= _ANSWERED_MAX:
@@ -180,7 +189,7 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
                     answered[key] = text
             except FeatcliError as exc:
                 failed += 1
-                answers.append(encode({"error": str(exc), "line": lineno}))
+                answers.append(out.error(str(exc), lineno))
         if answers:
             answers.append("")
             write("\n".join(answers))

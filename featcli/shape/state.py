@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from featcli.shape.report import Num, Options
-from featcli.stages.grammar import Pair
+from featcli.stages.grammar import Pair, shorten
 from featcli.stages.params import Params
 
 
 class WalkState:
     """The tensor as the walk goes: shape, receptive field and jump per axis."""
 
-    __slots__ = ("shape", "rf", "jump", "spatial", "allow_torchscript", "kernels_dir", "saved", "aside", "made_by",
-                 "here")
+    __slots__ = ("shape", "rf", "jump", "spatial", "allow_torchscript", "kernels_dir", "saved", "aside", "maker",
+                 "index", "text")
 
     def __init__(self, shape: tuple[int, ...], allow_torchscript: bool = False,
                  kernels_dir: str | None = None) -> None:
@@ -24,11 +24,33 @@ class WalkState:
         self.jump: list[Num] = [1, 1]
         self.spatial = (shape[2], shape[3])  # last (H, W), for the global receptive field after flatten
         # Branches (featcli.shape.branches): tensors saved by name, those a side branch set aside, and who
-        # made the current tensor and which stage runs now (``stage 4 'save:a'``), for messages.
+        # made the current tensor and which stage runs now, for messages. Both are kept as the stage's index
+        # and text and spelt out (``stage 4 'save:a'``) only when a message or a saved tensor needs them.
         self.saved: dict[str, Any] = {}
         self.aside: list[Any] = []
-        self.made_by = "the input"
-        self.here = ""
+        self.maker: str | tuple[int, str] = "the input"
+        self.index = 0
+        self.text = ""
+
+    @property
+    def here(self) -> str:
+        """The stage that runs now, as messages name it: ``stage 4 'save:a'``."""
+        return where(self.index, self.text)
+
+    @property
+    def made_by(self) -> str:
+        """What made the current tensor: ``stage 3 'conv:k=3'``, ``the input``, ``saved at stage 1 ...``."""
+        m = self.maker
+        return m if isinstance(m, str) else where(m[0], m[1])
+
+    @made_by.setter
+    def made_by(self, text: str) -> None:
+        self.maker = text
+
+
+def where(index: int, text: str) -> str:
+    """``stage 4 'save:a'``: a stage as messages name it (a long spec shortened)."""
+    return f"stage {index} {text!r}" if len(text) <= 200 else f"stage {index} {shorten(text, 200)}"
 
 
 class Row:

@@ -171,6 +171,7 @@ def split_refs(value: str) -> tuple[str, ...]:
 _SHAPE_RE = re.compile(r"[0-9]+(?:[x×*,][0-9]+){1,3}")
 _SHAPEISH_RE = re.compile(r"(?:torch\.size\()?[0-9x×*,()\[\]\s]+")
 _DIM_SPLIT_RE = re.compile(r"[x×*,]")
+_PLAIN_SHAPE_RE = re.compile(r"[0-9]{1,10}(?:x[0-9]{1,10}){1,3}")
 
 
 def looks_like_shape(text: str) -> bool:
@@ -188,9 +189,8 @@ def parse_input_shape(text: str) -> tuple[int, int, int, int]:
     >>> parse_input_shape("3x640x480")
     (1, 3, 640, 480)
     """
-    parts = text.split("x")  # the common spelling, 1x3x224x224: plain digits, checked here at once
-    if 2 <= len(parts) <= 4 and all(0 < len(x) <= 10 and x.isascii() and x.isdigit() for x in parts):
-        dims = [int(x) for x in parts]
+    if _PLAIN_SHAPE_RE.fullmatch(text):  # the common spelling, 1x3x224x224: plain digits, checked at once
+        dims = [int(x) for x in text.split("x")]
         if 1 <= min(dims) and max(dims) <= MAX_INT:
             full = [1] * (4 - len(dims)) + dims
             return (full[0], full[1], full[2], full[3])

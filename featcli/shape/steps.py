@@ -1,0 +1,373 @@
+"""Compiled steps for the stdin service: the common stages walked and written as JSON text in one go.
+
+A stdin session asks about the same few hundred stages over and over, on ever different input sizes. For the
+stages most stacks are made of (a plain conv or transposed conv, max/avg pooling without ``ceil``, global
+and adaptive pooling, the pointwise ops, ``bn``, ``flatten``, ``linear`` on a flattened tensor),
+:func:`compile_step` prepares once per distinct stage everything that does not depend on the input (kernel
+spans, the constant halves of the formulas, the JSON of the spec and of the config) and returns a step
+that, per query, does the integer arithmetic and writes the stage's JSON object: the text
+:mod:`featcli.shape.answers` would write from the rule's row, byte for byte (``tests/shape/test_steps.py``
+compares them over thousands of random shapes).
+
+A step only takes the plain road: when its stage could be refused, or says something unusual (a
+non-integer jump is fine; a padding mode with its own checks, a solver, kernel files, a 4-D ``linear`` are
+not), the step returns None before it changes anything, and the rule in :mod:`featcli.shape.rules` walks
+the stage: every refusal and its message come from the rules alone. The config text comes from the rule
+too (run once per stage and channel count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from featcli.enums import PaddingMode
+from featcli.shape.axis import conv_padding, dropped_note
+from featcli.shape.infer import MAX_ELEMENTS
+from featcli.shape.report import Num, ceil_num, div_num, number_text, rational
+from featcli.shape.state import WalkState
+from featcli.stages.grammar import MAX_INT, SOLVE
+from featcli.stages.params import AdaptivePoolSpec, BatchNormSpec, ConvSpec, ConvTSpec, LinearSpec, PoolSpec
+from featcli.stages.registry import REGISTRY
+from featcli.stages.spec import Stage
+
+__all__ = ["Step", "compile_step"]
+
+#: ``step(st, i, branch)``: stage ``i``'s JSON object (``branch``: the JSON of the side branch's name or
+#: ``null``), its parameters and MACs, with ``st`` moved on to its output; or None, with ``st`` untouched,
+#: to let the rule walk it.
+Step = Callable[[WalkState, int, str], "tuple[str, int, int] | None"]
+#: The JSON text of a row's ``config`` for a stage at an input shape (the rule's own, encoded).
+ConfigText = Callable[[Stage, tuple[int, ...]], str]
+
+_SAME = {op for op, d in REGISTRY.items() if d.shape_rule == "same"}
+_PLAIN_PM = (PaddingMode.ZEROS, PaddingMode.REPLICATE)  # reflect and circular have checks of their own
+
+
+def _rf_jump(rf: list[Num], jump: list[Num]) -> str:
+    """``"rf":[..],"jump":[..]`` after a stage (ceil of a fractional receptive field, as the report does)."""
+    rh, rw, jh, jw = rf[0], rf[1], jump[0], jump[1]
+    if rh.__class__ is int and rw.__class__ is int and jh.__class__ is int and jw.__class__ is int:
+        return f'"rf":[{rh},{rw}],"jump":[{jh},{jw}]'
+    return f'"rf":[{ceil_num(rh)},{ceil_num(rw)}],"jump":[{number_text(jh)},{number_text(jw)}]'
+
+
+def _advance(rf: list[Num], jump: list[Num], a: int, span: int, s: int) -> None:
+    """``rf[a] += span * jump[a]; jump[a] *= s`` in integers (Fraction's operators cost microseconds each),
+    the result an int again when whole, as :func:`featcli.shape.report.mul_num` leaves it."""
+    j = jump[a]
+    if j.__class__ is int:
+        rf[a] += span * j
+        jump[a] = j * s
+        return
+    jn, jd = j.numerator, j.denominator
+    if span:
+        r = rf[a]
+        rn, rd = (r, 1) if r.__class__ is int else (r.numerator, r.denominator)
+        rf[a] = rational(rn * jd + span * jn * rd, rd * jd)
+    jump[a] = rational(jn * s, jd)
+
+
+def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
+    sp = stage.params
+    assert isinstance(sp, ConvSpec)
+    if sp.w or sp.k is None or sp.p == SOLVE or sp.pm not in _PLAIN_PM or (sp.p == "same" and sp.s != (1, 1)):
+        return None
+    (kh, kw), (sh, sw), (dh, dw), g, fixed, bias = sp.k, sp.s, sp.d, sp.g, sp.out, sp.bias
+    pt, pb, pl, pr = conv_padding(sp.p, sp.k, sp.d)
+    span_h, span_w = dh * (kh - 1), dw * (kw - 1)
+    extra_h, extra_w = pt + pb - span_h - 1, pl + pr - span_w - 1
+    mid_h = f" + {f'2*{pt}' if pt == pb else f'{pt}+{pb}'} - {dh}*({kh}-1) - 1)/{sh}) + 1 = "
+    mid_w = f" + {f'2*{pl}' if pl == pr else f'{pl}+{pr}'} - {dw}*({kw}-1) - 1)/{sw}) + 1 = "
+    kk, text = kh * kw, stage.text
+    configs: dict[tuple[int, int], str] = {}
+
+    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+        shape = st.shape
+        if len(shape) != 4:
+            return None
+        n, c, h, w = shape
+        out = c if fixed is None else fixed
+        num_h, num_w = h + extra_h, w + extra_w
+        if (g != 1 and (c % g or out % g)) or not (h and w) or num_h < 0 or num_w < 0:
+            return None
+        oh, ow = num_h // sh + 1, num_w // sw + 1
+        if oh > MAX_INT or ow > MAX_INT or n * out * oh * ow > MAX_ELEMENTS:
+            return None  # the walk's refusal (infer.too_big)
+        params = out * (c // g) * kk + (out if bias else 0)
+        macs = n * oh * ow * params
+        config = configs.get((c, out))
+        if config is None:
+            config = configs[(c, out)] = config_text(stage, shape)
+        notes = []
+        if num_h % sh:
+            notes.append(f'"{dropped_note(0, h, kh, sh, pt, pb, dh)}"')
+        if num_w % sw:
+            notes.append(f'"{dropped_note(1, w, kw, sw, pl, pr, dw)}"')
+        rf, jump = st.rf, st.jump
+        if jump[0].__class__ is int and jump[1].__class__ is int:
+            rf[0] += span_h * jump[0]
+            rf[1] += span_w * jump[1]
+            jump[0] *= sh
+            jump[1] *= sw
+        else:
+            _advance(rf, jump, 0, span_h, sh)
+            _advance(rf, jump, 1, span_w, sw)
+        st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
+                f'"macs":{macs},{_rf_jump(rf, jump)},"formula":["H: floor(({h}{mid_h}{oh}",'
+                f'"W: floor(({w}{mid_w}{ow}","C: {c} -> {out}"],"notes":[{",".join(notes)}],"config":{config},'
+                f'"solved":null,"options":null,"branch":{branch}}}'), params, macs
+
+    return step
+
+
+def _pool(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
+    sp = stage.params
+    assert isinstance(sp, PoolSpec)
+    if sp.ceil or sp.p == SOLVE:
+        return None
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = sp.k, sp.stride, sp.p, sp.d
+    if any(p > k // 2 or p > (d * (k - 1) + 1) // 2 for p, k, d in ((ph, kh, dh), (pw, kw, dw))):
+        return None  # refused whatever the input: the rule says why
+    span_h, span_w = dh * (kh - 1), dw * (kw - 1)
+    extra_h, extra_w = 2 * ph - span_h - 1, 2 * pw - span_w - 1
+    maxpool = stage.op.value == "maxpool"
+    dil_h = f"{dh}*({kh}-1)" if maxpool else f"({kh}-1)"
+    dil_w = f"{dw}*({kw}-1)" if maxpool else f"({kw}-1)"
+    mid_h, mid_w = f" + 2*{ph} - {dil_h} - 1)/{sh}) + 1 = ", f" + 2*{pw} - {dil_w} - 1)/{sw}) + 1 = "
+    text = stage.text
+    config = ""
+
+    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+        nonlocal config
+        shape = st.shape
+        if len(shape) != 4:
+            return None
+        n, c, h, w = shape
+        num_h, num_w = h + extra_h, w + extra_w
+        if not (h and w) or num_h < 0 or num_w < 0:
+            return None
+        oh, ow = num_h // sh + 1, num_w // sw + 1
+        if oh > MAX_INT or ow > MAX_INT or n * c * oh * ow > MAX_ELEMENTS:
+            return None  # the walk's refusal (infer.too_big)
+        if not config:
+            config = config_text(stage, shape)
+        notes = []
+        if num_h % sh:
+            notes.append(f'"{dropped_note(0, h, kh, sh, ph, ph, dh)}"')
+        if num_w % sw:
+            notes.append(f'"{dropped_note(1, w, kw, sw, pw, pw, dw)}"')
+        rf, jump = st.rf, st.jump
+        if jump[0].__class__ is int and jump[1].__class__ is int:
+            rf[0] += span_h * jump[0]
+            rf[1] += span_w * jump[1]
+            jump[0] *= sh
+            jump[1] *= sw
+        else:
+            _advance(rf, jump, 0, span_h, sh)
+            _advance(rf, jump, 1, span_w, sw)
+        st.shape, st.spatial, st.maker = (n, c, oh, ow), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{c},{oh},{ow}],"params":0,"macs":0,'
+                f'{_rf_jump(rf, jump)},"formula":["H: floor(({h}{mid_h}{oh}","W: floor(({w}{mid_w}{ow}"],'
+                f'"notes":[{",".join(notes)}],"config":{config},"solved":null,"options":null,"branch":{branch}}}'), 0, 0
+
+    return step
+
+
+def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
+    sp = stage.params
+    assert isinstance(sp, ConvTSpec)
+    if sp.p == SOLVE or sp.op == SOLVE:
+        return None
+    (kh, kw), (sh, sw), (ph, pw), (qh, qw), (dh, dw) = sp.k, sp.s, sp.p, sp.op, sp.d
+    if not ((qh < sh or qh < dh) and (qw < sw or qw < dw)):
+        return None  # refused whatever the input
+    g, fixed, bias, kk, text = sp.g, sp.out, sp.bias, kh * kw, stage.text
+    extra_h, extra_w = -2 * ph + dh * (kh - 1) + qh + 1, -2 * pw + dw * (kw - 1) + qw + 1
+    reach_h, reach_w = dh * (kh - 1) // sh, dw * (kw - 1) // sw
+    mid_h = f"-1)*{sh} - 2*{ph} + {dh}*({kh}-1) + {qh} + 1 = "
+    mid_w = f"-1)*{sw} - 2*{pw} + {dw}*({kw}-1) + {qw} + 1 = "
+    configs: dict[tuple[int, int], str] = {}
+
+    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+        shape = st.shape
+        if len(shape) != 4:
+            return None
+        n, c, h, w = shape
+        out = c if fixed is None else fixed
+        if (g != 1 and (c % g or out % g)) or not (h and w):
+            return None
+        oh, ow = (h - 1) * sh + extra_h, (w - 1) * sw + extra_w
+        if oh < 1 or ow < 1 or oh > MAX_INT or ow > MAX_INT or n * out * oh * ow > MAX_ELEMENTS:
+            return None  # refused, or an empty output with its note (the rule and the walk)
+        weights = c * (out // g) * kk
+        params = weights + (out if bias else 0)
+        macs = n * h * w * weights + (n * out * oh * ow if bias else 0)
+        config = configs.get((c, out))
+        if config is None:
+            config = configs[(c, out)] = config_text(stage, shape)
+        rf, jump = st.rf, st.jump
+        rf[0] += reach_h * jump[0]
+        rf[1] += reach_w * jump[1]
+        jump[0], jump[1] = div_num(jump[0], sh), div_num(jump[1], sw)
+        st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
+                f'"macs":{macs},{_rf_jump(rf, jump)},"formula":["H: ({h}{mid_h}{oh}","W: ({w}{mid_w}{ow}",'
+                f'"C: {c} -> {out}"],"notes":[],"config":{config},"solved":null,"options":null,'
+                f'"branch":{branch}}}'), params, macs
+
+    return step
+
+
+def _adaptive(stage: Stage, head: str, config_text: ConfigText) -> Step:
+    sp = stage.params
+    assert isinstance(sp, AdaptivePoolSpec)
+    oh, ow = sp.o
+    config, text = config_text(stage, (1, 1, 1, 1)), stage.text
+    windows: tuple[dict[int, tuple[str, int]], dict[int, tuple[str, int]]] = ({}, {})
+
+    def window(a: int, size: int, o: int) -> tuple[str, int]:
+        """The formula's ``windows of K`` text and the widest window, as the rule finds them (kept by size)."""
+        found = windows[a].get(size)
+        if found is None:
+            starts = range(o) if o <= 4096 else (0, o - 1)
+            widths = {-(-(i + 1) * size // o) - (i * size // o) for i in starts}
+            kmin, kmax = min(widths), max(widths)
+            if len(windows[a]) >= 4096:
+                windows[a].clear()
+            found = windows[a][size] = (f"{kmin}" if kmin == kmax else f"{kmin}..{kmax}", kmax)
+        return found
+
+    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+        shape = st.shape
+        if len(shape) != 4:
+            return None
+        n, c, h, w = shape
+        if not (h and w) or n * c * oh * ow > MAX_ELEMENTS:
+            return None  # an empty map (refused, or a NaN average), or too large: the rule and the walk
+        win_h, k_h = window(0, h, oh)
+        win_w, k_w = window(1, w, ow)
+        rf, jump = st.rf, st.jump
+        for a, reach, size, o in ((0, k_h - 1, h, oh), (1, k_w - 1, w, ow)):
+            j = jump[a]
+            if j.__class__ is int:
+                rf[a] += reach * j
+                jump[a] = rational(j * size, o)
+            else:
+                _advance(rf, jump, a, reach, size)
+                jump[a] = div_num(jump[a], o)
+        st.shape, st.spatial, st.maker = (n, c, oh, ow), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{c},{oh},{ow}],"params":0,"macs":0,'
+                f'{_rf_jump(rf, jump)},"formula":["H: {h} -> {oh} (windows of {win_h})",'
+                f'"W: {w} -> {ow} (windows of {win_w})"],"notes":[],"config":{config},"solved":null,'
+                f'"options":null,"branch":{branch}}}'), 0, 0
+
+    return step
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return f"[{shape[0]},{shape[1]},{shape[2]},{shape[3]}]" if len(shape) == 4 else f"[{','.join(map(str, shape))}]"
+
+
+def _same(stage: Stage, head: str, config_text: ConfigText) -> Step:
+    """Pointwise ops without parameters: the shape, receptive field and jump go through unchanged."""
+    tail = f',"formula":[],"notes":[],"config":{config_text(stage, (1, 1, 1, 1))},"solved":null,"options":null,'
+    text = stage.text
+
+    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+        shape = st.shape
+        s = _shape_text(shape)
+        st.maker = (i, text)
+        return (f'{{"index":{i},{head}"in":{s},"out":{s},"params":0,"macs":0,{_rf_jump(st.rf, st.jump)}'
+                f'{tail}"branch":{branch}}}'), 0, 0
+
+    return step
+
+
+def _bn(stage: Stage, head: str, config_text: ConfigText) -> Step:
+    tail = f',"formula":[],"notes":[],"config":{config_text(stage, (1, 1, 1, 1))},"solved":null,"options":null,'
+    text = stage.text
+
+    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+        shape = st.shape
+        if len(shape) != 4:
+            return None
+        n, c, h, w = shape
+        s = f"[{n},{c},{h},{w}]"
+        st.maker = (i, text)
+        macs = n * c * h * w
+        return (f'{{"index":{i},{head}"in":{s},"out":{s},"params":{2 * c},"macs":{macs},'
+                f'{_rf_jump(st.rf, st.jump)}{tail}"branch":{branch}}}'), 2 * c, macs
+
+    return step
+
+
+def _flatten(stage: Stage, head: str, config_text: ConfigText) -> Step:
+    config = config_text(stage, (1, 1, 1, 1))
+    text = stage.text
+
+    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+        shape = st.shape
+        if len(shape) != 4:
+            return None
+        n, c, h, w = shape
+        feats = c * h * w
+        st.shape, st.maker = (n, feats), (i, text)
+        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{feats}],"params":0,"macs":0,'
+                f'{_rf_jump(st.rf, st.jump)},"formula":["F: {c}*{h}*{w} = {feats}"],"notes":[],"config":{config},'
+                f'"solved":null,"options":null,"branch":{branch}}}'), 0, 0
+
+    return step
+
+
+def _linear(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
+    sp = stage.params
+    assert isinstance(sp, LinearSpec)
+    out, bias = sp.out, sp.bias
+    sample = config_text(stage, (1, 1))
+    if not sample.startswith('{"in":1,'):
+        return None
+    config_tail = sample[len('{"in":1'):]  # ,"out":..,"bias":..}
+    bias_text = f" + {out}" if bias else ""
+    text = stage.text
+
+    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+        shape = st.shape
+        if len(shape) != 2:
+            return None  # on a 4-D tensor: a note and another receptive field (the rule)
+        n, f_in = shape
+        params = f_in * out + (out if bias else 0)
+        rf, jump, spatial = st.rf, st.jump, st.spatial
+        rf[0] += (spatial[0] - 1) * jump[0]
+        rf[1] += (spatial[1] - 1) * jump[1]
+        st.shape, st.maker = (n, out), (i, text)
+        macs = n * params
+        return (f'{{"index":{i},{head}"in":[{n},{f_in}],"out":[{n},{out}],"params":{params},"macs":{macs},'
+                f'{_rf_jump(rf, jump)},"formula":["F: {f_in} -> {out} (params {f_in}*{out}{bias_text})"],'
+                f'"notes":[],"config":{{"in":{f_in}{config_tail},"solved":null,"options":null,'
+                f'"branch":{branch}}}'), params, macs
+
+    return step
+
+
+def compile_step(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
+    """The compiled step of ``stage`` (``head``: its ``"spec":..,"op":..,`` JSON), or None where the rule walks
+    it always (branches, kernel files, solvers, ...)."""
+    op, sp = stage.op, stage.params
+    if op in _SAME:
+        return _same(stage, head, config_text)
+    if isinstance(sp, ConvSpec):
+        return _conv(stage, head, config_text)
+    if isinstance(sp, PoolSpec):
+        return _pool(stage, head, config_text)
+    if isinstance(sp, ConvTSpec):
+        return _convt(stage, head, config_text)
+    if isinstance(sp, AdaptivePoolSpec):
+        return _adaptive(stage, head, config_text)
+    if isinstance(sp, BatchNormSpec):
+        return _bn(stage, head, config_text)
+    if REGISTRY[op].shape_rule == "flatten":
+        return _flatten(stage, head, config_text)
+    if isinstance(sp, LinearSpec):
+        return _linear(stage, head, config_text)
+    return None

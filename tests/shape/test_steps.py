@@ -1,0 +1,91 @@
+"""Compiled steps (featcli.shape.steps) write exactly what the rules and ``ShapeReport.to_dict()`` say.
+
+Every op family with a step, on thousands of random input shapes (tiny, empty-making, odd, huge), after
+prefixes that leave integer and fractional receptive fields and jumps, and 2-D tensors: the JSON text of
+:class:`featcli.shape.answers.Answers` equals ``json.dumps`` of :func:`featcli.shape.infer.infer`'s report,
+and a stack the rules refuse is refused with the same message.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from featcli.errors import FeatcliError
+from featcli.shape.answers import Answers
+from featcli.shape.infer import infer
+from featcli.shape.state import WalkState
+from featcli.shape.steps import ConfigText, Step, compile_step
+from featcli.stages.grammar import MAX_INT
+from featcli.stages.spec import Stage, parse_stage
+
+STAGES = [
+    "conv:out=8,k=3,s=2,p=1", "conv:k=7,s=2,p=3", "conv:k=3x5,s=1x2,p=2x0,d=2", "conv:k=3,p=same", "conv:k=4,p=same",
+    "conv:out=6,k=1,g=3,bias=0", "conv:k=5,p=valid,pm=replicate", "conv:out=4,k=2,s=3", "conv:k=1", "conv:out=2,g=2",
+    "maxpool:k=2", "maxpool:k=3,s=2,p=1", "maxpool:k=3x2,s=1,d=2", "avgpool:k=2,s=1", "avgpool:k=3,s=2,p=1,cip=0",
+    "max:k=5,s=3", "convt:k=2,s=2", "convt:out=8,k=4,s=2,p=1", "convt:k=3,s=2,op=1", "convt:k=3x2,s=3x1,d=2,g=3",
+    "convt:k=1,s=1,p=0,bias=0", "relu", "sigmoid", "dropout:p=0.25", "leakyrelu:slope=0.2", "softmax", "bn",
+    "bn:eps=0.001", "gap", "gmp", "adaptiveavg:o=3", "adaptivemax:o=2x5", "adaptiveavg:o=7", "flatten",
+    "linear:out=10", "linear:out=3,bias=0",
+]
+PREFIXES = ["", "convt:k=2,s=2", "convt:k=3,s=3 conv:k=3,s=2", "adaptiveavg:o=3", "adaptiveavg:o=3x7 maxpool:k=2",
+            "gap flatten", "flatten", "conv:k=3,s=2 convt:k=2,s=2 convt:k=2,s=2"]
+
+
+def _size(rng: random.Random) -> int:
+    return rng.choice([rng.randint(1, 12), rng.randint(1, 300), rng.randint(1, 3000), MAX_INT // rng.randint(1, 4)])
+
+
+def _reference(shape: tuple[int, int, int, int], texts: list[str]) -> str:
+    try:
+        return json.dumps(infer(shape, [parse_stage(t) for t in texts]).to_dict(), separators=(",", ":"))
+    except FeatcliError as exc:
+        return f"error: {exc}"
+
+
+def _answer(answers: Answers, shape: tuple[int, int, int, int], texts: list[str]) -> str:
+    try:
+        return answers.answer(shape, [parse_stage(t) for t in texts], None)
+    except FeatcliError as exc:
+        return f"error: {exc}"
+
+
+def test_every_listed_stage_has_a_step() -> None:
+    answers = Answers()
+    for text in STAGES:
+        assert compile_step(parse_stage(text), "", answers.config_text) is not None, text
+
+
+@pytest.mark.parametrize("text", STAGES)
+def test_steps_write_what_the_rules_report(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from featcli.shape import answers as module
+
+    taken = []  # the stage texts whose step wrote the answer (rather than leaving the stage to its rule)
+
+    def counted(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
+        step = compile_step(stage, head, config_text)
+        if step is None:
+            return None
+
+        def wrapped(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+            done = step(st, i, branch)
+            if done is not None:
+                taken.append(stage.text)
+            return done
+
+        return wrapped
+
+    monkeypatch.setattr(module, "compile_step", counted)
+    rng = random.Random(text)
+    answers = Answers()
+    refused = 0
+    for n in range(120):
+        shape = (rng.choice([1, 1, 2, 7]), rng.choice([1, 2, 3, 6, 64]), _size(rng), _size(rng))
+        texts = [*PREFIXES[n % len(PREFIXES)].split(), text, text] if n % 3 else [text]
+        want = _reference(shape, texts)
+        refused += want.startswith("error")
+        assert _answer(answers, shape, texts) == want, (shape, texts)
+    assert refused < 100
+    assert taken.count(text) > 30  # the step itself wrote many of the answers
