@@ -193,7 +193,7 @@ def run_command(
     if model is not None:  # a whole network: a featcli model file (cli/trained_run.py) or another (cli/model_run.py)
         from featcli.io.modelfile import is_model_file
 
-        if is_model_file(model):
+        if is_model_file(model) or model.lower().endswith(".safetensors"):
             from featcli.cli.trained_run import run_model as run_trained
 
             return run_trained(dict(locals()))

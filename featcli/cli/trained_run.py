@@ -31,10 +31,11 @@ _BATCH = (("ray", "--ray", None), ("processes", "--processes", 1), ("shard", "--
 def run_model(p: dict[str, Any]) -> None:
     """``featcli run`` with ``--model``: a featcli model file runs here; anything else is refused for now."""
     from featcli.errors import UsageError
-    from featcli.io.modelfile import is_model_file
+    from featcli.io.modelfile import is_model_file, read_model
 
     model = p["model"]
     if not is_model_file(model):
+        read_model(model)  # says why: no such file, not safetensors, no featcli metadata, ...
         raise UsageError(f"--model {model}: not a featcli model file (featcli train -o writes one)")
     for name, opt, default in (*_FROM_MODEL, *_BATCH):
         if p.get(name) not in (default, [], None):

@@ -146,7 +146,8 @@ def run_model(path: str, req: ModelRequest) -> ModelResult:
 
     route = route_of(req.model)
     if route == "featcli":
-        raise UsageError(f"--model {req.model!r}: featcli model files are not yet supported by run --model")
+        raise UsageError(f"--model {req.model!r}: a featcli model file runs through featcli's stage engine "
+                         "(featcli.run.trained; featcli run --model routes it there), not this layer-hook route")
     if req.weights and route != "torch":
         raise UsageError(f"--weights is for a PyTorch module:attr; an .{route} file holds its weights")
     recorder = Recorder(req.layers, memory_budget(req.max_bytes))

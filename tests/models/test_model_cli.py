@@ -76,7 +76,7 @@ def test_budget_refuses_a_layer_before_it_runs(runner: CliRunner, exported: dict
     (f"{NETS}:Nope", "has no attribute 'Nope'; its modules: BasicBlock, PNet, TinyResNet"),
     ("featcli_no_such_package.nets:Net", "importing 'featcli_no_such_package.nets' failed: ModuleNotFoundError"),
     (f"{NETS}:BasicBlock.forward", "calling it with no arguments failed"),
-    ("model.safetensors", "not yet supported"),
+    ("model.safetensors", "model.safetensors: model file not found"),
     ("model.h5", "expected a featcli model file"),
 ])
 def test_model_refusals(runner: CliRunner, model: str, message: str) -> None:

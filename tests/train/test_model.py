@@ -89,8 +89,16 @@ def test_run_model_refusals(trained_model: Path, runner: CliRunner) -> None:
                            (["--channels", "gray"], "--channels does not apply to --model")):
         res = runner.invoke(app, ["run", "sample:shapes", "--model", model, *extra])
         assert res.exit_code in (1, 2) and message in res.stderr, (extra, res.output)
-    res = runner.invoke(app, ["run", "sample:shapes", "--model", "sample:shapes"])
-    assert res.exit_code == 2 and "not a featcli model file" in res.stderr
+    res = runner.invoke(app, ["run", "sample:shapes", "--model", "missing.safetensors"])
+    assert res.exit_code == 1 and "missing.safetensors" in res.stderr and "not yet" not in res.stderr, res.stderr
+    plain = trained_model.with_name("plain.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(plain))
+    res = runner.invoke(app, ["run", "sample:shapes", "--model", str(plain)])
+    assert res.exit_code == 1 and "not a featcli model" in res.stderr, res.stderr
+    res = runner.invoke(app, ["run", "sample:shapes", "--model", "sample:shapes"])  # module:attr route
+    assert res.exit_code == 1 and "importing 'sample' failed" in res.stderr, res.stderr
 
 
 def _meta(stack: tuple[str, ...] = STACK, shape: tuple[int, int, int] = (1, 16, 16)) -> ModelMeta:
