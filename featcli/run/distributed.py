@@ -276,14 +276,14 @@ class _InOrder:
     def flush(self, *, stopped: bool = False) -> None:
         """Emit the parts that are complete, in order; ``stopped``: every part there is, skipping gaps."""
         while self.next < len(self.chunks) and (self.next in self.done or stopped):
-            records = self.done.pop(self.next, None)
-            if records is not None:
-                with uninterrupted():  # a part's records are counted and printed whole, or not at all
+            with uninterrupted():  # a part's records are counted and printed whole, or not at all
+                records = self.done.pop(self.next, None)
+                if records is not None:
                     for index, path, status, data, error in records:
                         setattr(self.summary, status, getattr(self.summary, status) + 1)
                         self.emit(Record(index, path, status, data, error))
                     self.emitted.add(self.next)
-            self.next += 1
+                self.next += 1
 
     def unrecorded(self) -> list[range]:
         return [c for k, c in enumerate(self.chunks) if k not in self.emitted]

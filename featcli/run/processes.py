@@ -111,6 +111,8 @@ def run_processes(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Recor
     each record in input order, as :func:`featcli.run.batch.run_batch` does in one process."""
     import multiprocessing as mp
 
+    from featcli.io.outputs import uninterrupted
+
     if str(cfg.device).startswith(("cuda", "mps")):
         raise UsageError(f"--processes runs a batch on CPU cores; with --device {cfg.device} use one process "
                          "(the GPU is one device: the single process already keeps it busy)")
@@ -140,10 +142,11 @@ def run_processes(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Recor
         """Emit the parts that are complete, in order; ``stopped``: every part there is, skipping gaps."""
         nonlocal next_chunk
         while next_chunk < len(chunks) and (next_chunk in done or stopped):
-            for index, path, status, data, error in done.pop(next_chunk, []):
-                setattr(summary, status, getattr(summary, status) + 1)
-                emit(Record(index, path, status, data, error))
-            next_chunk += 1
+            with uninterrupted():  # a part's records are counted and printed whole (a SIGTERM waits for them)
+                for index, path, status, data, error in done.pop(next_chunk, []):
+                    setattr(summary, status, getattr(summary, status) + 1)
+                    emit(Record(index, path, status, data, error))
+                next_chunk += 1
 
     try:
         for p in procs:

@@ -137,3 +137,34 @@ def test_sigterm_stops_the_workers_cleanly(tmp_path: Path) -> None:
     assert not [n for n in present if n.startswith(".") or n.endswith(".part")], present
     assert present == sorted(Path(f).name for r in records for f in r["outputs"]), err
     assert [r["index"] for r in records] == sorted(r["index"] for r in records)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_while_a_part_is_printed_keeps_its_records(tmp_path: Path) -> None:
+    """The parent prints a part's records whole: a SIGTERM that lands after the first of them (as when a
+    reader kills featcli on its first line) waits, so every published file keeps its record."""
+    from featcli.cli.signals import sigterm_as_interrupt
+    from featcli.run.batch import Record
+    from featcli.run.config import RunConfig
+    from featcli.run.processes import run_processes
+    from featcli.stages.build import build_stack
+
+    src = _folder(tmp_path, n=8)
+    paths = sorted(str(p) for p in src.glob("*.png") if p.name != "broken.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = RunConfig(stack=tuple(build_stack(["conv:w=sobel_x+sobel_y,p=1", "magnitude"])), out_dir=str(out),
+                    engine="numpy", threads=1)  # type: ignore[arg-type]
+    seen: list[Record] = []
+
+    def emit(rec: Record) -> None:
+        seen.append(rec)
+        if len(seen) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the part's printing
+
+    with sigterm_as_interrupt():
+        summary = run_processes(paths, cfg, emit=emit, processes=2, batch_size=2)
+    assert summary.interrupted
+    assert len(seen) >= 2  # the whole first part (2 images), not just its first record
+    named = sorted(Path(f).name for r in seen for f in (r.data or {}).get("outputs", []))
+    assert named == sorted(p.name for p in out.iterdir())
