@@ -25,12 +25,12 @@ def eval_command(
     data: Annotated[str, typer.Argument(
         help="digits, orientation, or a folder of class sub-folders (DATA/cat/*.jpg), loaded as the model was "
              "trained.", show_default=False, metavar="DATA")],
-    model: Annotated[str, typer.Option("--model", "-m", help="A featcli model file (featcli train -o).",
+    model: Annotated[str, typer.Option("--model", "-m", metavar="FILE", help="A featcli model file (featcli train -o).",
                                        show_default=False)],
     split: Annotated[str, typer.Option(
         "--split", metavar="all|val", help="all images, or val: only those the model was validated on (the "
         "data it was trained on, with its recorded seed).")] = "all",
-    png: Annotated[str | None, typer.Option("--png", help="Also draw the confusion matrix as a PNG.",
+    png: Annotated[str | None, typer.Option("--png", metavar="FILE", help="Also draw the confusion matrix as a PNG.",
                                             show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the --png file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,

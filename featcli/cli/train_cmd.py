@@ -38,7 +38,7 @@ def train_command(
              "the `featcli shape` language, ending in one score per class (linear:out=K).",
         show_default=False, metavar="DATA STAGE...")],
     output: Annotated[str, typer.Option(
-        "--output", "-o", help="The model file to write (.safetensors); its pictures go next to it: "
+        "--output", "-o", metavar="FILE", help="The model file to write (.safetensors); its pictures go next to it: "
         "NAME.curves.png, NAME.confusion.png, NAME.filters.png.", show_default=False)],
     epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, max=100_000, help="Passes over the training set.",
                                         rich_help_panel=_T)] = 10,
