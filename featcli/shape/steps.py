@@ -23,6 +23,7 @@ from collections.abc import Callable
 from featcli.enums import PaddingMode
 from featcli.shape.axis import conv_padding, dropped_note
 from featcli.shape.infer import MAX_ELEMENTS
+from featcli.shape.joins import compile_join
 from featcli.shape.report import Num, ceil_num, div_num, number_text, rational
 from featcli.shape.state import WalkState
 from featcli.stages.grammar import MAX_INT, SOLVE
@@ -386,4 +387,4 @@ def compile_step(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
         return _flatten(stage, head, config_text)
     if isinstance(sp, LinearSpec):
         return _linear(stage, head, config_text)
-    return None
+    return compile_join(stage, head, _rf_jump)
