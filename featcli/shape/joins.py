@@ -1,8 +1,9 @@
 """Compiled steps for ``save``, ``add`` and ``cat`` (no side branch): the rules' JSON text, byte for byte.
 
 Like :mod:`featcli.shape.steps` for the other common stages, and checked the same way against the rules of
-:mod:`featcli.shape.branches` (``tests/shape/test_steps.py``). A step returns None where the rule has something to say (no tensor saved under the name, shapes that do not
-meet, a concatenation too large for torch), and the rule walks the stage and refuses it with its message.
+:mod:`featcli.shape.branches` (``tests/shape/test_steps.py``). A step returns None where the rule has
+something to say (no tensor saved under the name, shapes that do not meet, a concatenation too large for
+torch), and the rule walks the stage and refuses it with its message.
 """
 
 from __future__ import annotations
