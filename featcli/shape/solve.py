@@ -60,9 +60,9 @@ def solve(a: int, target: int | None, default: int, fn: Callable[[Any], int], ca
 def kept(key: tuple[Any, ...], compute: Callable[..., tuple[Any, list[dict[str, int]]]],
          *args: Any) -> tuple[Any, list[dict[str, int]]]:
     """``compute(*args)`` (one axis's :func:`solve`), kept by ``key``: every input of that solve (the op, the
-    axis, the size, kernel, stride, dilation, padding limit or ceil mode, and target). A stdin session asks the same few solves
-    again and again; the answer is the same, and so is a refusal (raised again with its message). The
-    options are copies."""
+    axis, the size, kernel, stride, dilation, padding limit or ceil mode, and target). A stdin session asks
+    the same few solves again and again; the answer is the same, and so is a refusal (raised again with its
+    message). The options are copies."""
     got = _KEPT.get(key)
     if got is None:
         try:
