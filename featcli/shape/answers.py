@@ -25,7 +25,7 @@ from featcli.shape.rules import RULES
 from featcli.shape.state import WalkState
 from featcli.shape.steps import Step, compile_step
 from featcli.stages.registry import REGISTRY
-from featcli.stages.spec import Stage
+from featcli.stages.spec import Stage, parse_stage
 
 __all__ = ["Answers"]
 
@@ -84,42 +84,80 @@ class Answers:
         Raises:
             ShapeError, KernelError: as :func:`featcli.shape.infer.infer` raises them.
         """
-        quote, encode, configs, steps, compile_ = self._quote, self._encode, self._configs, self._steps, self._compile
+        quote, steps, compile_, row = self._quote, self._steps, self._compile, self._row
         st = start(input_shape, kernels_dir=kernels_dir)
-        rf, jump = st.rf, st.jump
         parts = []
         params = macs = i = 0
         for stage, reads, branch in flatten(stages):
             i += 1
-            text = stage.text
-            compiled = steps.get(text)
+            compiled = steps.get(stage.text)
             if compiled is None or compiled[0] is not stage:
                 compiled = compile_(stage)
             fast = compiled[1]
             if fast is not None and not reads:
                 done = fast(st, i, "null" if branch is None else quote(branch))
-                if done is not None:
-                    parts.append(done[0])
-                    params += done[1]
-                    macs += done[2]
-                    continue
-            head = compiled[2]
-            in_shape, row = step(st, i, stage, reads)
-            # A row's config is a function of its stage, the input's channels and last dimension, unless the
-            # solver chose a value or w= names files (featcli.shape.state.Row): its text is kept by that key.
-            if row.solved is None and not getattr(stage.params, "w", None):
-                ckey = (text, in_shape[1], in_shape[-1])
-                config = configs.get(ckey)
-                if config is None:
-                    if len(configs) >= _STEPS_MAX:
-                        configs.clear()
-                    config = configs[ckey] = encode(row.config)
+                if done is None:
+                    done = row(st, i, stage, reads, branch, compiled[2])
             else:
-                config = encode(row.config)
-            rh, rw, jh, jw = rf[0], rf[1], jump[0], jump[1]
-            formulas, notes = row.formulas, row.notes
-            parts.append(
-                f'{{"index":{i},{head}"in":{_shape(in_shape)},"out":{_shape(row.out)},'
+                done = row(st, i, stage, reads, branch, compiled[2])
+            parts.append(done[0])
+            params += done[1]
+            macs += done[2]
+        return (f'{{"input":{_shape(input_shape)},"source":{"null" if source is None else quote(source)},'
+                f'"stages":[{",".join(parts)}],"output":{_shape(st.shape)},"params":{params},"macs":{macs}}}')
+
+    def answer_texts(self, input_shape: tuple[int, int, int, int], texts: Sequence[str], *,
+                     kernels_dir: str | None = None) -> str:
+        """:meth:`answer` for stage texts without side branches (no ``(``) and no ``@STACK``, and no source:
+        the stages are parsed (all of them first, as the service does) and compiled once per distinct text.
+
+        Raises:
+            SpecError: a stage text does not parse (the first such, with its 1-based index).
+            ShapeError, KernelError: as :func:`featcli.shape.infer.infer` raises them.
+        """
+        steps = self._steps
+        entries = [steps.get(t) for t in texts]
+        if None in entries:
+            for k, t in enumerate(texts):
+                if entries[k] is None:
+                    entries[k] = self._compile(parse_stage(t, k + 1))
+        st = start(input_shape, kernels_dir=kernels_dir)
+        parts: list[str] = []
+        append = parts.append
+        params = macs = i = 0
+        for entry in entries:
+            assert entry is not None
+            i += 1
+            fast = entry[1]
+            done = None if fast is None else fast(st, i, "null")
+            if done is None:
+                done = self._row(st, i, entry[0], (), None, entry[2])
+            append(done[0])
+            params += done[1]
+            macs += done[2]
+        return (f'{{"input":{_shape(input_shape)},"source":null,'
+                f'"stages":[{",".join(parts)}],"output":{_shape(st.shape)},"params":{params},"macs":{macs}}}')
+
+    def _row(self, st: WalkState, i: int, stage: Stage, reads: tuple[str, ...], branch: str | None,
+             head: str) -> tuple[str, int, int]:
+        """Stage ``i`` walked by its rule (:func:`featcli.shape.infer.step`): its JSON object, parameters, MACs."""
+        quote, encode, configs = self._quote, self._encode, self._configs
+        in_shape, row = step(st, i, stage, reads)
+        # A row's config is a function of its stage, the input's channels and last dimension, unless the
+        # solver chose a value or w= names files (featcli.shape.state.Row): its text is kept by that key.
+        if row.solved is None and not getattr(stage.params, "w", None):
+            ckey = (stage.text, in_shape[1], in_shape[-1])
+            config = configs.get(ckey)
+            if config is None:
+                if len(configs) >= _STEPS_MAX:
+                    configs.clear()
+                config = configs[ckey] = encode(row.config)
+        else:
+            config = encode(row.config)
+        rf, jump = st.rf, st.jump
+        rh, rw, jh, jw = rf[0], rf[1], jump[0], jump[1]
+        formulas, notes = row.formulas, row.notes
+        text = (f'{{"index":{i},{head}"in":{_shape(in_shape)},"out":{_shape(row.out)},'
                 f'"params":{row.params},"macs":{row.macs},'
                 f'"rf":[{rh if rh.__class__ is int else ceil_num(rh)},{rw if rw.__class__ is int else ceil_num(rw)}],'
                 f'"jump":[{number_text(jh)},{number_text(jw)}],'
@@ -129,8 +167,5 @@ class Answers:
                 f'"solved":{"null" if row.solved is None else encode(row.solved)},'
                 f'"options":{"null" if row.options is None else encode(row.options)},'
                 f'"branch":{"null" if branch is None else quote(branch)}}}')
-            params += row.params
-            macs += row.macs
-            moved(st, i, stage, row.out)
-        return (f'{{"input":{_shape(input_shape)},"source":{"null" if source is None else quote(source)},'
-                f'"stages":[{",".join(parts)}],"output":{_shape(st.shape)},"params":{params},"macs":{macs}}}')
+        moved(st, i, stage, row.out)
+        return text, row.params, row.macs

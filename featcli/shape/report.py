@@ -140,8 +140,21 @@ _RATIONALS: dict[tuple[int, int], Num] = {}
 
 
 def number_text(x: Num) -> str:
-    """A jump as its JSON text: an int, or the int or float :func:`as_number` makes of a Fraction."""
+    """A jump as its JSON text: an int, or the int or float :func:`as_number` makes of a Fraction.
+
+    A Fraction's text is kept by the object's identity (the entry holds the object, so the identity cannot be
+    reused while it is kept): the few jumps of a stack (from :func:`rational`) come back on every query."""
     if x.__class__ is int:
         return str(x)
+    kept = _TEXTS.get(id(x))
+    if kept is not None and kept[0] is x:
+        return kept[1]
     v = as_number(x)
-    return str(v) if v.__class__ is int else float.__repr__(v)
+    text = str(v) if v.__class__ is int else float.__repr__(v)
+    if len(_TEXTS) >= 4096:
+        _TEXTS.clear()
+    _TEXTS[id(x)] = (x, text)
+    return text
+
+
+_TEXTS: dict[int, tuple[Num, str]] = {}

@@ -15,7 +15,7 @@ from featcli.enums import KernelMode, PaddingMode
 from featcli.shape import branches
 from featcli.shape.axis import AXES, convt_axis, dropped_note, pairs_text, pool_axis
 from featcli.shape.report import div_num, mul_num
-from featcli.shape.solve import conv_pads, convt_pads, monotone_candidates, solve
+from featcli.shape.solve import conv_pads, convt_pads, kept, monotone_candidates, solve
 from featcli.shape.state import Refusal, Row, WalkState, check_groups, kernel_too_large, need_4d, need_values
 from featcli.stages.grammar import SOLVE
 from featcli.stages.params import (
@@ -169,7 +169,8 @@ def pool(st: WalkState, stage: Stage) -> Row:
                 return pool_axis(sizes[a], ks[a], ss[a], p, ds[a], sp.ceil)
 
             target = sp.target[a] if sp.target else None
-            p, row.options[AXES[a]] = solve(
+            p, row.options[AXES[a]] = kept(  # the same solve again is kept by all its inputs
+                ("pool", a, sizes[a], ks[a], ss[a], ds[a], sp.ceil, target), solve,
                 a, target, -(-sizes[a] // ss[a]), fn,
                 monotone_candidates(fn, ks[a] // 2, target or -(-sizes[a] // ss[a])),
                 lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})")

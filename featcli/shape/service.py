@@ -171,17 +171,21 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
                 except SpecError:
                     shape, source = inputs(tokens[0])
                 texts = tokens[1:]
-                if "(" in line or "@" in line:  # a side branch spans tokens; @STACK names a stack file
-                    texts = expand(texts)
-                stages = []
-                for i, t in enumerate(texts, 1):
-                    stage = stage_of.get(t)
-                    if stage is None:
-                        if len(stage_of) >= _STAGES_MAX:
-                            stage_of.clear()
-                        stage = stage_of[t] = parse(t, i)
-                    stages.append(stage)
-                text = out.answer(shape, stages, source, kernels_dir=kernels_dir)
+                branched = "(" in line or "@" in line  # a side branch spans tokens; @STACK names a stack file
+                if not branched and source is None:  # the common line: one token a stage, compiled by text
+                    text = out.answer_texts(shape, texts, kernels_dir=kernels_dir)
+                else:
+                    if branched:
+                        texts = expand(texts)
+                    stages = []
+                    for i, t in enumerate(texts, 1):
+                        stage = stage_of.get(t)
+                        if stage is None:
+                            if len(stage_of) >= _STAGES_MAX:
+                                stage_of.clear()
+                            stage = stage_of[t] = parse(t, i)
+                        stages.append(stage)
+                    text = out.answer(shape, stages, source, kernels_dir=kernels_dir)
                 answers.append(text)
                 if source is None and "@" not in line and "w=" not in line:  # w=: a kernel file may change
                     if len(answered) >= _ANSWERED_MAX:

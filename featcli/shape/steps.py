@@ -23,6 +23,7 @@ from collections.abc import Callable
 from featcli.enums import PaddingMode
 from featcli.shape.axis import conv_padding, dropped_note
 from featcli.shape.infer import MAX_ELEMENTS
+from featcli.shape.joins import compile_join
 from featcli.shape.report import Num, ceil_num, div_num, number_text, rational
 from featcli.shape.state import WalkState
 from featcli.stages.grammar import MAX_INT, SOLVE
@@ -49,6 +50,16 @@ def _rf_jump(rf: list[Num], jump: list[Num]) -> str:
     if rh.__class__ is int and rw.__class__ is int and jh.__class__ is int and jw.__class__ is int:
         return f'"rf":[{rh},{rw}],"jump":[{jh},{jw}]'
     return f'"rf":[{ceil_num(rh)},{ceil_num(rw)}],"jump":[{number_text(jh)},{number_text(jw)}]'
+
+
+def _dropped(kept: dict[int, str], a: int, size: int, k: int, s: int, pl: int, pr: int, d: int) -> str:
+    """The JSON text of :func:`dropped_note` for an input ``size``, kept by size (per stage and axis)."""
+    text = kept.get(size)
+    if text is None:
+        if len(kept) >= 4096:
+            kept.clear()
+        text = kept[size] = f'"{dropped_note(a, size, k, s, pl, pr, d)}"'
+    return text
 
 
 def _advance(rf: list[Num], jump: list[Num], a: int, span: int, s: int) -> None:
@@ -79,7 +90,9 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     mid_h = f" + {f'2*{pt}' if pt == pb else f'{pt}+{pb}'} - {dh}*({kh}-1) - 1)/{sh}) + 1 = "
     mid_w = f" + {f'2*{pl}' if pl == pr else f'{pl}+{pr}'} - {dw}*({kw}-1) - 1)/{sw}) + 1 = "
     kk, text = kh * kw, stage.text
-    configs: dict[tuple[int, int], str] = {}
+    configs: dict[int, str] = {}  # by input channels (the output channels follow from them)
+    kept_h: dict[int, str] = {}
+    kept_w: dict[int, str] = {}
 
     def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
         shape = st.shape
@@ -95,27 +108,28 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
             return None  # the walk's refusal (infer.too_big)
         params = out * (c // g) * kk + (out if bias else 0)
         macs = n * oh * ow * params
-        config = configs.get((c, out))
+        config = configs.get(c)
         if config is None:
-            config = configs[(c, out)] = config_text(stage, shape)
-        notes = []
-        if num_h % sh:
-            notes.append(f'"{dropped_note(0, h, kh, sh, pt, pb, dh)}"')
+            config = configs[c] = config_text(stage, shape)
+        notes = _dropped(kept_h, 0, h, kh, sh, pt, pb, dh) if num_h % sh else ""
         if num_w % sw:
-            notes.append(f'"{dropped_note(1, w, kw, sw, pl, pr, dw)}"')
+            nw = _dropped(kept_w, 1, w, kw, sw, pl, pr, dw)
+            notes = f"{notes},{nw}" if notes else nw
         rf, jump = st.rf, st.jump
-        if jump[0].__class__ is int and jump[1].__class__ is int:
-            rf[0] += span_h * jump[0]
-            rf[1] += span_w * jump[1]
-            jump[0] *= sh
-            jump[1] *= sw
+        jh, jw = jump
+        if jh.__class__ is int and jw.__class__ is int:
+            rh, rw = rf[0] + span_h * jh, rf[1] + span_w * jw
+            rf[0], rf[1], jump[0], jump[1] = rh, rw, jh * sh, jw * sw
+            rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]' if rh.__class__ is int and rw.__class__ is int \
+                else _rf_jump(rf, jump)
         else:
             _advance(rf, jump, 0, span_h, sh)
             _advance(rf, jump, 1, span_w, sw)
+            rj = _rf_jump(rf, jump)
         st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
         return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
-                f'"macs":{macs},{_rf_jump(rf, jump)},"formula":["H: floor(({h}{mid_h}{oh}",'
-                f'"W: floor(({w}{mid_w}{ow}","C: {c} -> {out}"],"notes":[{",".join(notes)}],"config":{config},'
+                f'"macs":{macs},{rj},"formula":["H: floor(({h}{mid_h}{oh}",'
+                f'"W: floor(({w}{mid_w}{ow}","C: {c} -> {out}"],"notes":[{notes}],"config":{config},'
                 f'"solved":null,"options":null,"branch":{branch}}}'), params, macs
 
     return step
@@ -137,6 +151,8 @@ def _pool(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     mid_h, mid_w = f" + 2*{ph} - {dil_h} - 1)/{sh}) + 1 = ", f" + 2*{pw} - {dil_w} - 1)/{sw}) + 1 = "
     text = stage.text
     config = ""
+    kept_h: dict[int, str] = {}
+    kept_w: dict[int, str] = {}
 
     def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
         nonlocal config
@@ -152,24 +168,25 @@ def _pool(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
             return None  # the walk's refusal (infer.too_big)
         if not config:
             config = config_text(stage, shape)
-        notes = []
-        if num_h % sh:
-            notes.append(f'"{dropped_note(0, h, kh, sh, ph, ph, dh)}"')
+        notes = _dropped(kept_h, 0, h, kh, sh, ph, ph, dh) if num_h % sh else ""
         if num_w % sw:
-            notes.append(f'"{dropped_note(1, w, kw, sw, pw, pw, dw)}"')
+            nw = _dropped(kept_w, 1, w, kw, sw, pw, pw, dw)
+            notes = f"{notes},{nw}" if notes else nw
         rf, jump = st.rf, st.jump
-        if jump[0].__class__ is int and jump[1].__class__ is int:
-            rf[0] += span_h * jump[0]
-            rf[1] += span_w * jump[1]
-            jump[0] *= sh
-            jump[1] *= sw
+        jh, jw = jump
+        if jh.__class__ is int and jw.__class__ is int:
+            rh, rw = rf[0] + span_h * jh, rf[1] + span_w * jw
+            rf[0], rf[1], jump[0], jump[1] = rh, rw, jh * sh, jw * sw
+            rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]' if rh.__class__ is int and rw.__class__ is int \
+                else _rf_jump(rf, jump)
         else:
             _advance(rf, jump, 0, span_h, sh)
             _advance(rf, jump, 1, span_w, sw)
+            rj = _rf_jump(rf, jump)
         st.shape, st.spatial, st.maker = (n, c, oh, ow), (oh, ow), (i, text)
         return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{c},{oh},{ow}],"params":0,"macs":0,'
-                f'{_rf_jump(rf, jump)},"formula":["H: floor(({h}{mid_h}{oh}","W: floor(({w}{mid_w}{ow}"],'
-                f'"notes":[{",".join(notes)}],"config":{config},"solved":null,"options":null,"branch":{branch}}}'), 0, 0
+                f'{rj},"formula":["H: floor(({h}{mid_h}{oh}","W: floor(({w}{mid_w}{ow}"],'
+                f'"notes":[{notes}],"config":{config},"solved":null,"options":null,"branch":{branch}}}'), 0, 0
 
     return step
 
@@ -187,7 +204,7 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     reach_h, reach_w = dh * (kh - 1) // sh, dw * (kw - 1) // sw
     mid_h = f"-1)*{sh} - 2*{ph} + {dh}*({kh}-1) + {qh} + 1 = "
     mid_w = f"-1)*{sw} - 2*{pw} + {dw}*({kw}-1) + {qw} + 1 = "
-    configs: dict[tuple[int, int], str] = {}
+    configs: dict[int, str] = {}  # by input channels
 
     def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
         shape = st.shape
@@ -203,9 +220,9 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         weights = c * (out // g) * kk
         params = weights + (out if bias else 0)
         macs = n * h * w * weights + (n * out * oh * ow if bias else 0)
-        config = configs.get((c, out))
+        config = configs.get(c)
         if config is None:
-            config = configs[(c, out)] = config_text(stage, shape)
+            config = configs[c] = config_text(stage, shape)
         rf, jump = st.rf, st.jump
         rf[0] += reach_h * jump[0]
         rf[1] += reach_w * jump[1]
@@ -370,4 +387,4 @@ def compile_step(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
         return _flatten(stage, head, config_text)
     if isinstance(sp, LinearSpec):
         return _linear(stage, head, config_text)
-    return None
+    return compile_join(stage, head, _rf_jump)

@@ -89,3 +89,26 @@ def test_steps_write_what_the_rules_report(text: str, monkeypatch: pytest.Monkey
         assert _answer(answers, shape, texts) == want, (shape, texts)
     assert refused < 100
     assert taken.count(text) > 30  # the step itself wrote many of the answers
+
+
+JOINS = ["save:a conv:k=3,p=1 bn relu conv:k=3,p=1 add:a relu", "save:s maxpool:k=2 conv:k=3,p=1 convt:k=2,s=2 cat:s",
+         "save:a conv:k=3 add:a", "save:a conv:out=7,k=1 cat:a", "cat:b", "save:a save:b add:a cat:b cat:b",
+         "convt:k=2,s=2 save:a adaptiveavg:o=3 conv:k=1 cat:a", "convt:k=3,s=2 save:a conv:k=3,p=1 add:a",
+         "save:a gap flatten save:f linear:out=4 cat:f", "save:a flatten add:a", "save:a conv:out=3,k=1 add:a"]
+
+
+@pytest.mark.parametrize("stack", JOINS)
+def test_join_steps_write_what_the_rules_report(stack: str) -> None:
+    """save/add/cat (featcli.shape.joins): the same text as the rules, refusals included, on both roads."""
+    rng = random.Random(stack)
+    answers, texts = Answers(), stack.split()
+    for _ in range(150):
+        shape = (rng.choice([1, 2, 7]), rng.choice([1, 3, 6, 64, MAX_INT]), _size(rng), _size(rng))
+        want = _reference(shape, texts)
+        assert _answer(answers, shape, texts) == want, (shape, texts)
+        try:
+            got = answers.answer_texts(shape, texts)
+        except FeatcliError as exc:
+            got = f"error: {exc}"
+        assert got == want, (shape, texts)
+    assert compile_step(parse_stage(texts[-1]), "", answers.config_text) is not None
