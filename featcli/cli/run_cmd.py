@@ -86,7 +86,8 @@ def run_command(
     trust_torchscript: Annotated[bool, typer.Option(
         "--trust-torchscript", help="Allow TorchScript weight files (they contain code).", rich_help_panel=_K)] = False,
     output: Annotated[str | None, typer.Option(
-        "--output", "-o", metavar="FILE", help="PNG of the shown stages: one map as a labelled picture (--raw: the bare map), "
+        "--output", "-o", metavar="FILE",
+        help="PNG of the shown stages: one map as a labelled picture (--raw: the bare map), "
         "several as a labelled grid; '-' writes it to stdout.",
         rich_help_panel=_O)] = None,
     out_dir: Annotated[str | None, typer.Option(
