@@ -198,8 +198,9 @@ def run_batch(
     def refill() -> None:
         nonlocal submitted
         while submitted < hi and len(queue) < window:
-            queue.append((submitted, loaders.submit(prepare, submitted)))
-            submitted += 1
+            with uninterrupted():  # a submitted image is always queued: an interruption records what it wrote
+                queue.append((submitted, loaders.submit(prepare, submitted)))
+                submitted += 1
 
     def flush(group: list[_Loaded]) -> None:
         if not group:
@@ -221,7 +222,8 @@ def run_batch(
             return
         for g, results in zip(group, per_image, strict=True):
             g.x = None  # the input tensor is no longer needed
-            slots[g.index] = writers.submit(write, g, results)
+            with uninterrupted():  # a write once submitted has its slot, so its record is never lost
+                slots[g.index] = writers.submit(write, g, results)
         group.clear()
 
     try:

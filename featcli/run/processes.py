@@ -194,6 +194,8 @@ def _stop(procs: list[Any], *, now: bool) -> None:
             p.terminate()
     deadline = time.monotonic() + 60
     for p in procs:
+        if p.pid is None:  # interrupted before it started
+            continue
         p.join(max(0.0, deadline - time.monotonic()))
         if p.is_alive():  # pragma: no cover - a worker stuck in C code
             p.kill()
