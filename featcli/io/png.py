@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from featcli import __version__
 from featcli.errors import OutputError, UsageError
@@ -84,10 +83,6 @@ def png_writer(
     text.update(metadata or {})
     # a file name that is not valid UTF-8 (surrogate escapes) must not stop the write: show U+FFFD
     text = {k: v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for k, v in text.items()}
-    info = PngInfo()
-    for key, value in text.items():
-        info.add_text(key, value)
-
     if image.mode in ("P", "L") and "transparency" not in image.info and (
             1 <= compress_level <= 3 and _isal() is not None
             or compress_level and image.size[0] * image.size[1] >= _THREADS_MIN_PIXELS):
@@ -99,6 +94,11 @@ def png_writer(
 
         return write_own
 
+    from PIL.PngImagePlugin import PngInfo  # Pillow's encoder only: featcli's own writer needs none of it
+
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)
     strategy = _zlib_strategy(image, compress_level)
 
     def write(fh: BinaryIO) -> None:

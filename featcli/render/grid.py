@@ -16,7 +16,7 @@ import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -35,17 +35,9 @@ from featcli.render.maps import (
     prepare_all,
 )
 from featcli.render.options import ByteArray, GridOptions, Tile
-from featcli.render.paint import (
-    ASPECT,
-    Layout,
-    Painter,
-    fit_title,
-    font_px,
-    layout,
-    range_text,
-    size_text,
-    text_length,
-)
+
+if TYPE_CHECKING:  # the painter (Pillow's fonts) is imported only to draw a grid, never for a raw map
+    from featcli.render.paint import Layout, Painter
 
 
 def tiles_from_array(
@@ -96,6 +88,8 @@ def render_grid(
     Raises:
         UsageError: no tiles, a map that is not 2-D, an unknown colormap.
     """
+    from featcli.render.paint import ASPECT, Painter, fit_title, font_px, layout, text_length
+
     opts = options or GridOptions()
     if not tiles:
         raise UsageError("no feature maps to draw")
@@ -128,6 +122,8 @@ def render_grid(
         pt.text((lay.pad, lay.pad), title, lay.size[0] - 2 * lay.pad, size=tsize)
     first = 0 if img is None else 1
     if img is not None:
+        from featcli.render.paint import size_text
+
         _draw_caption(pt, lay.origin(0), lay.cell[0], input_label, size_text(img.shape[0], img.shape[1]))
     for k, (p, sc) in enumerate(zip(preps, scale_of, strict=True), start=first):
         _draw_tile(pt, lay.origin(k), lay.cell[0], p, sc, sizes[k], opts.colorbar and not shared)
@@ -244,6 +240,8 @@ def _draw_tile(
     bar: bool,
 ) -> None:
     """Label, shape and range line (with a NaN swatch), the colour-mapped map, its colorbar."""
+    from featcli.render.paint import range_text, size_text
+
     used = _draw_caption(pt, origin, cell_w, p.label, f"{size_text(*p.shape)}   {range_text(p.lo, p.hi)}")
     if p.nonfinite:
         s, sx, sy = pt.fs2 * 3 // 4, origin[0] + used + pt.fs2 // 2, origin[1] + pt.line

@@ -19,7 +19,6 @@ from featcli.render.colour import BAD, quantize, scales
 from featcli.render.grid import render_map, upscale
 from featcli.render.maps import display_size, prepare_all
 from featcli.render.options import GridOptions, Tile
-from featcli.render.paint import Painter, fit_title, fmt, range_text, size_text, text_length, tick_length
 
 #: A map smaller than this (longest side, px) is enlarged by the whole factor that brings it closest.
 MIN_SIDE = 640
@@ -54,6 +53,9 @@ def render_single(tile: Tile, options: GridOptions | None = None) -> Image.Image
                 "run kept only a display-size copy (streamed); run without streaming"
             )
         return render_map(tile.data, opts, tile.vrange)
+    # the painter (Pillow's fonts) only for the labelled picture: a --raw run never imports it
+    from featcli.render.paint import Painter, fit_title, range_text, size_text, text_length, tick_length
+
     h, w = tile.full_shape or np.shape(tile.data)[-2:]
     side = max(h, w)
     if tile.full_shape is not None:
@@ -127,6 +129,8 @@ def render_single(tile: Tile, options: GridOptions | None = None) -> Image.Image
 
 def _scale_note(sc: Any, opts: GridOptions) -> str:
     """The line under the colour bar: the colormap and what its ends mean."""
+    from featcli.render.paint import fmt
+
     if sc.flat:
         return f"colormap {sc.cmap}: the map has one value"
     ends = f"±{fmt(sc.vmax)}" if sc.diverging else f"{fmt(sc.vmin)} … {fmt(sc.vmax)}"
