@@ -25,6 +25,7 @@ from featcli.shape.axis import conv_padding, dropped_note
 from featcli.shape.infer import MAX_ELEMENTS
 from featcli.shape.joins import compile_join
 from featcli.shape.report import Num, ceil_num, div_num, number_text, rational
+from featcli.shape.solved import compile_solved
 from featcli.shape.state import WalkState
 from featcli.stages.grammar import MAX_INT, SOLVE
 from featcli.stages.params import AdaptivePoolSpec, BatchNormSpec, ConvSpec, ConvTSpec, LinearSpec, PoolSpec
@@ -371,6 +372,8 @@ def compile_step(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
     """The compiled step of ``stage`` (``head``: its ``"spec":..,"op":..,`` JSON), or None where the rule walks
     it always (branches, kernel files, solvers, ...)."""
     op, sp = stage.op, stage.params
+    if isinstance(sp, (ConvSpec, PoolSpec)) and sp.p == SOLVE:
+        return compile_solved(stage, head, config_text, compile_step)
     if op in _SAME:
         return _same(stage, head, config_text)
     if isinstance(sp, ConvSpec):
