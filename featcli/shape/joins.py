@@ -31,7 +31,7 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 def compile_join(stage: Stage, head: str, rf_jump: Callable[[list[Num], list[Num]], str]) -> Step | None:
     """The compiled step of a ``save``, ``add`` or ``cat`` stage without a side branch, else None.
 
-    ``rf_jump(rf, jump)``: the ``"rf":..,"jump":..`` text (:func:`featcli.shape.steps._rf_jump`)."""
+    ``rf_jump(rf, jump)``: the ``"rf":..,"jump":..`` text (:func:`featcli.shape.stepkit.rf_jump`)."""
     sp = stage.params
     op = stage.op.value
     if not isinstance(sp, BranchSpec) or sp.branch or op not in ("save", "add", "cat"):

@@ -17,14 +17,13 @@ from collections.abc import Callable
 
 from featcli.enums import PaddingMode
 from featcli.shape.state import WalkState
+from featcli.shape.stepkit import ConfigText, Step
 from featcli.stages.grammar import MAX_INT
 from featcli.stages.params import ConvSpec, PoolSpec
 from featcli.stages.spec import Stage
 
 __all__ = ["compile_solved"]
 
-Step = Callable[[WalkState, int, str], "tuple[str, int, int] | None"]
-ConfigText = Callable[[Stage, tuple[int, ...]], str]
 Compile = Callable[[Stage, str, ConfigText], "Step | None"]
 
 #: The options the rule shows around the answer (featcli.shape.solve.MAX_OPTIONS) and half of them.

@@ -30,7 +30,8 @@ STAGES = [
     "bn:eps=0.001", "gap", "gmp", "adaptiveavg:o=3", "adaptivemax:o=2x5", "adaptiveavg:o=7", "flatten",
     "linear:out=10", "linear:out=3,bias=0",
     "conv:k=3,p=?", "conv:out=8,k=3,s=2,p=?", "conv:k=5x2,s=3x1,d=2,p=?", "conv:k=3,p=?,pm=replicate",
-    "maxpool:k=3,s=2,p=?", "avgpool:k=2,s=2,p=?", "maxpool:k=3x5,s=1x2,p=?",
+    "maxpool:k=3,s=2,ceil=1", "avgpool:k=3,s=2,p=1,ceil=1", "maxpool:k=2,ceil=1", "maxpool:k=3x2,s=3x2,d=2,ceil=1",
+    "avgpool:k=5,s=4,p=2,ceil=1", "maxpool:k=3,s=2,p=?", "avgpool:k=2,s=2,p=?", "maxpool:k=3x5,s=1x2,p=?",
 ]
 PREFIXES = ["", "convt:k=2,s=2", "convt:k=3,s=3 conv:k=3,s=2", "adaptiveavg:o=3", "adaptiveavg:o=3x7 maxpool:k=2",
             "gap flatten", "flatten", "conv:k=3,s=2 convt:k=2,s=2 convt:k=2,s=2"]

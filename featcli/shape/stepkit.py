@@ -1,0 +1,56 @@
+"""Shared pieces of the compiled steps: the step type, the rf/jump text, kept notes, integer rf updates.
+
+Used by :mod:`featcli.shape.steps`, :mod:`featcli.shape.pools` and :mod:`featcli.shape.solved`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from featcli.shape.axis import dropped_note
+from featcli.shape.report import Num, ceil_num, number_text, rational
+from featcli.shape.state import WalkState
+from featcli.stages.spec import Stage
+
+__all__ = ["ConfigText", "Step", "advance", "dropped", "rf_jump"]
+
+#: ``step(st, i, branch)``: stage ``i``'s JSON object (``branch``: the JSON of the side branch's name or
+#: ``null``), its parameters and MACs, with ``st`` moved on to its output; or None, with ``st`` untouched,
+#: to let the rule walk it.
+Step = Callable[[WalkState, int, str], "tuple[str, int, int] | None"]
+#: The JSON text of a row's ``config`` for a stage at an input shape (the rule's own, encoded).
+ConfigText = Callable[[Stage, tuple[int, ...]], str]
+
+
+def rf_jump(rf: list[Num], jump: list[Num]) -> str:
+    """``"rf":[..],"jump":[..]`` after a stage (ceil of a fractional receptive field, as the report does)."""
+    rh, rw, jh, jw = rf[0], rf[1], jump[0], jump[1]
+    if rh.__class__ is int and rw.__class__ is int and jh.__class__ is int and jw.__class__ is int:
+        return f'"rf":[{rh},{rw}],"jump":[{jh},{jw}]'
+    return f'"rf":[{ceil_num(rh)},{ceil_num(rw)}],"jump":[{number_text(jh)},{number_text(jw)}]'
+
+
+def dropped(kept: dict[int, str], a: int, size: int, k: int, s: int, pl: int, pr: int, d: int) -> str:
+    """The JSON text of :func:`dropped_note` for an input ``size``, kept by size (per stage and axis)."""
+    text = kept.get(size)
+    if text is None:
+        if len(kept) >= 4096:
+            kept.clear()
+        text = kept[size] = f'"{dropped_note(a, size, k, s, pl, pr, d)}"'
+    return text
+
+
+def advance(rf: list[Num], jump: list[Num], a: int, span: int, s: int) -> None:
+    """``rf[a] += span * jump[a]; jump[a] *= s`` in integers (Fraction's operators cost microseconds each),
+    the result an int again when whole, as :func:`featcli.shape.report.mul_num` leaves it."""
+    j = jump[a]
+    if j.__class__ is int:
+        rf[a] += span * j
+        jump[a] = j * s
+        return
+    jn, jd = j.numerator, j.denominator
+    if span:
+        r = rf[a]
+        rn, rd = (r, 1) if r.__class__ is int else (r.numerator, r.denominator)
+        rf[a] = rational(rn * jd + span * jn * rd, rd * jd)
+    jump[a] = rational(jn * s, jd)
