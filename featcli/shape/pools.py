@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from featcli.shape.axis import AXES
 from featcli.shape.infer import MAX_ELEMENTS
+from featcli.shape.report import Num
 from featcli.shape.state import WalkState
-from featcli.shape.stepkit import ConfigText, Step, advance, dropped, rf_jump
+from featcli.shape.stepkit import ConfigText, Kept, Step, advance, dropped, moved, rf_jump
 from featcli.stages.grammar import MAX_INT, SOLVE
 from featcli.stages.params import PoolSpec
 from featcli.stages.spec import Stage
@@ -63,6 +64,12 @@ def compile_pool(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
     kept_w: dict[int, str] = {}
     ceil_kept: tuple[dict[int, tuple[int, str, str] | None], dict[int, tuple[int, str, str] | None]] = ({}, {})
 
+    frac: Kept = {}
+
+    def move(rf: list[Num], jump: list[Num]) -> None:
+        advance(rf, jump, 0, span_h, sh)
+        advance(rf, jump, 1, span_w, sw)
+
     def ceil_out(a: int, size: int) -> tuple[int, str, str] | None:
         kept = ceil_kept[a]
         if size in kept:
@@ -110,9 +117,7 @@ def compile_pool(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
             rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]' if rh.__class__ is int and rw.__class__ is int \
                 else rf_jump(rf, jump)
         else:
-            advance(rf, jump, 0, span_h, sh)
-            advance(rf, jump, 1, span_w, sw)
-            rj = rf_jump(rf, jump)
+            rj = moved(frac, rf, jump, move)
         st.shape, st.spatial, st.maker = (n, c, oh, ow), (oh, ow), (i, text)
         return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{c},{oh},{ow}],"params":0,"macs":0,'
                 f'{rj},"formula":[{formula}],"notes":[{notes}],"config":{config},"solved":null,"options":null,'

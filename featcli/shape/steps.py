@@ -23,12 +23,13 @@ from featcli.shape.axis import conv_padding
 from featcli.shape.infer import MAX_ELEMENTS
 from featcli.shape.joins import compile_join
 from featcli.shape.pools import compile_pool
-from featcli.shape.report import div_num, rational
+from featcli.shape.report import Num, div_num, rational
 from featcli.shape.solved import compile_solved
 from featcli.shape.state import WalkState
-from featcli.shape.stepkit import ConfigText, Step
+from featcli.shape.stepkit import ConfigText, Kept, Step
 from featcli.shape.stepkit import advance as _advance
 from featcli.shape.stepkit import dropped as _dropped
+from featcli.shape.stepkit import moved as _moved
 from featcli.shape.stepkit import rf_jump as _rf_jump
 from featcli.stages.grammar import MAX_INT, SOLVE
 from featcli.stages.params import AdaptivePoolSpec, BatchNormSpec, ConvSpec, ConvTSpec, LinearSpec, PoolSpec
@@ -56,6 +57,11 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     configs: dict[int, str] = {}  # by input channels (the output channels follow from them)
     kept_h: dict[int, str] = {}
     kept_w: dict[int, str] = {}
+    frac: Kept = {}
+
+    def move(rf: list[Num], jump: list[Num]) -> None:
+        _advance(rf, jump, 0, span_h, sh)
+        _advance(rf, jump, 1, span_w, sw)
 
     def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
         shape = st.shape
@@ -86,9 +92,7 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
             rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]' if rh.__class__ is int and rw.__class__ is int \
                 else _rf_jump(rf, jump)
         else:
-            _advance(rf, jump, 0, span_h, sh)
-            _advance(rf, jump, 1, span_w, sw)
-            rj = _rf_jump(rf, jump)
+            rj = _moved(frac, rf, jump, move)
         st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
         return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
                 f'"macs":{macs},{rj},"formula":["H: floor(({h}{mid_h}{oh}",'
@@ -112,6 +116,12 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     mid_h = f"-1)*{sh} - 2*{ph} + {dh}*({kh}-1) + {qh} + 1 = "
     mid_w = f"-1)*{sw} - 2*{pw} + {dw}*({kw}-1) + {qw} + 1 = "
     configs: dict[int, str] = {}  # by input channels
+    frac: Kept = {}
+
+    def move(rf: list[Num], jump: list[Num]) -> None:
+        rf[0] += reach_h * jump[0]
+        rf[1] += reach_w * jump[1]
+        jump[0], jump[1] = div_num(jump[0], sh), div_num(jump[1], sw)
 
     def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
         shape = st.shape
@@ -131,12 +141,17 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         if config is None:
             config = configs[c] = config_text(stage, shape)
         rf, jump = st.rf, st.jump
-        rf[0] += reach_h * jump[0]
-        rf[1] += reach_w * jump[1]
-        jump[0], jump[1] = div_num(jump[0], sh), div_num(jump[1], sw)
+        rh, rw, jh, jw = rf[0], rf[1], jump[0], jump[1]
+        if rh.__class__ is int and rw.__class__ is int and jh.__class__ is int and jw.__class__ is int \
+                and not (jh % sh or jw % sw):
+            rh, rw, jh, jw = rh + reach_h * jh, rw + reach_w * jw, jh // sh, jw // sw
+            rf[0], rf[1], jump[0], jump[1] = rh, rw, jh, jw
+            rj = f'"rf":[{rh},{rw}],"jump":[{jh},{jw}]'
+        else:
+            rj = _moved(frac, rf, jump, move)
         st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
         return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
-                f'"macs":{macs},{_rf_jump(rf, jump)},"formula":["H: ({h}{mid_h}{oh}","W: ({w}{mid_w}{ow}",'
+                f'"macs":{macs},{rj},"formula":["H: ({h}{mid_h}{oh}","W: ({w}{mid_w}{ow}",'
                 f'"C: {c} -> {out}"],"notes":[],"config":{config},"solved":null,"options":null,'
                 f'"branch":{branch}}}'), params, macs
 
