@@ -164,7 +164,6 @@ def _adaptive(stage: Stage, head: str, config_text: ConfigText) -> Step:
     oh, ow = sp.o
     config, text = config_text(stage, (1, 1, 1, 1)), stage.text
     windows: tuple[dict[int, tuple[str, int]], dict[int, tuple[str, int]]] = ({}, {})
-    frac: dict[tuple[int, int], Kept] = {}
 
     def window(a: int, size: int, o: int) -> tuple[str, int]:
         """The formula's ``windows of K`` text and the widest window, as the rule finds them (kept by size)."""
@@ -188,30 +187,17 @@ def _adaptive(stage: Stage, head: str, config_text: ConfigText) -> Step:
         win_h, k_h = window(0, h, oh)
         win_w, k_w = window(1, w, ow)
         rf, jump = st.rf, st.jump
-
-        def move(rf: list[Num], jump: list[Num]) -> None:
-            for a, reach, size, o in ((0, k_h - 1, h, oh), (1, k_w - 1, w, ow)):
-                j = jump[a]
-                if j.__class__ is int:
-                    rf[a] += reach * j
-                    jump[a] = rational(j * size, o)
-                else:
-                    _advance(rf, jump, a, reach, size)
-                    jump[a] = div_num(jump[a], o)
-
-        if jump[0].__class__ is int and jump[1].__class__ is int:
-            move(rf, jump)
-            rj = _rf_jump(rf, jump)
-        else:  # fractional: kept by the input size too (the move depends on it)
-            kept = frac.get((h, w))
-            if kept is None:
-                if len(frac) >= 1024:
-                    frac.clear()
-                kept = frac[h, w] = {}
-            rj = _moved(kept, rf, jump, move)
+        for a, reach, size, o in ((0, k_h - 1, h, oh), (1, k_w - 1, w, ow)):
+            j = jump[a]
+            if j.__class__ is int:
+                rf[a] += reach * j
+                jump[a] = rational(j * size, o)
+            else:
+                _advance(rf, jump, a, reach, size)
+                jump[a] = div_num(jump[a], o)
         st.shape, st.spatial, st.maker = (n, c, oh, ow), (oh, ow), (i, text)
         return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{c},{oh},{ow}],"params":0,"macs":0,'
-                f'{rj},"formula":["H: {h} -> {oh} (windows of {win_h})",'
+                f'{_rf_jump(rf, jump)},"formula":["H: {h} -> {oh} (windows of {win_h})",'
                 f'"W: {w} -> {ow} (windows of {win_w})"],"notes":[],"config":{config},"solved":null,'
                 f'"options":null,"branch":{branch}}}'), 0, 0
 
@@ -283,7 +269,6 @@ def _linear(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     config_tail = sample[len('{"in":1'):]  # ,"out":..,"bias":..}
     bias_text = f" + {out}" if bias else ""
     text = stage.text
-    frac: dict[tuple[int, int], Kept] = {}
 
     def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
         shape = st.shape
@@ -292,27 +277,12 @@ def _linear(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         n, f_in = shape
         params = f_in * out + (out if bias else 0)
         rf, jump, spatial = st.rf, st.jump, st.spatial
-        rh, rw, jh, jw = rf[0], rf[1], jump[0], jump[1]
-        if rh.__class__ is int and rw.__class__ is int and jh.__class__ is int and jw.__class__ is int:
-            rf[0] = rh = rh + (spatial[0] - 1) * jh
-            rf[1] = rw = rw + (spatial[1] - 1) * jw
-            rj = f'"rf":[{rh},{rw}],"jump":[{jh},{jw}]'
-        else:  # fractional: kept by the spatial size the receptive field grows over
-            kept = frac.get(spatial)
-            if kept is None:
-                if len(frac) >= 256:
-                    frac.clear()
-                kept = frac[spatial] = {}
-
-            def move(rf: list[Num], jump: list[Num], sh: int = spatial[0] - 1, sw: int = spatial[1] - 1) -> None:
-                rf[0] += sh * jump[0]
-                rf[1] += sw * jump[1]
-
-            rj = _moved(kept, rf, jump, move)
+        rf[0] += (spatial[0] - 1) * jump[0]
+        rf[1] += (spatial[1] - 1) * jump[1]
         st.shape, st.maker = (n, out), (i, text)
         macs = n * params
         return (f'{{"index":{i},{head}"in":[{n},{f_in}],"out":[{n},{out}],"params":{params},"macs":{macs},'
-                f'{rj},"formula":["F: {f_in} -> {out} (params {f_in}*{out}{bias_text})"],'
+                f'{_rf_jump(rf, jump)},"formula":["F: {f_in} -> {out} (params {f_in}*{out}{bias_text})"],'
                 f'"notes":[],"config":{{"in":{f_in}{config_tail},"solved":null,"options":null,'
                 f'"branch":{branch}}}'), params, macs
 
