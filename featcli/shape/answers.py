@@ -127,6 +127,8 @@ class Answers:
             st = WalkState(input_shape, False, kernels_dir)  # what start() checks and makes, inline
         else:
             st = start(input_shape, kernels_dir=kernels_dir)
+        in_text = f"[{n},{c},{h},{w}]"
+        st.shown = (st.shape, in_text)
         parts: list[str] = []
         append = parts.append
         params = macs = i = 0
@@ -141,9 +143,9 @@ class Answers:
             append(text)
             params += p
             macs += m
-        out = st.shape
-        return (f'{{"input":[{n},{c},{h},{w}],"source":null,"stages":[{",".join(parts)}],'
-                f'"output":{f"[{out[0]},{out[1]},{out[2]},{out[3]}]" if len(out) == 4 else _shape(out)},'
+        out, shown = st.shape, st.shown
+        return (f'{{"input":{in_text},"source":null,"stages":[{",".join(parts)}],'
+                f'"output":{shown[1] if shown[0] is out else _shape(out)},'
                 f'"params":{params},"macs":{macs}}}')
 
     def _row(self, st: WalkState, i: int, stage: Stage, reads: tuple[str, ...], branch: str | None,

@@ -118,8 +118,11 @@ def compile_pool(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
                 else rf_jump(rf, jump)
         else:
             rj = moved(frac, rf, jump, move)
-        st.shape, st.spatial, st.maker = (n, c, oh, ow), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{c},{oh},{ow}],"params":0,"macs":0,'
+        shown, out_shape = st.shown, (n, c, oh, ow)
+        in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
+        out_text = f"[{n},{c},{oh},{ow}]"
+        st.shape, st.shown, st.spatial, st.maker = out_shape, (out_shape, out_text), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":0,"macs":0,'
                 f'{rj},"formula":[{formula}],"notes":[{notes}],"config":{config},"solved":null,"options":null,'
                 f'"branch":{branch}}}'), 0, 0
 

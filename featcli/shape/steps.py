@@ -93,8 +93,11 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
                 else _rf_jump(rf, jump)
         else:
             rj = _moved(frac, rf, jump, move)
-        st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
+        shown, out_shape = st.shown, (n, out, oh, ow)
+        in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
+        out_text = f"[{n},{out},{oh},{ow}]"
+        st.shape, st.shown, st.spatial, st.maker = out_shape, (out_shape, out_text), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":{params},'
                 f'"macs":{macs},{rj},"formula":["H: floor(({h}{mid_h}{oh}",'
                 f'"W: floor(({w}{mid_w}{ow}","C: {c} -> {out}"],"notes":[{notes}],"config":{config},'
                 f'"solved":null,"options":null,"branch":{branch}}}'), params, macs
@@ -149,8 +152,11 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
             rj = f'"rf":[{rh},{rw}],"jump":[{jh},{jw}]'
         else:
             rj = _moved(frac, rf, jump, move)
-        st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
+        shown, out_shape = st.shown, (n, out, oh, ow)
+        in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
+        out_text = f"[{n},{out},{oh},{ow}]"
+        st.shape, st.shown, st.spatial, st.maker = out_shape, (out_shape, out_text), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":{params},'
                 f'"macs":{macs},{rj},"formula":["H: ({h}{mid_h}{oh}","W: ({w}{mid_w}{ow}",'
                 f'"C: {c} -> {out}"],"notes":[],"config":{config},"solved":null,"options":null,'
                 f'"branch":{branch}}}'), params, macs
@@ -195,8 +201,11 @@ def _adaptive(stage: Stage, head: str, config_text: ConfigText) -> Step:
             else:
                 _advance(rf, jump, a, reach, size)
                 jump[a] = div_num(jump[a], o)
-        st.shape, st.spatial, st.maker = (n, c, oh, ow), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{c},{oh},{ow}],"params":0,"macs":0,'
+        shown, out_shape = st.shown, (n, c, oh, ow)
+        in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
+        out_text = f"[{n},{c},{oh},{ow}]"
+        st.shape, st.shown, st.spatial, st.maker = out_shape, (out_shape, out_text), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":0,"macs":0,'
                 f'{_rf_jump(rf, jump)},"formula":["H: {h} -> {oh} (windows of {win_h})",'
                 f'"W: {w} -> {ow} (windows of {win_w})"],"notes":[],"config":{config},"solved":null,'
                 f'"options":null,"branch":{branch}}}'), 0, 0
@@ -215,7 +224,12 @@ def _same(stage: Stage, head: str, config_text: ConfigText) -> Step:
 
     def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
         shape = st.shape
-        s = _shape_text(shape)
+        shown = st.shown
+        if shown[0] is shape:
+            s = shown[1]
+        else:
+            s = _shape_text(shape)
+            st.shown = (shape, s)
         st.maker = (i, text)
         return (f'{{"index":{i},{head}"in":{s},"out":{s},"params":0,"macs":0,{_rf_jump(st.rf, st.jump)}'
                 f'{tail}"branch":{branch}}}'), 0, 0
@@ -232,7 +246,12 @@ def _bn(stage: Stage, head: str, config_text: ConfigText) -> Step:
         if len(shape) != 4:
             return None
         n, c, h, w = shape
-        s = f"[{n},{c},{h},{w}]"
+        shown = st.shown
+        if shown[0] is shape:
+            s = shown[1]
+        else:
+            s = f"[{n},{c},{h},{w}]"
+            st.shown = (shape, s)
         st.maker = (i, text)
         macs = n * c * h * w
         return (f'{{"index":{i},{head}"in":{s},"out":{s},"params":{2 * c},"macs":{macs},'
@@ -251,8 +270,11 @@ def _flatten(stage: Stage, head: str, config_text: ConfigText) -> Step:
             return None
         n, c, h, w = shape
         feats = c * h * w
-        st.shape, st.maker = (n, feats), (i, text)
-        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{feats}],"params":0,"macs":0,'
+        shown, out_shape = st.shown, (n, feats)
+        in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
+        out_text = f"[{n},{feats}]"
+        st.shape, st.shown, st.maker = out_shape, (out_shape, out_text), (i, text)
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":0,"macs":0,'
                 f'{_rf_jump(st.rf, st.jump)},"formula":["F: {c}*{h}*{w} = {feats}"],"notes":[],"config":{config},'
                 f'"solved":null,"options":null,"branch":{branch}}}'), 0, 0
 
@@ -279,9 +301,12 @@ def _linear(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         rf, jump, spatial = st.rf, st.jump, st.spatial
         rf[0] += (spatial[0] - 1) * jump[0]
         rf[1] += (spatial[1] - 1) * jump[1]
-        st.shape, st.maker = (n, out), (i, text)
+        shown, out_shape = st.shown, (n, out)
+        in_text = shown[1] if shown[0] is shape else f"[{n},{f_in}]"
+        out_text = f"[{n},{out}]"
+        st.shape, st.shown, st.maker = out_shape, (out_shape, out_text), (i, text)
         macs = n * params
-        return (f'{{"index":{i},{head}"in":[{n},{f_in}],"out":[{n},{out}],"params":{params},"macs":{macs},'
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":{params},"macs":{macs},'
                 f'{_rf_jump(rf, jump)},"formula":["F: {f_in} -> {out} (params {f_in}*{out}{bias_text})"],'
                 f'"notes":[],"config":{{"in":{f_in}{config_tail},"solved":null,"options":null,'
                 f'"branch":{branch}}}'), params, macs
