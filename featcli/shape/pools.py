@@ -13,7 +13,7 @@ from featcli.shape.axis import AXES
 from featcli.shape.infer import MAX_ELEMENTS
 from featcli.shape.report import Num
 from featcli.shape.state import WalkState
-from featcli.shape.stepkit import ConfigText, Kept, Step, advance, dropped, moved, rf_jump
+from featcli.shape.stepkit import ConfigText, Kept, Step, advance, dropped, grow, moved, rf_jump
 from featcli.stages.grammar import MAX_INT, SOLVE
 from featcli.stages.params import PoolSpec
 from featcli.stages.spec import Stage
@@ -111,11 +111,15 @@ def compile_pool(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
             config = config_text(stage, shape)
         rf, jump = st.rf, st.jump
         jh, jw = jump
+        rh, rw = rf
         if jh.__class__ is int and jw.__class__ is int:
-            rh, rw = rf[0] + span_h * jh, rf[1] + span_w * jw
-            rf[0], rf[1], jump[0], jump[1] = rh, rw, jh * sh, jw * sw
-            rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]' if rh.__class__ is int and rw.__class__ is int \
-                else rf_jump(rf, jump)
+            if rh.__class__ is int and rw.__class__ is int:
+                rh, rw = rh + span_h * jh, rw + span_w * jw
+                rf[0], rf[1], jump[0], jump[1] = rh, rw, jh * sh, jw * sw
+                rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]'
+            else:
+                rf[0], rf[1], jump[0], jump[1] = grow(rh, span_h, jh), grow(rw, span_w, jw), jh * sh, jw * sw
+                rj = rf_jump(rf, jump)
         else:
             rj = moved(frac, rf, jump, move)
         shown, out_shape = st.shown, (n, c, oh, ow)

@@ -13,7 +13,7 @@ from featcli.shape.report import Num, ceil_num, number_text, rational
 from featcli.shape.state import WalkState
 from featcli.stages.spec import Stage
 
-__all__ = ["ConfigText", "Kept", "Step", "advance", "dropped", "moved", "rf_jump"]
+__all__ = ["ConfigText", "Kept", "Step", "advance", "dropped", "grow", "moved", "rf_jump"]
 
 #: ``step(st, i, branch)``: stage ``i``'s JSON object (``branch``: the JSON of the side branch's name or
 #: ``null``), its parameters and MACs, with ``st`` moved on to its output; or None, with ``st`` untouched,
@@ -57,6 +57,16 @@ def advance(rf: list[Num], jump: list[Num], a: int, span: int, s: int) -> None:
         rn, rd = (r, 1) if r.__class__ is int else (r.numerator, r.denominator)
         rf[a] = rational(rn * jd + span * jn * rd, rd * jd)
     jump[a] = rational(jn * s, jd)
+
+
+def grow(r: Num, span: int, j: Num) -> Num:
+    """``r + span * j`` (a receptive field grown over ``span`` steps of ``j``) in integers: the same value as
+    Fraction's operators give (an int when whole), without their microseconds."""
+    if r.__class__ is int and j.__class__ is int:
+        return r + span * j
+    rn, rd = (r, 1) if r.__class__ is int else (r.numerator, r.denominator)
+    jn, jd = (j, 1) if j.__class__ is int else (j.numerator, j.denominator)
+    return rational(rn * jd + span * jn * rd, rd * jd)
 
 
 def moved(kept: Kept, rf: list[Num], jump: list[Num],

@@ -29,6 +29,7 @@ from featcli.shape.state import WalkState
 from featcli.shape.stepkit import ConfigText, Kept, Step
 from featcli.shape.stepkit import advance as _advance
 from featcli.shape.stepkit import dropped as _dropped
+from featcli.shape.stepkit import grow as _grow
 from featcli.shape.stepkit import moved as _moved
 from featcli.shape.stepkit import rf_jump as _rf_jump
 from featcli.stages.grammar import MAX_INT, SOLVE
@@ -86,11 +87,15 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
             notes = f"{notes},{nw}" if notes else nw
         rf, jump = st.rf, st.jump
         jh, jw = jump
+        rh, rw = rf
         if jh.__class__ is int and jw.__class__ is int:
-            rh, rw = rf[0] + span_h * jh, rf[1] + span_w * jw
-            rf[0], rf[1], jump[0], jump[1] = rh, rw, jh * sh, jw * sw
-            rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]' if rh.__class__ is int and rw.__class__ is int \
-                else _rf_jump(rf, jump)
+            if rh.__class__ is int and rw.__class__ is int:
+                rh, rw = rh + span_h * jh, rw + span_w * jw
+                rf[0], rf[1], jump[0], jump[1] = rh, rw, jh * sh, jw * sw
+                rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]'
+            else:
+                rf[0], rf[1], jump[0], jump[1] = _grow(rh, span_h, jh), _grow(rw, span_w, jw), jh * sh, jw * sw
+                rj = _rf_jump(rf, jump)
         else:
             rj = _moved(frac, rf, jump, move)
         shown, out_shape = st.shown, (n, out, oh, ow)
@@ -122,8 +127,8 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     frac: Kept = {}
 
     def move(rf: list[Num], jump: list[Num]) -> None:
-        rf[0] += reach_h * jump[0]
-        rf[1] += reach_w * jump[1]
+        rf[0] = _grow(rf[0], reach_h, jump[0])
+        rf[1] = _grow(rf[1], reach_w, jump[1])
         jump[0], jump[1] = div_num(jump[0], sh), div_num(jump[1], sw)
 
     def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
@@ -196,7 +201,7 @@ def _adaptive(stage: Stage, head: str, config_text: ConfigText) -> Step:
         for a, reach, size, o in ((0, k_h - 1, h, oh), (1, k_w - 1, w, ow)):
             j = jump[a]
             if j.__class__ is int:
-                rf[a] += reach * j
+                rf[a] = _grow(rf[a], reach, j)
                 jump[a] = rational(j * size, o)
             else:
                 _advance(rf, jump, a, reach, size)
@@ -299,8 +304,8 @@ def _linear(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         n, f_in = shape
         params = f_in * out + (out if bias else 0)
         rf, jump, spatial = st.rf, st.jump, st.spatial
-        rf[0] += (spatial[0] - 1) * jump[0]
-        rf[1] += (spatial[1] - 1) * jump[1]
+        rf[0] = _grow(rf[0], spatial[0] - 1, jump[0])
+        rf[1] = _grow(rf[1], spatial[1] - 1, jump[1])
         shown, out_shape = st.shown, (n, out)
         in_text = shown[1] if shown[0] is shape else f"[{n},{f_in}]"
         out_text = f"[{n},{out}]"
