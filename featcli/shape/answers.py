@@ -117,8 +117,10 @@ class Answers:
             ShapeError, KernelError: as :func:`featcli.shape.infer.infer` raises them.
         """
         steps = self._steps
-        entries = [steps.get(t) for t in texts]
-        if None in entries:
+        try:
+            entries: list[tuple[Stage, Step | None, str] | None] = [steps[t] for t in texts]
+        except KeyError:  # a stage not seen before (or dropped from a full cache): parse and compile it
+            entries = [steps.get(t) for t in texts]
             for k, t in enumerate(texts):
                 if entries[k] is None:
                     entries[k] = self._compile(parse_stage(t, k + 1))
