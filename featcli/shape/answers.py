@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from json.encoder import encode_basestring, encode_basestring_ascii
 
 from featcli.shape.branches import flatten
-from featcli.shape.infer import moved, start, step
+from featcli.shape.infer import MAX_ELEMENTS, moved, start, step
 from featcli.shape.report import ceil_num, number_text
 from featcli.shape.rules import RULES
 from featcli.shape.state import WalkState
 from featcli.shape.steps import Step, compile_step
+from featcli.stages.grammar import MAX_INT
 from featcli.stages.registry import REGISTRY
 from featcli.stages.spec import Stage, parse_stage
 
@@ -116,12 +117,20 @@ class Answers:
             ShapeError, KernelError: as :func:`featcli.shape.infer.infer` raises them.
         """
         steps = self._steps
-        entries = [steps.get(t) for t in texts]
-        if None in entries:
+        try:
+            entries: list[tuple[Stage, Step | None, str] | None] = [steps[t] for t in texts]
+        except KeyError:  # a stage not seen before (or dropped from a full cache): parse and compile it
+            entries = [steps.get(t) for t in texts]
             for k, t in enumerate(texts):
                 if entries[k] is None:
                     entries[k] = self._compile(parse_stage(t, k + 1))
-        st = start(input_shape, kernels_dir=kernels_dir)
+        n, c, h, w = input_shape
+        if n * c * h * w <= MAX_ELEMENTS and 1 <= min(input_shape) and max(input_shape) <= MAX_INT:
+            st = WalkState(input_shape, False, kernels_dir)  # what start() checks and makes, inline
+        else:
+            st = start(input_shape, kernels_dir=kernels_dir)
+        in_text = f"[{n},{c},{h},{w}]"
+        st.shown = (st.shape, in_text)
         parts: list[str] = []
         append = parts.append
         params = macs = i = 0
@@ -132,11 +141,14 @@ class Answers:
             done = None if fast is None else fast(st, i, "null")
             if done is None:
                 done = self._row(st, i, entry[0], (), None, entry[2])
-            append(done[0])
-            params += done[1]
-            macs += done[2]
-        return (f'{{"input":{_shape(input_shape)},"source":null,'
-                f'"stages":[{",".join(parts)}],"output":{_shape(st.shape)},"params":{params},"macs":{macs}}}')
+            text, p, m = done
+            append(text)
+            params += p
+            macs += m
+        out, shown = st.shape, st.shown
+        return (f'{{"input":{in_text},"source":null,"stages":[{",".join(parts)}],'
+                f'"output":{shown[1] if shown[0] is out else _shape(out)},'
+                f'"params":{params},"macs":{macs}}}')
 
     def _row(self, st: WalkState, i: int, stage: Stage, reads: tuple[str, ...], branch: str | None,
              head: str) -> tuple[str, int, int]:

@@ -31,7 +31,7 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 def compile_join(stage: Stage, head: str, rf_jump: Callable[[list[Num], list[Num]], str]) -> Step | None:
     """The compiled step of a ``save``, ``add`` or ``cat`` stage without a side branch, else None.
 
-    ``rf_jump(rf, jump)``: the ``"rf":..,"jump":..`` text (:func:`featcli.shape.steps._rf_jump`)."""
+    ``rf_jump(rf, jump)``: the ``"rf":..,"jump":..`` text (:func:`featcli.shape.stepkit.rf_jump`)."""
     sp = stage.params
     op = stage.op.value
     if not isinstance(sp, BranchSpec) or sp.branch or op not in ("save", "add", "cat"):
@@ -45,7 +45,12 @@ def compile_join(stage: Stage, head: str, rf_jump: Callable[[list[Num], list[Num
             st.saved[name] = Tensor(shape, (rf[0], rf[1]), (jump[0], jump[1]), st.spatial,
                                     f"saved at {where(i, text)}")
             st.maker = (i, text)
-            s = _shape_text(shape)
+            shown = st.shown
+            if shown[0] is shape:
+                s = shown[1]
+            else:
+                s = _shape_text(shape)
+                st.shown = (shape, s)
             return (f'{{"index":{i},{head}"in":{s},"out":{s},"params":0,"macs":0,{rf_jump(rf, jump)}'
                     f'{tail}"branch":{branch}}}'), 0, 0
 
@@ -78,10 +83,13 @@ def compile_join(stage: Stage, head: str, rf_jump: Callable[[list[Num], list[Num
         rf, jump, orf, ojump = st.rf, st.jump, other.rf, other.jump
         rf[0], rf[1] = max(rf[0], orf[0]), max(rf[1], orf[1])
         jump[0], jump[1] = max(jump[0], ojump[0]), max(jump[1], ojump[1])
-        st.shape, st.maker = out, (i, text)
+        shown = st.shown
+        in_text = shown[1] if shown[0] is a else _shape_text(a)
+        out_text = _shape_text(out)
+        st.shape, st.shown, st.maker = out, (out, out_text), (i, text)
         if len(out) == 4:
             st.spatial = (out[2], out[3])
-        return (f'{{"index":{i},{head}"in":{_shape_text(a)},"out":{_shape_text(out)},"params":0,"macs":0,'
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":0,"macs":0,'
                 f'{rf_jump(rf, jump)},"formula":["{formula}"],"notes":[],{config},"solved":null,"options":null,'
                 f'"branch":{branch}}}'), 0, 0
 

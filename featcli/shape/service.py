@@ -140,12 +140,12 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
     fast, safe = Answers(), Answers(ensure_ascii=True)
     write, flush = stdout.write, stdout.flush
     stage_of: dict[str, Stage] = {}
-    # Answers of queries already seen, by their tokens: a script that asks the same question again (a sweep
+    # Answers of queries already seen, by their text: a script that asks the same question again (a sweep
     # over a few stacks, a loop re-checking a model) gets the same JSON text without the walk. Only answers
     # that depend on the line alone: no image INPUT (its size is read from a file), no @STACK file, no
     # kernel or weights reference (``w=``: a file the user may edit between queries), no error (its message
     # names the line number).
-    answered: dict[tuple[str, ...], str] = {}
+    answered: dict[str, str] = {}
     failed = lineno = 0
     for batch in line_batches(stdin):
         answers = []
@@ -159,7 +159,7 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
                         break
             if not tokens:
                 continue
-            key = tuple(tokens)
+            key = line  # the same line again (the same tokens spaced otherwise are answered again, alike)
             text = answered.get(key)
             if text is not None:
                 answers.append(text)

@@ -13,7 +13,7 @@ class WalkState:
     """The tensor as the walk goes: shape, receptive field and jump per axis."""
 
     __slots__ = ("shape", "rf", "jump", "spatial", "allow_torchscript", "kernels_dir", "saved", "aside", "maker",
-                 "index", "text")
+                 "index", "text", "shown")
 
     def __init__(self, shape: tuple[int, ...], allow_torchscript: bool = False,
                  kernels_dir: str | None = None) -> None:
@@ -31,6 +31,9 @@ class WalkState:
         self.maker: str | tuple[int, str] = "the input"
         self.index = 0
         self.text = ""
+        # The JSON text of a shape (the compiled steps of featcli.shape.steps): ``(shape, text)``, valid while
+        # ``shown[0] is self.shape`` (a step writes its output's text once; the next step's input is the same).
+        self.shown: tuple[tuple[int, ...], str] = ((), "")
 
     @property
     def here(self) -> str:

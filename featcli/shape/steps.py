@@ -18,64 +18,29 @@ too (run once per stage and channel count).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from featcli.enums import PaddingMode
-from featcli.shape.axis import conv_padding, dropped_note
+from featcli.shape.axis import conv_padding
 from featcli.shape.infer import MAX_ELEMENTS
 from featcli.shape.joins import compile_join
-from featcli.shape.report import Num, ceil_num, div_num, number_text, rational
+from featcli.shape.pools import compile_pool
+from featcli.shape.report import Num, div_num, rational
+from featcli.shape.solved import compile_solved
 from featcli.shape.state import WalkState
+from featcli.shape.stepkit import ConfigText, Kept, Step
+from featcli.shape.stepkit import advance as _advance
+from featcli.shape.stepkit import dropped as _dropped
+from featcli.shape.stepkit import grow as _grow
+from featcli.shape.stepkit import moved as _moved
+from featcli.shape.stepkit import rf_jump as _rf_jump
 from featcli.stages.grammar import MAX_INT, SOLVE
 from featcli.stages.params import AdaptivePoolSpec, BatchNormSpec, ConvSpec, ConvTSpec, LinearSpec, PoolSpec
 from featcli.stages.registry import REGISTRY
 from featcli.stages.spec import Stage
 
-__all__ = ["Step", "compile_step"]
-
-#: ``step(st, i, branch)``: stage ``i``'s JSON object (``branch``: the JSON of the side branch's name or
-#: ``null``), its parameters and MACs, with ``st`` moved on to its output; or None, with ``st`` untouched,
-#: to let the rule walk it.
-Step = Callable[[WalkState, int, str], "tuple[str, int, int] | None"]
-#: The JSON text of a row's ``config`` for a stage at an input shape (the rule's own, encoded).
-ConfigText = Callable[[Stage, tuple[int, ...]], str]
+__all__ = ["ConfigText", "Step", "compile_step"]
 
 _SAME = {op for op, d in REGISTRY.items() if d.shape_rule == "same"}
 _PLAIN_PM = (PaddingMode.ZEROS, PaddingMode.REPLICATE)  # reflect and circular have checks of their own
-
-
-def _rf_jump(rf: list[Num], jump: list[Num]) -> str:
-    """``"rf":[..],"jump":[..]`` after a stage (ceil of a fractional receptive field, as the report does)."""
-    rh, rw, jh, jw = rf[0], rf[1], jump[0], jump[1]
-    if rh.__class__ is int and rw.__class__ is int and jh.__class__ is int and jw.__class__ is int:
-        return f'"rf":[{rh},{rw}],"jump":[{jh},{jw}]'
-    return f'"rf":[{ceil_num(rh)},{ceil_num(rw)}],"jump":[{number_text(jh)},{number_text(jw)}]'
-
-
-def _dropped(kept: dict[int, str], a: int, size: int, k: int, s: int, pl: int, pr: int, d: int) -> str:
-    """The JSON text of :func:`dropped_note` for an input ``size``, kept by size (per stage and axis)."""
-    text = kept.get(size)
-    if text is None:
-        if len(kept) >= 4096:
-            kept.clear()
-        text = kept[size] = f'"{dropped_note(a, size, k, s, pl, pr, d)}"'
-    return text
-
-
-def _advance(rf: list[Num], jump: list[Num], a: int, span: int, s: int) -> None:
-    """``rf[a] += span * jump[a]; jump[a] *= s`` in integers (Fraction's operators cost microseconds each),
-    the result an int again when whole, as :func:`featcli.shape.report.mul_num` leaves it."""
-    j = jump[a]
-    if j.__class__ is int:
-        rf[a] += span * j
-        jump[a] = j * s
-        return
-    jn, jd = j.numerator, j.denominator
-    if span:
-        r = rf[a]
-        rn, rd = (r, 1) if r.__class__ is int else (r.numerator, r.denominator)
-        rf[a] = rational(rn * jd + span * jn * rd, rd * jd)
-    jump[a] = rational(jn * s, jd)
 
 
 def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
@@ -93,6 +58,11 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     configs: dict[int, str] = {}  # by input channels (the output channels follow from them)
     kept_h: dict[int, str] = {}
     kept_w: dict[int, str] = {}
+    frac: Kept = {}
+
+    def move(rf: list[Num], jump: list[Num]) -> None:
+        _advance(rf, jump, 0, span_h, sh)
+        _advance(rf, jump, 1, span_w, sw)
 
     def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
         shape = st.shape
@@ -117,76 +87,25 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
             notes = f"{notes},{nw}" if notes else nw
         rf, jump = st.rf, st.jump
         jh, jw = jump
+        rh, rw = rf
         if jh.__class__ is int and jw.__class__ is int:
-            rh, rw = rf[0] + span_h * jh, rf[1] + span_w * jw
-            rf[0], rf[1], jump[0], jump[1] = rh, rw, jh * sh, jw * sw
-            rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]' if rh.__class__ is int and rw.__class__ is int \
-                else _rf_jump(rf, jump)
+            if rh.__class__ is int and rw.__class__ is int:
+                rh, rw = rh + span_h * jh, rw + span_w * jw
+                rf[0], rf[1], jump[0], jump[1] = rh, rw, jh * sh, jw * sw
+                rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]'
+            else:
+                rf[0], rf[1], jump[0], jump[1] = _grow(rh, span_h, jh), _grow(rw, span_w, jw), jh * sh, jw * sw
+                rj = _rf_jump(rf, jump)
         else:
-            _advance(rf, jump, 0, span_h, sh)
-            _advance(rf, jump, 1, span_w, sw)
-            rj = _rf_jump(rf, jump)
-        st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
+            rj = _moved(frac, rf, jump, move)
+        shown, out_shape = st.shown, (n, out, oh, ow)
+        in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
+        out_text = f"[{n},{out},{oh},{ow}]"
+        st.shape, st.shown, st.spatial, st.maker = out_shape, (out_shape, out_text), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":{params},'
                 f'"macs":{macs},{rj},"formula":["H: floor(({h}{mid_h}{oh}",'
                 f'"W: floor(({w}{mid_w}{ow}","C: {c} -> {out}"],"notes":[{notes}],"config":{config},'
                 f'"solved":null,"options":null,"branch":{branch}}}'), params, macs
-
-    return step
-
-
-def _pool(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
-    sp = stage.params
-    assert isinstance(sp, PoolSpec)
-    if sp.ceil or sp.p == SOLVE:
-        return None
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = sp.k, sp.stride, sp.p, sp.d
-    if any(p > k // 2 or p > (d * (k - 1) + 1) // 2 for p, k, d in ((ph, kh, dh), (pw, kw, dw))):
-        return None  # refused whatever the input: the rule says why
-    span_h, span_w = dh * (kh - 1), dw * (kw - 1)
-    extra_h, extra_w = 2 * ph - span_h - 1, 2 * pw - span_w - 1
-    maxpool = stage.op.value == "maxpool"
-    dil_h = f"{dh}*({kh}-1)" if maxpool else f"({kh}-1)"
-    dil_w = f"{dw}*({kw}-1)" if maxpool else f"({kw}-1)"
-    mid_h, mid_w = f" + 2*{ph} - {dil_h} - 1)/{sh}) + 1 = ", f" + 2*{pw} - {dil_w} - 1)/{sw}) + 1 = "
-    text = stage.text
-    config = ""
-    kept_h: dict[int, str] = {}
-    kept_w: dict[int, str] = {}
-
-    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
-        nonlocal config
-        shape = st.shape
-        if len(shape) != 4:
-            return None
-        n, c, h, w = shape
-        num_h, num_w = h + extra_h, w + extra_w
-        if not (h and w) or num_h < 0 or num_w < 0:
-            return None
-        oh, ow = num_h // sh + 1, num_w // sw + 1
-        if oh > MAX_INT or ow > MAX_INT or n * c * oh * ow > MAX_ELEMENTS:
-            return None  # the walk's refusal (infer.too_big)
-        if not config:
-            config = config_text(stage, shape)
-        notes = _dropped(kept_h, 0, h, kh, sh, ph, ph, dh) if num_h % sh else ""
-        if num_w % sw:
-            nw = _dropped(kept_w, 1, w, kw, sw, pw, pw, dw)
-            notes = f"{notes},{nw}" if notes else nw
-        rf, jump = st.rf, st.jump
-        jh, jw = jump
-        if jh.__class__ is int and jw.__class__ is int:
-            rh, rw = rf[0] + span_h * jh, rf[1] + span_w * jw
-            rf[0], rf[1], jump[0], jump[1] = rh, rw, jh * sh, jw * sw
-            rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]' if rh.__class__ is int and rw.__class__ is int \
-                else _rf_jump(rf, jump)
-        else:
-            _advance(rf, jump, 0, span_h, sh)
-            _advance(rf, jump, 1, span_w, sw)
-            rj = _rf_jump(rf, jump)
-        st.shape, st.spatial, st.maker = (n, c, oh, ow), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{c},{oh},{ow}],"params":0,"macs":0,'
-                f'{rj},"formula":["H: floor(({h}{mid_h}{oh}","W: floor(({w}{mid_w}{ow}"],'
-                f'"notes":[{notes}],"config":{config},"solved":null,"options":null,"branch":{branch}}}'), 0, 0
 
     return step
 
@@ -205,6 +124,12 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     mid_h = f"-1)*{sh} - 2*{ph} + {dh}*({kh}-1) + {qh} + 1 = "
     mid_w = f"-1)*{sw} - 2*{pw} + {dw}*({kw}-1) + {qw} + 1 = "
     configs: dict[int, str] = {}  # by input channels
+    frac: Kept = {}
+
+    def move(rf: list[Num], jump: list[Num]) -> None:
+        rf[0] = _grow(rf[0], reach_h, jump[0])
+        rf[1] = _grow(rf[1], reach_w, jump[1])
+        jump[0], jump[1] = div_num(jump[0], sh), div_num(jump[1], sw)
 
     def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
         shape = st.shape
@@ -224,12 +149,20 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         if config is None:
             config = configs[c] = config_text(stage, shape)
         rf, jump = st.rf, st.jump
-        rf[0] += reach_h * jump[0]
-        rf[1] += reach_w * jump[1]
-        jump[0], jump[1] = div_num(jump[0], sh), div_num(jump[1], sw)
-        st.shape, st.spatial, st.maker = (n, out, oh, ow), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{out},{oh},{ow}],"params":{params},'
-                f'"macs":{macs},{_rf_jump(rf, jump)},"formula":["H: ({h}{mid_h}{oh}","W: ({w}{mid_w}{ow}",'
+        rh, rw, jh, jw = rf[0], rf[1], jump[0], jump[1]
+        if rh.__class__ is int and rw.__class__ is int and jh.__class__ is int and jw.__class__ is int \
+                and not (jh % sh or jw % sw):
+            rh, rw, jh, jw = rh + reach_h * jh, rw + reach_w * jw, jh // sh, jw // sw
+            rf[0], rf[1], jump[0], jump[1] = rh, rw, jh, jw
+            rj = f'"rf":[{rh},{rw}],"jump":[{jh},{jw}]'
+        else:
+            rj = _moved(frac, rf, jump, move)
+        shown, out_shape = st.shown, (n, out, oh, ow)
+        in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
+        out_text = f"[{n},{out},{oh},{ow}]"
+        st.shape, st.shown, st.spatial, st.maker = out_shape, (out_shape, out_text), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":{params},'
+                f'"macs":{macs},{rj},"formula":["H: ({h}{mid_h}{oh}","W: ({w}{mid_w}{ow}",'
                 f'"C: {c} -> {out}"],"notes":[],"config":{config},"solved":null,"options":null,'
                 f'"branch":{branch}}}'), params, macs
 
@@ -268,13 +201,16 @@ def _adaptive(stage: Stage, head: str, config_text: ConfigText) -> Step:
         for a, reach, size, o in ((0, k_h - 1, h, oh), (1, k_w - 1, w, ow)):
             j = jump[a]
             if j.__class__ is int:
-                rf[a] += reach * j
+                rf[a] = _grow(rf[a], reach, j)
                 jump[a] = rational(j * size, o)
             else:
                 _advance(rf, jump, a, reach, size)
                 jump[a] = div_num(jump[a], o)
-        st.shape, st.spatial, st.maker = (n, c, oh, ow), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{c},{oh},{ow}],"params":0,"macs":0,'
+        shown, out_shape = st.shown, (n, c, oh, ow)
+        in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
+        out_text = f"[{n},{c},{oh},{ow}]"
+        st.shape, st.shown, st.spatial, st.maker = out_shape, (out_shape, out_text), (oh, ow), (i, text)
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":0,"macs":0,'
                 f'{_rf_jump(rf, jump)},"formula":["H: {h} -> {oh} (windows of {win_h})",'
                 f'"W: {w} -> {ow} (windows of {win_w})"],"notes":[],"config":{config},"solved":null,'
                 f'"options":null,"branch":{branch}}}'), 0, 0
@@ -293,7 +229,12 @@ def _same(stage: Stage, head: str, config_text: ConfigText) -> Step:
 
     def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
         shape = st.shape
-        s = _shape_text(shape)
+        shown = st.shown
+        if shown[0] is shape:
+            s = shown[1]
+        else:
+            s = _shape_text(shape)
+            st.shown = (shape, s)
         st.maker = (i, text)
         return (f'{{"index":{i},{head}"in":{s},"out":{s},"params":0,"macs":0,{_rf_jump(st.rf, st.jump)}'
                 f'{tail}"branch":{branch}}}'), 0, 0
@@ -310,7 +251,12 @@ def _bn(stage: Stage, head: str, config_text: ConfigText) -> Step:
         if len(shape) != 4:
             return None
         n, c, h, w = shape
-        s = f"[{n},{c},{h},{w}]"
+        shown = st.shown
+        if shown[0] is shape:
+            s = shown[1]
+        else:
+            s = f"[{n},{c},{h},{w}]"
+            st.shown = (shape, s)
         st.maker = (i, text)
         macs = n * c * h * w
         return (f'{{"index":{i},{head}"in":{s},"out":{s},"params":{2 * c},"macs":{macs},'
@@ -329,8 +275,11 @@ def _flatten(stage: Stage, head: str, config_text: ConfigText) -> Step:
             return None
         n, c, h, w = shape
         feats = c * h * w
-        st.shape, st.maker = (n, feats), (i, text)
-        return (f'{{"index":{i},{head}"in":[{n},{c},{h},{w}],"out":[{n},{feats}],"params":0,"macs":0,'
+        shown, out_shape = st.shown, (n, feats)
+        in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
+        out_text = f"[{n},{feats}]"
+        st.shape, st.shown, st.maker = out_shape, (out_shape, out_text), (i, text)
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":0,"macs":0,'
                 f'{_rf_jump(st.rf, st.jump)},"formula":["F: {c}*{h}*{w} = {feats}"],"notes":[],"config":{config},'
                 f'"solved":null,"options":null,"branch":{branch}}}'), 0, 0
 
@@ -355,11 +304,14 @@ def _linear(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         n, f_in = shape
         params = f_in * out + (out if bias else 0)
         rf, jump, spatial = st.rf, st.jump, st.spatial
-        rf[0] += (spatial[0] - 1) * jump[0]
-        rf[1] += (spatial[1] - 1) * jump[1]
-        st.shape, st.maker = (n, out), (i, text)
+        rf[0] = _grow(rf[0], spatial[0] - 1, jump[0])
+        rf[1] = _grow(rf[1], spatial[1] - 1, jump[1])
+        shown, out_shape = st.shown, (n, out)
+        in_text = shown[1] if shown[0] is shape else f"[{n},{f_in}]"
+        out_text = f"[{n},{out}]"
+        st.shape, st.shown, st.maker = out_shape, (out_shape, out_text), (i, text)
         macs = n * params
-        return (f'{{"index":{i},{head}"in":[{n},{f_in}],"out":[{n},{out}],"params":{params},"macs":{macs},'
+        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":{params},"macs":{macs},'
                 f'{_rf_jump(rf, jump)},"formula":["F: {f_in} -> {out} (params {f_in}*{out}{bias_text})"],'
                 f'"notes":[],"config":{{"in":{f_in}{config_tail},"solved":null,"options":null,'
                 f'"branch":{branch}}}'), params, macs
@@ -371,12 +323,14 @@ def compile_step(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
     """The compiled step of ``stage`` (``head``: its ``"spec":..,"op":..,`` JSON), or None where the rule walks
     it always (branches, kernel files, solvers, ...)."""
     op, sp = stage.op, stage.params
+    if isinstance(sp, (ConvSpec, PoolSpec)) and sp.p == SOLVE:
+        return compile_solved(stage, head, config_text, compile_step)
     if op in _SAME:
         return _same(stage, head, config_text)
     if isinstance(sp, ConvSpec):
         return _conv(stage, head, config_text)
     if isinstance(sp, PoolSpec):
-        return _pool(stage, head, config_text)
+        return compile_pool(stage, head, config_text)
     if isinstance(sp, ConvTSpec):
         return _convt(stage, head, config_text)
     if isinstance(sp, AdaptivePoolSpec):

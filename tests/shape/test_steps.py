@@ -29,6 +29,9 @@ STAGES = [
     "convt:k=1,s=1,p=0,bias=0", "relu", "sigmoid", "dropout:p=0.25", "leakyrelu:slope=0.2", "softmax", "bn",
     "bn:eps=0.001", "gap", "gmp", "adaptiveavg:o=3", "adaptivemax:o=2x5", "adaptiveavg:o=7", "flatten",
     "linear:out=10", "linear:out=3,bias=0",
+    "conv:k=3,p=?", "conv:out=8,k=3,s=2,p=?", "conv:k=5x2,s=3x1,d=2,p=?", "conv:k=3,p=?,pm=replicate",
+    "maxpool:k=3,s=2,ceil=1", "avgpool:k=3,s=2,p=1,ceil=1", "maxpool:k=2,ceil=1", "maxpool:k=3x2,s=3x2,d=2,ceil=1",
+    "avgpool:k=5,s=4,p=2,ceil=1", "maxpool:k=3,s=2,p=?", "avgpool:k=2,s=2,p=?", "maxpool:k=3x5,s=1x2,p=?",
 ]
 PREFIXES = ["", "convt:k=2,s=2", "convt:k=3,s=3 conv:k=3,s=2", "adaptiveavg:o=3", "adaptiveavg:o=3x7 maxpool:k=2",
             "gap flatten", "flatten", "conv:k=3,s=2 convt:k=2,s=2 convt:k=2,s=2"]
@@ -112,3 +115,18 @@ def test_join_steps_write_what_the_rules_report(stack: str) -> None:
             got = f"error: {exc}"
         assert got == want, (shape, texts)
     assert compile_step(parse_stage(texts[-1]), "", answers.config_text) is not None
+
+
+SOLVED = ["conv:k=3,s=2,p=?16", "conv:k=7,s=3,p=?5x9", "maxpool:k=3,s=2,p=?7x6", "avgpool:k=5,s=1,p=?20",
+          "conv:k=3,p=?,pm=reflect", "maxpool:k=3,s=2,p=?,ceil=1"]
+
+
+@pytest.mark.parametrize("text", SOLVED)
+def test_solved_steps_write_what_the_rules_report(text: str) -> None:
+    """p=? towards a target size (hits and refusals with their nearest options), and the p=? stages the
+    rule always walks (reflect, ceil): the same text as the rules."""
+    rng = random.Random(text)
+    answers = Answers()
+    for _ in range(200):
+        shape = (1, rng.choice([1, 3]), rng.choice([rng.randint(1, 60), _size(rng)]), rng.randint(1, 60))
+        assert _answer(answers, shape, [text]) == _reference(shape, [text]), (shape, text)
