@@ -31,7 +31,7 @@ def run_model(**opts: Any) -> None:
     """Run ``opts['model']`` on one image and print (see the module docstring)."""
     from featcli.cli.base import command_line
     from featcli.cli.console import out_console, print_json
-    from featcli.cli.options import load_options
+    from featcli.cli.options import load_options, max_bytes
     from featcli.cli.run_cmd import split_args
     from featcli.errors import UsageError
 
@@ -51,7 +51,6 @@ def run_model(**opts: Any) -> None:
     from featcli.models.write import write_model_outputs
     from featcli.render import GridOptions, check_cmap
     from featcli.resources import resolve_sample
-    from featcli.shape.memory import parse_bytes
     from featcli.stages.grammar import parse_size
 
     layers = tuple(g.strip() for item in opts["layers"] or [] for g in item.split(",") if g.strip())
@@ -61,7 +60,7 @@ def run_model(**opts: Any) -> None:
         load=load_options(opts["channels"], opts["alpha"], opts["background"], opts["scale"], opts["max_side"],
                           opts["frame"], opts["max_pixels"]),
         device=str(resolve_device(opts["device"])),
-        max_bytes=parse_bytes(opts["max_memory"]) if opts["max_memory"] is not None else None,
+        max_bytes=max_bytes(opts["max_memory"]),
         allow_torchscript=bool(opts["trust_torchscript"]),
         labels=read_labels(opts["labels"]) if opts["labels"] else None, top=opts["top"])
     grid = GridOptions(norm=opts["norm"], cmap=check_cmap(opts["cmap"]) if opts["cmap"] else None,

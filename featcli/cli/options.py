@@ -112,3 +112,18 @@ ThreadsOpt = Annotated[
     int | None,
     typer.Option("--threads", min=1, help="CPU threads for torch (default: all cores).", rich_help_panel="Compute"),
 ]
+#: ``--max-memory SIZE``: used by run (stage stacks and --model) and train.
+MaxMemoryOpt = Annotated[
+    str | None,
+    typer.Option("--max-memory", metavar="SIZE", help="Refuse a stage whose output or weights would need more than "
+                 "this (512M, 4G; 0 = no limit), before anything is allocated. Default: half the memory available.",
+                 rich_help_panel="Compute", show_default=False),
+]
+
+
+def max_bytes(text: str | None) -> int | None:
+    """``--max-memory`` as bytes, or None for the default budget."""
+    from featcli.shape.memory import parse_bytes
+
+    return parse_bytes(text) if text is not None else None
+

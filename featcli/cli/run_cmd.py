@@ -16,11 +16,13 @@ from featcli.cli.options import (
     ChannelsOpt,
     DeviceOpt,
     FrameOpt,
+    MaxMemoryOpt,
     MaxPixelsOpt,
     MaxSideOpt,
     ScaleOpt,
     ThreadsOpt,
     load_options,
+    max_bytes,
 )
 from featcli.cli.tables import print_run_table
 from featcli.enums import Alpha, Channels, Engine, KernelMode, Norm, PaddingMode, Scale, Stream
@@ -156,10 +158,7 @@ def run_command(
         "--stream", help="Row-band execution that keeps only display-size maps of a big last conv stage: "
         "auto (when its output exceeds 256 MB), on, off.", rich_help_panel="Compute",
         case_sensitive=False)] = Stream.AUTO,
-    max_memory: Annotated[str | None, typer.Option(
-        "--max-memory", metavar="SIZE", help="Refuse a stage whose output or weights would need more than this "
-        "(512M, 4G; 0 = no limit), before anything is allocated. Default: half the memory available.",
-        rich_help_panel="Compute", show_default=False)] = None,
+    max_memory: MaxMemoryOpt = None,
     model: Annotated[str | None, typer.Option(
         "--model", metavar="MODEL", help="A trained network to run: a featcli model file, a PyTorch module:attr or "
         "file.py:attr (importing runs that code: use your own), an .onnx file, or a .pt2 export.",
@@ -227,7 +226,6 @@ def run_command(
     from featcli.resources import resolve_sample
     from featcli.run.config import RunConfig, validate_outputs
     from featcli.run.destinations import fill, is_template
-    from featcli.shape.memory import parse_bytes
     from featcli.stages.build import build_stack
 
     skipped: Counter[str] = Counter()
@@ -258,7 +256,7 @@ def run_command(
         threads=threads,
         stream=stream,
         seed=seed,
-        max_bytes=parse_bytes(max_memory) if max_memory is not None else None,
+        max_bytes=max_bytes(max_memory),
         kernels_dir=kernels_dir,
         allow_torchscript=trust_torchscript,
         output=output,

@@ -8,7 +8,16 @@ import typer
 
 from featcli.cli.base import app, command_line
 from featcli.cli.console import err_console, out_console, print_json
-from featcli.cli.options import AlphaOpt, BackgroundOpt, ChannelsOpt, DeviceOpt, MaxPixelsOpt, ScaleOpt
+from featcli.cli.options import (
+    AlphaOpt,
+    BackgroundOpt,
+    ChannelsOpt,
+    DeviceOpt,
+    MaxMemoryOpt,
+    MaxPixelsOpt,
+    ScaleOpt,
+    max_bytes,
+)
 from featcli.enums import Alpha, Channels, Optimizer, Scale
 
 if TYPE_CHECKING:
@@ -61,9 +70,7 @@ def train_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout at the end: history, final "
                                           "metrics, files.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, epoch rows or summary.")] = False,
-    max_memory: Annotated[str | None, typer.Option(
-        "--max-memory", metavar="SIZE", help="Refuse a stage whose output or weights would need more than this.",
-        rich_help_panel="Compute", show_default=False)] = None,
+    max_memory: MaxMemoryOpt = None,
     device: DeviceOpt = "auto",
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1, help="CPU threads for torch (default: 1 for small networks, where more threads cost "
@@ -85,7 +92,6 @@ def train_command(
     from featcli.cli.options import load_options
     from featcli.engine.devices import resolve_device
     from featcli.errors import UsageError
-    from featcli.shape.memory import parse_bytes
     from featcli.stages.build import build_stack
     from featcli.train.data import load_data, parse_size
     from featcli.train.fit import FitOptions
@@ -102,7 +108,7 @@ def train_command(
     load = load_options(channels, alpha, background, scale, None, 0, max_pixels)
     data = load_data(data_spec, size=parse_size(size) if size else None, load=load, seed=seed)
     prepared = prepare(data, stack, output, opts, force=force,
-                       max_bytes=parse_bytes(max_memory) if max_memory is not None else None)
+                       max_bytes=max_bytes(max_memory))
     show = not quiet and not as_json
     if show:
         _report_skipped(data.skipped)

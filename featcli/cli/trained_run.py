@@ -49,6 +49,7 @@ def _run(p: dict[str, Any]) -> None:
 
     from featcli.cli.base import command_line, report_note
     from featcli.cli.hints import check_inputs, check_stdin
+    from featcli.cli.options import max_bytes
     from featcli.cli.run_cmd import split_args
     from featcli.engine.devices import resolve_device
     from featcli.engine.network import open_model
@@ -59,7 +60,6 @@ def _run(p: dict[str, Any]) -> None:
     from featcli.run.config import RunConfig, validate_outputs
     from featcli.run.destinations import fill, is_template
     from featcli.run.trained import TrainedRunner, model_config
-    from featcli.shape.memory import parse_bytes
 
     inputs, stages = split_args(list(p["args"] or []))
     if stages:
@@ -87,7 +87,7 @@ def _run(p: dict[str, Any]) -> None:
     cfg = RunConfig(
         stack=opened.stack, load=LoadOptions() if max_pixels is None else LoadOptions(max_pixels=max_pixels),
         device=resolve_device(p["device"]), engine=p["engine"], threads=p["threads"], stream=p["stream"],
-        max_bytes=parse_bytes(p["max_memory"]) if p["max_memory"] is not None else None, output=p["output"],
+        max_bytes=max_bytes(p["max_memory"]), output=p["output"],
         out_dir=p["out_dir"], name_template=p["name"], stages=stages_opt,
         grid=GridOptions(norm=p["norm"], cmap=check_cmap(p["cmap"]) if p["cmap"] else None, max_maps=p["max_maps"],
                          tile_px=p["tile_px"], reduce=p["reduce"], raw=p["raw"]),

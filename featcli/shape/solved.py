@@ -50,6 +50,19 @@ def solve_axis(size: int, k: int, s: int, d: int, target: int | None, conv: bool
     return at, ",".join([f'{{"p":{p},"out":{(2 * p - base) // s + 1}}}' for p in range(start, stop + 1)])
 
 
+#: Sizes one stage keeps the per-axis answers of (a long `shape -` session stays bounded).
+_KEPT = 4096
+
+
+def _keep(cache: dict[int, tuple[int, str] | None], size: int, answer: tuple[int, str] | None
+          ) -> tuple[int, str] | None:
+    """Remember ``answer`` for ``size`` in one axis's cache (emptied when full) and return it."""
+    if len(cache) >= _KEPT:
+        cache.clear()
+    cache[size] = answer
+    return answer
+
+
 def compile_solved(stage: Stage, head: str, config_text: ConfigText, compile_fixed: Compile) -> Step | None:
     """The compiled step of a conv or pool with ``p=?`` (``compile_fixed``: the steps' compiler), else None."""
     sp = stage.params
@@ -74,18 +87,8 @@ def compile_solved(stage: Stage, head: str, config_text: ConfigText, compile_fix
             return None
         h, w = shape[2], shape[3]
         kh_, kw_ = kept
-        if h in kh_:
-            a = kh_[h]
-        else:
-            if len(kh_) >= 4096:
-                kh_.clear()
-            a = kh_[h] = solve_axis(h, kh, sh, dh, th, conv)
-        if w in kw_:
-            b = kw_[w]
-        else:
-            if len(kw_) >= 4096:
-                kw_.clear()
-            b = kw_[w] = solve_axis(w, kw, sw, dw, tw, conv)
+        a = kh_[h] if h in kh_ else _keep(kh_, h, solve_axis(h, kh, sh, dh, th, conv))
+        b = kw_[w] if w in kw_ else _keep(kw_, w, solve_axis(w, kw, sw, dw, tw, conv))
         if a is None or b is None:
             return None  # refused, with the nearest options: the rule says it
         pads = (a[0], b[0])
