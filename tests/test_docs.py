@@ -81,7 +81,12 @@ def _rewrite(page: Path, fixes: list[tuple[Shown, list[str]]]) -> None:
     page.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if shown_commands(p)], ids=lambda p: p.name)
+# pages whose commands train networks or run whole models: ~70 CPU-seconds together, run by CI with the slow tests
+SLOW_PAGES = {"models.md", "train.md"}
+
+
+@pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_PAGES else p
+                                  for p in PAGES if shown_commands(p)], ids=lambda p: p.name)
 def test_every_shown_command_works_verbatim(page: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     update = bool(request.config.getoption("--update-golden"))
     fixes: list[tuple[Shown, list[str]]] = []

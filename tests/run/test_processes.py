@@ -92,7 +92,7 @@ def test_shard_arithmetic() -> None:
             parse_shard(bad)
 
 
-@pytest.mark.parametrize("engine", ["torch", "numpy"])
+@pytest.mark.parametrize("engine", [pytest.param("torch", marks=pytest.mark.slow), "numpy"])
 def test_processes_give_one_process_files_and_records(tmp_path: Path, engine: str) -> None:
     src = _folder(tmp_path)
     stack = ["conv:w=sobel_x+sobel_y,p=1", "magnitude", "--engine", engine] if engine == "numpy" else STACK

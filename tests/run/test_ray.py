@@ -20,6 +20,8 @@ from featcli.run.config import RunConfig
 from featcli.run.distributed import KILL_HOOK, run_ray
 from featcli.stages.build import build_stack
 
+# a local Ray cluster costs ~15 s to start: these run with the slow tests (CI runs them)
+pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 ROOT = Path(featcli.__file__).parents[1]

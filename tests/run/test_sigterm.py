@@ -20,7 +20,7 @@ ROOT = Path(featcli.__file__).parents[1]
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
-@pytest.mark.parametrize("engine", ["numpy", "torch"])
+@pytest.mark.parametrize("engine", ["numpy", pytest.param("torch", marks=pytest.mark.slow)])
 def test_sigterm_stops_a_batch_cleanly(tmp_path: Path, engine: str) -> None:
     src = tmp_path / "in"
     src.mkdir()
