@@ -51,11 +51,14 @@ _LIBRARY = {"TIFF": "libtiff", "JPEG": "libjpeg", "MPO": "libjpeg", "JPEG2000": 
 _STATUS = {-1: "image buffer overrun", -2: "decoding error", -3: "unknown decoder error", -8: "bad configuration",
            -9: "out of memory"}
 #: Warnings that are decoder chatter: those of Pillow's image core and format plugins, and the torch
-#: read-only-array notice that ``array_to_tensor`` triggers on purpose. They lead the filter list, so a
-#: ``-W error`` or ``simplefilter("always")`` set later does not bring them back.
+#: read-only-array notice that ``array_to_tensor`` triggers on purpose; and NumPy's floating-point notes
+#: (``overflow encountered in multiply``) on featcli's maps: a stage that overflows shows ``inf`` in its
+#: statistics (``null`` in JSON), a result and not a fault. They lead the filter list, so a ``-W error`` or
+#: ``simplefilter("always")`` set later does not bring them back.
 _FILTERS: tuple[tuple[str, type[Warning], str], ...] = (
     ("", Warning, r"PIL\.(Image|ImageFile|ImageOps|TiffTags|\w+ImagePlugin)$"),
     ("The given NumPy array is not writable", UserWarning, r"featcli\.io\.images$"),
+    ("(overflow|invalid value|divide by zero|underflow) encountered", RuntimeWarning, r"(featcli|numpy)\."),
 )
 _filter_lock = threading.Lock()
 _installed: tuple[Any, ...] = ()  # the filter tuples as they sit in warnings.filters (replaced, never mutated)
