@@ -246,11 +246,14 @@ def open_source(path: str | os.PathLike[str], name: str) -> Callable[[], Any]:
 
 def open_image(
     source: Callable[[], Any], name: str, opts: LoadOptions, guard: decoding
-) -> tuple[ImageFile.ImageFile, int]:
+) -> tuple[ImageFile.ImageFile, int | None]:
     """Open lazily (header only) inside ``guard``, count the frames, seek to ``opts.frame``.
 
     Nothing here decodes pixels, except what a format must decode to reach a later frame (GIF, APNG),
-    and that happens inside the guard too. Returns the image and its frame count.
+    and that happens inside the guard too. Returns the image and its frame count: None when the frame table
+    cannot be read (a TIFF whose next-IFD offset points past the file, a PSD with a corrupt layer table:
+    Pillow's ``n_frames`` raises). The frame asked for may still decode whole (Pillow's ``load()`` is the
+    judge); its count is then unknown, never claimed to be 1.
     """
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     Image.MAX_IMAGE_PIXELS = opts.max_pixels or None  # its warning is ignored; check_size refuses
@@ -260,11 +263,11 @@ def open_image(
         check_size(img, name, opts)
         try:
             n_frames = int(getattr(img, "n_frames", 1))
-        except Exception:  # noqa: BLE001 - a later frame is damaged: count what opts.frame needs, afresh
+        except Exception:  # noqa: BLE001 - the frame table is damaged: the count is unknown; start afresh
             img.close()  # counting may have left the image on another frame: start over
             img = Image.open(source())
-            n_frames = opts.frame + 1
-        if opts.frame >= n_frames:
+            n_frames = None
+        if n_frames is not None and opts.frame >= n_frames:
             raise ImageLoadError(f"--frame {opts.frame} out of range: the file has {n_frames} frame(s)", path=name)
         if opts.frame:
             guard.context = f"cannot seek to frame {opts.frame}: "
