@@ -234,9 +234,12 @@ class _Pool:
 
     def receive(self, w: _Worker) -> bool:
         """Handle what ``w`` sent; False when its pipe ended (it died, or exited)."""
+        from featcli.io.outputs import uninterrupted
+
         try:
             while w.conn.poll():
-                self.handle(w, w.conn.recv())
+                with uninterrupted():  # a record taken is stored and its files confirmed, or neither
+                    self.handle(w, w.conn.recv())
         except Exception:  # noqa: BLE001 - EOF, or a message cut short by its death
             return False
         return True
