@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +42,31 @@ def err_console() -> Console:
 
 
 def print_json(obj: Any) -> None:
-    """Write one compact JSON document and a newline to stdout, flushed."""
-    sys.stdout.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
+    """Write one compact JSON document and a newline to stdout, flushed.
+
+    Standard JSON only: a number that is not finite (a stage that overflowed to ``inf`` or made ``NaN``) is
+    written ``null``, as JavaScript's ``JSON.stringify`` does (the table shows ``inf``/``nan``).
+
+    >>> print_json({"min": float("-inf"), "max": [1.5, float("nan")]})
+    {"min":null,"max":[1.5,null]}
+    """
+    try:
+        text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # rare: walk the document only when a non-finite number is in it
+        text = json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def styled(*parts: str | tuple[str, str]) -> Any:

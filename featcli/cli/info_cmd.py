@@ -141,7 +141,10 @@ def _print_record(r: dict[str, Any], first: bool) -> None:
     con = out_console()
     if not first:
         con.print()
-    frames = f", frame {r['frame'] + 1} of {r['frames']}" if r["frames"] > 1 else ""
+    if r["frames"] is None:
+        frames = f", frame {r['frame'] + 1} of ? (the frame table is unreadable; this frame decoded whole)"
+    else:
+        frames = f", frame {r['frame'] + 1} of {r['frames']}" if r["frames"] > 1 else ""
     con.print(styled((r["path"], "bold")))
     con.print(f"  format      {r['format'] or '?'}, mode {r['mode']}, {r['width']}x{r['height']} (WxH){frames}",
               highlight=False)

@@ -51,11 +51,14 @@ _LIBRARY = {"TIFF": "libtiff", "JPEG": "libjpeg", "MPO": "libjpeg", "JPEG2000": 
 _STATUS = {-1: "image buffer overrun", -2: "decoding error", -3: "unknown decoder error", -8: "bad configuration",
            -9: "out of memory"}
 #: Warnings that are decoder chatter: those of Pillow's image core and format plugins, and the torch
-#: read-only-array notice that ``array_to_tensor`` triggers on purpose. They lead the filter list, so a
-#: ``-W error`` or ``simplefilter("always")`` set later does not bring them back.
+#: read-only-array notice that ``array_to_tensor`` triggers on purpose; and NumPy's floating-point notes
+#: (``overflow encountered in multiply``) on featcli's maps: a stage that overflows shows ``inf`` in its
+#: statistics (``null`` in JSON), a result and not a fault. They lead the filter list, so a ``-W error`` or
+#: ``simplefilter("always")`` set later does not bring them back.
 _FILTERS: tuple[tuple[str, type[Warning], str], ...] = (
     ("", Warning, r"PIL\.(Image|ImageFile|ImageOps|TiffTags|\w+ImagePlugin)$"),
     ("The given NumPy array is not writable", UserWarning, r"featcli\.io\.images$"),
+    ("(overflow|invalid value|divide by zero|underflow) encountered", RuntimeWarning, r"(featcli|numpy)\."),
 )
 _filter_lock = threading.Lock()
 _installed: tuple[Any, ...] = ()  # the filter tuples as they sit in warnings.filters (replaced, never mutated)
@@ -243,11 +246,14 @@ def open_source(path: str | os.PathLike[str], name: str) -> Callable[[], Any]:
 
 def open_image(
     source: Callable[[], Any], name: str, opts: LoadOptions, guard: decoding
-) -> tuple[ImageFile.ImageFile, int]:
+) -> tuple[ImageFile.ImageFile, int | None]:
     """Open lazily (header only) inside ``guard``, count the frames, seek to ``opts.frame``.
 
     Nothing here decodes pixels, except what a format must decode to reach a later frame (GIF, APNG),
-    and that happens inside the guard too. Returns the image and its frame count.
+    and that happens inside the guard too. Returns the image and its frame count: None when the frame table
+    cannot be read (a TIFF whose next-IFD offset points past the file, a PSD with a corrupt layer table:
+    Pillow's ``n_frames`` raises). The frame asked for may still decode whole (Pillow's ``load()`` is the
+    judge); its count is then unknown, never claimed to be 1.
     """
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     Image.MAX_IMAGE_PIXELS = opts.max_pixels or None  # its warning is ignored; check_size refuses
@@ -257,11 +263,11 @@ def open_image(
         check_size(img, name, opts)
         try:
             n_frames = int(getattr(img, "n_frames", 1))
-        except Exception:  # noqa: BLE001 - a later frame is damaged: count what opts.frame needs, afresh
+        except Exception:  # noqa: BLE001 - the frame table is damaged: the count is unknown; start afresh
             img.close()  # counting may have left the image on another frame: start over
             img = Image.open(source())
-            n_frames = opts.frame + 1
-        if opts.frame >= n_frames:
+            n_frames = None
+        if n_frames is not None and opts.frame >= n_frames:
             raise ImageLoadError(f"--frame {opts.frame} out of range: the file has {n_frames} frame(s)", path=name)
         if opts.frame:
             guard.context = f"cannot seek to frame {opts.frame}: "

@@ -74,7 +74,7 @@ def describe(path: str | os.PathLike[str], opts: LoadOptions, pixels: int = 0) -
         "height": hdr.size[1],
         "orientation": hdr.orientation,
         "orientation_text": _ORIENTATIONS.get(hdr.orientation, "normal"),
-        "frames": hdr.n_frames,
+        "frames": hdr.n_frames,  # None (null): the frame table is unreadable; the frame loaded decoded whole
         "frame": hdr.frame,
         "array": {"shape": list(image.array.shape), "dtype": str(image.array.dtype), "layout": "HWC"},
         "tensor": {"shape": [1, hdr.channels, h, w], "dtype": "float32", "layout": "NCHW",

@@ -95,7 +95,7 @@ class ImageHeader:
     mode: str
     size: tuple[int, int]  #: (width, height) as stored, before orientation
     orientation: int  #: EXIF orientation 1..8 (1 = as stored)
-    n_frames: int  #: frame count (if a later frame is too damaged to count, the frames up to ``frame``)
+    n_frames: int | None  #: frame count; None: the frame table is unreadable (``frame`` itself was read)
     frame: int
     out_size: tuple[int, int]  #: (width, height) after orientation and --max-side
     channels: int  #: channel count of the HWC array / tensor

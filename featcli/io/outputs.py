@@ -16,15 +16,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from featcli.errors import OutputError
+from featcli.io.sections import defer_interrupt, uninterrupted
 
 __all__ = ["InputSet", "PendingOutputs", "atomic_open", "atomic_write", "check_output", "defer_interrupt", "path_key",
-           "resolve_taken", "uninterrupted"]
+           "resolve_taken", "uninterrupted", "watch_outputs"]
 
 RACED = "already exists (created by another process while this run was writing; use --force to overwrite)"
 
@@ -123,39 +123,6 @@ def _make_folders(folder: Path) -> list[Path]:
     return made
 
 
-# --- sections an interrupt must not cut in half -------------------------------------------------------
-
-_section = {"depth": 0, "pending": False}
-
-
-@contextlib.contextmanager
-def uninterrupted() -> Iterator[None]:
-    """A section of the main thread that a Ctrl-C or SIGTERM must not cut in half (publishing an image's
-    files, or undoing them; emitting a record): an interrupt that arrives inside it is raised at its end.
-    Only with the CLI's signal handlers (:mod:`featcli.cli.signals`, which ask :func:`defer_interrupt` first);
-    elsewhere, and off the main thread, it changes nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    _section["depth"] += 1
-    try:
-        yield
-    finally:
-        _section["depth"] -= 1
-        if not _section["depth"] and _section["pending"]:
-            _section["pending"] = False
-            raise KeyboardInterrupt
-
-
-def defer_interrupt() -> bool:
-    """For a signal handler: inside an :func:`uninterrupted` section, note the interrupt (raised at the
-    section's end) and return True; else return False (the handler raises now)."""
-    deferred = bool(_section["depth"])
-    _section["pending"] = _section["pending"] or deferred
-    return deferred
-
-
 def _stat(path: str | os.PathLike[str]) -> os.stat_result | None:
     try:
         return os.stat(path)
@@ -199,6 +166,32 @@ def resolve_taken(resolve: Callable[[str | None, Path], bool]) -> Iterator[None]
         yield
     finally:
         _resolvers.remove(resolve)
+
+
+_watchers: list[Callable[[str, list[str]], None]] = []
+
+
+@contextlib.contextmanager
+def watch_outputs(note: Callable[[str, list[str]], None]) -> Iterator[None]:
+    """Within the block (every thread of this process), :class:`PendingOutputs` tells ``note(event, names)``
+    what it is about to do, before doing it, so that another process can undo it if this one dies
+    (:mod:`featcli.run.processes` keeps such a journal of each worker):
+
+    - ``"write"``: a temp file beside each name is about to be made (checked: the name was free, or ``force``);
+    - ``"publish"``: the names are about to be given to their temp files;
+    - ``"gone"``: the names' temp files, and their files if published, were removed again (a failed image).
+
+    Names published and kept are confirmed by the image's record, not here."""
+    _watchers.append(note)
+    try:
+        yield
+    finally:
+        _watchers.remove(note)
+
+
+def _note(event: str, names: list[str]) -> None:
+    if _watchers and names:
+        _watchers[-1](event, names)
 
 
 def _taken(tmp: str, final: Path) -> bool:
@@ -296,6 +289,7 @@ class PendingOutputs:
         if key in self._names:
             raise OutputError(f"written twice by one image (also as {str(self._names[key])!r})", path=str(p))
         self._names[key] = p
+        _note("write", [str(p)])
         try:
             fd, tmp = _mkstemp(p)
         except OSError as exc:
@@ -328,6 +322,7 @@ class PendingOutputs:
             return paths
 
     def _publish(self) -> list[Path]:
+        _note("publish", [str(p) for _, p in self._temps])
         try:
             while self._temps:
                 tmp, p = self._temps[0]
@@ -352,15 +347,18 @@ class PendingOutputs:
             self._discard(published)
 
     def _discard(self, published: bool) -> None:
+        gone = [str(p) for _, p in self._temps]
         for tmp, _ in self._temps:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         self._temps.clear()
         if published:
+            gone += [str(p) for p, _ in self._published]
             for p, ident in reversed(self._published):
                 _unlink_if_ours(p, ident)
             self._published.clear()
         self._release()
+        _note("gone", gone)
 
     def _release(self) -> None:
         for fd in self._held.values():

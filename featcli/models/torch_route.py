@@ -33,6 +33,18 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
+def _a(name: str) -> str:
+    """``a dict``, ``an int``, ``None``: what a value is, in words."""
+    return "None" if name == "NoneType" else f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _users(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by the user's code, is theirs to report as a failure: anything but Ctrl-C (and
+    SIGTERM, which the CLI turns into it). ``SystemExit`` and bare ``BaseException`` subclasses included: a
+    model that calls ``sys.exit`` must not end featcli with its status and no word."""
+    return not isinstance(exc, KeyboardInterrupt)
+
+
 def _import(target: str) -> Any:
     """The object ``target`` (``pkg.mod:attr`` or ``file.py:attr``) names; any import failure is one line."""
     where, _, attr = target.rpartition(":")
@@ -59,7 +71,7 @@ def _import(target: str) -> Any:
     except ModelError:
         raise
     except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit included
-        if isinstance(exc, KeyboardInterrupt):
+        if not _users(exc):
             raise
         raise ModelError(f"--model {target!r}: importing {where!r} failed: {_first_line(exc)}") from None
     obj: Any = module
@@ -82,14 +94,16 @@ def load_module(target: str) -> torch.nn.Module:
     obj = _import(target)
     if not isinstance(obj, nn.Module):
         if not callable(obj):
-            raise ModelError(f"--model {target!r} is a {type(obj).__name__}, not an nn.Module class or factory")
+            raise ModelError(f"--model {target!r} is {_a(type(obj).__name__)}, not an nn.Module class or factory")
         try:
             obj = obj()
-        except Exception as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - the user's code may raise anything, SystemExit included
+            if not _users(exc):
+                raise
             raise ModelError(f"--model {target!r}: calling it with no arguments failed ({_first_line(exc)}); "
                              "featcli instantiates with no arguments: write a factory function that does") from None
         if not isinstance(obj, nn.Module):
-            raise ModelError(f"--model {target!r} returned a {type(obj).__name__}, not an nn.Module")
+            raise ModelError(f"--model {target!r} returned {_a(type(obj).__name__)}, not an nn.Module")
     return obj.eval()
 
 
@@ -242,13 +256,17 @@ def run_module(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder) -> l
             out = model(x)
     except (ModelError, WeightsError):
         raise
-    except Exception as exc:  # noqa: BLE001 - the budget's BudgetError is a FeatcliError: re-raised below
+    except BaseException as exc:  # noqa: BLE001 - the budget's BudgetError is a FeatcliError: re-raised below
         from featcli.errors import FeatcliError
 
-        if isinstance(exc, FeatcliError):
+        if isinstance(exc, FeatcliError) or not _users(exc):
             raise
         raise ModelError(f"the model failed on the input {'x'.join(map(str, x.shape))}: {_first_line(exc)}") from None
     finally:
         for h in handles:
             h.remove()
-    return [t for _, t in _flat(out)]
+    tensors = [t for _, t in _flat(out)]
+    if not tensors:
+        raise ModelError(f"the model's forward returned {_a(type(out).__name__)} without a tensor; featcli "
+                         "shows a model whose forward returns a tensor, or a tuple, list or dict of tensors")
+    return tensors

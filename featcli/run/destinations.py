@@ -67,7 +67,8 @@ def _one_name(value: str) -> str:
 
 
 def in_out_dir(out_dir: str, name: str, template: str) -> str:
-    """``out_dir/name``, refused unless it stays inside ``out_dir`` (no absolute name, no ``..`` above it).
+    """``out_dir/name``, refused unless it stays inside ``out_dir``: no absolute name, no ``..`` above it, and
+    no sub-folder that is a symbolic link leading out of it (the folders are compared by their real paths).
 
     >>> in_out_dir("maps", "a/../b.png", "{stem}")
     'maps/b.png'
@@ -76,7 +77,38 @@ def in_out_dir(out_dir: str, name: str, template: str) -> str:
     if os.path.isabs(name) or os.path.splitdrive(name)[0] or norm == ".." or norm.startswith(".." + os.sep):
         raise UsageError(f"--name {template!r} gives {name!r}, which is outside --out-dir {out_dir!r}; "
                          "give a name inside the folder")
+    link = _link_out(out_dir, norm)
+    if link is not None:
+        raise OutputError(f"--name {template!r} gives {name!r}, which leads outside --out-dir {out_dir!r} through "
+                          f"the symbolic link {link!r}; featcli writes only inside the folder")
     return os.path.join(out_dir, norm)
+
+
+def check_inside(out_dir: str, path: str) -> None:
+    """Just before writing ``path`` (made by :func:`in_out_dir`): refuse it if a folder on its way has become
+    a symbolic link out of ``out_dir`` since the run's check."""
+    link = _link_out(out_dir, os.path.relpath(path, out_dir))
+    if link is not None:
+        raise OutputError(f"leads outside --out-dir {out_dir!r} through the symbolic link {link!r} (made while "
+                          "featcli ran); featcli writes only inside the folder", path=path)
+
+
+def _link_out(out_dir: str, norm: str) -> str | None:
+    """The sub-folder of ``out_dir`` on the way to ``norm``'s folder that is a symbolic link to a folder outside
+    ``out_dir`` (real paths compared), or None. ``out_dir`` itself may be a link: it is the root."""
+    folder = os.path.dirname(norm)
+    if not folder:
+        return None
+    root = os.path.realpath(out_dir)
+    real = os.path.realpath(os.path.join(out_dir, folder))
+    if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+        return None
+    probe = out_dir
+    for part in folder.split(os.sep):
+        probe = os.path.join(probe, part)
+        if os.path.islink(probe):
+            return probe
+    return os.path.join(out_dir, folder)  # pragma: no cover - moved while checked: name the folder
 
 
 def is_template(name: str | None) -> bool:

@@ -21,7 +21,7 @@ from featcli.io.outputs import STDOUT, InputSet, PendingOutputs
 from featcli.io.png import png_writer
 from featcli.render import Tile, render_grid, render_single
 from featcli.run.config import RunConfig
-from featcli.run.destinations import Destinations
+from featcli.run.destinations import Destinations, check_inside
 
 
 def _spatial(r: StageResult) -> bool:
@@ -138,6 +138,8 @@ def write_outputs(dest: Destinations, cfg: RunConfig, image: LoadedImage, result
         for r in results:
             if r.index in dest.stage_files:
                 path = dest.stage_files[r.index]
+                if cfg.out_dir:
+                    check_inside(cfg.out_dir, path)
                 pic = _picture([r], cfg, image, f"{label} · s{r.index} {r.spec}", refs)
                 out.write(path, png_writer(pic, path, metadata=_metadata(cfg, label, [r])))
                 del pic

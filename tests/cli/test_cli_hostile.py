@@ -368,3 +368,24 @@ def test_a_refused_stage_names_its_image(runner: CliRunner, tmp_path: Path) -> N
     failed = json.loads(res.stdout.splitlines()[0])
     assert failed["error"].startswith(f"{tiny}: stage 1 'conv:w=sobel_x': kernel 3x3 is larger than the input 2x2")
     assert "dilat" not in failed["error"] and "pad it (p=1" in failed["error"]
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_json_of_a_stack_that_overflows_is_standard_json_without_warnings(
+        runner: CliRunner, tmp_path: Path, engine: str) -> None:
+    """A stage that overflows to inf (or makes NaN): its statistics are ``null`` in the record (JSON has no
+    inf), and NumPy's ``overflow encountered`` notes never reach stderr."""
+    import warnings
+
+    src = _png(tmp_path / "a.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = runner.invoke(app, ["run", str(src), "conv:w=1e30", "conv:w=1e30", "conv:w=-1e30", "--engine", engine,
+                                  "--json", "-o", str(tmp_path / "g.png")])
+    assert res.exit_code == 0, res.output
+    assert res.stderr == "", res.stderr
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+    rec = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert [s["max"] for s in rec["stages"]][1:] == [None, None]
+    assert rec["stages"][0]["max"] > 1e29
+    json.dumps(rec, allow_nan=False)

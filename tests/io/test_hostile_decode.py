@@ -21,6 +21,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -337,3 +338,57 @@ def test_larger_corpus_verdicts(tmp_path: Path) -> None:
         elif isinstance(got, ImageLoadError):
             assert_good_refusal(got, path)
     assert not disagree, "\n".join(disagree)
+
+
+def _tiff_with_unreadable_frame_table(path: Path) -> Path:
+    """A 2-page TIFF whose first IFD's next-IFD offset points past the end of the file: Pillow's ``n_frames``
+    raises, while ``load()`` decodes frame 0 whole (as in two go-fuzz TIFFs of issue #23)."""
+    first = Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3))
+    buf = __import__("io").BytesIO()
+    first.save(buf, "TIFF", save_all=True, append_images=[Image.new("RGB", (4, 4))])
+    data = bytearray(buf.getvalue())
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (entries,) = struct.unpack("<H", data[ifd:ifd + 2])
+    data[ifd + 2 + 12 * entries:ifd + 6 + 12 * entries] = struct.pack("<I", len(data) + 1000)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _psd_with_unreadable_layer_table(path: Path) -> Path:
+    """An RGB PSD whose layer block claims 7 layers in 40 bytes of 0xff: ``n_frames`` (the layer count)
+    raises, while ``load()`` decodes the merged image (frame 0) whole (as in a go-fuzz PSD of issue #23)."""
+    h, w = 4, 5
+    layers = struct.pack(">Ih", 40, 7) + b"\xff" * 34
+    pixels = np.arange(h * w * 3, dtype=np.uint8).reshape(3, h, w).tobytes()  # planar, raw (compression 0)
+    path.write_bytes(b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, h, w, 8, 3) + struct.pack(">II", 0, 0)
+                     + struct.pack(">I", len(layers)) + layers + struct.pack(">H", 0) + pixels)
+    return path
+
+
+@pytest.mark.parametrize("build", [_tiff_with_unreadable_frame_table, _psd_with_unreadable_layer_table])
+def test_unreadable_frame_table_is_said_not_claimed_as_one_frame(tmp_path: Path, build: Any) -> None:
+    from typer.testing import CliRunner
+
+    from featcli.cli import app
+
+    p = build(tmp_path / ("pages.tif" if "tiff" in build.__name__ else "layers.psd"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(Exception), Image.open(p) as im:  # noqa: B017 - whatever Pillow raises
+            im.n_frames  # noqa: B018
+        with Image.open(p) as im:  # the reference: frame 0 decodes whole
+            im.load()
+            expected = np.asarray(im.convert("RGB"))
+    image = load_image(p, LoadOptions())
+    assert image.header.n_frames is None
+    np.testing.assert_array_equal(image.array, expected)
+    runner = CliRunner()
+    res = runner.invoke(app, ["info", str(p), "--json"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout)
+    assert rec["frames"] is None and rec["frame"] == 0
+    res = runner.invoke(app, ["info", str(p)])
+    assert res.exit_code == 0 and "frame 1 of ? (the frame table is unreadable" in res.stdout, res.output
+    if p.suffix == ".tif":  # (Pillow's PSD seeks to "layer 1" of the unreadable table without a word)
+        res = runner.invoke(app, ["info", str(p), "--frame", "1"])
+        assert res.exit_code == 1 and res.stderr.count("\n") == 1 and "cannot seek to frame 1" in res.stderr, res.output

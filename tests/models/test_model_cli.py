@@ -72,7 +72,7 @@ def test_budget_refuses_a_layer_before_it_runs(runner: CliRunner, exported: dict
 
 
 @pytest.mark.parametrize(("model", "message"), [
-    (f"{NETS}:NOT_A_MODULE", "is a int, not an nn.Module class or factory"),
+    (f"{NETS}:NOT_A_MODULE", "is an int, not an nn.Module class or factory"),
     (f"{NETS}:Nope", "has no attribute 'Nope'; its modules: BasicBlock, PNet, TinyResNet"),
     ("featcli_no_such_package.nets:Net", "importing 'featcli_no_such_package.nets' failed: ModuleNotFoundError"),
     (f"{NETS}:BasicBlock.forward", "calling it with no arguments failed"),
@@ -82,6 +82,65 @@ def test_budget_refuses_a_layer_before_it_runs(runner: CliRunner, exported: dict
 def test_model_refusals(runner: CliRunner, model: str, message: str) -> None:
     code = 2 if model.endswith(".h5") else 1  # a missing file is bad input (1), an unknown kind bad usage (2)
     assert message in _refused(runner, code, "sample:shapes", "--model", model)
+
+
+_ODD = """
+import sys
+import torch.nn as nn
+
+def _returning(value):
+    class M(nn.Module):
+        def forward(self, x):
+            return value() if callable(value) else value
+    return M
+
+Str, NoneOut, Int = _returning("text"), _returning(None), _returning(3)
+DictOut, ListOut = _returning({"a": 1, "b": "x"}), _returning([1, [None]])
+
+def _raise(exc):
+    raise exc
+
+Base = _returning(lambda: _raise(BaseException("boom")))
+Exit0 = _returning(lambda: sys.exit(0))
+Interrupt = _returning(lambda: _raise(KeyboardInterrupt()))
+def make_int(): return 7
+def make_str(): return "net"
+def make_none(): return None
+def make_exit(): sys.exit(0)
+def make_base(): raise BaseException("at build")
+"""
+
+
+@pytest.mark.parametrize(("attr", "message"), [
+    ("Str", "forward returned a str without a tensor"),
+    ("NoneOut", "forward returned None without a tensor"),
+    ("Int", "forward returned an int without a tensor"),
+    ("DictOut", "forward returned a dict without a tensor"),
+    ("ListOut", "forward returned a list without a tensor"),
+    ("Base", "the model failed on the input 1x3x240x320: BaseException: boom"),
+    ("Exit0", "the model failed on the input 1x3x240x320: SystemExit: 0"),
+    ("make_int", "returned an int, not an nn.Module"),
+    ("make_str", "returned a str, not an nn.Module"),
+    ("make_none", "returned None, not an nn.Module"),
+    ("make_exit", "calling it with no arguments failed (SystemExit: 0)"),
+    ("make_base", "calling it with no arguments failed (BaseException: at build)"),
+    ("sys:exit", "calling it with no arguments failed (SystemExit)"),
+    ("builtins:dict", "returned a dict, not an nn.Module"),
+    ("os:getcwd", "returned a str, not an nn.Module"),
+])
+def test_module_targets_that_exit_raise_or_return_no_tensor_are_one_line(
+        runner: CliRunner, tmp_path: Path, attr: str, message: str) -> None:
+    """User code that raises SystemExit or a bare BaseException, or gives no tensor, is one line and exit 1
+    (not featcli ending silently with the code's status, nor a traceback, nor an empty table)."""
+    (tmp_path / "odd.py").write_text(_ODD)
+    target = attr if ":" in attr else f"{tmp_path / 'odd.py'}:{attr}"
+    assert message in _refused(runner, 1, "sample:shapes", "--model", target)
+
+
+def test_keyboard_interrupt_in_forward_is_still_ctrl_c(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "odd.py").write_text(_ODD)
+    assert _refused(runner, 130, "sample:shapes", "--model", f"{tmp_path / 'odd.py'}:Interrupt").endswith(
+        "interrupted")
 
 
 def test_import_error_is_one_line(runner: CliRunner, tmp_path: Path) -> None:

@@ -179,3 +179,41 @@ def test_input_names_cannot_inject_path_separators() -> None:
     assert fill("{stem}.png", "a\\b.png") == "a_b.png"
     assert fill("{name}.png", "..png") == "..png.png"
     assert fill("out/{parent}_{stem}.png", "pics/cat.jpg") == "out/pics_cat.png"  # fields still work
+
+
+@pytest.mark.parametrize("name", ["link/{stem}.png", "sub/link/{stem}_{index}.png", "sub/../link/x/{stem}.png"])
+def test_a_symlinked_sub_folder_cannot_lead_out_of_out_dir(runner: CliRunner, tmp_path: Path, no_compute: None,
+                                                           name: str) -> None:
+    """The name check is on real paths: a folder inside --out-dir that is a symbolic link to a folder outside
+    it is refused in one line before any work, and nothing is written outside (nor inside)."""
+    src = str(_img(tmp_path / "a.png", 1))
+    outside = tmp_path / "outside"
+    (outside / "x").mkdir(parents=True)
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    (tmp_path / "out" / "link").symlink_to(outside, target_is_directory=True)
+    (tmp_path / "out" / "sub" / "link").symlink_to(outside, target_is_directory=True)
+    res = runner.invoke(app, ["run", src, "relu", "--out-dir", str(tmp_path / "out"), "--name", name])
+    assert res.exit_code == 1, res.output
+    assert res.stderr.count("\n") == 1 and "through the symbolic link" in res.stderr, res.stderr
+    assert [p.name for p in outside.rglob("*")] == ["x"]
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+
+
+def test_a_link_inside_out_dir_that_stays_inside_is_fine(runner: CliRunner, tmp_path: Path) -> None:
+    src = str(_img(tmp_path / "a.png", 1))
+    (tmp_path / "out" / "real").mkdir(parents=True)
+    (tmp_path / "out" / "alias").symlink_to(tmp_path / "out" / "real", target_is_directory=True)
+    res = runner.invoke(app, ["run", src, "relu", "--out-dir", str(tmp_path / "out"), "--name", "alias/{stem}.png"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "real" / "a.png").is_file()
+
+
+def test_a_link_made_while_the_run_computes_is_refused_at_write_time(tmp_path: Path) -> None:
+    from featcli.run.destinations import check_inside
+
+    out = tmp_path / "out"
+    out.mkdir()
+    check_inside(str(out), str(out / "sub" / "a.png"))  # a folder still to be made: fine
+    (out / "sub").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(OutputError, match="through the symbolic link"):
+        check_inside(str(out), str(out / "sub" / "a.png"))

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -168,3 +169,62 @@ def test_sigterm_while_a_part_is_printed_keeps_its_records(tmp_path: Path) -> No
     assert len(seen) >= 2  # the whole first part (2 images), not just its first record
     named = sorted(Path(f).name for r in seen for f in (r.data or {}).get("outputs", []))
     assert named == sorted(p.name for p in out.iterdir())
+
+
+
+def _run_with_kill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hook: str = "",
+                   kill_at: int = 0) -> tuple[Any, list[Any], Path]:
+    """``run_processes`` over 20 images (2 workers, parts of 2), with a worker SIGKILLed: by :data:`KILL_HOOK`
+    (just after it published an image's files, before it sent that image's record), or (``kill_at``) by the
+    parent when it emits its ``kill_at``-th record."""
+    import multiprocessing
+
+    from featcli.run.batch import Record
+    from featcli.run.config import RunConfig
+    from featcli.run.processes import run_processes
+    from featcli.stages.build import build_stack
+
+    src = _folder(tmp_path, n=20, size=16)
+    paths = sorted(str(p) for p in src.glob("im*.png"))
+    out = tmp_path / "out"
+    cfg = RunConfig(stack=tuple(build_stack(["conv:w=sobel_x+sobel_y,p=1", "magnitude"])), engine="numpy",  # type: ignore[arg-type]
+                    threads=1, output=str(out / "{stem}.png"), save=str(out / "{stem}.npz"))
+    monkeypatch.setenv("FEATCLI_PROCESSES_KILL", hook)
+    seen: list[Record] = []
+
+    def emit(rec: Record) -> None:
+        seen.append(rec)
+        if len(seen) == kill_at:
+            os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+    summary = run_processes(paths, cfg, emit=emit, processes=2, batch_size=2)
+    return summary, seen, out
+
+
+def _published_have_records(seen: list[Any], out: Path) -> None:
+    present = sorted(p.name for p in out.iterdir())
+    assert not [n for n in present if n.startswith(".")], present  # no temp file left
+    assert present == sorted(Path(f).name for r in seen for f in r.data.get("outputs", []))
+    assert [r.index for r in seen] == list(range(20))  # every input once, in input order
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_a_killed_worker_does_not_end_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #23: SIGKILL of one worker used to end the batch ("every worker process ended before the batch
+    did") with files published and no record. Its images without a record run again in another worker."""
+    summary, seen, out = _run_with_kill(tmp_path, monkeypatch, kill_at=3)
+    assert (summary.ok, summary.failed, summary.interrupted) == (20, 0, False)
+    _published_have_records(seen, out)
+    assert len(list(out.iterdir())) == 40
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_an_image_that_kills_its_worker_twice_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker dies each time just after publishing image 7's files: they are removed (no file without a
+    record), image 7 runs once more, alone, then is recorded failed; the batch goes on."""
+    summary, seen, out = _run_with_kill(tmp_path, monkeypatch, hook="7")
+    assert (summary.ok, summary.failed, summary.interrupted) == (19, 1, False)
+    (bad,) = [r for r in seen if r.status == "failed"]
+    assert bad.index == 7 and "im07.png: the worker process running it ended (killed by SIGKILL)" in (bad.error or "")
+    _published_have_records(seen, out)
+    assert not (out / "im07.png").exists() and not (out / "im07.npz").exists()
