@@ -4,11 +4,13 @@ A model file is a plain ``.safetensors`` file. Its tensors are the state dict of
 ``featcli shape INPUT STACK --code`` prints (``s1.weight``, ``s2.running_mean``...); its ``__metadata__``
 (str -> str) holds :data:`FORMAT_KEY` and one JSON string per :class:`ModelMeta` field.
 
-Reading is safe on hostile files: the 8-byte header length and the JSON header are parsed here, with bounds,
-before anything is allocated: every tensor's dtype, shape and byte range are checked against the file size,
-ranges must tile the data region exactly (no overlap, no hole), only float32 / float16 / bfloat16 / int64
-tensors are read, and float tensors must be finite. Every refusal is one :class:`WeightsError` naming the
-file. Writing goes through :func:`featcli.io.outputs.atomic_write`: complete or absent.
+Reading is safe on hostile files: the 8-byte header length and the JSON header are parsed with bounds
+(:mod:`featcli.io.safeheader`) before anything is allocated: every tensor's dtype, shape and byte range are
+checked against the file size, ranges must tile the data region exactly (no overlap, no hole), only float32 /
+float16 / bfloat16 / int64 tensors are read, and float tensors must be finite. The metadata is checked for
+types and ranges (:func:`check_meta`), the recorded input size against the recorded loading options included.
+Every refusal is one :class:`WeightsError` naming the file. Writing goes through
+:func:`featcli.io.outputs.atomic_write`: complete or absent.
 
 >>> meta = ModelMeta(("conv:out=2,k=3", "flatten", "linear:out=2"), ("a", "b"), (1, 5, 5), {}, {}, "0.1.0")
 >>> meta_from_strings(meta_to_strings(meta), what="m") == meta
@@ -18,8 +20,6 @@ True
 from __future__ import annotations
 
 import json
-import math
-import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from featcli.errors import FeatcliError, WeightsError
 from featcli.io.checkpoints import MAX_TENSOR_BYTES, is_file
+from featcli.io.safeheader import DTYPES as ALL_DTYPES
+from featcli.io.safeheader import TensorEntry, no_constant, read_header, tensor_entries
 from featcli.stages.grammar import MAX_INT
 from featcli.stages.spec import parse_stage
 
@@ -39,17 +41,13 @@ FORMAT = "featcli-model/1"
 FIELD_KEYS = {"stack": "featcli.stack", "classes": "featcli.classes", "input_shape": "featcli.input_shape",
               "loading": "featcli.loading", "training": "featcli.training",
               "featcli_version": "featcli.version"}
-#: Largest JSON header read (safetensors' own reader allows 100 MB; a featcli model needs far less).
-MAX_HEADER_BYTES = 16 << 20
 #: Largest value of one metadata field, in bytes of JSON.
 MAX_FIELD_BYTES = 1 << 20
 MAX_STAGES = 1000
 MAX_CLASSES = 10_000
 MAX_CLASS_NAME = 200
-MAX_TENSORS = 10_000
-MAX_NDIM = 8
 #: safetensors dtype code -> (torch dtype name, bytes per element). Nothing else is read.
-DTYPES = {"F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2), "I64": ("int64", 8)}
+DTYPES = {code: ALL_DTYPES[code] for code in ("F32", "F16", "BF16", "I64")}
 _CODES = {name: code for code, (name, _) in DTYPES.items()}
 NOT_A_MODEL = ("is a safetensors file but not a featcli model (no featcli metadata); to read one tensor of it "
                "use conv:w=FILE:KEY or featcli kernels show FILE:KEY")
@@ -65,17 +63,6 @@ class ModelMeta:
     loading: dict[str, Any]  #: the run loading options that turn an image into the input (JSON-able)
     training: dict[str, Any]  #: the training record: epochs, final metrics, seed, optimizer... (JSON-able)
     featcli_version: str
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    """One tensor of a model file as its header declares it (offsets are relative to the data region)."""
-
-    name: str
-    dtype: str  #: torch dtype name: ``float32``, ``float16``, ``bfloat16`` or ``int64``
-    shape: tuple[int, ...]
-    begin: int
-    end: int
 
 
 def _bad(path: Path, message: str) -> WeightsError:
@@ -107,17 +94,13 @@ def _json_field(strings: Mapping[str, str], field: str, what: str) -> Any:
     if len(text) > MAX_FIELD_BYTES:
         raise WeightsError(f"{what}: metadata {key!r} is {len(text):,} characters, above {MAX_FIELD_BYTES:,}")
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=no_constant)
     except (ValueError, RecursionError) as exc:
         raise WeightsError(f"{what}: metadata {key!r} is not JSON ({str(exc)[:100]})") from None
 
 
 _JSON_TYPES: dict[type, str] = {list: "list", dict: "object", str: "string", bool: "boolean",
                                 type(None): "null"}
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def meta_from_strings(strings: Mapping[str, str], *, what: str) -> ModelMeta:
@@ -176,89 +159,14 @@ def check_meta(meta: ModelMeta, *, what: str) -> None:
 # --- the header ---------------------------------------------------------------------------------------
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"key {k[:40]!r} appears twice")
-        out[k] = v
-    return out
-
-
 def _read_header(p: Path) -> tuple[dict[str, Any], int, int]:
-    """The JSON header of a safetensors file, the data region's start and its size; bounds checked."""
     if not is_file(p):
         raise WeightsError("model file not found (or not a file)", path=str(p)[:300])
-    try:
-        size = p.stat().st_size
-        with p.open("rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                raise _bad(p, "the file is empty" if not head else f"the file is {len(head)} bytes long")
-            (n,) = struct.unpack("<Q", head)
-            if n > MAX_HEADER_BYTES or n > size - 8:
-                raise _bad(p, f"it declares a {n:,}-byte header but the file holds {size - 8:,} bytes after the "
-                              f"length (featcli reads headers up to {MAX_HEADER_BYTES >> 20} MiB); "
-                              "not a safetensors file, or truncated")
-            raw = fh.read(n)
-    except OSError as exc:
-        raise WeightsError(f"cannot read: {exc.strerror or exc}", path=str(p)[:300]) from None
-    if len(raw) != n:
-        raise _bad(p, "the file changed while it was read")
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _bad(p, f"its header is not JSON ({str(exc)[:100]}); not a safetensors file") from None
-    if not isinstance(header, dict):
-        raise _bad(p, "its header is not a JSON object; not a safetensors file")
-    return header, 8 + n, size - 8 - n
-
-
-def _entry(p: Path, name: str, info: Any, data_size: int) -> TensorEntry:
-    where = f"tensor {name[:60]!r}"
-    if not name or len(name) > 1000:
-        raise _bad(p, "a tensor has an empty or over-long name")
-    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-        raise _bad(p, f"{where}: expected dtype, shape and data_offsets")
-    code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-    if not isinstance(code, str) or code not in DTYPES:
-        raise _bad(p, f"{where}: dtype {str(code)[:20]!r}; featcli model files hold only "
-                      f"{', '.join(DTYPES)}")
-    if (not isinstance(shape, list) or len(shape) > MAX_NDIM
-            or not all(type(s) is int and 0 <= s <= MAX_INT for s in shape)):
-        raise _bad(p, f"{where}: shape {str(shape)[:60]} is not a list of at most {MAX_NDIM} sizes")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
-            and 0 <= offsets[0] <= offsets[1]):
-        raise _bad(p, f"{where}: data_offsets {str(offsets)[:60]} is not [begin, end]")
-    dtype, item = DTYPES[code]
-    nbytes = math.prod(shape) * item
-    if nbytes > MAX_TENSOR_BYTES:
-        raise _bad(p, f"{where}: {shape} {dtype} is {nbytes:,} bytes, above the {MAX_TENSOR_BYTES >> 20} MiB "
-                      "featcli loads")
-    if offsets[1] > data_size:
-        raise _bad(p, f"{where}: its data ends at byte {offsets[1]:,} past the end of the file's "
-                      f"{data_size:,} data bytes (truncated?)")
-    if offsets[1] - offsets[0] != nbytes:
-        raise _bad(p, f"{where}: shape {shape} {dtype} needs {nbytes:,} bytes but its offsets span "
-                      f"{offsets[1] - offsets[0]:,}")
-    return TensorEntry(name, dtype, tuple(shape), offsets[0], offsets[1])
+    return read_header(p, _bad)
 
 
 def _entries(p: Path, header: Mapping[str, Any], data_size: int) -> dict[str, TensorEntry]:
-    names = [k for k in header if k != "__metadata__"]
-    if len(names) > MAX_TENSORS:
-        raise _bad(p, f"{len(names):,} tensors, above the {MAX_TENSORS:,} featcli reads")
-    entries = {k: _entry(p, k, header[k], data_size) for k in names}
-    pos = 0
-    for e in sorted(entries.values(), key=lambda e: (e.begin, e.end)):
-        if e.begin < pos:
-            raise _bad(p, f"tensor {e.name[:60]!r} overlaps another tensor's bytes")
-        if e.begin > pos:
-            raise _bad(p, f"{e.begin - pos:,} bytes before tensor {e.name[:60]!r} belong to no tensor")
-        pos = e.end
-    if pos != data_size:
-        raise _bad(p, f"{data_size - pos:,} bytes after the last tensor belong to no tensor")
-    return entries
+    return tensor_entries(p, header, data_size, _bad, dtypes=DTYPES, max_bytes=MAX_TENSOR_BYTES)
 
 
 def _metadata_strings(p: Path, header: Mapping[str, Any]) -> dict[str, str] | None:
