@@ -79,7 +79,7 @@ def _run(p: dict[str, Any]) -> None:
             fill(value, paths[0])
     if p["output"] == "-" and (len(paths) > 1 or p["as_json"]):
         raise UsageError("-o - writes one PNG to standard output: give one image, and no --json")
-    opened = open_model(p["model"])
+    opened = open_model(p["model"], max_bytes=max_bytes(p["max_memory"]))
     stages_opt = p["stages"]
     if stages_opt is None and p["output"]:  # -o draws every stage that has maps (the last is the scores)
         stages_opt = ",".join(str(r.index) for r in opened.plan.report.stages if len(r.out_shape) == 4) or None
