@@ -129,16 +129,18 @@ class OpenedModel:
         return int(c), int(h), int(w)
 
     def load_options(self, **overrides: Any) -> LoadOptions:
-        """How an image becomes this network's input: the recorded loading options, resized to its (H, W)."""
+        """How an image becomes this network's input: the recorded loading options (their defaults where none is
+        recorded: :data:`featcli.io.modelfile.LOADING_DEFAULTS`), resized to its (H, W); ``overrides`` may set
+        ``max_pixels`` (never read from the file)."""
         from featcli.enums import Alpha, Channels, Scale
-        from featcli.io.images import LoadOptions
+        from featcli.io.images import DEFAULT_MAX_PIXELS, LoadOptions
+        from featcli.io.modelfile import LOADING_DEFAULTS
 
-        rec = dict(self.meta.loading)
-        rec.update(overrides)
+        rec = {**LOADING_DEFAULTS, **self.meta.loading, **overrides}
         try:
-            return LoadOptions(channels=Channels(rec.get("channels", "gray")), alpha=Alpha(rec.get("alpha", "drop")),
-                               background=str(rec.get("background", "white")), scale=Scale(str(rec.get("scale", "1"))),
-                               size=self.input_shape[1:])
+            return LoadOptions(channels=Channels(str(rec["channels"])), alpha=Alpha(str(rec["alpha"])),
+                               background=str(rec["background"]), scale=Scale(str(rec["scale"])),
+                               size=self.input_shape[1:], max_pixels=overrides.get("max_pixels", DEFAULT_MAX_PIXELS))
         except (ValueError, TypeError) as exc:
             raise WeightsError(f"the model's loading options are not valid: {exc}", path=self.path) from None
 

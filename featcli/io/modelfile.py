@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featcli.enums import Alpha, Channels, Scale
 from featcli.errors import FeatcliError, WeightsError
 from featcli.io.checkpoints import MAX_TENSOR_BYTES, is_file
 from featcli.io.safeheader import DTYPES as ALL_DTYPES
@@ -49,6 +50,14 @@ MAX_CLASS_NAME = 200
 #: safetensors dtype code -> (torch dtype name, bytes per element). Nothing else is read.
 DTYPES = {code: ALL_DTYPES[code] for code in ("F32", "F16", "BF16", "I64")}
 _CODES = {name: code for code, (name, _) in DTYPES.items()}
+#: Largest seed a training record (and ``featcli train --seed``) may hold: torch's and NumPy's generators take
+#: 0 to 2**64 - 1, and the i-th random layer of a stack is seeded with ``seed + i``.
+MAX_SEED = 2**63 - 1
+#: The loading options a model file may record (:class:`featcli.io.images.LoadOptions`) and their defaults.
+LOADING_DEFAULTS = {"channels": Channels.GRAY.value, "alpha": Alpha.DROP.value, "background": "white",
+                    "scale": Scale.UNIT.value}
+#: Channels an image loaded with each ``channels`` option has (one more with ``alpha=keep`` when it has alpha).
+_LOADED_CHANNELS = {Channels.RGB.value: (3,), Channels.GRAY.value: (1,), Channels.KEEP.value: (1, 3, 4)}
 NOT_A_MODEL = ("is a safetensors file but not a featcli model (no featcli metadata); to read one tensor of it "
                "use conv:w=FILE:KEY or featcli kernels show FILE:KEY")
 
@@ -152,8 +161,54 @@ def check_meta(meta: ModelMeta, *, what: str) -> None:
     for field in ("loading", "training"):
         if not isinstance(getattr(meta, field), dict):
             raise WeightsError(f"{what}: {field} is not a dict")
+    _check_loading(meta.loading, shape, what)
+    _check_training(meta.training, what)
     if not isinstance(meta.featcli_version, str) or not 1 <= len(meta.featcli_version) <= 100:
         raise WeightsError(f"{what}: featcli_version {str(meta.featcli_version)[:40]!r} is not a version string")
+
+
+def loading_option(loading: Mapping[str, Any], key: str) -> str:
+    """A recorded loading option as text, or its default (:data:`LOADING_DEFAULTS`)."""
+    return str(loading.get(key, LOADING_DEFAULTS[key]))
+
+
+def _shown(value: Any) -> str:
+    """A metadata value in a message: as JSON (strings quoted, control characters escaped), cut short."""
+    return json.dumps(value)[:40]
+
+
+def _check_loading(loading: Mapping[str, Any], shape: tuple[int, ...], what: str) -> None:
+    """Refuse loading options no image loader takes, and an input size they cannot give: a model recording
+    RGB input tensors but gray loading would open, then fail on every image, blaming the image."""
+    for key, kind in (("channels", Channels), ("alpha", Alpha), ("scale", Scale)):
+        value = loading.get(key, LOADING_DEFAULTS[key])
+        if not isinstance(value, str | int) or isinstance(value, bool) or str(value) not in {e.value for e in kind}:
+            raise WeightsError(f"{what}: loading option {key} {_shown(value)} is not one of "
+                               f"{', '.join(e.value for e in kind)}")
+    background = loading.get("background", LOADING_DEFAULTS["background"])
+    if not isinstance(background, str) or not 1 <= len(background) <= 100:
+        raise WeightsError(f"{what}: loading option background {_shown(background)} is not a colour name")
+    channels, alpha = loading_option(loading, "channels"), loading_option(loading, "alpha")
+    gives = _LOADED_CHANNELS[channels]
+    if alpha == Alpha.KEEP.value:
+        gives = tuple(sorted({*gives, *(c + 1 for c in gives)}))
+    if shape[0] not in gives:
+        raise WeightsError(f"{what}: input_shape {list(shape)} has {shape[0]} channel{'s' * (shape[0] != 1)} but its "
+                           f"loading options (channels={channels}, alpha={alpha}) give "
+                           f"{' or '.join(map(str, gives))}: the network cannot take the images it would load")
+
+
+def _check_training(rec: Mapping[str, Any], what: str) -> None:
+    """Refuse a training record whose fields featcli reads (``eval --split val``) have the wrong type or range."""
+    seed = rec.get("seed", 0)
+    if type(seed) is not int or not 0 <= seed <= MAX_SEED:
+        raise WeightsError(f"{what}: training seed {_shown(seed)} is not an integer from 0 to {MAX_SEED}")
+    val_split = rec.get("val_split", 0.0)
+    if type(val_split) not in (int, float) or not 0 <= val_split < 1:
+        raise WeightsError(f"{what}: training val_split {_shown(val_split)} is not a number in [0, 1)")
+    data = rec.get("data")
+    if data is not None and (not isinstance(data, str) or len(data) > 4096):
+        raise WeightsError(f"{what}: training data {_shown(data)} is not a name")
 
 
 # --- the header ---------------------------------------------------------------------------------------

@@ -62,3 +62,83 @@ def test_run_model_passes_max_memory_to_the_model_file(tmp_path: Path, runner: C
     p = _sparse_model(tmp_path / "big.safetensors")
     res = runner.invoke(app, ["run", "sample:shapes", "--model", str(p), "--max-memory", "100M"])
     assert res.exit_code == 1 and "over the memory budget of 100.0 MiB" in res.stderr, res.output
+
+
+def _raw_model(p: Path, stack: list[str], *, shape: tuple[int, int, int] = (1, 8, 8),
+               loading: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> Path:
+    """A model file written without featcli's checks (as a hostile or hand-edited one would be): ``s1`` is a
+    4x1x3x3 conv's tensors whatever the stack says, then the stack's own trained tensors."""
+    import torch
+    from safetensors.torch import save
+
+    from featcli.io.modelfile import FIELD_KEYS, FORMAT, FORMAT_KEY
+
+    values = {"stack": stack, "classes": ["a", "b"], "input_shape": list(shape),
+              "loading": {"channels": "gray"} if loading is None else loading,
+              "training": {} if training is None else training, "featcli_version": "0.1.0"}
+    meta = {FORMAT_KEY: FORMAT, **{FIELD_KEYS[k]: json.dumps(v) for k, v in values.items()}}
+    tensors = {"s1.weight": torch.zeros(4, shape[0], 3, 3), "s1.bias": torch.zeros(4)}
+    p.write_bytes(save(tensors, metadata=meta))
+    return p
+
+
+#: Model files ``run --model`` refuses that ``kernels show MODEL:1`` used to show (issue #23).
+REFUSED = {
+    "weights from a file": ({"stack": ["conv:w=/etc/passwd", "flatten", "linear:out=2"]}, "learns its own"),
+    "a huge conv": ({"stack": ["conv:out=1000000000,k=3", "flatten", "linear:out=2"]}, "over the memory budget"),
+    "rgb input, gray loading": ({"stack": ["conv:out=4,k=3", "flatten", "linear:out=2"], "shape": (3, 8, 8)},
+                                "input_shape [3, 8, 8] has 3 channels but its loading options (channels=gray, "
+                                "alpha=drop) give 1: the network cannot take the images it would load"),
+    "gray input, rgb loading": ({"stack": ["conv:out=4,k=3", "flatten", "linear:out=2"],
+                                     "loading": {"channels": "rgb", "alpha": "keep"}},
+                                "has 1 channel but its loading options (channels=rgb, alpha=keep) give 3 or 4"),
+    "unknown channels": ({"stack": ["conv:out=4,k=3"], "loading": {"channels": "cmyk"}},
+                         'loading option channels "cmyk" is not one of rgb, gray, keep'),
+    "seed a string": ({"stack": ["conv:out=4,k=3", "flatten", "linear:out=2"], "training": {"seed": "0"}},
+                      'training seed "0" is not an integer from 0 to 9223372036854775807'),
+    "seed too big": ({"stack": ["conv:out=4,k=3", "flatten", "linear:out=2"], "training": {"seed": 2**70}},
+                     "training seed 1180591620717411303424 is not an integer"),
+    "negative val_split": ({"stack": ["conv:out=4,k=3", "flatten", "linear:out=2"], "training": {"val_split": -0.5}},
+                           "training val_split -0.5 is not a number in [0, 1)"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_every_reader_refuses_what_run_model_refuses(case: str, tmp_path: Path, runner: CliRunner) -> None:
+    kwargs, message = REFUSED[case]
+    p = _raw_model(tmp_path / "m.safetensors", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(WeightsError) as info:
+        open_model(str(p))
+    assert message in str(info.value)
+    for argv in (["kernels", "show", f"{p}:1"], ["run", "sample:shapes", "--model", str(p)],
+                 ["eval", "digits", "--model", str(p)]):
+        res = runner.invoke(app, argv)
+        assert res.exit_code == 1 and message in res.stderr and res.stderr.count("\n") == 1, (argv, res.output)
+        assert res.stderr.startswith(f"featcli: error: {p}"), res.stderr
+
+
+def test_a_per_image_failure_under_json_also_says_so_on_stderr(tmp_path: Path, runner: CliRunner,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from PIL import Image
+
+    from featcli.errors import ImageLoadError
+    from featcli.io.modelfile import ModelMeta, write_model
+    from featcli.run.trained import TrainedRunner
+
+    p = tmp_path / "m.safetensors"
+    tensors = {"s1.weight": torch.zeros(4, 1, 3, 3), "s1.bias": torch.zeros(4), "s3.weight": torch.zeros(2, 144),
+               "s3.bias": torch.zeros(2)}
+    write_model(p, tensors, ModelMeta(("conv:out=4,k=3", "flatten", "linear:out=2"), ("a", "b"), (1, 8, 8),
+                                      {"channels": "gray"}, {}, "0.1.0"))
+    img = tmp_path / "x.png"
+    Image.new("L", (8, 8)).save(img)
+
+    def fail(self: TrainedRunner, path: str, **kwargs: Any) -> None:
+        raise ImageLoadError("cannot decode", path=path)
+
+    monkeypatch.setattr(TrainedRunner, "process", fail)
+    res = runner.invoke(app, ["run", str(img), "--model", str(p), "--json"])
+    assert res.exit_code == 1, res.output
+    assert json.loads(res.stdout)["error"] == f"{img}: cannot decode"
+    assert res.stderr == f"featcli: error: {img}: cannot decode\n"
