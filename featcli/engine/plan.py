@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from featcli.enums import KernelMode, PaddingMode
 from featcli.errors import BudgetError, FeatcliError, WeightsError
 from featcli.shape.infer import infer
-from featcli.shape.memory import human_bytes, memory, output_bytes, weight_bytes
+from featcli.shape.memory import human_bytes, output_bytes, weight_bytes
 from featcli.shape.report import ShapeReport, StageReport
 from featcli.stages.grammar import shorten
 from featcli.stages.params import ConvSpec, PReLUSpec
@@ -200,7 +200,7 @@ def streamable(rows: Sequence[StageReport]) -> bool:
 
 
 def check_budget(report: ShapeReport, budget: int) -> None:
-    """Refuse a stack that cannot fit ``budget`` bytes, from its shapes alone (:func:`featcli.shape.memory.memory`),
+    """Refuse a stack that cannot fit ``budget`` bytes, from its shapes alone (:mod:`featcli.shape.memory`),
     before any weight is read from a model file or built: every stage's weights, the weights of the whole stack
     (all built before the first image runs), and every stage's output.
 
@@ -210,14 +210,14 @@ def check_budget(report: ShapeReport, budget: int) -> None:
     """
     if not budget:
         return
-    m = memory(report)
     for row in report.stages:
         need = weight_bytes(row.params)
         if need > budget:
             raise BudgetError(f"{_label(row)}: weights of {row.params:,} parameters (float32) need "
                               f"{human_bytes(need)}, {_over(budget)}")
-    if m.params > budget:
-        raise BudgetError(f"the stack's weights, {report.params:,} parameters (float32), need {human_bytes(m.params)} "
+    total = weight_bytes(report.params)
+    if total > budget:
+        raise BudgetError(f"the stack's weights, {report.params:,} parameters (float32), need {human_bytes(total)} "
                           f"together, {_over(budget)}")
     if not streamable(report.stages):
         for row in report.stages:

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 #: Largest single tensor loaded (checked from headers before allocating where the format allows).
 MAX_TENSOR_BYTES = 1 << 30
-#: Largest ``.npy`` header read (numpy writes a few hundred bytes; its own limit is 10,000 characters).
-MAX_NPY_HEADER = 1 << 16
+#: Largest ``.npy`` header read: numpy's own limit (``np.load`` refuses longer headers when it loads the
+#: array), checked here before the header is read; numpy writes a few hundred bytes.
+MAX_NPY_HEADER = 10_000
 #: Largest pickle read: the ``data.pkl`` of a PyTorch zip checkpoint (its tensors stay in the archive), or a
 #: whole legacy checkpoint (tensors inside the pickle stream, read into memory at once).
 MAX_PICKLE_BYTES = 64 << 20

@@ -64,7 +64,7 @@ def test_an_npy_header_length_is_capped_before_the_header_is_read(tmp_path: Path
         if p.suffix == ".npy":
             p.write_bytes(raw)
         with pytest.raises(WeightsError, match="declares a 100,060-byte .npy header; featcli reads headers up to "
-                                               "65,536 bytes"):
+                                               "10,000 bytes"):
             load_entries(p)
 
 
