@@ -162,10 +162,14 @@ def show_command(
     Example: featcli kernels show model.safetensors:1 --png conv1.png
     """
     from featcli.kernels import expand
-    from featcli.kernels.layers import ConvLayer, is_model_ref, load_layer
+    from featcli.kernels.layers import ConvLayer, is_model_ref, model_layer
+    from featcli.kernels.learned import split_ref
 
-    if is_model_ref(ref):
-        _show_layer(load_layer(ref, allow_torchscript=trust_torchscript), png, force, as_json)
+    if is_model_ref(ref):  # refused as run --model and eval refuse it: one validator of model files
+        from featcli.engine.network import open_model
+
+        opened = open_model(split_ref(ref)[0])
+        _show_layer(model_layer(ref, opened.path, opened.meta, opened.tensors), png, force, as_json)
         return
     got = expand(ref, kernels_dir=kernels_dir, allow_torchscript=trust_torchscript)
     if not isinstance(got, list):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from featcli.engine.devices import MAX_THREADS
 from featcli.enums import Alpha, Channels, Scale
 
 if TYPE_CHECKING:
@@ -110,7 +111,8 @@ DeviceOpt = Annotated[
 #: ``--threads``: used by run.
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option("--threads", min=1, help="CPU threads for torch (default: all cores).", rich_help_panel="Compute"),
+    typer.Option("--threads", min=1, max=MAX_THREADS, help="CPU threads for torch (default: all cores).",
+                 rich_help_panel="Compute"),
 ]
 #: ``--max-memory SIZE``: used by run (stage stacks and --model) and train.
 MaxMemoryOpt = Annotated[

@@ -18,7 +18,9 @@ from featcli.cli.options import (
     ScaleOpt,
     max_bytes,
 )
+from featcli.engine.devices import MAX_THREADS
 from featcli.enums import Alpha, Channels, Optimizer, Scale
+from featcli.io.modelfile import MAX_SEED
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -58,9 +60,9 @@ def train_command(
         "--optimizer", help="adam, or sgd (momentum 0.9).", rich_help_panel=_T, case_sensitive=False)] = Optimizer.ADAM,
     weight_decay: Annotated[float, typer.Option("--weight-decay", help="L2 penalty of the optimizer.",
                                                 rich_help_panel=_T)] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the initial weights, the split, the batches and "
-                                      "dropout (and of the orientation images): the same seed, the same model on "
-                                      "the CPU.", rich_help_panel=_T)] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the initial weights, the split, "
+                                      "the batches and dropout (and of the orientation images): the same seed, the "
+                                      "same model on the CPU.", rich_help_panel=_T)] = 0,
     val_split: Annotated[float, typer.Option(
         "--val-split", help="Share of each class held out for validation (0: none).", rich_help_panel=_T)] = 0.2,
     size: Annotated[str | None, typer.Option(
@@ -73,8 +75,8 @@ def train_command(
     max_memory: MaxMemoryOpt = None,
     device: DeviceOpt = "auto",
     threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="CPU threads for torch (default: 1 for small networks, where more threads cost "
-        "more than they save; else all cores).", rich_help_panel="Compute", show_default=False)] = None,
+        "--threads", min=1, max=MAX_THREADS, help="CPU threads for torch (default: 1 for small networks, where more "
+        "threads cost more than they save; else all cores).", rich_help_panel="Compute", show_default=False)] = None,
     channels: ChannelsOpt = Channels.RGB,
     alpha: AlphaOpt = Alpha.DROP,
     background: BackgroundOpt = "white",

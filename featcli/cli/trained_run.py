@@ -47,7 +47,7 @@ def run_model(p: dict[str, Any]) -> None:
 def _run(p: dict[str, Any]) -> None:
     from pathlib import Path
 
-    from featcli.cli.base import command_line, report_note
+    from featcli.cli.base import command_line, report_error, report_note
     from featcli.cli.hints import check_inputs, check_stdin
     from featcli.cli.options import max_bytes
     from featcli.cli.run_cmd import split_args
@@ -56,6 +56,7 @@ def _run(p: dict[str, Any]) -> None:
     from featcli.errors import UsageError
     from featcli.io.images import LoadOptions
     from featcli.io.inputs import discover, unique_stems
+    from featcli.io.modelfile import loading_option
     from featcli.render import GridOptions, check_cmap
     from featcli.run.config import RunConfig, validate_outputs
     from featcli.run.destinations import fill, is_template
@@ -79,7 +80,7 @@ def _run(p: dict[str, Any]) -> None:
             fill(value, paths[0])
     if p["output"] == "-" and (len(paths) > 1 or p["as_json"]):
         raise UsageError("-o - writes one PNG to standard output: give one image, and no --json")
-    opened = open_model(p["model"])
+    opened = open_model(p["model"], max_bytes=max_bytes(p["max_memory"]))
     stages_opt = p["stages"]
     if stages_opt is None and p["output"]:  # -o draws every stage that has maps (the last is the scores)
         stages_opt = ",".join(str(r.index) for r in opened.plan.report.stages if len(r.out_shape) == 4) or None
@@ -108,12 +109,10 @@ def _run(p: dict[str, Any]) -> None:
             if len(paths) == 1 and not p["as_json"]:
                 raise
             failed += 1
+            message = str(exc) if isinstance(exc, FeatcliError) else failure_message(path, exc)
+            report_error(message)  # also under --json, as a stage stack's batch does: stderr says what failed
             if p["as_json"]:
-                print_json({"path": path, "index": i, "status": "failed", "error": failure_message(path, exc)})
-            else:
-                from featcli.cli.base import report_error
-
-                report_error(str(exc) if isinstance(exc, FeatcliError) else failure_message(path, exc))
+                print_json({"path": path, "index": i, "status": "failed", "error": message})
             continue
         if p["as_json"]:
             print_json(done.record(p["model"]))
@@ -122,7 +121,7 @@ def _run(p: dict[str, Any]) -> None:
             continue
         if done.original != (w, h):
             report_note(f"{done.outcome.path} ({done.original[0]}x{done.original[1]}) resized to {h}x{w} "
-                        f"({opened.meta.loading.get('channels', 'rgb')}), the model's input")
+                        f"({loading_option(opened.meta.loading, 'channels')}), the model's input")
         con = err_console() if cfg.output == "-" else out_console()
         print_run_table(con, done.outcome.path, done.outcome.input_shape, done.outcome.results, done.outcome.outputs)
         print_prediction(con, done.predictions)

@@ -1,7 +1,8 @@
-"""``--device auto|cpu|cuda|cuda:N|mps``: resolve to a real ``torch.device`` or fail clearly."""
+"""``--device auto|cpu|cuda|cuda:N|mps``: resolve to a real ``torch.device`` or fail clearly; bound ``--threads``."""
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,23 @@ if TYPE_CHECKING:
     import torch
 
 _SPEC = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
+#: Most CPU threads ``--threads`` takes. torch starts them all at once: ``--threads 100000`` made threads up to
+#: the system's limit and then crashed (SIGSEGV); more threads than 4 per core only wait for one.
+MAX_THREADS = max(256, 4 * (os.cpu_count() or 1))
+
+
+def check_threads(threads: int | None) -> int | None:
+    """``threads`` when it is None (the default) or 1 to :data:`MAX_THREADS`.
+
+    >>> check_threads(None), check_threads(4)
+    (None, 4)
+
+    Raises:
+        UsageError: anything else.
+    """
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UsageError(f"--threads must be 1 to {MAX_THREADS} (4 per core, at least 256), got {threads}")
+    return threads
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from featcli.engine.loop import Branches
-from featcli.engine.plan import Plan, Planner, PlanOptions
+from featcli.engine.plan import Plan, Planner, PlanOptions, check_budget, compile_plan, memory_budget
 from featcli.engine.predict import is_scores
 from featcli.engine.torch_backend import OPS, TorchEnv, stage_module
-from featcli.errors import FeatcliError, ShapeError, UsageError, WeightsError
+from featcli.errors import BudgetError, FeatcliError, ShapeError, UsageError, WeightsError
 from featcli.stages.grammar import format_shape
 from featcli.stages.params import ConvSpec, PReLUSpec
 from featcli.stages.registry import Op
@@ -129,16 +129,18 @@ class OpenedModel:
         return int(c), int(h), int(w)
 
     def load_options(self, **overrides: Any) -> LoadOptions:
-        """How an image becomes this network's input: the recorded loading options, resized to its (H, W)."""
+        """How an image becomes this network's input: the recorded loading options (their defaults where none is
+        recorded: :data:`featcli.io.modelfile.LOADING_DEFAULTS`), resized to its (H, W); ``overrides`` may set
+        ``max_pixels`` (never read from the file)."""
         from featcli.enums import Alpha, Channels, Scale
-        from featcli.io.images import LoadOptions
+        from featcli.io.images import DEFAULT_MAX_PIXELS, LoadOptions
+        from featcli.io.modelfile import LOADING_DEFAULTS
 
-        rec = dict(self.meta.loading)
-        rec.update(overrides)
+        rec = {**LOADING_DEFAULTS, **self.meta.loading, **overrides}
         try:
-            return LoadOptions(channels=Channels(rec.get("channels", "gray")), alpha=Alpha(rec.get("alpha", "drop")),
-                               background=str(rec.get("background", "white")), scale=Scale(str(rec.get("scale", "1"))),
-                               size=self.input_shape[1:])
+            return LoadOptions(channels=Channels(str(rec["channels"])), alpha=Alpha(str(rec["alpha"])),
+                               background=str(rec["background"]), scale=Scale(str(rec["scale"])),
+                               size=self.input_shape[1:], max_pixels=overrides.get("max_pixels", DEFAULT_MAX_PIXELS))
         except (ValueError, TypeError) as exc:
             raise WeightsError(f"the model's loading options are not valid: {exc}", path=self.path) from None
 
@@ -151,14 +153,22 @@ class OpenedModel:
 
 
 def open_model(path: str, *, max_bytes: int | None = None) -> OpenedModel:
-    """Read, check and plan a featcli model file.
+    """Read, check and plan a featcli model file: the one validator of model files, for every reader (``run
+    --model``, ``eval``, ``kernels show MODEL:N``).
+
+    The stack is planned for the model's input from the metadata alone and checked against the memory budget
+    (:func:`featcli.engine.plan.check_budget`) before any tensor is read, and so are the bytes the file declares
+    for its tensors together with the network's weights built from them (both are alive once it runs).
 
     Raises:
-        WeightsError: not a model file, malformed or hostile (:func:`featcli.io.modelfile.read_model`), a stack
-            that does not parse, names other files (``w=``), does not plan for the model's own input or does
-            not end in one score per class, or tensors that do not fit their stages.
+        WeightsError: not a model file, malformed or hostile (:func:`featcli.io.modelfile.read_model`, which
+            also refuses metadata that cannot describe a network: an input size its loading options cannot
+            give, a training record of the wrong types), a stack that does not parse, names other files
+            (``w=``), does not plan for the model's own input, does not fit the memory budget or does not end
+            in one score per class, or tensors that do not fit their stages.
     """
     from featcli.io.modelfile import read_model
+    from featcli.shape.memory import human_bytes, weight_bytes
 
     model = read_model(path)
     meta = model.meta
@@ -166,9 +176,18 @@ def open_model(path: str, *, max_bytes: int | None = None) -> OpenedModel:
         stack = tuple(parse_stages(list(meta.stack)))
         check_learnable(stack)
         c, h, w = (int(v) for v in meta.input_shape)
+        report = Planner(stack, PlanOptions()).report((1, c, h, w))
+        check_classifier(report, len(meta.classes), "the model")
+        budget = memory_budget(max_bytes)
+        check_budget(report, budget)
+        declared = sum(e.end - e.begin for e in model.entries.values())
+        built = weight_bytes(report.params)
+        if budget and declared + built > budget:
+            raise BudgetError(f"its tensors ({human_bytes(declared)}) and the network built from them "
+                              f"({human_bytes(built)}) need {human_bytes(declared + built)}, over the memory budget "
+                              f"of {human_bytes(budget)} (--max-memory)")
         tensors: Mapping[str, Any] = model.tensors()
-        plan = Planner(stack, PlanOptions(trained=tensors, max_bytes=max_bytes)).plan_for((1, c, h, w))
-        check_classifier(plan.report, len(meta.classes), "the model")
+        plan = compile_plan(report, PlanOptions(trained=tensors, max_bytes=budget))
     except FeatcliError as exc:
         raise WeightsError(f"not a usable model: {exc.message}", path=str(path)) from None
     opened = OpenedModel(str(path), meta, stack, plan, tensors)

@@ -87,7 +87,11 @@ class PlannedStage:
 
     def label(self) -> str:
         """``stage 3 'maxpool:k=2'``: how errors name the stage."""
-        return f"stage {self.row.index} {shorten(self.row.spec, 200)}"
+        return _label(self.row)
+
+
+def _label(row: StageReport) -> str:
+    return f"stage {row.index} {shorten(row.spec, 200)}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,21 +178,57 @@ def _over(budget: int) -> str:
 
 def check_output(stage: PlannedStage, budget: int, n: int = 1) -> None:
     """Refuse ``stage`` when its output for a batch of ``n`` images needs more than ``budget`` bytes."""
-    shape = (n, *stage.row.out_shape[1:])
+    _check_row_output(stage.row, budget, n)
+
+
+def _check_row_output(row: StageReport, budget: int, n: int = 1) -> None:
+    shape = (n, *row.out_shape[1:])
     need = output_bytes(shape)
     if budget and need > budget:
-        raise BudgetError(f"{stage.label()}: output {'x'.join(map(str, shape))} float32 needs {human_bytes(need)}, "
+        raise BudgetError(f"{_label(row)}: output {'x'.join(map(str, shape))} float32 needs {human_bytes(need)}, "
                           f"{_over(budget)}")
 
 
-def streamable(stages: Sequence[PlannedStage]) -> bool:
-    """Whether a run of ``stages`` may stream (:func:`featcli.engine.streamed.can_stream` without the
-    destinations and size): a conv first (not circular), pointwise stages after it."""
-    if not stages or stages[0].op is not Op.CONV:
+def streamable(rows: Sequence[StageReport]) -> bool:
+    """Whether a run of a stack with these rows may stream (:func:`featcli.engine.streamed.can_stream` without
+    the destinations and size): a conv first (not circular), pointwise stages after it."""
+    if not rows or rows[0].resolved.op is not Op.CONV:
         return False
-    first = stages[0].params
+    first = rows[0].resolved.params
     return isinstance(first, ConvSpec) and first.pm is not PaddingMode.CIRCULAR and \
-        all(s.definition.pointwise for s in stages[1:])
+        all(REGISTRY[r.resolved.op].pointwise for r in rows[1:])
+
+
+def check_budget(report: ShapeReport, budget: int) -> None:
+    """Refuse a stack that cannot fit ``budget`` bytes, from its shapes alone (:mod:`featcli.shape.memory`),
+    before any weight is read from a model file or built: every stage's weights, the weights of the whole stack
+    (all built before the first image runs), and every stage's output.
+
+    Outputs of a stack that may stream (:func:`streamable`) are checked here for one row of each stage, the
+    least a streamed run keeps (the loop and :mod:`featcli.engine.streamed` check the rest, knowing whether and
+    how this run streams); a stack that does not stream keeps each whole output.
+    """
+    if not budget:
+        return
+    for row in report.stages:
+        need = weight_bytes(row.params)
+        if need > budget:
+            raise BudgetError(f"{_label(row)}: weights of {row.params:,} parameters (float32) need "
+                              f"{human_bytes(need)}, {_over(budget)}")
+    total = weight_bytes(report.params)
+    if total > budget:
+        raise BudgetError(f"the stack's weights, {report.params:,} parameters (float32), need {human_bytes(total)} "
+                          f"together, {_over(budget)}")
+    if not streamable(report.stages):
+        for row in report.stages:
+            _check_row_output(row, budget)
+        return
+    rows = [(row, output_bytes((1, row.out_shape[1], 1, row.out_shape[3]))) for row in report.stages]
+    need = sum(n for _, n in rows)
+    if need > budget:
+        row = max(rows, key=lambda r: r[1])[0]
+        raise BudgetError(f"{_label(row)}: output {'x'.join(map(str, row.out_shape))} float32; even streamed in "
+                          f"bands, one row of each stage needs {human_bytes(need)}, {_over(budget)}")
 
 
 def _conv_kernels(sp: ConvSpec, c: int, in_labels: Sequence[str] | None, opts: PlanOptions
@@ -218,8 +258,12 @@ def compile_plan(report: ShapeReport, opts: PlanOptions, input_labels: Sequence[
     """Resolve everything each stage of ``report`` needs to run (see the module docstring).
 
     Raises:
+        BudgetError: the stack's weights or outputs exceed the budget (:func:`check_budget`), before any weight
+            is read or built.
         KernelError, WeightsError: a kernel or checkpoint reference cannot be used (from featcli.kernels).
     """
+    budget = memory_budget(opts.max_bytes)
+    check_budget(report, budget)  # before any weight is read or built
     labels: tuple[str, ...] | None = tuple(input_labels) if input_labels else None
     random_layers = 0
     stages: list[PlannedStage] = []
@@ -255,8 +299,6 @@ def compile_plan(report: ShapeReport, opts: PlanOptions, input_labels: Sequence[
         stages.append(PlannedStage(row, d, _padding(row), labels, kernels, seed, slopes))
     if opts.trained is not None:
         stages = _with_state(stages, opts.trained)
-    budget = memory_budget(opts.max_bytes)
-    _check_budget(stages, budget)
     return Plan(report, tuple(stages), tuple(input_labels) if input_labels else None, budget)
 
 
@@ -285,25 +327,6 @@ def _with_state(stages: list[PlannedStage], tensors: Mapping[str, Any]) -> list[
         raise WeightsError(f"tensor 's{index}.{first}' has no stage with learned weights at index {index} in the "
                            "stack")
     return out
-
-
-def _check_budget(stages: Sequence[PlannedStage], budget: int) -> None:
-    """Refuse a stage whose weights, or whose output, would exceed ``budget``, before anything is allocated.
-
-    Weights are always built whole. Outputs of a stack that may stream (:func:`streamable`) are checked by
-    the loop instead, which knows whether this run streams: a streamed stack keeps only bands of rows and
-    display-size maps, never the whole output.
-    """
-    if not budget:
-        return
-    for stage in stages:
-        need = weight_bytes(stage.row.params)
-        if need > budget:
-            raise BudgetError(f"{stage.label()}: weights of {stage.row.params:,} parameters (float32) need "
-                              f"{human_bytes(need)}, {_over(budget)}")
-    if not streamable(stages):
-        for stage in stages:
-            check_output(stage, budget)
 
 
 class Planner:

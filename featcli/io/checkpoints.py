@@ -3,10 +3,13 @@
 Formats, detected from the content (:func:`detect_format`), not the name:
 
 - PyTorch zip and legacy checkpoints: ``torch.load(path, map_location="cpu", weights_only=True)``, always;
-  a file that needs anything beyond tensors and plain containers is refused, never retried unsafely.
-- ``.npy`` / ``.npz``: ``allow_pickle=False``; each array's header (dtype, shape) is checked against the
-  file size and :data:`MAX_TENSOR_BYTES` before anything is allocated.
-- ``.safetensors``: via the ``safetensors`` package (a format without code).
+  a file that needs anything beyond tensors and plain containers is refused, never retried unsafely. Before
+  unpickling, a zip's members are checked (:func:`featcli.io.ziplimits.check_members`) and the pickle's size.
+- ``.npy`` / ``.npz``: ``allow_pickle=False``; each array's header (read with a cap: :data:`MAX_NPY_HEADER`),
+  its dtype and shape, and each zip member's declared and compressed sizes, are checked against the file
+  size and :data:`MAX_TENSOR_BYTES` before anything is decompressed or allocated.
+- ``.safetensors``: the header checked by :mod:`featcli.io.safeheader`, tensors read by the ``safetensors``
+  package (a format without code).
 - TorchScript archives only with ``allow_torchscript=True`` (CLI ``--trust-torchscript``): they are code.
 
 Checkpoints nested as ``{"state_dict": ...}``, ``{"model": ...}`` (and the other :data:`WRAPPERS`) are
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featcli.errors import WeightsError
+from featcli.io.ziplimits import check_members
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,6 +40,13 @@ if TYPE_CHECKING:
 
 #: Largest single tensor loaded (checked from headers before allocating where the format allows).
 MAX_TENSOR_BYTES = 1 << 30
+#: Largest ``.npy`` header read: numpy's own limit (``np.load`` refuses longer headers when it loads the
+#: array), checked here before the header is read; numpy writes a few hundred bytes.
+MAX_NPY_HEADER = 10_000
+#: Largest pickle read: the ``data.pkl`` of a PyTorch zip checkpoint (its tensors stay in the archive), or a
+#: whole legacy checkpoint (tensors inside the pickle stream, read into memory at once).
+MAX_PICKLE_BYTES = 64 << 20
+MAX_LEGACY_BYTES = MAX_TENSOR_BYTES
 #: Names under which checkpoints nest their state dict (``{"state_dict": {...}, "optimizer": ...}``).
 WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "network", "params", "ema", "model_ema")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -59,22 +70,42 @@ def is_file(path: str | Path) -> bool:
 
 
 def _npy_header(fh: Any, available: int, *, what: str) -> tuple[tuple[int, ...], np.dtype[Any], int]:
-    """Read a ``.npy`` header; check dtype and that the declared data fits ``available`` bytes."""
+    """Read a ``.npy`` header; check dtype and that the declared data fits ``available`` bytes.
+
+    The header's length is checked against :data:`MAX_NPY_HEADER` before the header is read (numpy reads a
+    header whole, up to 4 GiB from a zip member, and checks its size afterwards).
+    """
+    import io
+    import struct
+
     import numpy as np
     from numpy.lib import format as npf
 
+    head = fh.read(8)  # magic string, major and minor version
+    if len(head) < 8 or not head.startswith(b"\x93NUMPY"):
+        raise WeightsError(f"{what}: not a valid .npy array (it does not start with the .npy magic string)")
+    version = (head[6], head[7])
+    if version not in ((1, 0), (2, 0)):
+        raise WeightsError(f"{what}: unsupported .npy format version {version}")
+    length_fmt = "<H" if version == (1, 0) else "<I"
+    raw_length = fh.read(struct.calcsize(length_fmt))
+    if len(raw_length) != struct.calcsize(length_fmt):
+        raise WeightsError(f"{what}: not a valid .npy array (truncated header)")
+    (n,) = struct.unpack(length_fmt, raw_length)
+    if n > MAX_NPY_HEADER:
+        raise WeightsError(f"{what}: declares a {n:,}-byte .npy header; featcli reads headers up to "
+                           f"{MAX_NPY_HEADER:,} bytes")
+    text = fh.read(n)
+    if len(text) != n:
+        raise WeightsError(f"{what}: not a valid .npy array (truncated header)")
     try:
-        version = npf.read_magic(fh)
-        if version == (1, 0):
-            shape, _, dtype = npf.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, _, dtype = npf.read_array_header_2_0(fh)
-        else:
-            raise WeightsError(f"{what}: unsupported .npy format version {version}")
-    except (ValueError, OSError, SyntaxError) as exc:
-        # numpy's magic-string message quotes the file's first bytes; never echo a file's contents
-        reason = "it does not start with the .npy magic string" if "magic" in str(exc) else str(exc)[:200]
-        raise WeightsError(f"{what}: not a valid .npy array ({reason})") from None
+        buf = io.BytesIO(head + raw_length + text)
+        npf.read_magic(buf)
+        read = npf.read_array_header_1_0 if version == (1, 0) else npf.read_array_header_2_0
+        shape, _, dtype = read(buf)
+    except (ValueError, OSError, SyntaxError, TypeError):
+        # numpy's messages quote the header; never echo a file's contents
+        raise WeightsError(f"{what}: not a valid .npy array (its header does not parse)") from None
     dtype = np.dtype(dtype)
     if dtype.hasobject or dtype.kind not in "biufc":
         raise WeightsError(f"{what}: dtype {dtype} holds Python objects or records; featcli loads numbers")
@@ -116,6 +147,8 @@ def _npz_entries(p: Path) -> dict[str, Entry]:
 
     entries: dict[str, Entry] = {}
     with zipfile.ZipFile(p) as zf:
+        member_cap = MAX_TENSOR_BYTES + 12 + MAX_NPY_HEADER
+        check_members(p, zf, limit=member_cap, stored_limit=member_cap)
         for info in zf.infolist():
             if not info.filename.endswith(".npy"):
                 continue
@@ -160,11 +193,34 @@ def _looks_pickled(p: Path) -> bool:
     return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
+def _check_torch_sizes(p: Path, fmt: str) -> None:
+    """Refuse before unpickling: a zip checkpoint's compressed members as :func:`check_members` does, and a
+    pickle above :data:`MAX_PICKLE_BYTES` (``data.pkl``) or :data:`MAX_LEGACY_BYTES` (a legacy file, read whole).
+    Uncompressed tensor members are memory-mapped: nothing is read until a tensor is loaded, and that tensor's
+    size is checked from its shape first."""
+    import zipfile
+
+    if fmt != "torch":
+        size = p.stat().st_size
+        if size > MAX_LEGACY_BYTES:
+            raise WeightsError(f"{p}: a legacy (pickle) checkpoint of {size:,} bytes is read whole; featcli "
+                               f"reads up to {MAX_LEGACY_BYTES >> 20} MiB (save it with torch.save or as .safetensors)")
+        return
+    with zipfile.ZipFile(p) as zf:
+        check_members(p, zf, limit=MAX_TENSOR_BYTES)
+        for info in zf.infolist():
+            if (info.filename == "data.pkl" or info.filename.endswith("/data.pkl")) \
+                    and info.file_size > MAX_PICKLE_BYTES:
+                raise WeightsError(f"{p}: its data.pkl declares {info.file_size:,} bytes, above the "
+                                   f"{MAX_PICKLE_BYTES >> 20} MiB featcli unpickles")
+
+
 def _torch_load(p: Path, fmt: str) -> Any:
     import pickle
 
     import torch
 
+    _check_torch_sizes(p, fmt)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -302,32 +358,32 @@ def _constant(t: Any) -> Callable[[], Any]:
     return lambda: t
 
 
+def _safetensors_bad(p: Path, reason: str) -> WeightsError:
+    return WeightsError(f"{p}: not a valid .safetensors file ({reason})")
+
+
 def _safetensors_entries(p: Path) -> dict[str, Entry]:
-    try:
-        from safetensors import safe_open
+    """Every tensor a ``.safetensors`` file declares, its header checked first (:mod:`featcli.io.safeheader`:
+    the declared byte ranges tile the data the file holds); a tensor is read by the safetensors package."""
+    from featcli.io.safeheader import read_header, tensor_entries
 
-        entries: dict[str, Entry] = {}
-        with safe_open(str(p), framework="pt", device="cpu") as f:
-            for key in f.keys():  # noqa: SIM118 - safe_open is not a Mapping
-                sl = f.get_slice(key)
-                dtype = str(sl.get_dtype())
+    header, _, data_size = read_header(p, _safetensors_bad)
+    meta = header.get("__metadata__")
+    if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise _safetensors_bad(p, "__metadata__ is not a mapping of strings to strings")
+    declared = tensor_entries(p, header, data_size, _safetensors_bad)
 
-                def load(key: str = key) -> Any:
-                    with safe_open(str(p), framework="pt", device="cpu") as g:
-                        return g.get_tensor(key)
+    def loader(key: str) -> Callable[[], Any]:
+        def load() -> Any:
+            from safetensors import safe_open
 
-                entries[key] = Entry(tuple(int(s) for s in sl.get_shape()), _st_dtype(dtype), load)
-        return entries
-    except WeightsError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError
-        raise WeightsError(f"{p}: not a valid .safetensors file ({str(exc).splitlines()[0][:200]})") from None
+            try:
+                with safe_open(str(p), framework="pt", device="cpu") as g:
+                    return g.get_tensor(key)
+            except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError
+                raise _safetensors_bad(p, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__) \
+                    from None
 
+        return load
 
-_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "BOOL": "bool",
-              "C64": "complex64", "I8": "int8", "I16": "int16", "I32": "int32", "I64": "int64",
-              "U8": "uint8", "U16": "uint16", "U32": "uint32", "U64": "uint64"}
-
-
-def _st_dtype(code: str) -> str:
-    return _ST_DTYPES.get(code.upper(), code.lower())
+    return {k: Entry(e.shape, e.dtype, loader(k)) for k, e in declared.items()}

@@ -4,11 +4,13 @@ A model file is a plain ``.safetensors`` file. Its tensors are the state dict of
 ``featcli shape INPUT STACK --code`` prints (``s1.weight``, ``s2.running_mean``...); its ``__metadata__``
 (str -> str) holds :data:`FORMAT_KEY` and one JSON string per :class:`ModelMeta` field.
 
-Reading is safe on hostile files: the 8-byte header length and the JSON header are parsed here, with bounds,
-before anything is allocated: every tensor's dtype, shape and byte range are checked against the file size,
-ranges must tile the data region exactly (no overlap, no hole), only float32 / float16 / bfloat16 / int64
-tensors are read, and float tensors must be finite. Every refusal is one :class:`WeightsError` naming the
-file. Writing goes through :func:`featcli.io.outputs.atomic_write`: complete or absent.
+Reading is safe on hostile files: the 8-byte header length and the JSON header are parsed with bounds
+(:mod:`featcli.io.safeheader`) before anything is allocated: every tensor's dtype, shape and byte range are
+checked against the file size, ranges must tile the data region exactly (no overlap, no hole), only float32 /
+float16 / bfloat16 / int64 tensors are read, and float tensors must be finite. The metadata is checked for
+types and ranges (:func:`check_meta`), the recorded input size against the recorded loading options included.
+Every refusal is one :class:`WeightsError` naming the file. Writing goes through
+:func:`featcli.io.outputs.atomic_write`: complete or absent.
 
 >>> meta = ModelMeta(("conv:out=2,k=3", "flatten", "linear:out=2"), ("a", "b"), (1, 5, 5), {}, {}, "0.1.0")
 >>> meta_from_strings(meta_to_strings(meta), what="m") == meta
@@ -18,15 +20,16 @@ True
 from __future__ import annotations
 
 import json
-import math
-import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featcli.enums import Alpha, Channels, Scale
 from featcli.errors import FeatcliError, WeightsError
 from featcli.io.checkpoints import MAX_TENSOR_BYTES, is_file
+from featcli.io.safeheader import DTYPES as ALL_DTYPES
+from featcli.io.safeheader import TensorEntry, no_constant, read_header, tensor_entries
 from featcli.stages.grammar import MAX_INT
 from featcli.stages.spec import parse_stage
 
@@ -39,18 +42,22 @@ FORMAT = "featcli-model/1"
 FIELD_KEYS = {"stack": "featcli.stack", "classes": "featcli.classes", "input_shape": "featcli.input_shape",
               "loading": "featcli.loading", "training": "featcli.training",
               "featcli_version": "featcli.version"}
-#: Largest JSON header read (safetensors' own reader allows 100 MB; a featcli model needs far less).
-MAX_HEADER_BYTES = 16 << 20
 #: Largest value of one metadata field, in bytes of JSON.
 MAX_FIELD_BYTES = 1 << 20
 MAX_STAGES = 1000
 MAX_CLASSES = 10_000
 MAX_CLASS_NAME = 200
-MAX_TENSORS = 10_000
-MAX_NDIM = 8
 #: safetensors dtype code -> (torch dtype name, bytes per element). Nothing else is read.
-DTYPES = {"F32": ("float32", 4), "F16": ("float16", 2), "BF16": ("bfloat16", 2), "I64": ("int64", 8)}
+DTYPES = {code: ALL_DTYPES[code] for code in ("F32", "F16", "BF16", "I64")}
 _CODES = {name: code for code, (name, _) in DTYPES.items()}
+#: Largest seed a training record (and ``featcli train --seed``) may hold: torch's and NumPy's generators take
+#: 0 to 2**64 - 1, and the i-th random layer of a stack is seeded with ``seed + i``.
+MAX_SEED = 2**63 - 1
+#: The loading options a model file may record (:class:`featcli.io.images.LoadOptions`) and their defaults.
+LOADING_DEFAULTS = {"channels": Channels.GRAY.value, "alpha": Alpha.DROP.value, "background": "white",
+                    "scale": Scale.UNIT.value}
+#: Channels an image loaded with each ``channels`` option has (one more with ``alpha=keep`` when it has alpha).
+_LOADED_CHANNELS = {Channels.RGB.value: (3,), Channels.GRAY.value: (1,), Channels.KEEP.value: (1, 3, 4)}
 NOT_A_MODEL = ("is a safetensors file but not a featcli model (no featcli metadata); to read one tensor of it "
                "use conv:w=FILE:KEY or featcli kernels show FILE:KEY")
 
@@ -65,17 +72,6 @@ class ModelMeta:
     loading: dict[str, Any]  #: the run loading options that turn an image into the input (JSON-able)
     training: dict[str, Any]  #: the training record: epochs, final metrics, seed, optimizer... (JSON-able)
     featcli_version: str
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    """One tensor of a model file as its header declares it (offsets are relative to the data region)."""
-
-    name: str
-    dtype: str  #: torch dtype name: ``float32``, ``float16``, ``bfloat16`` or ``int64``
-    shape: tuple[int, ...]
-    begin: int
-    end: int
 
 
 def _bad(path: Path, message: str) -> WeightsError:
@@ -107,17 +103,13 @@ def _json_field(strings: Mapping[str, str], field: str, what: str) -> Any:
     if len(text) > MAX_FIELD_BYTES:
         raise WeightsError(f"{what}: metadata {key!r} is {len(text):,} characters, above {MAX_FIELD_BYTES:,}")
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=no_constant)
     except (ValueError, RecursionError) as exc:
         raise WeightsError(f"{what}: metadata {key!r} is not JSON ({str(exc)[:100]})") from None
 
 
 _JSON_TYPES: dict[type, str] = {list: "list", dict: "object", str: "string", bool: "boolean",
                                 type(None): "null"}
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def meta_from_strings(strings: Mapping[str, str], *, what: str) -> ModelMeta:
@@ -169,96 +161,67 @@ def check_meta(meta: ModelMeta, *, what: str) -> None:
     for field in ("loading", "training"):
         if not isinstance(getattr(meta, field), dict):
             raise WeightsError(f"{what}: {field} is not a dict")
+    _check_loading(meta.loading, shape, what)
+    _check_training(meta.training, what)
     if not isinstance(meta.featcli_version, str) or not 1 <= len(meta.featcli_version) <= 100:
         raise WeightsError(f"{what}: featcli_version {str(meta.featcli_version)[:40]!r} is not a version string")
+
+
+def loading_option(loading: Mapping[str, Any], key: str) -> str:
+    """A recorded loading option as text, or its default (:data:`LOADING_DEFAULTS`)."""
+    return str(loading.get(key, LOADING_DEFAULTS[key]))
+
+
+def _shown(value: Any) -> str:
+    """A metadata value in a message: as JSON (strings quoted, control characters escaped), cut short."""
+    return json.dumps(value)[:40]
+
+
+def _check_loading(loading: Mapping[str, Any], shape: tuple[int, ...], what: str) -> None:
+    """Refuse loading options no image loader takes, and an input size they cannot give: a model recording
+    RGB input tensors but gray loading would open, then fail on every image, blaming the image."""
+    for key, kind in (("channels", Channels), ("alpha", Alpha), ("scale", Scale)):
+        value = loading.get(key, LOADING_DEFAULTS[key])
+        if not isinstance(value, str | int) or isinstance(value, bool) or str(value) not in {e.value for e in kind}:
+            raise WeightsError(f"{what}: loading option {key} {_shown(value)} is not one of "
+                               f"{', '.join(e.value for e in kind)}")
+    background = loading.get("background", LOADING_DEFAULTS["background"])
+    if not isinstance(background, str) or not 1 <= len(background) <= 100:
+        raise WeightsError(f"{what}: loading option background {_shown(background)} is not a colour name")
+    channels, alpha = loading_option(loading, "channels"), loading_option(loading, "alpha")
+    gives = _LOADED_CHANNELS[channels]
+    if alpha == Alpha.KEEP.value:
+        gives = tuple(sorted({*gives, *(c + 1 for c in gives)}))
+    if shape[0] not in gives:
+        raise WeightsError(f"{what}: input_shape {list(shape)} has {shape[0]} channel{'s' * (shape[0] != 1)} but its "
+                           f"loading options (channels={channels}, alpha={alpha}) give "
+                           f"{' or '.join(map(str, gives))}: the network cannot take the images it would load")
+
+
+def _check_training(rec: Mapping[str, Any], what: str) -> None:
+    """Refuse a training record whose fields featcli reads (``eval --split val``) have the wrong type or range."""
+    seed = rec.get("seed", 0)
+    if type(seed) is not int or not 0 <= seed <= MAX_SEED:
+        raise WeightsError(f"{what}: training seed {_shown(seed)} is not an integer from 0 to {MAX_SEED}")
+    val_split = rec.get("val_split", 0.0)
+    if type(val_split) not in (int, float) or not 0 <= val_split < 1:
+        raise WeightsError(f"{what}: training val_split {_shown(val_split)} is not a number in [0, 1)")
+    data = rec.get("data")
+    if data is not None and (not isinstance(data, str) or len(data) > 4096):
+        raise WeightsError(f"{what}: training data {_shown(data)} is not a name")
 
 
 # --- the header ---------------------------------------------------------------------------------------
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"key {k[:40]!r} appears twice")
-        out[k] = v
-    return out
-
-
 def _read_header(p: Path) -> tuple[dict[str, Any], int, int]:
-    """The JSON header of a safetensors file, the data region's start and its size; bounds checked."""
     if not is_file(p):
         raise WeightsError("model file not found (or not a file)", path=str(p)[:300])
-    try:
-        size = p.stat().st_size
-        with p.open("rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                raise _bad(p, "the file is empty" if not head else f"the file is {len(head)} bytes long")
-            (n,) = struct.unpack("<Q", head)
-            if n > MAX_HEADER_BYTES or n > size - 8:
-                raise _bad(p, f"it declares a {n:,}-byte header but the file holds {size - 8:,} bytes after the "
-                              f"length (featcli reads headers up to {MAX_HEADER_BYTES >> 20} MiB); "
-                              "not a safetensors file, or truncated")
-            raw = fh.read(n)
-    except OSError as exc:
-        raise WeightsError(f"cannot read: {exc.strerror or exc}", path=str(p)[:300]) from None
-    if len(raw) != n:
-        raise _bad(p, "the file changed while it was read")
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise _bad(p, f"its header is not JSON ({str(exc)[:100]}); not a safetensors file") from None
-    if not isinstance(header, dict):
-        raise _bad(p, "its header is not a JSON object; not a safetensors file")
-    return header, 8 + n, size - 8 - n
-
-
-def _entry(p: Path, name: str, info: Any, data_size: int) -> TensorEntry:
-    where = f"tensor {name[:60]!r}"
-    if not name or len(name) > 1000:
-        raise _bad(p, "a tensor has an empty or over-long name")
-    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-        raise _bad(p, f"{where}: expected dtype, shape and data_offsets")
-    code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-    if not isinstance(code, str) or code not in DTYPES:
-        raise _bad(p, f"{where}: dtype {str(code)[:20]!r}; featcli model files hold only "
-                      f"{', '.join(DTYPES)}")
-    if (not isinstance(shape, list) or len(shape) > MAX_NDIM
-            or not all(type(s) is int and 0 <= s <= MAX_INT for s in shape)):
-        raise _bad(p, f"{where}: shape {str(shape)[:60]} is not a list of at most {MAX_NDIM} sizes")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
-            and 0 <= offsets[0] <= offsets[1]):
-        raise _bad(p, f"{where}: data_offsets {str(offsets)[:60]} is not [begin, end]")
-    dtype, item = DTYPES[code]
-    nbytes = math.prod(shape) * item
-    if nbytes > MAX_TENSOR_BYTES:
-        raise _bad(p, f"{where}: {shape} {dtype} is {nbytes:,} bytes, above the {MAX_TENSOR_BYTES >> 20} MiB "
-                      "featcli loads")
-    if offsets[1] > data_size:
-        raise _bad(p, f"{where}: its data ends at byte {offsets[1]:,} past the end of the file's "
-                      f"{data_size:,} data bytes (truncated?)")
-    if offsets[1] - offsets[0] != nbytes:
-        raise _bad(p, f"{where}: shape {shape} {dtype} needs {nbytes:,} bytes but its offsets span "
-                      f"{offsets[1] - offsets[0]:,}")
-    return TensorEntry(name, dtype, tuple(shape), offsets[0], offsets[1])
+    return read_header(p, _bad)
 
 
 def _entries(p: Path, header: Mapping[str, Any], data_size: int) -> dict[str, TensorEntry]:
-    names = [k for k in header if k != "__metadata__"]
-    if len(names) > MAX_TENSORS:
-        raise _bad(p, f"{len(names):,} tensors, above the {MAX_TENSORS:,} featcli reads")
-    entries = {k: _entry(p, k, header[k], data_size) for k in names}
-    pos = 0
-    for e in sorted(entries.values(), key=lambda e: (e.begin, e.end)):
-        if e.begin < pos:
-            raise _bad(p, f"tensor {e.name[:60]!r} overlaps another tensor's bytes")
-        if e.begin > pos:
-            raise _bad(p, f"{e.begin - pos:,} bytes before tensor {e.name[:60]!r} belong to no tensor")
-        pos = e.end
-    if pos != data_size:
-        raise _bad(p, f"{data_size - pos:,} bytes after the last tensor belong to no tensor")
-    return entries
+    return tensor_entries(p, header, data_size, _bad, dtypes=DTYPES, max_bytes=MAX_TENSOR_BYTES)
 
 
 def _metadata_strings(p: Path, header: Mapping[str, Any]) -> dict[str, str] | None:

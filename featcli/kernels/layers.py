@@ -8,19 +8,22 @@ References:
 - ``MODEL.safetensors`` alone: its conv layer when it has exactly one;
 - ``FILE:KEY`` of any checkpoint featcli reads safely (:mod:`featcli.kernels.learned`): a 4-D conv weight.
 
-:func:`load_layer` returns a :class:`ConvLayer`: the float32 weight ``(O, I, kh, kw)``, its bias, labels
-for its input channels when they are the image's, and a short summary (:meth:`ConvLayer.summary`).
+:func:`load_layer` (a checkpoint's) and :func:`model_layer` (a featcli model's, once
+:func:`featcli.engine.network.open_model`, the one validator of model files, has accepted the file) return a
+:class:`ConvLayer`: the float32 weight ``(O, I, kh, kw)``, its bias, labels for its input channels when they
+are the image's, and a short summary (:meth:`ConvLayer.summary`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featcli.errors import WeightsError
-from featcli.io.modelfile import ModelFile, is_model_file, read_model
+from featcli.io.modelfile import ModelMeta, is_model_file
 from featcli.kernels.learned import check_weight, load_weight, split_ref
 from featcli.stages.registry import Op
 from featcli.stages.spec import parse_stage
@@ -77,15 +80,17 @@ def is_model_ref(ref: str) -> bool:
 
 
 def load_layer(ref: str, *, allow_torchscript: bool = False) -> ConvLayer:
-    """The conv layer ``ref`` names (see the module docstring).
+    """The conv layer ``FILE:KEY`` names in a checkpoint (see the module docstring); a featcli model's layer is
+    :func:`model_layer`'s, once the model file has been validated (:func:`featcli.engine.network.open_model`).
 
     Raises:
-        WeightsError: an unreadable or hostile file; an unknown key (a few known conv keys listed); N out of
-            range (how many conv layers there are); a tensor that is not a 4-D conv weight.
+        WeightsError: an unreadable or hostile file; an unknown key (a few known conv keys listed); a tensor
+            that is not a 4-D conv weight; a featcli model file (not validated here).
     """
-    path, part = split_ref(ref)
+    path, _ = split_ref(ref)
     if is_model_file(path):
-        return _model_layer(ref, read_model(path), part)
+        raise WeightsError(f"{path}: a featcli model file; its layers are read once the model is validated "
+                           "(featcli.engine.network.open_model, then model_layer)")
     lw = load_weight(ref, allow_torchscript=allow_torchscript)
     if lw.weight.ndim != 4:
         raise WeightsError(f"{lw.path}:{lw.key}: a {lw.weight.ndim}-D tensor {list(lw.weight.shape)}, not a conv "
@@ -93,24 +98,30 @@ def load_layer(ref: str, *, allow_torchscript: bool = False) -> ConvLayer:
     return ConvLayer(ref, lw.path, lw.key, lw.weight, lw.bias)
 
 
-def _image_inputs(model: ModelFile, stage_index: int) -> tuple[str, ...] | None:
+def _image_inputs(meta: ModelMeta, stage_index: int) -> tuple[str, ...] | None:
     """The input channels' names when the stages before ``stage_index`` keep the image's channels."""
     from featcli.stages.registry import REGISTRY
 
-    for text in model.meta.stack[: stage_index - 1]:
+    for text in meta.stack[: stage_index - 1]:
         if not REGISTRY[parse_stage(text).op].channelwise:
             return None
-    c = model.meta.input_shape[0]
+    c = meta.input_shape[0]
     return ("R", "G", "B") if c == 3 else ("gray",) if c == 1 else None
 
 
-def _model_layer(ref: str, model: ModelFile, part: str | None) -> ConvLayer:
-    path = str(model.path)
-    convs = [i for i, t in enumerate(model.meta.stack, 1) if parse_stage(t).op is Op.CONV]
-    listing = ", ".join(f":{n} (s{i} {model.meta.stack[i - 1]})" for n, i in enumerate(convs[:8], 1)) + (
+def model_layer(ref: str, path: str, meta: ModelMeta, tensors: Mapping[str, torch.Tensor]) -> ConvLayer:
+    """The conv layer ``ref`` (``MODEL:N``, ``MODEL:sK``, ``MODEL``) names in a featcli model that
+    :func:`featcli.engine.network.open_model` has validated: its metadata and its trained tensors.
+
+    Raises:
+        WeightsError: N out of range (how many conv layers there are), a stage that is not a conv, an unknown part.
+    """
+    _, part = split_ref(ref)
+    convs = [i for i, t in enumerate(meta.stack, 1) if parse_stage(t).op is Op.CONV]
+    listing = ", ".join(f":{n} (s{i} {meta.stack[i - 1]})" for n, i in enumerate(convs[:8], 1)) + (
         " ..." if len(convs) > 8 else "")
     if not convs:
-        raise WeightsError(f"{path}: the model has no conv layer (its stack: {' '.join(model.meta.stack)[:200]})")
+        raise WeightsError(f"{path}: the model has no conv layer (its stack: {' '.join(meta.stack)[:200]})")
     if part is None or part == "":
         if len(convs) > 1:
             raise WeightsError(f"{path}: the model has {len(convs)} conv layers; pick one: {listing}")
@@ -122,11 +133,11 @@ def _model_layer(ref: str, model: ModelFile, part: str | None) -> ConvLayer:
                                f"{'s' * (len(convs) > 1)}: {listing}")
     elif (m := _STAGE_REF.fullmatch(part)) is not None:
         k = int(m.group(1))
-        if not 1 <= k <= len(model.meta.stack):
-            raise WeightsError(f"{path}: no stage {k}; the stack has {len(model.meta.stack)} stages; conv layers: "
+        if not 1 <= k <= len(meta.stack):
+            raise WeightsError(f"{path}: no stage {k}; the stack has {len(meta.stack)} stages; conv layers: "
                                f"{listing}")
         if k not in convs:
-            raise WeightsError(f"{path}: stage s{k} is {model.meta.stack[k - 1]!r}, not a conv; conv layers: "
+            raise WeightsError(f"{path}: stage s{k} is {meta.stack[k - 1]!r}, not a conv; conv layers: "
                                f"{listing}")
         n = convs.index(k) + 1
     else:
@@ -134,17 +145,17 @@ def _model_layer(ref: str, model: ModelFile, part: str | None) -> ConvLayer:
                            f"stage (s{convs[0]}): {listing}")
     stage_index = convs[n - 1]
     key = f"s{stage_index}.weight"
-    if key not in model.entries:
+    if key not in tensors:
         raise WeightsError(f"{path}: stage s{stage_index} has no tensor {key!r} in the file")
-    weight = check_weight(model.tensor(key), what=f"{path}:{key}")
+    weight = check_weight(tensors[key], what=f"{path}:{key}")
     if weight.ndim != 4:
         raise WeightsError(f"{path}:{key}: a {weight.ndim}-D tensor, not a conv weight")
     bias = None
     bkey = f"s{stage_index}.bias"
-    if bkey in model.entries and model.entries[bkey].shape == (weight.shape[0],):
-        bias = model.tensor(bkey).float().contiguous()  # checked finite as it was read
-    labels = _image_inputs(model, stage_index)
+    if bkey in tensors and tuple(tensors[bkey].shape) == (weight.shape[0],):
+        bias = tensors[bkey].float().contiguous()  # checked finite as it was read
+    labels = _image_inputs(meta, stage_index)
     if labels is not None and len(labels) != weight.shape[1]:
         labels = None
-    return ConvLayer(ref, path, key, weight, bias, model.meta.stack[stage_index - 1], stage_index, n, len(convs),
+    return ConvLayer(ref, path, key, weight, bias, meta.stack[stage_index - 1], stage_index, n, len(convs),
                      labels)

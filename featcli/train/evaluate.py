@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from featcli.errors import FeatcliError, UsageError
+from featcli.io.modelfile import loading_option
 from featcli.train.data import BUILTIN, Dataset, load_data
 
 if TYPE_CHECKING:
@@ -58,14 +59,14 @@ def load_for(model: OpenedModel, spec: str) -> Dataset:
         FeatcliError: the images have another input shape than the model's, or a class the model does not know.
     """
     if spec in BUILTIN:
-        data = load_data(spec, seed=int(model.meta.training.get("seed", 0)) if spec == "orientation" else 0)
+        data = load_data(spec, seed=model.meta.training.get("seed", 0) if spec == "orientation" else 0)
     else:
         c, h, w = model.input_shape
         data = load_data(spec, size=(h, w), load=model.load_options())
     if data.input_shape != model.input_shape:
         got, want = ("x".join(map(str, s)) for s in (data.input_shape, model.input_shape))
         raise FeatcliError(f"{spec} images are {got} but the model takes {want} (its channels: "
-                           f"{model.meta.loading.get('channels', '?')})")
+                           f"{loading_option(model.meta.loading, 'channels')})")
     unknown = [c for c in data.classes if c not in model.classes]
     if unknown:
         raise FeatcliError(f"{spec}: class {unknown[0]!r} is not one of the model's classes "
@@ -88,7 +89,7 @@ def evaluate(model: OpenedModel, data: Dataset, *, split: str = "all", batch_siz
         if rec.get("data") != data.name or not rec.get("val_split"):
             raise UsageError(f"--split val needs the data the model was trained on with a validation split "
                              f"(it was trained on {rec.get('data', 'unrecorded data')!r})")
-        _, val = split_indices(data.y, float(rec["val_split"]), int(rec.get("seed", 0)))
+        _, val = split_indices(data.y, float(rec["val_split"]), rec.get("seed", 0))  # checked by read_model
         x, y = x[val], y[val]
     elif split != "all":
         raise UsageError(f"--split {split!r}: expected all or val")

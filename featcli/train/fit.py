@@ -15,18 +15,23 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
+from featcli.engine.devices import check_threads
 from featcli.engine.network import Network
 from featcli.enums import Optimizer
-from featcli.errors import UsageError
+from featcli.errors import FeatcliError, UsageError
+from featcli.io.modelfile import MAX_SEED
 from featcli.stages.registry import Op
 from featcli.train.data import Dataset
 
-__all__ = ["Epoch", "FitOptions", "FitResult", "confusion_matrix", "fit", "predict", "split"]
+if TYPE_CHECKING:
+    from featcli.shape.report import ShapeReport
+
+__all__ = ["Epoch", "FitOptions", "FitResult", "confusion_matrix", "fit", "memory_need", "predict", "split"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class FitOptions:
             raise UsageError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if not 0.0 <= self.val_split < 1.0:
             raise UsageError(f"--val-split must be in [0, 1), got {self.val_split}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed must be 0 to {MAX_SEED} (2**63 - 1), got {self.seed}")
+        check_threads(self.threads)
 
     def record(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
@@ -111,6 +119,47 @@ def split(y: torch.Tensor, val_split: float, seed: int) -> tuple[torch.Tensor, t
         val.append(idx[:k])
         train.append(idx[k:])
     return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
+#: Bytes of a training step per byte of the batch's activations (the input and every stage's output): the
+#: outputs autograd keeps for the backward pass (1x), their gradients while it runs (up to 1x), and what ops
+#: keep beside them (ReLU masks, batch-norm's normalised input, dropout masks, conv workspaces: up to 1x).
+ACTIVATION_FACTOR = 3
+#: Bytes per byte of weights: the weights, their gradients and the optimizer's state (Adam: two moments;
+#: SGD with momentum: one).
+WEIGHT_FACTOR = {Optimizer.ADAM: 4, Optimizer.SGD: 3}
+#: Images per batch when the network is evaluated (:func:`predict`), without gradients.
+EVAL_BATCH = 256
+
+
+def memory_need(report: ShapeReport, opts: FitOptions, images: int) -> tuple[int, str]:
+    """Bytes :func:`fit` needs on ``images`` training images beyond the data set already loaded, and how they
+    add up (for a refusal).
+
+    Counted from the shapes (:func:`featcli.shape.memory.memory` of ``report``, planned for one image):
+    :data:`ACTIVATION_FACTOR` x a batch's activations (the batch is ``min(batch_size, images)``),
+    :data:`WEIGHT_FACTOR` x the weights, the training images copied once for the split, and the larger of
+    that step and an evaluation batch (:data:`EVAL_BATCH` images at the inference peak).
+
+    >>> from featcli.shape.infer import infer
+    >>> from featcli.stages.spec import parse_stages
+    >>> r = infer((1, 1, 8, 8), parse_stages(["conv:out=4,k=3,p=1", "flatten", "linear:out=2"]))
+    >>> memory_need(r, FitOptions(batch_size=10), 100)[0]
+    239264
+    """
+    from featcli.shape.memory import human_bytes, memory
+
+    m = memory(report)
+    batch = max(1, min(opts.batch_size, images))
+    step = batch * m.activations * ACTIVATION_FACTOR
+    weights = m.params * WEIGHT_FACTOR[opts.optimizer]
+    data = images * m.input
+    evaluation = min(EVAL_BATCH, images) * m.peak
+    need = max(step, evaluation) + weights + data
+    how = (f"a batch of {batch:,} x {human_bytes(m.activations)} of activations x {ACTIVATION_FACTOR}, "
+           f"{human_bytes(m.params)} of weights x {WEIGHT_FACTOR[opts.optimizer]} ({opts.optimizer}), "
+           f"{human_bytes(data)} of training images")
+    return need, how
 
 
 def _loss_fn(net: Network) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -200,6 +249,16 @@ def _threads(net: Network, opts: FitOptions, device: torch.device) -> int:
     return torch.get_num_threads()
 
 
+def _check_finite(e: Epoch, opts: FitOptions) -> None:
+    """Stop a training run whose loss is no longer a number: its weights overflowed, and a model written from
+    them would predict ``nan%`` for every image (without a validation split both validation figures are NaN)."""
+    held_out = not math.isnan(e.val_acc)
+    for what, loss in (("training", e.train_loss), ("validation", e.val_loss if held_out else 0.0)):
+        if not math.isfinite(loss):
+            raise FeatcliError(f"training diverged: the {what} loss of epoch {e.epoch} is {loss} (the weights "
+                               f"overflowed); nothing written; lower --lr (now {opts.lr:g})")
+
+
 def _fit(net: Network, data: Dataset, opts: FitOptions, device: torch.device,
          on_batch: Callable[[int, int, int], None] | None, on_epoch: Callable[[Epoch], None] | None) -> FitResult:
     train_idx, val_idx = split(data.y, opts.val_split, opts.seed)
@@ -237,6 +296,7 @@ def _fit(net: Network, data: Dataset, opts: FitOptions, device: torch.device,
             val_loss, val_acc = _evaluate(net, x_va, y_va, loss_fn)
             row = Epoch(epoch, float(total_loss) / max(1, n), int(correct) / max(1, n), val_loss, val_acc,
                         time.perf_counter() - t0)
+            _check_finite(row, opts)
             history.append(row)
             if on_epoch is not None:
                 on_epoch(row)

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from featcli.engine.network import Network, check_classifier, check_learnable
 from featcli.engine.plan import Plan, Planner, PlanOptions
+from featcli.errors import BudgetError
 from featcli.stages.registry import Op
 from featcli.stages.spec import Stage
 from featcli.train.artefacts import check_destinations, picture_paths, side_by_side, write_all
 from featcli.train.data import Dataset
-from featcli.train.fit import Epoch, FitOptions, FitResult, fit
+from featcli.train.fit import Epoch, FitOptions, FitResult, fit, memory_need, split
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -68,15 +69,29 @@ def prepare(data: Dataset, stack: Sequence[Stage], model: str, opts: FitOptions,
 
     Raises:
         UsageError: weights from files (``w=``), a bad model name; ShapeError: the stack refuses the input
-        size, or does not end in one score per class; OutputError: a destination exists or cannot be written.
+        size, or does not end in one score per class; BudgetError: a training step would need more than the
+        memory budget (:func:`featcli.train.fit.memory_need`); OutputError: a destination exists or cannot be
+        written.
     """
     stack = tuple(stack)
     check_learnable(stack)
     plan = Planner(stack, PlanOptions(seed=opts.seed, max_bytes=max_bytes)).plan_for((1, *data.input_shape))
     check_classifier(plan.report, len(data.classes), data.name)
+    _check_memory(plan, opts, len(split(data.y, opts.val_split, opts.seed)[0]))
     pictures = picture_paths(model)
     check_destinations(model, list(pictures.values()), force=force)
     return Prepared(data, stack, plan, Network(plan), model, pictures, opts, force)
+
+
+def _check_memory(plan: Plan, opts: FitOptions, images: int) -> None:
+    """Refuse, before the network is built, a training run on ``images`` training images whose step needs more
+    than the plan's budget."""
+    from featcli.shape.memory import human_bytes
+
+    need, how = memory_need(plan.report, opts, images)
+    if plan.budget and need > plan.budget:
+        raise BudgetError(f"training needs about {human_bytes(need)} ({how}), over the memory budget of "
+                          f"{human_bytes(plan.budget)} (--max-memory); lower --batch-size")
 
 
 def _bank(weight: Any, title: str, in_labels: Sequence[str] | None) -> Image.Image:

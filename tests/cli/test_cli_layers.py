@@ -35,7 +35,7 @@ def model(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     torch.manual_seed(0)
     sd = scope["Net"]().state_dict()
     p = tmp_path / "model.safetensors"
-    write_model(p, sd, ModelMeta(STACK, ("cat", "dog"), (3, 16, 16), {}, {"epochs": 1}, "0.1.0"))
+    write_model(p, sd, ModelMeta(STACK, ("cat", "dog"), (3, 16, 16), {"channels": "rgb"}, {"epochs": 1}, "0.1.0"))
     return p, sd
 
 

@@ -63,3 +63,29 @@ def test_an_empty_stage_runs_and_says_so() -> None:
     assert all(r.ok and (r.min, r.max, r.mean, r.zeros) == (0.0, 0.0, 0.0, 0.0) for r in empty)
     assert all(r.record()["empty"] for r in empty) and not results[-1].empty
     assert results[2].actual == (1, 8, 0, 0) and all(math.isfinite(r.mean) for r in results)
+
+
+def test_a_stack_that_may_stream_is_refused_when_even_one_row_of_it_cannot_fit() -> None:
+    # issue #23: conv:out=100000000 passed planning (it "may stream") and built 10.4 GiB of weights first
+    with pytest.raises(BudgetError, match=r"stage 1 'conv:out=100000000,k=3': output 1x100000000x238x318 float32; "
+                                          r"even streamed in bands, one row of each stage needs 118.5 GiB, over the "
+                                          r"memory budget of 12.0 GiB"):
+        _plan(["conv:out=100000000,k=3"], 12 * GIB)
+
+
+def test_the_weights_of_the_whole_stack_count_together() -> None:
+    # each linear is 1.0 GiB (under the budget); both are built before the first image runs
+    with pytest.raises(BudgetError, match=r"the stack's weights, 536,903,680 parameters \(float32\), need 2.0 GiB "
+                                          r"together, over the memory budget of 1.5 GiB"):
+        _plan(["flatten", "linear:out=16384", "linear:out=16384"], 3 * GIB // 2, (1, 1, 128, 128))
+
+
+def test_the_budget_is_checked_before_any_weight_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from featcli.engine import plan as plan_module
+
+    def no_kernels(*args: object, **kwargs: object) -> None:
+        raise AssertionError("weights were resolved before the budget check")
+
+    monkeypatch.setattr(plan_module, "_conv_kernels", no_kernels)
+    with pytest.raises(BudgetError, match="stage 3 'linear:out=20000'"):
+        _plan(["conv:w=sobel_x", "flatten", "linear:out=20000"], GIB)
