@@ -381,8 +381,9 @@ def _safetensors_entries(p: Path) -> dict[str, Entry]:
                 with safe_open(str(p), framework="pt", device="cpu") as g:
                     return g.get_tensor(key)
             except Exception as exc:  # noqa: BLE001 - safetensors raises its own SafetensorError
-                raise _safetensors_bad(p, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__) \
-                    from None
+                # its messages quote the file's header values: name the tensor, not what the file says
+                raise _safetensors_bad(p, f"the safetensors reader refused tensor {key!r} "
+                                          f"({type(exc).__name__})") from None
 
         return load
 

@@ -74,8 +74,9 @@ def read_header(p: Path, bad: Bad) -> tuple[dict[str, Any], int, int]:
                 raise bad(p, "the file is empty" if not head else f"the file is {len(head)} bytes long")
             (n,) = struct.unpack("<Q", head)
             if n > MAX_HEADER_BYTES or n > size - 8:
-                raise bad(p, f"it declares a {n:,}-byte header but the file holds {size - 8:,} bytes after the "
-                             f"length (featcli reads headers up to {MAX_HEADER_BYTES >> 20} MiB); "
+                # the 8 bytes are the file's content: say what is wrong with them, never echo them
+                raise bad(p, f"its first 8 bytes (the header length) give more than the {size - 8:,} bytes after "
+                             f"them, or more than featcli's {MAX_HEADER_BYTES >> 20} MiB header cap; "
                              "not a safetensors file, or truncated")
             raw = fh.read(n)
     except OSError as exc:
@@ -84,7 +85,12 @@ def read_header(p: Path, bad: Bad) -> tuple[dict[str, Any], int, int]:
         raise bad(p, "the file changed while it was read")
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except UnicodeDecodeError as exc:
+        raise bad(p, f"its header is not UTF-8 text (byte {8 + exc.start:,}); not a safetensors file") from None
+    except json.JSONDecodeError as exc:  # the message names a position, never the text
+        raise bad(p, f"its header is not JSON ({exc.msg} at byte {8 + exc.pos:,}); not a safetensors file") \
+            from None
+    except (ValueError, RecursionError) as exc:  # featcli's own hooks (a key twice, NaN): their words
         raise bad(p, f"its header is not JSON ({str(exc)[:100]}); not a safetensors file") from None
     if not isinstance(header, dict):
         raise bad(p, "its header is not a JSON object; not a safetensors file")

@@ -187,3 +187,17 @@ def test_a_plain_safetensors_file_is_readable_as_weights_not_as_a_model(tmp_path
     assert not is_model_file(p)
     with pytest.raises(WeightsError, match="conv:w=FILE:KEY"):
         read_model(p)
+
+
+@pytest.mark.parametrize("content", [b"api_key=sk-1234567890abcdef\n", b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": "secret\xff"}'])
+def test_a_file_that_is_not_safetensors_is_named_never_echoed(tmp_path: Path, content: bytes) -> None:
+    # the first 8 bytes read as a length (or the header's bytes) are the file's content: the message names
+    # the position and never prints them, in any form
+    p = tmp_path / "notes.safetensors"
+    p.write_bytes(content)
+    with pytest.raises(WeightsError) as info:
+        read_model(p)
+    msg = str(info.value)
+    n = int.from_bytes(content[:8], "little")
+    assert "sk-1234" not in msg and "secret" not in msg and f"{n:,}" not in msg and str(n) not in msg, msg
+    assert msg.startswith(str(p)), msg
