@@ -71,6 +71,8 @@ class ExportedModel:
         if len(dims) != 4:
             raise ModelError(f"{path}: the input has {len(dims)} dimensions; featcli feeds an image as (N, C, H, W)")
         self.dims: tuple[int | None, ...] = tuple(d if isinstance(d, int) else None for d in dims)
+        # the input's symbolic sizes (s0, s1...), bound to the real input's at run time to size every node first
+        self.symbols = tuple(getattr(getattr(d, "node", None), "expr", None) for d in dims)
         self.module = program.module(check_guards=False)  # check_guards=True would exec the file's guards_code
 
 
@@ -153,6 +155,13 @@ def aten_op(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Layer
     return LayerOp(simple[name]) if name in simple else None
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped and at most 200 characters: a name from the archive."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= 200 else f"{text[:180]}...{text[-17:]}"
+
+
 def _tensors(value: Any) -> list[Any]:
     import torch
 
@@ -171,16 +180,29 @@ def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[t
     import torch
     import torch.fx
 
+    binding = {s: n for s, n in zip(model.symbols, x.shape, strict=True) if s is not None and s.is_Symbol}
+
+    def concrete(shape: Any) -> tuple[int, ...] | None:
+        """``shape`` with the input's symbols bound to ``x``'s sizes; None where it still has others."""
+        dims = []
+        for d in shape:
+            if not isinstance(d, int):
+                d = d.node.expr.xreplace(binding)
+                if not d.is_Integer:
+                    return None
+            dims.append(int(d))
+        return tuple(dims)
+
     class Recording(torch.fx.Interpreter):
         def run_node(self, n: torch.fx.Node) -> Any:
             if n.op != "call_function" or n.target is operator.getitem:
                 return super().run_node(n)
             stack = n.meta.get("nn_module_stack") or {}
             path = list(stack.values())[-1][0] if stack else ""
-            label = f"{path}:{n.name}" if path else n.name
+            label = _printable(f"{path}:{n.name}" if path else n.name)  # names from the file: shown escaped
             for t in _tensors(n.meta.get("val")):
-                if all(isinstance(d, int) for d in t.shape):
-                    recorder.check(label, tuple(t.shape))
+                if (shape := concrete(t.shape)) is not None:
+                    recorder.check(label, shape)
             args, kwargs = self.fetch_args_kwargs_from_env(n)
             out = super().run_node(n)
             outs = _tensors(out)
@@ -194,7 +216,9 @@ def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[t
 
     try:
         with torch.inference_mode():
-            got = _tensors(Recording(model.module).run(x))
+            interpreter = Recording(model.module)
+            interpreter.extra_traceback = False  # torch would append the node and its stack trace from the file
+            got = _tensors(interpreter.run(x))
             want = _tensors(model.module(x))
     except FeatcliError:
         raise
