@@ -238,6 +238,31 @@ def test_inflating_json_is_capped(dyn: Path, tmp_path: Path, monkeypatch: pytest
     assert peak < 256 << 10
 
 
+@pytest.mark.parametrize(("members", "message"), [
+    ({"archive_version": None}, "no archive_version"),  # torch logged a 12-line traceback, then "check the warnings"
+    ({"archive_version": b"9"}, "cannot load the exported program (Saved archive version 9 does not match"),
+    ({"data/weights/weight_3": None}, "names a payload the archive does not hold"),
+    ({"archive_format": b"zip"}, "archive_format is not pt2"),
+    ({"models/model.json": b"[" * 100_000}, "models/model.json is not valid JSON"),
+    ({"models/model.json": b'{"graph_module": ' * 100 + b"1" + b"}" * 100}, "nests deeper than 64"),
+])
+def test_damaged_archives_are_one_line(runner: CliRunner, capfd: pytest.CaptureFixture[str], dyn: Path,
+                                       tmp_path: Path, members: dict[str, bytes | None], message: str) -> None:
+    assert message in _one_line(runner, capfd, _rewrite(dyn, tmp_path / "bad.pt2", members=members))
+
+
+def test_a_damaged_weight_is_not_run(runner: CliRunner, capfd: pytest.CaptureFixture[str], dyn: Path,
+                                     tmp_path: Path) -> None:
+    """torch reads a weight without checking its CRC: a flipped bit ran, with exit 0 and other numbers."""
+    data = bytearray(dyn.read_bytes())
+    with zipfile.ZipFile(dyn) as zf:
+        info = zf.getinfo("dyn/data/weights/weight_0")
+    n, m = struct.unpack_from("<HH", data, info.header_offset + 26)
+    data[info.header_offset + 30 + n + m + 5] ^= 0x40  # the 2nd float's exponent: a stored member, bytes as is
+    (tmp_path / "flipped.pt2").write_bytes(bytes(data))
+    assert "damaged .pt2 archive (BadZipFile)" in _one_line(runner, capfd, tmp_path / "flipped.pt2")
+
+
 def test_fuzzed_archives_fail_in_one_line(runner: CliRunner, capfd: pytest.CaptureFixture[str], dyn: Path,
                                           tmp_path: Path) -> None:
     """Truncated and bit-flipped copies: each is one line, exit 1 (a flipped weight fails the zip's CRC), or the
