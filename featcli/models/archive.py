@@ -266,6 +266,48 @@ def _target(text: Any, where: str, path: Path) -> None:
                         "(featcli runs aten programs only)")
 
 
+_VALUES = ("tensor_values", "sym_int_values", "sym_bool_values", "sym_float_values")
+_PLAIN = re.compile(r"[A-Za-z0-9_.]{0,256}")
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """JSON of names and numbers only (a pytree context: torch pastes dict keys into generated code)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return True
+    if isinstance(value, str):
+        return _PLAIN.fullmatch(value) is not None
+    if isinstance(value, list) and depth < 8:
+        return all(_plain(v, depth + 1) for v in value)
+    return False
+
+
+def _treespec(text: Any, where: str, path: Path) -> None:
+    """A module's input or output structure (``[1, {"type": "builtins.tuple", "context": "null", ...}]``)."""
+    bad = _refuse(path, f"{where}: an input/output structure with more than type names and plain keys")
+    try:
+        protocol, spec = json.loads(text) if isinstance(text, str) and len(text) <= MiB else (None, None)
+    except (ValueError, TypeError, RecursionError):
+        raise bad from None
+    if protocol != 1:
+        raise bad
+    stack, count = [(spec, 0)], 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if not isinstance(node, dict) or set(node) != {"type", "context", "children_spec"} or depth > MAX_DEPTH:
+            raise bad
+        typ, context, children = node["type"], node["context"], node["children_spec"]
+        if not (typ is None or (isinstance(typ, str) and _DOTTED.fullmatch(typ))) or not isinstance(children, list):
+            raise bad
+        try:
+            ok = context is None or (isinstance(context, str) and len(context) <= MiB and _plain(json.loads(context)))
+        except (ValueError, RecursionError):
+            ok = False
+        if not ok:
+            raise bad
+        stack.extend((c, depth + 1) for c in children)
+
+
 def _check_program(path: Path, doc: Any) -> None:
     """Walk ``models/model.json``: every expression, target, guard, module path and range (see the docstring)."""
     if not isinstance(doc, dict):
@@ -302,6 +344,13 @@ def _check_program(path: Path, doc: Any) -> None:
         elif key in ("as_graph", "as_custom_obj", "custom_obj_name", "as_graph_module") or (
                 key == "custom_obj_values" and value):
             raise _refuse(path, f"{where}: subgraphs and custom objects are not loaded")
+        elif key in ("name", "as_name", "forward_arg_names", "field_names") and not isinstance(value, list):
+            if not isinstance(value, str) or (value and not _NAME.fullmatch(value)):
+                raise _refuse(path, f"{where}: a name that is not an identifier (torch writes it into code)")
+        elif key in ("in_spec", "out_spec"):
+            _treespec(value, where, path)
+        elif key in _VALUES and isinstance(value, dict) and not all(_NAME.fullmatch(k) for k in value):
+            raise _refuse(path, f"{where}: a name that is not an identifier (torch writes it into code)")
         elif key == "source_fn_stack" and isinstance(value, str):
             if not all(_DOTTED.fullmatch(part.rpartition(",")[2]) for part in value.split(";")):
                 raise _refuse(path, f"{where}: a source function that is not a dotted name")

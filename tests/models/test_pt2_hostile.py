@@ -89,8 +89,8 @@ def test_a_clean_dynamic_archive_runs_and_is_sized_per_node(runner: CliRunner, d
     assert "While executing" not in res.output  # torch.fx's appendix (the node, its stack trace) left out
 
 
-@pytest.mark.parametrize("where", ["size", "stride", "range", "guard"])
-def test_code_in_symbolic_fields_never_runs(runner: CliRunner, capfd: pytest.CaptureFixture[str], dyn: Path,
+@pytest.mark.parametrize("where", ["size", "stride", "range", "guard", "input name"])
+def test_code_in_the_program_never_runs(runner: CliRunner, capfd: pytest.CaptureFixture[str], dyn: Path,
                                             tmp_path: Path, where: str) -> None:
     marker = tmp_path / "pwned"
     payload = f"__import__('os').mkdir({str(marker)!r})"
@@ -103,8 +103,12 @@ def test_code_in_symbolic_fields_never_runs(runner: CliRunner, capfd: pytest.Cap
             x["strides"][0]["as_expr"]["expr_str"] = f"Symbol('s0', positive=True).__class__({payload!r})"
         elif where == "range":  # the key ends up in ShapeEnv names and unbacked counters
             doc["range_constraints"][payload] = {"min_val": 2, "max_val": None}
-        else:  # torch exec()s guards_code when it builds the module with check_guards=True
+        elif where == "guard":  # torch exec()s guards_code when it builds the module with check_guards=True
             doc["guards_code"].append(f"{payload} == 0")
+        else:  # the input's name goes into the module's generated `def forward(self, x):` as it is
+            text = json.dumps(doc).replace('"x"', json.dumps(f"x={payload}"))
+            doc.clear()
+            doc.update(json.loads(text))
 
     line = _one_line(runner, capfd, _rewrite(dyn, tmp_path / "evil.pt2", edit), )
     assert "refuses it before torch reads the archive" in line and not marker.exists()
@@ -127,6 +131,18 @@ def test_targets_outside_aten_are_refused(runner: CliRunner, capfd: pytest.Captu
     line = _one_line(runner, capfd, _rewrite(dyn, tmp_path / "evil.pt2", edit))
     assert "graph_module.graph.nodes[0].target" in line and "featcli runs aten programs only" in line
     assert not marker.exists()
+
+
+def test_structures_and_names_torch_writes_into_code(tmp_path: Path) -> None:
+    leaf = {"type": None, "context": None, "children_spec": []}
+    spec = [1, {"type": "builtins.tuple", "context": "null", "children_spec": [
+        {"type": "builtins.tuple", "context": "null", "children_spec": []},
+        {"type": "builtins.dict", "context": json.dumps(["x"]), "children_spec": [leaf]}]}]
+    archive._treespec(json.dumps(spec), "here", tmp_path)
+    spec[1]["children_spec"][1]["context"] = json.dumps(["x':__import__('os').getcwd(),'y"])  # a dict key
+    for text in (json.dumps(spec), "[2, {}]", '{"type": "os.system"}', "[1, " * 5000):
+        with pytest.raises(archive.ModelError, match="input/output structure"):
+            archive._treespec(text, "here", tmp_path)
 
 
 @pytest.mark.parametrize("text", [
