@@ -143,8 +143,10 @@ def _int(value: Any, where: str, path: Path) -> int:
     return n
 
 
-def _payload_bytes(path: Path, zf: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], folder: str) -> int:
-    """Bytes the payloads of one config take once torch has loaded them; refuses anything but plain tensors."""
+def _payload_bytes(path: Path, zf: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], folder: str,
+                   named: set[str]) -> int:
+    """Bytes the payloads of one config take once torch has loaded them (their members added to ``named``);
+    refuses anything but plain tensors."""
     rel = f"data/{folder}/model_{folder}_config.json"
     doc = _json(zf, members, rel, path)
     config = doc.get("config") if isinstance(doc, dict) else None
@@ -184,6 +186,7 @@ def _payload_bytes(path: Path, zf: zipfile.ZipFile, members: dict[str, zipfile.Z
             raise ModelError(f"{path}: {where} needs {human_bytes(extent * item)} but its payload holds "
                              f"{human_bytes(member.file_size)}")
         need[name] = max(need.get(name, 0), storage)
+        named.add(f"data/{folder}/{name}")
     return sum(need.values())
 
 
@@ -373,7 +376,8 @@ def check_archive(path: Path, budget: int = 0) -> None:
             fmt = _read(zf, members["archive_format"], SMALL["archive_format"], path, "archive_format")
             if fmt.strip() != b"pt2":
                 raise ModelError(f"{path}: not an archive of torch.export.save (archive_format is not pt2)")
-            total = _payload_bytes(path, zf, members, "weights") + _payload_bytes(path, zf, members, "constants")
+            named: set[str] = set()
+            total = sum(_payload_bytes(path, zf, members, f, named) for f in ("weights", "constants"))
             sample = members.get("data/sample_inputs/model.pt")  # read whole by torch (featcli skips unpickling it)
             total += sample.file_size if sample else 0
             if budget and total > budget:
@@ -381,7 +385,9 @@ def check_archive(path: Path, budget: int = 0) -> None:
                                   f"over the memory budget of {human_bytes(budget)} (--max-memory)")
             _check_program(path, _json(zf, members, "models/model.json", path))
             for rel, info in members.items():  # torch does not check the CRCs: a damaged weight would run
-                if _PAYLOAD.fullmatch(rel):
+                if _PAYLOAD.fullmatch(rel) and rel not in named:
+                    raise _refuse(path, f"member {rel!r} is a payload no config names")
+                if rel in named:
                     with zf.open(info) as f:
                         while f.read(MiB):
                             pass

@@ -180,6 +180,7 @@ def _expressions(path: Path) -> list[str]:
     ("dyn/data/weights/model.pt", "not part of an archive torch.export.save writes"),
     ("dyn/data/constants/custom_obj_0", "not part of an archive torch.export.save writes"),
     ("dyn/models/second.json", "not part of an archive torch.export.save writes"),
+    ("dyn/data/weights/weight_9", "a payload no config names"),
     ("dyn/x\x1b[2J", "escapes the archive's folder"),
 ])
 def test_layout_and_names(runner: CliRunner, capfd: pytest.CaptureFixture[str], dyn: Path, tmp_path: Path,
