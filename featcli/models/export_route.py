@@ -1,10 +1,10 @@
 """A ``.pt2`` archive from ``torch.export.save`` as a model, run node by node.
 
-The archive is checked before torch reads it: ``torch.export.load`` would unpickle with ``weights_only=False``
-a weight or constant stored as a pickle, a custom object, or sample inputs that fail the safe loader, so
-featcli refuses archives with pickled payloads or custom objects, and loads the rest with ``torch.load``
-forced to ``weights_only=True``. The program's module then runs in a ``torch.fx.Interpreter`` that records
-every ``call_function`` node (named ``module.path:node``, from the node's ``nn_module_stack``); each node's
+The archive is checked before torch reads it (:mod:`featcli.models.archive`: ``torch.export.load`` evaluates
+symbolic sizes with sympy, resolves node targets by name, unpickles and sizes payloads as the file says), then
+loaded with nothing unpickled and torch's logging silenced; the module is built without the file's guards
+(``check_guards=False``: torch would ``exec`` them). The program's module then runs in a ``torch.fx.Interpreter``
+that records every ``call_function`` node (named ``module.path:node``, from the node's ``nn_module_stack``); each node's
 output size is known from the export before it runs, so one over the memory budget is refused first. The
 interpreted output is checked against the exported program's own forward.
 """
@@ -12,13 +12,14 @@ interpreted output is checked against the exported program's own forward.
 from __future__ import annotations
 
 import contextlib
-import json
-import zipfile
+import logging
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featcli.errors import FeatcliError, ModelError
+from featcli.models.archive import check_archive
 from featcli.models.formula import LayerOp, pair
 from featcli.models.layers import Recorder
 
@@ -28,48 +29,32 @@ if TYPE_CHECKING:
 __all__ = ["ExportedModel", "aten_op", "load_pt2", "run_pt2"]
 
 
-def _check_archive(path: Path) -> None:
-    """Refuse what ``torch.export.load`` would unpickle unsafely (see the module docstring)."""
-    if not zipfile.is_zipfile(path):
-        raise ModelError(f"{path}: not a .pt2 archive (torch.export.save writes a zip archive)")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if not any(n.endswith(".json") and "/models/" in f"/{n}" for n in names):
-                raise ModelError(f"{path}: a zip archive without an exported program (no models/*.json)")
-            for n in names:
-                part = f"/{n}"
-                if ("/data/weights/" in part or "/data/constants/" in part) and n.endswith(".pt"):
-                    raise ModelError(f"{path}: holds pickled payloads ({n}), which featcli does not load "
-                                     "(re-save it with torch.export.save of a current torch)")
-                if n.endswith("_config.json") and ("/data/weights/" in part or "/data/constants/" in part):
-                    config = json.loads(zf.read(n)).get("config", {})
-                    for key, meta in config.items():
-                        pickled = meta.get("use_pickle") or not str(meta.get("path_name", "")).startswith(
-                            ("weight_", "tensor_"))
-                        if pickled:
-                            raise ModelError(f"{path}: {key!r} is stored as a pickle or custom object, which "
-                                             "can run code; featcli loads only plain tensors from .pt2 archives")
-    except (zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
-        raise ModelError(f"{path}: damaged .pt2 archive ({str(exc)[:200]})") from None
-
-
 @contextlib.contextmanager
-def _weights_only() -> Iterator[None]:
-    """``torch.load`` with ``weights_only=True`` whatever its caller asks (torch.export.load's fallbacks)."""
+def _guarded_load(path: str) -> Iterator[None]:
+    """Around ``torch.export.load``: nothing unpickled (``torch.load`` refuses; the sample inputs, its one
+    pickle in a current archive, are skipped: featcli does not use them) and torch's logged tracebacks and
+    warnings silenced, so a damaged archive is one line."""
     import torch
+    import torch._export.serde.serialize as serde
 
-    real = torch.load
+    real_load, real_artifact = torch.load, serde.deserialize_torch_artifact
 
-    def safe(*args: Any, **kwargs: Any) -> Any:
-        kwargs["weights_only"] = True
-        return real(*args, **kwargs)
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise ModelError(f"{path}: holds pickled objects, which featcli does not load")
 
-    torch.load = safe
+    def artifact(serialized: Any) -> Any:
+        return serialized if isinstance(serialized, (dict, tuple)) else None
+
+    torch.load, serde.deserialize_torch_artifact = refuse, artifact
+    disabled = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
     finally:
-        torch.load = real
+        torch.load, serde.deserialize_torch_artifact = real_load, real_artifact
+        logging.disable(disabled)
 
 
 class ExportedModel:
@@ -86,26 +71,31 @@ class ExportedModel:
         if len(dims) != 4:
             raise ModelError(f"{path}: the input has {len(dims)} dimensions; featcli feeds an image as (N, C, H, W)")
         self.dims: tuple[int | None, ...] = tuple(d if isinstance(d, int) else None for d in dims)
-        self.module = program.module()
+        # the input's symbolic sizes (s0, s1...), bound to the real input's at run time to size every node first
+        self.symbols = tuple(getattr(getattr(d, "node", None), "expr", None) for d in dims)
+        self.module = program.module(check_guards=False)  # check_guards=True would exec the file's guards_code
 
 
-def load_pt2(path: str) -> ExportedModel:
+def load_pt2(path: str, budget: int = 0) -> ExportedModel:
+    """The program in ``path``, checked first (:func:`featcli.models.archive.check_archive`) with ``budget`` bytes
+    for its weights (0: no limit)."""
     import torch
 
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"{path}: .pt2 file not found")
-    _check_archive(p)
+    check_archive(p, budget)
     try:
-        with _weights_only():
-            program = torch.export.load(str(p))
+        with _guarded_load(path):
+            return ExportedModel(torch.export.load(str(p)), path)
+    except FeatcliError:
+        raise
     except Exception as exc:  # noqa: BLE001 - torch raises anything on a damaged archive
         text = str(exc).strip().splitlines()
-        why = text[0][:200] if text else type(exc).__name__
-        if "weights_only" in why or "Unpickl" in type(exc).__name__:
-            why = "it holds objects beyond plain tensors"
-        raise ModelError(f"{path}: cannot load the exported program ({why})") from None
-    return ExportedModel(program, path)
+        why = text[0][:160] if text else type(exc).__name__
+        if "Please check the warnings" in why or why.startswith("Failed deserializing node"):
+            why = f"{type(exc).__name__} while torch rebuilt the program"
+    raise ModelError(f"{path}: cannot load the exported program ({why})") from None
 
 
 def _name(target: Any) -> str:
@@ -165,6 +155,13 @@ def aten_op(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Layer
     return LayerOp(simple[name]) if name in simple else None
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped and at most 200 characters: a name from the archive."""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= 200 else f"{text[:180]}...{text[-17:]}"
+
+
 def _tensors(value: Any) -> list[Any]:
     import torch
 
@@ -183,16 +180,29 @@ def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[t
     import torch
     import torch.fx
 
+    binding = {s: n for s, n in zip(model.symbols, x.shape, strict=True) if s is not None and s.is_Symbol}
+
+    def concrete(shape: Any) -> tuple[int, ...] | None:
+        """``shape`` with the input's symbols bound to ``x``'s sizes; None where it still has others."""
+        dims = []
+        for d in shape:
+            if not isinstance(d, int):
+                d = d.node.expr.xreplace(binding)
+                if not d.is_Integer:
+                    return None
+            dims.append(int(d))
+        return tuple(dims)
+
     class Recording(torch.fx.Interpreter):
         def run_node(self, n: torch.fx.Node) -> Any:
             if n.op != "call_function" or n.target is operator.getitem:
                 return super().run_node(n)
             stack = n.meta.get("nn_module_stack") or {}
             path = list(stack.values())[-1][0] if stack else ""
-            label = f"{path}:{n.name}" if path else n.name
+            label = _printable(f"{path}:{n.name}" if path else n.name)  # names from the file: shown escaped
             for t in _tensors(n.meta.get("val")):
-                if all(isinstance(d, int) for d in t.shape):
-                    recorder.check(label, tuple(t.shape))
+                if (shape := concrete(t.shape)) is not None:
+                    recorder.check(label, shape)
             args, kwargs = self.fetch_args_kwargs_from_env(n)
             out = super().run_node(n)
             outs = _tensors(out)
@@ -206,7 +216,9 @@ def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[t
 
     try:
         with torch.inference_mode():
-            got = _tensors(Recording(model.module).run(x))
+            interpreter = Recording(model.module)
+            interpreter.extra_traceback = False  # torch would append the node and its stack trace from the file
+            got = _tensors(interpreter.run(x))
             want = _tensors(model.module(x))
     except FeatcliError:
         raise

@@ -162,7 +162,7 @@ def run_model(path: str, req: ModelRequest) -> ModelResult:
     elif route == "pt2":
         from featcli.models.export_route import load_pt2, run_pt2
 
-        program = load_pt2(req.model)
+        program = load_pt2(req.model, recorder.budget)
         image, x = model_input(path, req.load, program.dims, req.size, notes)
         outputs = run_pt2(program, x, recorder)
         params = sum(p.numel() for p in program.module.parameters())

@@ -175,8 +175,8 @@ def test_hostile_and_malformed_files(runner: CliRunner, exported: dict[str, Path
     monkeypatch.setenv("FEATCLI_TEST_MARKER", str(marker))
     bad = tmp_path / "hostile.pt2"
     _rezip(exported["pt2"], bad, {"data/sample_inputs/model.pt": pickle.dumps(_Boom(), protocol=2)})
-    line = _refused(runner, 1, "sample:shapes", "--model", str(bad))
-    assert "cannot load the exported program" in line and not marker.exists()
+    _ok(runner, "sample:shapes", "--model", str(bad))  # featcli never unpickles the sample inputs: it skips them
+    assert not marker.exists()
     with zipfile.ZipFile(exported["pt2"]) as zf:
         name = next(n for n in zf.namelist() if n.endswith("model_weights_config.json"))
         config = json.loads(zf.read(name))
