@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from featcli.errors import SpecError
 from featcli.stages.grammar import shorten
-from featcli.stages.spec import join_split_stages, split_stack
+from featcli.stages.spec import SourcedText, join_split_stages, stack_spans
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,6 +32,9 @@ SUFFIX = ".txt"
 MAX_DEPTH = 8
 #: Bigger files are not stacks (a wrong path to an image or a checkpoint).
 MAX_BYTES = 1 << 20
+#: How many stages a command line's stacks may expand to in all: files that name each other many times
+#: (``@b @b @b ...``, eight deep) would otherwise multiply into billions.
+MAX_STAGES = 100_000
 
 
 def stack_names() -> list[str]:
@@ -56,9 +59,13 @@ def stack_path(ref: str) -> Path:
     from featcli.resources import stacks_dir
 
     name = ref[len(PREFIX):] if ref.startswith(PREFIX) else ref
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
+    try:
+        path = Path(name).expanduser()
+        if path.is_file():
+            return path
+    except (OSError, ValueError, RuntimeError) as exc:  # a name too long, a NUL byte, no home directory
+        raise SpecError(f"stack file {shorten(name)}: {getattr(exc, 'strerror', None) or 'not a usable path'}") \
+            from None
     if "/" in name or "\\" in name or path.suffix:
         raise SpecError(f"stack file {shorten(name)} not found")
     shipped = stacks_dir() / f"{name}{SUFFIX}"
@@ -72,29 +79,60 @@ def stack_path(ref: str) -> Path:
 
 
 def read_stack(ref: str) -> list[str]:
-    """The stage texts of a stack file (comments removed), before any nested ``@`` is expanded."""
+    """The stage texts of a stack file (comments removed), before any nested ``@`` is expanded.
+
+    Each is a :class:`featcli.stages.spec.SourcedText`: a stage that does not parse is reported by its file,
+    line and column, never by its text (a file named by mistake, ``@.env``, must not be printed).
+    """
     path = stack_path(ref)
+    shown = shorten(str(path), 200)
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise SpecError(f"stack file {shorten(str(path))} is over {MAX_BYTES // 1024} KiB: not a stack")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read stack file {shorten(str(path))}: {exc}") from None
+        with path.open("rb") as f:  # at most MAX_BYTES + 1: st_size is 0 for /proc files and pipes
+            data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"cannot read stack file {shown}: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_BYTES:
+        raise SpecError(f"stack file {shown} is over {MAX_BYTES // 1024} KiB: not a stack")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"stack file {shown} is not UTF-8 text (byte {exc.start + 1}): not a stack") from None
     lines = [line.partition("#")[0] for line in text.splitlines()]
-    stages = split_stack("\n".join(lines))
+    body = "\n".join(lines)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    stages: list[str] = []
+    row = 0
+    for number, (a, b) in enumerate(stack_spans(body), 1):
+        while starts[row + 1] <= a:
+            row += 1
+        stages.append(SourcedText(body[a:b], str(path), row + 1, a - starts[row] + 1, number))
     if not stages:
-        raise SpecError(f"stack file {shorten(str(path))} has no stages")
+        raise SpecError(f"stack file {shown} has no stages")
     return stages
 
 
-def expand(tokens: Sequence[str], depth: int = 0) -> list[str]:
-    """Stage texts from command-line tokens: each ``@STACK`` replaced by its stages, split branches joined."""
+def expand(tokens: Sequence[str], depth: int = 0, total: list[int] | None = None) -> list[str]:
+    """Stage texts from command-line tokens: each ``@STACK`` replaced by its stages, split branches joined.
+
+    Raises:
+        SpecError: a stack file that cannot be read, files nested more than :data:`MAX_DEPTH` deep, or more
+            than :data:`MAX_STAGES` stages in all.
+    """
+    if total is None:
+        total = [0]
     out: list[str] = []
-    for tok in join_split_stages(tokens):
+    # a file's stages are already whole (split_stack keeps brackets together), and joining would lose
+    # where each was read
+    for tok in join_split_stages(tokens) if depth == 0 else tokens:
         if tok.startswith(PREFIX):
             if depth >= MAX_DEPTH:
                 raise SpecError(f"stack files name each other more than {MAX_DEPTH} deep (at {shorten(tok)})")
-            out.extend(expand(read_stack(tok), depth + 1))
+            out.extend(expand(read_stack(tok), depth + 1, total))
         else:
+            total[0] += 1
+            if total[0] > MAX_STAGES:
+                raise SpecError(f"the stacks expand to more than {MAX_STAGES:,} stages")
             out.append(tok)
     return out
