@@ -37,14 +37,22 @@ class SourcedText(str):
     "stack file 'secret.txt', line 3, column 5 (stage 2 of the file, 9 characters)"
     """
 
-    __slots__ = ("origin",)
-    origin: str
+    __slots__ = ("path", "line", "column", "number")
+    path: str
+    line: int
+    column: int
+    number: int
 
     def __new__(cls, text: str, path: str, line: int, column: int, number: int) -> SourcedText:
         self = super().__new__(cls, text)
-        self.origin = (f"stack file {shorten(path, 200)}, line {line}, column {column} "
-                       f"(stage {number} of the file, {len(text)} characters)")
+        self.path, self.line, self.column, self.number = path, line, column, number
         return self
+
+    @property
+    def origin(self) -> str:
+        """Where the text was read, for messages."""
+        return (f"stack file {shorten(self.path, 200)}, line {self.line}, column {self.column} "
+                f"(stage {self.number} of the file, {len(self)} characters)")
 
 
 @dataclass(frozen=True)

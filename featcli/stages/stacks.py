@@ -34,7 +34,9 @@ MAX_DEPTH = 8
 MAX_BYTES = 1 << 20
 #: How many stages a command line's stacks may expand to in all: files that name each other many times
 #: (``@b @b @b ...``, eight deep) would otherwise multiply into billions.
-MAX_STAGES = 100_000
+MAX_STAGES = 10_000
+#: How many distinct stack files one command line may read (each at most MAX_BYTES).
+MAX_FILES = 256
 
 
 def stack_names() -> list[str]:
@@ -105,6 +107,8 @@ def read_stack(ref: str) -> list[str]:
     stages: list[str] = []
     row = 0
     for number, (a, b) in enumerate(stack_spans(body), 1):
+        if number > MAX_STAGES:
+            raise SpecError(f"stack file {shown} has more than {MAX_STAGES:,} stages")
         while starts[row + 1] <= a:
             row += 1
         stages.append(SourcedText(body[a:b], str(path), row + 1, a - starts[row] + 1, number))
@@ -113,26 +117,34 @@ def read_stack(ref: str) -> list[str]:
     return stages
 
 
-def expand(tokens: Sequence[str], depth: int = 0, total: list[int] | None = None) -> list[str]:
+def expand(tokens: Sequence[str]) -> list[str]:
     """Stage texts from command-line tokens: each ``@STACK`` replaced by its stages, split branches joined.
 
+    A file named again is read once; at most :data:`MAX_FILES` files and :data:`MAX_STAGES` stages in all.
+
     Raises:
-        SpecError: a stack file that cannot be read, files nested more than :data:`MAX_DEPTH` deep, or more
-            than :data:`MAX_STAGES` stages in all.
+        SpecError: a stack file that cannot be read, files nested more than :data:`MAX_DEPTH` deep, more than
+            :data:`MAX_FILES` files or :data:`MAX_STAGES` stages.
     """
-    if total is None:
-        total = [0]
     out: list[str] = []
-    # a file's stages are already whole (split_stack keeps brackets together), and joining would lose
-    # where each was read
-    for tok in join_split_stages(tokens) if depth == 0 else tokens:
+    _expand(join_split_stages(tokens), 0, out, {})
+    return out
+
+
+def _expand(tokens: Sequence[str], depth: int, out: list[str], files: dict[str, list[str]]) -> None:
+    # a file's stages are already whole (split_stack keeps brackets together); they are not joined again
+    for tok in tokens:
         if tok.startswith(PREFIX):
             if depth >= MAX_DEPTH:
                 raise SpecError(f"stack files name each other more than {MAX_DEPTH} deep (at {shorten(tok)})")
-            out.extend(expand(read_stack(tok), depth + 1, total))
+            key = str(stack_path(tok))
+            stages = files.get(key)
+            if stages is None:
+                if len(files) >= MAX_FILES:
+                    raise SpecError(f"the stacks name more than {MAX_FILES} stack files")
+                stages = files[key] = read_stack(tok)
+            _expand(stages, depth + 1, out, files)
         else:
-            total[0] += 1
-            if total[0] > MAX_STAGES:
+            if len(out) >= MAX_STAGES:
                 raise SpecError(f"the stacks expand to more than {MAX_STAGES:,} stages")
             out.append(tok)
-    return out
