@@ -23,7 +23,6 @@ from featcli.stages.grammar import is_redacted, redacted, shorten, split_top_lev
 from featcli.stages.params import BranchSpec, Params
 from featcli.stages.registry import REGISTRY, Op, OpDef, lookup, valid_ops
 
-
 #: How deep side branches may nest (``add:a(add:b(...))``): deeper is not a network, and the parser and the
 #: walk recurse once per level (500 levels were a RecursionError that lost a whole ``shape -`` batch).
 MAX_NESTING = 32
