@@ -50,7 +50,8 @@ def parse_input(text: str) -> InputSpec:
         if not (isinstance(rows, list) and rows and all(isinstance(r, list) and r for r in rows)):
             raise UsageError(f"--input {shorten(text, 60)}: expected a list of rows, each a list of numbers")
         if len({len(r) for r in rows}) != 1:
-            raise UsageError(f"--input {shorten(text, 60)}: rows of different lengths {sorted({len(r) for r in rows})[:8]}")
+            lengths = sorted({len(r) for r in rows})[:8]
+            raise UsageError(f"--input {shorten(text, 60)}: rows of different lengths {lengths}")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v)
                    for r in rows for v in r):
             raise UsageError(f"--input {shorten(text, 60)}: every value must be a finite number")
