@@ -84,9 +84,10 @@ def working(path: str, specs: Sequence[str], at: tuple[int, int], channel: int) 
     if channel >= c_out:
         raise UsageError(f"--channel {channel}: the output has {c_out} channel{'s' * (c_out > 1)} (0..{c_out - 1})")
     t, b, le, ri = ps.padding or (0, 0, 0, 0)
+    kh, kw = ps.row.config["k"]
+    _check_padded(x.shape, (t, b, le, ri), (kh, kw), (ho, wo), plan.budget)
     sp = ps.params
     k, s, d = (sp.k or ps.row.config["k"]), (sp.s if isinstance(sp, ConvSpec) else sp.stride), sp.d
-    kh, kw = ps.row.config["k"]
     r0, c0 = r * s[0] - t, c * s[1] - le
     box = (r0, r0 + d[0] * (kh - 1), c0, c0 + d[1] * (kw - 1))
     names = image.channel_names
@@ -140,6 +141,26 @@ def working(path: str, specs: Sequence[str], at: tuple[int, int], channel: int) 
     text = _text(ps.row.spec, image, ps.row.out_shape, at, channel, ps.labels, box, names, windows, kernels,
                  bias, value, run, sp)
     return Working(names, windows, kernels, bias, value, run, box, tuple(text)), image, ps.row.spec
+
+
+def _check_padded(shape: Sequence[int], pads: tuple[int, int, int, int], k: tuple[int, int], out: tuple[int, int],
+                  budget: int) -> None:
+    """Refuse what ``--at`` would allocate over the memory budget, before padding: the padded image (float64,
+    as the working is computed) and the whole stage run for its value (the output, and torch's unfolded
+    input: a column of k*k values per channel and output cell). ``conv:k=3,p=20000`` on a 32x32 image would
+    pad it to 38 GB."""
+    from featcli.engine.plan import memory_budget
+    from featcli.errors import BudgetError
+    from featcli.shape.memory import human_bytes
+
+    t, b, le, ri = pads
+    h, w = shape[2] + t + b, shape[3] + le + ri
+    padded = h * w * shape[1] * 8
+    run = out[0] * out[1] * shape[1] * (k[0] * k[1] + 1) * 4
+    budget = budget or memory_budget()
+    if max(padded, run) > budget:
+        raise BudgetError(f"--at: the image padded by {t},{b},{le},{ri} is {h}x{w}, and the stage run on it needs "
+                          f"{human_bytes(padded + run)}: over the memory budget of {human_bytes(budget)}")
 
 
 def _text(spec: str, image: object, out_shape: tuple[int, ...], at: tuple[int, int], channel: int,

@@ -21,11 +21,19 @@ from featcli.explain.cell import rgb_of
 from featcli.explain.geometry import _copy
 from featcli.render.paint import fmt, font
 from featcli.shape.report import ShapeReport
+from featcli.stages.grammar import shorten
 from featcli.stages.params import ConvSpec
 from featcli.stages.registry import Op
 from featcli.stages.spec import parse_stages
 
 _SPATIAL = (Op.CONV, Op.MAXPOOL, Op.AVGPOOL)
+#: The most cells one stage's padded plane of path counts may have (float64: 256 MB).
+MAX_PLANE = 2**25
+#: The most cell-taps the path counts may take in all (the sum over stages of plane * kernel taps): a few
+#: seconds of NumPy. 400 convs of a small image are far below; conv:k=3,p=30000 is far above.
+MAX_WORK = 2**31
+#: The largest receptive field the picture draws cell by cell (a side).
+MAX_DRAWN_FIELD = 512
 _SAME = frozenset({"same", "bn", "magnitude", "prelu"})
 
 
@@ -39,6 +47,7 @@ def _geometry(row: object) -> tuple[tuple[int, int], tuple[int, int], tuple[int,
 def paths(report: ShapeReport, at: tuple[int, int]) -> np.ndarray:
     """``(H, W)`` float64: how many tap-by-tap paths lead from each input pixel to output unit ``at``."""
     last = report.stages[-1].out_shape
+    _check_work(report)
     counts = np.zeros((last[2], last[3]))
     counts[at] = 1.0
     for row in reversed(report.stages):
@@ -48,12 +57,15 @@ def paths(report: ShapeReport, at: tuple[int, int]) -> np.ndarray:
         (kh, kw), (sh, sw), (dh, dw), (t, b, le, ri) = _geometry(row)
         h, w = row.in_shape[2], row.in_shape[3]
         ho, wo = counts.shape
-        hp = max(h + t + b, (ho - 1) * sh + dh * (kh - 1) + 1)
-        wp = max(w + le + ri, (wo - 1) * sw + dw * (kw - 1) + 1)
+        hp, wp = _padded(row)
         acc = np.zeros((hp, wp))
-        for a in range(kh):
-            for c in range(kw):
-                acc[a * dh: a * dh + sh * (ho - 1) + 1: sh, c * dw: c * dw + sw * (wo - 1) + 1: sw] += counts
+        with np.errstate(over="ignore", invalid="ignore"):
+            for a in range(kh):
+                for c in range(kw):
+                    acc[a * dh: a * dh + sh * (ho - 1) + 1: sh, c * dw: c * dw + sw * (wo - 1) + 1: sw] += counts
+        if not np.isfinite(acc).all():
+            raise UsageError(f"--rf: the path counts pass 1.8e308 at stage {row.index} ({shorten(row.spec)}); "
+                             "follow fewer stages")
         sp = row.resolved.params
         mode = sp.pm if isinstance(sp, ConvSpec) else PaddingMode.ZEROS
         if mode is PaddingMode.ZEROS:
@@ -66,6 +78,31 @@ def paths(report: ShapeReport, at: tuple[int, int]) -> np.ndarray:
             np.add.at(folded[y], np.array(xs), acc[i, : len(xs)])
         counts = folded
     return counts
+
+
+def _padded(row: object) -> tuple[int, int]:
+    """The padded plane of path counts of a spatial stage: its padded input, or as far as its windows reach."""
+    (kh, kw), (sh, sw), (dh, dw), (t, b, le, ri) = _geometry(row)
+    _, _, h, w = row.in_shape  # type: ignore[attr-defined]
+    _, _, ho, wo = row.out_shape  # type: ignore[attr-defined]
+    return max(h + t + b, (ho - 1) * sh + dh * (kh - 1) + 1), max(w + le + ri, (wo - 1) * sw + dw * (kw - 1) + 1)
+
+
+def _check_work(report: ShapeReport) -> None:
+    """Refuse a stack whose path counts would take more than :data:`MAX_PLANE` cells in one stage or
+    :data:`MAX_WORK` cell-taps in all, before any is allocated."""
+    work = 0
+    for row in report.stages:
+        if row.resolved.op in _SPATIAL:
+            hp, wp = _padded(row)
+            if hp * wp > MAX_PLANE:
+                raise UsageError(f"--rf: stage {row.index} ({shorten(row.spec)}) pads its input to {hp}x{wp}; "
+                                 f"--rf follows planes of at most {MAX_PLANE:,} cells")
+            k = row.config["k"]
+            work += hp * wp * k[0] * k[1]
+    if work > MAX_WORK:
+        raise UsageError(f"--rf: following every path takes {work:,} steps (at most {MAX_WORK:,}): use a smaller "
+                         "image, fewer stages or less padding")
 
 
 def region(report: ShapeReport, at: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -126,6 +163,10 @@ def explain_field(path: str, shown: str, specs: Sequence[str], at: tuple[int, in
         out.append(f"paths to each input pixel: {fmt(float(seen.min()))} .. {fmt(float(seen.max()))} "
                    f"(total {fmt(float(counts.sum()))}; {seen.size} of {inside.size} pixels reached)")
     if output:
+        size = (box[1] - box[0] + 1, box[3] - box[2] + 1)
+        if max(size) > MAX_DRAWN_FIELD:
+            raise UsageError(f"--rf -o draws receptive fields up to {MAX_DRAWN_FIELD}x{MAX_DRAWN_FIELD} cells, this "
+                             f"one is {size[0]}x{size[1]}; leave out -o for its numbers")
         pic = picture(image, counts, box, f"{shown}  {' '.join(specs)}  --rf {at[0]},{at[1]}", out[-2:])
         data = A.encode([pic], [0], "PNG", f"featcli explain {shown} {' '.join(specs)} --rf {at[0]},{at[1]}",
                         quantize=False)

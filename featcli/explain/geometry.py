@@ -21,10 +21,15 @@ from featcli.enums import PaddingMode
 from featcli.errors import UsageError
 from featcli.shape.infer import infer
 from featcli.shape.report import StageReport
+from featcli.stages.grammar import shorten
 from featcli.stages.params import ConvSpec, ConvTSpec, PoolSpec
 from featcli.stages.registry import Op
 from featcli.stages.spec import Stage
 
+#: The most cells a side of a drawn grid (the padded input, convt's grid with its holes, the output) may have:
+#: a 64x64 input with 8 cells of padding on each side. A bigger grid is no longer an explanation, and drawing
+#: it takes minutes (conv:k=3,p=100000 on 5x5 would be a 200005x200005 grid).
+MAX_GRID = 80
 #: Cell kinds of the drawn grid.
 INPUT, PAD, HOLE, BEYOND = "input", "pad", "hole", "beyond"
 DRAWN = (Op.CONV, Op.CONVT, Op.MAXPOOL, Op.AVGPOOL)
@@ -137,6 +142,8 @@ def sweep(stage: Stage, shape: Sequence[int]) -> Sweep:
         extra = tuple(max(0, (out[a] - 1) * s[a] + d[a] * (k[a] - 1) + 1 - ((h, w)[a] + 2 * cfg["p"][a]))
                       for a in range(2))
     rows, cols = t + h + b + extra[0], le + w + ri + extra[1]
+    _check_grid(stage, (rows, cols), f"the input {h}x{w} padded by {t},{b},{le},{ri} (top, bottom, left, right)"
+                + (f" and {extra[0]}x{extra[1]} cells ceil_mode's last windows reach" if any(extra) else ""), out)
     kinds: list[str] = []
     source: list[Cell | None] = []
     for r in range(rows):
@@ -153,6 +160,17 @@ def sweep(stage: Stage, shape: Sequence[int]) -> Sweep:
                  (s[0], s[1]), (d[0], d[1]), (t, b, le, ri))
 
 
+def _check_grid(stage: Stage, grid: Cell, what: str, out: Cell) -> None:
+    """Refuse a stage whose drawn grid or output has more than :data:`MAX_GRID` cells on a side, before
+    anything is drawn."""
+    if max(grid) > MAX_GRID:
+        raise UsageError(f"explain draws at most {MAX_GRID}x{MAX_GRID} cells; {shorten(stage.text)} draws a "
+                         f"{grid[0]}x{grid[1]} grid ({what}): use a smaller input, padding, stride or dilation")
+    if max(out) > MAX_GRID:
+        raise UsageError(f"explain draws at most {MAX_GRID}x{MAX_GRID} output cells; {shorten(stage.text)} has "
+                         f"{out[0]}x{out[1]}")
+
+
 def _convt(stage: Stage, row: StageReport, size: Cell, out: Cell) -> Sweep:
     sp = stage.params
     assert isinstance(sp, ConvTSpec)
@@ -163,6 +181,8 @@ def _convt(stage: Stage, row: StageReport, size: Cell, out: Cell) -> Sweep:
         raise UsageError(f"explain draws convt with padding p <= d*(k-1) (here p={p[0]}x{p[1]}, "
                          f"d*(k-1)={d[0] * (k[0] - 1)}x{d[1] * (k[1] - 1)}): a larger p crops the output")
     dims = [(size[a] - 1) * s[a] + 1 + 2 * q[a] + op[a] for a in range(2)]
+    _check_grid(stage, (dims[0], dims[1]), f"the input {size[0]}x{size[1]} with {s[0] - 1}x{s[1] - 1} holes between "
+                f"cells, padded by {q[0]}x{q[1]}", out)
     kinds: list[str] = []
     source: list[Cell | None] = []
     for r in range(dims[0]):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from featcli.errors import UsageError
 from featcli.explain.geometry import BEYOND, INPUT, PAD, Cell, Sweep
+from featcli.stages.grammar import shorten
 from featcli.stages.params import ConvSpec, ConvTSpec, PoolSpec
 
 Matrix = tuple[tuple[float, ...], ...]
@@ -38,37 +39,65 @@ def parse_input(text: str) -> InputSpec:
     """
     t = text.strip()
     if t.startswith("["):
+        depth = _depth(t)
+        if depth > 2:  # json.loads recurses once per bracket: 10,000 of them were a RecursionError
+            raise UsageError(f"--input {shorten(text, 60)}: brackets nest {depth} deep; a matrix is a list of rows "
+                             "like [[9,6,6],[4,2,2],[2,1,8]]")
         try:
             rows = json.loads(t)
         except ValueError:
-            raise UsageError(f"--input {text[:60]!r}: expected a matrix like [[9,6,6],[4,2,2],[2,1,8]]") from None
+            raise UsageError(f"--input {shorten(text, 60)}: expected a matrix like [[9,6,6],[4,2,2],[2,1,8]]") from None
         if not (isinstance(rows, list) and rows and all(isinstance(r, list) and r for r in rows)):
-            raise UsageError(f"--input {text[:60]!r}: expected a list of rows, each a list of numbers")
+            raise UsageError(f"--input {shorten(text, 60)}: expected a list of rows, each a list of numbers")
         if len({len(r) for r in rows}) != 1:
-            raise UsageError(f"--input {text[:60]!r}: rows of different lengths {[len(r) for r in rows]}")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            lengths = sorted({len(r) for r in rows})[:8]
+            raise UsageError(f"--input {shorten(text, 60)}: rows of different lengths {lengths}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v)
                    for r in rows for v in r):
-            raise UsageError(f"--input {text[:60]!r}: every value must be a finite number")
+            raise UsageError(f"--input {shorten(text, 60)}: every value must be a finite number")
         values = tuple(tuple(float(v) for v in r) for r in rows)
         shape = (1, 1, len(values), len(values[0]))
         _check_size(shape, text)
         return InputSpec(shape, values, all(v == int(v) for r in values for v in r))
     if not _SIZE.fullmatch(t):
-        raise UsageError(f"--input {text[:60]!r}: expected HxW (5x5), CxHxW, NxCxHxW or a matrix [[1,2],[3,4]]")
-    dims = [int(v) for v in re.split(r"\s*[x×,]\s*", t)]
+        raise UsageError(f"--input {shorten(text, 60)}: expected HxW (5x5), CxHxW, NxCxHxW or a matrix [[1,2],[3,4]]")
+    parts = re.split(r"\s*[x×,]\s*", t)
+    if any(len(v.lstrip("0")) > 9 for v in parts):  # int() of 5,000 digits raises; no side is that big
+        raise UsageError(f"--input {shorten(text, 60)}: at most {MAX_CELLS}x{MAX_CELLS} cells can be drawn")
+    dims = [int(v) for v in parts]
     if len(dims) == 1:
         dims = dims * 2
     full = (1, 1, *dims) if len(dims) == 2 else (1, *dims) if len(dims) == 3 else tuple(dims)
     shape = (full[0], full[1], full[2], full[3])
     if min(shape) < 1:
-        raise UsageError(f"--input {text!r}: every size must be at least 1")
+        raise UsageError(f"--input {shorten(text, 60)}: every size must be at least 1")
     _check_size(shape, text)
     return InputSpec(shape)
 
 
+def _depth(text: str) -> int:
+    """How deep the square brackets of ``text`` nest."""
+    depth = deepest = 0
+    for ch in text:
+        if ch == "[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == "]":
+            depth -= 1
+    return deepest
+
+
+def _finite(v: float) -> bool:
+    """A finite number that is a float (an integer of 400 digits is not: float() overflows)."""
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
 def _check_size(shape: tuple[int, int, int, int], text: str) -> None:
     if max(shape[2:]) > MAX_CELLS:
-        raise UsageError(f"--input {text[:60]!r}: at most {MAX_CELLS}x{MAX_CELLS} cells can be drawn "
+        raise UsageError(f"--input {shorten(text, 60)}: at most {MAX_CELLS}x{MAX_CELLS} cells can be drawn "
                          f"(got {shape[2]}x{shape[3]}); for an image, give the image")
 
 
@@ -78,7 +107,9 @@ def num(v: float, integers: bool = False) -> str:
     >>> num(4.0), num(4.0, True), num(5.25), num(1 / 3)
     ('4.0', '4', '5.25', '0.333333')
     """
-    if integers and v == int(v):
+    if not math.isfinite(v):
+        return repr(v)
+    if integers and v == int(v) and abs(v) < 1e16:
         return str(int(v))
     if v == 0:
         return "0.0"
@@ -146,6 +177,9 @@ def walk(sw: Sweep, values: Matrix, weights: Matrix | None, integers: bool) -> l
             pairs = zip(vals, ws, strict=True)
             terms = " + ".join(f"{_paren(num(v, integers))}*{_paren(num(w, True))}" for v, w in pairs)
             text = f"{terms} = {num(result, integers and all(w == int(w) for w in flat))}"
+        if not math.isfinite(result):
+            raise UsageError(f"output ({o[0]}, {o[1]}) overflows to {result} (the numbers pass about 1.8e308): "
+                             "give smaller --input values or weights")
         steps.append(Step(o, tuple(t for t, _, _ in kept), vals, ws, result, text))
     return steps
 

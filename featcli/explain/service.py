@@ -13,9 +13,13 @@ from featcli.errors import UsageError
 from featcli.explain import animate
 from featcli.explain.geometry import Sweep, sweep
 from featcli.explain.numbers import InputSpec, Matrix, matrix_text, output_matrix, parse_input, walk
-from featcli.stages.grammar import format_shape
+from featcli.stages.grammar import format_shape, shorten
 from featcli.stages.params import ConvSpec, ConvTSpec
 from featcli.stages.spec import Stage, parse_stage
+
+#: The longest step of an animation (ms): a minute. GIF and APNG store a frame's time in 16 bits of
+#: centiseconds or milliseconds; 10**12 was an internal error in the encoder.
+MAX_DELAY_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ def explain_stage(spec: str, input_text: str, output: str | None, *, force: bool
         SpecError, UsageError: a bad stage, input or output name (exit 2).
         ShapeError: torch would refuse the stage on this input (exit 1).
     """
+    if delay is not None and not 50 <= delay <= MAX_DELAY_MS:
+        raise UsageError(f"--delay {shorten(str(delay))}: expected milliseconds from 50 to {MAX_DELAY_MS}")
     fmt = animate.check_name(output) if output else ""
     stage = parse_stage(spec)
     inp: InputSpec = parse_input(input_text)

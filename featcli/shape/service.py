@@ -25,7 +25,7 @@ from featcli.errors import FeatcliError, SpecError
 from featcli.shape.answers import Answers
 from featcli.shape.infer import apply_target, infer
 from featcli.shape.inputs import resolve_input
-from featcli.stages.grammar import looks_like_shape, parse_input_shape, parse_size
+from featcli.stages.grammar import clean_message, looks_like_shape, parse_input_shape, parse_size
 from featcli.stages.spec import Stage, parse_stage
 from featcli.stages.stacks import expand
 
@@ -33,10 +33,13 @@ if TYPE_CHECKING:
     from featcli.io.images import LoadOptions
     from featcli.shape.report import ShapeReport
 
-__all__ = ["InputResolver", "line_batches", "query", "serve"]
+__all__ = ["MAX_LINE", "InputResolver", "line_batches", "query", "serve"]
 
 Shape4 = tuple[int, int, int, int]
 _READ_SIZE = 1 << 16
+#: The longest query line :func:`serve` reads (bytes; characters on a text stream): a longer one is never
+#: held whole, it is skipped to its end and answered with an error naming its number and length.
+MAX_LINE = 1 << 16
 #: How many distinct answers :func:`serve` keeps for repeated queries (then it starts again).
 _ANSWERED_MAX = 4096
 #: How many distinct parsed stages :func:`serve` keeps by their text (then it starts again).
@@ -95,37 +98,103 @@ def query(inputs: InputResolver, input_text: str, stage_texts: Sequence[str], *,
     return infer(shape, stages, kernels_dir=kernels_dir, source=source)
 
 
-def line_batches(stdin: IO[Any]) -> Iterator[list[str]]:
+def line_batches(stdin: IO[Any]) -> Iterator[list[str] | int]:
     """``stdin`` as batches of complete lines: whatever one read returned (up to 64 KiB).
 
     Answers go out once per batch and are flushed before the next read blocks, so a script that writes one
     query and waits gets its answer at once, and a file of queries costs one write per 64 KiB. ``stdin`` is a
-    binary stream, or a text stream over one (``sys.stdin``); a text-only stream is read whole, as one batch.
+    binary stream, or a text stream over one (``sys.stdin``), or a text stream alone (read line by line).
+
+    A line longer than :data:`MAX_LINE` is never held whole: it is read past in chunks and stands in the
+    sequence as an ``int``, its length, in place of a batch.
     """
     read1 = getattr(getattr(stdin, "buffer", stdin), "read1", None)
     if read1 is None:
-        data = stdin.read()
-        yield (data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data).splitlines()
+        yield from _text_lines(stdin)
         return
     pending = b""
+    skipped = 0  # > 0: the bytes so far of a line over MAX_LINE, being read past
     while True:
         chunk = read1(_READ_SIZE)
         if not chunk:
             break
+        if skipped:
+            end = chunk.find(b"\n")
+            if end < 0:
+                skipped += len(chunk)
+                continue
+            yield skipped + end
+            skipped, chunk = 0, chunk[end + 1:]
         data = pending + chunk
         cut = data.rfind(b"\n") + 1
         pending = data[cut:]
         if cut:
-            yield data[:cut].decode("utf-8", "surrogateescape").splitlines()
-    if pending:
+            lines = data[:cut].decode("utf-8", "surrogateescape").splitlines()
+            if cut > MAX_LINE and max(map(len, lines)) > MAX_LINE // 4:  # a line may be long: measure its bytes
+                yield from _split_long(lines)
+            else:
+                yield lines
+        if len(pending) > MAX_LINE:
+            skipped, pending = len(pending), b""
+    if skipped:
+        yield skipped
+    elif pending:
         yield [pending.decode("utf-8", "surrogateescape")]
+
+
+def _split_long(lines: list[str]) -> Iterator[list[str] | int]:
+    """A batch with its lines over :data:`MAX_LINE` bytes given as their lengths (in order)."""
+    batch: list[str] = []
+    for line in lines:
+        size = len(line.encode("utf-8", "surrogateescape")) if len(line) > MAX_LINE // 4 else 0
+        if size > MAX_LINE:
+            if batch:
+                yield batch
+            batch = []
+            yield size
+        else:
+            batch.append(line)
+    if batch:
+        yield batch
+
+
+def _text_lines(stdin: IO[Any]) -> Iterator[list[str] | int]:
+    """:func:`line_batches` of a stream that has no binary buffer: one line at a time, each read bounded."""
+    while True:
+        line = stdin.readline(MAX_LINE + 1)
+        if not line:
+            return
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", "surrogateescape")
+        if len(line) > MAX_LINE and not line.endswith("\n"):
+            size = len(line)
+            while line and not line.endswith("\n"):
+                line = stdin.readline(_READ_SIZE)
+                size += len(line) - line.endswith("\n")
+            yield size
+        else:
+            yield line.splitlines()
+
+
+def _internal(exc: Exception) -> str:
+    """A failure that is not featcli's own error, as one line: the line is answered, the rest go on."""
+    import os
+
+    if os.environ.get("FEATCLI_DEBUG"):
+        import sys
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    return f"internal error: {type(exc).__name__}: {exc} (set FEATCLI_DEBUG=1 for a traceback)"
 
 
 def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, *,
           kernels_dir: str | None = None) -> int:
     """Answer ``INPUT STAGE...`` lines from ``stdin`` with one JSON line each on ``stdout``, in order.
 
-    Blank lines and ``#`` comments get no answer; a failing line gets ``{"error": message, "line": N}``.
+    Blank lines and ``#`` comments get no answer; a failing line gets ``{"error": message, "line": N}``: a
+    refused query, a line over :data:`MAX_LINE` (never read whole), even a featcli bug (an internal error),
+    and every other line is answered. Messages are one line, escaped, and echo at most an excerpt of a token.
 
     Returns:
         The number of failed lines (the CLI exits 1 when it is not 0).
@@ -148,6 +217,13 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
     answered: dict[str, str] = {}
     failed = lineno = 0
     for batch in line_batches(stdin):
+        if isinstance(batch, int):  # a line over MAX_LINE, read past
+            lineno += 1
+            failed += 1
+            write(safe.error(f"line {lineno} is {batch:,} bytes long; a query line may have at most "
+                             f"{MAX_LINE:,}", lineno) + "\n")
+            flush()
+            continue
         answers = []
         for line in batch:
             lineno += 1
@@ -193,7 +269,10 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
                     answered[key] = text
             except FeatcliError as exc:
                 failed += 1
-                answers.append(out.error(str(exc), lineno))
+                answers.append(out.error(clean_message(str(exc)), lineno))
+            except Exception as exc:  # noqa: BLE001 - one line's failure must not lose the other lines' answers
+                failed += 1
+                answers.append(out.error(clean_message(_internal(exc)), lineno))
         if answers:
             answers.append("")
             write("\n".join(answers))

@@ -12,11 +12,13 @@ Grammar::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
 import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal, Union
 
 from featcli.errors import SpecError
@@ -55,21 +57,66 @@ def split_top_level(text: str, sep: str) -> list[str]:
             parts.append(text[start:i])
             start = i + 1
     if stack:
-        raise SpecError(f"unclosed bracket in {shorten(text, 200)} (missing {''.join(reversed(stack))!r})")
+        raise SpecError(f"unclosed bracket in {shorten(text, 200)} (missing {shorten(''.join(reversed(stack)))})")
     parts.append(text[start:])
     return parts
 
 
+#: Set while a stage read from a stack file is parsed again for its error message (:func:`redacted`).
+_REDACT: contextvars.ContextVar[bool] = contextvars.ContextVar("featcli_redact", default=False)
+
+
+@contextlib.contextmanager
+def redacted() -> Iterator[None]:
+    """Messages built inside show every echoed text as its length only (:func:`shorten`): a stack file's
+    bytes (``@secret.txt``, ``@/etc/passwd``) never reach a message, its position does."""
+    token = _REDACT.set(True)
+    try:
+        yield
+    finally:
+        _REDACT.reset(token)
+
+
+def is_redacted() -> bool:
+    """Whether messages must not echo what the user wrote (inside :func:`redacted`)."""
+    return _REDACT.get()
+
+
 def shorten(text: str, limit: int = 40) -> str:
-    """``text`` as a message shows it: whole when short, else its ends and its length (never 4,300 digits).
+    """``text`` as a message shows it: whole when short, else its ends and its length (never 4,300 digits);
+    escaped (``repr``: no control character reaches a terminal); inside :func:`redacted`, its length only.
 
     >>> shorten("9" * 5000)
     "'9999999999...9999' (5000 characters)"
+    >>> with redacted():
+    ...     shorten("api_key=123")
+    '<11 characters>'
     """
+    if _REDACT.get():
+        return f"<{len(text)} characters>"
     if len(text) <= limit:
         return repr(text)
     head, tail = max(10, limit // 6), max(4, limit // 20)
     return f"{text[:head] + '...' + text[-tail:]!r} ({len(text)} characters)"
+
+
+_LONG_WORD = re.compile(r"\S{201,}")
+
+
+def clean_message(text: str) -> str:
+    """A message as one line of text: control characters escaped (``\\x1b``, ``\\n``), never acted on, and
+    any word over 200 characters (an echoed token, a path) cut to its ends and its length.
+
+    >>> clean_message("bad \\x1b[31m" + "x" * 300)[-30:]
+    'xxxxxxxxxxxxx (308 characters)'
+    >>> clean_message("a\\nb")
+    'a\\\\nb'
+    """
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if len(text) > 200:
+        text = _LONG_WORD.sub(lambda m: f"{m[0][:60]}...{m[0][-20:]} ({len(m[0])} characters)", text)
+    return text
 
 
 def to_int(key: str, digits: str, minimum: int, maximum: int = MAX_INT, *, shown: str | None = None) -> int:
@@ -163,7 +210,7 @@ def split_refs(value: str) -> tuple[str, ...]:
     """
     refs = tuple(r.strip() for r in split_top_level(value, "+"))
     if any(not r for r in refs):
-        raise SpecError(f"w={value!r}: empty kernel reference (a stray '+'?)")
+        raise SpecError(f"w={shorten(value)}: empty kernel reference (a stray '+'?)")
     return refs
 
 

@@ -20,6 +20,7 @@ from featcli.stages.grammar import (
     parse_int,
     parse_size,
     parse_solvable,
+    shorten,
     split_refs,
 )
 
@@ -106,7 +107,7 @@ class ConvTSpec:
                 kw[key] = parse_size(value, key=key, minimum=1)
             elif key in ("p", "op"):
                 if value.lower() in ("same", "valid"):
-                    raise SpecError(f"{key}={value!r}: convt takes integer padding (torch's ConvTranspose2d has "
+                    raise SpecError(f"{key}={shorten(value)}: convt takes integer padding (torch's ConvTranspose2d has "
                                     "no 'same'/'valid')")
                 kw[key], t = parse_solvable(key, value, 0)
                 if t is not None:

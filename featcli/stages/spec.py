@@ -19,9 +19,39 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from featcli.errors import SpecError
-from featcli.stages.grammar import shorten, split_top_level
+from featcli.stages.grammar import is_redacted, redacted, shorten, split_top_level
 from featcli.stages.params import BranchSpec, Params
 from featcli.stages.registry import REGISTRY, Op, OpDef, lookup, valid_ops
+
+#: How deep side branches may nest (``add:a(add:b(...))``): deeper is not a network, and the parser and the
+#: walk recurse once per level (500 levels were a RecursionError that lost a whole ``shape -`` batch).
+MAX_NESTING = 32
+
+
+class SourcedText(str):
+    """A stage text read from a stack file, with where it was read: errors name that place, never the text.
+
+    >>> t = SourcedText("api_key=1", "secret.txt", 3, 5, 2)
+    >>> t.origin
+    "stack file 'secret.txt', line 3, column 5 (stage 2 of the file, 9 characters)"
+    """
+
+    __slots__ = ("path", "line", "column", "number")
+    path: str
+    line: int
+    column: int
+    number: int
+
+    def __new__(cls, text: str, path: str, line: int, column: int, number: int) -> SourcedText:
+        self = super().__new__(cls, text)
+        self.path, self.line, self.column, self.number = path, line, column, number
+        return self
+
+    @property
+    def origin(self) -> str:
+        """Where the text was read, for messages."""
+        return (f"stack file {shorten(self.path, 200)}, line {self.line}, column {self.column} "
+                f"(stage {self.number} of the file, {len(self)} characters)")
 
 
 @dataclass(frozen=True)
@@ -53,7 +83,7 @@ def _bare_value_hint(d: OpDef, item: str, last: tuple[str, str] | None) -> str:
     if last and last[0] == "w" and ":" in last[1]:
         name, _, params = last[1].partition(":")
         return f" (a kernel's parameters go in parentheses inside a stage: w={name}({params},{item}))"
-    if len(item) <= 20 and d.keys:
+    if len(item) <= 20 and d.keys and not is_redacted():
         key = "k" if "k" in d.keys else d.keys[0]
         return f" (did you mean {d.name}:{key}={item}?)"
     return ""
@@ -94,7 +124,16 @@ def split_stack(text: str) -> list[str]:
     >>> split_stack("save:a conv:k=3,p=1  add:a(conv:k=1 bn)\\nrelu")
     ['save:a', 'conv:k=3,p=1', 'add:a(conv:k=1 bn)', 'relu']
     """
-    parts: list[str] = []
+    return [text[a:b] for a, b in stack_spans(text)]
+
+
+def stack_spans(text: str) -> list[tuple[int, int]]:
+    """Where :func:`split_stack`'s stages are in ``text``: ``(start, end)`` offsets.
+
+    >>> stack_spans("relu  add:a(bn relu)")
+    [(0, 4), (6, 20)]
+    """
+    spans: list[tuple[int, int]] = []
     depth = 0
     start: int | None = None
     for i, ch in enumerate(text):
@@ -104,13 +143,13 @@ def split_stack(text: str) -> list[str]:
             depth = max(0, depth - 1)
         if ch.isspace() and depth == 0:
             if start is not None:
-                parts.append(text[start:i])
+                spans.append((start, i))
                 start = None
         elif start is None:
             start = i
     if start is not None:
-        parts.append(text[start:])
-    return parts
+        spans.append((start, len(text)))
+    return spans
 
 
 def join_split_stages(tokens: Sequence[str]) -> list[str]:
@@ -169,12 +208,40 @@ def _parse_cached(text: str) -> Stage:
         raise SpecError(f"unknown op {shorten(name.strip())}; valid ops: {', '.join(valid_ops())}")
     body = body.strip()
     if d.named:
+        if "(" in body and nesting(body) > MAX_NESTING:
+            raise SpecError(f"side branches nest {nesting(body)} deep; at most {MAX_NESTING}")
         if body.startswith("("):
             raise SpecError(f"{d.name} needs a name before its side branch: {d.name}:NAME(STAGE ...)")
         return Stage(text=text, op=d.op, params=_named(d, body))
     if colon and body and not d.keys:
         raise SpecError(f"{d.name} takes no keys, got {shorten(body)}")
     return Stage(text=text, op=d.op, params=d.parse(_items(d, body) if body else {}))
+
+
+def nesting(text: str) -> int:
+    """How deep the parentheses of ``text`` nest.
+
+    >>> nesting("a(b(c) d(e))")
+    2
+    """
+    depth = deepest = 0
+    for ch in text:
+        if ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    return deepest
+
+
+def _origin_error(text: SourcedText) -> SpecError:
+    """The error of a stack file's stage that does not parse: where it is and why, never its bytes."""
+    try:
+        with redacted():
+            _parse_cached(str(text).strip())
+    except SpecError as exc:
+        return SpecError(f"{text.origin}: not a valid stage: {exc.message}")
+    return SpecError(f"{text.origin}: not a valid stage")  # pragma: no cover - it failed a moment ago
 
 
 def parse_stage(text: str, index: int | None = None) -> Stage:
@@ -190,6 +257,8 @@ def parse_stage(text: str, index: int | None = None) -> Stage:
     try:
         return _parse_cached(text.strip())
     except SpecError as exc:
+        if isinstance(text, SourcedText):
+            raise _origin_error(text) from None
         where = f"stage {index} " if index is not None else "stage "
         raise SpecError(f"{where}{shorten(text.strip(), 200)}: {exc.message}") from None
 

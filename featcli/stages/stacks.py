@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from featcli.errors import SpecError
 from featcli.stages.grammar import shorten
-from featcli.stages.spec import join_split_stages, split_stack
+from featcli.stages.spec import SourcedText, join_split_stages, stack_spans
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,6 +32,11 @@ SUFFIX = ".txt"
 MAX_DEPTH = 8
 #: Bigger files are not stacks (a wrong path to an image or a checkpoint).
 MAX_BYTES = 1 << 20
+#: How many stages a command line's stacks may expand to in all: files that name each other many times
+#: (``@b @b @b ...``, eight deep) would otherwise multiply into billions.
+MAX_STAGES = 10_000
+#: How many distinct stack files one command line may read (each at most MAX_BYTES).
+MAX_FILES = 256
 
 
 def stack_names() -> list[str]:
@@ -56,9 +61,13 @@ def stack_path(ref: str) -> Path:
     from featcli.resources import stacks_dir
 
     name = ref[len(PREFIX):] if ref.startswith(PREFIX) else ref
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path
+    try:
+        path = Path(name).expanduser()
+        if path.is_file():
+            return path
+    except (OSError, ValueError, RuntimeError) as exc:  # a name too long, a NUL byte, no home directory
+        raise SpecError(f"stack file {shorten(name)}: {getattr(exc, 'strerror', None) or 'not a usable path'}") \
+            from None
     if "/" in name or "\\" in name or path.suffix:
         raise SpecError(f"stack file {shorten(name)} not found")
     shipped = stacks_dir() / f"{name}{SUFFIX}"
@@ -72,29 +81,70 @@ def stack_path(ref: str) -> Path:
 
 
 def read_stack(ref: str) -> list[str]:
-    """The stage texts of a stack file (comments removed), before any nested ``@`` is expanded."""
+    """The stage texts of a stack file (comments removed), before any nested ``@`` is expanded.
+
+    Each is a :class:`featcli.stages.spec.SourcedText`: a stage that does not parse is reported by its file,
+    line and column, never by its text (a file named by mistake, ``@.env``, must not be printed).
+    """
     path = stack_path(ref)
+    shown = shorten(str(path), 200)
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise SpecError(f"stack file {shorten(str(path))} is over {MAX_BYTES // 1024} KiB: not a stack")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read stack file {shorten(str(path))}: {exc}") from None
+        with path.open("rb") as f:  # at most MAX_BYTES + 1: st_size is 0 for /proc files and pipes
+            data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"cannot read stack file {shown}: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_BYTES:
+        raise SpecError(f"stack file {shown} is over {MAX_BYTES // 1024} KiB: not a stack")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"stack file {shown} is not UTF-8 text (byte {exc.start + 1}): not a stack") from None
     lines = [line.partition("#")[0] for line in text.splitlines()]
-    stages = split_stack("\n".join(lines))
+    body = "\n".join(lines)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    stages: list[str] = []
+    row = 0
+    for number, (a, b) in enumerate(stack_spans(body), 1):
+        if number > MAX_STAGES:
+            raise SpecError(f"stack file {shown} has more than {MAX_STAGES:,} stages")
+        while starts[row + 1] <= a:
+            row += 1
+        stages.append(SourcedText(body[a:b], str(path), row + 1, a - starts[row] + 1, number))
     if not stages:
-        raise SpecError(f"stack file {shorten(str(path))} has no stages")
+        raise SpecError(f"stack file {shown} has no stages")
     return stages
 
 
-def expand(tokens: Sequence[str], depth: int = 0) -> list[str]:
-    """Stage texts from command-line tokens: each ``@STACK`` replaced by its stages, split branches joined."""
+def expand(tokens: Sequence[str]) -> list[str]:
+    """Stage texts from command-line tokens: each ``@STACK`` replaced by its stages, split branches joined.
+
+    A file named again is read once; at most :data:`MAX_FILES` files and :data:`MAX_STAGES` stages in all.
+
+    Raises:
+        SpecError: a stack file that cannot be read, files nested more than :data:`MAX_DEPTH` deep, more than
+            :data:`MAX_FILES` files or :data:`MAX_STAGES` stages.
+    """
     out: list[str] = []
-    for tok in join_split_stages(tokens):
+    _expand(join_split_stages(tokens), 0, out, {})
+    return out
+
+
+def _expand(tokens: Sequence[str], depth: int, out: list[str], files: dict[str, list[str]]) -> None:
+    # a file's stages are already whole (split_stack keeps brackets together); they are not joined again
+    for tok in tokens:
         if tok.startswith(PREFIX):
             if depth >= MAX_DEPTH:
                 raise SpecError(f"stack files name each other more than {MAX_DEPTH} deep (at {shorten(tok)})")
-            out.extend(expand(read_stack(tok), depth + 1))
+            key = str(stack_path(tok))
+            stages = files.get(key)
+            if stages is None:
+                if len(files) >= MAX_FILES:
+                    raise SpecError(f"the stacks name more than {MAX_FILES} stack files")
+                stages = files[key] = read_stack(tok)
+            _expand(stages, depth + 1, out, files)
         else:
+            if len(out) >= MAX_STAGES:
+                raise SpecError(f"the stacks expand to more than {MAX_STAGES:,} stages")
             out.append(tok)
-    return out
