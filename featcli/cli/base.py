@@ -52,10 +52,9 @@ def one_line(text: str) -> str:
     >>> one_line("a\\nb\\x1b[31m")
     'a\\\\nb\\\\x1b[31m'
     """
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    # a 5,000-character argument echoed in a message: keep its ends and say how long it was
-    return re.sub(r"\S{201,}", lambda m: f"{m[0][:60]}...{m[0][-20:]} ({len(m[0])} characters)", text)
+    from featcli.stages.grammar import clean_message
+
+    return clean_message(text)
 
 
 def usage_line(exc: _click_exc.ClickException) -> str:

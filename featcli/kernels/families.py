@@ -54,10 +54,18 @@ def _int_param(v: float, key: str, *, what: str, odd: bool = False) -> int:
     return int(v)
 
 
+#: The range of a sigma, lambda or gamma: far past any kernel of MAX_SIDE pixels either way, and inside what
+#: the formulas compute in floats (sigma=1e-320 divided by zero, sigma=1e308 overflowed sigma**4).
+SCALE_RANGE = (1e-3, 1e4)
+
+
 def _positive(p: Params, key: str, default: float, *, what: str) -> float:
     v = p.get(key, default)
     if not v > 0:
         raise KernelError(f"{what}: {key}={v:g} must be > 0")
+    low, high = SCALE_RANGE
+    if not low <= v <= high:
+        raise KernelError(f"{what}: {key}={v:g} is outside [{low:g}, {high:g}]")
     return v
 
 
