@@ -172,6 +172,21 @@ def _tensors(value: Any) -> list[Any]:
     return []
 
 
+def on_meta(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``target`` called on meta copies of its tensor arguments: the output's shapes, nothing allocated; None
+    for an op with no meta kernel (data-dependent sizes), whose recorded shape is then all there is."""
+    import torch
+    from torch.utils._pytree import tree_map
+
+    def meta(v: Any) -> Any:
+        return v.to("meta") if isinstance(v, torch.Tensor) else v
+
+    try:
+        return target(*tree_map(meta, args), **tree_map(meta, kwargs))
+    except Exception:  # noqa: BLE001 - torch raises NotImplementedError, RuntimeError... without a meta kernel
+        return None
+
+
 def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[torch.Tensor]:
     """Interpret the program on ``x`` node by node, recording each call; checks the output against the
     program's own forward and returns it."""
@@ -204,6 +219,10 @@ def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[t
                 if (shape := concrete(t.shape)) is not None:
                     recorder.check(label, shape)
             args, kwargs = self.fetch_args_kwargs_from_env(n)
+            # the recorded shapes are the file's word: the node's own arguments decide what it allocates, so
+            # it runs first on the meta device (shapes only, no memory) and is weighed on what that gives
+            for t in _tensors(on_meta(n.target, args, kwargs)):
+                recorder.check(label, tuple(t.shape))
             out = super().run_node(n)
             outs = _tensors(out)
             if outs:

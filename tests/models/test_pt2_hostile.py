@@ -303,3 +303,39 @@ def test_fuzzed_archives_fail_in_one_line(runner: CliRunner, capfd: pytest.Captu
             continue
         assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1, (i, res.output)
         assert res.output.startswith("featcli: error: "), (i, res.output)
+
+
+class _Repeat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(x).repeat(1, 1, 2, 2)
+
+
+def test_a_node_is_weighed_on_its_arguments_not_its_recorded_shape(
+        runner: CliRunner, capfd: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the archive records repeat's output as 2x the input, but its arguments ask for 40x40: 2x(16*40)^2 floats
+    # = 3.3 MB at the 16x16 the model declares, over a 1M budget; torch would allocate it unweighed
+    program = torch.export.export(_Repeat().eval(), (torch.rand(1, 3, 16, 16),))
+    clean = tmp_path / "rep.pt2"
+    torch.export.save(program, str(clean))
+
+    def lie(doc: dict[str, Any]) -> None:
+        node = next(n for n in _graph(doc)["nodes"] if "repeat" in n["target"])
+        node["inputs"][1]["arg"]["as_ints"] = [1, 1, 40, 40]
+
+    hostile = _rewrite(clean, tmp_path / "lie.pt2", lie)
+    assert runner.invoke(app, ["run", "sample:shapes", "--model", str(clean), "--max-memory", "1M"]).exit_code == 0
+    called: list[str] = []
+    real = torch.fx.Interpreter.call_function
+
+    def spy(self: Any, target: Any, args: Any, kwargs: Any) -> Any:
+        called.append(str(target))
+        return real(self, target, args, kwargs)
+
+    monkeypatch.setattr(torch.fx.Interpreter, "call_function", spy)
+    line = _one_line(runner, capfd, hostile, "--max-memory", "1M")
+    assert "1x2x640x640" in line and "over the memory budget" in line, line
+    assert any("conv2d" in c for c in called) and not any("repeat" in c for c in called), called  # never ran
