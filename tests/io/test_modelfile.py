@@ -189,7 +189,8 @@ def test_a_plain_safetensors_file_is_readable_as_weights_not_as_a_model(tmp_path
         read_model(p)
 
 
-@pytest.mark.parametrize("content", [b"api_key=sk-1234567890abcdef\n", b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": "secret\xff"}'])
+@pytest.mark.parametrize("content", [b"api_key=sk-1234567890abcdef\n",
+                                     b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": "secret\xff"}'])
 def test_a_file_that_is_not_safetensors_is_named_never_echoed(tmp_path: Path, content: bytes) -> None:
     # the first 8 bytes read as a length (or the header's bytes) are the file's content: the message names
     # the position and never prints them, in any form
