@@ -21,6 +21,19 @@ class FeatcliError(Exception):
         super().__init__(f"{path}: {message}" if path else message)
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters (newline, ESC, ...) written as escapes: a name that comes from a
+    file (an ONNX node, a module path) shown in a table or a message, never acted on by the terminal.
+    Idempotent: the result has no control character left to escape.
+
+    >>> printable("x\\nfeatcli: error: forged\\x1b[31m")
+    'x\\\\nfeatcli: error: forged\\\\x1b[31m'
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def about(exc: FeatcliError, path: str) -> FeatcliError:
     """``exc`` naming the input ``path`` it is about (a refused stage says which image of a batch), in place.
 

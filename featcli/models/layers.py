@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from featcli.errors import BudgetError, UsageError
+from featcli.errors import BudgetError, UsageError, printable
 from featcli.models.formula import LayerOp, predict, spec_text
 from featcli.shape.memory import human_bytes, output_bytes
 from featcli.stages.grammar import format_shape
@@ -137,7 +137,9 @@ class Recorder:
                               f"over the memory budget of {human_bytes(self.budget)} (--max-memory)")
 
     def unique(self, name: str) -> str:
-        """``name``, or ``name#2``... for the second call of a layer (a relu module used twice)."""
+        """``name``, or ``name#2``... for the second call of a layer (a relu module used twice); its control
+        characters escaped (:func:`featcli.errors.printable`), as every name the table shows."""
+        name = printable(name)
         n = self._names.get(name, 0) + 1
         self._names[name] = n
         return name if n == 1 else f"{name}#{n}"
@@ -145,7 +147,9 @@ class Recorder:
     def add(self, name: str, type_: str, outputs: Sequence[Any], *, params: int | None = None,
             macs: int | None = None, op: LayerOp | None = None, in_shape: Sequence[int] | None = None
             ) -> LayerRecord:
-        """Measure one layer's ``outputs`` (tensors or arrays) and keep them if selected."""
+        """Measure one layer's ``outputs`` (tensors or arrays) and keep them if selected. ``name`` and ``type_``
+        come from a file: they are stored with their control characters escaped."""
+        name, type_ = printable(name), printable(type_)
         shapes = tuple(_shape(o) for o in outputs)
         for s in shapes:
             self.check(name, s)
@@ -172,5 +176,5 @@ class Recorder:
 
     def shape_only(self, name: str, type_: str, shapes: Sequence[Sequence[int]], *, params: int | None = None) -> None:
         """A row without values: a layer whose outputs were not fetched (the budget), known by its shapes."""
-        self.rows.append(LayerRecord(len(self.rows) + 1, name, type_, tuple(tuple(s) for s in shapes), params, None,
-                                     None))
+        self.rows.append(LayerRecord(len(self.rows) + 1, printable(name), printable(type_),
+                                     tuple(tuple(s) for s in shapes), params, None, None))

@@ -1,9 +1,12 @@
 """An ONNX file as a model, through onnxruntime (the ``featcli[onnx]`` extra). ONNX files are data: no code runs.
 
-The file is checked (``onnx.checker``), its input fixed to the image's real shape and every intermediate
-shape inferred (``onnx.shape_inference``), so a tensor over the memory budget is refused before anything
-runs. Then the tensors the table measures are added as extra graph outputs of a copy of the model and
-onnxruntime runs it once: every intermediate value can be shown, not only the graph's outputs. When the
+The file is bounded before it is parsed and its declared tensors before they are materialised
+(:mod:`featcli.models.onnx_check`), then checked (``onnx.checker``), its input fixed to the image's real shape
+and every intermediate shape inferred (``onnx.shape_inference``), so a tensor over the memory budget is
+refused before anything runs, constant folds included. Then the tensors the table measures are added as
+extra graph outputs of a copy of the model and onnxruntime runs it once, in a child process bounded in memory
+and time (:mod:`featcli.models.bounded`: the sizes a graph computes from the image's values, and loops, are
+known only by running): every intermediate value can be shown, not only the graph's outputs. When the
 outputs of all layers together would exceed the budget, only the selected layers' and the graph's outputs
 are requested (the other rows show their shapes, without statistics).
 """
@@ -11,13 +14,18 @@ are requested (the other rows show their shapes, without statistics).
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featcli.errors import ModelError
+from featcli.errors import BudgetError, ModelError
+from featcli.io.images import DEFAULT_MAX_PIXELS
+from featcli.models.bounded import ChildFailure, run_bounded
 from featcli.models.formula import LayerOp, pair
 from featcli.models.layers import Recorder
-from featcli.shape.memory import output_bytes
+from featcli.models.onnx_check import check_declared, load_external, scan, tensor_bytes
+from featcli.shape.memory import human_bytes, output_bytes
+from featcli.stages.grammar import format_shape
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,6 +33,13 @@ if TYPE_CHECKING:
 __all__ = ["OnnxModel", "load_onnx", "node_op", "run_onnx"]
 
 _FLOAT = 1  # onnx.TensorProto.FLOAT
+#: Wall-clock seconds onnxruntime may run one image (a ``Loop`` whose end comes from data may never end).
+RUN_SECONDS = 300.0
+#: Address space onnxruntime may take beyond the model, twice the budget and the outputs requested: its
+#: libraries' working memory and threads (measured: TinyResNet runs with 16 MiB).
+RUN_SLACK = 256 << 20
+#: onnxruntime's threads (each one more stack in the bounded address space).
+RUN_THREADS = 4
 
 
 def _modules() -> tuple[Any, Any]:
@@ -52,17 +67,34 @@ class OnnxModel:
         if len(self.dims) != 4:
             raise ModelError(f"{path}: input {self.input!r} has {len(self.dims)} dimensions; featcli feeds an image "
                              "as (N, C, H, W)")
+        for axis, d in zip("CHW", self.dims[1:], strict=True):  # N: model_input says what it feeds
+            if d is not None and d < 1:
+                raise ModelError(f"{path}: input {self.input!r} declares {axis} = {d}; featcli feeds an image of at "
+                                 "least 1 channel and 1x1 pixel")
+        h, w = self.dims[2:]
+        if h is not None and w is not None and h * w > DEFAULT_MAX_PIXELS:
+            raise ModelError(f"{path}: input {self.input!r} declares H x W = {h}x{w}, over the "
+                             f"{DEFAULT_MAX_PIXELS:,} pixels featcli resizes an image to")
 
 
 def load_onnx(path: str) -> OnnxModel:
-    """Read and check an ONNX file; one-line refusal of a malformed one."""
+    """Read and check an ONNX file, bounded before it is parsed and without its external data (read by
+    :func:`run_onnx` once their declared sizes fit the budget); one-line refusal of a malformed one."""
     onnx, _ = _modules()
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"{path}: ONNX file not found")
+    scan(path)
     try:
-        proto = onnx.load(str(p))
-        onnx.checker.check_model(proto)
+        proto = onnx.load(str(p), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError, ...
+        text = str(exc).strip().splitlines()
+        raise ModelError(f"{path}: not a valid ONNX model ({text[0][:200] if text else type(exc).__name__})") from None
+    check_declared(proto, path, 0)
+    try:
+        external = any(t.data_location == onnx.TensorProto.EXTERNAL
+                       for t in onnx.external_data_helper._get_all_tensors(proto))
+        onnx.checker.check_model(str(p) if external else proto)  # by path: external files found beside it
     except Exception as exc:  # noqa: BLE001 - protobuf DecodeError, ValidationError, ...
         text = str(exc).strip().splitlines()
         raise ModelError(f"{path}: not a valid ONNX model ({text[0][:200] if text else type(exc).__name__})") from None
@@ -144,47 +176,96 @@ def _known(info: Any) -> tuple[int, ...] | None:
     return tuple(int(d.dim_value) for d in dims)
 
 
+def _check_values(graph: Any, shapes: dict[str, tuple[int, ...]], types: dict[str, int], recorder: Recorder) -> None:
+    """Refuse, before anything runs, any node's output that shape inference sized over the budget: the layers'
+    (float32, as the table's other routes say) and the graph's own arithmetic and constant folds (any type)."""
+    for n in graph.node:
+        for out in n.output:
+            if out not in shapes:
+                continue
+            if types.get(out) == _FLOAT:
+                recorder.check(n.name or out, shapes[out])
+            elif recorder.budget and (need := tensor_bytes(shapes[out], types.get(out, 0))) > recorder.budget:
+                raise BudgetError(f"node {n.name or n.op_type!r}: output {out!r} {format_shape(shapes[out])} needs "
+                                  f"{human_bytes(need)}, over the memory budget of {human_bytes(recorder.budget)} "
+                                  "(--max-memory)")
+
+
+def _session_run(model_bytes: bytes, names: list[str], feed: dict[str, Any]) -> list[Any]:
+    """onnxruntime on ``model_bytes`` (in :func:`featcli.models.bounded.run_bounded`'s child): ``names``' values."""
+    import numpy as np
+
+    _, ort = _modules()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    opts.enable_cpu_mem_arena = False  # freed tensors go back to the system: the bound holds what is live
+    opts.intra_op_num_threads = min(os.cpu_count() or 1, RUN_THREADS)
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    values = sess.run(names, feed)
+    for name, v in zip(names, values, strict=True):
+        if not isinstance(v, np.ndarray):
+            raise TypeError(f"output {name!r} is a {type(v).__name__}, not a tensor")
+    return list(values)
+
+
+def _run(model: OnnxModel, proto: Any, names: list[str], x: np.ndarray, budget: int, requested: int) -> list[Any]:
+    """``names``' values, onnxruntime bounded in memory (from ``budget``; 0: unbounded) and time."""
+    model_bytes = proto.SerializeToString()
+    memory = RUN_SLACK + 2 * (len(model_bytes) + budget + requested) if budget else 0
+    where = f"{model.path}: onnxruntime on the input {list(x.shape)}"
+    try:
+        return run_bounded(lambda: _session_run(model_bytes, names, {model.input: x}), memory=memory,
+                           seconds=RUN_SECONDS)
+    except ChildFailure as fail:
+        lines = fail.text.strip().splitlines()
+        text = lines[0][:240] if lines else ""
+        if fail.kind == "memory":
+            raise BudgetError(f"{where} needed over {human_bytes(memory)}, the bound --max-memory "
+                              f"{human_bytes(budget)} sets (sizes the graph computes from the image's values, or a "
+                              "Loop that grows a tensor)") from None
+        if fail.kind == "time":
+            raise ModelError(f"{where} ran over featcli's time limit of {RUN_SECONDS:g} s (a Loop that does not "
+                             "end?)") from None
+        if fail.kind == "signal":
+            raise ModelError(f"{where} crashed ({text})") from None
+        raise ModelError(f"{where} failed ({text or 'no message'})") from None
+
+
 def run_onnx(model: OnnxModel, x: np.ndarray, recorder: Recorder) -> list[np.ndarray]:
     """Run ``model`` on ``x`` ``(1, C, H, W)`` with every node's outputs measured; the graph's outputs."""
-    onnx, ort = _modules()
+    check_declared(model.proto, model.path, recorder.budget)
     proto = _fixed(model, tuple(x.shape))
+    load_external(proto, model.path)
     graph = proto.graph
     infos = {v.name: v for v in [*graph.value_info, *graph.output, *graph.input]}
     shapes = {name: s for name, v in infos.items() if (s := _known(v)) is not None}
+    types = {name: v.type.tensor_type.elem_type for name, v in infos.items()}
     inits = {i.name: tuple(int(d) for d in i.dims) for i in graph.initializer}
     sizes = {i.name: math.prod(i.dims) for i in graph.initializer}
+    _check_values(graph, shapes, types, recorder)
     live = {model.input}  # nodes fed (through others) by the image; the rest fold constants
     nodes = []
     for n in graph.node:
         if any(i in live for i in n.input):
             live.update(n.output)
             nodes.append(n)
-    for n in nodes:  # before anything runs: every size shape inference knows
-        for out in n.output:
-            if out in shapes:
-                recorder.check(n.name or out, shapes[out])
-    floats = [o for n in nodes for o in n.output
-              if o and o in infos and infos[o].type.tensor_type.elem_type == _FLOAT]
+    floats = [o for n in nodes for o in n.output if o and o in infos and types[o] == _FLOAT]
+    float_set = set(floats)
     graph_outputs = [o.name for o in graph.output]
-    wanted = [o for o in floats if o not in graph_outputs]
+    wanted = [o for o in floats if o not in set(graph_outputs)]
     total = sum(output_bytes(shapes.get(o, ())) for o in wanted)
     if recorder.budget and total > recorder.budget:  # all at once would not fit: the selected ones only
-        wanted = [o for n in nodes if recorder.selected(n.name or n.output[0]) for o in n.output if o in wanted]
+        wanted_set = set(wanted)
+        wanted = [o for n in nodes if recorder.selected(n.name or n.output[0]) for o in n.output if o in wanted_set]
+    names = [*graph_outputs, *wanted]
     del graph.output[:]
-    graph.output.extend(infos[o] for o in [*graph_outputs, *wanted])
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        values = sess.run(None, {model.input: x})
-    except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail, InvalidArgument, ...
-        text = str(exc).strip().splitlines()
-        raise ModelError(f"{model.path}: onnxruntime failed on the input {list(x.shape)} "
-                         f"({text[0][:240] if text else type(exc).__name__})") from None
-    got = dict(zip([*graph_outputs, *wanted], values, strict=True))
+    graph.output.extend(infos[o] for o in names)
+    requested = sum(tensor_bytes(shapes[o], types.get(o, 0)) for o in names if o in shapes)
+    got = dict(zip(names, _run(model, proto, names, x, recorder.budget, requested), strict=True))
     got[model.input] = x
     for n in nodes:
-        if not any(o in floats for o in n.output):
+        if not any(o in float_set for o in n.output):
             continue  # shape arithmetic of the graph (Shape, Gather of ints...), not a layer
         name = n.name or n.output[0]
         first = n.input[0] if n.input else ""
