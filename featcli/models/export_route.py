@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featcli.errors import FeatcliError, ModelError
+from featcli.errors import FeatcliError, ModelError, printable
 from featcli.models.archive import check_archive
 from featcli.models.formula import LayerOp, pair
 from featcli.models.layers import Recorder
@@ -157,8 +157,7 @@ def aten_op(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Layer
 
 def _printable(text: str) -> str:
     """``text`` with control characters escaped and at most 200 characters: a name from the archive."""
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    text = printable(text)
     return text if len(text) <= 200 else f"{text[:180]}...{text[-17:]}"
 
 

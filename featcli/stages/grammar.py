@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Literal, Union
 
-from featcli.errors import SpecError
+from featcli.errors import SpecError, printable
 
 Pair = tuple[int, int]
 #: Padding of a conv/pool stage: explicit ``(ph, pw)``, torch's strings, or ``"?"`` (solve for it).
@@ -112,8 +112,7 @@ def clean_message(text: str) -> str:
     >>> clean_message("a\\nb")
     'a\\\\nb'
     """
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    text = printable(text)
     if len(text) > 200:
         text = _LONG_WORD.sub(lambda m: f"{m[0][:60]}...{m[0][-20:]} ({len(m[0])} characters)", text)
     return text
