@@ -107,12 +107,13 @@ def read_labels(path: str) -> tuple[str, ...]:
 
 
 def model_input(path: str, load: LoadOptions, dims: Sequence[int | None], size: tuple[int, int] | None,
-                notes: list[str]) -> tuple[LoadedImage, Any]:
+                notes: list[str], recorder: Recorder | None = None) -> tuple[LoadedImage, Any]:
     """The image at ``path`` as the ``(1, C, H, W)`` float32 tensor a model of input ``dims`` takes.
 
     Channels: a model of 1 or 3 channels gets the image as gray or RGB (featcli's ``--channels`` conversion);
     size: ``size`` (``--size``) or the model's static ``(H, W)``, bilinear with antialiasing. What was changed
-    is said in ``notes``; an input the model cannot take is refused naming the shape it expects.
+    is said in ``notes``; an input the model cannot take is refused naming the shape it expects, and one over
+    the ``recorder``'s memory budget before it is made (a file may declare an 81-megapixel input).
     """
     import torch
 
@@ -133,6 +134,8 @@ def model_input(path: str, load: LoadOptions, dims: Sequence[int | None], size: 
     if size is not None and h is not None and w is not None and size != (h, w):
         raise ModelError(f"--size {size[0]}x{size[1]}: the model takes input {want}")
     target = size or ((h, w) if h is not None and w is not None else None)
+    if recorder is not None:
+        recorder.check("input", (1, image.array.shape[2], *(target or image.array.shape[:2])))
     x = to_tensor(image, scale=load.scale).contiguous()
     if target is not None and tuple(x.shape[2:]) != target:
         notes.append(f"input resized from {x.shape[2]}x{x.shape[3]} to {target[0]}x{target[1]}")
@@ -156,14 +159,14 @@ def run_model(path: str, req: ModelRequest) -> ModelResult:
         from featcli.models.onnx_route import load_onnx, run_onnx
 
         onnx_model = load_onnx(req.model)
-        image, x = model_input(path, req.load, onnx_model.dims, req.size, notes)
+        image, x = model_input(path, req.load, onnx_model.dims, req.size, notes, recorder)
         outputs: list[Any] = run_onnx(onnx_model, x.numpy(), recorder)
         params = sum(math.prod(i.dims) for i in onnx_model.proto.graph.initializer)
     elif route == "pt2":
         from featcli.models.export_route import load_pt2, run_pt2
 
         program = load_pt2(req.model, recorder.budget)
-        image, x = model_input(path, req.load, program.dims, req.size, notes)
+        image, x = model_input(path, req.load, program.dims, req.size, notes, recorder)
         outputs = run_pt2(program, x, recorder)
         params = sum(p.numel() for p in program.module.parameters())
         notes.append("the node-by-node output equals the exported program's")
@@ -174,7 +177,8 @@ def run_model(path: str, req: ModelRequest) -> ModelResult:
         if req.weights:
             load_weights(module, req.weights, allow_torchscript=req.allow_torchscript)
         module = module.to(req.device)
-        image, x = model_input(path, req.load, (None, first_channels(module), None, None), req.size, notes)
+        image, x = model_input(path, req.load, (None, first_channels(module), None, None), req.size, notes,
+                               recorder)
         outputs = run_module(module, x.to(req.device), recorder)
         params = sum(p.numel() for p in module.parameters())
     recorder.check_globs()

@@ -249,3 +249,19 @@ def test_bit_flips_and_truncations_are_a_table_or_one_line(tmp_path: Path) -> No
             assert "ONNX via onnxruntime" in out and "total" in out, out
         else:
             _one_line(code, out)
+
+
+def test_a_declared_input_over_the_budget_is_refused_before_the_image_is_resized(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 3x8000x8000 float32 is 732 MiB: within the pixel cap, over a 100M budget; the resize would make it first
+    import torch
+
+    path = _save(tmp_path / "big_input.onnx", [h.make_node("Relu", ["input"], ["y"], name="relu")],
+                 dims=(1, 3, 8000, 8000))
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the input was resized before it was weighed")
+
+    monkeypatch.setattr(torch.nn.functional, "interpolate", never)
+    line = _one_line(*_cli(str(path), "--max-memory", "100M"))
+    assert "layer 'input': output 1x3x8000x8000 float32 needs 732.4 MiB" in line, line
