@@ -66,7 +66,9 @@ def test_onnx_and_pt2_resize_to_the_declared_input(runner: CliRunner, exported: 
 
 def test_budget_refuses_a_layer_before_it_runs(runner: CliRunner, exported: dict[str, Path]) -> None:
     line = _refused(runner, 1, "sample:photo", "--model", str(exported["onnx"]), "--max-memory", "16K")
-    assert "1x8x32x32 float32 needs 32.0 KiB, over the memory budget of 16.0 KiB" in line
+    assert "layer 'input': output 1x3x64x64 float32 needs 48.0 KiB, over the memory budget of 16.0 KiB" in line
+    line = _refused(runner, 1, "sample:photo", "--model", str(exported["pnet_onnx"]), "--max-memory", "1M")
+    assert "float32 needs 2.9 MiB, over the memory budget of 1.0 MiB" in line and "'input'" not in line
     line = _refused(runner, 1, "sample:photo", "--model", f"{NETS}:PNet", "--max-memory", "1M")
     assert "layer 'conv1'" in line and "needs 2.9 MiB" in line
 

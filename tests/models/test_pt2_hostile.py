@@ -84,9 +84,17 @@ def test_a_clean_dynamic_archive_runs_and_is_sized_per_node(runner: CliRunner, d
     res = runner.invoke(app, ["run", "sample:shapes", "--model", str(dyn)])
     assert res.exit_code == 0, res.output
     # the nodes' sizes are symbolic (s0, s1): bound to the image's, the first conv's output is refused first
+    # the image itself (1x3x240x320, 900 KiB) is weighed first, before it is made
     res = runner.invoke(app, ["run", "sample:shapes", "--model", str(dyn), "--max-memory", "200K"])
-    assert res.exit_code == 1 and "layer 'c:conv2d': output 1x4x120x160 float32 needs 300.0 KiB" in res.output
-    assert "While executing" not in res.output  # torch.fx's appendix (the node, its stack trace) left out
+    assert res.exit_code == 1 and "layer 'input': output 1x3x240x320 float32 needs 900.0 KiB" in res.output
+    from featcli.errors import BudgetError
+    from featcli.models.export_route import load_pt2, run_pt2
+    from featcli.models.layers import Recorder
+
+    with pytest.raises(BudgetError) as info:
+        run_pt2(load_pt2(str(dyn)), torch.rand(1, 3, 240, 320), Recorder((), 200 << 10))
+    assert "layer 'c:conv2d': output 1x4x120x160 float32 needs 300.0 KiB" in str(info.value)
+    assert "While executing" not in str(info.value)  # torch.fx's appendix (the node, its stack trace) left out
 
 
 @pytest.mark.parametrize("where", ["size", "stride", "range", "guard", "input name"])
