@@ -26,6 +26,7 @@ from featcli.cli.options import (
 )
 from featcli.cli.tables import print_run_table
 from featcli.enums import Alpha, Channels, Engine, KernelMode, Norm, PaddingMode, Scale, Stream
+from featcli.io.modelfile import MAX_SEED
 
 if TYPE_CHECKING:
     from featcli.run.config import RunConfig
@@ -81,7 +82,8 @@ def run_command(
     pool: Annotated[list[str] | None, typer.Option(
         "--pool", help="Pooling after the stages: max:k=2, avg:k=3,s=2, global, global-max (repeatable).",
         rich_help_panel=_K)] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of randomly initialised layers (conv:out=5,k=3...).",
+    seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED,
+                                      help="Seed of randomly initialised layers (conv:out=5,k=3...).",
                                       rich_help_panel=_K)] = 0,
     kernels_dir: Annotated[str | None, typer.Option(
         "--kernels-dir", help="Extra kernel library folder (also FEATCLI_KERNELS_DIR).", rich_help_panel=_K)] = None,

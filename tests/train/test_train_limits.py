@@ -60,6 +60,8 @@ def test_a_small_batch_fits_the_same_budget(runner: CliRunner, monkeypatch: pyte
      "'--seed': 1180591620717411303424 is too large: it must be less than or equal to 9223372036854775807"),
     (["train", "orientation", "flatten", "linear:out=4", "-o", "m.safetensors", "--seed", "-1"],
      "'--seed': -1 is too small"),
+    (["run", "sample:shapes", "conv:out=2,k=3", "--seed", "1180591620717411303424", "-o", "x.png"],
+     "'--seed': 1180591620717411303424 is too large: it must be less than or equal to 9223372036854775807"),
 ])
 def test_threads_and_seed_out_of_range_are_usage_errors(runner: CliRunner, no_fit: None, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch, argv: list[str],
