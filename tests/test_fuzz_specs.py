@@ -36,10 +36,10 @@ SEED = 1717
 #: is measured in benchmarks/). CPU time, not wall time, so a loaded machine does not fail it.
 CASE_SECONDS = 5.0
 #: Queries through the whole CLI (~50 ms of CPU each) and through the shape service (well under 1 ms each); the
-#: slow test sends 40,000 through the CLI, and the service and stdin tests cover thousands more in the default run.
+#: slow test sends 2,000 through the CLI, and the service and stdin tests cover thousands more by default.
 N_SHAPE = 250
 N_SERVICE = 6000
-N_SHAPE_SLOW = 40000
+N_SHAPE_SLOW = 2000
 
 _NAMES = [n for d in REGISTRY.values() for n in (d.name, *d.aliases)] + ["Conv2d", "MAX_POOL", "conv2", "", "x"]
 _KEYS = sorted({k for d in REGISTRY.values() for k in (*d.keys, *d.key_aliases)} | set(COMMON_KEY_ALIASES)) + [
