@@ -16,6 +16,7 @@ from featcli.errors import UsageError
 from featcli.explain.geometry import BEYOND, INPUT, PAD, Cell, Sweep
 from featcli.stages.grammar import shorten
 from featcli.stages.params import ConvSpec, ConvTSpec, PoolSpec
+from featcli.stages.spec import nesting
 
 Matrix = tuple[tuple[float, ...], ...]
 _SIZE = re.compile(r"\s*\d+(\s*[x×,]\s*\d+){0,3}\s*")
@@ -39,7 +40,7 @@ def parse_input(text: str) -> InputSpec:
     """
     t = text.strip()
     if t.startswith("["):
-        depth = _depth(t)
+        depth = nesting(t, "[]")
         if depth > 2:  # json.loads recurses once per bracket: 10,000 of them were a RecursionError
             raise UsageError(f"--input {shorten(text, 60)}: brackets nest {depth} deep; a matrix is a list of rows "
                              "like [[9,6,6],[4,2,2],[2,1,8]]")
@@ -73,18 +74,6 @@ def parse_input(text: str) -> InputSpec:
         raise UsageError(f"--input {shorten(text, 60)}: every size must be at least 1")
     _check_size(shape, text)
     return InputSpec(shape)
-
-
-def _depth(text: str) -> int:
-    """How deep the square brackets of ``text`` nest."""
-    depth = deepest = 0
-    for ch in text:
-        if ch == "[":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch == "]":
-            depth -= 1
-    return deepest
 
 
 def _finite(v: float) -> bool:

@@ -218,18 +218,19 @@ def _parse_cached(text: str) -> Stage:
     return Stage(text=text, op=d.op, params=d.parse(_items(d, body) if body else {}))
 
 
-def nesting(text: str) -> int:
-    """How deep the parentheses of ``text`` nest.
+def nesting(text: str, brackets: str = "()") -> int:
+    """How deep the ``brackets`` (an opening and a closing character) of ``text`` nest.
 
-    >>> nesting("a(b(c) d(e))")
-    2
+    >>> nesting("a(b(c) d(e))"), nesting("[[1,2],[3]]", "[]")
+    (2, 2)
     """
+    opening, closing = brackets
     depth = deepest = 0
     for ch in text:
-        if ch == "(":
+        if ch == opening:
             depth += 1
             deepest = max(deepest, depth)
-        elif ch == ")":
+        elif ch == closing:
             depth -= 1
     return deepest
 
