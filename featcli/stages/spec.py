@@ -224,7 +224,7 @@ def nesting(text: str, brackets: str = "()") -> int:
     >>> nesting("a(b(c) d(e))"), nesting("[[1,2],[3]]", "[]")
     (2, 2)
     """
-    opening, closing = brackets
+    opening, closing = brackets[0], brackets[1]
     depth = deepest = 0
     for ch in text:
         if ch == opening:
