@@ -234,16 +234,20 @@ def run_batch(
             try:
                 item = fut.result()
             except Exception as exc:  # noqa: BLE001 - a bad file does not stop the batch
-                queue.popleft()
+                with uninterrupted():  # it leaves the queue with its record in its slot
+                    queue.popleft()
+                    slots[i] = failed(i, exc)
                 refill()
-                slots[i] = failed(i, exc)
                 drain(block=False)
                 continue
-            queue.popleft()
+            # The NumPy engine's loader ran the whole image and published its files: it leaves the queue with
+            # its record in its slot, in one step, or an interruption between the two loses the record.
+            with uninterrupted():
+                queue.popleft()
+                if isinstance(item, Record):
+                    slots[i] = item
             refill()
-            if isinstance(item, Record):
-                slots[i] = item
-            else:
+            if not isinstance(item, Record):
                 if group and (item.key is None or item.key != group[0].key or len(group) >= batch_size):
                     flush(group)
                 group.append(item)

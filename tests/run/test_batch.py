@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -177,3 +179,31 @@ def test_engines_give_the_same_batch(folder: Path, tmp_path: Path, engine: str) 
     for a, b in zip(got, ref, strict=True):
         np.testing.assert_allclose(np.asarray(a.outcome.results[-1].tensor), b.outcome.results[-1].tensor.numpy(),
                                    atol=1e-5)
+
+
+def test_an_interrupt_while_the_queue_is_refilled_keeps_the_record_of_a_published_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The NumPy engine's loader runs a whole image and publishes its files; a Ctrl-C that lands while the next
+    # image is being queued (refill) must not lose the record of the image just taken off the queue.
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [str(_img(tmp_path / f"i{i}.png", i)) for i in range(8)]
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = RunConfig(stack=tuple(build_stack(STAGES)), engine="numpy", out_dir=str(out))
+    real = ThreadPoolExecutor.submit
+    count = {"loads": 0}
+
+    def submit(self: ThreadPoolExecutor, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._thread_name_prefix.startswith("featcli-load"):  # type: ignore[attr-defined]
+            count["loads"] += 1
+            if count["loads"] == 4:  # the window's first refill after an image was taken
+                raise KeyboardInterrupt
+        return real(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
+    seen: list[Record] = []
+    summary = run_batch(paths, cfg, emit=seen.append, batch_size=1, workers=1)
+    assert summary.interrupted
+    recorded = sorted(Path(o).name for r in seen for o in r.data.get("outputs", []))
+    assert recorded and recorded == sorted(p.name for p in out.iterdir()), (recorded, sorted(os.listdir(out)))
