@@ -345,12 +345,34 @@ def run_ray(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], No
                     rows.close()  # ends Ray Data's execution: its actors are killed
             (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start) = saved
             if started:
+                _quiet_ray_generators()
                 ray.shutdown()
             if summary.interrupted:
                 order.flush(stopped=True)
                 _remove_unrecorded(cfg, paths, order.unrecorded())
         summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _quiet_ray_generators() -> None:
+    """Ray Data's row iterator, collected after an interrupted run stopped Ray, ends its executor against a
+    Ray that is gone, and Python prints that as "Exception ignored in: <generator ...>" with a traceback on
+    stderr. Such exceptions, from Ray Data's own generators only, are dropped; every other goes to the hook
+    there was (installed once per process)."""
+    import sys
+
+    previous = sys.unraisablehook
+    if getattr(previous, "featcli_quiet_ray", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        code = getattr(unraisable.object, "gi_code", None)
+        if code is not None and f"{os.sep}ray{os.sep}data{os.sep}" in code.co_filename:
+            return
+        previous(unraisable)
+
+    hook.featcli_quiet_ray = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def _remove_unrecorded(cfg: RunConfig, paths: Sequence[str], chunks: Sequence[range]) -> None:
