@@ -213,3 +213,12 @@ def check_run(cfg: RunConfig, report: ShapeReport, paths: Sequence[str], stems: 
                                   "inputs are never overwritten, even with --force", path=path)
     return dests
 
+
+def temp_files(path: str | os.PathLike[str]) -> list[str]:
+    """The hidden temp files (``.NAME.XXXX.part``, made by :class:`featcli.io.outputs.PendingOutputs`) beside
+    the output ``path`` that a writer stopped before publishing may have left: what a retried Ray part or the
+    parent of a dead ``--processes`` worker removes."""
+    import glob
+
+    p = Path(path)
+    return glob.glob(os.path.join(glob.escape(str(p.parent)), f".{glob.escape(p.name)}.*.part"))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import logging
 import os
 import pickle
@@ -42,6 +41,7 @@ from featcli.errors import UsageError
 from featcli.io.outputs import resolve_taken, uninterrupted
 from featcli.run.batch import Record, Summary, run_batch
 from featcli.run.config import RunConfig
+from featcli.run.destinations import temp_files
 from featcli.run.processes import _parts
 
 __all__ = ["RAY_MISSING", "connect", "run_ray"]
@@ -165,7 +165,7 @@ class _PartRunner:
     def _reclaim(self, part: range) -> None:
         """Remove what an earlier attempt of this part left: temp files, and published PNGs of this run."""
         for path in _outputs(self, part):
-            for tmp in _temps(path):
+            for tmp in temp_files(path):
                 _unlink(tmp)
             if os.path.exists(path) and _stamp(path) == self.cfg.run_id:
                 _unlink(path)
@@ -228,12 +228,6 @@ def _stamp(path: str) -> str | None:
             return getattr(im, "text", {}).get("featcli:run")
     except Exception:  # noqa: BLE001 - not ours to judge: left as it is
         return None
-
-
-def _temps(path: str) -> list[str]:
-    """The hidden temp files (``.NAME.XXXX.part``, :mod:`featcli.io.outputs`) of an output."""
-    p = Path(path)
-    return glob.glob(os.path.join(glob.escape(str(p.parent)), f".{glob.escape(p.name)}.*.part"))
 
 
 def _unlink(path: str) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import os
 import signal
 import threading
@@ -33,7 +32,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from featcli.errors import UsageError
@@ -156,9 +154,10 @@ class _Worker:
     def reclaim(self) -> None:
         """After its death: remove the temp files it may have left and the files it published without a
         record (see :func:`featcli.io.outputs.watch_outputs`)."""
+        from featcli.run.destinations import temp_files
+
         for name in self.writing | self.publishing:
-            p = Path(name)
-            for tmp in glob.glob(os.path.join(glob.escape(str(p.parent)), f".{glob.escape(p.name)}.*.part")):
+            for tmp in temp_files(name):
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
         for name in self.publishing:
