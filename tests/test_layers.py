@@ -9,9 +9,10 @@ import featcli
 
 ROOT = Path(featcli.__file__).parent
 #: Rank of each layer; a module may import its own sub-package or a lower rank (docs/DESIGN.md). ``io`` sits
-#: just above ``stages``: a model file's metadata is a stack in the stage language (io/modelfile.py).
+#: just above ``stages``: a model file's metadata is a stack in the stage language (io/modelfile.py); ``models``
+#: just below ``run``: a network is one of run's routes (run/network.py).
 RANK = {"errors": 0, "enums": 0, "resources": 0, "stages": 1, "io": 1.5, "kernels": 2, "shape": 3, "render": 3,
-        "engine": 4, "run": 5, "explain": 5, "models": 5, "train": 5, "cli": 6, "__main__": 7,
+        "engine": 4, "models": 4.5, "run": 5, "explain": 5, "train": 5, "cli": 6, "__main__": 7,
         "__init__": 0, "__version__": 0}
 MAX_LINES = 400
 

@@ -8,7 +8,7 @@ their values into :class:`featcli.io.images.LoadOptions`, which validates them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -129,3 +129,24 @@ def max_bytes(text: str | None) -> int | None:
 
     return parse_bytes(text) if text is not None else None
 
+
+
+def given_options(command: Any, values: dict[str, Any]) -> dict[str, str]:
+    """The options of ``command`` (a Typer command function) that ``values`` (its arguments) give a value other
+    than the default: parameter name -> the option's long name (``stride`` -> ``--stride``)."""
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(command, include_extras=True)
+    given: dict[str, str] = {}
+    for name, param in inspect.signature(command).parameters.items():
+        info = next((m for m in getattr(hints.get(name), "__metadata__", ()) if isinstance(m, typer.models.OptionInfo)),
+                    None)
+        if info is None:
+            continue
+        value = values.get(name)
+        if value in (None, (), []) or value == param.default:
+            continue
+        decls = [d for d in (info.param_decls or ()) if d.startswith("--")]
+        given[name] = decls[0] if decls else "--" + name.replace("_", "-")
+    return given

@@ -84,6 +84,16 @@ class StageResult:
         """Key of this stage in saved files: ``s1_conv``."""
         return f"s{self.index}_{self.op}"
 
+    @property
+    def caption(self) -> str:
+        """How a tile names the stage: ``s1 conv``."""
+        return f"s{self.index} {self.op}"
+
+    @property
+    def title(self) -> str:
+        """How the stage's own picture names it: ``s1 conv:w=sobel_x``."""
+        return f"s{self.index} {self.spec}"
+
     def record(self) -> dict[str, Any]:
         """JSON-ready summary (no tensor)."""
         return {

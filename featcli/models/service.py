@@ -23,7 +23,8 @@ from featcli.errors import ModelError, UsageError
 from featcli.io.images import LoadedImage, LoadOptions, load_image
 from featcli.models.layers import LayerRecord, Recorder
 
-__all__ = ["ModelRequest", "ModelResult", "model_input", "read_labels", "route_of", "run_model"]
+__all__ = ["ModelRequest", "ModelResult", "Network", "model_input", "open_network", "read_labels", "route_of",
+           "run_model"]
 
 ROUTES = {"torch": "PyTorch module", "onnx": "ONNX via onnxruntime", "pt2": "torch.export program"}
 
@@ -143,48 +144,80 @@ def model_input(path: str, load: LoadOptions, dims: Sequence[int | None], size: 
     return image, x
 
 
-def run_model(path: str, req: ModelRequest) -> ModelResult:
-    """Run ``req.model`` on the image at ``path`` (see the module docstring)."""
+class Network:
+    """A network loaded once (:func:`open_network`) and run on any number of images: :meth:`prepare` makes an
+    image its input tensor (a loader thread may call it), :meth:`forward` runs it with a fresh recorder."""
+
+    def __init__(self, req: ModelRequest, route: str, model: Any, dims: Sequence[int | None], params: int) -> None:
+        self.req, self.route, self.model, self.dims, self.params = req, route, model, tuple(dims), params
+        self.notes = ["the node-by-node output equals the exported program's"] if route == "pt2" else []
+
+    def recorder(self) -> Recorder:
+        from featcli.engine.plan import memory_budget
+
+        return Recorder(self.req.layers, memory_budget(self.req.max_bytes))
+
+    def prepare(self, path: str) -> tuple[LoadedImage, Any, list[str]]:
+        """The image at ``path``, the input tensor made from it and what was changed on the way (notes)."""
+        notes: list[str] = []
+        image, x = model_input(path, self.req.load, self.dims, self.req.size, notes, self.recorder())
+        return image, x, notes
+
+    def forward(self, image: LoadedImage, x: Any, notes: Sequence[str] = ()) -> ModelResult:
+        """Run the network on ``x`` (from :meth:`prepare`), every layer recorded."""
+        recorder = self.recorder()
+        if self.route == "onnx":
+            from featcli.models.onnx_route import run_onnx
+
+            outputs: list[Any] = run_onnx(self.model, x.numpy(), recorder)
+        elif self.route == "pt2":
+            from featcli.models.export_route import run_pt2
+
+            outputs = run_pt2(self.model, x, recorder)
+        else:
+            from featcli.models.torch_route import run_module
+
+            outputs = run_module(self.model, x.to(self.req.device), recorder)
+        recorder.check_globs()
+        prediction = []
+        if len(outputs) == 1 and is_scores(tuple(outputs[0].shape)):
+            prediction = top_k(outputs[0].reshape(-1).tolist(), self.req.labels, self.req.top)
+        return ModelResult(self.req.model, self.route, image, tuple(x.shape), recorder.rows, recorder.kept,
+                           recorder.last_maps, outputs, self.params, [*notes, *self.notes], prediction)
+
+
+def open_network(req: ModelRequest) -> Network:
+    """Load ``req.model`` (not a featcli model file: those run through featcli's stage engine) once."""
     from featcli.engine.plan import memory_budget
 
     route = route_of(req.model)
     if route == "featcli":
         raise UsageError(f"--model {req.model!r}: a featcli model file runs through featcli's stage engine "
-                         "(featcli.run.trained; featcli run --model routes it there), not this layer-hook route")
+                         "(featcli run --model routes it there), not this layer-hook route")
     if req.weights and route != "torch":
         raise UsageError(f"--weights is for a PyTorch module:attr; an .{route} file holds its weights")
-    recorder = Recorder(req.layers, memory_budget(req.max_bytes))
-    notes: list[str] = []
     if route == "onnx":
-        from featcli.models.onnx_route import load_onnx, run_onnx
+        from featcli.models.onnx_route import load_onnx
 
         onnx_model = load_onnx(req.model)
-        image, x = model_input(path, req.load, onnx_model.dims, req.size, notes, recorder)
-        outputs: list[Any] = run_onnx(onnx_model, x.numpy(), recorder)
         params = sum(math.prod(i.dims) for i in onnx_model.proto.graph.initializer)
-    elif route == "pt2":
-        from featcli.models.export_route import load_pt2, run_pt2
+        return Network(req, route, onnx_model, onnx_model.dims, params)
+    if route == "pt2":
+        from featcli.models.export_route import load_pt2
 
-        program = load_pt2(req.model, recorder.budget)
-        image, x = model_input(path, req.load, program.dims, req.size, notes, recorder)
-        outputs = run_pt2(program, x, recorder)
-        params = sum(p.numel() for p in program.module.parameters())
-        notes.append("the node-by-node output equals the exported program's")
-    else:
-        from featcli.models.torch_route import first_channels, load_module, load_weights, run_module
+        program = load_pt2(req.model, memory_budget(req.max_bytes))
+        return Network(req, route, program, program.dims, sum(p.numel() for p in program.module.parameters()))
+    from featcli.models.torch_route import first_channels, load_module, load_weights
 
-        module = load_module(req.model)
-        if req.weights:
-            load_weights(module, req.weights, allow_torchscript=req.allow_torchscript)
-        module = module.to(req.device)
-        image, x = model_input(path, req.load, (None, first_channels(module), None, None), req.size, notes,
-                               recorder)
-        outputs = run_module(module, x.to(req.device), recorder)
-        params = sum(p.numel() for p in module.parameters())
-    recorder.check_globs()
-    prediction = []
-    if len(outputs) == 1 and is_scores(tuple(outputs[0].shape)):
-        values = outputs[0].reshape(-1).tolist()
-        prediction = top_k(values, req.labels, req.top)
-    return ModelResult(req.model, route, image, tuple(x.shape), recorder.rows, recorder.kept, recorder.last_maps,
-                       outputs, params, notes, prediction)
+    module = load_module(req.model)
+    if req.weights:
+        load_weights(module, req.weights, allow_torchscript=req.allow_torchscript)
+    module = module.to(req.device)
+    return Network(req, route, module, (None, first_channels(module), None, None),
+                   sum(p.numel() for p in module.parameters()))
+
+
+def run_model(path: str, req: ModelRequest) -> ModelResult:
+    """Run ``req.model`` on the image at ``path`` (library use; a run opens the network once)."""
+    net = open_network(req)
+    return net.forward(*net.prepare(path))

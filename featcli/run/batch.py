@@ -1,4 +1,4 @@
-"""Many images in one process: scheduling only; every image goes through :class:`featcli.run.image.Runner`.
+"""Many images in one process: scheduling only; every image goes through its route's runner.
 
 :func:`run_batch` overlaps the three kinds of work a run does: worker threads load and plan images (Pillow
 releases the GIL), the calling thread executes the plan on stacked batches of same-size images (torch runs
@@ -27,8 +27,7 @@ from featcli.io.decode import display_name
 from featcli.io.inputs import unique_stems
 from featcli.io.outputs import uninterrupted
 from featcli.run.config import RunConfig
-from featcli.run.image import Runner
-from featcli.run.write import write_outputs
+from featcli.run.loaded import Loaded
 
 # --- records -----------------------------------------------------------------------------------------
 
@@ -77,23 +76,6 @@ class Summary:
 # --- the pipelined run ---------------------------------------------------------------------------------
 
 
-@dataclass
-class _Loaded:
-    """An image loaded and planned on a worker, waiting for its batch."""
-
-    index: int
-    image: Any
-    plan: Any
-    dest: Any
-    x: Any
-    started: float
-    streaming: Any = None
-
-    @property
-    def key(self) -> Any:
-        return None if self.streaming is not None else id(self.plan)
-
-
 def run_batch(
     paths: Sequence[str],
     cfg: RunConfig,
@@ -102,7 +84,7 @@ def run_batch(
     batch_size: int = 8,
     workers: int = 2,
     skip_existing: bool = False,
-    runner: Runner | None = None,
+    runner: Any = None,
     part: range | None = None,
 ) -> Summary:
     """Run ``cfg`` over ``paths``; ``emit`` each record in order.
@@ -112,67 +94,78 @@ def run_batch(
         cfg: the run configuration; ``-o``/``--save`` must be templates when there are several inputs.
         emit: called on the calling thread with each :class:`Record`, in input order.
         batch_size: up to this many consecutive same-size images are stacked into one NCHW batch
-            (streamed images run one at a time).
+            (streamed images and networks run one at a time).
         workers: loading threads and, separately, encoding threads.
         skip_existing: an input whose every output file exists is ``skipped`` (resume a batch).
-        runner: the run's :class:`Runner` (a new one by default).
+        runner: the run's runner (:func:`featcli.run.routes.make_runner`; a new one by default).
         part: the indices of ``paths`` this call runs (consecutive; default all). The others are still
             inputs of the run: ``{stem}``, ``{n}``, record indices and the output checks are the whole
             run's, so parts run by shards or worker processes give exactly the files and records of one run.
     """
     if batch_size < 1 or workers < 1:
         raise UsageError("--batch-size and --workers must be at least 1")
-    runner = runner or Runner(cfg, batch=True)
-    stems = unique_stems(paths)
-    runner.check_run(paths, stems)
-    summary = Summary()
-    t0 = time.perf_counter()
+    if runner is None:
+        from featcli.run.routes import make_runner
 
-    def prepare(i: int) -> _Loaded | Record:
-        path, started = paths[i], time.perf_counter()
-        if skip_existing and path != "-":
-            from featcli.io.images import probe
-            from featcli.run.destinations import destinations
-
-            report = runner.planner.report(probe(path, cfg.load).tensor_shape)
-            dest = destinations(cfg, report, path, stem=stems[i], n=i)
-            if dest.all and all(Path(p).exists() for p in dest.all):
-                return Record(i, path, "skipped", {"outputs": dest.all})
-        image, plan, dest = runner.prepare(path, stem=stems[i], n=i)  # checks against every input
-        streaming = runner.streaming_for(plan, dest)
-        x = runner.to_input(image, plan)
-        item = _Loaded(i, image, plan, dest, x, started, streaming)
-        if runner.engine_for(plan) == "numpy":  # the whole image on this worker
-            (results,) = runner.execute(x, plan, keep=dest.keep)
-            return write(item, results)
-        return item
-
-    def write(item: _Loaded, results: list[Any]) -> Record:
-        outputs = write_outputs(item.dest, cfg, item.image, results, runner.inputs)
-        outcome = runner.outcome(item.image, item.plan, results, outputs, item.started, item.index)
-        return Record(item.index, outcome.path, "ok", outcome.record(), outcome=outcome)
-
+        runner = make_runner(cfg, batch=True)
     lo, hi = (part.start, part.stop) if part is not None else (0, len(paths))
     if part is not None and (part.step != 1 or not 0 <= lo <= hi <= len(paths)):
         raise ValueError(f"part {part} is not a consecutive range of the {len(paths)} inputs")
-    slots: list[Future[Record] | Record | None] = [None] * len(paths)
-    next_emit = lo
+    return _Batch(paths, runner, emit, batch_size, workers, skip_existing, lo, hi).run()
 
-    def failed(i: int, exc: BaseException) -> Record:
+
+class _Batch:
+    """One call of :func:`run_batch`: the queue of loading images, the slots of records in input order, the
+    group being stacked, and the two thread pools."""
+
+    def __init__(self, paths: Sequence[str], runner: Any, emit: Callable[[Record], None], batch_size: int,
+                 workers: int, skip_existing: bool, lo: int, hi: int) -> None:
+        self.paths, self.runner, self.emit = paths, runner, emit
+        self.batch_size, self.workers, self.skip_existing = batch_size, workers, skip_existing
+        self.stems = unique_stems(paths)
+        runner.check_run(paths, self.stems)
+        self.summary = Summary()
+        self.hi = hi
+        self.slots: list[Future[Record] | Record | None] = [None] * len(paths)
+        self.next_emit = self.submitted = lo
+        self.loaders = ThreadPoolExecutor(workers, thread_name_prefix="featcli-load")
+        self.writers = ThreadPoolExecutor(workers, thread_name_prefix="featcli-write")
+        self.window = max(2 * batch_size, workers + 1)
+        self.queue: deque[tuple[int, Future[Loaded | Record]]] = deque()
+
+    # --- one image's steps (on the loader and writer threads) -------------------------------------------
+    def prepare(self, i: int) -> Loaded | Record:
+        path = self.paths[i]
+        if self.skip_existing and path != "-":
+            files = self.runner.expected(path, self.stems[i], i)
+            if files and all(Path(p).exists() for p in files):
+                return Record(i, path, "skipped", {"outputs": files})
+        item: Loaded = self.runner.load(path, stem=self.stems[i], n=i)  # checks against every input
+        return self.record(item.outcome) if item.outcome is not None else item
+
+    @staticmethod
+    def record(outcome: Any) -> Record:
+        return Record(outcome.index, outcome.path, "ok", outcome.record(), outcome=outcome)
+
+    def write(self, item: Loaded, results: Any) -> Record:
+        return self.record(self.runner.finish(item, results))
+
+    def failed(self, i: int, exc: BaseException) -> Record:
         if isinstance(exc, FeatcliError):
-            return Record(i, paths[i], "failed", error=str(about(exc, display_name(paths[i]))))
-        return Record(i, paths[i], "failed", error=failure_message(paths[i], exc))
+            return Record(i, self.paths[i], "failed", error=str(about(exc, display_name(self.paths[i]))))
+        return Record(i, self.paths[i], "failed", error=failure_message(self.paths[i], exc))
 
-    def drain(block: bool, *, stopped: bool = False) -> None:
+    # --- records in order ---------------------------------------------------------------------------------
+    def drain(self, block: bool, *, stopped: bool = False) -> None:
         """Emit the finished records in order; ``stopped``: every record there is, skipping the inputs an
         interruption left unprocessed (their slots are empty or their writes were cancelled)."""
-        nonlocal next_emit
-        while next_emit < hi:
-            i, slot = next_emit, slots[next_emit]
+        slots, summary = self.slots, self.summary
+        while self.next_emit < self.hi:
+            i, slot = self.next_emit, slots[self.next_emit]
             if slot is None or (isinstance(slot, Future) and slot.cancelled()):
                 if not stopped:
                     return
-                next_emit += 1
+                self.next_emit += 1
                 continue
             if isinstance(slot, Future):
                 if not block and not slot.done():
@@ -180,55 +173,53 @@ def run_batch(
                 try:
                     rec = slot.result()
                 except Exception as exc:  # noqa: BLE001 - reported as a failed record
-                    rec = failed(i, exc)
+                    rec = self.failed(i, exc)
             else:
                 rec = slot
             with uninterrupted():  # a record is counted and printed whole, or not at all
                 slots[i] = None  # free the image and tensors (inside: an interrupt here must not lose it)
-                next_emit += 1
+                self.next_emit += 1
                 setattr(summary, rec.status, getattr(summary, rec.status) + 1)
-                emit(rec)
+                self.emit(rec)
 
-    loaders = ThreadPoolExecutor(workers, thread_name_prefix="featcli-load")
-    writers = ThreadPoolExecutor(workers, thread_name_prefix="featcli-write")
-    window = max(2 * batch_size, workers + 1)
-    queue: deque[tuple[int, Future[_Loaded | Record]]] = deque()
-    submitted = lo
-
-    def refill() -> None:
-        nonlocal submitted
-        while submitted < hi and len(queue) < window:
+    def refill(self) -> None:
+        while self.submitted < self.hi and len(self.queue) < self.window:
             with uninterrupted():  # a submitted image is always queued: an interruption records what it wrote
-                queue.append((submitted, loaders.submit(prepare, submitted)))
-                submitted += 1
+                self.queue.append((self.submitted, self.loaders.submit(self.prepare, self.submitted)))
+                self.submitted += 1
 
-    def flush(group: list[_Loaded]) -> None:
+    def flush(self, group: list[Loaded]) -> None:
         if not group:
             return
         try:
-            first = group[0]
-            if len(group) == 1:
-                x = first.x
-            else:
-                import torch
-
-                x = torch.cat([g.x for g in group])
-            keep = set().union(*(g.dest.keep for g in group))
-            per_image = runner.execute(x, first.plan, keep=keep, streaming=first.streaming)
+            per_image = self.runner.run(group)
         except Exception as exc:  # noqa: BLE001 - every image of the batch fails with the reason
             for g in group:
-                slots[g.index] = failed(g.index, exc)
+                self.slots[g.index] = self.failed(g.index, exc)
             group.clear()
             return
         for g, results in zip(group, per_image, strict=True):
-            g.x = None  # the input tensor is no longer needed
             with uninterrupted():  # a write once submitted has its slot, so its record is never lost
-                slots[g.index] = writers.submit(write, g, results)
+                self.slots[g.index] = self.writers.submit(self.write, g, results)
         group.clear()
 
-    try:
-        refill()
-        group: list[_Loaded] = []
+    # --- the loop ---------------------------------------------------------------------------------------
+    def run(self) -> Summary:
+        t0 = time.perf_counter()
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            self._stop()
+        finally:
+            self.loaders.shutdown(wait=True, cancel_futures=True)
+            self.writers.shutdown(wait=True)
+            self.summary.seconds = time.perf_counter() - t0
+        return self.summary
+
+    def _loop(self) -> None:
+        queue, slots, batch_size = self.queue, self.slots, self.batch_size
+        self.refill()
+        group: list[Loaded] = []
         while queue:
             i, fut = queue[0]  # stays queued while waited on, so an interruption still sees it
             try:
@@ -236,53 +227,50 @@ def run_batch(
             except Exception as exc:  # noqa: BLE001 - a bad file does not stop the batch
                 with uninterrupted():  # it leaves the queue with its record in its slot
                     queue.popleft()
-                    slots[i] = failed(i, exc)
-                refill()
-                drain(block=False)
+                    slots[i] = self.failed(i, exc)
+                self.refill()
+                self.drain(block=False)
                 continue
-            # The NumPy engine's loader ran the whole image and published its files: it leaves the queue with
-            # its record in its slot, in one step, or an interruption between the two loses the record.
+            # An image the loader ran whole (NumPy engine) published its files: it leaves the queue with its
+            # record in its slot, in one step, or an interruption between the two loses the record.
             with uninterrupted():
                 queue.popleft()
                 if isinstance(item, Record):
                     slots[i] = item
-            refill()
+            self.refill()
             if not isinstance(item, Record):
                 if group and (item.key is None or item.key != group[0].key or len(group) >= batch_size):
-                    flush(group)
+                    self.flush(group)
                 group.append(item)
                 if item.key is None or len(group) >= batch_size or not queue:
-                    flush(group)
-            drain(block=False)
+                    self.flush(group)
+            self.drain(block=False)
             # Bound memory: never let encoding fall far behind compute.
-            busy = [s for s in slots[next_emit : i + 1] if isinstance(s, Future) and not s.done()]
-            while len(busy) > 2 * workers + batch_size:
+            busy = [s for s in slots[self.next_emit : i + 1] if isinstance(s, Future) and not s.done()]
+            while len(busy) > 2 * self.workers + batch_size:
                 wait(busy, return_when=FIRST_COMPLETED)
                 busy = [s for s in busy if not s.done()]
-        flush(group)
-        drain(block=True)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-        for _, fut in queue:
+        self.flush(group)
+        self.drain(block=True)
+
+    def _stop(self) -> None:
+        """Ctrl-C: images being written finish (all their files, or none); the rest are cancelled; every image
+        whose files were published gets its record."""
+        self.summary.interrupted = True
+        for _, fut in self.queue:
             fut.cancel()
-        # Images being written finish (all their files, or none); writes not started are cancelled.
-        loaders.shutdown(wait=True, cancel_futures=True)
-        writers.shutdown(wait=True, cancel_futures=True)
-        for i, fut in queue:  # loaders that ran a whole image (NumPy engine) published its files
-            if fut.done() and not fut.cancelled() and slots[i] is None:
+        self.loaders.shutdown(wait=True, cancel_futures=True)
+        self.writers.shutdown(wait=True, cancel_futures=True)
+        for i, fut in self.queue:  # loaders that ran a whole image (NumPy engine) published its files
+            if fut.done() and not fut.cancelled() and self.slots[i] is None:
                 try:
                     item = fut.result()
                 except Exception as exc:  # noqa: BLE001 - reported as a failed record
-                    slots[i] = failed(i, exc)
+                    self.slots[i] = self.failed(i, exc)
                 else:
                     if isinstance(item, Record):
-                        slots[i] = item
+                        self.slots[i] = item
         try:
-            drain(block=True, stopped=True)
+            self.drain(block=True, stopped=True)
         except Exception:  # noqa: BLE001 - best effort while stopping
             pass
-    finally:
-        loaders.shutdown(wait=True, cancel_futures=True)
-        writers.shutdown(wait=True)
-        summary.seconds = time.perf_counter() - t0
-    return summary

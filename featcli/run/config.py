@@ -11,13 +11,25 @@ from featcli.enums import Engine, Stream
 from featcli.errors import UsageError
 from featcli.io.images import LoadOptions
 from featcli.io.outputs import check_folder
+from featcli.io.tensors import SAVE_EXTS
 from featcli.render import GridOptions
+from featcli.run.routes import STAGE_NAMES
 from featcli.stages.spec import Stage
 
 if TYPE_CHECKING:
     from featcli.shape.report import ShapeReport
 
-SAVE_EXTS = (".npz", ".pt", ".npy")
+@dataclass(frozen=True)
+class ModelOptions:
+    """``--model`` and what goes with it: the network, its weights (module:attr), the layers to keep, class
+    names, how many classes the answer lists, the input size."""
+
+    model: str
+    weights: str | None = None
+    layers: tuple[str, ...] = ()
+    labels: tuple[str, ...] | None = None
+    top: int = 5
+    size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class RunConfig:
     allow_torchscript: bool = False
     output: str | None = None  #: ``-o``: grid (several maps) or full-resolution map (one)
     out_dir: str | None = None  #: one PNG per stage
-    name_template: str = "{stem}_s{index}_{op}.png"
+    name_template: str = STAGE_NAMES
     stages: str | None = None  #: which stages the outputs show: "last", "all", "1,3", "2-4"
     grid: GridOptions = field(default_factory=GridOptions)
     show_input: bool = False
@@ -44,7 +56,10 @@ class RunConfig:
     force: bool = False
     command: str = ""  #: the full command line, recorded in PNG metadata
     run_id: str = ""  #: recorded in PNG metadata as ``featcli:run`` when set (a retried Ray part finds its files)
-    #: A trained network's tensors (``featcli run --model``): the plan's learned stages use them, on torch.
+    #: ``--model``: a featcli model file's stack runs here; any other network through its own route.
+    model: ModelOptions | None = None
+    #: A featcli model file's tensors: the plan's learned stages use them, on torch. Never pickled: a worker
+    #: process or Ray actor opens the model file itself (:func:`featcli.run.routes.make_runner`).
     trained: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -53,6 +68,9 @@ class RunConfig:
             object.__setattr__(self, "stream", Stream(self.stream))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "trained": None}
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +86,9 @@ class ImageOutcome:
     engine: str = "torch"
     device: str = "cpu"
     index: int = 0  #: position in the run's inputs
+    extra: dict[str, Any] = field(default_factory=dict)  #: a model file's ``model`` and ``prediction``
+    predictions: list[Any] = field(default_factory=list)  #: a model file's answer
+    notes: list[str] = field(default_factory=list)  #: what loading changed, said once for one image
 
     def record(self) -> dict[str, Any]:
         """The JSON object of ``featcli run --json``, the same keys for one input and for a batch
@@ -76,7 +97,7 @@ class ImageOutcome:
             "path": self.path, "index": self.index, "status": "ok", "input": list(self.input_shape),
             "output": list(self.report.output), "params": self.report.params, "macs": self.report.macs,
             "stages": [r.record() for r in self.results], "outputs": self.outputs,
-            "seconds": round(self.seconds, 6), "engine": self.engine, "device": self.device,
+            "seconds": round(self.seconds, 6), "engine": self.engine, "device": self.device, **self.extra,
         }
 
 

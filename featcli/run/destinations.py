@@ -40,7 +40,7 @@ def select_stages(text: str | None, n: int, default: str) -> list[int]:
 
 
 
-_FIELDS = "{stem} {name} {ext} {parent} {n} (and {index} {op} {stage} in --name)"
+_FIELDS = "{stem} {name} {ext} {parent} {n} (and {index} {op} {stage}, or a network's {layer}, in --name)"
 
 
 def fill(template: str, src: str, *, stem: str | None = None, n: int = 0, **stage: object) -> str:
@@ -125,6 +125,7 @@ class Destinations:
     save: str | None
     shown: list[int]
     saved: list[int]
+    npy_hint: str = "use --stages N, or .npz"  #: how to pick one map for a .npy
 
     @property
     def all(self) -> list[str]:
@@ -205,13 +206,27 @@ def check_run(cfg: RunConfig, report: ShapeReport, paths: Sequence[str], stems: 
              for i, (path, stem) in enumerate(zip(paths, stems, strict=True))]
     check_unique(list(zip(paths, dests, strict=True)))
     for src, dest in zip(paths, dests, strict=True):
-        for what, path in labelled(dest):
-            hit = inputs.find(path)
-            if hit is not None:
-                whose = "that input itself" if path_key(hit) == path_key(src) else f"{src}; it is input {hit}"
-                raise OutputError(f"refusing to overwrite an input file of this run ({what} of {whose}); "
-                                  "inputs are never overwritten, even with --force", path=path)
+        refuse_inputs(src, dest, inputs)
     return dests
+
+
+def refuse_inputs(src: str, dest: Destinations, inputs: InputSet) -> None:
+    """Refuse an output of ``src`` that is an input file of the run (even with ``--force``)."""
+    for what, path in labelled(dest):
+        hit = inputs.find(path)
+        if hit is not None:
+            whose = "that input itself" if path_key(hit) == path_key(src) else f"{src}; it is input {hit}"
+            raise OutputError(f"refusing to overwrite an input file of this run ({what} of {whose}); "
+                              "inputs are never overwritten, even with --force", path=path)
+
+
+def safe_name(layer: str) -> str:
+    """A layer name as a file-name part (``{layer}`` in ``--name``): ``/stem/stem.0/Conv`` -> ``stem_stem.0_Conv``.
+
+    >>> safe_name("/stem/stem.0/Conv"), safe_name("block.conv1:conv2d_1"), safe_name("head[0]")
+    ('stem_stem.0_Conv', 'block.conv1_conv2d_1', 'head_0')
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", layer).strip("._") or "layer"
 
 
 def temp_files(path: str | os.PathLike[str]) -> list[str]:

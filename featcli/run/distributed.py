@@ -132,12 +132,11 @@ class _PartRunner:
 
     def __init__(self, cfg: RunConfig, paths: Sequence[str], opts: dict[str, Any]) -> None:
         from featcli.io.inputs import unique_stems
-        from featcli.run.image import Runner
+        from featcli.run.routes import make_runner
 
         self.cfg, self.paths, self.opts = cfg, list(paths), opts
-        self.runner = Runner(cfg, batch=True)
+        self.runner = make_runner(cfg, batch=True)
         self.stems = unique_stems(self.paths)
-        self.report: Any = None
         self.emitted = 0
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -197,25 +196,13 @@ def _same_run(run_id: str) -> Callable[[str | None, Path], bool]:
 
 
 def _outputs(worker: _PartRunner, part: range) -> list[str]:
-    from featcli.io.images import probe
-    from featcli.run.destinations import destinations
-
-    if worker.report is None:  # which stages make files depends on the stack only: any input's report
-        for path in worker.paths:
-            try:
-                worker.report = worker.runner.planner.report(probe(path, worker.cfg.load).tensor_shape)
-                break
-            except Exception:  # noqa: BLE001, S112 - a bad file: try the next one
-                continue
-        else:
-            return []
+    """The files the inputs of ``part`` give (those the runner can tell before running them)."""
     out: list[str] = []
     for i in part:
         try:
-            dest = destinations(worker.cfg, worker.report, worker.paths[i], stem=worker.stems[i], n=i)
+            out.extend(worker.runner.expected(worker.paths[i], worker.stems[i], i) or [])
         except Exception:  # noqa: BLE001 - the run reports it as the image's failure
             continue
-        out.extend(dest.all)
     return out
 
 
@@ -301,9 +288,9 @@ def run_ray(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], No
     cfg = dataclasses.replace(cfg, run_id=cfg.run_id or uuid.uuid4().hex,
                               threads=cfg.threads if cfg.threads is not None else 1)
     from featcli.io.inputs import unique_stems
-    from featcli.run.image import Runner
+    from featcli.run.routes import make_runner
 
-    Runner(cfg, batch=True).check_run(paths, unique_stems(paths))  # refused before Ray starts
+    make_runner(cfg, batch=True).check_run(paths, unique_stems(paths))  # refused before Ray starts
     todo = part if part is not None else range(len(paths))
     summary, t0 = Summary(), time.perf_counter()
     order = _InOrder([], emit, summary)
@@ -373,10 +360,10 @@ def _remove_unrecorded(cfg: RunConfig, paths: Sequence[str], chunks: Sequence[ra
     """After an interruption, with the workers stopped: remove what the parts without records left (their temp
     files and this run's PNGs), so the files present are those of the records emitted."""
     from featcli.io.inputs import unique_stems
-    from featcli.run.image import Runner
+    from featcli.run.routes import make_runner
 
     worker = _PartRunner.__new__(_PartRunner)
-    worker.cfg, worker.paths, worker.report = cfg, list(paths), None
-    worker.runner, worker.stems = Runner(cfg, batch=True), unique_stems(paths)
+    worker.cfg, worker.paths = cfg, list(paths)
+    worker.runner, worker.stems = make_runner(cfg, batch=True), unique_stems(paths)
     for chunk in chunks:
         worker._reclaim(chunk)

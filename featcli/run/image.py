@@ -2,8 +2,14 @@
 
 :class:`Runner` holds what is the same for a whole run: the plans (one per input shape,
 :class:`featcli.engine.plan.Planner`), the engine (chosen once, from the first plan), each plan's compiled
-stages (weights built once), and the thread policy. :meth:`Runner.process` is one image's whole journey;
-the batch layer (:mod:`featcli.run.batch`) calls the same steps from its threads.
+stages (weights built once), and the thread policy. Its three steps are what every route's runner has
+(:class:`featcli.run.network.NetworkRunner` too): :meth:`Runner.load` (decode, plan, destinations, input
+tensor; on a loader thread), :meth:`Runner.run` (same-shape images stacked; on the calling thread) and
+:meth:`Runner.finish` (files and outcome; on a writer thread). :meth:`Runner.process` is one image's whole
+journey; the batch layer (:mod:`featcli.run.batch`) calls the same steps from its threads.
+
+A featcli model file (``--model m.safetensors``) is a stack with trained tensors: the same Runner keeps the
+last stage's scores for the answer (top-k, :mod:`featcli.engine.predict`) and adds it to the record.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from featcli.io.images import LoadedImage, load_image
 from featcli.io.outputs import InputSet
 from featcli.run.config import ImageOutcome, RunConfig
 from featcli.run.destinations import Destinations, check_destinations, check_run, destinations
+from featcli.run.loaded import Loaded
 from featcli.run.write import write_outputs
 
 
@@ -165,10 +172,86 @@ class Runner:
         check_destinations(dest, self.cfg, path, self.inputs)
         return image, plan, dest
 
-    def outcome(self, image: LoadedImage, plan: Plan, results: list[StageResult], outputs: list[str],
-                started: float, n: int) -> ImageOutcome:
+    def expected(self, path: str, stem: str | None, n: int) -> list[str] | None:
+        """The files ``path`` will give (``--skip-existing``), from its header alone."""
+        from featcli.io.images import probe
+
+        report = self.planner.report(probe(path, self.cfg.load).tensor_shape)
+        return destinations(self.cfg, report, path, stem=stem, n=n).all
+
+    def load(self, path: str, *, stem: str | None = None, n: int = 0) -> Loaded:
+        """Everything before compute (:meth:`prepare`) and the engine's input; on the NumPy engine the whole
+        image runs here (``outcome`` set)."""
+        started = time.perf_counter()
+        image, plan, dest = self.prepare(path, stem=stem, n=n)
+        streaming = self.streaming_for(plan, dest)
+        item = Loaded(n, image, plan, dest, self.to_input(image, plan), started, streaming, stem=stem)
+        if self.engine_for(plan) == "numpy":  # the whole image on this (loader) thread
+            (results,) = self.run([item])
+            item.outcome = self.finish(item, results)
+        return item
+
+    @property
+    def predicts(self) -> bool:
+        """A featcli model file's run: the last stage's scores are the answer."""
+        return self.cfg.trained is not None and self.cfg.model is not None
+
+    def run(self, items: Sequence[Loaded]) -> list[list[StageResult]]:
+        """Execute the plan on ``items`` (one plan: same-size images) stacked into one NCHW batch."""
+        first = items[0]
+        if len(items) == 1:
+            x = first.x
+        else:
+            import torch
+
+            x = torch.cat([g.x for g in items])
+        keep = set().union(*(g.dest.keep for g in items))
+        if self.predicts:
+            keep.add(first.plan.stages[-1].index)
+        try:
+            per_image = self.execute(x, first.plan, keep=keep, streaming=first.streaming)
+        except FeatcliError as exc:
+            if len(items) == 1:  # say which image (a batch says it for each of its images)
+                raise about(exc, first.image.header.path) from None
+            raise
+        for g in items:
+            g.x = None  # the input tensor is no longer needed
+        return per_image
+
+    def finish(self, item: Loaded, results: list[StageResult]) -> ImageOutcome:
+        """Write ``item``'s files and say what was done."""
+        extra: dict[str, Any] = {}
+        predictions: list[Any] = []
+        if self.predicts:
+            import dataclasses
+
+            from featcli.engine.predict import top_k
+
+            assert self.cfg.model is not None
+            last = item.plan.stages[-1].index
+            scores = results[-1].tensor.detach().flatten().cpu().tolist()
+            predictions = top_k(scores, self.cfg.model.labels, self.cfg.model.top)
+            if last not in item.dest.keep:  # kept for the answer only, not for the outputs
+                results[-1] = dataclasses.replace(results[-1], tensor=results[-1].tensor[:0])
+            extra = {"model": self.cfg.model.model, "prediction": [p.record() for p in predictions]}
+        outputs = write_outputs(item.dest, self.cfg, item.image, results, self.inputs)
+        image, plan = item.image, item.plan
         return ImageOutcome(image.header.path, plan.report.input, plan.report, results, outputs,
-                            time.perf_counter() - started, self.engine_for(plan), str(self.cfg.device), n)
+                            time.perf_counter() - item.started, self.engine_for(plan), str(self.cfg.device),
+                            item.index, extra=extra, predictions=predictions, notes=self._notes(image, plan))
+
+    def _notes(self, image: LoadedImage, plan: Plan) -> list[str]:
+        """A model file's image resized to its input, said as a note."""
+        if not self.predicts:
+            return []
+        w, h = image.header.size
+        if image.header.orientation in (5, 6, 7, 8):
+            w, h = h, w
+        hh, ww = plan.report.input[2:]
+        if (w, h) == (ww, hh):
+            return []
+        return [f"{image.header.path} ({w}x{h}) resized to {hh}x{ww} ({self.cfg.load.channels.value}), the model's "
+                "input"]
 
     def process(self, path: str, *, stem: str | None = None, n: int = 0) -> ImageOutcome:
         """Load ``path``, run the stack on it and write the requested outputs.
@@ -177,16 +260,11 @@ class Runner:
             FeatcliError: the image cannot be loaded, a stage is refused or fails, an output cannot be
                 written (nothing partial is left), or a shape differs from the plan.
         """
-        t0 = time.perf_counter()
-        image, plan, dest = self.prepare(path, stem=stem, n=n)
-        streaming = self.streaming_for(plan, dest)
-        x = self.to_input(image, plan)
-        try:
-            (results,) = self.execute(x, plan, keep=dest.keep, streaming=streaming)
-        except FeatcliError as exc:
-            raise about(exc, image.header.path) from None
-        outputs = write_outputs(dest, self.cfg, image, results, self.inputs)
-        return self.outcome(image, plan, results, outputs, t0, n)
+        item = self.load(path, stem=stem, n=n)
+        if isinstance(item.outcome, ImageOutcome):
+            return item.outcome
+        (results,) = self.run([item])
+        return self.finish(item, results)
 
 
 def process_image(path: str, cfg: RunConfig, *, stem: str | None = None, n: int = 0) -> ImageOutcome:

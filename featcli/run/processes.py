@@ -102,7 +102,7 @@ def _worker(cfg: RunConfig, paths: Sequence[str], opts: dict[str, Any], conn: An
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     from featcli.io.outputs import uninterrupted, watch_outputs
-    from featcli.run.image import Runner
+    from featcli.run.routes import make_runner
 
     lock = threading.Lock()
 
@@ -115,7 +115,7 @@ def _worker(cfg: RunConfig, paths: Sequence[str], opts: dict[str, Any], conn: An
         send("record", rec.index, rec.path, rec.status, rec.data, rec.error)
 
     try:
-        runner = Runner(cfg, batch=True)
+        runner = make_runner(cfg, batch=True)
         send("ready")
         with watch_outputs(lambda event, names: send(event, names)):
             while (task := conn.recv()) is not None:
@@ -347,9 +347,9 @@ def run_processes(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Recor
     todo = part if part is not None else range(len(paths))
     if cfg.threads is None:
         cfg = dataclasses.replace(cfg, threads=max(1, (os.cpu_count() or 1) // processes))
-    from featcli.run.image import Runner
+    from featcli.run.routes import make_runner
 
-    Runner(cfg, batch=True).check_run(paths, _stems(paths))  # duplicates and inputs: refused before any work
+    make_runner(cfg, batch=True).check_run(paths, _stems(paths))  # duplicates and inputs: refused before any work
     summary, t0 = Summary(), time.perf_counter()
     opts = {"batch_size": batch_size, "workers": workers, "skip_existing": skip_existing}
     pool = _Pool(paths, cfg, todo, _parts(todo, processes, batch_size), processes, opts, emit, summary)

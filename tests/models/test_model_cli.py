@@ -45,7 +45,8 @@ def test_module_with_weights_json_files_and_prediction(runner: CliRunner, export
     assert [row["name"] for row in rec["layers"]][:3] == ["stem.0", "stem.1", "stem.2"]
     assert all(row["ok"] for row in rec["layers"] if row["spec"])
     assert len(rec["prediction"]) == 3 and rec["prediction"][0]["label"].startswith("c")
-    assert sorted(Path(f).name for f in rec["files"]) == ["g.png", "m.npz", "shapes_block.conv1.png", "shapes_left.png"]
+    assert sorted(Path(f).name for f in rec["outputs"]) == ["g.png", "m.npz", "shapes_block.conv1.png",
+                                                             "shapes_left.png"]
     with np.load(tmp_path / "m.npz") as npz:
         assert sorted(npz.files) == ["block.conv1", "left"] and npz["left"].shape == (1, 4, 30, 40)
 
@@ -61,7 +62,7 @@ def test_onnx_and_pt2_resize_to_the_declared_input(runner: CliRunner, exported: 
     for model in (exported["onnx"], exported["pt2"]):
         rec = json.loads(_ok(runner, "sample:photo", "--model", str(model), "--json"))
         assert rec["input"] == [1, 3, 64, 64] and any("resized from 240x320 to 64x64" in n for n in rec["notes"])
-        assert rec["outputs"] == [[1, 10]] and len(rec["prediction"]) == 5
+        assert rec["output"] == [[1, 10]] and len(rec["prediction"]) == 5
 
 
 def test_budget_refuses_a_layer_before_it_runs(runner: CliRunner, exported: dict[str, Path]) -> None:
@@ -194,7 +195,8 @@ def test_hostile_and_malformed_files(runner: CliRunner, exported: dict[str, Path
 
 def test_options_that_do_not_apply(runner: CliRunner, exported: dict[str, Path]) -> None:
     onnx = str(exported["onnx"])
-    assert "--pool does not apply" in _refused(runner, 2, "sample:shapes", "--model", onnx, "--pool", "max:k=2")
+    assert f"--pool applies to stage stacks, not to --model {onnx}" in _refused(
+        runner, 2, "sample:shapes", "--model", onnx, "--pool", "max:k=2")
     assert "two different runs" in _refused(runner, 2, "sample:shapes", "relu", "--model", onnx)
     assert "--weights is for a PyTorch" in _refused(runner, 2, "sample:shapes", "--model", onnx, "--weights", onnx)
     assert "matches no layer" in _refused(runner, 2, "sample:shapes", "--model", onnx, "--layers", "nope*")

@@ -84,9 +84,10 @@ def test_run_model_table_prediction_and_resize_note(trained_model: Path, tmp_pat
 def test_run_model_refusals(trained_model: Path, runner: CliRunner) -> None:
     model = str(trained_model)
     for extra, message in ((["--engine", "numpy"], "--engine numpy does not run trained models"),
-                           (["relu"], "no stages after the images"),
-                           (["-k", "sobel_x"], "-k does not apply to --model"),
-                           (["--channels", "gray"], "--channels does not apply to --model")):
+                           (["relu"], "and --model are two different runs"),
+                           (["-k", "sobel_x"], f"--kernel applies to stage stacks, not to --model {model}"),
+                           (["--channels", "gray"], "--channels applies to stage stacks and --model networks "
+                                                    f"(module:attr, .onnx, .pt2), not to --model {model}")):
         res = runner.invoke(app, ["run", "sample:shapes", "--model", model, *extra])
         assert res.exit_code in (1, 2) and message in res.stderr, (extra, res.output)
     res = runner.invoke(app, ["run", "sample:shapes", "--model", "missing.safetensors"])

@@ -124,7 +124,7 @@ def test_a_per_image_failure_under_json_also_says_so_on_stderr(tmp_path: Path, r
 
     from featcli.errors import ImageLoadError
     from featcli.io.modelfile import ModelMeta, write_model
-    from featcli.run.trained import TrainedRunner
+    from featcli.run.image import Runner
 
     p = tmp_path / "m.safetensors"
     tensors = {"s1.weight": torch.zeros(4, 1, 3, 3), "s1.bias": torch.zeros(4), "s3.weight": torch.zeros(2, 144),
@@ -134,10 +134,10 @@ def test_a_per_image_failure_under_json_also_says_so_on_stderr(tmp_path: Path, r
     img = tmp_path / "x.png"
     Image.new("L", (8, 8)).save(img)
 
-    def fail(self: TrainedRunner, path: str, **kwargs: Any) -> None:
+    def fail(self: Runner, path: str, **kwargs: Any) -> None:
         raise ImageLoadError("cannot decode", path=path)
 
-    monkeypatch.setattr(TrainedRunner, "process", fail)
+    monkeypatch.setattr(Runner, "process", fail)
     res = runner.invoke(app, ["run", str(img), "--model", str(p), "--json"])
     assert res.exit_code == 1, res.output
     assert json.loads(res.stdout)["error"] == f"{img}: cannot decode"

@@ -1,8 +1,4 @@
-"""``featcli run IMAGE --model MODEL``: a whole network's layer table, its chosen layers' maps, its prediction.
-
-``run_cmd.py`` hands every option here (one dispatch line); this module refuses the options that do not apply
-to a model, builds a :class:`featcli.models.service.ModelRequest`, calls the one core function and prints.
-"""
+"""The layer table of ``featcli run IMAGE --model MODEL`` (a network that is not a stage stack), printed."""
 
 from __future__ import annotations
 
@@ -14,72 +10,7 @@ if TYPE_CHECKING:
     from featcli.models.layers import LayerRecord
     from featcli.models.service import ModelResult
 
-__all__ = ["print_model_table", "run_model"]
-
-#: Options of ``run`` that mean nothing for a model, with the value that says "not given".
-_NOT_FOR_MODELS = {"kernel": None, "pool": None, "stages": None, "from_file": None, "recursive": False,
-                   "skip_existing": False, "processes": 1, "ray": None, "shard": None, "show_input": False,
-                   "raw": False}
-_FLAGS = {"kernel": "-k", "as_json": "--json"}
-
-
-def _flag(name: str) -> str:
-    return _FLAGS.get(name, "--" + name.replace("_", "-"))
-
-
-def run_model(**opts: Any) -> None:
-    """Run ``opts['model']`` on one image and print (see the module docstring)."""
-    from featcli.cli.base import command_line
-    from featcli.cli.console import out_console, print_json
-    from featcli.cli.options import load_options, max_bytes
-    from featcli.cli.run_cmd import split_args
-    from featcli.errors import UsageError
-
-    inputs, stages = split_args(list(opts["args"] or []))
-    if stages:
-        raise UsageError(f"stages ({stages[0]} ...) and --model are two different runs: give one")
-    if len(inputs) != 1:
-        raise UsageError(f"--model runs one image; {len(inputs)} inputs given")
-    for name, unset in _NOT_FOR_MODELS.items():
-        if opts[name] not in (unset, [], False):
-            raise UsageError(f"{_flag(name)} does not apply to --model (it runs one image through the network)")
-    if opts["output"] == "-":
-        raise UsageError("--model writes its picture to a file: give -o FILE.png")
-    from featcli.engine.devices import resolve_device
-    from featcli.models.service import ModelRequest, read_labels
-    from featcli.models.service import run_model as run
-    from featcli.models.write import write_model_outputs
-    from featcli.render import GridOptions, check_cmap
-    from featcli.resources import resolve_sample
-    from featcli.stages.grammar import parse_size
-
-    layers = tuple(g.strip() for item in opts["layers"] or [] for g in item.split(",") if g.strip())
-    req = ModelRequest(
-        model=opts["model"], weights=opts["weights"], layers=layers,
-        size=parse_size(opts["size"], key="--size") if opts["size"] else None,
-        load=load_options(opts["channels"], opts["alpha"], opts["background"], opts["scale"], opts["max_side"],
-                          opts["frame"], opts["max_pixels"]),
-        device=str(resolve_device(opts["device"])),
-        max_bytes=max_bytes(opts["max_memory"]),
-        allow_torchscript=bool(opts["trust_torchscript"]),
-        labels=read_labels(opts["labels"]) if opts["labels"] else None, top=opts["top"])
-    grid = GridOptions(norm=opts["norm"], cmap=check_cmap(opts["cmap"]) if opts["cmap"] else None,
-                       max_maps=opts["max_maps"], tile_px=opts["tile_px"], reduce=opts["reduce"])
-    if opts["threads"]:
-        import torch
-
-        torch.set_num_threads(opts["threads"])
-    path = resolve_sample(inputs[0])
-    result = run(path, req)
-    from pathlib import Path
-
-    files = write_model_outputs(result, output=opts["output"], out_dir=opts["out_dir"], save=opts["save"], grid=grid,
-                                force=opts["force"], command=command_line(), stem=Path(path).stem)
-    if opts["as_json"]:
-        print_json(result.record(files))
-    elif not opts["quiet"]:
-        print_model_table(out_console(), result, files)
-
+__all__ = ["print_model_table"]
 
 def _num(v: float | None, scale: float = 0.0) -> str:
     if v is None:
