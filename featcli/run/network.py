@@ -11,6 +11,7 @@ from the same templates (``--name``, with ``{layer}``).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -135,6 +136,7 @@ class NetworkRunner:
             device=str(cfg.device), max_bytes=cfg.max_bytes, allow_torchscript=cfg.allow_torchscript,
             labels=opts.labels, top=opts.top))
         self._layers: list[tuple[int, str, str, int]] | None = None  # the first image's kept maps
+        self._lock = threading.Lock()
 
     # --- the whole run -------------------------------------------------------------------------------
     def check_run(self, paths: Sequence[str], stems: Sequence[str]) -> None:
@@ -167,11 +169,18 @@ class NetworkRunner:
                             npy_hint="pick one layer with --layers, or use .npz")
 
     def expected(self, path: str, stem: str | None, n: int) -> list[str] | None:
-        """The files ``path`` will give (for --skip-existing): known once the first image has run."""
-        if self.cfg.out_dir and self._layers is None:
-            return None
+        """The files ``path`` will give (for --skip-existing). ``--out-dir``'s are one per kept layer: the
+        first call runs the network once on ``path`` to learn them (a network's layers are those of any image)."""
+        if self.cfg.out_dir:
+            with self._lock:
+                if self._layers is None:
+                    image, x, notes = self.net.prepare(path)
+                    self._learn(kept_maps(self.net.forward(image, x, notes)))
         maps = [LayerMaps(i, name, op, _Shape(c)) for i, name, op, c in self._layers or []]
         return self._destinations(path, stem, n, maps).all
+
+    def _learn(self, maps: Sequence[LayerMaps]) -> None:
+        self._layers = [(m.index, m.name, m.op, m.actual[1] if len(m.actual) == 4 else 0) for m in maps]
 
     # --- one image -----------------------------------------------------------------------------------
     def load(self, path: str, *, stem: str | None = None, n: int = 0) -> Loaded:
@@ -194,7 +203,7 @@ class NetworkRunner:
     def finish(self, item: Loaded, result: ModelResult) -> NetworkOutcome:
         maps = kept_maps(result)
         if self._layers is None:
-            self._layers = [(m.index, m.name, m.op, m.actual[1] if len(m.actual) == 4 else 0) for m in maps]
+            self._learn(maps)
         dest = self._destinations(item.path, item.stem, item.index, maps)
         check_destinations(dest, self.cfg, item.path, self.inputs)
         meta = {"featcli:model": result.model, "featcli:layers": " ".join(m.name for m in maps)}
