@@ -262,7 +262,7 @@ def execute(x: Any, plan: Plan, backend: Backend, fns: Sequence[StageFn], *, kee
         ShapeMismatch: a real shape differs from the plan (its ``results`` hold the ✗ row).
     """
     stages = plan.stages
-    bands = streaming.bands(x, plan, fns[0]) if streaming is not None else _whole(x)
+    bands = streaming.bands(x, plan) if streaming is not None else _whole(x)
     n = 1 if streaming is not None else backend.shape(x)[0]
     if streaming is None:
         plan.check_outputs(n)  # before any output is allocated (a streamed run keeps bands only)
