@@ -21,9 +21,9 @@ import math
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from featcli.engine.backend import SampleStats, StageFn
+from featcli.engine.backend import Backend, SampleStats, StageFn
 from featcli.engine.plan import Plan, PlannedStage
 from featcli.errors import FeatcliError, StageError
 from featcli.stages.registry import Op
@@ -32,20 +32,6 @@ if TYPE_CHECKING:
     from featcli.engine.streamed import Streaming
 
 _MEETS = (Op.ADD, Op.CAT)
-
-
-class Backend(Protocol):
-    """What the loop needs of a backend (see :mod:`featcli.engine.backend`)."""
-
-    name: str
-
-    def compile(self, stage: PlannedStage) -> StageFn: ...
-    def context(self) -> Any: ...
-    def sync(self) -> None: ...
-    def shape(self, y: Any) -> tuple[int, ...]: ...
-    def sample(self, y: Any, i: int) -> Any: ...
-    def empty(self, shape: Sequence[int]) -> Any: ...
-    def stats(self, y: Any, ranges: bool = ..., extremes: bool = ...) -> list[SampleStats]: ...
 
 
 @dataclass(frozen=True, eq=False)
