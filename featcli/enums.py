@@ -42,6 +42,19 @@ class Scale(StrEnum):
     def factor(self) -> float:
         return 1.0 if self is Scale.UNIT else 255.0
 
+    def steps(self, value_max: float) -> tuple[float | None, float | None]:
+        """The one pixel-scaling rule, ``array / value_max * factor``, as (divisor, multiplier), each None where
+        that step is skipped: values already in this range are taken exactly (8-bit pixels at ``255``, float
+        pixels at ``1``), and a factor of 1 multiplies nothing. Every conversion of pixels to tensor values
+        (the torch tensor, the NumPy engine's planes, training data) follows it.
+
+        >>> Scale.BYTE.steps(255.0), Scale.UNIT.steps(255.0), Scale.BYTE.steps(65535.0)
+        ((None, None), (255.0, None), (65535.0, 255.0))
+        """
+        if value_max == self.factor:
+            return None, None
+        return value_max, None if self.factor == 1.0 else self.factor
+
 
 class PaddingMode(StrEnum):
     """torch ``Conv2d(padding_mode=...)``."""

@@ -1,17 +1,18 @@
 """What every backend provides, and the one-function-per-op table each fills in.
 
 A backend turns a :class:`featcli.engine.plan.PlannedStage` into a function of the tensor
-(:meth:`Backend.compile`), converts a loaded image to its tensor type, and measures a stage's output for
-the results table. Its per-op functions are registered with :meth:`OpTable.implements`; ops it cannot run
-are declared with a reason in :meth:`OpTable.unsupported`. A test asserts that for every backend each
-registry op is one or the other.
+(:meth:`Backend.compile`) and measures a stage's output for the results table. Its per-op functions are
+registered with :meth:`OpTable.implements`; ops it cannot run are declared with a reason in
+:meth:`OpTable.unsupported`. A test asserts that for every backend each registry op is one or the other.
+Which backend runs a plan, how it is made and what input it takes from a loaded image is
+:mod:`featcli.engine.backends`' to say.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from featcli.engine.plan import PlannedStage
 from featcli.errors import StageError
@@ -36,6 +37,20 @@ class SampleStats:
     count: int
     zeros: int
     ranges: list[tuple[float, float]] | None = None
+
+
+class Backend(Protocol):
+    """What the loop (:func:`featcli.engine.loop.execute`) needs of a backend."""
+
+    name: str
+
+    def compile(self, stage: PlannedStage) -> StageFn: ...
+    def context(self) -> Any: ...
+    def sync(self) -> None: ...
+    def shape(self, y: Any) -> tuple[int, ...]: ...
+    def sample(self, y: Any, i: int) -> Any: ...
+    def empty(self, shape: Sequence[int]) -> Any: ...
+    def stats(self, y: Any, ranges: bool = ..., extremes: bool = ...) -> list[SampleStats]: ...
 
 
 class OpTable(Generic[Env]):

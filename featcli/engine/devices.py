@@ -101,14 +101,3 @@ def _mps_available() -> bool:
 
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
-
-
-def describe_device(device: torch.device) -> str:
-    """Human name of a device, e.g. ``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu (8 threads)``."""
-    import torch
-
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
-    return str(device)

@@ -21,9 +21,9 @@ import math
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from featcli.engine.backend import SampleStats, StageFn
+from featcli.engine.backend import Backend, SampleStats, StageFn
 from featcli.engine.plan import Plan, PlannedStage
 from featcli.errors import FeatcliError, StageError
 from featcli.stages.registry import Op
@@ -32,20 +32,6 @@ if TYPE_CHECKING:
     from featcli.engine.streamed import Streaming
 
 _MEETS = (Op.ADD, Op.CAT)
-
-
-class Backend(Protocol):
-    """What the loop needs of a backend (see :mod:`featcli.engine.backend`)."""
-
-    name: str
-
-    def compile(self, stage: PlannedStage) -> StageFn: ...
-    def context(self) -> Any: ...
-    def sync(self) -> None: ...
-    def shape(self, y: Any) -> tuple[int, ...]: ...
-    def sample(self, y: Any, i: int) -> Any: ...
-    def empty(self, shape: Sequence[int]) -> Any: ...
-    def stats(self, y: Any, ranges: bool = ..., extremes: bool = ...) -> list[SampleStats]: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,7 +258,7 @@ def execute(x: Any, plan: Plan, backend: Backend, fns: Sequence[StageFn], *, kee
         ShapeMismatch: a real shape differs from the plan (its ``results`` hold the ✗ row).
     """
     stages = plan.stages
-    bands = streaming.bands(x, plan, fns[0]) if streaming is not None else _whole(x)
+    bands = streaming.bands(x, plan) if streaming is not None else _whole(x)
     n = 1 if streaming is not None else backend.shape(x)[0]
     if streaming is None:
         plan.check_outputs(n)  # before any output is allocated (a streamed run keeps bands only)

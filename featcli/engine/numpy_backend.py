@@ -21,7 +21,7 @@ import numpy as np
 
 from featcli.engine.backend import OpTable, SampleStats, StageFn
 from featcli.engine.plan import ConvKernels, PlannedStage
-from featcli.enums import KernelMode, PaddingMode
+from featcli.enums import KernelMode, PaddingMode, Scale
 from featcli.kernels.correlate import correlate, correlate_band, in_bands
 from featcli.stages import params as P
 from featcli.stages.registry import Op
@@ -49,19 +49,32 @@ class HWC:
     buffer; the (1, C, H, W) float copy of the image is only made when a stage needs it.
     """
 
-    def __init__(self, array: np.ndarray, value_max: float, scale: float) -> None:
+    def __init__(self, array: np.ndarray, value_max: float, scale: Scale) -> None:
         self.array, self.value_max, self.scale = array, value_max, scale
+        self._divisor, self._multiplier = scale.steps(value_max)  # the one pixel-scaling rule
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
         h, w, c = self.array.shape
         return (1, c, h, w)
 
+    def rows(self, a: int, b: int) -> HWC:
+        """Image rows ``a:b`` (a view, scaled alike)."""
+        return HWC(self.array[a:b], self.value_max, self.scale)
+
+    def scaled_into(self, values: np.ndarray, out: np.ndarray) -> None:
+        """``out[...] = values / value_max * scale`` in float32 for pixel values of this image (or sums of
+        them), as the torch path computes it (:meth:`featcli.enums.Scale.steps`)."""
+        if self._divisor is None:
+            np.copyto(out, values, casting="unsafe")
+        else:
+            np.divide(values, np.float32(self._divisor), out=out, dtype=np.float32)
+        if self._multiplier is not None:
+            out *= np.float32(self._multiplier)
+
     def channel_into(self, c: int, out: np.ndarray) -> None:
-        """``out[...] = array[:, :, c] / value_max * scale`` in float32, as the torch path computes it."""
-        np.divide(self.array[:, :, c], np.float32(self.value_max), out=out, dtype=np.float32)
-        if self.scale != 1.0:
-            out *= np.float32(self.scale)
+        """``out[...]`` = channel ``c`` as tensor values (:meth:`scaled_into`)."""
+        self.scaled_into(self.array[:, :, c], out)
 
     def planes(self) -> np.ndarray:
         out = np.empty(self.shape, np.float32)
@@ -84,9 +97,7 @@ def _source(x: HWC | np.ndarray, mode: KernelMode, c: int, out: np.ndarray) -> N
         acc = x.array[:, :, 0].astype(np.uint16)
         for ch in range(1, n_ch):
             acc += x.array[:, :, ch]
-        np.divide(acc, np.float32(x.value_max), out=out, dtype=np.float32)
-        if x.scale != 1.0:
-            out *= np.float32(x.scale)
+        x.scaled_into(acc, out)
         return
     if mode is KernelMode.GRAY:
         weights = LUMA if n_ch in (3, 4) else np.full(n_ch, 1 / n_ch, np.float32)
@@ -148,7 +159,7 @@ def conv_planes(x: HWC | np.ndarray, ck: ConvKernels, padding: tuple[int, int, i
             buf[top + max(0, b - a):] = 0
             buf[:, :pl] = 0
             buf[:, pl + w:] = 0
-            part = HWC(x.array[a:b], x.value_max, x.scale) if isinstance(x, HWC) else x[:, :, a:b]
+            part = x.rows(a, b) if isinstance(x, HWC) else x[:, :, a:b]
             for c in range(n_src):
                 if b > a:
                     _source(part, ck.mode, c, buf[top : top + b - a, pl : pl + w])

@@ -33,7 +33,6 @@ from featcli.stages.spec import Stage
 if TYPE_CHECKING:
     from featcli.kernels import Kernel
 
-_PADDED = frozenset({Op.CONV, Op.CONVT, Op.MAXPOOL, Op.AVGPOOL})
 #: Padding of one stage as ``(top, bottom, left, right)``.
 Pad4 = tuple[int, int, int, int]
 
@@ -246,7 +245,7 @@ def _conv_kernels(sp: ConvSpec, c: int, in_labels: Sequence[str] | None, opts: P
 
 
 def _padding(row: StageReport) -> Pad4 | None:
-    p = row.config.get("p") if row.resolved.op in _PADDED else None
+    p = row.config.get("p") if REGISTRY[row.resolved.op].padded else None
     if p is None:
         return None
     if isinstance(p[0], list):  # conv: [[top, bottom], [left, right]]
@@ -302,10 +301,6 @@ def compile_plan(report: ShapeReport, opts: PlanOptions, input_labels: Sequence[
     return Plan(report, tuple(stages), tuple(input_labels) if input_labels else None, budget)
 
 
-#: Ops whose module holds tensors a trained network stores (``bn``: its affine weights and running statistics).
-TRAINED_OPS = frozenset({Op.CONV, Op.CONVT, Op.LINEAR, Op.PRELU, Op.BN})
-
-
 def _with_state(stages: list[PlannedStage], tensors: Mapping[str, Any]) -> list[PlannedStage]:
     """``stages`` with each trained op's tensors (``s3.weight`` -> stage 3's ``weight``); a tensor that names
     no such stage is refused (the file was written for another stack). Missing or misshapen tensors are the
@@ -318,7 +313,7 @@ def _with_state(stages: list[PlannedStage], tensors: Mapping[str, Any]) -> list[
         by_index.setdefault(int(head[1:]), {})[rest] = tensor
     out = []
     for stage in stages:
-        if stage.op in TRAINED_OPS:
+        if stage.definition.trained:  # its module stores tensors (bn: affine weights and running statistics)
             stage = dataclasses.replace(stage, state=by_index.pop(stage.index, {}))
         out.append(stage)
     if by_index:

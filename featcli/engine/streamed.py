@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from featcli.engine.backend import StageFn
 from featcli.engine.loop import Band, StageResult
 from featcli.engine.plan import Plan
 from featcli.engine.torch_backend import TorchEnv, conv_fn, conv_layer
@@ -73,7 +72,7 @@ class Streaming:
         #: Bands run side by side: as many as torch has threads (each then runs one), at most 4.
         self.workers = max(1, min(4, torch.get_num_threads()))
 
-    def bands(self, x: torch.Tensor, plan: Plan, whole: StageFn) -> Iterator[Band]:
+    def bands(self, x: torch.Tensor, plan: Plan) -> Iterator[Band]:
         """The input's row bands, each with stage 1 compiled for the band's halo and edge padding."""
         stage = plan.stages[0]
         p = stage.params

@@ -27,6 +27,7 @@ from featcli.engine.plan import PlannedStage
 from featcli.enums import PaddingMode
 from featcli.errors import WeightsError
 from featcli.stages import params as P
+from featcli.stages.modules import module_call
 from featcli.stages.registry import Op
 
 #: ITU-R 601-2 luma weights, the same as Pillow's ``convert("L")`` (used by ``mode=gray`` kernels).
@@ -111,43 +112,25 @@ def conv_layer(stage: PlannedStage, env: TorchEnv) -> ConvLayer:
     return ConvLayer(conv.weight.detach(), bias, p.g, False)
 
 
-_PADS = {PaddingMode.ZEROS: nn.ZeroPad2d, PaddingMode.REFLECT: nn.ReflectionPad2d,
-         PaddingMode.REPLICATE: nn.ReplicationPad2d, PaddingMode.CIRCULAR: nn.CircularPad2d}
-
-
 def _new_module(stage: PlannedStage) -> nn.Module | None:
-    """The module of ``stage`` with torch's own init (the plan's seed for random layers), as ``featcli shape
-    --code`` writes it: an uneven conv padding is a padding module before the conv (``s1.1.weight``)."""
-    p, c_in = stage.params, stage.row.in_shape[1]
-    if stage.op is Op.CONV and stage.kernels is None:
-        assert isinstance(p, P.ConvSpec) and p.k is not None and stage.seed is not None and stage.padding
-        top, bottom, left, right = stage.padding
-        even = top == bottom and left == right
-        pm: Any = p.pm.value if even else "zeros"
-        k: Any = p.k
-        # the init draws the same numbers whatever the padding is
-        conv = seeded(stage.seed, lambda: nn.Conv2d(c_in, p.out or c_in, k, p.s, (top, left) if even else 0,
-                                                    p.d, p.g, p.bias, padding_mode=pm))
-        return conv if even else nn.Sequential(_PADS[p.pm]((left, right, top, bottom)), conv).eval()
-    if stage.op is Op.CONVT:
-        assert isinstance(p, P.ConvTSpec) and isinstance(p.p, tuple) and isinstance(p.op, tuple)
-        assert stage.seed is not None
-        pad, out_pad = p.p, p.op
-        return seeded(stage.seed, lambda: nn.ConvTranspose2d(c_in, p.out or c_in, p.k, p.s, pad, out_pad, p.g,
-                                                             p.bias, p.d))
-    if stage.op is Op.LINEAR:
-        assert isinstance(p, P.LinearSpec) and stage.seed is not None
-        n_in = stage.row.in_shape[-1]
-        with warnings.catch_warnings():  # no input features (after an empty map): torch warns that init is a no-op
-            warnings.simplefilter("ignore", UserWarning)
-            return seeded(stage.seed, lambda: nn.Linear(n_in, p.out, p.bias))
-    if stage.op is Op.PRELU and stage.slopes_ref is None:
-        return nn.PReLU(stage.row.config["n"], init=p.init).eval()  # a constant init: no random numbers
-    if stage.op is Op.BN:
-        return nn.BatchNorm2d(c_in, eps=p.eps).eval()
-    if stage.op is Op.DROPOUT:
-        return nn.Dropout(p.p).eval()
-    return None
+    """The module of ``stage`` with torch's own init (the plan's seed for random layers), built from the
+    registry's description as ``featcli shape --code`` writes it (:func:`featcli.stages.modules.module_call`):
+    an uneven conv padding is a padding module before the conv (``s1.1.weight``)."""
+    d = stage.definition
+    if not (d.trained or d.train_mode) or stage.kernels is not None or stage.slopes_ref is not None:
+        return None
+    call = module_call(d, stage.row.config, stage.row.in_shape[1])
+    assert call is not None
+
+    def make() -> nn.Module:
+        module: nn.Module = getattr(nn, call.cls)(*call.args, **dict(call.kwargs))
+        return module if call.pad is None else nn.Sequential(getattr(nn, call.pad[0])(call.pad[1]), module)
+
+    if stage.seed is None:  # bn, dropout, prelu: a constant init, no random numbers
+        return make().eval()
+    with warnings.catch_warnings():  # no input features (after an empty map): torch warns that init is a no-op
+        warnings.simplefilter("ignore", UserWarning)
+        return seeded(stage.seed, make)  # the init draws the same numbers whatever the padding is
 
 
 def stage_module(stage: PlannedStage, env: TorchEnv | None = None) -> nn.Module | None:

@@ -364,15 +364,18 @@ def array_to_tensor(
 
     quiet_warnings()  # from_numpy warns on read-only arrays (Pillow's); the memory is only ever read here
     base = torch.from_numpy(array)
-    t = base.permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32)
+    divisor, multiplier = scale.steps(value_max)  # the one pixel-scaling rule
+    # a float32 array is the tensor itself unless copied: scaling in place would change the image's own array
+    scaled = divisor is not None or multiplier is not None
+    t = base.permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32, copy=scaled)
     # Give the size-1 batch dim the channels-last stride: same memory and values, but torch's
     # layout heuristics then see a proper channels_last tensor and keep convs in that (faster) layout.
     c, h, w = t.shape[1:]
     t = t.as_strided(t.shape, (c * h * w, 1, w * c, c))
-    if value_max != scale.factor:
-        t.div_(value_max)  # `/ 255` exactly as the tutorials write it
-        if scale.factor != 1.0:
-            t.mul_(scale.factor)
+    if divisor is not None:
+        t.div_(divisor)  # `/ 255` exactly as the tutorials write it
+    if multiplier is not None:
+        t.mul_(multiplier)
     return t
 
 

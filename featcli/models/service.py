@@ -118,7 +118,7 @@ def model_input(path: str, load: LoadOptions, dims: Sequence[int | None], size: 
     """
     import torch
 
-    from featcli.io.images import to_tensor
+    from featcli.engine.backends import to_input
 
     want = "x".join("?" if d is None else str(d) for d in dims)
     n, c, h, w = dims
@@ -137,7 +137,7 @@ def model_input(path: str, load: LoadOptions, dims: Sequence[int | None], size: 
     target = size or ((h, w) if h is not None and w is not None else None)
     if recorder is not None:
         recorder.check("input", (1, image.array.shape[2], *(target or image.array.shape[:2])))
-    x = to_tensor(image, scale=load.scale).contiguous()
+    x = to_input(image, "torch", load.scale).contiguous()
     if target is not None and tuple(x.shape[2:]) != target:
         notes.append(f"input resized from {x.shape[2]}x{x.shape[3]} to {target[0]}x{target[1]}")
         x = torch.nn.functional.interpolate(x, size=target, mode="bilinear", antialias=True, align_corners=False)

@@ -14,16 +14,16 @@ last stage's scores for the answer (top-k, :mod:`featcli.engine.predict`) and ad
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from featcli.engine import backends
 from featcli.engine.loop import StageResult, compile_stages, execute
 from featcli.engine.plan import Plan, Planner, PlanOptions
-from featcli.enums import Engine, Stream
-from featcli.errors import FeatcliError, UsageError, about
+from featcli.enums import Stream
+from featcli.errors import FeatcliError, about
 from featcli.io.images import LoadedImage, load_image
 from featcli.io.outputs import InputSet
 from featcli.run.config import ImageOutcome, RunConfig
@@ -69,38 +69,12 @@ class Runner:
         return self._engine
 
     def _choose(self, plan: Plan) -> str:
-        if self.cfg.trained is not None:  # a trained network: its tensors are torch's (no silent fallback)
-            if self.cfg.engine is Engine.NUMPY:
-                raise UsageError("--engine numpy does not run trained models (featcli model files run on torch); "
-                                 "use --engine auto or torch")
-            return "torch"
-        if self.cfg.engine is Engine.TORCH:
-            return "torch"
-        from featcli.engine.numpy_backend import OPS
-
-        reasons = [r for r in (OPS.why_not(s) for s in plan.stages) if r]
-        if str(self.cfg.device) != "cpu":
-            reasons.insert(0, f"the device is {self.cfg.device}")
-        if self.cfg.engine is Engine.NUMPY and reasons:
-            raise UsageError(f"--engine numpy cannot run this stack ({reasons[0]}); use --engine auto")
-        return "torch" if reasons else "numpy"
+        return backends.choose(plan, self.cfg.device, self.cfg.engine, trained=self.cfg.trained is not None)
 
     def backend(self, name: str) -> Any:
         with self._lock:
             if name not in self._backends:
-                if name == "numpy":
-                    from featcli.engine.numpy_backend import NumpyBackend
-
-                    self._backends[name] = NumpyBackend()
-                else:
-                    import torch
-
-                    from featcli.engine.torch_backend import TorchBackend
-
-                    threads = self.cfg.threads or (max(1, (os.cpu_count() or 1) // 2) if self.batch else None)
-                    if threads:
-                        torch.set_num_threads(threads)
-                    self._backends[name] = TorchBackend(self.cfg.device)
+                self._backends[name] = backends.make(name, self.cfg.device, self.cfg.threads, batch=self.batch)
             return self._backends[name]
 
     def compiled(self, plan: Plan) -> tuple[Any, list[Any]]:
@@ -115,13 +89,7 @@ class Runner:
     # --- execute ------------------------------------------------------------------------------------
     def to_input(self, image: LoadedImage, plan: Plan) -> Any:
         """The image as the engine's input: the HWC array itself (NumPy) or a (1, C, H, W) tensor."""
-        if self.engine_for(plan) == "numpy":
-            from featcli.engine.numpy_backend import HWC
-
-            return HWC(image.array, image.value_max, self.cfg.load.scale.factor)
-        from featcli.io.images import to_tensor
-
-        return to_tensor(image, scale=self.cfg.load.scale, device=self.cfg.device)
+        return backends.to_input(image, self.engine_for(plan), self.cfg.load.scale, self.cfg.device)
 
     def streaming_for(self, plan: Plan, dest: Destinations) -> Any:
         """A band strategy when this image should stream (torch only; ``--stream``), else None."""

@@ -125,12 +125,13 @@ class NetworkRunner:
         assert cfg.model is not None
         self.cfg, self.batch, self.inputs = cfg, batch, inputs
         opts = cfg.model
-        if cfg.threads or batch:
-            import os
+        from featcli.engine.backends import torch_threads
 
+        threads = torch_threads(cfg.threads, batch=batch)
+        if threads:
             import torch
 
-            torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // 2))
+            torch.set_num_threads(threads)
         self.net = open_network(ModelRequest(
             model=opts.model, weights=opts.weights, layers=opts.layers, size=opts.size, load=cfg.load,
             device=str(cfg.device), max_bytes=cfg.max_bytes, allow_torchscript=cfg.allow_torchscript,

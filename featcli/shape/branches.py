@@ -23,7 +23,6 @@ from featcli.shape.report import Num
 from featcli.shape.state import Refusal, Row, WalkState
 from featcli.stages.grammar import format_shape, shorten
 from featcli.stages.params import BranchSpec
-from featcli.stages.registry import Op
 from featcli.stages.spec import Stage
 
 #: One row of a flattened stack: the stage, the saved tensors it enters (``reads``, on a side branch's first
@@ -148,8 +147,3 @@ def add(st: WalkState, stage: Stage) -> Row:
 
 def cat(st: WalkState, stage: Stage) -> Row:
     return _meet(st, stage, "cat")
-
-
-def is_meeting(op: Op) -> bool:
-    """``add`` and ``cat``: stages with a second operand."""
-    return op in (Op.ADD, Op.CAT)

@@ -2,7 +2,9 @@
 
 Text only (pure Python, no torch import): one attribute per stage that is a module (``self.s3``), a
 ``forward`` that follows the stack, saved tensors as local variables and side branches as their own
-chain. A test executes the code and checks every module's output shape and the parameter count.
+chain. Each module and inline expression is the registry's (``OpDef.torch_args``, ``OpDef.code``), the
+description the torch backend builds its modules from, so their ``state_dict`` names agree. A test executes
+the code and checks every module's output shape and the parameter count.
 """
 
 from __future__ import annotations
@@ -11,78 +13,35 @@ from typing import Any
 
 from featcli.shape.report import ShapeReport, StageReport
 from featcli.stages.grammar import format_shape
+from featcli.stages.modules import module_call
+from featcli.stages.registry import REGISTRY
 
 __all__ = ["module_code"]
 
-_PADS = {"zeros": "nn.ZeroPad2d", "reflect": "nn.ReflectionPad2d", "replicate": "nn.ReplicationPad2d",
-         "circular": "nn.CircularPad2d"}
-_SIMPLE = {"relu": "nn.ReLU()", "sigmoid": "nn.Sigmoid()", "tanh": "nn.Tanh()", "softmax": "nn.Softmax(dim=1)",
-           "flatten": "nn.Flatten()", "gap": "nn.AdaptiveAvgPool2d(1)", "gmp": "nn.AdaptiveMaxPool2d(1)"}
 
-
-def _pair(v: Any) -> str:
-    a, b = (v, v) if isinstance(v, int) else v
-    return str(a) if a == b else f"({a}, {b})"
-
-
-def _conv(c: dict[str, Any]) -> str:
-    (t, b), (left, r) = c["p"]
-    sym = t == b and left == r
-    pad = f", padding={_pair((t, left))}" if sym and (t or left) else ""
-    mode = f", padding_mode={c['pm']!r}" if sym and c["pm"] != "zeros" and (t or left) else ""
-    extra = "".join([f", stride={_pair(c['s'])}" if tuple(c["s"]) != (1, 1) else "", pad,
-                     f", dilation={_pair(c['d'])}" if tuple(c["d"]) != (1, 1) else "",
-                     f", groups={c['g']}" if c["g"] != 1 else "", "" if c["bias"] else ", bias=False", mode])
-    conv = f"nn.Conv2d({c['in']}, {c['out']}, {_pair(c['k'])}{extra})"
-    if sym:
-        return conv
-    return f"nn.Sequential({_PADS[c['pm']]}(({left}, {r}, {t}, {b})), {conv})"  # torch's 'same' pads unevenly
+def _value(v: Any) -> str:
+    """An argument as torch's examples write it: a pair of equal sizes as one number."""
+    if isinstance(v, tuple) and len(v) == 2:
+        a, b = v
+        return str(a) if a == b else f"({a}, {b})"
+    return repr(v)
 
 
 def _module(row: StageReport) -> str | None:
-    """The module of one stage, or None when ``forward`` does it inline (abs, magnitude, save, add, cat)."""
-    c, op = row.config, row.op
-    if op in _SIMPLE:
-        return _SIMPLE[op]
-    if op == "conv":
-        return _conv(c)
-    if op == "convt":
-        extra = "".join([f", stride={_pair(c['s'])}" if tuple(c["s"]) != (1, 1) else "",
-                         f", padding={_pair(c['p'])}" if any(c["p"]) else "",
-                         f", output_padding={_pair(c['op'])}" if any(c["op"]) else "",
-                         f", groups={c['g']}" if c["g"] != 1 else "", "" if c["bias"] else ", bias=False",
-                         f", dilation={_pair(c['d'])}" if tuple(c["d"]) != (1, 1) else ""])
-        return f"nn.ConvTranspose2d({c['in']}, {c['out']}, {_pair(c['k'])}{extra})"
-    if op == "maxpool":
-        extra = "".join([f", padding={_pair(c['p'])}" if any(c["p"]) else "",
-                         f", dilation={_pair(c['d'])}" if tuple(c["d"]) != (1, 1) else "",
-                         ", ceil_mode=True" if c["ceil"] else ""])
-        return f"nn.MaxPool2d({_pair(c['k'])}, stride={_pair(c['s'])}{extra})"
-    if op == "avgpool":
-        extra = "".join([f", padding={_pair(c['p'])}" if any(c["p"]) else "", ", ceil_mode=True" if c["ceil"] else "",
-                         "" if c["cip"] else ", count_include_pad=False"])
-        return f"nn.AvgPool2d({_pair(c['k'])}, stride={_pair(c['s'])}{extra})"
-    if op in ("adaptiveavg", "adaptivemax"):
-        return f"nn.Adaptive{'Avg' if op == 'adaptiveavg' else 'Max'}Pool2d({_pair(c['o'])})"
-    if op == "leakyrelu":
-        return f"nn.LeakyReLU({c['slope']})"
-    if op == "prelu":
-        return f"nn.PReLU({c['n']}, init={c.get('init', 0.25)})"
-    if op == "bn":
-        return f"nn.BatchNorm2d({row.in_shape[1]}, eps={c['eps']})"
-    if op == "dropout":
-        return f"nn.Dropout({c['p']})"
-    if op == "linear":
-        return f"nn.Linear({c['in']}, {c['out']}{'' if c['bias'] else ', bias=False'})"
-    return None
+    """The module of one stage, or None when ``forward`` does it inline (abs, magnitude, save, add, cat): the
+    registry's description (:func:`featcli.stages.modules.module_call`), which the torch backend builds too."""
+    call = module_call(REGISTRY[row.resolved.op], row.config, row.in_shape[1] if len(row.in_shape) > 1 else 0)
+    if call is None:
+        return None
+    args = ", ".join([*map(_value, call.args), *(f"{k}={_value(v)}" for k, v in call.kwargs)])
+    module = f"nn.{call.cls}({args})"
+    if call.pad is None:
+        return module
+    return f"nn.Sequential(nn.{call.pad[0]}({call.pad[1]}), {module})"  # torch's 'same' pads unevenly
 
 
 def _inline(row: StageReport, var: str) -> str:
-    if row.op == "abs":
-        return f"torch.abs({var})"
-    if row.op == "magnitude":
-        return f"{var}.pow(2).sum(dim=1, keepdim=True).sqrt()"
-    raise ValueError(f"no code for {row.op}")  # pragma: no cover - every registry op is handled
+    return REGISTRY[row.resolved.op].code.format(x=var)
 
 
 def module_code(report: ShapeReport, command: str, *, name: str = "Net") -> str:
@@ -100,7 +59,7 @@ def module_code(report: ShapeReport, command: str, *, name: str = "Net") -> str:
             continue
         if row.op in ("add", "cat"):
             other = branch_var or saved[c["name"]]
-            expr = f"x + {other}" if row.op == "add" else f"torch.cat([x, {other}], dim=1)"
+            expr = REGISTRY[row.resolved.op].code.format(x="x", other=other)
             body.append(f"x = {expr}  # {row.spec}: {shape}")
             branch_var = None
             continue

@@ -4,9 +4,12 @@ An :class:`OpDef` says what the stage language accepts (name, aliases, keys and 
 class that parses them), how the shape engine treats it (``shape_rule``: a rule of
 :mod:`featcli.shape.rules`), what it does to channel labels (``channelwise``), whether it may follow a
 streamed conv band by band (``pointwise``: each output value depends only on input values at the same
-position), whether it holds parameters a run makes or reads (``learnable``), and the torch module it equals
-(``torch``). The ``shape`` help text, each backend's capability table and the tests' torch oracle are all
-derived from here; a test checks that every backend implements every op or declares it unsupported.
+position), whether it holds parameters a run makes or reads (``learnable``), what its torch module stores and
+does (``trained``, ``train_mode``), whether its ``p`` is a padding (``padded``), and the torch module it equals
+(``torch`` and its constructor arguments ``torch_args``, :mod:`featcli.stages.modules`; or ``code``, the
+expression of an op that is no module). The ``shape`` help text, ``featcli shape --code``, the torch backend's
+modules, each backend's capability table and the tests' torch oracle are all derived from here; a test checks
+that every backend implements every op or declares it unsupported.
 
 Adding an op: an :class:`Op` member and an :class:`OpDef` here (with a parameter class in
 :mod:`featcli.stages.params` if it takes keys), then one function per backend
@@ -27,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from featcli.stages.modules import IN_CHANNELS, TorchArg, kw, pos
 from featcli.stages.params import (
     AdaptivePoolSpec,
     BatchNormSpec,
@@ -106,7 +110,16 @@ class OpDef:
     channelwise: bool = False  #: output channel i is input channel i transformed (labels carry through)
     pointwise: bool = False  #: an output value depends only on the input values at its position
     learnable: bool = False  #: holds parameters that a run initialises from --seed or reads from a file
-    torch: str = ""  #: the torch module or function it equals (the tests' oracle builds it)
+    #: its module's ``state_dict`` holds tensors a trained network stores (a model file's ``s{index}.*``)
+    trained: bool = False
+    train_mode: bool = False  #: its module computes differently in ``train()`` mode (batch statistics, drops)
+    padded: bool = False  #: its ``p`` is a padding (the plan carries it as ``(top, bottom, left, right)``)
+    torch: str = ""  #: the torch module (``nn.Conv2d``) or function it equals (the tests' oracle builds it)
+    #: the constructor arguments of its ``nn`` module, read from its shape row (:mod:`featcli.stages.modules`)
+    torch_args: tuple[TorchArg, ...] = ()
+    #: what ``featcli shape --code`` writes in ``forward`` for an op that is no ``nn`` module (``{x}``: the
+    #: tensor, ``{other}``: the saved one)
+    code: str = ""
     example: str = ""  #: a spec to show in help texts
     #: the body is ``NAME`` (``save``) or ``NAME`` and an optional side branch ``NAME(STAGE ...)`` (``add``,
     #: ``cat``), not ``key=value`` items; :mod:`featcli.stages.spec` parses it into a ``BranchSpec``
@@ -134,62 +147,88 @@ def _branch(items: Items) -> Params:
     return BranchSpec(name=items["name"])
 
 
+# torch's constructor arguments, in its signature order (names as torch spells them)
+_IN_OUT_K = (pos("in_channels", "in"), pos("out_channels", "out"), pos("kernel_size", "k"), kw("stride", "s", 1))
+_CONV = (*_IN_OUT_K, kw("padding", "p", 0), kw("dilation", "d", 1), kw("groups", "g", 1), kw("bias", "bias", True),
+         kw("padding_mode", "pm", "zeros", needs="padding"))
+_CONVT = (*_IN_OUT_K, kw("padding", "p", 0), kw("output_padding", "op", 0), kw("groups", "g", 1),
+          kw("bias", "bias", True), kw("dilation", "d", 1))
+_POOL = (pos("kernel_size", "k"), kw("stride", "s", None, always=True), kw("padding", "p", 0))
+_MAXPOOL = (*_POOL, kw("dilation", "d", 1), kw("ceil_mode", "ceil", False))
+_AVGPOOL = (*_POOL, kw("ceil_mode", "ceil", False), kw("count_include_pad", "cip", True))
+_ADAPTIVE = (pos("output_size", "o"),)
+
+
 _DEFS = (
     OpDef(Op.CONV, "2-D convolution (cross-correlation): kernels from w=, or out= random/learned ones",
           ConvSpec.from_items, "conv", ("out", "k", "s", "p", "d", "g", "bias", "pm", "w", "mode"),
-          ("conv2d",), learnable=True, torch="nn.Conv2d", example="conv:out=8,k=3,p=1"),
+          ("conv2d",), learnable=True, trained=True, padded=True, torch="nn.Conv2d", torch_args=_CONV,
+          example="conv:out=8,k=3,p=1"),
     OpDef(Op.CONVT, "transposed convolution (learned upsampling)", ConvTSpec.from_items, "convt",
           ("out", "k", "s", "p", "op", "d", "g", "bias"), ("convtranspose", "convtranspose2d", "deconv"),
-          learnable=True, torch="nn.ConvTranspose2d", example="convt:out=8,k=2,s=2"),
+          learnable=True, trained=True, padded=True, torch="nn.ConvTranspose2d", torch_args=_CONVT,
+          example="convt:out=8,k=2,s=2"),
     OpDef(Op.MAXPOOL, "max pooling", _pool("max"), "pool", ("k", "s", "p", "d", "ceil"), ("maxpool2d", "max"),
-          torch="nn.MaxPool2d", example="maxpool:k=2", channelwise=True),
+          padded=True, torch="nn.MaxPool2d", torch_args=_MAXPOOL, example="maxpool:k=2", channelwise=True),
     OpDef(Op.AVGPOOL, "average pooling", _pool("avg"), "pool", ("k", "s", "p", "ceil", "cip"),
-          ("avgpool2d", "avg"), torch="nn.AvgPool2d", example="avgpool:k=3,s=2", channelwise=True),
+          ("avgpool2d", "avg"), padded=True, torch="nn.AvgPool2d", torch_args=_AVGPOOL, example="avgpool:k=3,s=2",
+          channelwise=True),
     OpDef(Op.GAP, "global average pooling (1x1 output)", _adaptive("avg", "gap", True), "adaptive",
-          aliases=("globalavg",), torch="nn.AdaptiveAvgPool2d", example="gap", channelwise=True),
+          aliases=("globalavg",), torch="nn.AdaptiveAvgPool2d", torch_args=_ADAPTIVE, example="gap",
+          channelwise=True),
     OpDef(Op.GMP, "global max pooling (1x1 output)", _adaptive("max", "gmp", True), "adaptive",
-          aliases=("globalmax",), torch="nn.AdaptiveMaxPool2d", example="gmp", channelwise=True),
+          aliases=("globalmax",), torch="nn.AdaptiveMaxPool2d", torch_args=_ADAPTIVE, example="gmp",
+          channelwise=True),
     OpDef(Op.ADAPTIVEAVG, "adaptive average pooling to o=HxW", _adaptive("avg", "adaptiveavg", False),
-          "adaptive", ("o",), ("adaptiveavgpool2d",), torch="nn.AdaptiveAvgPool2d", example="adaptiveavg:o=7x7",
-          channelwise=True),
+          "adaptive", ("o",), ("adaptiveavgpool2d",), torch="nn.AdaptiveAvgPool2d", torch_args=_ADAPTIVE,
+          example="adaptiveavg:o=7x7", channelwise=True),
     OpDef(Op.ADAPTIVEMAX, "adaptive max pooling to o=HxW", _adaptive("max", "adaptivemax", False),
-          "adaptive", ("o",), ("adaptivemaxpool2d",), torch="nn.AdaptiveMaxPool2d", example="adaptivemax:o=7x7",
-          channelwise=True),
+          "adaptive", ("o",), ("adaptivemaxpool2d",), torch="nn.AdaptiveMaxPool2d", torch_args=_ADAPTIVE,
+          example="adaptivemax:o=7x7", channelwise=True),
     OpDef(Op.RELU, "max(x, 0)", NoParams.from_items, channelwise=True, pointwise=True, torch="nn.ReLU",
           example="relu"),
     OpDef(Op.LEAKYRELU, "x, or slope*x below zero (slope=0.01)", LeakyReLUSpec.from_items, keys=("slope",),
           aliases=("lrelu",), key_aliases={"negative_slope": "slope", "alpha": "slope"}, channelwise=True,
-          pointwise=True, torch="nn.LeakyReLU", example="leakyrelu:slope=0.2"),
+          pointwise=True, torch="nn.LeakyReLU", torch_args=(pos("negative_slope", "slope"),),
+          example="leakyrelu:slope=0.2"),
     OpDef(Op.PRELU, "x, or a learned per-channel slope times x below zero (w=FILE:KEY)", PReLUSpec.from_items,
           "prelu", ("w", "n", "init"), key_aliases={"num_parameters": "n"}, channelwise=True, pointwise=True,
-          learnable=True, torch="nn.PReLU", example="prelu:w=model.pt:prelu1.weight"),
+          learnable=True, trained=True, torch="nn.PReLU",
+          torch_args=(pos("num_parameters", "n"), kw("init", "init", 0.25, always=True)),
+          example="prelu:w=model.pt:prelu1.weight"),
     OpDef(Op.SIGMOID, "1 / (1 + exp(-x))", NoParams.from_items, channelwise=True, pointwise=True,
           torch="nn.Sigmoid", example="sigmoid"),
     OpDef(Op.TANH, "tanh(x)", NoParams.from_items, channelwise=True, pointwise=True, torch="nn.Tanh",
           example="tanh"),
     OpDef(Op.SOFTMAX, "softmax over the channels at each position (class probabilities)", NoParams.from_items,
-          channelwise=True, pointwise=True, torch="nn.Softmax", example="softmax"),
+          channelwise=True, pointwise=True, torch="nn.Softmax", torch_args=(kw("dim", "", 1, always=True),),
+          example="softmax"),
     OpDef(Op.ABS, "|x|", NoParams.from_items, channelwise=True, pointwise=True, torch="torch.abs",
-          example="abs"),
+          code="torch.abs({x})", example="abs"),
     OpDef(Op.BN, "batch norm (run: each image standardised by its own statistics)", BatchNormSpec.from_items,
-          "bn", ("eps",), ("batchnorm", "batchnorm2d"), channelwise=True, torch="nn.BatchNorm2d", example="bn"),
+          "bn", ("eps",), ("batchnorm", "batchnorm2d"), channelwise=True, trained=True, train_mode=True,
+          torch="nn.BatchNorm2d", torch_args=(pos("num_features", IN_CHANNELS), kw("eps", "eps", 1e-5, always=True)),
+          example="bn"),
     OpDef(Op.DROPOUT, "dropout (run: the identity, as in eval mode)", DropoutSpec.from_items, keys=("p",),
-          key_aliases={"prob": "p", "rate": "p"}, channelwise=True, pointwise=True, torch="nn.Dropout",
-          example="dropout:p=0.5"),
+          key_aliases={"prob": "p", "rate": "p"}, channelwise=True, pointwise=True, train_mode=True,
+          torch="nn.Dropout", torch_args=(pos("p", "p"),), example="dropout:p=0.5"),
     OpDef(Op.MAGNITUDE, "sqrt of the sum of squares over the channels (Sobel X/Y -> edge strength)",
           NoParams.from_items, "magnitude", aliases=("mag",), pointwise=True, torch="magnitude",
-          example="magnitude"),
+          code="{x}.pow(2).sum(dim=1, keepdim=True).sqrt()", example="magnitude"),
     OpDef(Op.FLATTEN, "(N, C, H, W) -> (N, C*H*W)", NoParams.from_items, "flatten", torch="nn.Flatten",
           example="flatten"),
     OpDef(Op.LINEAR, "fully connected layer on the last dimension", LinearSpec.from_items, "linear",
-          ("out", "bias"), ("fc", "dense"), learnable=True, torch="nn.Linear", example="linear:out=10"),
+          ("out", "bias"), ("fc", "dense"), learnable=True, trained=True, torch="nn.Linear",
+          torch_args=(pos("in_features", "in"), pos("out_features", "out"), kw("bias", "bias", True)),
+          example="linear:out=10"),
     OpDef(Op.SAVE, "keep the current tensor as NAME for a later add:NAME or cat:NAME", _branch, "save",
           aliases=("mark",), channelwise=True, torch="identity", example="save:a", named=True),
     OpDef(Op.ADD, "add the tensor saved as NAME (a residual connection); add:NAME(STAGE ...) runs a side branch "
-          "on it first", _branch, "add", aliases=("residual",), torch="torch.add", example="add:a", named=True),
+          "on it first", _branch, "add", aliases=("residual",), torch="torch.add", code="{x} + {other}",
+          example="add:a", named=True),
     OpDef(Op.CAT, "concatenate the tensor saved as NAME after the current channels (a skip connection); "
           "cat:NAME(STAGE ...) runs a side branch on it first", _branch, "cat", aliases=("concat",),
-          torch="torch.cat", example="cat:a", named=True),
+          torch="torch.cat", code="torch.cat([{x}, {other}], dim=1)", example="cat:a", named=True),
 )
 
 #: Op -> its definition, in documentation order.
@@ -217,7 +256,7 @@ def valid_ops() -> list[str]:
 
 
 def with_flag(flag: str) -> frozenset[Op]:
-    """The ops whose definition sets ``flag`` (``channelwise``, ``pointwise``, ``learnable``)."""
+    """The ops whose definition sets ``flag`` (``channelwise``, ``pointwise``, ``learnable``, ``trained``...)."""
     return frozenset(d.op for d in _DEFS if getattr(d, flag))
 
 

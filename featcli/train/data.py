@@ -163,6 +163,7 @@ def folder(root: str, *, size: tuple[int, int] | None = None, load: LoadOptions 
     import numpy as np
     import torch
 
+    from featcli.engine.numpy_backend import HWC
     from featcli.io.images import LoadOptions, load_image, probe
 
     base = Path(root)
@@ -189,8 +190,7 @@ def folder(root: str, *, size: tuple[int, int] | None = None, load: LoadOptions 
         except ImageLoadError as exc:
             skipped.append(str(exc))
             continue
-        a = img.array.astype(np.float32) / img.value_max * opts.scale.factor
-        arrays.append(np.ascontiguousarray(a.transpose(2, 0, 1)))
+        arrays.append(HWC(img.array, img.value_max, opts.scale).planes()[0])  # (C, H, W), the run's scaling
         labels.append(label)
     used = sorted(set(labels))
     if len(used) < 2:

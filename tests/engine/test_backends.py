@@ -130,3 +130,31 @@ def test_a_random_layer_has_the_same_weights_in_every_batch(small_photo: Path, t
     a, b = (r.outcome.results[0] for r in got)
     assert (a.min, a.max, a.mean) == (b.min, b.max, b.mean)
     np.testing.assert_array_equal(a.tensor.numpy(), b.tensor.numpy())
+
+
+@pytest.mark.parametrize("spec", ["conv:out=4,k=4,p=same,pm=reflect", "conv:out=4,k=3,p=1,pm=circular",
+                                  "conv:k=3,pm=reflect", "bn:eps=0.01", "convt:out=2,k=3,s=2,p=1,op=1,bias=0",
+                                  "prelu:n=1,init=0.1", "dropout:p=0.3", "linear:out=5"])
+def test_stage_modules_are_the_registrys_description(spec: str) -> None:
+    """stage_module builds what `featcli shape --code` writes (both read the registry); `trained` ops store tensors."""
+    import torch
+
+    from featcli.engine.plan import Planner, PlanOptions
+    from featcli.shape.code import module_code
+    from featcli.stages.spec import parse_stages
+
+    plan = Planner(parse_stages([spec]), PlanOptions()).plan_for((1, 3, 9, 10))
+    (stage,) = plan.stages
+    module = torch_backend.stage_module(stage)
+    assert module is not None
+    scope: dict[str, Any] = {}
+    exec(module_code(plan.report, spec), scope)  # noqa: S102 - featcli's own generated code
+    ref = scope["Net"]().s1
+    assert repr(module) == repr(ref)  # class and every constructor argument
+    assert list(module.state_dict()) == list(ref.state_dict())
+    assert bool(module.state_dict()) is stage.definition.trained
+    x = torch.rand(1, *stage.row.in_shape[1:])
+    ref.load_state_dict(module.state_dict())
+    ref.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), ref(x))

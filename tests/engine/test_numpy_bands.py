@@ -11,6 +11,7 @@ import pytest
 
 from featcli.engine import numpy_backend as nb
 from featcli.engine.plan import Planner, PlanOptions
+from featcli.enums import Scale
 from featcli.kernels.correlate import correlate
 from featcli.stages.spec import parse_stage
 
@@ -58,7 +59,7 @@ def test_banded_conv_equals_whole_plane_and_torch(spec: str, hw: tuple[int, int]
     rng = np.random.default_rng(sum(hw))
     arr = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
     stage = _stage(spec, (1, 3, *hw))
-    x = nb.HWC(arr, 255.0, 1.0)
+    x = nb.HWC(arr, 255.0, Scale.UNIT)
     got = nb.conv_planes(x, stage.kernels, stage.padding, stage.params.pm)
     want = _old_conv(x, stage.kernels, stage.padding, stage.params.pm)
     np.testing.assert_array_equal(got, want)
@@ -92,7 +93,7 @@ def test_banded_magnitude_and_statistics(hw: tuple[int, int]) -> None:
 def test_conv_statistics_measured_in_bands_equal_a_whole_pass() -> None:
     arr = np.random.default_rng(2).integers(0, 256, (1500, 1400, 3), dtype=np.uint8)  # threads
     stage = _stage("conv:w=sobel_x+sobel_y,p=1", (1, 3, 1500, 1400))
-    y = nb.conv_planes(nb.HWC(arr, 255.0, 1.0), stage.kernels, stage.padding, stage.params.pm)
+    y = nb.conv_planes(nb.HWC(arr, 255.0, Scale.UNIT), stage.kernels, stage.padding, stage.params.pm)
     (s,) = nb.NumpyBackend.stats(y)
     (ref,) = nb.NumpyBackend.stats(y.copy())
     assert (s.lo, s.hi, s.count, s.zeros, s.ranges) == (ref.lo, ref.hi, ref.count, ref.zeros, ref.ranges)

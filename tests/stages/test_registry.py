@@ -58,3 +58,35 @@ def test_flags_and_help_come_from_the_registry() -> None:
     text = keys_help()
     assert all(f"{d.name} {','.join(d.keys)}" in text for d in REGISTRY.values() if d.keys)
     assert valid_ops()[:2] == ["conv", "convt"] and len(valid_ops()) == len(Op)
+
+
+def test_every_op_is_a_torch_module_or_an_expression() -> None:
+    """``--code`` and the torch backend read an op's module from here; an op that is none has an expression."""
+    for d in REGISTRY.values():
+        if d.torch.startswith("nn."):
+            assert not d.code and [a.positional for a in d.torch_args] == sorted(
+                (a.positional for a in d.torch_args), reverse=True), d.name  # positional arguments first
+        else:
+            assert not d.torch_args and (d.code or d.op is Op.SAVE), d.name
+    # padded: the op's p is the module's padding (dropout's p is a probability)
+    assert {d.op for d in REGISTRY.values() if any(a.name == "padding" and a.key == "p" for a in d.torch_args)} == \
+        with_flag("padded") == {Op.CONV, Op.CONVT, Op.MAXPOOL, Op.AVGPOOL}
+    assert with_flag("learnable") < with_flag("trained") and with_flag("trained") - with_flag("learnable") == {Op.BN}
+
+
+@pytest.mark.parametrize(("config", "args", "kwargs", "pad"), [
+    ({"in": 3, "out": 8, "k": [3, 3], "s": [1, 1], "p": [[0, 0], [0, 0]], "d": [1, 1], "g": 1, "bias": True,
+      "pm": "reflect"}, (3, 8, (3, 3)), (), None),  # no padding: no padding_mode either
+    ({"in": 4, "out": 8, "k": [3, 5], "s": [2, 1], "p": [[2, 2], [1, 1]], "d": [2, 2], "g": 2, "bias": False,
+      "pm": "circular"}, (4, 8, (3, 5)), (("stride", (2, 1)), ("padding", (2, 1)), ("dilation", (2, 2)),
+                                          ("groups", 2), ("bias", False), ("padding_mode", "circular")), None),
+    ({"in": 1, "out": 1, "k": [2, 2], "s": [1, 1], "p": [[0, 1], [0, 1]], "d": [1, 1], "g": 1, "bias": True,
+      "pm": "zeros"}, (1, 1, (2, 2)), (), ("ZeroPad2d", (0, 1, 0, 1))),  # uneven: a padding module first
+])
+def test_a_conv_module_call(config: dict[str, object], args: tuple[object, ...], kwargs: tuple[object, ...],
+                            pad: object) -> None:
+    from featcli.stages.modules import module_call
+
+    call = module_call(REGISTRY[Op.CONV], config, 1)
+    assert call is not None and (call.cls, call.args, call.kwargs, call.pad) == ("Conv2d", args, kwargs, pad)
+    assert module_call(REGISTRY[Op.ABS], {}, 1) is None
