@@ -147,6 +147,12 @@ def given_options(command: Any, values: dict[str, Any]) -> dict[str, str]:
         value = values.get(name)
         if value in (None, (), []) or value == param.default:
             continue
-        decls = [d for d in (info.param_decls or ()) if d.startswith("--")]
-        given[name] = decls[0] if decls else "--" + name.replace("_", "-")
+        given[name] = option_flag(name, info)
     return given
+
+
+def option_flag(name: str, info: Any) -> str:
+    """The long option of parameter ``name`` declared by ``info`` (a ``typer.Option``): with ``Annotated``,
+    Typer keeps the first declaration as the info's ``default``."""
+    decls = [d for d in (info.default, *(info.param_decls or ())) if isinstance(d, str) and d.startswith("--")]
+    return decls[0] if decls else "--" + name.replace("_", "-")

@@ -124,6 +124,7 @@ def test_every_option_of_run_is_declared_in_a_route_and_refused_elsewhere(
 
     import typer
 
+    from featcli.cli.options import option_flag
     from featcli.cli.run_cmd import run_command
     from featcli.run.routes import ROUTES
 
@@ -133,8 +134,7 @@ def test_every_option_of_run_is_declared_in_a_route_and_refused_elsewhere(
     help_text = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
     targets = {"stack": [], "trained": models["featcli"][:2], "network": models["onnx"]}
     for name, info in options.items():
-        flag = next(d for d in info.param_decls if d.startswith("--")) if info.param_decls else \
-            "--" + name.replace("_", "-")
+        flag = option_flag(name, info)
         assert flag in help_text, flag
         assert any(name in r.honours for r in ROUTES.values()), f"{flag} is in no route"
         for key, route in ROUTES.items():
@@ -150,9 +150,10 @@ def test_every_option_of_run_is_declared_in_a_route_and_refused_elsewhere(
 
 def _other_value(name: str) -> list[str]:
     """A value other than the option's default (nothing for a flag)."""
-    values = {"kernel": ["sobel_x"], "kernel_mode": ["gray"], "pad": ["1"], "stride": ["2"], "padding_mode": ["reflect"],
+    values = {"kernel": ["sobel_x"], "kernel_mode": ["gray"], "pad": ["1"], "stride": ["2"],
+              "padding_mode": ["reflect"],
               "pool": ["max:k=2"], "seed": ["3"], "kernels_dir": ["."], "stages": ["1"], "batch_size": ["3"],
               "engine": ["numpy"], "stream": ["on"], "weights": ["w.pt"], "layers": ["x"], "labels": ["l.txt"],
               "top": ["2"], "size": ["8x8"], "channels": ["gray"], "alpha": ["keep"], "background": ["black"],
-              "scale": ["raw"], "max_side": ["64"]}
+              "scale": ["255"], "max_side": ["64"]}
     return values.get(name, [])
