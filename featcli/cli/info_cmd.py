@@ -51,25 +51,14 @@ def info_command(
     """
     from featcli.errors import UsageError
     from featcli.io.describe import describe
-    from featcli.io.inputs import discover
 
     if not images and not from_file:
         raise UsageError("no image given")
     opts = load_options(channels, alpha, background, scale, max_side, frame, max_pixels)
-    from collections import Counter
-
     from featcli.cli.base import report_note
-    from featcli.io.inputs import skipped_note
-    from featcli.resources import resolve_sample
+    from featcli.run.launch import find_inputs
 
-    skipped: Counter[str] = Counter()
-    paths = discover(images or [], recursive=recursive, from_file=from_file, skipped=skipped)
-    note = skipped_note(skipped)
-    if note:
-        report_note(note)
-    if not paths:
-        raise UsageError("no images found in the given inputs")
-    single = len(paths) == 1 and len(images or []) == 1 and paths[0] == resolve_sample((images or [''])[0])
+    paths, single = find_inputs(images or [], recursive=recursive, from_file=from_file, note=report_note)
     failed = 0
     for i, path in enumerate(paths):
         try:

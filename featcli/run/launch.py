@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from featcli.errors import UsageError
-from featcli.run.batch import Record, Summary
-from featcli.run.config import RunConfig
+
+if TYPE_CHECKING:  # imported when a run starts: `featcli info` shares find_inputs without them
+    from featcli.run.batch import Record, Summary
+    from featcli.run.config import RunConfig
 
 __all__ = ["Events", "RunRequest", "find_inputs", "launch"]
 
@@ -125,6 +127,7 @@ def _one(path: str, cfg: RunConfig, events: Events, as_json: bool) -> Summary:
     import time
 
     from featcli.errors import failure_message
+    from featcli.run.batch import Record, Summary
     from featcli.run.routes import make_runner
 
     t0 = time.perf_counter()
