@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from featcli.errors import FeatcliError, SpecError
-from featcli.shape.answers import Answers
+from featcli.shape.fast.answers import Answers
 from featcli.shape.infer import apply_target, infer
 from featcli.shape.inputs import resolve_input
 from featcli.stages.grammar import clean_message, looks_like_shape, parse_input_shape, parse_size
@@ -202,7 +202,7 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
     if inputs is None:
         inputs = InputResolver()
     # The throughput path: names bound locally; input shapes and parsed stages kept by their text (parsing is
-    # pure), each answer written as JSON text from the walk (featcli.shape.answers) instead of a report.
+    # pure), each answer written as JSON text from the walk (featcli.shape.fast.answers) instead of a report.
     parse_shape, parse = parse_input_shape, parse_stage
     # Raw characters are a quarter faster to encode than \u escapes; used for ASCII lines (featcli's own
     # messages are ASCII), so the output is ASCII whatever the terminal's encoding.

@@ -31,7 +31,7 @@ class WalkState:
         self.maker: str | tuple[int, str] = "the input"
         self.index = 0
         self.text = ""
-        # The JSON text of a shape (the compiled steps of featcli.shape.steps): ``(shape, text)``, valid while
+        # The JSON text of a shape (the compiled steps of featcli.shape.fast.steps): ``(shape, text)``, valid while
         # ``shown[0] is self.shape`` (a step writes its output's text once; the next step's input is the same).
         self.shown: tuple[tuple[int, ...], str] = ((), "")
 

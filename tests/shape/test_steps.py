@@ -1,8 +1,8 @@
-"""Compiled steps (featcli.shape.steps) write exactly what the rules and ``ShapeReport.to_dict()`` say.
+"""Compiled steps (featcli.shape.fast.steps) write exactly what the rules and ``ShapeReport.to_dict()`` say.
 
 Every op family with a step, on thousands of random input shapes (tiny, empty-making, odd, huge), after
 prefixes that leave integer and fractional receptive fields and jumps, and 2-D tensors: the JSON text of
-:class:`featcli.shape.answers.Answers` equals ``json.dumps`` of :func:`featcli.shape.infer.infer`'s report,
+:class:`featcli.shape.fast.answers.Answers` equals ``json.dumps`` of :func:`featcli.shape.infer.infer`'s report,
 and a stack the rules refuse is refused with the same message.
 """
 
@@ -14,10 +14,10 @@ import random
 import pytest
 
 from featcli.errors import FeatcliError
-from featcli.shape.answers import Answers
+from featcli.shape.fast.answers import Answers
+from featcli.shape.fast.steps import ConfigText, Step, compile_step
 from featcli.shape.infer import infer
 from featcli.shape.state import WalkState
-from featcli.shape.steps import ConfigText, Step, compile_step
 from featcli.stages.grammar import MAX_INT
 from featcli.stages.spec import Stage, parse_stage
 
@@ -63,7 +63,7 @@ def test_every_listed_stage_has_a_step() -> None:
 
 @pytest.mark.parametrize("text", STAGES)
 def test_steps_write_what_the_rules_report(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from featcli.shape import answers as module
+    from featcli.shape.fast import answers as module
 
     taken = []  # the stage texts whose step wrote the answer (rather than leaving the stage to its rule)
 
@@ -102,7 +102,7 @@ JOINS = ["save:a conv:k=3,p=1 bn relu conv:k=3,p=1 add:a relu", "save:s maxpool:
 
 @pytest.mark.parametrize("stack", JOINS)
 def test_join_steps_write_what_the_rules_report(stack: str) -> None:
-    """save/add/cat (featcli.shape.joins): the same text as the rules, refusals included, on both roads."""
+    """save/add/cat (featcli.shape.fast.joins): the same text as the rules, refusals included, on both roads."""
     rng = random.Random(stack)
     answers, texts = Answers(), stack.split()
     for _ in range(150):

@@ -1,19 +1,19 @@
 """Compiled steps for max and average pooling, ``ceil=1`` included: the rule's JSON text, byte for byte.
 
-As :mod:`featcli.shape.steps` for the other common stages. In ceil mode the output is torch's
+As :mod:`featcli.shape.fast.steps` for the other common stages. In ceil mode the output is torch's
 ``ceil((H + 2P - D(K-1) - 1)/S) + 1``, less one where that last window would start past the input and its
 left padding, with the rule's note on the partial or dropped window (kept per axis and input size). Padding
-torch refuses, a kernel larger than the padded input, ``p=?`` (:mod:`featcli.shape.solved`) and too large
+torch refuses, a kernel larger than the padded input, ``p=?`` (:mod:`featcli.shape.fast.solved`) and too large
 an output are left to the rule (``tests/shape/test_steps.py`` compares both over random shapes).
 """
 
 from __future__ import annotations
 
 from featcli.shape.axis import AXES
+from featcli.shape.fast.stepkit import ConfigText, Kept, Step, advance, dropped, grow, moved, rf_jump
 from featcli.shape.infer import MAX_ELEMENTS
 from featcli.shape.report import Num
 from featcli.shape.state import WalkState
-from featcli.shape.stepkit import ConfigText, Kept, Step, advance, dropped, grow, moved, rf_jump
 from featcli.stages.grammar import MAX_INT, SOLVE
 from featcli.stages.params import PoolSpec
 from featcli.stages.spec import Stage

@@ -1,6 +1,6 @@
 """Compiled steps for ``save``, ``add`` and ``cat`` (no side branch): the rules' JSON text, byte for byte.
 
-Like :mod:`featcli.shape.steps` for the other common stages, and checked the same way against the rules of
+Like :mod:`featcli.shape.fast.steps` for the other common stages, and checked the same way against the rules of
 :mod:`featcli.shape.branches` (``tests/shape/test_steps.py``). A step returns None where the rule has
 something to say (no tensor saved under the name, shapes that do not meet, a concatenation too large for
 torch), and the rule walks the stage and refuses it with its message.
@@ -20,7 +20,7 @@ from featcli.stages.spec import Stage
 
 __all__ = ["compile_join"]
 
-#: As :data:`featcli.shape.steps.Step`.
+#: As :data:`featcli.shape.fast.steps.Step`.
 Step = Callable[[WalkState, int, str], "tuple[str, int, int] | None"]
 
 
@@ -31,7 +31,7 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 def compile_join(stage: Stage, head: str, rf_jump: Callable[[list[Num], list[Num]], str]) -> Step | None:
     """The compiled step of a ``save``, ``add`` or ``cat`` stage without a side branch, else None.
 
-    ``rf_jump(rf, jump)``: the ``"rf":..,"jump":..`` text (:func:`featcli.shape.stepkit.rf_jump`)."""
+    ``rf_jump(rf, jump)``: the ``"rf":..,"jump":..`` text (:func:`featcli.shape.fast.stepkit.rf_jump`)."""
     sp = stage.params
     op = stage.op.value
     if not isinstance(sp, BranchSpec) or sp.branch or op not in ("save", "add", "cat"):

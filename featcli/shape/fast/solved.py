@@ -3,7 +3,7 @@
 :func:`featcli.shape.solve.monotone_candidates` finds the answer and its options by bisection over closures;
 here the same answer comes in closed form (the output ``floor((H + 2P - D(K-1) - 1)/S) + 1`` never decreases
 in ``P``), kept per axis and input size, and the stage is then walked by the compiled step of the same stage
-with that padding written out (:mod:`featcli.shape.steps`, one per distinct answer), its text given the
+with that padding written out (:mod:`featcli.shape.fast.steps`, one per distinct answer), its text given the
 ``p=? -> ...`` note, ``solved`` and ``options`` the rule would add. Only the hit is compiled: where no
 padding gives the wanted size (a refusal with its nearest options), or the padding mode limits the search
 (reflect, circular), or a pool rounds up (``ceil=1``), the step returns None and the rule walks the stage
@@ -16,8 +16,8 @@ import dataclasses
 from collections.abc import Callable
 
 from featcli.enums import PaddingMode
+from featcli.shape.fast.stepkit import ConfigText, Step
 from featcli.shape.state import WalkState
-from featcli.shape.stepkit import ConfigText, Step
 from featcli.stages.grammar import MAX_INT
 from featcli.stages.params import ConvSpec, PoolSpec
 from featcli.stages.spec import Stage

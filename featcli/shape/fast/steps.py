@@ -6,7 +6,7 @@ and adaptive pooling, the pointwise ops, ``bn``, ``flatten``, ``linear`` on a fl
 :func:`compile_step` prepares once per distinct stage everything that does not depend on the input (kernel
 spans, the constant halves of the formulas, the JSON of the spec and of the config) and returns a step
 that, per query, does the integer arithmetic and writes the stage's JSON object: the text
-:mod:`featcli.shape.answers` would write from the rule's row, byte for byte (``tests/shape/test_steps.py``
+:mod:`featcli.shape.fast.answers` would write from the rule's row, byte for byte (``tests/shape/test_steps.py``
 compares them over thousands of random shapes).
 
 A step only takes the plain road: when its stage could be refused, or says something unusual (a
@@ -20,18 +20,18 @@ from __future__ import annotations
 
 from featcli.enums import PaddingMode
 from featcli.shape.axis import conv_padding
+from featcli.shape.fast.joins import compile_join
+from featcli.shape.fast.pools import compile_pool
+from featcli.shape.fast.solved import compile_solved
+from featcli.shape.fast.stepkit import ConfigText, Kept, Step
+from featcli.shape.fast.stepkit import advance as _advance
+from featcli.shape.fast.stepkit import dropped as _dropped
+from featcli.shape.fast.stepkit import grow as _grow
+from featcli.shape.fast.stepkit import moved as _moved
+from featcli.shape.fast.stepkit import rf_jump as _rf_jump
 from featcli.shape.infer import MAX_ELEMENTS
-from featcli.shape.joins import compile_join
-from featcli.shape.pools import compile_pool
 from featcli.shape.report import Num, div_num, rational
-from featcli.shape.solved import compile_solved
 from featcli.shape.state import WalkState
-from featcli.shape.stepkit import ConfigText, Kept, Step
-from featcli.shape.stepkit import advance as _advance
-from featcli.shape.stepkit import dropped as _dropped
-from featcli.shape.stepkit import grow as _grow
-from featcli.shape.stepkit import moved as _moved
-from featcli.shape.stepkit import rf_jump as _rf_jump
 from featcli.stages.grammar import MAX_INT, SOLVE
 from featcli.stages.params import AdaptivePoolSpec, BatchNormSpec, ConvSpec, ConvTSpec, LinearSpec, PoolSpec
 from featcli.stages.registry import REGISTRY

@@ -1,6 +1,6 @@
 """Shared pieces of the compiled steps: the step type, the rf/jump text, kept notes, integer rf updates.
 
-Used by :mod:`featcli.shape.steps`, :mod:`featcli.shape.pools` and :mod:`featcli.shape.solved`.
+Used by :mod:`featcli.shape.fast.steps`, :mod:`featcli.shape.fast.pools` and :mod:`featcli.shape.fast.solved`.
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from json.encoder import encode_basestring, encode_basestring_ascii
 
 from featcli.shape.branches import flatten
+from featcli.shape.fast.steps import Step, compile_step
 from featcli.shape.infer import MAX_ELEMENTS, moved, start, step
 from featcli.shape.report import ceil_num, number_text
 from featcli.shape.rules import RULES
 from featcli.shape.state import WalkState
-from featcli.shape.steps import Step, compile_step
 from featcli.stages.grammar import MAX_INT
 from featcli.stages.registry import REGISTRY
 from featcli.stages.spec import Stage, parse_stage
@@ -44,7 +44,7 @@ class Answers:
     """Writes the JSON answer of a query: ``{"input": ..., "stages": [...], ...}`` as one line of text.
 
     Keeps, per distinct stage text, the JSON of its spec and op and its compiled step
-    (:mod:`featcli.shape.steps`), and the JSON of configs by stage, channels and last dimension.
+    (:mod:`featcli.shape.fast.steps`), and the JSON of configs by stage, channels and last dimension.
 
     Args:
         ensure_ascii: escape non-ASCII characters (``\\u00e9``), as ``json.dumps`` does by default; the
