@@ -70,7 +70,7 @@ class StageReport:
             "index": self.index, "spec": self.spec, "op": self.op,
             "in": list(self.in_shape), "out": list(self.out_shape),
             "params": self.params, "macs": self.macs,
-            "rf": list(self.rf), "jump": [j if j.__class__ is int else as_number(j) for j in self.jump],
+            "rf": list(self.rf), "jump": [as_number(j) for j in self.jump],
             "formula": list(self.formulas), "notes": list(self.notes),
             "config": self.config, "solved": self.solved, "options": self.options, "branch": self.branch,
         }

@@ -136,12 +136,12 @@ class Answers:
             if places is not None:
                 reads, branch = places[i]
             i += 1
-            fast = entry[1]
+            stage, fast, spec_op = entry
             done = fast(st, i) if fast is not None and not reads else None
             if done is None:
-                done = fields(st, i, entry[0], reads)
+                done = fields(st, i, stage, reads)
             in_text, out_text, p, m, rf_jump, formula, notes, config, solved, options = done
-            append(f'{{"index":{i},{entry[2]}"in":{in_text},"out":{out_text},"params":{p},"macs":{m},{rf_jump},'
+            append(f'{{"index":{i},{spec_op}"in":{in_text},"out":{out_text},"params":{p},"macs":{m},{rf_jump},'
                    f'"formula":[{formula}],"notes":[{notes}],"config":{config},"solved":{solved},'
                    f'"options":{options},"branch":{branch}}}')
             params += p
