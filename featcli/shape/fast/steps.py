@@ -6,7 +6,7 @@ and adaptive pooling, the pointwise ops, ``bn``, ``flatten``, ``linear`` on a fl
 :func:`compile_step` prepares once per distinct stage everything that does not depend on the input (kernel
 spans, the constant halves of the formulas, the JSON of the config) and returns a step that, per query,
 does the integer arithmetic and writes the stage's row as JSON texts (:data:`featcli.shape.fast.stepkit.Fields`,
-which :func:`featcli.shape.fast.stepkit.row` puts together): what the rule's row gives, byte for byte
+which :meth:`featcli.shape.fast.answers.Answers._write` puts together): what the rule's row gives, byte for byte
 (``tests/shape/test_steps.py`` compares them over thousands of random shapes).
 
 A step only takes the plain road: when its stage could be refused, or says something unusual (a
