@@ -34,8 +34,7 @@ def flatten(stages: Sequence[Stage], branch: str | None = None) -> Iterator[Flat
     """Every stage in the order it runs: a side branch's stages come just before its ``add``/``cat``."""
     for stage in stages:
         sp = stage.params
-        if sp.__class__ is BranchSpec and sp.branch:
-            assert isinstance(sp, BranchSpec)
+        if isinstance(sp, BranchSpec) and sp.branch:
             inner = list(flatten(sp.branch, sp.name))
             first, reads, inner_branch = inner[0]
             inner[0] = (first, (sp.name, *reads), inner_branch)

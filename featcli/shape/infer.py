@@ -84,7 +84,7 @@ def walk(st: WalkState, stages: Sequence[Stage],
 
     After each yield the state moves on to the stage's output; read ``st.rf``/``st.jump`` at the yield.
     :func:`infer` turns the steps into a :class:`ShapeReport`; the stdin service
-    (:mod:`featcli.shape.answers`) writes them as JSON text directly.
+    (:mod:`featcli.shape.fast.answers`) writes them as JSON text directly.
 
     Raises:
         ShapeError: a stage torch would refuse, passed through ``refused`` (which may attach a partial report).

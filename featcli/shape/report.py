@@ -7,7 +7,6 @@ pool makes the jump fractional.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import gcd
 from typing import TYPE_CHECKING, Any, Union
 
 from featcli.stages.spec import Stage
@@ -71,7 +70,7 @@ class StageReport:
             "index": self.index, "spec": self.spec, "op": self.op,
             "in": list(self.in_shape), "out": list(self.out_shape),
             "params": self.params, "macs": self.macs,
-            "rf": list(self.rf), "jump": [j if j.__class__ is int else as_number(j) for j in self.jump],
+            "rf": list(self.rf), "jump": [as_number(j) for j in self.jump],
             "formula": list(self.formulas), "notes": list(self.notes),
             "config": self.config, "solved": self.solved, "options": self.options, "branch": self.branch,
         }
@@ -106,55 +105,18 @@ def ceil_num(x: Num) -> int:
 
 
 def div_num(x: Num, d: int) -> Num:
-    """``x / d``, kept an int when exact (Fractions are slow; they only appear after convt/adaptive)."""
-    if x.__class__ is int:
-        return x // d if x % d == 0 else rational(x, d)
-    return rational(x.numerator, x.denominator * d)
+    """``x / d``, kept an int when exact (a Fraction only after a convt or an adaptive pool)."""
+    if isinstance(x, int) and x % d == 0:
+        return x // d
+    from fractions import Fraction  # imported by the first convt or adaptive pool that needs one
+
+    return _whole(Fraction(x) / d)
 
 
 def mul_num(x: Num, m: int) -> Num:
     """``x * m``, an int again when the product is whole (``1/2 * 2``)."""
-    return x * m if x.__class__ is int else rational(x.numerator * m, x.denominator)
+    return x * m if isinstance(x, int) else _whole(x * m)
 
 
-def rational(num: int, den: int) -> Num:
-    """``num / den`` (``den`` > 0) as an int when whole, else a Fraction. Kept by value: a stack's receptive
-    fields and jumps do not depend on the input size, so the same few values come back query after query
-    in ``featcli shape -`` (building a Fraction costs a microsecond)."""
-    q = _RATIONALS.get((num, den))
-    if q is None:
-        g = gcd(num, den)
-        if g == den:
-            q = num // g
-        else:
-            from fractions import Fraction  # imported by the first convt or adaptive pool that needs one
-
-            q = Fraction(num // g, den // g)
-        if len(_RATIONALS) >= 4096:
-            _RATIONALS.clear()
-        _RATIONALS[(num, den)] = q
-    return q
-
-
-_RATIONALS: dict[tuple[int, int], Num] = {}
-
-
-def number_text(x: Num) -> str:
-    """A jump as its JSON text: an int, or the int or float :func:`as_number` makes of a Fraction.
-
-    A Fraction's text is kept by the object's identity (the entry holds the object, so the identity cannot be
-    reused while it is kept): the few jumps of a stack (from :func:`rational`) come back on every query."""
-    if x.__class__ is int:
-        return str(x)
-    kept = _TEXTS.get(id(x))
-    if kept is not None and kept[0] is x:
-        return kept[1]
-    v = as_number(x)
-    text = str(v) if v.__class__ is int else float.__repr__(v)
-    if len(_TEXTS) >= 4096:
-        _TEXTS.clear()
-    _TEXTS[id(x)] = (x, text)
-    return text
-
-
-_TEXTS: dict[int, tuple[Num, str]] = {}
+def _whole(q: Fraction) -> Num:
+    return q.numerator if q.denominator == 1 else q

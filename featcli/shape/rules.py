@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from featcli.enums import KernelMode, PaddingMode
 from featcli.shape import branches
-from featcli.shape.axis import AXES, convt_axis, dropped_note, pairs_text, pool_axis
+from featcli.shape.axis import AXES, conv_axis, convt_axis, dropped_note, pairs_text, pool_axis
 from featcli.shape.report import div_num, mul_num
-from featcli.shape.solve import conv_pads, convt_pads, kept, monotone_candidates, solve
+from featcli.shape.solve import conv_pads, convt_pads, monotone_candidates, solve
 from featcli.shape.state import Refusal, Row, WalkState, check_groups, kernel_too_large, need_4d, need_values
 from featcli.stages.grammar import SOLVE
 from featcli.stages.params import (
@@ -31,9 +31,6 @@ from featcli.stages.params import (
 )
 from featcli.stages.spec import Stage
 
-_REFLECT, _CIRCULAR = PaddingMode.REFLECT, PaddingMode.CIRCULAR
-_PM_NAME = {pm: pm.value for pm in PaddingMode}
-
 
 def _kernel_shape(st: WalkState, refs: tuple[str, ...], c: int, mode: KernelMode) -> tuple[int, int, int, int, int]:
     from featcli.kernels import conv_weight_shape  # lazily: only stacks with w= pay for it (cached there)
@@ -42,12 +39,10 @@ def _kernel_shape(st: WalkState, refs: tuple[str, ...], c: int, mode: KernelMode
     return int(o), int(i), int(kh), int(kw), int(g)
 
 
-
 def conv(st: WalkState, stage: Stage) -> Row:
     sp = stage.params
     assert isinstance(sp, ConvSpec)
-    shape = st.shape
-    n, c, h, w = shape if len(shape) == 4 else need_4d("conv", shape)
+    n, c, h, w = need_4d("conv", st.shape)
     if sp.w:
         out, in_pg, kh, kw, g = _kernel_shape(st, sp.w, c, sp.mode)
         conv_in = in_pg * g
@@ -63,55 +58,43 @@ def conv(st: WalkState, stage: Stage) -> Row:
         in_pg = c // g
     row = Row()
     ks, ss, ds, sizes = (kh, kw), sp.s, sp.d, (h, w)
-    if not (h and w):
-        need_values("conv", shape)
-    p = sp.p
-    pads = [(p[0], p[0]), (p[1], p[1])] if p.__class__ is tuple else conv_pads(sp, row, sizes, ks)
-    reflect, circular = sp.pm is _REFLECT, sp.pm is _CIRCULAR
-    rf, jump, formulas = st.rf, st.jump, row.formulas
+    need_values("conv", st.shape)
+    pads = conv_pads(sp, row, sizes, ks)
     outs = []
-    for a in (0, 1):  # the hot path of stdin mode: plain locals, no helper calls unless needed
+    for a in range(2):
         (pl, pr), size, k, s, d = pads[a], sizes[a], ks[a], ss[a], ds[a]
-        if reflect and max(pl, pr) >= size:
+        if sp.pm is PaddingMode.REFLECT and max(pl, pr) >= size:
             raise Refusal(f"reflect padding {max(pl, pr)} must be smaller than the input "
                            f"{AXES[a]} = {size}")
-        if circular and max(pl, pr) > size:
+        if sp.pm is PaddingMode.CIRCULAR and max(pl, pr) > size:
             raise Refusal(f"circular padding {max(pl, pr)} wraps around more than once "
                            f"({AXES[a]} = {size})")
-        span = d * (k - 1)
-        num = size + pl + pr - span - 1
-        if num < 0:
+        o = conv_axis(size, k, s, pl, pr, d)
+        if o < 0:
             raise Refusal(kernel_too_large(sizes, pads, ks, ds, ss))
-        o = num // s + 1
         outs.append(o)
-        formulas.append(f"{AXES[a]}: floor(({size} + {f'2*{pl}' if pl == pr else f'{pl}+{pr}'} - {d}*({k}-1) - 1)"
-                        f"/{s}) + 1 = {o}")
-        if num % s:
+        padding = f"2*{pl}" if pl == pr else f"{pl}+{pr}"
+        row.formulas.append(f"{AXES[a]}: floor(({size} + {padding} - {d}*({k}-1) - 1)/{s}) + 1 = {o}")
+        if (size + pl + pr - d * (k - 1) - 1) % s:
             row.notes.append(dropped_note(a, size, k, s, pl, pr, d))
-        j = jump[a]
-        if j.__class__ is int:
-            rf[a] += span * j
-            jump[a] = j * s
-        else:
-            rf[a] += span * j
-            jump[a] = mul_num(j, s)
+        st.rf[a] += d * (k - 1) * st.jump[a]
+        st.jump[a] = mul_num(st.jump[a], s)
     if conv_in != c:
         row.notes.append(f"mode=gray: {c} channels -> 1 (luminance) before the kernels")
     row.out = (n, out, outs[0], outs[1])
     row.params = params = out * in_pg * kh * kw + (out if sp.bias else 0)
     row.macs = n * outs[0] * outs[1] * params
     if sp.w:
-        formulas.append(f"C: {c} -> {out} ({len(sp.w)} kernels, mode={sp.mode.value})")
+        row.formulas.append(f"C: {c} -> {out} ({len(sp.w)} kernels, mode={sp.mode.value})")
     else:
-        formulas.append(f"C: {c} -> {out}")
+        row.formulas.append(f"C: {c} -> {out}")
     (pt, pb), (pl, pr) = pads
     row.config = {"in": conv_in, "out": out, "k": [kh, kw], "s": [ss[0], ss[1]], "p": [[pt, pb], [pl, pr]],
-                  "d": [ds[0], ds[1]], "g": g, "bias": sp.bias, "pm": _PM_NAME[sp.pm]}
+                  "d": [ds[0], ds[1]], "g": g, "bias": sp.bias, "pm": sp.pm.value}
     if sp.w:
         row.config.update(w=list(sp.w), mode=sp.mode.value)
     row.resolved = dataclasses.replace(sp, p=(pt, pl)) if row.solved else sp
     return row
-
 
 
 def convt(st: WalkState, stage: Stage) -> Row:
@@ -155,10 +138,8 @@ def convt(st: WalkState, stage: Stage) -> Row:
 def pool(st: WalkState, stage: Stage) -> Row:
     sp, op = stage.params, stage.op.value
     assert isinstance(sp, PoolSpec)
-    shape = st.shape
-    n, c, h, w = shape if len(shape) == 4 else need_4d(op, shape)
-    if not (h and w):
-        need_values(op, shape)
+    n, c, h, w = need_4d(op, st.shape)
+    need_values(op, st.shape)
     row = Row()
     sizes, ks, ss, ds = (h, w), sp.k, sp.stride, sp.d
     if sp.p == SOLVE:
@@ -169,11 +150,9 @@ def pool(st: WalkState, stage: Stage) -> Row:
                 return pool_axis(sizes[a], ks[a], ss[a], p, ds[a], sp.ceil)
 
             target = sp.target[a] if sp.target else None
-            p, row.options[AXES[a]] = kept(  # the same solve again is kept by all its inputs
-                ("pool", a, sizes[a], ks[a], ss[a], ds[a], sp.ceil, target), solve,
-                a, target, -(-sizes[a] // ss[a]), fn,
-                monotone_candidates(fn, ks[a] // 2, target or -(-sizes[a] // ss[a])),
-                lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})")
+            p, row.options[AXES[a]] = solve(a, target, -(-sizes[a] // ss[a]), fn,
+                                            monotone_candidates(fn, ks[a] // 2, target or -(-sizes[a] // ss[a])),
+                                            lambda p: {"p": p}, f"ceil({sizes[a]}/{ss[a]})")
             ps.append(p)
         row.solved = {"p": ps}
         row.notes.append(f"p=? -> {pairs_text('p', ps)}")
@@ -182,27 +161,23 @@ def pool(st: WalkState, stage: Stage) -> Row:
     outs = []
     ceil = sp.ceil
     rounding = "ceil" if ceil else "floor"
-    rf, jump, formulas = st.rf, st.jump, row.formulas
-    for a in (0, 1):
+    for a in range(2):
         size, k, s, p, d = sizes[a], ks[a], ss[a], ps[a], ds[a]
         if p > k // 2 or p > (d * (k - 1) + 1) // 2:
             raise Refusal(f"padding {p} must be at most half the kernel size {k} (torch's pooling limit)")
         num = size + 2 * p - d * (k - 1) - 1
-        if ceil:
-            o = pool_axis(size, k, s, p, d, ceil)
-        else:
-            o = num // s + 1
+        o = pool_axis(size, k, s, p, d, ceil)
         dil = f"{d}*({k}-1)" if op == "maxpool" else f"({k}-1)"
         formula = f"{AXES[a]}: {rounding}(({size} + 2*{p} - {dil} - 1)/{s}) + 1"
         partial = ceil and num >= 0 and num % s != 0
         if not partial:
-            formulas.append(f"{formula} = {o}")
+            row.formulas.append(f"{formula} = {o}")
         elif o == -(-num // s):
             row.formulas.append(f"{formula} - 1 = {o}")
             row.notes.append(f"{AXES[a]}: ceil_mode window {o + 1} would start at {o * s} >= {size} + {p} "
                              "(outside the input and its left padding), so torch drops it")
         else:
-            formulas.append(f"{formula} = {o}")
+            row.formulas.append(f"{formula} = {o}")
             start, end, padded = (o - 1) * s, (o - 1) * s + d * (k - 1), size + 2 * p
             row.notes.append(f"{AXES[a]}: ceil_mode adds partial window {o} at {start}..{end} "
                              f"of the padded input (only {padded} long)")
@@ -212,9 +187,8 @@ def pool(st: WalkState, stage: Stage) -> Row:
         if not ceil and num % s:
             row.notes.append(dropped_note(a, size, k, s, p, p, d))
         outs.append(o)
-        j = jump[a]
-        rf[a] += (d * (k - 1)) * j
-        jump[a] = j * s if j.__class__ is int else mul_num(j, s)
+        st.rf[a] += d * (k - 1) * st.jump[a]
+        st.jump[a] = mul_num(st.jump[a], s)
     row.out = (n, c, outs[0], outs[1])
     row.config = {"k": [ks[0], ks[1]], "s": [ss[0], ss[1]], "p": ps, "ceil": ceil}
     if op == "maxpool":

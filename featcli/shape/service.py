@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from featcli.errors import FeatcliError, SpecError
-from featcli.shape.answers import Answers
+from featcli.shape.fast.answers import Answers
+from featcli.shape.fast.kept import Kept
 from featcli.shape.infer import apply_target, infer
 from featcli.shape.inputs import resolve_input
 from featcli.stages.grammar import clean_message, looks_like_shape, parse_input_shape, parse_size
@@ -202,19 +203,19 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
     if inputs is None:
         inputs = InputResolver()
     # The throughput path: names bound locally; input shapes and parsed stages kept by their text (parsing is
-    # pure), each answer written as JSON text from the walk (featcli.shape.answers) instead of a report.
+    # pure), each answer written as JSON text from the walk (featcli.shape.fast.answers) instead of a report.
     parse_shape, parse = parse_input_shape, parse_stage
     # Raw characters are a quarter faster to encode than \u escapes; used for ASCII lines (featcli's own
     # messages are ASCII), so the output is ASCII whatever the terminal's encoding.
     fast, safe = Answers(), Answers(ensure_ascii=True)
     write, flush = stdout.write, stdout.flush
-    stage_of: dict[str, Stage] = {}
+    stage_of: Kept[str, Stage] = Kept(_STAGES_MAX)
     # Answers of queries already seen, by their text: a script that asks the same question again (a sweep
     # over a few stacks, a loop re-checking a model) gets the same JSON text without the walk. Only answers
     # that depend on the line alone: no image INPUT (its size is read from a file), no @STACK file, no
     # kernel or weights reference (``w=``: a file the user may edit between queries), no error (its message
     # names the line number).
-    answered: dict[str, str] = {}
+    answered: Kept[str, str] = Kept(_ANSWERED_MAX)
     failed = lineno = 0
     for batch in line_batches(stdin):
         if isinstance(batch, int):  # a line over MAX_LINE, read past
@@ -257,16 +258,12 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
                     for i, t in enumerate(texts, 1):
                         stage = stage_of.get(t)
                         if stage is None:
-                            if len(stage_of) >= _STAGES_MAX:
-                                stage_of.clear()
-                            stage = stage_of[t] = parse(t, i)
+                            stage = stage_of.keep(t, parse(t, i))
                         stages.append(stage)
                     text = out.answer(shape, stages, source, kernels_dir=kernels_dir)
                 answers.append(text)
                 if source is None and "@" not in line and "w=" not in line:  # w=: a kernel file may change
-                    if len(answered) >= _ANSWERED_MAX:
-                        answered.clear()
-                    answered[key] = text
+                    answered.keep(key, text)
             except FeatcliError as exc:
                 failed += 1
                 answers.append(out.error(clean_message(str(exc)), lineno))

@@ -57,29 +57,6 @@ def solve(a: int, target: int | None, default: int, fn: Callable[[Any], int], ca
     raise Refusal(f"no {names} gives {AXES[a]} = {want}{why}; nearest: {seen}{hint}")
 
 
-def kept(key: tuple[Any, ...], compute: Callable[..., tuple[Any, list[dict[str, int]]]],
-         *args: Any) -> tuple[Any, list[dict[str, int]]]:
-    """``compute(*args)`` (one axis's :func:`solve`), kept by ``key``: every input of that solve (the op, the
-    axis, the size, kernel, stride, dilation, padding limit or ceil mode, and target). A stdin session asks
-    the same few solves again and again; the answer is the same, and so is a refusal (raised again with its
-    message). The options are copies."""
-    got = _KEPT.get(key)
-    if got is None:
-        try:
-            got = compute(*args)
-        except Refusal as exc:
-            got = str(exc)
-        if len(_KEPT) >= 4096:
-            _KEPT.clear()
-        _KEPT[key] = got
-    if isinstance(got, str):
-        raise Refusal(got)
-    return got[0], [dict(o) for o in got[1]]
-
-
-_KEPT: dict[tuple[Any, ...], tuple[Any, list[dict[str, int]]] | str] = {}
-
-
 def _p_label(p: int) -> dict[str, int]:
     return {"p": p}
 
@@ -120,13 +97,11 @@ def conv_pads(sp: ConvSpec, row: Row, sizes: Pair, ks: Pair) -> list[tuple[int, 
             limit = ds[a] * (ks[a] - 1) + ss[a] * (target or sizes[a])
         hint = "" if target or ss[a] != 1 else \
             "; p=same keeps the size with asymmetric padding (torch pads the odd pixel after)"
-        p, row.options[AXES[a]] = kept(("conv", a, sizes[a], ks[a], ss[a], ds[a], limit, target), _conv_solve,
-                                       a, sizes[a], ks[a], ss[a], ds[a], limit, target, hint)
+        p, row.options[AXES[a]] = _conv_solve(a, sizes[a], ks[a], ss[a], ds[a], limit, target, hint)
         solved.append(p)
     row.solved = {"p": solved}
     row.notes.append(f"p=? -> {pairs_text('p', solved)}")
     return [(solved[0], solved[0]), (solved[1], solved[1])]
-
 
 
 def convt_pads(sp: ConvTSpec, row: Row, sizes: Pair) -> tuple[list[int], list[int]]:

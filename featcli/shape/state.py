@@ -13,7 +13,7 @@ class WalkState:
     """The tensor as the walk goes: shape, receptive field and jump per axis."""
 
     __slots__ = ("shape", "rf", "jump", "spatial", "allow_torchscript", "kernels_dir", "saved", "aside", "maker",
-                 "index", "text", "shown")
+                 "index", "text")
 
     def __init__(self, shape: tuple[int, ...], allow_torchscript: bool = False,
                  kernels_dir: str | None = None) -> None:
@@ -31,9 +31,6 @@ class WalkState:
         self.maker: str | tuple[int, str] = "the input"
         self.index = 0
         self.text = ""
-        # The JSON text of a shape (the compiled steps of featcli.shape.steps): ``(shape, text)``, valid while
-        # ``shown[0] is self.shape`` (a step writes its output's text once; the next step's input is the same).
-        self.shown: tuple[tuple[int, ...], str] = ((), "")
 
     @property
     def here(self) -> str:
@@ -57,7 +54,7 @@ def where(index: int, text: str) -> str:
 
 
 class Row:
-    """Mutable scratch result of one stage (a plain slotted class: this is the hot path of stdin mode)."""
+    """Mutable scratch result of one stage, filled in by its rule."""
 
     __slots__ = ("out", "params", "macs", "formulas", "notes", "config", "resolved", "solved", "options")
 

@@ -1,8 +1,8 @@
-"""Compiled steps (featcli.shape.steps) write exactly what the rules and ``ShapeReport.to_dict()`` say.
+"""Compiled steps (featcli.shape.fast.steps) write exactly what the rules and ``ShapeReport.to_dict()`` say.
 
 Every op family with a step, on thousands of random input shapes (tiny, empty-making, odd, huge), after
 prefixes that leave integer and fractional receptive fields and jumps, and 2-D tensors: the JSON text of
-:class:`featcli.shape.answers.Answers` equals ``json.dumps`` of :func:`featcli.shape.infer.infer`'s report,
+:class:`featcli.shape.fast.answers.Answers` equals ``json.dumps`` of :func:`featcli.shape.infer.infer`'s report,
 and a stack the rules refuse is refused with the same message.
 """
 
@@ -14,10 +14,11 @@ import random
 import pytest
 
 from featcli.errors import FeatcliError
-from featcli.shape.answers import Answers
+from featcli.shape.fast.answers import Answers
+from featcli.shape.fast.numbers import Numbers
+from featcli.shape.fast.stepkit import ConfigText, Fields, Step, Walk
+from featcli.shape.fast.steps import compile_step
 from featcli.shape.infer import infer
-from featcli.shape.state import WalkState
-from featcli.shape.steps import ConfigText, Step, compile_step
 from featcli.stages.grammar import MAX_INT
 from featcli.stages.spec import Stage, parse_stage
 
@@ -58,22 +59,22 @@ def _answer(answers: Answers, shape: tuple[int, int, int, int], texts: list[str]
 def test_every_listed_stage_has_a_step() -> None:
     answers = Answers()
     for text in STAGES:
-        assert compile_step(parse_stage(text), "", answers.config_text) is not None, text
+        assert compile_step(parse_stage(text), answers.config_text, Numbers()) is not None, text
 
 
 @pytest.mark.parametrize("text", STAGES)
 def test_steps_write_what_the_rules_report(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from featcli.shape import answers as module
+    from featcli.shape.fast import answers as module
 
     taken = []  # the stage texts whose step wrote the answer (rather than leaving the stage to its rule)
 
-    def counted(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
-        step = compile_step(stage, head, config_text)
+    def counted(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step | None:
+        step = compile_step(stage, config_text, numbers)
         if step is None:
             return None
 
-        def wrapped(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
-            done = step(st, i, branch)
+        def wrapped(st: Walk, i: int) -> Fields | None:
+            done = step(st, i)
             if done is not None:
                 taken.append(stage.text)
             return done
@@ -102,7 +103,7 @@ JOINS = ["save:a conv:k=3,p=1 bn relu conv:k=3,p=1 add:a relu", "save:s maxpool:
 
 @pytest.mark.parametrize("stack", JOINS)
 def test_join_steps_write_what_the_rules_report(stack: str) -> None:
-    """save/add/cat (featcli.shape.joins): the same text as the rules, refusals included, on both roads."""
+    """save/add/cat (featcli.shape.fast.joins): the same text as the rules, refusals included, on both roads."""
     rng = random.Random(stack)
     answers, texts = Answers(), stack.split()
     for _ in range(150):
@@ -114,7 +115,7 @@ def test_join_steps_write_what_the_rules_report(stack: str) -> None:
         except FeatcliError as exc:
             got = f"error: {exc}"
         assert got == want, (shape, texts)
-    assert compile_step(parse_stage(texts[-1]), "", answers.config_text) is not None
+    assert compile_step(parse_stage(texts[-1]), answers.config_text, Numbers()) is not None
 
 
 SOLVED = ["conv:k=3,s=2,p=?16", "conv:k=7,s=3,p=?5x9", "maxpool:k=3,s=2,p=?7x6", "avgpool:k=5,s=1,p=?20",

@@ -3,7 +3,7 @@
 :func:`featcli.shape.solve.monotone_candidates` finds the answer and its options by bisection over closures;
 here the same answer comes in closed form (the output ``floor((H + 2P - D(K-1) - 1)/S) + 1`` never decreases
 in ``P``), kept per axis and input size, and the stage is then walked by the compiled step of the same stage
-with that padding written out (:mod:`featcli.shape.steps`, one per distinct answer), its text given the
+with that padding written out (:mod:`featcli.shape.fast.steps`, one per distinct answer), its text given the
 ``p=? -> ...`` note, ``solved`` and ``options`` the rule would add. Only the hit is compiled: where no
 padding gives the wanted size (a refusal with its nearest options), or the padding mode limits the search
 (reflect, circular), or a pool rounds up (``ceil=1``), the step returns None and the rule walks the stage
@@ -16,15 +16,16 @@ import dataclasses
 from collections.abc import Callable
 
 from featcli.enums import PaddingMode
-from featcli.shape.state import WalkState
-from featcli.shape.stepkit import ConfigText, Step
+from featcli.shape.fast.kept import Kept
+from featcli.shape.fast.numbers import Numbers
+from featcli.shape.fast.stepkit import ConfigText, Fields, Step, Walk
 from featcli.stages.grammar import MAX_INT
 from featcli.stages.params import ConvSpec, PoolSpec
 from featcli.stages.spec import Stage
 
 __all__ = ["compile_solved"]
 
-Compile = Callable[[Stage, str, ConfigText], "Step | None"]
+Compile = Callable[[Stage, ConfigText, Numbers], "Step | None"]
 
 #: The options the rule shows around the answer (featcli.shape.solve.MAX_OPTIONS) and half of them.
 _OPTIONS, _HALF = 8, 4
@@ -50,20 +51,7 @@ def solve_axis(size: int, k: int, s: int, d: int, target: int | None, conv: bool
     return at, ",".join([f'{{"p":{p},"out":{(2 * p - base) // s + 1}}}' for p in range(start, stop + 1)])
 
 
-#: Sizes one stage keeps the per-axis answers of (a long `shape -` session stays bounded).
-_KEPT = 4096
-
-
-def _keep(cache: dict[int, tuple[int, str] | None], size: int, answer: tuple[int, str] | None
-          ) -> tuple[int, str] | None:
-    """Remember ``answer`` for ``size`` in one axis's cache (emptied when full) and return it."""
-    if len(cache) >= _KEPT:
-        cache.clear()
-    cache[size] = answer
-    return answer
-
-
-def compile_solved(stage: Stage, head: str, config_text: ConfigText, compile_fixed: Compile) -> Step | None:
+def compile_solved(stage: Stage, config_text: ConfigText, numbers: Numbers, compile_fixed: Compile) -> Step | None:
     """The compiled step of a conv or pool with ``p=?`` (``compile_fixed``: the steps' compiler), else None."""
     sp = stage.params
     if isinstance(sp, ConvSpec):
@@ -78,17 +66,18 @@ def compile_solved(stage: Stage, head: str, config_text: ConfigText, compile_fix
     if target is not None and min(target) < 1:
         return None
     th, tw = target if target is not None else (None, None)
-    kept: tuple[dict[int, tuple[int, str] | None], dict[int, tuple[int, str] | None]] = ({}, {})
-    fixed: dict[tuple[int, int], Step | None] = {}
+    # Per axis, by input size: the padding and the JSON of its options (None: no padding hits the target).
+    kept_h: Kept[int, tuple[int, str] | None] = Kept(4096)
+    kept_w: Kept[int, tuple[int, str] | None] = Kept(4096)
+    fixed: Kept[tuple[int, int], Step | None] = Kept(1024)  # the plain step of each padding solved
 
-    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+    def step(st: Walk, i: int) -> Fields | None:
         shape = st.shape
         if len(shape) != 4:
             return None
         h, w = shape[2], shape[3]
-        kh_, kw_ = kept
-        a = kh_[h] if h in kh_ else _keep(kh_, h, solve_axis(h, kh, sh, dh, th, conv))
-        b = kw_[w] if w in kw_ else _keep(kw_, w, solve_axis(w, kw, sw, dw, tw, conv))
+        a = kept_h[h] if h in kept_h else kept_h.keep(h, solve_axis(h, kh, sh, dh, th, conv))
+        b = kept_w[w] if w in kept_w else kept_w.keep(w, solve_axis(w, kw, sw, dw, tw, conv))
         if a is None or b is None:
             return None  # refused, with the nearest options: the rule says it
         pads = (a[0], b[0])
@@ -96,15 +85,12 @@ def compile_solved(stage: Stage, head: str, config_text: ConfigText, compile_fix
             inner = fixed[pads]
         else:
             plain = Stage(stage.text, stage.op, dataclasses.replace(sp, p=pads, target=None))
-            inner = fixed[pads] = compile_fixed(plain, head, config_text)
-        done = None if inner is None else inner(st, i, branch)
+            inner = fixed.keep(pads, compile_fixed(plain, config_text, numbers))
+        done = None if inner is None else inner(st, i)
         if done is None:
             return None
-        text, params, macs = done
-        before, after = text.split('"notes":[', 1)
         note = f'"p=? -> p={pads[0]}"' if pads[0] == pads[1] else f'"p=? -> p={pads[0]}x{pads[1]}"'
-        after = after.replace('"solved":null,"options":null', f'"solved":{{"p":[{pads[0]},{pads[1]}]}},'
-                              f'"options":{{"H":[{a[1]}],"W":[{b[1]}]}}', 1)
-        return f'{before}"notes":[{note}{"" if after[0] == "]" else ","}{after}', params, macs
+        return (*done[:6], f"{note},{done[6]}" if done[6] else note, done[7],
+                f'{{"p":[{pads[0]},{pads[1]}]}}', f'{{"H":[{a[1]}],"W":[{b[1]}]}}')
 
     return step

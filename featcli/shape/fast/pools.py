@@ -1,19 +1,20 @@
 """Compiled steps for max and average pooling, ``ceil=1`` included: the rule's JSON text, byte for byte.
 
-As :mod:`featcli.shape.steps` for the other common stages. In ceil mode the output is torch's
+As :mod:`featcli.shape.fast.steps` for the other common stages. In ceil mode the output is torch's
 ``ceil((H + 2P - D(K-1) - 1)/S) + 1``, less one where that last window would start past the input and its
 left padding, with the rule's note on the partial or dropped window (kept per axis and input size). Padding
-torch refuses, a kernel larger than the padded input, ``p=?`` (:mod:`featcli.shape.solved`) and too large
+torch refuses, a kernel larger than the padded input, ``p=?`` (:mod:`featcli.shape.fast.solved`) and too large
 an output are left to the rule (``tests/shape/test_steps.py`` compares both over random shapes).
 """
 
 from __future__ import annotations
 
 from featcli.shape.axis import AXES
+from featcli.shape.fast.kept import Kept
+from featcli.shape.fast.numbers import Moves, Numbers
+from featcli.shape.fast.stepkit import ConfigText, Fields, Step, Walk, dropped
 from featcli.shape.infer import MAX_ELEMENTS
 from featcli.shape.report import Num
-from featcli.shape.state import WalkState
-from featcli.shape.stepkit import ConfigText, Kept, Step, advance, dropped, grow, moved, rf_jump
 from featcli.stages.grammar import MAX_INT, SOLVE
 from featcli.stages.params import PoolSpec
 from featcli.stages.spec import Stage
@@ -21,8 +22,8 @@ from featcli.stages.spec import Stage
 __all__ = ["compile_pool"]
 
 
-def ceil_axis(a: int, size: int, k: int, s: int, p: int, d: int, head: str) -> tuple[int, str, str] | None:
-    """Axis ``a`` of a ``ceil=1`` pool at input ``size``: the output, the formula's JSON (``head``: its text up
+def ceil_axis(a: int, size: int, k: int, s: int, p: int, d: int, lead: str) -> tuple[int, str, str] | None:
+    """Axis ``a`` of a ``ceil=1`` pool at input ``size``: the output, the formula's JSON (``lead``: its text up
     to ``+ 1``) and the note's JSON ("" if none), as :func:`featcli.shape.rules.pool` writes them; None where
     the rule refuses or the kernel is larger than the padded input."""
     num = size + 2 * p - d * (k - 1) - 1
@@ -34,16 +35,16 @@ def ceil_axis(a: int, size: int, k: int, s: int, p: int, d: int, head: str) -> t
     if o < 1:
         return None
     if not num % s:
-        return o, f'"{head} = {o}"', ""
+        return o, f'"{lead} = {o}"', ""
     if o == -(-num // s):
-        return o, f'"{head} - 1 = {o}"', (f'"{AXES[a]}: ceil_mode window {o + 1} would start at {o * s} >= '
+        return o, f'"{lead} - 1 = {o}"', (f'"{AXES[a]}: ceil_mode window {o + 1} would start at {o * s} >= '
                                           f'{size} + {p} (outside the input and its left padding), so torch drops it"')
     start = (o - 1) * s
-    return o, f'"{head} = {o}"', (f'"{AXES[a]}: ceil_mode adds partial window {o} at {start}..{start + d * (k - 1)} '
+    return o, f'"{lead} = {o}"', (f'"{AXES[a]}: ceil_mode adds partial window {o} at {start}..{start + d * (k - 1)} '
                                   f'of the padded input (only {size + 2 * p} long)"')
 
 
-def compile_pool(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
+def compile_pool(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step | None:
     """The compiled step of a ``maxpool``/``avgpool`` stage with its padding given, else None."""
     sp = stage.params
     assert isinstance(sp, PoolSpec)
@@ -60,11 +61,12 @@ def compile_pool(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
     mid_h, mid_w = f" + 2*{ph} - {dil_h} - 1)/{sh}) + 1 = ", f" + 2*{pw} - {dil_w} - 1)/{sw}) + 1 = "
     text = stage.text
     config = ""
-    kept_h: dict[int, str] = {}
-    kept_w: dict[int, str] = {}
-    ceil_kept: tuple[dict[int, tuple[int, str, str] | None], dict[int, tuple[int, str, str] | None]] = ({}, {})
-
-    frac: Kept = {}
+    kept_h: Kept[int, str] = Kept(4096)
+    kept_w: Kept[int, str] = Kept(4096)
+    ceil_kept: tuple[Kept[int, tuple[int, str, str] | None], Kept[int, tuple[int, str, str] | None]] = \
+        (Kept(4096), Kept(4096))
+    frac: Moves = Kept(1024)
+    advance, grow, rf_jump, moved = numbers.advance, numbers.grow, numbers.rf_jump, numbers.moved
 
     def move(rf: list[Num], jump: list[Num]) -> None:
         advance(rf, jump, 0, span_h, sh)
@@ -74,13 +76,10 @@ def compile_pool(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
         kept = ceil_kept[a]
         if size in kept:
             return kept[size]
-        if len(kept) >= 4096:
-            kept.clear()
         k, s, p, d, dil = (kh, sh, ph, dh, dil_h) if a == 0 else (kw, sw, pw, dw, dil_w)
-        found = kept[size] = ceil_axis(a, size, k, s, p, d, f"{AXES[a]}: ceil(({size} + 2*{p} - {dil} - 1)/{s}) + 1")
-        return found
+        return kept.keep(size, ceil_axis(a, size, k, s, p, d, f"{AXES[a]}: ceil(({size} + 2*{p} - {dil} - 1)/{s}) + 1"))
 
-    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+    def step(st: Walk, i: int) -> Fields | None:
         nonlocal config
         shape = st.shape
         if len(shape) != 4:
@@ -126,8 +125,6 @@ def compile_pool(stage: Stage, head: str, config_text: ConfigText) -> Step | Non
         in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
         out_text = f"[{n},{c},{oh},{ow}]"
         st.shape, st.shown, st.spatial, st.maker = out_shape, (out_shape, out_text), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":0,"macs":0,'
-                f'{rj},"formula":[{formula}],"notes":[{notes}],"config":{config},"solved":null,"options":null,'
-                f'"branch":{branch}}}'), 0, 0
+        return in_text, out_text, 0, 0, rj, formula, notes, config, "null", "null"
 
     return step

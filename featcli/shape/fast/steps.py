@@ -4,10 +4,10 @@ A stdin session asks about the same few hundred stages over and over, on ever di
 stages most stacks are made of (a plain conv or transposed conv, max/avg pooling without ``ceil``, global
 and adaptive pooling, the pointwise ops, ``bn``, ``flatten``, ``linear`` on a flattened tensor),
 :func:`compile_step` prepares once per distinct stage everything that does not depend on the input (kernel
-spans, the constant halves of the formulas, the JSON of the spec and of the config) and returns a step
-that, per query, does the integer arithmetic and writes the stage's JSON object: the text
-:mod:`featcli.shape.answers` would write from the rule's row, byte for byte (``tests/shape/test_steps.py``
-compares them over thousands of random shapes).
+spans, the constant halves of the formulas, the JSON of the config) and returns a step that, per query,
+does the integer arithmetic and writes the stage's row as JSON texts (:data:`featcli.shape.fast.stepkit.Fields`,
+which :meth:`featcli.shape.fast.answers.Answers._write` puts together): what the rule's row gives, byte for byte
+(``tests/shape/test_steps.py`` compares them over thousands of random shapes).
 
 A step only takes the plain road: when its stage could be refused, or says something unusual (a
 non-integer jump is fine; a padding mode with its own checks, a solver, kernel files, a 4-D ``linear`` are
@@ -20,18 +20,14 @@ from __future__ import annotations
 
 from featcli.enums import PaddingMode
 from featcli.shape.axis import conv_padding
+from featcli.shape.fast.joins import compile_join
+from featcli.shape.fast.kept import Kept
+from featcli.shape.fast.numbers import Moves, Numbers
+from featcli.shape.fast.pools import compile_pool
+from featcli.shape.fast.solved import compile_solved
+from featcli.shape.fast.stepkit import ConfigText, Fields, Step, Walk, dropped, shape_text
 from featcli.shape.infer import MAX_ELEMENTS
-from featcli.shape.joins import compile_join
-from featcli.shape.pools import compile_pool
-from featcli.shape.report import Num, div_num, rational
-from featcli.shape.solved import compile_solved
-from featcli.shape.state import WalkState
-from featcli.shape.stepkit import ConfigText, Kept, Step
-from featcli.shape.stepkit import advance as _advance
-from featcli.shape.stepkit import dropped as _dropped
-from featcli.shape.stepkit import grow as _grow
-from featcli.shape.stepkit import moved as _moved
-from featcli.shape.stepkit import rf_jump as _rf_jump
+from featcli.shape.report import Num
 from featcli.stages.grammar import MAX_INT, SOLVE
 from featcli.stages.params import AdaptivePoolSpec, BatchNormSpec, ConvSpec, ConvTSpec, LinearSpec, PoolSpec
 from featcli.stages.registry import REGISTRY
@@ -43,7 +39,7 @@ _SAME = {op for op, d in REGISTRY.items() if d.shape_rule == "same"}
 _PLAIN_PM = (PaddingMode.ZEROS, PaddingMode.REPLICATE)  # reflect and circular have checks of their own
 
 
-def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
+def _conv(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step | None:
     sp = stage.params
     assert isinstance(sp, ConvSpec)
     if sp.w or sp.k is None or sp.p == SOLVE or sp.pm not in _PLAIN_PM or (sp.p == "same" and sp.s != (1, 1)):
@@ -55,16 +51,17 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     mid_h = f" + {f'2*{pt}' if pt == pb else f'{pt}+{pb}'} - {dh}*({kh}-1) - 1)/{sh}) + 1 = "
     mid_w = f" + {f'2*{pl}' if pl == pr else f'{pl}+{pr}'} - {dw}*({kw}-1) - 1)/{sw}) + 1 = "
     kk, text = kh * kw, stage.text
-    configs: dict[int, str] = {}  # by input channels (the output channels follow from them)
-    kept_h: dict[int, str] = {}
-    kept_w: dict[int, str] = {}
-    frac: Kept = {}
+    configs: Kept[int, str] = Kept(1024)  # by input channels (the output channels follow from them)
+    kept_h: Kept[int, str] = Kept(4096)
+    kept_w: Kept[int, str] = Kept(4096)
+    frac: Moves = Kept(1024)
+    advance, grow, rf_jump, moved = numbers.advance, numbers.grow, numbers.rf_jump, numbers.moved
 
     def move(rf: list[Num], jump: list[Num]) -> None:
-        _advance(rf, jump, 0, span_h, sh)
-        _advance(rf, jump, 1, span_w, sw)
+        advance(rf, jump, 0, span_h, sh)
+        advance(rf, jump, 1, span_w, sw)
 
-    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+    def step(st: Walk, i: int) -> Fields | None:
         shape = st.shape
         if len(shape) != 4:
             return None
@@ -80,10 +77,10 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         macs = n * oh * ow * params
         config = configs.get(c)
         if config is None:
-            config = configs[c] = config_text(stage, shape)
-        notes = _dropped(kept_h, 0, h, kh, sh, pt, pb, dh) if num_h % sh else ""
+            config = configs.keep(c, config_text(stage, shape))
+        notes = dropped(kept_h, 0, h, kh, sh, pt, pb, dh) if num_h % sh else ""
         if num_w % sw:
-            nw = _dropped(kept_w, 1, w, kw, sw, pl, pr, dw)
+            nw = dropped(kept_w, 1, w, kw, sw, pl, pr, dw)
             notes = f"{notes},{nw}" if notes else nw
         rf, jump = st.rf, st.jump
         jh, jw = jump
@@ -94,23 +91,22 @@ def _conv(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
                 rf[0], rf[1], jump[0], jump[1] = rh, rw, jh * sh, jw * sw
                 rj = f'"rf":[{rh},{rw}],"jump":[{jh * sh},{jw * sw}]'
             else:
-                rf[0], rf[1], jump[0], jump[1] = _grow(rh, span_h, jh), _grow(rw, span_w, jw), jh * sh, jw * sw
-                rj = _rf_jump(rf, jump)
+                rf[0], rf[1], jump[0], jump[1] = grow(rh, span_h, jh), grow(rw, span_w, jw), jh * sh, jw * sw
+                rj = rf_jump(rf, jump)
         else:
-            rj = _moved(frac, rf, jump, move)
+            rj = moved(frac, rf, jump, move)
         shown, out_shape = st.shown, (n, out, oh, ow)
         in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
         out_text = f"[{n},{out},{oh},{ow}]"
         st.shape, st.shown, st.spatial, st.maker = out_shape, (out_shape, out_text), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":{params},'
-                f'"macs":{macs},{rj},"formula":["H: floor(({h}{mid_h}{oh}",'
-                f'"W: floor(({w}{mid_w}{ow}","C: {c} -> {out}"],"notes":[{notes}],"config":{config},'
-                f'"solved":null,"options":null,"branch":{branch}}}'), params, macs
+        return (in_text, out_text, params, macs, rj,
+                f'"H: floor(({h}{mid_h}{oh}","W: floor(({w}{mid_w}{ow}","C: {c} -> {out}"', notes, config,
+                "null", "null")
 
     return step
 
 
-def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
+def _convt(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step | None:
     sp = stage.params
     assert isinstance(sp, ConvTSpec)
     if sp.p == SOLVE or sp.op == SOLVE:
@@ -123,15 +119,16 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
     reach_h, reach_w = dh * (kh - 1) // sh, dw * (kw - 1) // sw
     mid_h = f"-1)*{sh} - 2*{ph} + {dh}*({kh}-1) + {qh} + 1 = "
     mid_w = f"-1)*{sw} - 2*{pw} + {dw}*({kw}-1) + {qw} + 1 = "
-    configs: dict[int, str] = {}  # by input channels
-    frac: Kept = {}
+    configs: Kept[int, str] = Kept(1024)  # by input channels
+    frac: Moves = Kept(1024)
+    grow, div, moved = numbers.grow, numbers.div, numbers.moved
 
     def move(rf: list[Num], jump: list[Num]) -> None:
-        rf[0] = _grow(rf[0], reach_h, jump[0])
-        rf[1] = _grow(rf[1], reach_w, jump[1])
-        jump[0], jump[1] = div_num(jump[0], sh), div_num(jump[1], sw)
+        rf[0] = grow(rf[0], reach_h, jump[0])
+        rf[1] = grow(rf[1], reach_w, jump[1])
+        jump[0], jump[1] = div(jump[0], sh), div(jump[1], sw)
 
-    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+    def step(st: Walk, i: int) -> Fields | None:
         shape = st.shape
         if len(shape) != 4:
             return None
@@ -147,7 +144,7 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         macs = n * h * w * weights + (n * out * oh * ow if bias else 0)
         config = configs.get(c)
         if config is None:
-            config = configs[c] = config_text(stage, shape)
+            config = configs.keep(c, config_text(stage, shape))
         rf, jump = st.rf, st.jump
         rh, rw, jh, jw = rf[0], rf[1], jump[0], jump[1]
         if rh.__class__ is int and rw.__class__ is int and jh.__class__ is int and jw.__class__ is int \
@@ -156,25 +153,25 @@ def _convt(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
             rf[0], rf[1], jump[0], jump[1] = rh, rw, jh, jw
             rj = f'"rf":[{rh},{rw}],"jump":[{jh},{jw}]'
         else:
-            rj = _moved(frac, rf, jump, move)
+            rj = moved(frac, rf, jump, move)
         shown, out_shape = st.shown, (n, out, oh, ow)
         in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
         out_text = f"[{n},{out},{oh},{ow}]"
         st.shape, st.shown, st.spatial, st.maker = out_shape, (out_shape, out_text), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":{params},'
-                f'"macs":{macs},{rj},"formula":["H: ({h}{mid_h}{oh}","W: ({w}{mid_w}{ow}",'
-                f'"C: {c} -> {out}"],"notes":[],"config":{config},"solved":null,"options":null,'
-                f'"branch":{branch}}}'), params, macs
+        return (in_text, out_text, params, macs, rj,
+                f'"H: ({h}{mid_h}{oh}","W: ({w}{mid_w}{ow}","C: {c} -> {out}"', "", config, "null", "null")
 
     return step
 
 
-def _adaptive(stage: Stage, head: str, config_text: ConfigText) -> Step:
+def _adaptive(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step:
     sp = stage.params
     assert isinstance(sp, AdaptivePoolSpec)
     oh, ow = sp.o
     config, text = config_text(stage, (1, 1, 1, 1)), stage.text
-    windows: tuple[dict[int, tuple[str, int]], dict[int, tuple[str, int]]] = ({}, {})
+    windows: tuple[Kept[int, tuple[str, int]], Kept[int, tuple[str, int]]] = (Kept(4096), Kept(4096))
+    advance, grow, rational, div, rf_jump = numbers.advance, numbers.grow, numbers.rational, numbers.div, \
+        numbers.rf_jump
 
     def window(a: int, size: int, o: int) -> tuple[str, int]:
         """The formula's ``windows of K`` text and the widest window, as the rule finds them (kept by size)."""
@@ -183,12 +180,10 @@ def _adaptive(stage: Stage, head: str, config_text: ConfigText) -> Step:
             starts = range(o) if o <= 4096 else (0, o - 1)
             widths = {-(-(i + 1) * size // o) - (i * size // o) for i in starts}
             kmin, kmax = min(widths), max(widths)
-            if len(windows[a]) >= 4096:
-                windows[a].clear()
-            found = windows[a][size] = (f"{kmin}" if kmin == kmax else f"{kmin}..{kmax}", kmax)
+            found = windows[a].keep(size, (f"{kmin}" if kmin == kmax else f"{kmin}..{kmax}", kmax))
         return found
 
-    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+    def step(st: Walk, i: int) -> Fields | None:
         shape = st.shape
         if len(shape) != 4:
             return None
@@ -201,52 +196,44 @@ def _adaptive(stage: Stage, head: str, config_text: ConfigText) -> Step:
         for a, reach, size, o in ((0, k_h - 1, h, oh), (1, k_w - 1, w, ow)):
             j = jump[a]
             if j.__class__ is int:
-                rf[a] = _grow(rf[a], reach, j)
+                rf[a] = grow(rf[a], reach, j)
                 jump[a] = rational(j * size, o)
             else:
-                _advance(rf, jump, a, reach, size)
-                jump[a] = div_num(jump[a], o)
+                advance(rf, jump, a, reach, size)
+                jump[a] = div(jump[a], o)
         shown, out_shape = st.shown, (n, c, oh, ow)
         in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
         out_text = f"[{n},{c},{oh},{ow}]"
         st.shape, st.shown, st.spatial, st.maker = out_shape, (out_shape, out_text), (oh, ow), (i, text)
-        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":0,"macs":0,'
-                f'{_rf_jump(rf, jump)},"formula":["H: {h} -> {oh} (windows of {win_h})",'
-                f'"W: {w} -> {ow} (windows of {win_w})"],"notes":[],"config":{config},"solved":null,'
-                f'"options":null,"branch":{branch}}}'), 0, 0
+        return (in_text, out_text, 0, 0, rf_jump(rf, jump),
+                f'"H: {h} -> {oh} (windows of {win_h})","W: {w} -> {ow} (windows of {win_w})"', "", config,
+                "null", "null")
 
     return step
 
 
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return f"[{shape[0]},{shape[1]},{shape[2]},{shape[3]}]" if len(shape) == 4 else f"[{','.join(map(str, shape))}]"
-
-
-def _same(stage: Stage, head: str, config_text: ConfigText) -> Step:
+def _same(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step:
     """Pointwise ops without parameters: the shape, receptive field and jump go through unchanged."""
-    tail = f',"formula":[],"notes":[],"config":{config_text(stage, (1, 1, 1, 1))},"solved":null,"options":null,'
-    text = stage.text
+    config, text, rf_jump = config_text(stage, (1, 1, 1, 1)), stage.text, numbers.rf_jump
 
-    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+    def step(st: Walk, i: int) -> Fields | None:
         shape = st.shape
         shown = st.shown
         if shown[0] is shape:
             s = shown[1]
         else:
-            s = _shape_text(shape)
+            s = shape_text(shape)
             st.shown = (shape, s)
         st.maker = (i, text)
-        return (f'{{"index":{i},{head}"in":{s},"out":{s},"params":0,"macs":0,{_rf_jump(st.rf, st.jump)}'
-                f'{tail}"branch":{branch}}}'), 0, 0
+        return s, s, 0, 0, rf_jump(st.rf, st.jump), "", "", config, "null", "null"
 
     return step
 
 
-def _bn(stage: Stage, head: str, config_text: ConfigText) -> Step:
-    tail = f',"formula":[],"notes":[],"config":{config_text(stage, (1, 1, 1, 1))},"solved":null,"options":null,'
-    text = stage.text
+def _bn(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step:
+    config, text, rf_jump = config_text(stage, (1, 1, 1, 1)), stage.text, numbers.rf_jump
 
-    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+    def step(st: Walk, i: int) -> Fields | None:
         shape = st.shape
         if len(shape) != 4:
             return None
@@ -258,18 +245,15 @@ def _bn(stage: Stage, head: str, config_text: ConfigText) -> Step:
             s = f"[{n},{c},{h},{w}]"
             st.shown = (shape, s)
         st.maker = (i, text)
-        macs = n * c * h * w
-        return (f'{{"index":{i},{head}"in":{s},"out":{s},"params":{2 * c},"macs":{macs},'
-                f'{_rf_jump(st.rf, st.jump)}{tail}"branch":{branch}}}'), 2 * c, macs
+        return s, s, 2 * c, n * c * h * w, rf_jump(st.rf, st.jump), "", "", config, "null", "null"
 
     return step
 
 
-def _flatten(stage: Stage, head: str, config_text: ConfigText) -> Step:
-    config = config_text(stage, (1, 1, 1, 1))
-    text = stage.text
+def _flatten(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step:
+    config, text, rf_jump = config_text(stage, (1, 1, 1, 1)), stage.text, numbers.rf_jump
 
-    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+    def step(st: Walk, i: int) -> Fields | None:
         shape = st.shape
         if len(shape) != 4:
             return None
@@ -279,14 +263,13 @@ def _flatten(stage: Stage, head: str, config_text: ConfigText) -> Step:
         in_text = shown[1] if shown[0] is shape else f"[{n},{c},{h},{w}]"
         out_text = f"[{n},{feats}]"
         st.shape, st.shown, st.maker = out_shape, (out_shape, out_text), (i, text)
-        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":0,"macs":0,'
-                f'{_rf_jump(st.rf, st.jump)},"formula":["F: {c}*{h}*{w} = {feats}"],"notes":[],"config":{config},'
-                f'"solved":null,"options":null,"branch":{branch}}}'), 0, 0
+        return (in_text, out_text, 0, 0, rf_jump(st.rf, st.jump), f'"F: {c}*{h}*{w} = {feats}"', "", config,
+                "null", "null")
 
     return step
 
 
-def _linear(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
+def _linear(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step | None:
     sp = stage.params
     assert isinstance(sp, LinearSpec)
     out, bias = sp.out, sp.bias
@@ -295,50 +278,49 @@ def _linear(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
         return None
     config_tail = sample[len('{"in":1'):]  # ,"out":..,"bias":..}
     bias_text = f" + {out}" if bias else ""
-    text = stage.text
+    text, grow, rf_jump = stage.text, numbers.grow, numbers.rf_jump
 
-    def step(st: WalkState, i: int, branch: str) -> tuple[str, int, int] | None:
+    def step(st: Walk, i: int) -> Fields | None:
         shape = st.shape
         if len(shape) != 2:
             return None  # on a 4-D tensor: a note and another receptive field (the rule)
         n, f_in = shape
         params = f_in * out + (out if bias else 0)
         rf, jump, spatial = st.rf, st.jump, st.spatial
-        rf[0] = _grow(rf[0], spatial[0] - 1, jump[0])
-        rf[1] = _grow(rf[1], spatial[1] - 1, jump[1])
+        rf[0] = grow(rf[0], spatial[0] - 1, jump[0])
+        rf[1] = grow(rf[1], spatial[1] - 1, jump[1])
         shown, out_shape = st.shown, (n, out)
         in_text = shown[1] if shown[0] is shape else f"[{n},{f_in}]"
         out_text = f"[{n},{out}]"
         st.shape, st.shown, st.maker = out_shape, (out_shape, out_text), (i, text)
-        macs = n * params
-        return (f'{{"index":{i},{head}"in":{in_text},"out":{out_text},"params":{params},"macs":{macs},'
-                f'{_rf_jump(rf, jump)},"formula":["F: {f_in} -> {out} (params {f_in}*{out}{bias_text})"],'
-                f'"notes":[],"config":{{"in":{f_in}{config_tail},"solved":null,"options":null,'
-                f'"branch":{branch}}}'), params, macs
+        return (in_text, out_text, params, n * params, rf_jump(rf, jump),
+                f'"F: {f_in} -> {out} (params {f_in}*{out}{bias_text})"', "", f'{{"in":{f_in}{config_tail}', "null",
+                "null")
 
     return step
 
 
-def compile_step(stage: Stage, head: str, config_text: ConfigText) -> Step | None:
-    """The compiled step of ``stage`` (``head``: its ``"spec":..,"op":..,`` JSON), or None where the rule walks
-    it always (branches, kernel files, solvers, ...)."""
+def compile_step(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step | None:
+    """The compiled step of ``stage``, or None where the rule walks it always (branches, kernel files, ...).
+
+    ``config_text``: the rule's config as JSON text; ``numbers``: the session's receptive-field arithmetic."""
     op, sp = stage.op, stage.params
     if isinstance(sp, (ConvSpec, PoolSpec)) and sp.p == SOLVE:
-        return compile_solved(stage, head, config_text, compile_step)
+        return compile_solved(stage, config_text, numbers, compile_step)
     if op in _SAME:
-        return _same(stage, head, config_text)
+        return _same(stage, config_text, numbers)
     if isinstance(sp, ConvSpec):
-        return _conv(stage, head, config_text)
+        return _conv(stage, config_text, numbers)
     if isinstance(sp, PoolSpec):
-        return compile_pool(stage, head, config_text)
+        return compile_pool(stage, config_text, numbers)
     if isinstance(sp, ConvTSpec):
-        return _convt(stage, head, config_text)
+        return _convt(stage, config_text, numbers)
     if isinstance(sp, AdaptivePoolSpec):
-        return _adaptive(stage, head, config_text)
+        return _adaptive(stage, config_text, numbers)
     if isinstance(sp, BatchNormSpec):
-        return _bn(stage, head, config_text)
+        return _bn(stage, config_text, numbers)
     if REGISTRY[op].shape_rule == "flatten":
-        return _flatten(stage, head, config_text)
+        return _flatten(stage, config_text, numbers)
     if isinstance(sp, LinearSpec):
-        return _linear(stage, head, config_text)
-    return compile_join(stage, head, _rf_jump)
+        return _linear(stage, config_text, numbers)
+    return compile_join(stage, numbers)
