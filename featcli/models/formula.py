@@ -17,6 +17,7 @@ the table shows ``-`` for them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,11 +98,16 @@ class Predicted:
 
 def predict(spec: str, in_shape: Sequence[int]) -> Predicted:
     """Run the shape engine on ``spec`` for an input of ``in_shape`` (``(N, C, H, W)``, or ``(N, F)`` as after
-    a flatten). A shape the engine cannot take (3-D, 5-D) gives ``shape=None`` without a refusal."""
+    a flatten). A shape the engine cannot take (3-D, 5-D) gives ``shape=None`` without a refusal. Answers are
+    kept (a bounded cache): a network asks the same questions for every image of a folder."""
+    return _predict(spec, tuple(int(d) for d in in_shape))
+
+
+@functools.lru_cache(maxsize=4096)
+def _predict(spec: str, shape: tuple[int, ...]) -> Predicted:
     from featcli.shape.infer import infer
     from featcli.stages.spec import parse_stage
 
-    shape = tuple(int(d) for d in in_shape)
     try:
         stages = [parse_stage(spec)]
         if len(shape) == 2:  # the engine starts from (N, C, H, W): (N, F, 1, 1) then flatten is (N, F)
