@@ -71,7 +71,7 @@ def check_learnable(stack: Sequence[Stage]) -> None:
     its own, and a model file never makes featcli read another file."""
     for i, stage in enumerate(stack, 1):
         sp = stage.params
-        if isinstance(sp, ConvSpec | PReLUSpec) and sp.w:
+        if isinstance(sp, ConvSpec | PReLUSpec) and sp.weights:
             raise UsageError(f"stage {i} {stage.text!r}: weights from w= are fixed, a trained network learns its "
                              f"own; write {'conv:out=N,k=K' if stage.op is Op.CONV else 'prelu'} instead")
 

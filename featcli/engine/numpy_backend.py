@@ -123,7 +123,7 @@ def _conv_when(stage: PlannedStage) -> str | None:
     ck = stage.kernels
     if ck is None or ck.learned is not None:
         return "learned or random weights run on torch"
-    if p.s != (1, 1) or p.d != (1, 1):
+    if p.stride != (1, 1) or p.dilation != (1, 1):
         return "stride and dilation run on torch"
     return None
 
@@ -200,7 +200,7 @@ def _measured(y: np.ndarray, bands: list[tuple[np.ndarray, ...]]) -> None:
 
 @OPS.implements(Op.CONV, when=_conv_when)
 def _conv(stage: PlannedStage, env: None) -> StageFn:
-    ck, padding, pm = stage.kernels, stage.padding, stage.params.pm
+    ck, padding, pm = stage.kernels, stage.padding, stage.params.padding_mode
     assert ck is not None and padding is not None
     return lambda x: conv_planes(x, ck, padding, pm)
 
@@ -208,13 +208,13 @@ def _conv(stage: PlannedStage, env: None) -> StageFn:
 def _pool_when(stage: PlannedStage) -> str | None:
     p = stage.params
     assert isinstance(p, P.PoolSpec)
-    if p.p != (0, 0) or p.d != (1, 1) or p.ceil:
+    if p.padding != (0, 0) or p.dilation != (1, 1) or p.ceil_mode:
         return "padding, dilation and ceil_mode in pooling run on torch"
     return None
 
 
 def pool(x: np.ndarray, p: P.PoolSpec) -> np.ndarray:
-    (kh, kw), (sh, sw) = p.k, p.stride
+    (kh, kw), (sh, sw) = p.kernel_size, p.stride
     oh = (x.shape[2] - kh) // sh + 1
     ow = (x.shape[3] - kw) // sw + 1
     # One elementwise pass per window offset over strided views: 20-40x faster than reducing a
@@ -292,7 +292,7 @@ def _relu(stage: PlannedStage, env: None) -> StageFn:
 
 @OPS.implements(Op.LEAKYRELU)
 def _leakyrelu(stage: PlannedStage, env: None) -> StageFn:
-    slope = np.float32(stage.params.slope)
+    slope = np.float32(stage.params.negative_slope)
     return _elementwise(lambda x: np.where(x >= 0, x, x * slope))
 
 

@@ -194,7 +194,7 @@ def streamable(rows: Sequence[StageReport]) -> bool:
     if not rows or rows[0].resolved.op is not Op.CONV:
         return False
     first = rows[0].resolved.params
-    return isinstance(first, ConvSpec) and first.pm is not PaddingMode.CIRCULAR and \
+    return isinstance(first, ConvSpec) and first.padding_mode is not PaddingMode.CIRCULAR and \
         all(REGISTRY[r.resolved.op].pointwise for r in rows[1:])
 
 
@@ -234,8 +234,8 @@ def _conv_kernels(sp: ConvSpec, c: int, in_labels: Sequence[str] | None, opts: P
                   ) -> tuple[ConvKernels, tuple[str, ...]]:
     from featcli.kernels import conv_labels, conv_weight_shape, stage_kernels
 
-    got = stage_kernels(sp.w, opts.kernels_dir, opts.allow_torchscript)
-    _, _, _, _, groups = conv_weight_shape(sp.w, c, sp.mode, opts.kernels_dir,
+    got = stage_kernels(sp.weights, opts.kernels_dir, opts.allow_torchscript)
+    _, _, _, _, groups = conv_weight_shape(sp.weights, c, sp.mode, opts.kernels_dir,
                                            allow_torchscript=opts.allow_torchscript)
     names = in_labels if in_labels and len(in_labels) == c else None
     labels = tuple(conv_labels(got, c, sp.mode, names))
@@ -276,13 +276,13 @@ def compile_plan(report: ShapeReport, opts: PlanOptions, input_labels: Sequence[
         seed: int | None = None
         slopes: str | None = None
         new: tuple[str, ...] | None = None
-        if isinstance(sp, ConvSpec) and sp.w:
+        if isinstance(sp, ConvSpec) and sp.weights:
             try:
                 kernels, new = _conv_kernels(sp, row.in_shape[1], labels, opts)
             except FeatcliError as exc:
                 raise type(exc)(f"stage {row.index} {shorten(row.spec, 200)}: {exc.message}", path=exc.path) from None
         elif isinstance(sp, PReLUSpec):
-            slopes = sp.w  # without w=, torch's constant init: no random numbers
+            slopes = sp.weights  # without w=, torch's constant init: no random numbers
         elif d.learnable:
             seed = opts.seed + random_layers
             random_layers += 1

@@ -55,7 +55,7 @@ def can_stream(plan: Plan, shown: Sequence[int], others: int, *, force: bool = F
     if not stages or others or list(shown) != [len(stages)] or stages[0].op is not Op.CONV:
         return False
     first = stages[0].params
-    if not isinstance(first, ConvSpec) or first.pm is PaddingMode.CIRCULAR:
+    if not isinstance(first, ConvSpec) or first.padding_mode is PaddingMode.CIRCULAR:
         return False
     if any(not s.definition.pointwise for s in stages[1:]):
         return False
@@ -86,11 +86,11 @@ class Streaming:
         self.factor = f = reduce_factor((h_out, w_out), self.tile_px)
         band = f * max(1, math.ceil(self.band_rows / f))
         self._check_budget(plan, band, f)
-        mode = "constant" if p.pm is PaddingMode.ZEROS else p.pm.value
+        mode = "constant" if p.padding_mode is PaddingMode.ZEROS else p.padding_mode.value
         for r0 in range(0, h_out, band):
             r1 = min(h_out, r0 + band)
-            a = r0 * p.s[0] - top
-            b = (r1 - 1) * p.s[0] - top + p.d[0] * (kh - 1) + 1
+            a = r0 * p.stride[0] - top
+            b = (r1 - 1) * p.stride[0] - top + p.dilation[0] * (kh - 1) + 1
             lo, hi = max(a, 0), min(b, h_in)
             xa = x[:, :, lo : max(lo, hi)]  # no rows when the band lies wholly in the padding
             pad_t, pad_b = max(0, min(b, 0) - a), max(0, b - max(a, h_in))

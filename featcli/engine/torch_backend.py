@@ -109,7 +109,7 @@ def conv_layer(stage: PlannedStage, env: TorchEnv) -> ConvLayer:
     conv = m[-1] if isinstance(m, nn.Sequential) else m
     assert isinstance(conv, nn.Conv2d)
     bias = conv.bias.detach() if conv.bias is not None else None
-    return ConvLayer(conv.weight.detach(), bias, p.g, False)
+    return ConvLayer(conv.weight.detach(), bias, p.groups, False)
 
 
 def _new_module(stage: PlannedStage) -> nn.Module | None:
@@ -161,13 +161,13 @@ def stage_module(stage: PlannedStage, env: TorchEnv | None = None) -> nn.Module 
 def conv_fn(layer: ConvLayer, p: P.ConvSpec, padding: tuple[int, int, int, int]) -> StageFn:
     """``Conv2d.forward`` as torch writes it: zeros padding inside the conv when symmetric, else pad first."""
     top, bottom, left, right = padding
-    stride, dilation, groups = p.s, p.d, layer.groups
+    stride, dilation, groups = p.stride, p.dilation, layer.groups
     weight, bias, gray = layer.weight, layer.bias, layer.gray
-    if p.pm is PaddingMode.ZEROS and top == bottom and left == right:
+    if p.padding_mode is PaddingMode.ZEROS and top == bottom and left == right:
         def run(x: torch.Tensor) -> torch.Tensor:
             return F.conv2d(luminance(x) if gray else x, weight, bias, stride, (top, left), dilation, groups)
     else:
-        mode = "constant" if p.pm is PaddingMode.ZEROS else p.pm.value
+        mode = "constant" if p.padding_mode is PaddingMode.ZEROS else p.padding_mode.value
 
         def run(x: torch.Tensor) -> torch.Tensor:
             x = F.pad(luminance(x) if gray else x, (left, right, top, bottom), mode=mode)
@@ -184,7 +184,7 @@ def _conv(stage: PlannedStage, env: TorchEnv) -> StageFn:
 @OPS.implements(Op.CONVT)
 def _convt(stage: PlannedStage, env: TorchEnv) -> StageFn:
     p = stage.params
-    assert isinstance(p, P.ConvTSpec) and isinstance(p.p, tuple) and isinstance(p.op, tuple)
+    assert isinstance(p, P.ConvTSpec) and isinstance(p.padding, tuple) and isinstance(p.output_padding, tuple)
     c_out = p.out or stage.row.in_shape[1]
     oh, ow = stage.row.out_shape[2:]
     if oh == 0 or ow == 0:
@@ -202,11 +202,12 @@ def _module_fn(stage: PlannedStage, env: TorchEnv) -> StageFn:
 @OPS.implements(Op.MAXPOOL, Op.AVGPOOL)
 def _pool(stage: PlannedStage, env: TorchEnv) -> StageFn:
     p = stage.params
-    assert isinstance(p, P.PoolSpec) and isinstance(p.p, tuple)
-    pad = p.p
+    assert isinstance(p, P.PoolSpec) and isinstance(p.padding, tuple)
+    pad = p.padding
     if p.kind == "max":
-        return lambda x: F.max_pool2d(x, p.k, p.stride, pad, p.d, ceil_mode=p.ceil)
-    return lambda x: F.avg_pool2d(x, p.k, p.stride, pad, ceil_mode=p.ceil, count_include_pad=p.cip)
+        return lambda x: F.max_pool2d(x, p.kernel_size, p.stride, pad, p.dilation, ceil_mode=p.ceil_mode)
+    return lambda x: F.avg_pool2d(x, p.kernel_size, p.stride, pad, ceil_mode=p.ceil_mode,
+                                  count_include_pad=p.count_include_pad)
 
 
 @OPS.implements(Op.GAP, Op.GMP, Op.ADAPTIVEAVG, Op.ADAPTIVEMAX)
@@ -214,7 +215,7 @@ def _adaptive(stage: PlannedStage, env: TorchEnv) -> StageFn:
     p = stage.params
     assert isinstance(p, P.AdaptivePoolSpec)
     fn: Any = F.adaptive_avg_pool2d if p.kind == "avg" else F.adaptive_max_pool2d
-    return lambda x: fn(x, p.o)
+    return lambda x: fn(x, p.output_size)
 
 
 @OPS.implements(Op.RELU)
@@ -224,7 +225,7 @@ def _relu(stage: PlannedStage, env: TorchEnv) -> StageFn:
 
 @OPS.implements(Op.LEAKYRELU)
 def _leakyrelu(stage: PlannedStage, env: TorchEnv) -> StageFn:
-    slope = stage.params.slope
+    slope = stage.params.negative_slope
     return lambda x: F.leaky_relu(x, slope)
 
 

@@ -87,7 +87,7 @@ def working(path: str, specs: Sequence[str], at: tuple[int, int], channel: int) 
     kh, kw = ps.row.config["k"]
     _check_padded(x.shape, (t, b, le, ri), (kh, kw), (ho, wo), plan.budget)
     sp = ps.params
-    k, s, d = (sp.k or ps.row.config["k"]), (sp.s if isinstance(sp, ConvSpec) else sp.stride), sp.d
+    k, s, d = (sp.kernel_size or ps.row.config["k"]), sp.stride, sp.dilation
     r0, c0 = r * s[0] - t, c * s[1] - le
     box = (r0, r0 + d[0] * (kh - 1), c0, c0 + d[1] * (kw - 1))
     names = image.channel_names
@@ -96,7 +96,7 @@ def working(path: str, specs: Sequence[str], at: tuple[int, int], channel: int) 
         xin = luminance(x) if layer.gray else x
         if layer.gray:
             names = ("luminance",)
-        mode = "constant" if sp.pm.value == "zeros" else sp.pm.value
+        mode = "constant" if sp.padding_mode.value == "zeros" else sp.padding_mode.value
         xp = F.pad(xin, (le, ri, t, b), mode=mode)
         weight = layer.weight.double()
         per = weight.shape[1]
@@ -125,14 +125,16 @@ def working(path: str, specs: Sequence[str], at: tuple[int, int], channel: int) 
                 inside, padded = 0 <= y < h and 0 <= xx < w, -p[0] <= y < h + p[0] and -p[1] <= xx < w + p[1]
                 if inside:
                     win_np[a, bb] = plane[y, xx]
-                elif padded and sp.kind == "avg" and sp.cip:
+                elif padded and sp.kind == "avg" and sp.count_include_pad:
                     win_np[a, bb] = 0.0
-                n_div += inside or (padded and sp.cip)
+                n_div += inside or (padded and sp.count_include_pad)
         vals = win_np[~np.isnan(win_np)]
         value = float(vals.max()) if sp.kind == "max" else float(vals.sum()) / n_div
         xf = x.float()
-        y_all = (F.max_pool2d(xf, sp.k, sp.stride, tuple(p), sp.d, ceil_mode=sp.ceil) if sp.kind == "max" else
-                 F.avg_pool2d(xf, sp.k, sp.stride, tuple(p), ceil_mode=sp.ceil, count_include_pad=sp.cip))
+        y_all = (F.max_pool2d(xf, sp.kernel_size, sp.stride, tuple(p), sp.dilation, ceil_mode=sp.ceil_mode)
+                 if sp.kind == "max" else
+                 F.avg_pool2d(xf, sp.kernel_size, sp.stride, tuple(p), ceil_mode=sp.ceil_mode,
+                              count_include_pad=sp.count_include_pad))
         run = float(y_all[0, channel, r, c])
         windows, kernels, bias = (win_np,), (), 0.0
         names = (names[channel] if channel < len(names) else f"ch{channel}",)

@@ -67,7 +67,7 @@ def paths(report: ShapeReport, at: tuple[int, int]) -> np.ndarray:
             raise UsageError(f"--rf: the path counts pass 1.8e308 at stage {row.index} ({shorten(row.spec)}); "
                              "follow fewer stages")
         sp = row.resolved.params
-        mode = sp.pm if isinstance(sp, ConvSpec) else PaddingMode.ZEROS
+        mode = sp.padding_mode if isinstance(sp, ConvSpec) else PaddingMode.ZEROS
         if mode is PaddingMode.ZEROS:
             counts = acc[t: t + h, le: le + w].copy()
             continue

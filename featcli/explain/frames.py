@@ -49,11 +49,11 @@ def _about(sw: Sweep) -> str:
         return (f"kernel {pair(k)}, stride {pair(s)}: {pair([s[0] - 1, s[1] - 1])} zeros between inputs, "
                 f"padding d*(k-1)-p = {pad}, the kernel (flipped) slides at stride 1")
     if isinstance(sp, ConvSpec):
-        mode = sp.pm.value
+        mode = sp.padding_mode.value
         return f"kernel {pair(k)}, stride {pair(s)}, padding {pad} ({mode}), dilation {pair(d)}"
     assert isinstance(sp, PoolSpec)
-    what = "ignored" if sp.kind == "max" else "counted" if sp.cip else "not counted"
-    ceil = ", ceil_mode" if sp.ceil else ""
+    what = "ignored" if sp.kind == "max" else "counted" if sp.count_include_pad else "not counted"
+    ceil = ", ceil_mode" if sp.ceil_mode else ""
     dil = f", dilation {pair(d)}" if sp.kind == "max" and d != (1, 1) else ""
     pad = f"{pad} ({what})" if any(sw.pads) else pad
     return f"{sp.kind} over {pair(k)}, stride {pair(s)}, padding {pad}{dil}{ceil}"
@@ -107,9 +107,9 @@ class Drawer:
         if any(k == PAD for k in sw.kinds):
             if isinstance(sp, PoolSpec):
                 items.append((A.PAD, "padding (-inf: ignored)" if sp.kind == "max" else
-                              "padding (0, counted)" if sp.cip else "padding (ignored)"))
-            elif isinstance(sp, ConvSpec) and sp.pm.value != "zeros":
-                items.append((A.PAD, f"padding ({sp.pm.value}: a copy)"))
+                              "padding (0, counted)" if sp.count_include_pad else "padding (ignored)"))
+            elif isinstance(sp, ConvSpec) and sp.padding_mode.value != "zeros":
+                items.append((A.PAD, f"padding ({sp.padding_mode.value}: a copy)"))
             else:
                 items.append((A.PAD, "padding (0)"))
         if any(k == HOLE for k in sw.kinds):
@@ -201,9 +201,9 @@ class Drawer:
                 fill = A.colour(v, *self.in_range)
         elif kind == HOLE and self.numbers:
             text, ink = "0", A.SOFT
-        elif kind == PAD and isinstance(sp, ConvSpec) and sp.pm.value != "zeros" and src and self.numbers:
+        elif kind == PAD and isinstance(sp, ConvSpec) and sp.padding_mode.value != "zeros" and src and self.numbers:
             text = f"{src[0]},{src[1]}"
-        elif kind == INPUT and isinstance(sp, ConvSpec) and sp.pm.value != "zeros" and self.numbers:
+        elif kind == INPUT and isinstance(sp, ConvSpec) and sp.padding_mode.value != "zeros" and self.numbers:
             text = f"{src[0]},{src[1]}" if src else ""
         corner = ""
         if tap is not None:

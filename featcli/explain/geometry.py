@@ -90,7 +90,7 @@ class Sweep:
             return True
         if kind == PAD:
             sp = self.stage.params
-            return not (isinstance(sp, PoolSpec) and (sp.kind == "max" or not sp.cip))
+            return not (isinstance(sp, PoolSpec) and (sp.kind == "max" or not sp.count_include_pad))
         return kind == HOLE  # a hole is a zero the kernel multiplies (convt)
 
 
@@ -131,13 +131,13 @@ def sweep(stage: Stage, shape: Sequence[int]) -> Sweep:
     cfg = row.config
     if isinstance(sp, ConvSpec):
         (t, b), (le, ri) = cfg["p"]
-        k, s, d, mode = tuple(cfg["k"]), tuple(cfg["s"]), tuple(cfg["d"]), sp.pm
+        k, s, d, mode = tuple(cfg["k"]), tuple(cfg["s"]), tuple(cfg["d"]), sp.padding_mode
         extra = (0, 0)
     else:
         assert isinstance(sp, PoolSpec)
         t = b = cfg["p"][0]
         le = ri = cfg["p"][1]
-        k, s, d, mode = sp.k, sp.stride, sp.d, PaddingMode.ZEROS
+        k, s, d, mode = sp.kernel_size, sp.stride, sp.dilation, PaddingMode.ZEROS
         # ceil_mode: the last window may reach past the padded input
         extra = tuple(max(0, (out[a] - 1) * s[a] + d[a] * (k[a] - 1) + 1 - ((h, w)[a] + 2 * cfg["p"][a]))
                       for a in range(2))

@@ -154,7 +154,7 @@ def walk(sw: Sweep, values: Matrix, weights: Matrix | None, integers: bool) -> l
         elif isinstance(sp, PoolSpec):
             total = sum(vals)
             # torch's divisor: the window inside the padded input (cip) or inside the input alone
-            n = sum(1 for t in taps if sw.kind(*t) == INPUT or (sp.cip and sw.kind(*t) == PAD))
+            n = sum(1 for t in taps if sw.kind(*t) == INPUT or (sp.count_include_pad and sw.kind(*t) == PAD))
             result = total / n
             text = f"{shown} -> {num(total, integers)} / {n} = {num(result)}"
             ws = ()

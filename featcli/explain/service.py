@@ -38,11 +38,11 @@ def kernel_of(stage: Stage, kernels_dir: str | None = None) -> Matrix | None:
         UsageError: several kernels, or a learned 4-D layer (explain draws one kernel on one plane).
     """
     sp = stage.params
-    if not isinstance(sp, ConvSpec) or not sp.w:
+    if not isinstance(sp, ConvSpec) or not sp.weights:
         return None
     from featcli.kernels import stage_kernels
 
-    got = stage_kernels(sp.w, kernels_dir)
+    got = stage_kernels(sp.weights, kernels_dir)
     if not isinstance(got, list) or len(got) != 1:
         raise UsageError("explain draws one 2-D kernel: give one w= kernel (a learned layer or several "
                          "kernels make several output channels; use --at on an image for those)")

@@ -178,8 +178,8 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
 def has_solve(stage: Stage) -> bool:
     """True when the stage asks the solver for something (``p=?`` or ``op=?``)."""
     sp = stage.params
-    return (isinstance(sp, (ConvSpec, ConvTSpec, PoolSpec)) and sp.p == SOLVE) or \
-        (isinstance(sp, ConvTSpec) and sp.op == SOLVE)
+    return (isinstance(sp, (ConvSpec, ConvTSpec, PoolSpec)) and sp.padding == SOLVE) or \
+        (isinstance(sp, ConvTSpec) and sp.output_padding == SOLVE)
 
 
 def apply_target(stages: Sequence[Stage], target: Pair) -> list[Stage]:

@@ -43,30 +43,30 @@ def conv(st: WalkState, stage: Stage) -> Row:
     sp = stage.params
     assert isinstance(sp, ConvSpec)
     n, c, h, w = need_4d("conv", st.shape)
-    if sp.w:
-        out, in_pg, kh, kw, g = _kernel_shape(st, sp.w, c, sp.mode)
+    if sp.weights:
+        out, in_pg, kh, kw, g = _kernel_shape(st, sp.weights, c, sp.mode)
         conv_in = in_pg * g
         if conv_in != c and not (sp.mode is KernelMode.GRAY and conv_in == 1):
             raise Refusal(f"the kernels make a conv for {conv_in} input channels "
                            f"(weight {out}x{in_pg}x{kh}x{kw}, groups={g}) but the input has {c}")
     else:
-        assert sp.k is not None
-        (kh, kw), g, conv_in = sp.k, sp.g, c
+        assert sp.kernel_size is not None
+        (kh, kw), g, conv_in = sp.kernel_size, sp.groups, c
         out = c if sp.out is None else sp.out
         if g != 1:
             check_groups(c, out, g)
         in_pg = c // g
     row = Row()
-    ks, ss, ds, sizes = (kh, kw), sp.s, sp.d, (h, w)
+    ks, ss, ds, sizes = (kh, kw), sp.stride, sp.dilation, (h, w)
     need_values("conv", st.shape)
     pads = conv_pads(sp, row, sizes, ks)
     outs = []
     for a in range(2):
         (pl, pr), size, k, s, d = pads[a], sizes[a], ks[a], ss[a], ds[a]
-        if sp.pm is PaddingMode.REFLECT and max(pl, pr) >= size:
+        if sp.padding_mode is PaddingMode.REFLECT and max(pl, pr) >= size:
             raise Refusal(f"reflect padding {max(pl, pr)} must be smaller than the input "
                            f"{AXES[a]} = {size}")
-        if sp.pm is PaddingMode.CIRCULAR and max(pl, pr) > size:
+        if sp.padding_mode is PaddingMode.CIRCULAR and max(pl, pr) > size:
             raise Refusal(f"circular padding {max(pl, pr)} wraps around more than once "
                            f"({AXES[a]} = {size})")
         o = conv_axis(size, k, s, pl, pr, d)
@@ -84,16 +84,16 @@ def conv(st: WalkState, stage: Stage) -> Row:
     row.out = (n, out, outs[0], outs[1])
     row.params = params = out * in_pg * kh * kw + (out if sp.bias else 0)
     row.macs = n * outs[0] * outs[1] * params
-    if sp.w:
-        row.formulas.append(f"C: {c} -> {out} ({len(sp.w)} kernels, mode={sp.mode.value})")
+    if sp.weights:
+        row.formulas.append(f"C: {c} -> {out} ({len(sp.weights)} kernels, mode={sp.mode.value})")
     else:
         row.formulas.append(f"C: {c} -> {out}")
     (pt, pb), (pl, pr) = pads
     row.config = {"in": conv_in, "out": out, "k": [kh, kw], "s": [ss[0], ss[1]], "p": [[pt, pb], [pl, pr]],
-                  "d": [ds[0], ds[1]], "g": g, "bias": sp.bias, "pm": sp.pm.value}
-    if sp.w:
-        row.config.update(w=list(sp.w), mode=sp.mode.value)
-    row.resolved = dataclasses.replace(sp, p=(pt, pl)) if row.solved else sp
+                  "d": [ds[0], ds[1]], "g": g, "bias": sp.bias, "pm": sp.padding_mode.value}
+    if sp.weights:
+        row.config.update(w=list(sp.weights), mode=sp.mode.value)
+    row.resolved = dataclasses.replace(sp, padding=(pt, pl)) if row.solved else sp
     return row
 
 
@@ -102,10 +102,10 @@ def convt(st: WalkState, stage: Stage) -> Row:
     assert isinstance(sp, ConvTSpec)
     n, c, h, w = need_4d("convt", st.shape)
     need_values("convt", st.shape)
-    g, out = sp.g, c if sp.out is None else sp.out
+    g, out = sp.groups, c if sp.out is None else sp.out
     check_groups(c, out, g)
     row = Row()
-    sizes, ks, ss, ds = (h, w), sp.k, sp.s, sp.d
+    sizes, ks, ss, ds = (h, w), sp.kernel_size, sp.stride, sp.dilation
     ps, ops = convt_pads(sp, row, sizes)
     if not all(ops[a] < ss[a] or ops[a] < ds[a] for a in range(2)):
         raise Refusal(f"output_padding op={ops[0]}x{ops[1]} must be smaller than either stride "
@@ -131,7 +131,8 @@ def convt(st: WalkState, stage: Stage) -> Row:
     row.formulas.append(f"C: {c} -> {out}")
     row.config = {"in": c, "out": out, "k": list(ks), "s": list(ss), "p": ps, "op": ops,
                   "d": list(ds), "g": g, "bias": sp.bias}
-    row.resolved = dataclasses.replace(sp, p=(ps[0], ps[1]), op=(ops[0], ops[1])) if row.solved else sp
+    row.resolved = dataclasses.replace(sp, padding=(ps[0], ps[1]), output_padding=(ops[0], ops[1])) \
+        if row.solved else sp
     return row
 
 
@@ -141,13 +142,13 @@ def pool(st: WalkState, stage: Stage) -> Row:
     n, c, h, w = need_4d(op, st.shape)
     need_values(op, st.shape)
     row = Row()
-    sizes, ks, ss, ds = (h, w), sp.k, sp.stride, sp.d
-    if sp.p == SOLVE:
+    sizes, ks, ss, ds = (h, w), sp.kernel_size, sp.stride, sp.dilation
+    if sp.padding == SOLVE:
         ps: list[int] = []
         row.options = {}
         for a in range(2):
             def fn(p: int, a: int = a) -> int:
-                return pool_axis(sizes[a], ks[a], ss[a], p, ds[a], sp.ceil)
+                return pool_axis(sizes[a], ks[a], ss[a], p, ds[a], sp.ceil_mode)
 
             target = sp.target[a] if sp.target else None
             p, row.options[AXES[a]] = solve(a, target, -(-sizes[a] // ss[a]), fn,
@@ -157,9 +158,9 @@ def pool(st: WalkState, stage: Stage) -> Row:
         row.solved = {"p": ps}
         row.notes.append(f"p=? -> {pairs_text('p', ps)}")
     else:
-        ps = [sp.p[0], sp.p[1]]
+        ps = [sp.padding[0], sp.padding[1]]
     outs = []
-    ceil = sp.ceil
+    ceil = sp.ceil_mode
     rounding = "ceil" if ceil else "floor"
     for a in range(2):
         size, k, s, p, d = sizes[a], ks[a], ss[a], ps[a], ds[a]
@@ -194,8 +195,8 @@ def pool(st: WalkState, stage: Stage) -> Row:
     if op == "maxpool":
         row.config["d"] = list(ds)
     else:
-        row.config["cip"] = sp.cip
-    row.resolved = dataclasses.replace(sp, p=(ps[0], ps[1])) if row.solved else sp
+        row.config["cip"] = sp.count_include_pad
+    row.resolved = dataclasses.replace(sp, padding=(ps[0], ps[1])) if row.solved else sp
     return row
 
 
@@ -203,11 +204,11 @@ def adaptive(st: WalkState, stage: Stage) -> Row:
     sp, op = stage.params, stage.op.value
     assert isinstance(sp, AdaptivePoolSpec)
     n, c, h, w = need_4d(op, st.shape)
-    if sp.kind == "max" or sp.o != (1, 1):  # torch's average over all of an empty map is a NaN, not a refusal
+    if sp.kind == "max" or sp.output_size != (1, 1):  # torch's average over all of an empty map is a NaN, not a refusal
         need_values(op, st.shape)
-    row = Row(out=(n, c, sp.o[0], sp.o[1]), resolved=sp)
+    row = Row(out=(n, c, sp.output_size[0], sp.output_size[1]), resolved=sp)
     for a, size in enumerate((h, w)):
-        o = sp.o[a]
+        o = sp.output_size[a]
         # torch's windows: [floor(i*H/o), ceil((i+1)*H/o)); their widths differ by at most one or two.
         starts = range(o) if o <= 4096 else (0, o - 1)
         widths = {-(-(i + 1) * size // o) - (i * size // o) for i in starts} if size else {0}
@@ -216,7 +217,7 @@ def adaptive(st: WalkState, stage: Stage) -> Row:
         row.formulas.append(f"{AXES[a]}: {size} -> {o} (windows of {win})")
         st.rf[a] += max(kmax - 1, 0) * st.jump[a]
         st.jump[a] = div_num(st.jump[a] * size, o)
-    row.config = {"o": list(sp.o)}
+    row.config = {"o": list(sp.output_size)}
     return row
 
 
@@ -251,7 +252,7 @@ def same(st: WalkState, stage: Stage) -> Row:
     if isinstance(sp, DropoutSpec):
         row.config = {"p": sp.p}
     elif isinstance(sp, LeakyReLUSpec):
-        row.config = {"slope": sp.slope}
+        row.config = {"slope": sp.negative_slope}
     return row
 
 
@@ -287,12 +288,12 @@ def prelu(st: WalkState, stage: Stage) -> Row:
     sp = stage.params
     assert isinstance(sp, PReLUSpec)
     c = st.shape[1]
-    if sp.w is not None:
+    if sp.weights is not None:
         from featcli.kernels import vector_length  # lazily: only stacks with w= pay for it
 
-        n = vector_length(sp.w, allow_torchscript=st.allow_torchscript)
+        n = vector_length(sp.weights, allow_torchscript=st.allow_torchscript)
     else:
-        n = c if sp.n is None else sp.n
+        n = c if sp.num_parameters is None else sp.num_parameters
     if n not in (1, c):
         raise Refusal(f"{n} slopes for {c} channels; PReLU takes 1 or one per channel")
     row = Row(out=st.shape, resolved=stage.params)
@@ -301,7 +302,7 @@ def prelu(st: WalkState, stage: Stage) -> Row:
     for d in st.shape:
         total *= d
     row.macs = total
-    row.config = {"n": n, **({"w": sp.w} if sp.w else {"init": sp.init})}
+    row.config = {"n": n, **({"w": sp.weights} if sp.weights else {"init": sp.init})}
     return row
 
 

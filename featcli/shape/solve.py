@@ -75,23 +75,23 @@ def _conv_solve(a: int, size: int, k: int, s: int, d: int, limit: int, target: i
 
 def conv_pads(sp: ConvSpec, row: Row, sizes: Pair, ks: Pair) -> list[tuple[int, int]]:
     """(before, after) padding per axis: explicit, torch's 'same'/'valid', or solved for ``p=?``."""
-    ss, ds = sp.s, sp.d
-    if sp.p == "same":
+    ss, ds = sp.stride, sp.dilation
+    if sp.padding == "same":
         if ss != (1, 1):
             raise Refusal(f"p=same is not supported for strided convolutions (s={ss[0]}x{ss[1]}), "
                            "as in torch")
         totals = (ds[0] * (ks[0] - 1), ds[1] * (ks[1] - 1))
         return [(t // 2, t - t // 2) for t in totals]  # torch puts the odd pixel after
-    if sp.p == "valid":
+    if sp.padding == "valid":
         return [(0, 0), (0, 0)]
-    if sp.p != SOLVE:
-        return [(sp.p[0], sp.p[0]), (sp.p[1], sp.p[1])]
+    if sp.padding != SOLVE:
+        return [(sp.padding[0], sp.padding[0]), (sp.padding[1], sp.padding[1])]
     row.options, solved = {}, []
     for a in range(2):
         target = sp.target[a] if sp.target else None
-        if sp.pm is PaddingMode.REFLECT:
+        if sp.padding_mode is PaddingMode.REFLECT:
             limit = sizes[a] - 1
-        elif sp.pm is PaddingMode.CIRCULAR:
+        elif sp.padding_mode is PaddingMode.CIRCULAR:
             limit = sizes[a]
         else:
             limit = ds[a] * (ks[a] - 1) + ss[a] * (target or sizes[a])
@@ -106,16 +106,18 @@ def conv_pads(sp: ConvSpec, row: Row, sizes: Pair, ks: Pair) -> list[tuple[int, 
 
 def convt_pads(sp: ConvTSpec, row: Row, sizes: Pair) -> tuple[list[int], list[int]]:
     """Padding and output_padding per axis, solving ``p=?`` and/or ``op=?`` (default target: H*s)."""
-    ks, ss, ds = sp.k, sp.s, sp.d
-    if sp.p != SOLVE and sp.op != SOLVE:
-        return list(sp.p), list(sp.op)
+    ks, ss, ds = sp.kernel_size, sp.stride, sp.dilation
+    if sp.padding != SOLVE and sp.output_padding != SOLVE:
+        return list(sp.padding), list(sp.output_padding)
     row.options, row.solved = {}, {}
     ps, ops = [0, 0], [0, 0]
     for a in range(2):
         limit = max(ss[a], ds[a])  # output_padding must be < stride or < dilation
-        p_range = range(min(ds[a] * (ks[a] - 1) + limit, MAX_INT) + 1) if sp.p == SOLVE else range(sp.p[a], sp.p[a] + 1)
-        op_range = range(limit) if sp.op == SOLVE else range(sp.op[a], sp.op[a] + 1)
-        names = [n for n, v in (("p", sp.p), ("op", sp.op)) if v == SOLVE]
+        p_range = range(min(ds[a] * (ks[a] - 1) + limit, MAX_INT) + 1) if sp.padding == SOLVE else \
+            range(sp.padding[a], sp.padding[a] + 1)
+        op_range = range(limit) if sp.output_padding == SOLVE else \
+            range(sp.output_padding[a], sp.output_padding[a] + 1)
+        names = [n for n, v in (("p", sp.padding), ("op", sp.output_padding)) if v == SOLVE]
         target = sp.target[a] if sp.target else None
         base = (sizes[a] - 1) * ss[a] + ds[a] * (ks[a] - 1) + 1  # the output at p = op = 0
         (ps[a], ops[a]), row.options[AXES[a]] = solve(
@@ -124,11 +126,11 @@ def convt_pads(sp: ConvTSpec, row: Row, sizes: Pair) -> tuple[list[int], list[in
             convt_candidates(base, p_range, op_range, target or sizes[a] * ss[a]),
             lambda pq, names=names: {n: pq[0] if n == "p" else pq[1] for n in names},  # type: ignore[misc]
             f"{sizes[a]}*{ss[a]}")
-    if sp.op == SOLVE:
+    if sp.output_padding == SOLVE:
         valid = "; ".join(f"{AXES[a]}: {_listed(max(ss[a], ds[a]))}" for a in range(2))
         row.notes.append(f"valid output_padding (op < s or op < d): {valid}")
-    for name, values in (("p", ps), ("op", ops)):
-        if getattr(sp, name) == SOLVE:
+    for name, given, values in (("p", sp.padding, ps), ("op", sp.output_padding, ops)):
+        if given == SOLVE:
             row.solved[name] = values
     row.notes.append("solved: " + ", ".join(pairs_text(k, v) for k, v in row.solved.items()))
     return ps, ops

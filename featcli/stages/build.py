@@ -80,7 +80,7 @@ def kernel_stage(
     parts = [f"p={padding}", f"s={stride}", f"pm={padding_mode.value}", f"mode={mode.value}"]
     template = parse_stage("conv:w=identity," + ",".join(parts))
     assert isinstance(template.params, ConvSpec)
-    params = dataclasses.replace(template.params, w=tuple(refs))
+    params = dataclasses.replace(template.params, weights=tuple(refs))
     defaults = {"p=0", "s=1", "pm=zeros", "mode=sum"}
     text = ",".join(["conv:w=" + "+".join(refs), *(x for x in parts if x not in defaults)])
     return Stage(text, Op.CONV, params)

@@ -1,7 +1,9 @@
 """The typed parameters of each stage family, and how each is read from its ``key=value`` items.
 
 One frozen dataclass per family. ``from_items`` receives the items already checked against the op's keys
-(:mod:`featcli.stages.spec` does that from the registry) and with canonical key names.
+(:mod:`featcli.stages.spec` does that from the registry) and with canonical key names. The stage language's
+keys stay short (``k=3,s=2,pm=reflect``); the fields carry torch's long names (``kernel_size``, ``stride``,
+``padding_mode``), :data:`FIELDS` maps one to the other.
 """
 
 from __future__ import annotations
@@ -27,23 +29,31 @@ from featcli.stages.grammar import (
 Items = dict[str, str]
 
 
+#: The stage language's keys (what users type) -> the parameter dataclasses' field names (torch's names).
+FIELDS: dict[str, str] = {
+    "k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups", "pm": "padding_mode",
+    "w": "weights", "op": "output_padding", "ceil": "ceil_mode", "cip": "count_include_pad", "o": "output_size",
+    "n": "num_parameters", "slope": "negative_slope",
+}
+
+
 @dataclass(frozen=True)
 class ConvSpec:
-    """``conv``: torch ``Conv2d`` (``k``/``out`` come from the kernels when ``w`` is given).
+    """``conv``: torch ``Conv2d`` (``kernel_size``/``out`` come from the kernels when ``weights`` is given).
 
-    ``out`` None means "as many as the input has channels"; ``k`` None only when ``w`` is set.
-    ``target`` is the wanted output ``(H, W)`` when ``p=?`` asks for a specific size.
+    ``out`` None means "as many as the input has channels"; ``kernel_size`` None only when ``weights`` (``w=``)
+    is set. ``target`` is the wanted output ``(H, W)`` when ``p=?`` asks for a specific size.
     """
 
     out: int | None = None
-    k: Pair | None = (3, 3)
-    s: Pair = (1, 1)
-    p: Padding = (0, 0)
-    d: Pair = (1, 1)
-    g: int = 1
+    kernel_size: Pair | None = (3, 3)
+    stride: Pair = (1, 1)
+    padding: Padding = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: int = 1
     bias: bool = True
-    pm: PaddingMode = PaddingMode.ZEROS
-    w: tuple[str, ...] = ()
+    padding_mode: PaddingMode = PaddingMode.ZEROS
+    weights: tuple[str, ...] = ()
     mode: KernelMode = KernelMode.SUM
     target: Pair | None = None
 
@@ -52,30 +62,31 @@ class ConvSpec:
         kw: dict[str, object] = {}
         target: Pair | None = None
         for key, value in items.items():
+            name = FIELDS.get(key, key)
             if key in ("out", "g"):
-                kw[key] = parse_int(key, value, 1)
+                kw[name] = parse_int(key, value, 1)
             elif key in ("k", "s", "d"):
-                kw[key] = parse_size(value, key=key, minimum=1)
+                kw[name] = parse_size(value, key=key, minimum=1)
             elif key == "p":
                 low = value.lower()
                 if low in ("same", "valid"):
-                    kw[key] = low
+                    kw[name] = low
                 else:
-                    kw[key], target = parse_solvable(key, value, 0)
+                    kw[name], target = parse_solvable(key, value, 0)
             elif key == "bias":
-                kw[key] = parse_bool(key, value)
+                kw[name] = parse_bool(key, value)
             elif key == "pm":
-                kw[key] = PaddingMode(parse_choice(key, value, PaddingMode))
+                kw[name] = PaddingMode(parse_choice(key, value, PaddingMode))
             elif key == "mode":
-                kw[key] = KernelMode(parse_choice(key, value, KernelMode))
+                kw[name] = KernelMode(parse_choice(key, value, KernelMode))
             elif key == "w":
-                kw[key] = split_refs(value)
-        if "w" in kw:
-            clash = [k for k in ("out", "k", "g") if k in kw]
+                kw[name] = split_refs(value)
+        if "weights" in kw:
+            clash = [k for k in ("out", "k", "g") if k in items]
             if clash:
                 raise SpecError(f"{', '.join(clash)} cannot be combined with w= "
                                 "(the kernels fix out, k and groups)")
-            kw["k"] = None
+            kw["kernel_size"] = None
             kw.setdefault("bias", False)  # fixed kernels have no bias unless asked
         elif "mode" in kw:
             raise SpecError("mode= only applies to conv stages with w= kernels")
@@ -84,15 +95,16 @@ class ConvSpec:
 
 @dataclass(frozen=True)
 class ConvTSpec:
-    """``convt``: torch ``ConvTranspose2d``; ``op`` is output_padding, ``"?"`` to list/solve it."""
+    """``convt``: torch ``ConvTranspose2d``; ``padding`` and ``output_padding`` (``p=``, ``op=``) may be ``"?"``
+    to list/solve them."""
 
     out: int | None = None
-    k: Pair = (3, 3)
-    s: Pair = (1, 1)
-    p: Pair | Literal["?"] = (0, 0)
-    op: Pair | Literal["?"] = (0, 0)
-    d: Pair = (1, 1)
-    g: int = 1
+    kernel_size: Pair = (3, 3)
+    stride: Pair = (1, 1)
+    padding: Pair | Literal["?"] = (0, 0)
+    output_padding: Pair | Literal["?"] = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: int = 1
     bias: bool = True
     target: Pair | None = None
 
@@ -101,69 +113,72 @@ class ConvTSpec:
         kw: dict[str, object] = {}
         target: Pair | None = None
         for key, value in items.items():
+            name = FIELDS.get(key, key)
             if key in ("out", "g"):
-                kw[key] = parse_int(key, value, 1)
+                kw[name] = parse_int(key, value, 1)
             elif key in ("k", "s", "d"):
-                kw[key] = parse_size(value, key=key, minimum=1)
+                kw[name] = parse_size(value, key=key, minimum=1)
             elif key in ("p", "op"):
                 if value.lower() in ("same", "valid"):
                     raise SpecError(f"{key}={shorten(value)}: convt takes integer padding (torch's ConvTranspose2d has "
                                     "no 'same'/'valid')")
-                kw[key], t = parse_solvable(key, value, 0)
+                kw[name], t = parse_solvable(key, value, 0)
                 if t is not None:
                     if target is not None and target != t:
                         raise SpecError("two different target sizes in one stage")
                     target = t
             elif key == "bias":
-                kw[key] = parse_bool(key, value)
+                kw[name] = parse_bool(key, value)
         return cls(target=target, **kw)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
 class PoolSpec:
-    """``maxpool`` / ``avgpool``: torch ``MaxPool2d`` / ``AvgPool2d`` (``s`` defaults to ``k``)."""
+    """``maxpool`` / ``avgpool``: torch ``MaxPool2d`` / ``AvgPool2d``.
+
+    ``stride`` is always a pair: :meth:`parse` fills in ``kernel_size`` where ``s=`` is not given (torch's
+    ``stride=None``).
+    """
 
     kind: Literal["max", "avg"]
-    k: Pair = (2, 2)
-    s: Pair | None = None
-    p: Pair | Literal["?"] = (0, 0)
-    d: Pair = (1, 1)
-    ceil: bool = False
-    cip: bool = True
+    kernel_size: Pair
+    stride: Pair
+    padding: Pair | Literal["?"] = (0, 0)
+    dilation: Pair = (1, 1)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
     target: Pair | None = None
-
-    @property
-    def stride(self) -> Pair:
-        return self.k if self.s is None else self.s
 
     @classmethod
     def parse(cls, kind: Literal["max", "avg"], items: Items) -> PoolSpec:
         kw: dict[str, object] = {}
         target: Pair | None = None
         for key, value in items.items():
+            name = FIELDS.get(key, key)
             if key in ("k", "s", "d"):
-                kw[key] = parse_size(value, key=key, minimum=1)
+                kw[name] = parse_size(value, key=key, minimum=1)
             elif key == "p":
-                kw[key], target = parse_solvable(key, value, 0)
+                kw[name], target = parse_solvable(key, value, 0)
             elif key in ("ceil", "cip"):
-                kw[key] = parse_bool(key, value)
-        if "k" not in kw:
+                kw[name] = parse_bool(key, value)
+        if "kernel_size" not in kw:
             raise SpecError(f"{kind}pool needs k= (kernel size), e.g. {kind}pool:k=2")
+        kw.setdefault("stride", kw["kernel_size"])
         return cls(kind=kind, target=target, **kw)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
 class AdaptivePoolSpec:
-    """``gap``/``gmp`` (output 1x1) and ``adaptiveavg``/``adaptivemax`` (output ``o``)."""
+    """``gap``/``gmp`` (output 1x1) and ``adaptiveavg``/``adaptivemax`` (output ``output_size``, ``o=``)."""
 
     kind: Literal["max", "avg"]
-    o: Pair = (1, 1)
+    output_size: Pair = (1, 1)
 
     @classmethod
     def parse(cls, kind: Literal["max", "avg"], op: str, items: Items) -> AdaptivePoolSpec:
         if "o" not in items:
             raise SpecError(f"{op} needs o=HxW (output size), e.g. {op}:o=7x7")
-        return cls(kind=kind, o=parse_size(items["o"], key="o", minimum=1))
+        return cls(kind=kind, output_size=parse_size(items["o"], key="o", minimum=1))
 
 
 @dataclass(frozen=True)
@@ -207,31 +222,34 @@ class BatchNormSpec:
 class LeakyReLUSpec:
     """``leakyrelu``: torch ``LeakyReLU(negative_slope)``: ``x`` where ``x >= 0``, else ``slope * x``."""
 
-    slope: float = 0.01
+    negative_slope: float = 0.01
 
     @classmethod
     def from_items(cls, items: Items) -> LeakyReLUSpec:
-        return cls(slope=parse_float("slope", items["slope"], -1e6, 1e6)) if "slope" in items else cls()
+        if "slope" not in items:
+            return cls()
+        return cls(negative_slope=parse_float("slope", items["slope"], -1e6, 1e6))
 
 
 @dataclass(frozen=True)
 class PReLUSpec:
     """``prelu``: torch ``PReLU``: ``x`` where ``x >= 0``, else ``a_c * x`` with a learnable slope per channel.
 
-    ``w`` names a checkpoint tensor (``FILE:KEY``, e.g. facenet's ``prelu1.weight``) of 1 or C slopes;
-    without it, ``n`` slopes (default: one per channel) start at torch's ``init`` (0.25).
+    ``weights`` (``w=``) names a checkpoint tensor (``FILE:KEY``, e.g. facenet's ``prelu1.weight``) of 1 or C
+    slopes; without it, ``num_parameters`` (``n=``) slopes (default: one per channel) start at torch's ``init``
+    (0.25).
     """
 
-    w: str | None = None
-    n: int | None = None
+    weights: str | None = None
+    num_parameters: int | None = None
     init: float = 0.25
 
     @classmethod
     def from_items(cls, items: Items) -> PReLUSpec:
         if "w" in items and ("n" in items or "init" in items):
             raise SpecError("n= and init= cannot be combined with w= (the checkpoint fixes the slopes)")
-        return cls(w=items.get("w"),
-                   n=parse_int("n", items["n"], 1) if "n" in items else None,
+        return cls(weights=items.get("w"),
+                   num_parameters=parse_int("n", items["n"], 1) if "n" in items else None,
                    init=parse_float("init", items["init"], -1e6, 1e6) if "init" in items else 0.25)
 
 

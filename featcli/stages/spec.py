@@ -4,9 +4,10 @@ Shared by ``featcli shape`` (pure arithmetic, :mod:`featcli.shape`) and ``featcl
 Pure stdlib: importing this module must stay instant (no torch, no numpy).
 
 Canonical keys are the short ones (``k``, ``s``, ``p``, ``d``, ``g``, ``op``, ``pm``...); the long torch
-names (``kernel_size``, ``stride``, ``padding``, ``padding_mode``...) are accepted as aliases.
+names (``kernel_size``, ``stride``, ``padding``, ``padding_mode``...) are accepted as aliases, and are the
+field names of the parsed parameters (:mod:`featcli.stages.params`).
 
->>> parse_stage("conv:out=5,k=3x5,s=1x2,p=2").params.k
+>>> parse_stage("conv:out=5,k=3x5,s=1x2,p=2").params.kernel_size
 (3, 5)
 """
 

@@ -60,14 +60,14 @@ def test_banded_conv_equals_whole_plane_and_torch(spec: str, hw: tuple[int, int]
     arr = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
     stage = _stage(spec, (1, 3, *hw))
     x = nb.HWC(arr, 255.0, Scale.UNIT)
-    got = nb.conv_planes(x, stage.kernels, stage.padding, stage.params.pm)
-    want = _old_conv(x, stage.kernels, stage.padding, stage.params.pm)
+    got = nb.conv_planes(x, stage.kernels, stage.padding, stage.params.padding_mode)
+    want = _old_conv(x, stage.kernels, stage.padding, stage.params.padding_mode)
     np.testing.assert_array_equal(got, want)
     # as a later stage (float planes in, not the image)
     planes = x.planes()
-    np.testing.assert_array_equal(nb.conv_planes(planes, stage.kernels, stage.padding, stage.params.pm),
-                                  _old_conv(planes, stage.kernels, stage.padding, stage.params.pm))
-    if stage.params.pm is nb.PaddingMode.ZEROS and stage.kernels.mode is not nb.KernelMode.DEPTHWISE \
+    np.testing.assert_array_equal(nb.conv_planes(planes, stage.kernels, stage.padding, stage.params.padding_mode),
+                                  _old_conv(planes, stage.kernels, stage.padding, stage.params.padding_mode))
+    if stage.params.padding_mode is nb.PaddingMode.ZEROS and stage.kernels.mode is not nb.KernelMode.DEPTHWISE \
             and stage.kernels.mode is not nb.KernelMode.GRAY:
         w = torch.stack([torch.tensor(k.weights, dtype=torch.float32) for k in stage.kernels.kernels])[:, None]
         w = w.repeat(1, 3, 1, 1)
@@ -93,7 +93,7 @@ def test_banded_magnitude_and_statistics(hw: tuple[int, int]) -> None:
 def test_conv_statistics_measured_in_bands_equal_a_whole_pass() -> None:
     arr = np.random.default_rng(2).integers(0, 256, (1500, 1400, 3), dtype=np.uint8)  # threads
     stage = _stage("conv:w=sobel_x+sobel_y,p=1", (1, 3, 1500, 1400))
-    y = nb.conv_planes(nb.HWC(arr, 255.0, Scale.UNIT), stage.kernels, stage.padding, stage.params.pm)
+    y = nb.conv_planes(nb.HWC(arr, 255.0, Scale.UNIT), stage.kernels, stage.padding, stage.params.padding_mode)
     (s,) = nb.NumpyBackend.stats(y)
     (ref,) = nb.NumpyBackend.stats(y.copy())
     assert (s.lo, s.hi, s.count, s.zeros, s.ranges) == (ref.lo, ref.hi, ref.count, ref.zeros, ref.ranges)
@@ -109,7 +109,7 @@ def test_pool_equals_the_reshape_reduction_and_torch(spec: str, hw: tuple[int, i
     x = np.random.default_rng(4).normal(size=(1, 2, *hw)).astype(np.float32)
     p = _stage(spec, (1, 2, *hw)).params
     got = nb.pool(x, p)
-    (kh, kw), (sh, sw) = p.k, p.stride
+    (kh, kw), (sh, sw) = p.kernel_size, p.stride
     if (kh, kw) == (sh, sw):  # the previous non-overlapping form
         oh, ow = hw[0] // kh, hw[1] // kw
         v = x[:, :, : oh * kh, : ow * kw].reshape(1, 2, oh, kh, ow, kw)
@@ -119,4 +119,4 @@ def test_pool_equals_the_reshape_reduction_and_torch(spec: str, hw: tuple[int, i
         else:
             np.testing.assert_allclose(got, old, rtol=1e-6, atol=1e-7)
     fn = F.max_pool2d if p.kind == "max" else F.avg_pool2d
-    np.testing.assert_allclose(got, fn(torch.from_numpy(x), p.k, p.stride).numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got, fn(torch.from_numpy(x), p.kernel_size, p.stride).numpy(), rtol=1e-6, atol=1e-6)

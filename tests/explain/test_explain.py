@@ -23,9 +23,10 @@ def _torch(spec: str, values: list[list[float]]) -> list[list[float]]:
     x = torch.tensor(values, dtype=torch.float64)[None, None]
     sp = parse_stage(spec).params
     if spec.startswith("maxpool"):
-        y = F.max_pool2d(x, sp.k, sp.stride, sp.p, sp.d, ceil_mode=sp.ceil)
+        y = F.max_pool2d(x, sp.kernel_size, sp.stride, sp.padding, sp.dilation, ceil_mode=sp.ceil_mode)
     else:
-        y = F.avg_pool2d(x, sp.k, sp.stride, sp.p, ceil_mode=sp.ceil, count_include_pad=sp.cip)
+        y = F.avg_pool2d(x, sp.kernel_size, sp.stride, sp.padding, ceil_mode=sp.ceil_mode,
+                         count_include_pad=sp.count_include_pad)
     return y[0, 0].tolist()
 
 
@@ -66,9 +67,10 @@ def test_convs_equal_torch(spec: str) -> None:
     w = kernel_of(sw.stage)
     got = output_matrix(sw, walk(sw, tuple(map(tuple, values.tolist())), w, True))
     (t, b), (le, ri) = sw.row.config["p"]
-    mode = "constant" if st.params.pm.value == "zeros" else st.params.pm.value
+    mode = "constant" if st.params.padding_mode.value == "zeros" else st.params.padding_mode.value
     x = F.pad(torch.tensor(values)[None, None], (le, ri, t, b), mode=mode)
-    y = F.conv2d(x, torch.tensor(w, dtype=torch.float64)[None, None], stride=st.params.s, dilation=st.params.d)
+    y = F.conv2d(x, torch.tensor(w, dtype=torch.float64)[None, None], stride=st.params.stride,
+                 dilation=st.params.dilation)
     assert np.allclose(got, y[0, 0].numpy())
 
 

@@ -39,24 +39,26 @@ def run(shape: str, *texts: str) -> ShapeReport:
 # --- parsing ---------------------------------------------------------------------------------------
 def test_conv_defaults_are_torchs() -> None:
     sp = parse_stage("conv").params
-    assert sp == ConvSpec(out=None, k=(3, 3), s=(1, 1), p=(0, 0), d=(1, 1), g=1, bias=True,
-                          pm=PaddingMode.ZEROS)
+    assert sp == ConvSpec(out=None, kernel_size=(3, 3), stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
+                          bias=True, padding_mode=PaddingMode.ZEROS)
 
 
 def test_every_key_and_alias() -> None:
     a = parse_stage("conv:out=5,k=3x5,s=1x2,p=2,d=2,g=1,bias=0,pm=reflect").params
     b = parse_stage("Conv2d:out_channels=5,kernel_size=3x5,stride=1x2,padding=2,dilation=2,groups=1,"
                     "bias=false,padding_mode=REFLECT").params
-    assert a == b == ConvSpec(out=5, k=(3, 5), s=(1, 2), p=(2, 2), d=(2, 2), bias=False,
-                              pm=PaddingMode.REFLECT)
+    assert a == b == ConvSpec(out=5, kernel_size=(3, 5), stride=(1, 2), padding=(2, 2), dilation=(2, 2), bias=False,
+                              padding_mode=PaddingMode.REFLECT)
     assert parse_stage("convt:out=4,k=4,s=2,p=1,op=1,d=1,g=2,bias=1").params == \
-        ConvTSpec(out=4, k=(4, 4), s=(2, 2), p=(1, 1), op=(1, 1), g=2)
-    assert parse_stage("deconv:output_padding=1,stride=2").params == ConvTSpec(s=(2, 2), op=(1, 1))
+        ConvTSpec(out=4, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1), output_padding=(1, 1), groups=2)
+    assert parse_stage("deconv:output_padding=1,stride=2").params == \
+        ConvTSpec(stride=(2, 2), output_padding=(1, 1))
     assert parse_stage("maxpool:k=3,s=2,p=1,d=2,ceil=1").params == \
-        PoolSpec("max", k=(3, 3), s=(2, 2), p=(1, 1), d=(2, 2), ceil=True)
+        PoolSpec("max", kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(2, 2), ceil_mode=True)
     assert parse_stage("avgpool:kernel_size=2,count_include_pad=0,ceil_mode=1").params == \
-        PoolSpec("avg", k=(2, 2), ceil=True, cip=False)
+        PoolSpec("avg", kernel_size=(2, 2), stride=(2, 2), ceil_mode=True, count_include_pad=False)
     assert parse_stage("maxpool:k=2").params.stride == (2, 2)  # type: ignore[union-attr]
+    assert parse_stage("maxpool:k=3x2").params.stride == (3, 2)  # type: ignore[union-attr]
     assert parse_stage("adaptiveavg:o=7x5").params == AdaptivePoolSpec("avg", (7, 5))
     assert parse_stage("gmp").params == AdaptivePoolSpec("max", (1, 1))
     assert parse_stage("linear:out=10,bias=0").params == LinearSpec(10, bias=False)
@@ -68,23 +70,23 @@ def test_every_key_and_alias() -> None:
 
 
 def test_padding_strings_and_solver_markers() -> None:
-    assert parse_stage("conv:p=same").params.p == "same"  # type: ignore[union-attr]
-    assert parse_stage("conv:p=VALID").params.p == "valid"  # type: ignore[union-attr]
+    assert parse_stage("conv:p=same").params.padding == "same"  # type: ignore[union-attr]
+    assert parse_stage("conv:p=VALID").params.padding == "valid"  # type: ignore[union-attr]
     sp = parse_stage("conv:k=3,p=?").params
-    assert isinstance(sp, ConvSpec) and sp.p == SOLVE and sp.target is None
+    assert isinstance(sp, ConvSpec) and sp.padding == SOLVE and sp.target is None
     sp = parse_stage("conv:k=3,s=2,p=?32x16").params
     assert isinstance(sp, ConvSpec) and sp.target == (32, 16)
     sp = parse_stage("convt:k=4,s=2,p=?,op=?64").params
-    assert isinstance(sp, ConvTSpec) and sp.p == sp.op == SOLVE and sp.target == (64, 64)
+    assert isinstance(sp, ConvTSpec) and sp.padding == sp.output_padding == SOLVE and sp.target == (64, 64)
     assert has_solve(parse_stage("maxpool:k=3,p=?")) and not has_solve(parse_stage("conv"))
 
 
 def test_values_may_contain_commas_inside_brackets() -> None:
     sp = parse_stage("conv:w=gaussian(size=7,sigma=1.5)+sobel_x,p=1").params
     assert isinstance(sp, ConvSpec)
-    assert sp.w == ("gaussian(size=7,sigma=1.5)", "sobel_x") and sp.p == (1, 1) and sp.k is None
+    assert sp.weights == ("gaussian(size=7,sigma=1.5)", "sobel_x") and sp.padding == (1, 1) and sp.kernel_size is None
     sp = parse_stage("conv:w=[[1,0,-1],[2,0,-2],[1,0,-1]]").params
-    assert isinstance(sp, ConvSpec) and sp.w == ("[[1,0,-1],[2,0,-2],[1,0,-1]]",)
+    assert isinstance(sp, ConvSpec) and sp.weights == ("[[1,0,-1],[2,0,-2],[1,0,-1]]",)
     assert not sp.bias  # fixed kernels have no bias unless asked
     assert parse_stage("conv:w=sobel_x,mode=depthwise,bias=1").params.bias  # type: ignore[union-attr]
     assert split_top_level("a=f(1,2),b=[3,[4,5]],c={6,7}", ",") == ["a=f(1,2)", "b=[3,[4,5]]", "c={6,7}"]
@@ -138,7 +140,7 @@ def test_stages_are_frozen_and_cached() -> None:
     a = parse_stage("conv:k=3")
     assert parse_stage(" conv:k=3 ") is a
     with pytest.raises(dataclasses.FrozenInstanceError):
-        a.params.k = (5, 5)  # type: ignore[misc,union-attr]
+        a.params.kernel_size = (5, 5)  # type: ignore[misc,union-attr]
 
 
 @pytest.mark.parametrize(("text", "shape"), [
@@ -276,7 +278,7 @@ def test_input_shape_is_validated() -> None:
 def test_padding_solver_keeps_the_size() -> None:
     row = run("1x3x64x48", "conv:k=3,p=?").stages[0]
     assert row.out_shape == (1, 3, 64, 48) and row.solved == {"p": [1, 1]}
-    assert row.resolved.params.p == (1, 1)  # type: ignore[union-attr]
+    assert row.resolved.params.padding == (1, 1)  # type: ignore[union-attr]
     assert {"p": 1, "out": 64} in row.options["H"]  # type: ignore[index]
     assert "p=? -> p=1" in row.notes
     row = run("1x3x64x64", "conv:k=7,s=2,p=?").stages[0]
@@ -307,7 +309,7 @@ def test_output_padding_solver_lists_valid_values() -> None:
     row = run("1x2x16x16", "convt:k=3,s=2,p=?,op=?").stages[0]
     assert row.solved == {"p": [0, 0], "op": [0, 0]} or row.out_shape[2:] == (32, 32)
     assert row.out_shape[2:] == (32, 32)
-    assert row.resolved.params.op != SOLVE  # type: ignore[union-attr]
+    assert row.resolved.params.output_padding != SOLVE  # type: ignore[union-attr]
 
 
 def test_apply_target() -> None:

@@ -62,36 +62,39 @@ def _c(shape: tuple[int, ...]) -> int:
 
 def _conv(sp: Params, shape: tuple[int, ...]) -> Module:
     assert isinstance(sp, ConvSpec)
-    assert sp.k is not None and not isinstance(sp.p, str) or sp.p in ("same", "valid")
+    assert sp.kernel_size is not None and not isinstance(sp.padding, str) or sp.padding in ("same", "valid")
     c = _c(shape)
-    return nn.Conv2d(c, c if sp.out is None else sp.out, sp.k, stride=sp.s, padding=sp.p, dilation=sp.d,
-                     groups=sp.g, bias=sp.bias, padding_mode=sp.pm.value)
+    return nn.Conv2d(c, c if sp.out is None else sp.out, sp.kernel_size, stride=sp.stride, padding=sp.padding,
+                     dilation=sp.dilation, groups=sp.groups, bias=sp.bias, padding_mode=sp.padding_mode.value)
 
 
 def _convt(sp: Params, shape: tuple[int, ...]) -> Module:
     assert isinstance(sp, ConvTSpec)
     c = _c(shape)
-    return nn.ConvTranspose2d(c, c if sp.out is None else sp.out, sp.k, stride=sp.s, padding=sp.p,
-                              output_padding=sp.op, groups=sp.g, bias=sp.bias, dilation=sp.d)
+    return nn.ConvTranspose2d(c, c if sp.out is None else sp.out, sp.kernel_size, stride=sp.stride,
+                              padding=sp.padding, output_padding=sp.output_padding, groups=sp.groups, bias=sp.bias,
+                              dilation=sp.dilation)
 
 
 def _pool(sp: Params, shape: tuple[int, ...]) -> Module:
     assert isinstance(sp, PoolSpec)
     if sp.kind == "max":
-        return nn.MaxPool2d(sp.k, stride=sp.s, padding=sp.p, dilation=sp.d, ceil_mode=sp.ceil)
-    return nn.AvgPool2d(sp.k, stride=sp.s, padding=sp.p, ceil_mode=sp.ceil, count_include_pad=sp.cip)
+        return nn.MaxPool2d(sp.kernel_size, stride=sp.stride, padding=sp.padding, dilation=sp.dilation,
+                            ceil_mode=sp.ceil_mode)
+    return nn.AvgPool2d(sp.kernel_size, stride=sp.stride, padding=sp.padding, ceil_mode=sp.ceil_mode,
+                        count_include_pad=sp.count_include_pad)
 
 
 def _adaptive(sp: Params, shape: tuple[int, ...]) -> Module:
     assert isinstance(sp, AdaptivePoolSpec)
     # A tuple output size, so that torch refuses a 2-D input as the engine does.
-    return (nn.AdaptiveAvgPool2d if sp.kind == "avg" else nn.AdaptiveMaxPool2d)(tuple(sp.o))
+    return (nn.AdaptiveAvgPool2d if sp.kind == "avg" else nn.AdaptiveMaxPool2d)(tuple(sp.output_size))
 
 
 def _prelu(sp: Params, shape: tuple[int, ...]) -> Module:
-    assert isinstance(sp, PReLUSpec) and sp.w is None
+    assert isinstance(sp, PReLUSpec) and sp.weights is None
     # PReLU's channel axis is dim 1 of any input, (N, F) included.
-    return nn.PReLU(shape[1] if sp.n is None else sp.n, init=sp.init)
+    return nn.PReLU(shape[1] if sp.num_parameters is None else sp.num_parameters, init=sp.init)
 
 
 def _linear(sp: Params, shape: tuple[int, ...]) -> Module:
@@ -111,7 +114,7 @@ def _bn(sp: Params, shape: tuple[int, ...]) -> Module:
 
 def _leaky(sp: Params, shape: tuple[int, ...]) -> Module:
     assert isinstance(sp, LeakyReLUSpec)
-    return nn.LeakyReLU(sp.slope)
+    return nn.LeakyReLU(sp.negative_slope)
 
 
 #: The oracle: ``OpDef.torch`` (the torch module an op equals) -> the module built from the parsed params.
@@ -385,12 +388,13 @@ def test_solved_padding_gives_the_target_in_torch(size: int, spec: str) -> None:
         assert 9 not in sizes
         return
     row = report.stages[0]
-    assert row.solved is not None and "?" not in str(row.resolved.params.p)
+    assert row.solved is not None and "?" not in str(row.resolved.params.padding)
     with torch.no_grad():
         out = _module(row.resolved, (1, 2, size, size))(torch.zeros(1, 2, size, size))
     assert tuple(out.shape) == row.out_shape
     sp = row.resolved.params
-    s = sp.stride if isinstance(sp, PoolSpec) else sp.s
+    assert isinstance(sp, (ConvSpec, ConvTSpec, PoolSpec))
+    s = sp.stride
     target = getattr(sp, "target", None) or (
         (size * s[0], size * s[1]) if isinstance(sp, ConvTSpec) else (-(-size // s[0]), -(-size // s[1])))
     assert tuple(out.shape[2:]) == target

@@ -28,11 +28,13 @@ def test_aliases_are_unique_and_normalised() -> None:
 
 
 @pytest.mark.parametrize(("text", "field", "value"), [
-    ("leakyrelu:negative_slope=0.2", "slope", 0.2),
-    ("leakyrelu", "slope", 0.01),
-    ("prelu:num_parameters=1", "n", 1),
+    ("leakyrelu:negative_slope=0.2", "negative_slope", 0.2),
+    ("leakyrelu:slope=0.3", "negative_slope", 0.3),
+    ("leakyrelu", "negative_slope", 0.01),
+    ("prelu:num_parameters=1", "num_parameters", 1),
+    ("prelu:n=2", "num_parameters", 2),
     ("prelu:init=0.1", "init", 0.1),
-    ("prelu:w=net.pt:prelu1.weight", "w", "net.pt:prelu1.weight"),
+    ("prelu:w=net.pt:prelu1.weight", "weights", "net.pt:prelu1.weight"),
     ("dropout:prob=0.3", "p", 0.3),
 ])
 def test_op_keys_and_their_aliases(text: str, field: str, value: object) -> None:

@@ -156,7 +156,7 @@ class Answers:
         in_shape, rule_row = step(st, i, stage, reads)
         # A row's config is a function of its stage, the input's channels and last dimension, unless the
         # solver chose a value or w= names files (featcli.shape.state.Row): its text is kept by that key.
-        if rule_row.solved is None and not getattr(stage.params, "w", None):
+        if rule_row.solved is None and not getattr(stage.params, "weights", None):
             ckey = (stage.text, in_shape[1], in_shape[-1])
             config = configs.get(ckey)
             if config is None:

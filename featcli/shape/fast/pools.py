@@ -48,9 +48,9 @@ def compile_pool(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Ste
     """The compiled step of a ``maxpool``/``avgpool`` stage with its padding given, else None."""
     sp = stage.params
     assert isinstance(sp, PoolSpec)
-    if sp.p == SOLVE:
+    if sp.padding == SOLVE:
         return None
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil = sp.k, sp.stride, sp.p, sp.d, sp.ceil
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil = sp.kernel_size, sp.stride, sp.padding, sp.dilation, sp.ceil_mode
     if any(p > k // 2 or p > (d * (k - 1) + 1) // 2 for p, k, d in ((ph, kh, dh), (pw, kw, dw))):
         return None  # refused whatever the input: the rule says why
     span_h, span_w = dh * (kh - 1), dw * (kw - 1)

@@ -55,14 +55,14 @@ def compile_solved(stage: Stage, config_text: ConfigText, numbers: Numbers, comp
     """The compiled step of a conv or pool with ``p=?`` (``compile_fixed``: the steps' compiler), else None."""
     sp = stage.params
     if isinstance(sp, ConvSpec):
-        if sp.w or sp.k is None or sp.pm not in (PaddingMode.ZEROS, PaddingMode.REPLICATE):
+        if sp.weights or sp.kernel_size is None or sp.padding_mode not in (PaddingMode.ZEROS, PaddingMode.REPLICATE):
             return None
-        (kh, kw), (sh, sw), conv = sp.k, sp.s, True
-    elif isinstance(sp, PoolSpec) and not sp.ceil:
-        (kh, kw), (sh, sw), conv = sp.k, sp.stride, False
+        (kh, kw), (sh, sw), conv = sp.kernel_size, sp.stride, True
+    elif isinstance(sp, PoolSpec) and not sp.ceil_mode:
+        (kh, kw), (sh, sw), conv = sp.kernel_size, sp.stride, False
     else:
         return None
-    (dh, dw), target = sp.d, sp.target
+    (dh, dw), target = sp.dilation, sp.target
     if target is not None and min(target) < 1:
         return None
     th, tw = target if target is not None else (None, None)
@@ -84,7 +84,7 @@ def compile_solved(stage: Stage, config_text: ConfigText, numbers: Numbers, comp
         if pads in fixed:
             inner = fixed[pads]
         else:
-            plain = Stage(stage.text, stage.op, dataclasses.replace(sp, p=pads, target=None))
+            plain = Stage(stage.text, stage.op, dataclasses.replace(sp, padding=pads, target=None))
             inner = fixed.keep(pads, compile_fixed(plain, config_text, numbers))
         done = None if inner is None else inner(st, i)
         if done is None:

@@ -42,10 +42,11 @@ _PLAIN_PM = (PaddingMode.ZEROS, PaddingMode.REPLICATE)  # reflect and circular h
 def _conv(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step | None:
     sp = stage.params
     assert isinstance(sp, ConvSpec)
-    if sp.w or sp.k is None or sp.p == SOLVE or sp.pm not in _PLAIN_PM or (sp.p == "same" and sp.s != (1, 1)):
+    if sp.weights or sp.kernel_size is None or sp.padding == SOLVE or sp.padding_mode not in _PLAIN_PM or \
+            (sp.padding == "same" and sp.stride != (1, 1)):
         return None
-    (kh, kw), (sh, sw), (dh, dw), g, fixed, bias = sp.k, sp.s, sp.d, sp.g, sp.out, sp.bias
-    pt, pb, pl, pr = conv_padding(sp.p, sp.k, sp.d)
+    (kh, kw), (sh, sw), (dh, dw), g, fixed, bias = sp.kernel_size, sp.stride, sp.dilation, sp.groups, sp.out, sp.bias
+    pt, pb, pl, pr = conv_padding(sp.padding, sp.kernel_size, sp.dilation)
     span_h, span_w = dh * (kh - 1), dw * (kw - 1)
     extra_h, extra_w = pt + pb - span_h - 1, pl + pr - span_w - 1
     mid_h = f" + {f'2*{pt}' if pt == pb else f'{pt}+{pb}'} - {dh}*({kh}-1) - 1)/{sh}) + 1 = "
@@ -109,12 +110,13 @@ def _conv(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step | Non
 def _convt(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step | None:
     sp = stage.params
     assert isinstance(sp, ConvTSpec)
-    if sp.p == SOLVE or sp.op == SOLVE:
+    if sp.padding == SOLVE or sp.output_padding == SOLVE:
         return None
-    (kh, kw), (sh, sw), (ph, pw), (qh, qw), (dh, dw) = sp.k, sp.s, sp.p, sp.op, sp.d
+    (kh, kw), (sh, sw), (dh, dw) = sp.kernel_size, sp.stride, sp.dilation
+    (ph, pw), (qh, qw) = sp.padding, sp.output_padding
     if not ((qh < sh or qh < dh) and (qw < sw or qw < dw)):
         return None  # refused whatever the input
-    g, fixed, bias, kk, text = sp.g, sp.out, sp.bias, kh * kw, stage.text
+    g, fixed, bias, kk, text = sp.groups, sp.out, sp.bias, kh * kw, stage.text
     extra_h, extra_w = -2 * ph + dh * (kh - 1) + qh + 1, -2 * pw + dw * (kw - 1) + qw + 1
     reach_h, reach_w = dh * (kh - 1) // sh, dw * (kw - 1) // sw
     mid_h = f"-1)*{sh} - 2*{ph} + {dh}*({kh}-1) + {qh} + 1 = "
@@ -167,7 +169,7 @@ def _convt(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step | No
 def _adaptive(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Step:
     sp = stage.params
     assert isinstance(sp, AdaptivePoolSpec)
-    oh, ow = sp.o
+    oh, ow = sp.output_size
     config, text = config_text(stage, (1, 1, 1, 1)), stage.text
     windows: tuple[Kept[int, tuple[str, int]], Kept[int, tuple[str, int]]] = (Kept(4096), Kept(4096))
     advance, grow, rational, div, rf_jump = numbers.advance, numbers.grow, numbers.rational, numbers.div, \
@@ -305,7 +307,7 @@ def compile_step(stage: Stage, config_text: ConfigText, numbers: Numbers) -> Ste
 
     ``config_text``: the rule's config as JSON text; ``numbers``: the session's receptive-field arithmetic."""
     op, sp = stage.op, stage.params
-    if isinstance(sp, (ConvSpec, PoolSpec)) and sp.p == SOLVE:
+    if isinstance(sp, (ConvSpec, PoolSpec)) and sp.padding == SOLVE:
         return compile_solved(stage, config_text, numbers, compile_step)
     if op in _SAME:
         return _same(stage, config_text, numbers)
