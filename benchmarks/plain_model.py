@@ -1,9 +1,10 @@
 """The plain PyTorch loop a user writes to run a network over a folder: the ``model200`` scenario's peer.
 
-``python -m benchmarks.plain_model FOLDER MODULE.py WEIGHTS.pt HxW THREADS``: import the module's ``Net``, load the
-state dict once, then for each image (sorted): Pillow decode to RGB, float32 in [0, 1], bilinear antialiased
-resize to HxW, forward under ``inference_mode`` on THREADS torch threads; print how many ran and the last argmax. The same steps
-``featcli run FOLDER --model MODULE.py:Net --weights WEIGHTS.pt --size HxW`` takes, without the layer table.
+``python -m benchmarks.plain_model FOLDER MODULE.py WEIGHTS.pt HxW THREADS``: import the module's ``Net``, load
+the state dict once, then for each image (sorted): Pillow decode to RGB, float32 in [0, 1], bilinear antialiased
+resize to HxW, forward under ``inference_mode`` on THREADS torch threads; print how many ran and the last
+argmax. The same steps ``featcli run FOLDER --model MODULE.py:Net --weights WEIGHTS.pt --size HxW`` takes,
+without the layer table.
 
 ``NET`` is the network both run: a ResNet-18 layout at half width (basic blocks 2-2-2-2 of 32, 64, 128 and
 256 channels, about 2.8 M parameters), written as a user would, with its residual additions in ``forward``.
