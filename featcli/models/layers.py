@@ -160,15 +160,15 @@ class Recorder:
         return name if n == 1 else f"{name}#{n}"
 
     def add(self, name: str, type_: str, outputs: Sequence[Any], *, params: int | None = None,
-            macs: int | None = None, op: LayerOp | None = None, in_shape: Sequence[int] | None = None
-            ) -> LayerRecord:
+            macs: int | None = None, op: LayerOp | None = None, in_shape: Sequence[int] | None = None,
+            spec: str | None = None) -> LayerRecord:
         """Measure one layer's ``outputs`` (tensors or arrays) and keep them if selected. ``name`` and ``type_``
         come from a file: they are stored with their control characters escaped."""
         name, type_ = printable(name), printable(type_)
         shapes = tuple(_shape(o) for o in outputs)
         for s in shapes:
             self.check(name, s)
-        spec = spec_text(op) if op is not None else None
+        spec = spec if spec is not None else spec_text(op) if op is not None else None
         pred = predict(spec, in_shape) if spec is not None and in_shape is not None else None
         keep = self.selected(name)
         if keep:

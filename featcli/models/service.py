@@ -151,6 +151,7 @@ class Network:
     def __init__(self, req: ModelRequest, route: str, model: Any, dims: Sequence[int | None], params: int) -> None:
         self.req, self.route, self.model, self.dims, self.params = req, route, model, tuple(dims), params
         self.notes = ["the node-by-node output equals the exported program's"] if route == "pt2" else []
+        self._memo: dict[Any, Any] = {}  # a module's layers as stages, by input shape (torch_route.run_module)
 
     def recorder(self) -> Recorder:
         from featcli.engine.plan import memory_budget
@@ -177,7 +178,7 @@ class Network:
         else:
             from featcli.models.torch_route import run_module
 
-            outputs = run_module(self.model, x.to(self.req.device), recorder)
+            outputs = run_module(self.model, x.to(self.req.device), recorder, self._memo)
         recorder.check_globs()
         prediction = []
         if len(outputs) == 1 and is_scores(tuple(outputs[0].shape)):

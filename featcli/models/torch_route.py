@@ -217,20 +217,33 @@ def _recorded(model: torch.nn.Module) -> list[tuple[str, Any]]:
             if name and (not list(m.children()) or not isinstance(m, plain))]
 
 
-def run_module(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder) -> list[torch.Tensor]:
-    """Run ``model`` on ``x`` with hooks feeding ``recorder``; the model's output tensors."""
+def run_module(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder,
+               memo: dict[Any, Any] | None = None) -> list[torch.Tensor]:
+    """Run ``model`` on ``x`` with hooks feeding ``recorder``; the model's output tensors. ``memo``: what a
+    layer is as a stage, by module and input shape, and its parameter count, kept between the images of a run
+    (the same model object)."""
     import torch
 
     handles: list[Any] = []
     inputs: dict[int, tuple[int, ...]] = {}
+    memo = {} if memo is None else memo
+
+    def stage(m: Any, in_shape: tuple[int, ...]) -> tuple[LayerOp | None, str | None]:
+        key = (id(m), in_shape)
+        if key not in memo:
+            if len(memo) > 1 << 16:  # bounded: images of many sizes
+                memo.clear()
+            op = module_op(m, in_shape)
+            memo[key] = (op, spec_text(op) if op is not None else None)
+        return memo[key]  # type: ignore[no-any-return]
 
     def pre(name: str, m: Any) -> Callable[..., None]:
         def hook(_: Any, args: tuple[Any, ...]) -> None:
             if args and isinstance(args[0], torch.Tensor):
-                inputs[id(m)] = tuple(args[0].shape)
-                op = module_op(m, inputs[id(m)])
-                if op is not None:
-                    pred = predict(spec_text(op), inputs[id(m)])
+                in_shape = inputs[id(m)] = tuple(args[0].shape)
+                _, spec = stage(m, in_shape)
+                if spec is not None:
+                    pred = predict(spec, in_shape)
                     if pred.shape is not None:
                         recorder.check(name, pred.shape)
         return hook
@@ -241,10 +254,11 @@ def run_module(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder) -> l
             if not parts:
                 return
             in_shape = inputs.pop(id(m), None)
-            op = module_op(m, in_shape) if in_shape is not None and len(parts) == 1 else None
-            params = sum(p.numel() for p in m.parameters(recurse=not leaf))
-            recorder.add(recorder.unique(name), type(m).__name__, [t for _, t in parts], params=params,
-                         op=op, in_shape=in_shape)
+            op, spec = stage(m, in_shape) if in_shape is not None and len(parts) == 1 else (None, None)
+            if ("params", id(m)) not in memo:
+                memo["params", id(m)] = sum(p.numel() for p in m.parameters(recurse=not leaf))
+            recorder.add(recorder.unique(name), type(m).__name__, [t for _, t in parts],
+                         params=memo["params", id(m)], op=op, in_shape=in_shape, spec=spec)
         return hook
 
     for name, m in _recorded(model):
