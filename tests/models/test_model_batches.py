@@ -157,3 +157,28 @@ def _other_value(name: str) -> list[str]:
               "top": ["2"], "size": ["8x8"], "channels": ["gray"], "alpha": ["keep"], "background": ["black"],
               "scale": ["255"], "max_side": ["64"]}
     return values.get(name, [])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_worker_killed_while_a_network_runs_loses_and_duplicates_nothing(
+        models: dict[str, list[str]], folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The --processes journal holds for a network: the worker dies each time just after publishing image
+    1's files; they are removed, image 1 is recorded failed once, every other image once, ok."""
+    from featcli.run.batch import Record
+    from featcli.run.config import ModelOptions, RunConfig
+    from featcli.run.processes import KILL_HOOK, run_processes
+
+    paths = sorted(str(p) for p in folder.glob("im*.png"))
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = RunConfig(stack=(), model=ModelOptions(models["onnx"][1]), threads=1, output=str(out / "{stem}.png"),
+                    save=str(out / "{stem}.npz"))
+    monkeypatch.setenv(KILL_HOOK, "1")
+    seen: list[Record] = []
+    summary = run_processes(paths, cfg, emit=seen.append, processes=2, batch_size=1)
+    assert [r.index for r in seen] == list(range(len(paths)))
+    assert [r.status for r in seen] == ["ok", "failed", "ok", "failed", "ok"]  # im2_bad.png is not an image
+    assert "the worker process running it ended" in (seen[1].error or "")
+    present = sorted(p.name for p in out.iterdir())
+    assert present == sorted(Path(f).name for r in seen for f in r.data.get("outputs", []))  # no temp file
+    assert "im1.png" not in present and summary.ok == 3
