@@ -4,12 +4,14 @@ Both cut the run's input list into consecutive parts and give each part to :func
 with the whole list, so ``{stem}``, ``{n}``, record indices and every output check are the whole run's: the
 files and the JSONL records are exactly those of one process (records in input order, key for key).
 
-Workers are spawned (never forked: the parent may hold torch's threads), each builds one
-:class:`~featcli.run.image.Runner` and talks to the parent over its own pipe (no lock shared between
-workers, so a worker killed in the middle of a message harms no other): the parent hands it one part at a
-time, it sends back each image's record as soon as it has one, and, before it makes or publishes a file,
-the file's name (:func:`featcli.io.outputs.watch_outputs`). The parent puts the records back in input order
-and emits them. Each worker gets ``cores / N`` torch threads unless ``--threads`` says otherwise.
+Workers start from a fork server that has imported their modules, torch included, once for all of them
+(:mod:`featcli.run.zygote`; the parent itself is never forked: it may hold threads). Each builds its route's
+runner once (:func:`featcli.run.routes.make_runner`) and talks to the parent over its own pipe (no lock
+shared between workers, so a worker killed in the middle of a message harms no other): the parent hands it
+one part at a time, it sends back each image's record as soon as it has one, and, before it makes or
+publishes a file, the file's name (:func:`featcli.io.outputs.watch_outputs`). The parent puts the records
+back in input order and emits them. Each worker gets ``cores / N`` torch threads unless ``--threads`` says
+otherwise.
 
 A worker that dies (SIGKILL, the OOM killer, a crash in a decoder) does not end the batch. The parent
 removes what it left for the images without a record: temp files, and files it had announced as being
@@ -67,8 +69,10 @@ def shard_range(count: int, i: int, n: int) -> range:
 
 
 def _parts(todo: range, processes: int, batch_size: int) -> list[range]:
-    """Consecutive parts small enough to balance the workers, big enough to fill their batches."""
-    size = max(batch_size, min(4 * batch_size, -(-len(todo) // (4 * processes))))
+    """Consecutive parts small enough to balance the workers, big enough to fill their batches: two per
+    worker, or parts of up to 16 batches. A part costs about 0.1 CPU-s of its own (each one starts its
+    loading and encoding threads and their memory cold), about three 640x640 images' worth."""
+    size = max(batch_size, min(16 * batch_size, -(-len(todo) // (2 * processes))))
     return [range(a, min(a + size, todo.stop)) for a in range(todo.start, todo.stop, size)]
 
 
@@ -115,7 +119,7 @@ def _worker(cfg: RunConfig, paths: Sequence[str], opts: dict[str, Any], conn: An
         send("record", rec.index, rec.path, rec.status, rec.data, rec.error)
 
     try:
-        runner = make_runner(cfg, batch=True)
+        runner = make_runner(cfg, batch=True)  # the one place a worker builds what runs its images
         send("ready")
         with watch_outputs(lambda event, names: send(event, names)):
             while (task := conn.recv()) is not None:
@@ -180,11 +184,9 @@ class _Pool:
     """The parent's loop: hands out parts, collects records, emits them in input order, replaces workers
     that die and runs their unrecorded images again."""
 
-    def __init__(self, paths: Sequence[str], cfg: RunConfig, todo: range, chunks: list[range], processes: int,
-                 opts: dict[str, Any], emit: Callable[[Record], None], summary: Summary) -> None:
-        import multiprocessing as mp
-
-        self.ctx = mp.get_context("spawn")
+    def __init__(self, ctx: Any, paths: Sequence[str], cfg: RunConfig, todo: range, chunks: list[range],
+                 processes: int, opts: dict[str, Any], emit: Callable[[Record], None], summary: Summary) -> None:
+        self.ctx = ctx  #: the multiprocessing context the workers start from
         self.paths, self.cfg, self.opts, self.emit, self.summary = list(paths), cfg, opts, emit, summary
         self.size = min(processes, len(chunks))
         self.pending: deque[tuple[range, int]] = deque((c, 1) for c in chunks)
@@ -348,22 +350,25 @@ def run_processes(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Recor
     if cfg.threads is None:
         cfg = dataclasses.replace(cfg, threads=max(1, (os.cpu_count() or 1) // processes))
     from featcli.run.routes import make_runner
+    from featcli.run.zygote import preload, worker_context, workers_engine
 
-    make_runner(cfg, batch=True).check_run(paths, _stems(paths))  # duplicates and inputs: refused before any work
+    runner = make_runner(cfg, batch=True)
+    runner.check_run(paths, _stems(paths))  # duplicates and inputs: refused before any work
     summary, t0 = Summary(), time.perf_counter()
     opts = {"batch_size": batch_size, "workers": workers, "skip_existing": skip_existing}
-    pool = _Pool(paths, cfg, todo, _parts(todo, processes, batch_size), processes, opts, emit, summary)
-    try:
-        pool.run()
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
+    with worker_context(preload(workers_engine(runner, [paths[i] for i in todo[:8]]))) as ctx:
+        pool = _Pool(ctx, paths, cfg, todo, _parts(todo, processes, batch_size), processes, opts, emit, summary)
         try:
-            pool.close()
-        except KeyboardInterrupt:  # a second Ctrl-C: the workers are stopped already
+            pool.run()
+        except KeyboardInterrupt:
             summary.interrupted = True
-            pool.flush(stopped=True)
-        summary.seconds = time.perf_counter() - t0
+        finally:
+            try:
+                pool.close()
+            except KeyboardInterrupt:  # a second Ctrl-C: the workers are stopped already
+                summary.interrupted = True
+                pool.flush(stopped=True)
+            summary.seconds = time.perf_counter() - t0
     return summary
 
 
