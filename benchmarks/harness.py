@@ -125,6 +125,49 @@ def run_process(cmd: list[str], cwd: Path, stdin: Path | None = None, ok_codes: 
     return Proc(float(seconds), rss, stdout, stderr)
 
 
+# CPU seconds of a command's whole process tree. The launcher makes itself the child subreaper (Linux
+# prctl), so descendants that outlive their parent (a multiprocessing fork server or resource tracker ends
+# after the command's main process) are reparented to it and waited for here; RUSAGE_CHILDREN then holds
+# every process of the tree, whoever started it. Elsewhere only the command's waited-for children count.
+_TREE_LAUNCHER = """
+import ctypes, os, resource, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+except (OSError, AttributeError):
+    pass
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status = os.waitpid(pid, 0)
+signal.alarm(60)  # an orphan that never ends would hang the suite
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+u = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {u.ru_utime + u.ru_stime}")
+"""
+
+
+def tree_cpu_seconds(cmd: list[str], cwd: Path) -> float:
+    """User + system CPU seconds of ``cmd`` and every process it started, its orphans included."""
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as err:
+        report = Path(tmp) / "report"
+        subprocess.run([sys.executable, "-S", "-c", _TREE_LAUNCHER, str(report), *cmd], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=err, cwd=cwd, env=_env(), check=False)
+        code, cpu = report.read_text().split() if report.exists() else ("-1", "0")
+        if int(code) != 0:
+            err.seek(0)
+            raise BenchError(f"exit code {code}: {subprocess.list2cmdline(cmd)[:200]}: "
+                             f"{err.read().decode(errors='replace').strip()[-300:]}")
+    return float(cpu)
+
+
 def progress(row: Row) -> Row:
     s = f"{row.seconds:.4g} s" if row.seconds is not None else row.status
     print(f"  {row.scenario:<10} {row.tool:<34} {s}", file=sys.stderr, flush=True)

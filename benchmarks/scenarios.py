@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import model_scenarios, peers, train_scenarios
+from benchmarks import model_scenarios, peers, process_scenarios, train_scenarios
 from benchmarks.harness import (
     FEATCLI,
     BenchError,
@@ -295,26 +295,6 @@ def scenario_batch(ctx: Context) -> list[Row]:
     return [fc, *cvs, one, loop, tloop]
 
 
-def scenario_processes(ctx: Context) -> list[Row]:
-    """The torch-engine batch in one process and in ``--processes 2`` (the same files and records)."""
-    s, n, out = "processes", ctx.batch_count, ctx.work / "procs"
-
-    def clean() -> None:
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir()
-
-    cmd = [*FEATCLI, "run", str(ctx.batch), *SOBEL, "maxpool:k=2", "--engine", "torch", "--out-dir", str(out), "-q"]
-    tools: list[tuple[str, list[str], dict[str, Any]]] = [
-        (f"featcli --processes {k}", [*cmd, "--processes", str(k)],
-         {"items": n, "unit": "img/s", "notes": f"{n} x 640x640 JPEGs, torch engine, a PNG per stage"})
-        for k in (1, 2)]
-    one, two = interleaved(ctx, s, tools, before=clean)
-    ratio = compare(two, one)  # seconds per image, two processes over one
-    speedup = 1 / ratio if ratio else None
-    check(two, ">= 1.7x one process", speedup, speedup >= 1.7 if speedup else None)
-    return [one, two]
-
-
 def scenario_tutorial(ctx: Context) -> list[Row]:
     import numpy as np
     import torch
@@ -365,7 +345,7 @@ def scenario_tutorial(ctx: Context) -> list[Row]:
 
 RUNNERS: dict[str, Callable[[Context], list[Row]]] = {
     "shape": scenario_shape, "sobel12mp": scenario_sobel, "grid16": scenario_grid,
-    "conv64": scenario_conv64, "batch200": scenario_batch, "processes": scenario_processes,
+    "conv64": scenario_conv64, "batch200": scenario_batch, "processes": process_scenarios.scenario_processes,
     "tutorial": scenario_tutorial, "train_digits": train_scenarios.scenario_train_digits,
     "train_orientation": train_scenarios.scenario_train_orientation,
     "model200": model_scenarios.scenario_model200,
