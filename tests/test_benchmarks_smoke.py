@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = {"shape", "sobel12mp", "grid16", "conv64", "batch200", "processes", "tutorial", "train_digits",
+SCENARIOS = {"shape", "sobel12mp", "grid16", "conv64", "batch200", "processes", "model200", "tutorial", "train_digits",
              "train_orientation"}
 
 

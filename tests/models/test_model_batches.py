@@ -83,18 +83,19 @@ def test_a_folder_gives_the_same_records_one_process_two_processes_and_two_shard
     files = sorted(p.name for p in (tmp_path / "one").iterdir())
     assert files == sorted(Path(f).name for r in ok for f in r["outputs"])
     code, procs, _ = _run([str(folder), *models[kind], *out("procs"), "--processes", "2"], tmp_path)
-    assert code == 1 and _swap(procs, "procs") == _swap(one, "one")
+    assert code == 1 and _swap(procs, tmp_path / "procs") == _swap(one, tmp_path / "one")
     shards: list[dict[str, Any]] = []
     for i in (1, 2):
         code, part, _ = _run([str(folder), *models[kind], *out("shards"), "--shard", f"{i}/2"], tmp_path)
         shards += part
-    assert _swap(shards, "shards") == _swap(one, "one")
+    assert _swap(shards, tmp_path / "shards") == _swap(one, tmp_path / "one")
     for name in ("procs", "shards"):
         assert sorted(p.name for p in (tmp_path / name).iterdir()) == files
 
 
-def _swap(records: list[dict[str, Any]], folder: str) -> str:
-    return json.dumps(records).replace(f"/{folder}/", "/X/")
+def _swap(records: list[dict[str, Any]], folder: Path) -> str:
+    """The records as text, ``folder`` (where they wrote) named ``X``."""
+    return json.dumps(records).replace(f"{folder}/", "X/")
 
 
 def test_skip_existing_resumes_a_network_batch(models: dict[str, list[str]], folder: Path, tmp_path: Path) -> None:
@@ -114,7 +115,7 @@ def test_ray_gives_the_records_of_one_process(models: dict[str, list[str]], fold
         code, ray, err = _run([str(folder), *models[kind], "--out-dir", str(tmp_path / f"{kind}-ray"), "--ray",
                                "local"], tmp_path)
         assert code == 1, err
-        assert _swap(ray, f"{kind}-ray") == _swap(one, kind)
+        assert _swap(ray, tmp_path / f"{kind}-ray") == _swap(one, tmp_path / kind)
 
 
 def test_every_option_of_run_is_declared_in_a_route_and_refused_elsewhere(
