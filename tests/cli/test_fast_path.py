@@ -67,7 +67,7 @@ def _typer(argv: list[str], stdin: str = "") -> tuple[str, str, int]:
     return res.stdout, res.stderr, res.exit_code
 
 
-@pytest.mark.parametrize("columns", [None, "160"])
+@pytest.mark.parametrize("columns", [None, "160", "80"])
 @pytest.mark.parametrize("argv", CASES, ids=[" ".join(c)[:60] for c in CASES])
 def test_fast_path_matches_typer(argv: list[str], columns: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("COLUMNS", "LINES"):
