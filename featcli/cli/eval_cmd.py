@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 @app.command(
     "eval",
     epilog="Examples:\n\n  featcli eval orientation --model edges.safetensors\n\n"
-           "  featcli eval digits --model digits.safetensors --split val --png confusion.png\n\n"
+           "  featcli eval digits --model digits.safetensors --split all --png confusion.png\n\n"
            "  featcli eval photos/ --model pets.safetensors --json",
 )
 def eval_command(
@@ -27,9 +27,10 @@ def eval_command(
              "trained.", show_default=False, metavar="DATA")],
     model: Annotated[str, typer.Option("--model", "-m", metavar="FILE", help="A featcli model file (featcli train -o).",
                                        show_default=False)],
-    split: Annotated[str, typer.Option(
-        "--split", metavar="all|val", help="all images, or val: only those the model was validated on (the "
-        "data it was trained on, with its recorded seed).")] = "all",
+    split: Annotated[str | None, typer.Option(
+        "--split", metavar="all|val", show_default=False, help="val: only the images the model was validated "
+        "on (the data it was trained on, with its recorded seed and split), the default for that data; all: "
+        "every image, the default for other data.")] = None,
     png: Annotated[str | None, typer.Option("--png", metavar="FILE", help="Also draw the confusion matrix as a PNG.",
                                             show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the --png file.")] = False,

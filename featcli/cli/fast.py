@@ -81,8 +81,8 @@ def try_shape(args: list[str]) -> bool:
     if fmt not in ("table", "json", "markdown", "csv") or opts["dtype"] not in DTYPE_BYTES:
         return False
     if input_ == "-":
-        if opts["stages"] or opts["solve"]:
-            return False
+        if opts["stages"] or opts["solve"] or fmt not in ("table", "json") or opts["dtype"] != "float32":
+            return False  # refused by the command
         _guarded(_serve, opts)
         return True  # pragma: no cover - _guarded exits
     from featcli.errors import FeatcliError

@@ -59,10 +59,11 @@ def check_inputs(inputs: list[str], *, kernels_dir: str | None = None) -> None:
 
 def check_stages(stages: list[str]) -> None:
     """``conv out=5`` (a space instead of ':') -> say ``conv:out=5``."""
-    for prev, tok in zip(stages, stages[1:], strict=False):
-        if _KEY_VALUE.match(tok) and ":" not in tok.partition("=")[0]:
-            sep = "," if ":" in prev else ":"
-            raise UsageError(f"{tok!r} is a key of the stage before it: write {prev}{sep}{tok} (no space)")
+    from featcli.stages.spec import split_key_hint
+
+    hint = split_key_hint(stages)
+    if hint is not None:
+        raise UsageError(hint)
 
 
 def check_stdin(inputs: list[str]) -> None:

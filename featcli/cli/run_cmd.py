@@ -98,7 +98,8 @@ def run_command(
         "--stages", help="Stages to draw/save: last, all, 1,3 or 2-4 (default: last for -o, all otherwise).",
         rich_help_panel=_O)] = None,
     save: Annotated[str | None, typer.Option(
-        "--save", help="Raw float32 NCHW tensors: .npz or .pt (every stage by name), .npy (one stage).",
+        "--save", help="Raw float32 NCHW tensors: .npz or .pt (every stage by name; with --model, the layers "
+        "--layers picks, by default the last), .npy (one stage or layer).",
         rich_help_panel=_O)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs (never an input).",
                                         rich_help_panel=_O)] = False,

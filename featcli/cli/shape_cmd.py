@@ -101,6 +101,12 @@ def shape_command(
     if input_ == "-":
         if stages or solve:
             raise UsageError("with INPUT '-', stages and --solve go on the stdin lines, not the command line")
+        ignored = [name for name, given in ((f"--format {fmt}", fmt not in ("table", "json")), ("--code", code),
+                                            ("--sizes", sizes is not None), (f"--dtype {dtype}", dtype != "float32"))
+                   if given]
+        if ignored:
+            raise UsageError(f"with INPUT '-', each line is answered as one JSON object (docs/shape.md); "
+                             f"{', '.join(ignored)} cannot apply: leave {'them' if len(ignored) > 1 else 'it'} out")
         if serve(sys.stdin, sys.stdout, inputs, kernels_dir=kernels_dir):
             raise typer.Exit(1)
         return

@@ -161,7 +161,8 @@ def print_shape_report(con: Console, report: ShapeReport, *, total: str = "total
     long stage specs are elided so numbers stay whole. ``total``: the totals row's name.
     """
     table = shape_table(report, total=total)
-    if con.is_terminal or "COLUMNS" in os.environ:
+    sized = con.is_terminal or "COLUMNS" in os.environ
+    if sized:
         if _width(con, table) > con.width:
             bare = shape_table(report, formulas=False, total=total)
             spare = con.width - _width(con, bare)
@@ -183,12 +184,28 @@ def print_shape_report(con: Console, report: ShapeReport, *, total: str = "total
             con.print(table, highlight=False, markup=False)
         finally:
             con.width = before
+    lines = shape_notes(report)
     if memory is not None:
         from featcli.cli.formats import memory_line
 
-        con.print(memory_line(memory), soft_wrap=True)
-    for line in shape_notes(report):
-        con.print(line, highlight=False, markup=False, soft_wrap=True)
+        lines = [memory_line(memory), *lines]
+    for line in lines:
+        con.print(_fill(line, con.width) if sized else line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _fill(line: str, width: int) -> str:
+    """A memory or note line wrapped at word breaks to ``width`` (a terminal's), continued 2 spaces in.
+
+    >>> print(_fill("note: stage 1 conv: W: 1 column dropped", 22))
+    note: stage 1 conv: W:
+      1 column dropped
+    """
+    import textwrap
+
+    if len(line) <= width:
+        return line
+    return "\n".join(textwrap.wrap(line, width=max(width, 20), subsequent_indent="  ", break_long_words=False,
+                                   break_on_hyphens=False))
 
 
 def _num(v: float, scale: float = 0.0) -> str:

@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import os
 import pickle
+import re
 import signal
 import time
 import uuid
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from featcli.errors import UsageError
+from featcli.io.fdfilter import dropping_lines
 from featcli.io.outputs import resolve_taken, uninterrupted
 from featcli.run.batch import Record, Summary, run_batch
 from featcli.run.config import RunConfig
@@ -49,6 +51,10 @@ __all__ = ["RAY_MISSING", "connect", "run_ray"]
 RAY_MISSING = "--ray needs the ray extra: pip install 'featcli[ray]'"
 #: A test hook: ``MARKER:N`` kills the first worker that has emitted N records and can create MARKER.
 KILL_HOOK = "FEATCLI_RAY_KILL_AFTER"
+#: Ray's core worker logs this for every Ray Data actor pool (its actors restart, their arguments are in the
+#: object store), from C++ straight to the driver's stderr: the one line of Ray's that is dropped there.
+RESTART_NOTE = re.compile(rb"\[[^\]\n]*\] core_worker\.cc:\d+: Actor with class name: .* has constructor "
+                          rb"arguments in the object store and max_restarts > 0\b")
 
 
 def _import_ray() -> Any:
@@ -296,6 +302,8 @@ def run_ray(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], No
     order = _InOrder([], emit, summary)
     rows: Any = None
     started = connect(address)
+    quiet = contextlib.ExitStack()  # from here (Ray's processes are started) to its shutdown
+    quiet.enter_context(dropping_lines(RESTART_NOTE, hold=b"["))
     ctx = ray.data.DataContext.get_current()
     saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start)
     try:
@@ -328,6 +336,7 @@ def run_ray(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], No
             if started:
                 _quiet_ray_generators()
                 ray.shutdown()
+            quiet.close()
             if summary.interrupted:
                 order.flush(stopped=True)
                 _remove_unrecorded(cfg, paths, order.unrecorded())

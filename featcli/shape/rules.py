@@ -297,11 +297,7 @@ def prelu(st: WalkState, stage: Stage) -> Row:
     if n not in (1, c):
         raise Refusal(f"{n} slopes for {c} channels; PReLU takes 1 or one per channel")
     row = Row(out=st.shape, resolved=stage.params)
-    row.params = n
-    total = 1
-    for d in st.shape:
-        total *= d
-    row.macs = total
+    row.params = n  # MACs stay 0: an activation (docs/shape.md, "Columns and conventions")
     row.config = {"n": n, **({"w": sp.weights} if sp.weights else {"init": sp.init})}
     return row
 

@@ -27,7 +27,7 @@ from featcli.shape.fast.kept import Kept
 from featcli.shape.infer import apply_target, infer
 from featcli.shape.inputs import resolve_input
 from featcli.stages.grammar import clean_message, looks_like_shape, parse_input_shape, parse_size
-from featcli.stages.spec import Stage, parse_stage
+from featcli.stages.spec import Stage, parse_stage, split_key_hint
 from featcli.stages.stacks import expand
 
 if TYPE_CHECKING:
@@ -93,6 +93,9 @@ def query(inputs: InputResolver, input_text: str, stage_texts: Sequence[str], *,
         ShapeError, KernelError, ImageLoadError: a stack torch would refuse, an unknown kernel, a bad image.
     """
     shape, source = inputs(input_text)
+    hint = split_key_hint(stage_texts)
+    if hint is not None:
+        raise SpecError(hint)
     stages = [parse_stage(t, i) for i, t in enumerate(expand(stage_texts), 1)]
     if solve is not None:
         stages = apply_target(stages, parse_size(solve.removeprefix("out="), key="--solve"))
@@ -266,7 +269,8 @@ def serve(stdin: IO[Any], stdout: IO[str], inputs: InputResolver | None = None, 
                     answered.keep(key, text)
             except FeatcliError as exc:
                 failed += 1
-                answers.append(out.error(clean_message(str(exc)), lineno))
+                hint = split_key_hint(tokens[1:]) if isinstance(exc, SpecError) else None
+                answers.append(out.error(clean_message(hint or str(exc)), lineno))
             except Exception as exc:  # noqa: BLE001 - one line's failure must not lose the other lines' answers
                 failed += 1
                 answers.append(out.error(clean_message(_internal(exc)), lineno))

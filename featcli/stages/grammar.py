@@ -225,6 +225,32 @@ def looks_like_shape(text: str) -> bool:
     return bool(_SHAPEISH_RE.fullmatch(text.strip().lower())) and any(c.isdigit() for c in text)
 
 
+#: channel counts of images (gray, RGB, RGBA): a 3-D input with one of these in a spatial place is suspect
+_IMAGE_CHANNELS = (1, 3, 4)
+
+
+def _check_layout(text: str, dims: list[int]) -> None:
+    """Refuse a 3-D input that reads as CxHxW but was surely meant otherwise, suggesting what was meant.
+
+    ``224x224x3`` is HxWxC (channels last, as PIL and numpy hold images) and ``1x3x32`` is NxCxH with W left
+    out; written with all four sizes, any shape is taken as it is.
+
+    >>> _check_layout("224x224x3", [224, 224, 3])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    featcli.errors.SpecError: input '224x224x3' looks like HxWxC (channels last); ... write 1x3x224x224 ...
+    """
+    a, b, c = dims
+    if c in _IMAGE_CHANNELS and a >= 16 and b >= 16:
+        raise SpecError(f"input {shorten(text)} looks like HxWxC (channels last); featcli reads CxHxW, so it would "
+                        f"be {a} channels of {b}x{c}: for one {a}x{b} image of {c} channel{'s' * (c > 1)} "
+                        f"write 1x{c}x{a}x{b} "
+                        f"(or 1x{a}x{b}x{c} to keep {a} channels)")
+    if a == 1 and b in _IMAGE_CHANNELS and c > 4:
+        raise SpecError(f"input {shorten(text)} is CxHxW, 1 channel of {b}x{c} pixels; if you meant N=1, C={b} "
+                        f"and a {c}x{c} image, write 1x{b}x{c}x{c} (NxCxHxW; or 1x1x{b}x{c} to keep 1 channel)")
+
+
 @functools.lru_cache(maxsize=1024)
 def parse_input_shape(text: str) -> tuple[int, int, int, int]:
     """``NxCxHxW`` -> ``(N, C, H, W)``; ``CxHxW`` -> ``(1, C, H, W)``; ``HxW`` -> ``(1, 1, H, W)``.
@@ -238,6 +264,8 @@ def parse_input_shape(text: str) -> tuple[int, int, int, int]:
     if _PLAIN_SHAPE_RE.fullmatch(text):  # the common spelling, 1x3x224x224: plain digits, checked at once
         dims = [int(x) for x in text.split("x")]
         if 1 <= min(dims) and max(dims) <= MAX_INT:
+            if len(dims) == 3:
+                _check_layout(text, dims)
             full = [1] * (4 - len(dims)) + dims
             return (full[0], full[1], full[2], full[3])
     t = re.sub(r"\s+", "", text.lower())
@@ -254,6 +282,8 @@ def parse_input_shape(text: str) -> tuple[int, int, int, int]:
     dims = [int(x.lstrip("0") or "0") for x in parts]
     if min(dims) < 1:
         raise SpecError(f"input {shorten(text)}: every size must be at least 1")
+    if len(dims) == 3:
+        _check_layout(text, dims)
     full = [1] * (4 - len(dims)) + dims
     return (full[0], full[1], full[2], full[3])
 

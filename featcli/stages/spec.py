@@ -14,6 +14,7 @@ field names of the parsed parameters (:mod:`featcli.stages.params`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import re
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from featcli.errors import SpecError
 from featcli.stages.grammar import is_redacted, redacted, shorten, split_top_level
 from featcli.stages.params import BranchSpec, Params
-from featcli.stages.registry import REGISTRY, Op, OpDef, lookup, valid_ops
+from featcli.stages.registry import COMMON_KEY_ALIASES, REGISTRY, Op, OpDef, lookup, valid_ops
 
 #: How deep side branches may nest (``add:a(add:b(...))``): deeper is not a network, and the parser and the
 #: walk recurse once per level (500 levels were a RecursionError that lost a whole ``shape -`` batch).
@@ -90,6 +91,68 @@ def _bare_value_hint(d: OpDef, item: str, last: tuple[str, str] | None) -> str:
     return ""
 
 
+def _key_hint(d: OpDef, key: str, value: str) -> str:
+    """A misspelt key -> `` (did you mean s=2 (stride)?)``: the closest canonical key or alias of ``d``."""
+    if not d.keys or is_redacted() or len(key) > 30:
+        return ""
+    names = {**{k: k for k in d.keys}, **{a: d.canonical_key(a) for a in _aliases(d)}}
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if not close:
+        return ""
+    canon, shown = names[close[0]], _written(value.strip()[:20])
+    alias = "" if canon == close[0] else f" ({close[0]})"
+    return f" (did you mean {canon}={shown}{alias}?)"
+
+
+def _aliases(d: OpDef) -> list[str]:
+    """The key aliases that ``d`` accepts (its own and the common ones that name one of its keys)."""
+    return [a for a in (*d.key_aliases, *COMMON_KEY_ALIASES) if d.canonical_key(a) in d.keys]
+
+
+def stage_hint(text: str) -> str | None:
+    """What a refused stage was probably meant to be, or None: ``conv:k=3;s=2`` -> keys are separated by
+    ``,``; ``"conv:k=3"`` -> quotes are shell syntax (a ``featcli shape -`` line or a stack file has no shell).
+
+    >>> stage_hint("conv:k=3;s=2")
+    "keys are separated by ',', not ';': write conv:k=3,s=2"
+    """
+    text = text.strip()
+    if ";" in text:
+        fixed = text.replace(";", ",")
+        if _parses(fixed):
+            return f"keys are separated by ',', not ';': write {_written(fixed)}"
+    bare = text.strip("'\"")
+    if bare != text and bare and _parses(bare):
+        return ("quotes are shell syntax, not part of a stage (lines read by featcli have no shell): "
+                f"write {_written(bare)}")
+    return None
+
+
+def _written(text: str) -> str:
+    """A suggested spelling as a message shows it: as it is when short and printable, else :func:`shorten`."""
+    return text if len(text) <= 200 and text.isprintable() and not is_redacted() else shorten(text, 200)
+
+
+def _parses(text: str) -> bool:
+    try:
+        _parse_cached(text)
+    except SpecError:
+        return False
+    return True
+
+
+def split_key_hint(texts: Sequence[str]) -> str | None:
+    """``conv k=3`` (a space for ``:``) -> the message that says ``conv:k=3``, or None."""
+    for prev, tok in zip(texts, texts[1:], strict=False):
+        if _KEY_VALUE_RE.match(tok) and ":" not in tok.partition("=")[0] and "(" not in prev and ")" not in tok:
+            sep = "," if ":" in prev else ":"
+            return f"{shorten(tok)} is a key of the stage before it: write {_written(prev + sep + tok)} (no space)"
+    return None
+
+
+_KEY_VALUE_RE = re.compile(r"^[A-Za-z_]\w*=")
+
+
 def _items(d: OpDef, body: str) -> dict[str, str]:
     items: dict[str, str] = {}
     last: tuple[str, str] | None = None
@@ -105,7 +168,7 @@ def _items(d: OpDef, body: str) -> dict[str, str]:
         canon = d.canonical_key(key)
         if canon not in d.keys:
             known = f"valid keys: {', '.join(d.keys)}" if d.keys else "it takes no keys"
-            raise SpecError(f"unknown key {shorten(key)} for {d.name}; {known}")
+            raise SpecError(f"unknown key {shorten(key)} for {d.name}{_key_hint(d, key, value)}; {known}")
         if canon in items:
             raise SpecError(f"key {shorten(canon)} given twice")
         value = value.strip()
@@ -262,7 +325,8 @@ def parse_stage(text: str, index: int | None = None) -> Stage:
         if isinstance(text, SourcedText):
             raise _origin_error(text) from None
         where = f"stage {index} " if index is not None else "stage "
-        raise SpecError(f"{where}{shorten(text.strip(), 200)}: {exc.message}") from None
+        hint = stage_hint(text)
+        raise SpecError(f"{where}{shorten(text.strip(), 200)}: {hint or exc.message}") from None
 
 
 def parse_stages(texts: Sequence[str]) -> list[Stage]:

@@ -2,7 +2,8 @@
 
 The data is loaded as the model was trained (its loading options, resized to its input size); a folder's
 class sub-folders are matched to the model's classes by name. ``split="val"`` evaluates only the images the
-model was validated on, when DATA is the built-in set it was trained on (its recorded seed and split).
+model was validated on, when DATA is the built-in set it was trained on (its recorded seed and split);
+``split=None`` (the command's default) picks ``"val"`` then, and ``"all"`` for any other data.
 """
 
 from __future__ import annotations
@@ -74,7 +75,14 @@ def load_for(model: OpenedModel, spec: str) -> Dataset:
     return data
 
 
-def evaluate(model: OpenedModel, data: Dataset, *, split: str = "all", batch_size: int = 256) -> Evaluation:
+def default_split(model: OpenedModel, data: Dataset) -> str:
+    """``"val"`` when ``data`` is what ``model`` was trained on with a validation split, else ``"all"``: an
+    evaluation never scores training images unless asked to (``--split all``)."""
+    rec = model.meta.training
+    return "val" if rec.get("data") == data.name and rec.get("val_split") else "all"
+
+
+def evaluate(model: OpenedModel, data: Dataset, *, split: str | None = None, batch_size: int = 256) -> Evaluation:
     """Run ``model`` on every image of ``data`` (or its validation split) and count the answers."""
     import torch
 
@@ -84,6 +92,8 @@ def evaluate(model: OpenedModel, data: Dataset, *, split: str = "all", batch_siz
     index = {c: i for i, c in enumerate(model.classes)}
     y = torch.as_tensor([index[data.classes[int(v)]] for v in data.y], dtype=torch.int64)
     x = data.x
+    if split is None:
+        split = default_split(model, data)
     if split == "val":
         rec = model.meta.training
         if rec.get("data") != data.name or not rec.get("val_split"):

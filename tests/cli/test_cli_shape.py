@@ -159,7 +159,19 @@ def test_stdin_answers_each_query_before_the_next_arrives() -> None:
     (["1x3x64x64", "pool:k=2"], 2, "unknown op 'pool'; valid ops: conv, convt, maxpool, avgpool"),
     (["1x3x64x64", "conv:q=2"], 2, "valid keys: out, k, s, p, d, g, bias, pm, w, mode"),
     (["1x3x64x64", "conv:k=3x"], 2, "k='3x': expected N or HxW"),
-    (["1x3x64", "conv", "conv:k=0"], 2, "stage 2 'conv:k=0'"),
+    (["3x64x64", "conv", "conv:k=0"], 2, "stage 2 'conv:k=0'"),
+    # hints: what a refused input or stage was meant to be
+    (["224x224x3", "conv"], 2, "'224x224x3' looks like HxWxC (channels last); featcli reads CxHxW"),
+    (["224x224x3"], 2, "write 1x3x224x224 (or 1x224x224x3 to keep 224 channels)"),
+    (["1x3x32", "conv"], 2, "'1x3x32' is CxHxW, 1 channel of 3x32 pixels; if you meant N=1, C=3 and a 32x32 "
+                            "image, write 1x3x32x32"),
+    (["1x3x8x8", "conv", "k=3"], 2, "'k=3' is a key of the stage before it: write conv:k=3 (no space)"),
+    (["1x3x8x8", "conv:k=3;s=2"], 2, "keys are separated by ',', not ';': write conv:k=3,s=2"),
+    (["1x3x8x8", "conv:k=3,strde=2"], 2, "unknown key 'strde' for conv (did you mean s=2 (stride)?)"),
+    (["1x3x8x8", "maxpool:k=2,kernal=2"], 2, "(did you mean k=2 (kernel)?)"),
+    (["-", "--format", "csv"], 2, "with INPUT '-', each line is answered as one JSON object (docs/shape.md); "
+                                  "--format csv cannot apply"),
+    (["-", "--dtype", "float16", "--code"], 2, "--code, --dtype float16 cannot apply: leave them out"),
     (["1x3x64x64x2", "conv"], 2, "expected NxCxHxW, CxHxW or HxW"),
     (["1x3x5x5", "conv:k=7"], 1, "stage 1 'conv:k=7': kernel 7x7 is larger than the input 5x5"),
     (["1x3x8x8", "conv:g=2"], 1, "in channels 3 not divisible by groups g=2"),
@@ -237,8 +249,8 @@ def test_table_fits_the_terminal(runner: CliRunner, golden, monkeypatch: pytest.
     res = shape(runner, *GOLDEN_STACKS[name])
     assert res.exit_code == 0, res.output
     golden(f"shape/{name}_{columns}", res.stdout)
-    table = res.stdout.split("\nmemory (")[0].split("\nnote:")[0].split("\n  options")[0]
-    assert max(len(line.rstrip()) for line in table.splitlines()) <= columns
+    # the table and the memory and note lines under it: all within the terminal's width
+    assert max(len(line.rstrip()) for line in res.stdout.splitlines()) <= columns
     # numbers and shapes are whole: every stage's output shape appears intact on its row
     assert "1x5x642x320" in res.stdout or name != "tutorial"
 
@@ -304,3 +316,27 @@ def test_stdin_lines_take_branches_and_stacks() -> None:
     answers = [json.loads(line) for line in out.getvalue().splitlines()]
     assert answers[0]["output"] == [1, 16, 32, 32] and answers[1]["params"] == 11_689_512
     assert "no tensor is saved as 'a'" in answers[2]["error"]
+
+
+def test_stdin_lines_get_the_hints_of_the_command_line() -> None:
+    """A ``shape -`` line has no shell: quotes stay in the tokens, and a space splits a stage from its keys."""
+    from featcli.shape.service import serve
+
+    lines = b'1x3x8x8 "conv:k=3" relu\n1x3x8x8 conv k=3\n1x3x8x8 \'maxpool:k=2\'\n1x3x8x8 conv:k=3\n'
+    out = io.StringIO()
+    assert serve(io.BytesIO(lines), out) == 3
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert "quotes are shell syntax, not part of a stage" in answers[0]["error"]
+    assert answers[0]["error"].endswith("write conv:k=3")
+    assert answers[1]["error"] == "'k=3' is a key of the stage before it: write conv:k=3 (no space)"
+    assert answers[2]["error"].endswith("write maxpool:k=2")
+    assert answers[3]["output"] == [1, 3, 6, 6]
+
+
+def test_a_three_d_input_that_is_not_suspect_is_taken_as_chw(runner: CliRunner) -> None:
+    """Only HxWxC-looking and NxCxH-looking 3-D inputs are refused; written with four sizes, any is taken."""
+    for text, want in (("3x64x64", [1, 3, 64, 64]), ("1x224x224x3", [1, 224, 224, 3]), ("8x8x3", [1, 8, 8, 3]),
+                       ("1x1x3x32", [1, 1, 3, 32])):
+        res = shape(runner, text, "--json")
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["input"] == want

@@ -75,3 +75,12 @@ def test_a_file_named_like_a_sample_wins(runner: CliRunner, tmp_path: Path, monk
     Image.new("RGB", (7, 5)).save(tmp_path / "sample:shapes", format="PNG")  # a real file with that name
     res = runner.invoke(app, ["info", "sample:shapes", "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["width"] == 7
+
+
+def test_run_help_says_which_tensors_save_keeps_for_a_network() -> None:
+    """``--save`` keeps every stage of a stack, but only the layers ``--layers`` picks of a ``--model``."""
+    import typer
+
+    run = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    save = next(p for p in run.params if p.name == "save")
+    assert "with --model, the layers --layers picks" in (save.help or "")

@@ -33,3 +33,29 @@ def test_ray_data_generators_collected_after_ray_stopped_print_nothing(
     gc.collect()
     assert seen == ["Ray is gone"]  # only the other one reaches the hook there was
     assert capsys.readouterr().err == ""
+
+
+#: the line Ray 2.60's core worker writes on the driver's stderr for every Ray Data actor pool (issue #26)
+_RAY_LINE = (b"[2026-12-07 05:56:34,868 E 14520 14520] core_worker.cc:2465: Actor with class name: "
+             b"'MapWorker(MapBatches(_PartRunner))' and ID: '04ef89a164fa9026d84a19f401000000' has constructor "
+             b"arguments in the object store and max_restarts > 0. If the arguments in the object store go out of "
+             b"scope or are lost, the actor restart will fail. See https://github.com/ray-project/ray/issues/53727 "
+             b"for more details.\n")
+
+
+def test_only_rays_restart_note_is_dropped_from_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    """Native code writes to descriptor 2 past Python: the filter drops that one line and forwards the rest."""
+    from featcli.io.fdfilter import dropping_lines
+    from featcli.run.distributed import RESTART_NOTE
+
+    with dropping_lines(RESTART_NOTE, hold=b"["):
+        os.write(2, b"before\n[2026-12-07 05:56:34,868 E 1 1] core_worker.cc:99: another Ray error\n")
+        os.write(2, _RAY_LINE[:40])  # a line arrives in pieces
+        os.write(2, _RAY_LINE[40:] + b"progress \r")
+        os.write(2, b"featcli: error: one line\n")
+        os.write(2, b"[partial at the end")
+    os.write(2, b"\nafter\n")
+    err = capfd.readouterr().err
+    assert err == ("before\n[2026-12-07 05:56:34,868 E 1 1] core_worker.cc:99: another Ray error\nprogress \r"
+                   "featcli: error: one line\n[partial at the end\nafter\n")
+    assert RESTART_NOTE.match(_RAY_LINE)

@@ -417,3 +417,13 @@ def test_input_shape_fast_spelling_agrees_with_the_general_parser(text: str) -> 
         assert got == general(text)
     else:
         assert got == general(text) or got is SpecError
+
+
+def test_activations_count_no_macs_prelu_included() -> None:
+    """docs/shape.md: activations count 0 MACs (fvcore's convention); prelu's slopes are parameters only."""
+    from featcli.shape.service import InputResolver, query
+
+    for stage in ("relu", "prelu", "prelu:n=1", "leakyrelu", "sigmoid"):
+        report = query(InputResolver(), "1x4x8x8", [stage])
+        assert report.macs == 0, stage
+    assert query(InputResolver(), "1x4x8x8", ["prelu"]).params == 4

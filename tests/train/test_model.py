@@ -159,6 +159,20 @@ def test_eval_counts_per_class(trained_model: Path, tmp_path: Path, runner: CliR
     assert res.exit_code == 0 and "accuracy" in res.stdout and "0 vertical" in res.stdout
 
 
+def test_eval_scores_the_validation_split_by_default(trained_model: Path, runner: CliRunner) -> None:
+    """On the data the model was trained on, eval leaves the training images out unless --split all asks."""
+    model = str(trained_model)
+    res = runner.invoke(app, ["eval", "orientation", "--model", model, "--json"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout)
+    assert rec["split"] == "val" and rec["images"] == 480
+    res = runner.invoke(app, ["eval", "orientation", "--model", model, "--json", "--split", "all"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["split"] == "all" and json.loads(res.stdout)["images"] == 2400
+    res = runner.invoke(app, ["eval", "orientation", "--model", model])
+    assert res.exit_code == 0 and "orientation: 480 images (val)" in res.stdout
+
+
 def test_eval_refuses_data_of_another_shape(trained_model: Path, runner: CliRunner) -> None:
     model = str(trained_model)
     res = runner.invoke(app, ["eval", "digits", "--model", model])
