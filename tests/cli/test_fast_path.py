@@ -39,7 +39,8 @@ CASES = [
     ["1x3xAx4", "conv:k=3"], ["1x3x4x4", "conv:q=3"], ["1x3x4x4", "nosuchop"], [*T, "--format", "yaml"],
     [*T, "--dtype", "int8"], [*T, "--solve", "3x3"], [*T, "--jsn"], [*T, "--json", "--json"], [*T, "--format"],
     [*T, "--json=1"], [], ["-"], ["-", "conv:k=3"], ["-", "--format", "csv"], ["-", "--dtype=float16"],
-    ["224x224x3", "conv:k=3"], ["1x3x32", "conv"], ["1x3x8x8", "conv", "k=3"], ["1x3x8x8", "conv:k=3,strde=2"], [*T, "--", "x"], [*T, "-x"], ["1x3x4x4", "@nosuch"],
+    ["224x224x3", "conv:k=3"], ["1x3x32", "conv"], ["1x3x8x8", "conv", "k=3"], ["1x3x8x8", "conv:k=3,strde=2"],
+    [*T, "--", "x"], [*T, "-x"], ["1x3x4x4", "@nosuch"],
     # help and options the fast path leaves to Typer
     ["--help"], [*T, "-h"], [*T, "--code"], [*T, "--sizes", "8-40"], [SAMPLE, "--channels", "gray", "conv:k=3"],
     ["é", "conv:k=3"], ["1x3x8x8", "conv:k=3,w=é"],
