@@ -19,7 +19,7 @@ from featcli.cli.options import (
     ScaleOpt,
     ThreadsOpt,
 )
-from featcli.enums import Alpha, Channels, Engine, KernelMode, Norm, PaddingMode, Scale, Stream
+from featcli.enums import Alpha, Engine, KernelMode, Norm, PaddingMode, Scale, Stream
 from featcli.io.modelfile import MAX_SEED
 from featcli.run.routes import STAGE_NAMES
 
@@ -174,7 +174,7 @@ def run_command(
                                              rich_help_panel=_M)] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
-    channels: ChannelsOpt = Channels.RGB,
+    channels: ChannelsOpt = None,
     alpha: AlphaOpt = Alpha.DROP,
     background: BackgroundOpt = "white",
     scale: ScaleOpt = Scale.UNIT,
