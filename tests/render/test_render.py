@@ -170,13 +170,13 @@ def test_norms() -> None:
     spiky[5, 5] = 1000.0
     tiles = [Tile("small", small, "s1"), Tile("big", big, "s1"), Tile("spiky", spiky, "s2")]
     by_norm = {norm: scales(render_grid(tiles, GridOptions(norm=norm))) for norm in Norm}
-    # One colormap for the grid: "spiky" is signed, so every map is on a zero-centred diverging scale.
+    # A colormap per map: only "spiky" is signed, so only it is on a zero-centred diverging scale.
     assert by_norm[Norm.PER_MAP] == [
-        ["small", "RdBu_r", -1.0, 1.0],
-        ["big", "RdBu_r", -10.0, 10.0],
+        ["small", "viridis", 0.0, 1.0],
+        ["big", "viridis", 0.0, 10.0],
         ["spiky", "RdBu_r", -1000.0, 1000.0],
     ]
-    assert by_norm[Norm.STAGE][:2] == [["small", "RdBu_r", -10.0, 10.0], ["big", "RdBu_r", -10.0, 10.0]]
+    assert by_norm[Norm.STAGE][:2] == [["small", "viridis", 0.0, 10.0], ["big", "viridis", 0.0, 10.0]]
     unsigned = {norm: scales(render_grid(tiles[:2], GridOptions(norm=norm))) for norm in Norm}
     assert unsigned[Norm.PER_MAP] == [["small", "viridis", 0.0, 1.0], ["big", "viridis", 0.0, 10.0]]
     assert unsigned[Norm.STAGE] == [["small", "viridis", 0.0, 10.0], ["big", "viridis", 0.0, 10.0]]
