@@ -129,7 +129,7 @@ def render_grid(
     for k, (p, sc) in enumerate(zip(preps, scale_of, strict=True), start=first):
         _draw_tile(pt, lay.origin(k), lay.cell[0], p, sc, sizes[k], opts.colorbar and not shared)
     _draw_footer(pt, lay, scale_of[0] if opts.colorbar and shared else None, dropped,
-                 scale_caption(opts, scale_of, preps, shared) if opts.colorbar else None)
+                 scale_caption(opts, scale_of, preps, shared) if opts.colorbar else None, opts.max_maps)
 
     image = pt.image()
     if img is not None:
@@ -192,23 +192,37 @@ def render_map(data: Any, options: GridOptions | None = None, vrange: tuple[floa
     return image
 
 
-def _select(tiles: Sequence[Tile], max_maps: int) -> tuple[list[Tile], dict[str | None, int]]:
-    """Keep at most ``max_maps`` tiles, sharing the quota fairly between stages, in the original order."""
+def _select(tiles: Sequence[Tile], max_maps: int) -> tuple[list[Tile], dict[str | None, tuple[int, int]]]:
+    """Keep at most ``max_maps`` tiles, the first ``k`` of each stage for one ``k`` (the largest that fits), in
+    the original order; and per stage that lost maps, ``(left out, of)``.
+
+    One ``k`` for every stage keeps a channel's maps in one column and gives no stage more rows than another;
+    a stage with fewer than ``k`` maps keeps all of them.
+
+    >>> kept, dropped = _select([Tile(str(i), None, "ab"[i > 2]) for i in range(10)], 6)
+    >>> [t.label for t in kept], dropped
+    (['0', '1', '2', '3', '4', '5'], {'b': (4, 7)})
+    """
     if len(tiles) <= max_maps:
         return list(tiles), {}
     counts: dict[str | None, int] = {}
     for t in tiles:
         counts[t.stage] = counts.get(t.stage, 0) + 1
-    quota, left = {}, max_maps
-    for i, (stage, count) in enumerate(sorted(counts.items(), key=lambda kv: kv[1])):
-        quota[stage] = min(count, left // (len(counts) - i))
-        left -= quota[stage]
+    k = 1
+    while k < max(counts.values()) and sum(min(c, k + 1) for c in counts.values()) <= max_maps:
+        k += 1
+    if sum(min(c, k) for c in counts.values()) > max_maps:  # more stages than max_maps: the first stages' maps
+        budget, quota = max_maps, {}
+        for stage in counts:
+            quota[stage], budget = min(1, budget), budget - min(1, budget)
+    else:
+        quota = {stage: min(c, k) for stage, c in counts.items()}
     kept, seen = [], dict.fromkeys(counts, 0)
     for t in tiles:
         if seen[t.stage] < quota[t.stage]:
             kept.append(t)
         seen[t.stage] += 1
-    return kept, {s: counts[s] - quota[s] for s in counts if counts[s] > quota[s]}
+    return kept, {s: (counts[s] - quota[s], counts[s]) for s in counts if counts[s] > quota[s]}
 
 
 def _as_image(image: Any) -> ByteArray:
@@ -283,8 +297,21 @@ def percent(share: float) -> str:
     return f"{share * 100:.2g}%" if share == 0 or share >= 0.001 else "<0.1%"
 
 
-def _draw_footer(pt: Painter, lay: Layout, shared: Scale | None, dropped: Mapping[str | None, int],
-                 caption: str | None) -> None:
+def left_out_note(dropped: Mapping[str | None, tuple[int, int]], max_maps: int) -> str:
+    """What the grid left out, e.g. ``+ 20 more maps not shown (--max-maps 32, the first 6 of each stage):
+    s4 10 of 16, s5 10 of 16``."""
+    more = sum(d for d, _ in dropped.values())
+    head = f"+ {more} more map{'s' if more != 1 else ''} not shown (--max-maps {max_maps}"
+    detail = ", ".join(f"{s} {d} of {c}" for s, (d, c) in dropped.items() if s is not None)
+    if not detail:
+        return head + ")"
+    shown = {c - d for d, c in dropped.values()}
+    each = f", the first {shown.pop()} of each stage" if len(shown) == 1 and len(dropped) > 1 else ""
+    return f"{head}{each}): {detail}"
+
+
+def _draw_footer(pt: Painter, lay: Layout, shared: Scale | None, dropped: Mapping[str | None, tuple[int, int]],
+                 caption: str | None, max_maps: int) -> None:
     """The grid's one colorbar (when every tile shares it), what the colour scales are, and the count of maps
     left out."""
     width = lay.size[0] - 2 * lay.pad
@@ -298,10 +325,7 @@ def _draw_footer(pt: Painter, lay: Layout, shared: Scale | None, dropped: Mappin
         pt.text((lay.pad, y), caption, width, small=True)
         y += pt.line2
     if dropped:
-        more = sum(dropped.values())
-        detail = ", ".join(f"{s}: {c}" for s, c in dropped.items() if s is not None)
-        note = f"+ {more} more map{'s' if more != 1 else ''} not shown" + (f" ({detail})" if detail else "")
-        pt.text((lay.pad, y), note, width, small=True)
+        pt.text((lay.pad, y), left_out_note(dropped, max_maps), width, small=True)
 
 
 def upscale(idx: ByteArray, size: tuple[int, int]) -> ByteArray:
