@@ -92,7 +92,7 @@ def loading_notes(r: dict[str, Any], opts: LoadOptions) -> list[str]:
 
     >>> from featcli.io.images import LoadOptions
     >>> loading_notes({"mode": "LA", "orientation": 1, "width": 4, "height": 4,
-    ...                "tensor": {"shape": [1, 3, 4, 4]}}, LoadOptions())
+    ...                "tensor": {"shape": [1, 3, 4, 4]}}, LoadOptions(channels=Channels.RGB))
     ['alpha dropped (see --alpha)', '1 channel repeated to RGB (see --channels)']
     """
     mode = r["mode"]
