@@ -37,7 +37,7 @@ def info_command(
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in sub-folders too.")] = False,
     from_file: Annotated[str | None, typer.Option(
         "--from-file", help="Also read image paths, one a line, from this file ('-' = stdin).")] = None,
-    channels: ChannelsOpt = Channels.RGB,
+    channels: ChannelsOpt = None,
     alpha: AlphaOpt = Alpha.DROP,
     background: BackgroundOpt = "white",
     scale: ScaleOpt = Scale.UNIT,
@@ -85,7 +85,6 @@ def info_command(
 
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-_ONE_CHANNEL = {"1", "L", "LA", "La", "I", "F"}
 
 
 def loading_notes(r: dict[str, Any], opts: LoadOptions) -> list[str]:
@@ -93,7 +92,7 @@ def loading_notes(r: dict[str, Any], opts: LoadOptions) -> list[str]:
 
     >>> from featcli.io.images import LoadOptions
     >>> loading_notes({"mode": "LA", "orientation": 1, "width": 4, "height": 4,
-    ...                "tensor": {"shape": [1, 3, 4, 4]}}, LoadOptions())
+    ...                "tensor": {"shape": [1, 3, 4, 4]}}, LoadOptions(channels=Channels.RGB))
     ['alpha dropped (see --alpha)', '1 channel repeated to RGB (see --channels)']
     """
     mode = r["mode"]
@@ -104,12 +103,15 @@ def loading_notes(r: dict[str, Any], opts: LoadOptions) -> list[str]:
                       Alpha.KEEP: "alpha kept as the last channel"}[opts.alpha])
     if mode == "P":
         notes.append("palette expanded to RGB")
-    one = mode in _ONE_CHANNEL or mode.startswith("I;16")
-    if one and opts.channels is Channels.RGB:
+    from featcli.io.images import channels_for, is_gray_mode
+
+    one = is_gray_mode(mode)
+    channels = channels_for(mode, opts.channels)
+    if one and channels is Channels.RGB:
         notes.append("1 channel repeated to RGB (see --channels)")
-    elif not one and opts.channels is Channels.GRAY:
+    elif not one and channels is Channels.GRAY:
         notes.append("converted to 1 gray channel (ITU-R 601-2 luma)")
-    elif mode not in ("RGB", "RGBA", "P", "PA", "RGBX") and not one and opts.channels is Channels.RGB:
+    elif mode not in ("RGB", "RGBA", "P", "PA", "RGBX") and not one and channels is Channels.RGB:
         notes.append(f"{mode} converted to RGB")
     if r["orientation"] != 1:
         notes.append(f"turned upright (EXIF orientation {r['orientation']})")

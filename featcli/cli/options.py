@@ -20,17 +20,23 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AlphaOpt", "BackgroundOpt", "ChannelsOpt", "DeviceOpt", "FrameOpt", "KernelsDirOpt", "MaxPixelsOpt",
-    "MaxSideOpt", "ScaleOpt", "ThreadsOpt", "load_options",
+    "MaxSideOpt", "RgbChannelsOpt", "ScaleOpt", "ThreadsOpt", "load_options",
 ]
 
 # --- image loading: every command that reads images -----------------------------------------------
 _IMG = "Image loading"
 
-#: ``--channels/-c``: used by info, run, shape (an image INPUT's channel count).
+_CHANNELS_HELP = "rgb (3), gray (1, ITU-R 601 luma) or keep the source's."
+#: ``--channels/-c``: used by info, run, shape (an image INPUT's channel count; None: 1 for a gray image, else rgb).
 ChannelsOpt = Annotated[
-    Channels,
-    typer.Option("--channels", "-c", help="rgb (3), gray (1, ITU-R 601 luma) or keep the source's.",
+    Channels | None,
+    typer.Option("--channels", "-c", help=_CHANNELS_HELP, show_default="1 for gray, else rgb",
                  rich_help_panel=_IMG, case_sensitive=False),
+]
+#: ``--channels/-c`` of train (default rgb: one channel count for a folder that mixes gray and colour images).
+RgbChannelsOpt = Annotated[
+    Channels,
+    typer.Option("--channels", "-c", help=_CHANNELS_HELP, rich_help_panel=_IMG, case_sensitive=False),
 ]
 #: ``--alpha``: used by info, run, shape (``keep`` adds a channel).
 AlphaOpt = Annotated[
@@ -70,7 +76,7 @@ MaxPixelsOpt = Annotated[
 
 
 def load_options(
-    channels: Channels = Channels.RGB,
+    channels: Channels | None = None,
     alpha: Alpha = Alpha.DROP,
     background: str = "white",
     scale: Scale = Scale.UNIT,
@@ -78,7 +84,12 @@ def load_options(
     frame: int = 0,
     max_pixels: int | None = None,
 ) -> LoadOptions:
-    """Build :class:`featcli.io.images.LoadOptions` from the option values (validated there; imports PIL)."""
+    """Build :class:`featcli.io.images.LoadOptions` from the option values (validated there; imports PIL).
+
+    ``channels`` None is the default of info, run and shape: a gray image stays one channel (a blur of it
+    peaks at 1, not 3), any other becomes RGB; a network still gets what its first layer takes
+    (:func:`featcli.models.service.model_input` converts).
+    """
     from featcli.io.images import DEFAULT_MAX_PIXELS, LoadOptions
 
     return LoadOptions(

@@ -19,7 +19,7 @@ from featcli.cli.options import (
     ScaleOpt,
     ThreadsOpt,
 )
-from featcli.enums import Alpha, Channels, Engine, KernelMode, Norm, PaddingMode, Scale, Stream
+from featcli.enums import Alpha, Engine, KernelMode, Norm, PaddingMode, Scale, Stream
 from featcli.io.modelfile import MAX_SEED
 from featcli.run.routes import STAGE_NAMES
 
@@ -137,8 +137,8 @@ def run_command(
     cmap: Annotated[str | None, typer.Option(
         "--cmap", help="Matplotlib colormap (default: RdBu_r for signed maps, viridis otherwise).",
         rich_help_panel=_G)] = None,
-    max_maps: Annotated[int, typer.Option("--max-maps", min=1, help="At most this many tiles in a grid.",
-                                          rich_help_panel=_G)] = 64,
+    max_maps: Annotated[int, typer.Option("--max-maps", min=1, help="At most this many tiles in a grid, the same "
+                                          "number from each stage.", rich_help_panel=_G)] = 32,
     tile_px: Annotated[int, typer.Option("--tile-px", min=16, max=4096, help="Longest side of a grid tile.",
                                          rich_help_panel=_G)] = 256,
     reduce: Annotated[str, typer.Option(
@@ -175,7 +175,7 @@ def run_command(
                                              rich_help_panel=_M)] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
-    channels: ChannelsOpt = Channels.RGB,
+    channels: ChannelsOpt = None,
     alpha: AlphaOpt = Alpha.DROP,
     background: BackgroundOpt = "white",
     scale: ScaleOpt = Scale.UNIT,

@@ -12,6 +12,7 @@ from featcli.cli.base import command_line
 from featcli.cli.console import err_console, out_console, print_json
 from featcli.cli.options import given_options, load_options, max_bytes
 from featcli.cli.tables import print_run_table
+from featcli.enums import Channels
 from featcli.run.routes import LAYER_NAMES, STAGE_NAMES
 
 if TYPE_CHECKING:
@@ -74,6 +75,15 @@ def launch_run(command: Any, p: dict[str, Any]) -> None:
     _run(req, quiet=p["quiet"])
 
 
+def _channels(given: Channels | None, route: str) -> Channels | None:
+    """``--channels``: as given; by default a stage stack sees a gray image as 1 channel (None), while a network
+    without a declared input keeps getting RGB (:func:`featcli.models.service.model_input` converts for one that
+    declares its channels)."""
+    from featcli.run.routes import NETWORK
+
+    return given if given is not None or route != NETWORK else Channels.RGB
+
+
 def _config(p: dict[str, Any], route: str, stage_texts: list[str]) -> RunConfig:
     from featcli.engine.devices import cpu_without_torch, resolve_device
     from featcli.render import GridOptions, check_cmap
@@ -99,8 +109,8 @@ def _config(p: dict[str, Any], route: str, stage_texts: list[str]) -> RunConfig:
     device = p["device"]
     return RunConfig(
         stack=stack,
-        load=load_options(p["channels"], p["alpha"], p["background"], p["scale"], p["max_side"], p["frame"],
-                          p["max_pixels"]),
+        load=load_options(_channels(p["channels"], route), p["alpha"], p["background"], p["scale"], p["max_side"],
+                          p["frame"], p["max_pixels"]),
         device="cpu" if route == STACK and cpu_without_torch(device) else resolve_device(device),
         engine=p["engine"], threads=p["threads"], stream=p["stream"], seed=p["seed"],
         max_bytes=max_bytes(p["max_memory"]), kernels_dir=p["kernels_dir"], allow_torchscript=p["trust_torchscript"],

@@ -21,7 +21,7 @@ from featcli.cli.options import (
     MaxSideOpt,
     load_options,
 )
-from featcli.enums import Alpha, Channels
+from featcli.enums import Alpha
 from featcli.errors import ShapeError, UsageError
 from featcli.stages.registry import keys_help, valid_ops
 
@@ -81,7 +81,7 @@ def shape_command(
         "--solve", metavar="HxW", show_default=False,
         help="Wanted output size of the one stage with p=? or op=? (same as writing p=?HxW).")] = None,
     kernels_dir: KernelsDirOpt = None,
-    channels: ChannelsOpt = Channels.RGB,
+    channels: ChannelsOpt = None,
     alpha: AlphaOpt = Alpha.DROP,
     max_side: MaxSideOpt = None,
     frame: FrameOpt = 0,

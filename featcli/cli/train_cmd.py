@@ -11,10 +11,10 @@ from featcli.cli.console import err_console, out_console, print_json
 from featcli.cli.options import (
     AlphaOpt,
     BackgroundOpt,
-    ChannelsOpt,
     DeviceOpt,
     MaxMemoryOpt,
     MaxPixelsOpt,
+    RgbChannelsOpt,
     ScaleOpt,
     max_bytes,
 )
@@ -77,7 +77,7 @@ def train_command(
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1, max=MAX_THREADS, help="CPU threads for torch (default: 1 for small networks, where more "
         "threads cost more than they save; else all cores).", rich_help_panel="Compute", show_default=False)] = None,
-    channels: ChannelsOpt = Channels.RGB,
+    channels: RgbChannelsOpt = Channels.RGB,
     alpha: AlphaOpt = Alpha.DROP,
     background: BackgroundOpt = "white",
     scale: ScaleOpt = Scale.UNIT,

@@ -1,6 +1,7 @@
 """Reading images: header probe, HWC array, NCHW float tensor.
 
-How each Pillow mode becomes the HWC array (``channels=keep``; ``rgb`` and ``gray`` convert further):
+How each Pillow mode becomes the HWC array (``channels=keep``; ``rgb`` and ``gray`` convert further; the default,
+``channels=None``, keeps a one-channel source's one channel and makes every other source RGB):
 
 =========  =========================  ==========  =====================================
 mode       HWC array                  value max   notes
@@ -65,7 +66,8 @@ _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
 class LoadOptions:
     """How an image file becomes an array and a tensor (the shared image-loading options)."""
 
-    channels: Channels = Channels.RGB
+    #: None (the default): one channel for a gray source (modes 1, L, LA, I, F, I;16), RGB for any other
+    channels: Channels | None = None
     alpha: Alpha = Alpha.DROP
     background: str = "white"
     scale: Scale = Scale.UNIT
@@ -138,15 +140,25 @@ def _orientation(img: Image.Image) -> int:
         return 1
 
 
+def is_gray_mode(mode: str) -> bool:
+    """Whether a Pillow mode has one colour channel (alpha aside)."""
+    return mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith("I;16")
+
+
+def channels_for(mode: str, channels: Channels | None) -> Channels:
+    """The conversion ``channels`` means for a source of ``mode``: ``None`` (the default) keeps a gray
+    source's one channel (``keep``) and makes anything else RGB."""
+    return channels if channels is not None else Channels.KEEP if is_gray_mode(mode) else Channels.RGB
+
+
 def _channel_count(mode: str, opts: LoadOptions) -> tuple[int, bool]:
     """(colour channel count, has alpha) for a source mode under the options."""
     has_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa")
-    colour = {"1": 1, "L": 1, "LA": 1, "La": 1, "I": 1, "F": 1, "CMYK": 4}.get(mode, 3)
-    if mode.startswith("I;16"):
-        colour = 1
-    if opts.channels is Channels.RGB:
+    colour = 1 if is_gray_mode(mode) else 4 if mode == "CMYK" else 3
+    channels = channels_for(mode, opts.channels)
+    if channels is Channels.RGB:
         colour = 3
-    elif opts.channels is Channels.GRAY:
+    elif channels is Channels.GRAY:
         colour = 1
     return colour, has_alpha
 
@@ -189,7 +201,7 @@ def _read(path: str | os.PathLike[str], opts: LoadOptions, *, decode: bool, fast
             orientation = 1 if png else _orientation(img)  # TIFF: before the decode closes the file
             guard.what = "image data"
             if decode:
-                if (fast and not opts.frame and orientation == 1 and (mode, opts.channels) in _FAST
+                if (fast and not opts.frame and orientation == 1 and (mode, channels_for(mode, opts.channels)) in _FAST
                         and _out_size(size, 1, opts.max_side) == size):
                     pixels = fast_decode(img, source, mode)
                 if opts.max_side and img.format == "JPEG":
@@ -304,7 +316,7 @@ def _convert(img: Image.Image, header: ImageHeader, opts: LoadOptions) -> Loaded
                 alpha_arr = np.asarray(img.getchannel("A"))
             img = img.convert("RGB" if img.mode == "RGBA" else "L")
 
-    arr, value_max, names = _colour_array(img, opts.channels)
+    arr, value_max, names = _colour_array(img, channels_for(header.mode, opts.channels))
     if alpha_arr is not None:
         arr = np.concatenate([arr, alpha_arr[:, :, None]], axis=2)
         names = (*names, "A")

@@ -2,7 +2,7 @@
 
 A grid is an 8-bit palette image. Its palette holds a grey ramp for the white margins and antialiased
 text (entries ``0 .. N_GREY-1``), one "bad value" colour for NaN/Inf (``BAD``), and from ``FIRST`` one
-lookup table per colormap in use (diverging for signed maps, sequential for non-negative ones). The
+lookup table per colormap in use (diverging for signed maps, sequential for non-negative ones, chosen per map). The
 tables come from the shipped colormaps (:mod:`featcli.render.cmaps`); matplotlib is imported only for a
 colormap that is not shipped.
 """
@@ -82,23 +82,26 @@ def scales(preps: Sequence[Prepared], options: GridOptions) -> list[Scale]:
 
     Round-off is not drawn: a value within ``NOISE`` of its stage's reference (the largest ``|v|`` of the
     stage, of the stages before it and of its tiles' ``ref``) counts as 0, and a map whose values all lie
-    within that distance of one value is flat. The colormap is chosen once for all maps: diverging when
-    any map has a negative value beyond round-off (or ``norm`` is ``symmetric``), else sequential.
+    within that distance of one value is flat. The colormap is chosen per map (per stage under ``stage``):
+    diverging, symmetric about 0, for a map with a negative value beyond round-off (or every map when
+    ``norm`` is ``symmetric``), else sequential, so a non-negative map (after ReLU, abs, a blur) never gets
+    negative ticks because another map is signed.
     """
     norm = options.norm
     tol = _tolerances(preps)
     clean = [_clean(p.lo, p.hi, tol[p.stage]) for p in preps]
-    signed = norm is Norm.SYMMETRIC or any(lo < 0 for lo, _ in clean)
     groups: dict[str | None, tuple[float, float]] = {}
     for p, (lo, hi) in zip(preps, clean, strict=True):
         g_lo, g_hi = groups.get(p.stage, (math.inf, -math.inf))
         groups[p.stage] = (min(g_lo, lo), max(g_hi, hi)) if math.isfinite(lo) else (g_lo, g_hi)
     out = []
     for p, (lo, hi) in zip(preps, clean, strict=True):
+        g_signed = norm is Norm.SYMMETRIC or groups[p.stage][0] < 0
         if norm is Norm.STAGE or (math.isfinite(lo) and lo == hi):  # a flat map: its value on its stage's scale
-            sc = _scale(*groups[p.stage], signed, options)
+            sc = _scale(*groups[p.stage], g_signed, options)
             out.append(sc if norm is Norm.STAGE else dataclasses.replace(sc, value=lo))
             continue
+        signed = norm is Norm.SYMMETRIC or lo < 0
         if norm is Norm.PERCENTILE and p.pct is not None:
             lo, hi = _clean(*p.pct, tol[p.stage])
         out.append(_scale(lo, hi, signed, options))

@@ -100,7 +100,7 @@ def render_grid(
     tile_px = opts.tile_px
     for _ in range(8):  # shrink the tiles until the grid fits in max_side
         sizes = [display_size(s, tile_px) for s in shapes]
-        lay = layout(sizes, font_px(opts, tile_px), opts, False, bool(dropped), groups, img is not None)
+        lay = layout(sizes, font_px(opts, tile_px), opts, False, 1 + bool(dropped), groups, img is not None)
         over = max(lay.size) / opts.max_side
         if over <= 1 or tile_px == 16:
             break
@@ -110,7 +110,8 @@ def render_grid(
     scale_of = scales(preps, opts)
     shared = len(shapes) > 1 and len({(s.cmap, s.vmin, s.vmax, s.value) for s in scale_of}) == 1
     fs = font_px(opts, tile_px)
-    lay = layout(sizes, fs, opts, shared, bool(dropped), groups, img is not None)
+    notes = int(opts.colorbar and not shared) + bool(dropped)
+    lay = layout(sizes, fs, opts, shared, notes, groups, img is not None)
     title, tsize = opts.title, round(fs * 1.35)
     if title:  # one line: the canvas may widen up to a 16:9 slide for it, then the middle is cut
         w, h = lay.size
@@ -127,7 +128,8 @@ def render_grid(
         _draw_caption(pt, lay.origin(0), lay.cell[0], input_label, size_text(img.shape[0], img.shape[1]))
     for k, (p, sc) in enumerate(zip(preps, scale_of, strict=True), start=first):
         _draw_tile(pt, lay.origin(k), lay.cell[0], p, sc, sizes[k], opts.colorbar and not shared)
-    _draw_footer(pt, lay, scale_of[0] if opts.colorbar and shared else None, dropped)
+    _draw_footer(pt, lay, scale_of[0] if opts.colorbar and shared else None, dropped,
+                 scale_caption(opts, scale_of, preps, shared) if opts.colorbar else None, opts.max_maps)
 
     image = pt.image()
     if img is not None:
@@ -171,7 +173,8 @@ def render_map(data: Any, options: GridOptions | None = None, vrange: tuple[floa
     else:
         lo, hi, nonfinite = finite_range(a)
     pct = percentiles(a, opts.percentile, lo, nonfinite) if opts.norm is Norm.PERCENTILE else None
-    sc = scales([Prepared("map", None, (a.shape[0], a.shape[1]), lo, hi, nonfinite, a[:0, :0], pct)], opts)[0]
+    sc = scales([Prepared("map", None, (a.shape[0], a.shape[1]), lo, hi, nonfinite, a[:0, :0], pct and pct[:2])],
+                opts)[0]
     out = np.empty(a.shape, np.uint8)
 
     def band(r0: int, r1: int) -> None:  # cache-sized bands, on threads for a big map
@@ -189,23 +192,37 @@ def render_map(data: Any, options: GridOptions | None = None, vrange: tuple[floa
     return image
 
 
-def _select(tiles: Sequence[Tile], max_maps: int) -> tuple[list[Tile], dict[str | None, int]]:
-    """Keep at most ``max_maps`` tiles, sharing the quota fairly between stages, in the original order."""
+def _select(tiles: Sequence[Tile], max_maps: int) -> tuple[list[Tile], dict[str | None, tuple[int, int]]]:
+    """Keep at most ``max_maps`` tiles, the first ``k`` of each stage for one ``k`` (the largest that fits), in
+    the original order; and per stage that lost maps, ``(left out, of)``.
+
+    One ``k`` for every stage keeps a channel's maps in one column and gives no stage more rows than another;
+    a stage with fewer than ``k`` maps keeps all of them.
+
+    >>> kept, dropped = _select([Tile(str(i), None, "ab"[i > 2]) for i in range(10)], 6)
+    >>> [t.label for t in kept], dropped
+    (['0', '1', '2', '3', '4', '5'], {'b': (4, 7)})
+    """
     if len(tiles) <= max_maps:
         return list(tiles), {}
     counts: dict[str | None, int] = {}
     for t in tiles:
         counts[t.stage] = counts.get(t.stage, 0) + 1
-    quota, left = {}, max_maps
-    for i, (stage, count) in enumerate(sorted(counts.items(), key=lambda kv: kv[1])):
-        quota[stage] = min(count, left // (len(counts) - i))
-        left -= quota[stage]
+    k = 1
+    while k < max(counts.values()) and sum(min(c, k + 1) for c in counts.values()) <= max_maps:
+        k += 1
+    if sum(min(c, k) for c in counts.values()) > max_maps:  # more stages than max_maps: the first stages' maps
+        budget, quota = max_maps, {}
+        for stage in counts:
+            quota[stage], budget = min(1, budget), budget - min(1, budget)
+    else:
+        quota = {stage: min(c, k) for stage, c in counts.items()}
     kept, seen = [], dict.fromkeys(counts, 0)
     for t in tiles:
         if seen[t.stage] < quota[t.stage]:
             kept.append(t)
         seen[t.stage] += 1
-    return kept, {s: counts[s] - quota[s] for s in counts if counts[s] > quota[s]}
+    return kept, {s: (counts[s] - quota[s], counts[s]) for s in counts if counts[s] > quota[s]}
 
 
 def _as_image(image: Any) -> ByteArray:
@@ -256,20 +273,59 @@ def _draw_tile(
         pt.colorbar(origin[0] + (cell_w - bw) // 2, ty + dh + 4, bw, max(6, pt.fs2 // 2), sc, 7)
 
 
-def _draw_footer(pt: Painter, lay: Layout, shared: Scale | None, dropped: Mapping[str | None, int]) -> None:
-    """The grid's one colorbar (when every tile shares it) and the count of maps left out."""
+def scale_caption(opts: GridOptions, scale_of: Sequence[Scale], preps: Sequence[Prepared], shared: bool) -> str:
+    """The grid's line saying which colour scales it uses, e.g. ``each map its own scale (--norm per-map);
+    RdBu_r: signed, 0 at centre; viridis: non-negative``."""
+    norm = opts.norm
+    how = {Norm.PER_MAP: "each map its own scale", Norm.STAGE: "one scale per stage",
+           Norm.SYMMETRIC: "each map its own scale, ±max|v|",
+           Norm.PERCENTILE: f"each map to its P{opts.percentile:g}"}[norm]
+    if shared:
+        how = "one scale for all maps"
+    div = sorted({s.cmap for s in scale_of if s.diverging})
+    seq = sorted({s.cmap for s in scale_of if not s.diverging})
+    kinds = ([f"{', '.join(div)}: signed, 0 at centre"] if div else []) + (
+        [f"{', '.join(seq)}: non-negative"] if seq else [])
+    if norm is Norm.PERCENTILE:
+        share = sum(p.clipped for p in preps) / max(1, len(preps))
+        how += f", {percent(share)} beyond it in the end colours"
+    return f"{how} (--norm {norm}); {'; '.join(kinds)}"
+
+
+def percent(share: float) -> str:
+    """``0.0123`` -> ``"1.2%"``; a share above 0 never reads 0%."""
+    return f"{share * 100:.2g}%" if share == 0 or share >= 0.001 else "<0.1%"
+
+
+def left_out_note(dropped: Mapping[str | None, tuple[int, int]], max_maps: int) -> str:
+    """What the grid left out, e.g. ``+ 20 more maps not shown (--max-maps 32, the first 6 of each stage):
+    s4 10 of 16, s5 10 of 16``."""
+    more = sum(d for d, _ in dropped.values())
+    head = f"+ {more} more map{'s' if more != 1 else ''} not shown (--max-maps {max_maps}"
+    detail = ", ".join(f"{s} {d} of {c}" for s, (d, c) in dropped.items() if s is not None)
+    if not detail:
+        return head + ")"
+    shown = {c - d for d, c in dropped.values()}
+    each = f", the first {shown.pop()} of each stage" if len(shown) == 1 and len(dropped) > 1 else ""
+    return f"{head}{each}): {detail}"
+
+
+def _draw_footer(pt: Painter, lay: Layout, shared: Scale | None, dropped: Mapping[str | None, tuple[int, int]],
+                 caption: str | None, max_maps: int) -> None:
+    """The grid's one colorbar (when every tile shares it), what the colour scales are, and the count of maps
+    left out."""
     width = lay.size[0] - 2 * lay.pad
     y = lay.size[1] - lay.pad - lay.foot
     if shared is not None:
         bw = min(width, 512)
-        pt.text((lay.pad, y), f"colour scale of all maps: {shared.cmap}", width, small=True)
+        pt.text((lay.pad, y), caption or f"colour scale of all maps: {shared.cmap}", width, small=True)
         pt.colorbar((lay.size[0] - bw) // 2, y + pt.line2 + 2, bw, max(8, pt.fs2), shared, 11)
         y += lay.foot - (pt.line2 if dropped else 0)
+    elif caption:
+        pt.text((lay.pad, y), caption, width, small=True)
+        y += pt.line2
     if dropped:
-        more = sum(dropped.values())
-        detail = ", ".join(f"{s}: {c}" for s, c in dropped.items() if s is not None)
-        note = f"+ {more} more map{'s' if more != 1 else ''} not shown" + (f" ({detail})" if detail else "")
-        pt.text((lay.pad, y), note, width, small=True)
+        pt.text((lay.pad, y), left_out_note(dropped, max_maps), width, small=True)
 
 
 def upscale(idx: ByteArray, size: tuple[int, int]) -> ByteArray:

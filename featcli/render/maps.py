@@ -39,6 +39,7 @@ class Prepared:
     small: FloatArray  # the display-size map (reduced by options.reduce), non-finite where its block was
     pct: tuple[float, float] | None  # Norm.PERCENTILE limits: (P(100-p), P(p)), or ±P(|v|) if signed
     ref: float | None = None  # Tile.ref: the magnitude round-off is measured against
+    clipped: float = 0.0  # Norm.PERCENTILE: the share of (sampled) finite values beyond ``pct``
 
 
 def as_map(data: Any, label: str) -> FloatArray:
@@ -75,9 +76,10 @@ def finite_range(a: FloatArray) -> tuple[float, float, bool]:
     return float(finite.min()), float(finite.max()), True
 
 
-def percentiles(a: FloatArray, p: float, lo: float, nonfinite: bool) -> tuple[float, float] | None:
+def percentiles(a: FloatArray, p: float, lo: float, nonfinite: bool) -> tuple[float, float, float] | None:
     """Robust limits from a regular grid of about ``_SAMPLE`` pixels: ``±P_p(|v|)`` for a signed map
-    (``lo < 0``), else ``(P_100-p, P_p)``; ``None`` when they would be empty or degenerate."""
+    (``lo < 0``), else ``(P_100-p, P_p)``, and the share of the sample beyond them (drawn in the end colours);
+    ``None`` when they would be empty or degenerate."""
     step = max(1, math.ceil(math.sqrt(a.size / _SAMPLE)))
     s = a[::step, ::step].ravel()
     if nonfinite:
@@ -86,9 +88,10 @@ def percentiles(a: FloatArray, p: float, lo: float, nonfinite: bool) -> tuple[fl
         return None
     if lo < 0:
         mag = float(np.percentile(np.abs(s), p))
-        return (-mag, mag) if mag > 0 else None
+        return (-mag, mag, float(np.count_nonzero(np.abs(s) > mag)) / s.size) if mag > 0 else None
     low, high = (float(v) for v in np.percentile(s, [100.0 - p, p]))
-    return (low, high) if high > low else None
+    share = float(np.count_nonzero(s > high) + np.count_nonzero(s < low)) / s.size
+    return (low, high, share) if high > low else None
 
 
 def display_size(shape: tuple[int, ...], tile_px: int) -> tuple[int, int]:
@@ -142,4 +145,5 @@ def _prepare(tile: Tile, tile_px: int, options: GridOptions) -> Prepared:
                     if peak
                     else np.asarray(Image.fromarray(small).resize((dw, dh), Image.Resampling.BOX))
                 )
-    return Prepared(tile.label, tile.stage, full, lo, hi, nonfinite, small, pct, tile.ref)
+    return Prepared(tile.label, tile.stage, full, lo, hi, nonfinite, small, pct and pct[:2], tile.ref,
+                    pct[2] if pct else 0.0)

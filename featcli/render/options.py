@@ -58,12 +58,12 @@ class GridOptions:
         norm: ``per-map`` (each map its own range), ``stage`` (one range per ``Tile.stage``, over the
             maps shown), ``symmetric`` (every map on a zero-centred diverging scale, ``±max|v|``), ``percentile``
             (each map's range clipped to the ``percentile``; signed maps to ``±P(|v|)``).
-        cmap: one matplotlib colormap for every map; ``None`` picks ``diverging`` for every map of a grid
-            when any of its maps has negative values (beyond round-off; limits symmetric about zero), else
-            ``sequential``. One choice for the whole grid, so a colour means the same in every tile: a
-            channel's conv, relu and pool tiles are comparable, and one slightly negative map does not
-            switch its stage to another colormap.
-        max_maps: at most this many tiles; the grid says how many were left out.
+        cmap: one matplotlib colormap for every map; ``None`` picks ``diverging`` (limits symmetric about
+            zero) for a map with negative values beyond round-off and ``sequential`` for a non-negative one (after
+            ReLU, abs, a blur), per map (per stage under ``stage``): a non-negative map never shows negative
+            ticks because another map of the grid is signed. The grid says under it which scales it uses.
+        max_maps: at most this many tiles (the default 32 keeps a grid readable on a slide), the same number
+            from each stage (its first ones; a stage with fewer keeps all); the grid says what was left out.
         tile_px: longest side of a displayed tile (maps are box-averaged down or repeated up to it).
         columns: grid columns; ``None`` chooses them so the picture is close to a 4:3 .. 16:9 landscape
             slide. Tiles of different ``Tile.stage`` start a new row each (one row per stage, so one
@@ -91,7 +91,7 @@ class GridOptions:
 
     norm: Norm = Norm.PER_MAP
     cmap: str | None = None
-    max_maps: int = 64
+    max_maps: int = 32
     tile_px: int = 256
     columns: int | None = None
     title: str | None = None

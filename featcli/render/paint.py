@@ -287,7 +287,7 @@ def layout(
     fs: int,
     options: GridOptions,
     shared: bool,
-    footer: bool,
+    footer: int,
     groups: Sequence[int] = (),
     input_tile: bool = False,
 ) -> Layout:
@@ -300,8 +300,8 @@ def layout(
     stages run left to right instead. The number of columns
     is ``options.columns`` or the one that brings the picture closest to a 4:3 .. 16:9 landscape.
 
-    ``shared``: one colorbar for the whole grid (in the footer) instead of one per tile; ``footer``: a
-    line saying how many maps were left out.
+    ``shared``: one colorbar for the whole grid (in the footer) instead of one per tile; ``footer``: how
+    many note lines follow (what the colour scales are, how many maps were left out).
     """
     n = len(sizes)
     groups = list(groups) or [n - input_tile]
@@ -313,7 +313,7 @@ def layout(
     cell_h = line + line2 + 2 + tile_h + (6 + max(6, fs2 // 2) + tick_length(fs2) + 1 + line2 if bar else 0)
     top = round(fs * 1.35 * 1.3) + fs // 2 if options.title else 0
     bar_foot = 2 * line2 + max(8, fs2) + tick_length(fs2) + 2 + fs // 2
-    foot = (bar_foot if options.colorbar and shared else 0) + (line2 if footer else 0)
+    foot = (bar_foot if options.colorbar and shared else 0) + line2 * int(footer)
     pad = max(8, fs)
 
     def make(places: list[tuple[int, int]]) -> Layout:

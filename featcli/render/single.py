@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from featcli.enums import Norm
 from featcli.errors import UsageError
 from featcli.render.colour import BAD, quantize, scales
-from featcli.render.grid import render_map, upscale
+from featcli.render.grid import percent, render_map, upscale
 from featcli.render.maps import display_size, prepare_all
 from featcli.render.options import GridOptions, Tile
 
@@ -110,7 +111,7 @@ def render_single(tile: Tile, options: GridOptions | None = None) -> Image.Image
     y_bar = y_map + dh + 8
     pt.colorbar(pad + (width - bar_w) // 2, y_bar, bar_w, bar_h, sc, 11)
     note_y = y_bar + bar_h + tick_length(pt.fs2) + 4 + pt.line2
-    pt.text((pad + (width - bar_w) // 2, note_y), _scale_note(sc, opts), bar_w, small=True)
+    pt.text((pad + (width - bar_w) // 2, note_y), _scale_note(sc, opts, p.clipped), bar_w, small=True)
 
     image = pt.image()
     lo, hi = sc.limits
@@ -127,11 +128,15 @@ def render_single(tile: Tile, options: GridOptions | None = None) -> Image.Image
     return image
 
 
-def _scale_note(sc: Any, opts: GridOptions) -> str:
-    """The line under the colour bar: the colormap and what its ends mean."""
+def _scale_note(sc: Any, opts: GridOptions, clipped: float = 0.0) -> str:
+    """The line under the colour bar: the colormap, what its ends mean and, for ``percentile``, the share of
+    values beyond them."""
     from featcli.render.paint import fmt
 
     if sc.flat:
         return f"colormap {sc.cmap}: the map has one value"
     ends = f"±{fmt(sc.vmax)}" if sc.diverging else f"{fmt(sc.vmin)} … {fmt(sc.vmax)}"
+    if opts.norm is Norm.PERCENTILE:
+        share = percent(clipped)
+        return f"colormap {sc.cmap}, scale {ends} = P{opts.percentile:g} of the map, {share} of values beyond it"
     return f"colormap {sc.cmap}, {opts.norm} scale {ends}" + (" (0 is the centre colour)" if sc.diverging else "")

@@ -24,7 +24,7 @@ from featcli.engine.loop import StageResult, compile_stages, execute
 from featcli.engine.plan import Plan, Planner, PlanOptions
 from featcli.enums import Stream
 from featcli.errors import FeatcliError, about
-from featcli.io.images import LoadedImage, load_image
+from featcli.io.images import LoadedImage, channels_for, load_image
 from featcli.io.outputs import InputSet
 from featcli.run.config import ImageOutcome, RunConfig
 from featcli.run.destinations import Destinations, check_destinations, check_run, destinations
@@ -218,8 +218,8 @@ class Runner:
         hh, ww = plan.report.input[2:]
         if (w, h) == (ww, hh):
             return []
-        return [f"{image.header.path} ({w}x{h}) resized to {hh}x{ww} ({self.cfg.load.channels.value}), the model's "
-                "input"]
+        channels = channels_for(image.header.mode, self.cfg.load.channels).value
+        return [f"{image.header.path} ({w}x{h}) resized to {hh}x{ww} ({channels}), the model's input"]
 
     def process(self, path: str, *, stem: str | None = None, n: int = 0) -> ImageOutcome:
         """Load ``path``, run the stack on it and write the requested outputs.

@@ -164,12 +164,15 @@ def folder(root: str, *, size: tuple[int, int] | None = None, load: LoadOptions 
     import torch
 
     from featcli.engine.numpy_backend import HWC
+    from featcli.enums import Channels
     from featcli.io.images import LoadOptions, load_image, probe
 
     base = Path(root)
     classes = sorted(d.name for d in base.iterdir() if d.is_dir() and not d.name.startswith("."))
     listed = [(i, p) for i, name in enumerate(classes) for p in _files(base / name)]
     opts = load or LoadOptions()
+    if opts.channels is None:  # one channel count for every image: a folder may mix gray and colour ones
+        opts = dataclasses.replace(opts, channels=Channels.RGB)
     skipped: list[str] = []
     if size is None:  # the first readable image's size
         for _, p in listed:
@@ -204,6 +207,7 @@ def folder(root: str, *, size: tuple[int, int] | None = None, load: LoadOptions 
         classes = [classes[i] for i in used]
     x = torch.from_numpy(np.stack(arrays))
     y = torch.as_tensor(labels, dtype=torch.int64)
-    loading = {"channels": opts.channels.value, "alpha": opts.alpha.value, "background": opts.background,
+    loading = {"channels": (opts.channels or Channels.RGB).value, "alpha": opts.alpha.value,
+               "background": opts.background,
                "scale": opts.scale.value}
     return Dataset(root, x, y, tuple(classes), loading, tuple(skipped))

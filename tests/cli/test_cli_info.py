@@ -117,7 +117,7 @@ def test_version(runner: CliRunner) -> None:
 @pytest.mark.parametrize(("sample", "args", "note"), [
     ("rgba_badge", [], "alpha dropped (see --alpha)"),
     ("rgba_badge", ["--alpha", "composite"], "alpha blended over white (see --alpha)"),
-    ("gray_rings", [], "1 channel repeated to RGB (see --channels)"),
+    ("gray_rings", ["--channels", "rgb"], "1 channel repeated to RGB (see --channels)"),
     ("photo", ["--channels", "gray"], "converted to 1 gray channel (ITU-R 601-2 luma)"),
     ("photo", ["--max-side", "160"], "resized from 320x240 to 160x120 (see --max-side)"),
 ])

@@ -87,6 +87,8 @@ def _expected_pixels(img: Image.Image) -> np.ndarray | None:
         return np.asarray(img).astype(np.uint16)[:, :, None]
     if img.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
         return None
+    if img.mode in ("1", "L", "LA"):  # the default keeps a gray image's one channel
+        return np.asarray(ImageOps.exif_transpose(img).convert("L"))[:, :, None]
     return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 
 
@@ -307,7 +309,7 @@ def test_non_utf8_file_names(tmp_path: Path) -> None:
     good = tmp_path / name
     Image.new("L", (4, 3)).save(good, format="PNG")
     loaded = load_image(good)
-    assert loaded.array.shape == (3, 4, 3)
+    assert loaded.array.shape == (3, 4, 1)
     assert loaded.path.endswith("caf\ufffd-\ufffd.png") and loaded.path.encode("utf-8")
     bad = tmp_path / os.fsdecode(b"bad-\xff.png")
     bad.write_bytes(good.read_bytes()[:40])

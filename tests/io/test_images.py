@@ -34,16 +34,18 @@ def _save(tmp_path: Path, img: Image.Image, name: str, **kw: object) -> Path:
     ("mode", "keep_channels"),
     [("1", 1), ("L", 1), ("LA", 1), ("P", 3), ("RGB", 3), ("RGBA", 3), ("CMYK", 4), ("I;16", 1), ("I", 1), ("F", 1)],
 )
-@pytest.mark.parametrize("channels", list(Channels))
+@pytest.mark.parametrize("channels", [*Channels, None])
 def test_every_mode_loads_with_predicted_shape(
-    tmp_path: Path, mode: str, keep_channels: int, channels: Channels
+    tmp_path: Path, mode: str, keep_channels: int, channels: Channels | None
 ) -> None:
     img = Image.fromarray(_rgb()).convert(mode)
     ext = {"CMYK": "tif", "I;16": "png", "I": "tif", "F": "tif"}.get(mode, "png")
     path = _save(tmp_path, img, f"a.{ext}")
     opts = LoadOptions(channels=channels)
     loaded = load_image(path, opts)
-    expect_c = {Channels.RGB: 3, Channels.GRAY: 1, Channels.KEEP: keep_channels}[channels]
+    # the default (None): a gray source stays one channel, any other becomes RGB
+    expect_c = {Channels.RGB: 3, Channels.GRAY: 1, Channels.KEEP: keep_channels,
+                None: 1 if keep_channels == 1 else 3}[channels]
     assert loaded.array.shape == (6, 7, expect_c)
     assert probe(path, opts).tensor_shape == (1, expect_c, 6, 7)
     t = to_tensor(loaded)
@@ -259,8 +261,8 @@ def test_decompression_bomb_and_override(tmp_path: Path) -> None:
         load_image(path, LoadOptions(max_pixels=5000))
     with pytest.raises(ImageLoadError, match="decompression-bomb"):
         probe(path, LoadOptions(max_pixels=5000))
-    assert load_image(path, LoadOptions(max_pixels=0)).array.shape == (100, 100, 3)
-    assert load_image(path, LoadOptions(max_pixels=20_000)).array.shape == (100, 100, 3)
+    assert load_image(path, LoadOptions(max_pixels=0)).array.shape == (100, 100, 1)
+    assert load_image(path, LoadOptions(max_pixels=20_000)).array.shape == (100, 100, 1)
 
 
 def test_zero_size_image(tmp_path: Path) -> None:

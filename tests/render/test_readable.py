@@ -3,7 +3,9 @@ maps, one row per stage on a landscape slide, sizes as WxH, labelled single maps
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Iterator
 
 import matplotlib
@@ -77,8 +79,9 @@ def smooth(h: int = 60, w: int = 80, lo: float = 0.0, hi: float = 5.0) -> np.nda
 # ---------------------------------------------------------------------------------------- colours
 
 
-def test_one_colormap_for_every_tile_of_a_grid() -> None:
-    """A mostly positive stage with one slightly negative map, then a relu stage: all tiles one colormap."""
+def test_signed_tiles_diverge_and_non_negative_tiles_are_sequential() -> None:
+    """Issue 26: a non-negative map (a relu, a positive stage's map) gets a sequential colormap even when
+    another tile of the grid is signed: no negative ticks on a map that has none."""
     pos, neg = smooth(lo=0.5, hi=5.0), smooth(lo=-0.05, hi=5.0)
     tiles = [
         Tile("s1 a", pos, "s1"),
@@ -87,16 +90,41 @@ def test_one_colormap_for_every_tile_of_a_grid() -> None:
         Tile("s2 relu b", np.maximum(neg, 0), "s2"),
     ]
     image = render_grid(tiles, GridOptions(tile_px=80, colorbar=False))
-    diverging = lut_rgb("RdBu_r")
     boxes = tile_boxes(image)
     assert len(boxes) == 4
-    for box in boxes:  # sampled tile colours all come from the one colormap
-        colours = {tuple(c) for c in tile_rgb(image, box).reshape(-1, 3)}
-        assert colours <= diverging, box
-    # Without the negative map nothing is signed: one sequential colormap for all.
-    image = render_grid([tiles[0], tiles[2]], GridOptions(tile_px=80, colorbar=False))
-    for box in tile_boxes(image):
-        assert {tuple(c) for c in tile_rgb(image, box).reshape(-1, 3)} <= lut_rgb("viridis")
+    for box, cmap in zip(boxes, ("viridis", "RdBu_r", "viridis", "viridis"), strict=True):
+        assert {tuple(c) for c in tile_rgb(image, box).reshape(-1, 3)} <= lut_rgb(cmap), box
+    assert [s[1] for s in _scales(image)] == ["viridis", "RdBu_r", "viridis", "viridis"]
+    assert min(s[2] for s in _scales(image) if s[1] == "viridis") >= 0  # no negative ticks
+    # --norm stage: one scale per stage, diverging only where the stage has a negative value.
+    image = render_grid(tiles, GridOptions(tile_px=80, colorbar=False, norm="stage"))
+    assert [s[1] for s in _scales(image)] == ["RdBu_r", "RdBu_r", "viridis", "viridis"]
+
+
+def test_the_grid_says_which_colour_scales_it_uses(drawn_text: list[str]) -> None:
+    """Issue 26: the README said "one colour scale" while the default is one per map; the picture says which."""
+    tiles = [Tile("a", smooth(lo=0.0, hi=1.0), "s1"), Tile("b", smooth(lo=-2.0, hi=3.0), "s1")]
+    render_grid(tiles, GridOptions(tile_px=200))
+    assert any(t.startswith("each map its own scale (--norm per-map); RdBu_r: signed, 0 at centre; viridis: "
+                            "non-negative") for t in drawn_text), drawn_text
+    drawn_text.clear()
+    render_grid(tiles, GridOptions(tile_px=200, norm="stage"))
+    assert any("one scale for all maps (--norm stage)" in t for t in drawn_text), drawn_text
+
+
+def test_percentile_scale_says_what_it_clips(drawn_text: list[str]) -> None:
+    """Issue 26: a zero-padding border brighter than every real edge: the percentile scale clips it and the
+    picture says what share of the values lies beyond the scale."""
+    from featcli.render import render_single
+
+    m = (np.random.default_rng(0).random((200, 200)) * 5).astype(np.float32)  # real edges: 0 .. 5
+    m[0, :], m[-1, :], m[:, 0], m[:, -1] = 8.8, 8.8, 8.8, 8.8  # the padding border: 2% of the values
+    image = render_single(Tile("s2 magnitude", m), GridOptions(norm="percentile", percentile=95))
+    assert json.loads(image.info["featcli:scales"])[0][3] < 5.0  # the border no longer sets the top colour
+    assert any(re.search(r"= P95 of the map, (9\.\d|10)% of values beyond it", t) for t in drawn_text), drawn_text
+    drawn_text.clear()
+    render_grid([Tile("a", m), Tile("b", 2 * m)], GridOptions(norm="percentile", percentile=95, tile_px=200))
+    assert any(re.search(r"each map to its P95, (9\.\d|10)% beyond it in the end colours", t) for t in drawn_text)
 
 
 def test_round_off_is_drawn_as_zero_and_does_not_make_a_map_signed() -> None:
@@ -122,12 +150,12 @@ def test_round_off_is_measured_against_ref_and_earlier_stages() -> None:
         ([Tile("x", gap[0], "s2", ref=9.16), Tile("y", gap[1], "s2", ref=9.16)], cmap_rgb("viridis", 0.0)),
         (
             [Tile("conv", smooth(lo=-9.16, hi=9.16), "s1"), Tile("x", gap[0], "s2"), Tile("y", gap[1], "s2")],
-            cmap_rgb("RdBu_r", 0.5),
+            cmap_rgb("viridis", 0.0),  # the gap stage is not signed: its own sequential scale
         ),
     ):
         image = render_grid(ref_tiles, GridOptions(tile_px=40, colorbar=False))
-        for box in tile_boxes(image)[-2:]:
-            assert (tile_rgb(image, box) == zero).all()  # the colour of 0 (nothing is signed without the conv)
+        for box in tile_boxes(image)[-2:]:  # the colour of 0 (the low end: the gap stage is not signed)
+            assert (np.abs(tile_rgb(image, box).astype(int) - zero).max(axis=-1) <= 8).all()
         assert [s[2:] for s in _scales(image)[-2:]] == [[0.0, 0.0], [0.0, 0.0]]
     # With nothing to measure against the values are drawn as they are, on their stage's scale.
     assert _scales(alone)[1][2:] == pytest.approx([-8.4e-8, -8.4e-8])
@@ -213,7 +241,8 @@ def test_two_landscape_maps_make_a_landscape_picture_with_a_one_line_title() -> 
     for image in (short, long):
         w, h = image.size
         assert 4 / 3 <= w / h <= 1.8  # a 4:3 .. 16:9 slide
-    assert long.size == short.size  # the title never wraps onto a second line, nor widens a 16:9 picture
+    # the title never wraps onto a second line, and widens the picture at most to 16:9
+    assert long.size[1] == short.size[1] and short.size[0] <= long.size[0] <= round(short.size[1] * 16 / 9) + 1
     one = render_grid(tiles[:1], GridOptions(title="samples/photo.jpg · conv -> relu -> maxpool"))
     alone = render_grid(tiles[:1])
     assert one.size[0] > alone.size[0]  # a narrow picture widens (up to 16:9) to show the title whole

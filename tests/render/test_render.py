@@ -125,6 +125,24 @@ def test_more_maps_than_max_maps_are_left_out_and_counted() -> None:
     assert (last_row >= 12).any()  # the dark text of "+ 6 more maps not shown"
 
 
+def test_the_tile_budget_is_balanced_between_stages_and_the_grid_says_what_was_left_out() -> None:
+    """Issue 26: a small model's six stages of 6, 6, 6, 16, 16, 16 maps drew 66 tiles at 2972x2042, and the
+    budget went 15, 15, 16 to the wide stages: now 32 tiles by default, the same number from each stage."""
+    rng = np.random.default_rng(4)
+    tiles = [t for i, n in enumerate((6, 6, 6, 16, 16, 16), 1)
+             for t in tiles_from_array(rng.random((n, 12, 12), dtype=np.float32), stage=f"s{i}", prefix=f"s{i} ")]
+    per_stage = lambda image: [sum(1 for s in scales(image) if s[0].startswith(f"s{i} ")) for i in range(1, 7)]  # noqa: E731
+    image = render_grid(tiles, GridOptions(max_maps=64, colorbar=False))
+    assert per_stage(image) == [6, 6, 6, 15, 15, 15]  # was 6, 6, 6, 15, 15, 16
+    image = render_grid(tiles, GridOptions(colorbar=False))
+    assert GridOptions().max_maps == 32 and image.info["featcli:maps"] == "30 of 66"
+    assert per_stage(image) == [5] * 6  # channel c0..c4 of every stage, one column each
+    from featcli.render.grid import left_out_note
+
+    assert left_out_note({"s4": (11, 16), "s5": (11, 16)}, 32) == (
+        "+ 22 more maps not shown (--max-maps 32, the first 5 of each stage): s4 11 of 16, s5 11 of 16")
+
+
 def test_input_image_is_the_first_tile() -> None:
     pic = np.zeros((32, 48, 3), np.uint8)
     pic[..., 1] = 200
@@ -170,13 +188,13 @@ def test_norms() -> None:
     spiky[5, 5] = 1000.0
     tiles = [Tile("small", small, "s1"), Tile("big", big, "s1"), Tile("spiky", spiky, "s2")]
     by_norm = {norm: scales(render_grid(tiles, GridOptions(norm=norm))) for norm in Norm}
-    # One colormap for the grid: "spiky" is signed, so every map is on a zero-centred diverging scale.
+    # A colormap per map: only "spiky" is signed, so only it is on a zero-centred diverging scale.
     assert by_norm[Norm.PER_MAP] == [
-        ["small", "RdBu_r", -1.0, 1.0],
-        ["big", "RdBu_r", -10.0, 10.0],
+        ["small", "viridis", 0.0, 1.0],
+        ["big", "viridis", 0.0, 10.0],
         ["spiky", "RdBu_r", -1000.0, 1000.0],
     ]
-    assert by_norm[Norm.STAGE][:2] == [["small", "RdBu_r", -10.0, 10.0], ["big", "RdBu_r", -10.0, 10.0]]
+    assert by_norm[Norm.STAGE][:2] == [["small", "viridis", 0.0, 10.0], ["big", "viridis", 0.0, 10.0]]
     unsigned = {norm: scales(render_grid(tiles[:2], GridOptions(norm=norm))) for norm in Norm}
     assert unsigned[Norm.PER_MAP] == [["small", "viridis", 0.0, 1.0], ["big", "viridis", 0.0, 10.0]]
     assert unsigned[Norm.STAGE] == [["small", "viridis", 0.0, 10.0], ["big", "viridis", 0.0, 10.0]]
