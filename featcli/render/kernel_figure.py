@@ -98,7 +98,7 @@ def weight_cells(shape: tuple[int, int]) -> tuple[int, int]:
     (:data:`MIN_FS` pixels or more) on kernels up to 9x9; font size 0 when the numbers are not printed.
 
     >>> weight_cells((3, 3)), weight_cells((31, 31))
-    ((100, 26), (10, 0))
+    ((100, 26), (9, 0))
     """
     n = max(shape)
     cell = max(MIN_CELL, PANEL // n) if n <= MAX_PRINTED else max(1, PANEL // n)
