@@ -20,6 +20,8 @@ from featcli.render.paint import font
 from featcli.stages.params import ConvSpec, ConvTSpec, PoolSpec
 
 MAX_FRAMES = 120
+#: Fills of the channel groups: two palette greys, neither the padding grey of the legend.
+GROUP_FILLS: tuple[tuple[int, int, int], ...] = ((239, 239, 239), (189, 189, 189))
 FIRST_MS, LAST_MS = 1500, 3500
 
 
@@ -46,7 +48,9 @@ def _about(sw: Sweep) -> str:
     pad = f"{t}" if len({t, b, le, ri}) == 1 else f"{t},{b},{le},{ri} (top,bottom,left,right)"
     pad = pad if any(sw.pads) else "none"
     if isinstance(sp, ConvTSpec):
-        return (f"kernel {pair(k)}, stride {pair(s)}: {pair([s[0] - 1, s[1] - 1])} zeros between inputs, "
+        gaps = pair([s[0] - 1, s[1] - 1])
+        zeros = "zero" if gaps == "1" else "zeros"
+        return (f"kernel {pair(k)}, stride {pair(s)}: {gaps} {zeros} between inputs, "
                 f"padding d*(k-1)-p = {pad}, the kernel (flipped) slides at stride 1")
     if isinstance(sp, ConvSpec):
         mode = sp.padding_mode.value
@@ -94,6 +98,7 @@ class Drawer:
         y += round(self.fs * 1.35) * n_text + 10 + round(16 * 1.35) * len(self.notes) + 8
         self.y_legend = y
         self.y_channels = y + 34
+        self.channel_lines = wrap(self._channels_caption(), 16, width) if self._channels_shown() else []
         self.height = self.y_channels + (self._channels_height() if self._channels_shown() else 0) + self.pad
         vals = [v for r in movie.values for v in r] if movie.values else []
         self.in_range = (min(vals), max(vals)) if vals else (0.0, 1.0)
@@ -122,8 +127,19 @@ class Drawer:
     def _channels_shown(self) -> bool:
         return self.m.channels != (1, 1, 1)
 
+    def _channels_caption(self) -> str:
+        c_in, c_out, g = self.m.channels
+        n = c_in // g
+        return (f"channels: {c_in} in, {c_out} out, groups={g}: each output channel reads the {n} input "
+                f"channel{'s' if n > 1 else ''} of its group")
+
     def _channels_height(self) -> int:
-        return 150
+        return round(16 * 1.35) * len(self.channel_lines) + 150
+
+    @staticmethod
+    def group_fill(group: int) -> tuple[int, int, int]:
+        """Groups alternate two greys (palette greys, none a legend colour); their numbers tell them apart."""
+        return GROUP_FILLS[group % len(GROUP_FILLS)]
 
     # --- drawing ----------------------------------------------------------------------------------------
     def frame(self, upto: int, current: list[int]) -> Image.Image:
@@ -233,12 +249,8 @@ class Drawer:
     def _channels(self, d: ImageDraw.ImageDraw) -> None:
         """Input and output channels as boxes, coloured by group, each output joined to the inputs it reads."""
         c_in, c_out, g = self.m.channels
-        y0 = self.y_channels + 22
-        d.text((self.pad, self.y_channels), f"channels: {c_in} in, {c_out} out, groups={g}: each output channel "
-               f"reads the {c_in // g} input channel{'s' if c_in // g > 1 else ''} of its group",
-               fill=A.SOFT, font=font(16))
+        y0 = lines(d, self.pad, self.y_channels, self.channel_lines, 16, fill=A.SOFT) + 4
         box = max(10, min(36, (self.width - 2 * self.pad) // max(c_in, c_out) - 6))
-        hues = [A.INPUT, A.OUTPUT, A.WINDOW, A.PAD, A.RF]
 
         def xs(n: int) -> list[int]:
             span = n * (box + 6) - 6
@@ -251,11 +263,15 @@ class Drawer:
             grp = o // (c_out // g)
             for i in range(grp * (c_in // g), (grp + 1) * (c_in // g)):
                 d.line((xi[i] + box / 2, y0 + box, x + box / 2, yo), fill=(170, 170, 170))
+        face = font(max(9, min(16, box // 2)))
         for i, x in enumerate(xi):
-            d.rectangle((x, y0, x + box, y0 + box), fill=hues[(i // (c_in // g)) % len(hues)], outline=(90, 90, 90))
+            d.rectangle((x, y0, x + box, y0 + box), fill=self.group_fill(i // (c_in // g)), outline=(90, 90, 90))
         for o, x in enumerate(xo):
-            d.rectangle((x, yo, x + box, yo + box), fill=hues[(o // (c_out // g)) % len(hues)], outline=(90, 90, 90))
-
+            d.rectangle((x, yo, x + box, yo + box), fill=self.group_fill(o // (c_out // g)), outline=(90, 90, 90))
+        for grp in range(g):  # the group's number under its output channels
+            first, last = xo[grp * (c_out // g)], xo[(grp + 1) * (c_out // g) - 1] + box
+            d.text(((first + last) / 2, yo + box + 6), f"group {grp + 1}" if box * (c_out // g) >= 48
+                   else f"{grp + 1}", fill=A.SOFT, font=face, anchor="ma")
 
 def frames(movie: Movie, delay: int | None = None) -> tuple[list[Image.Image], list[int]]:
     """The frames and their durations (ms): the empty output, the window at each output value (several

@@ -10,8 +10,8 @@ The public API; the modules behind it, one concern each:
 - :mod:`~featcli.render.grid`: :func:`render_grid`, :func:`render_map`, :func:`tiles_from_array`.
 - :mod:`~featcli.render.single`: :func:`render_single`, one map labelled for a slide (title, size, colour
   bar with values); ``GridOptions.raw`` gives :func:`render_map`'s bare picture instead.
-- :mod:`~featcli.render.kernel_figure`: the matplotlib figure of a kernel (``featcli kernels show --png``);
-  imported by path, so drawing grids never loads the kernel library.
+- :mod:`~featcli.render.kernel_figure`: the figure of a kernel (``featcli kernels show --png``), in the
+  filter banks' style; imported by path, so drawing grids never loads the kernel library.
 - :mod:`~featcli.render.bank`, :mod:`~featcli.render.charts` (helpers in :mod:`~featcli.render.figure`):
   RGB pictures of a conv layer's filter bank, of training curves and of a confusion matrix; imported by
   path too.

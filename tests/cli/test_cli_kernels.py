@@ -120,6 +120,21 @@ def test_show_png(runner: CliRunner, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.part"))
 
 
+def test_show_png_is_the_house_figure(runner: CliRunner, tmp_path: Path) -> None:
+    """The --png picture is the Pillow figure of the filter banks' style, pixel for pixel (no matplotlib)."""
+    import numpy as np
+    from PIL import Image
+
+    from featcli.kernels import resolve
+    from featcli.render.kernel_figure import kernel_figure
+
+    png = tmp_path / "sobel.png"
+    _ok(runner, "show", "sobel_x", "--png", str(png))
+    with Image.open(png) as im:
+        got = np.asarray(im.convert("RGB"))
+    assert np.array_equal(got, np.asarray(kernel_figure([resolve("sobel_x")])))
+
+
 @pytest.fixture
 def ckpt(tmp_path: Path) -> Path:
     torch = pytest.importorskip("torch")

@@ -84,3 +84,21 @@ def test_run_help_says_which_tensors_save_keeps_for_a_network() -> None:
     run = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
     save = next(p for p in run.params if p.name == "save")
     assert "with --model, the layers --layers picks" in (save.help or "")
+
+
+def test_docs_train_filters_picture_is_current(runner, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """docs/img/train_filters.png is what docs/train.md's command draws now: its left half (the seeded random
+    init, the same on every machine) pixel for pixel; the right half depends on the thread count."""
+    import numpy as np
+    from PIL import Image
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "img" / "train_filters.png"
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", "orientation", "conv:out=4,k=3", "abs", "gap", "flatten", "linear:out=4",
+                              "--epochs", "8", "--lr", "0.02", "-o", "edges.safetensors"])
+    assert res.exit_code == 0, res.output
+    with Image.open("edges.filters.png") as new, Image.open(doc) as old:
+        assert new.size == old.size
+        half = (new.width - 16) // 2  # two banks side by side, 16 px apart
+        a, b = np.asarray(new.convert("RGB"))[:, :half], np.asarray(old.convert("RGB"))[:, :half]
+    assert np.array_equal(a, b), "docs/img/train_filters.png is stale: rerun the command of docs/train.md"

@@ -48,10 +48,33 @@ def test_response_uses_the_one_correlation(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_figure_rows_and_title() -> None:
     ks = [Kernel(f"k{i}", ((float(i), -1.0),)) for i in range(10)]
-    fig = kfig.kernel_figure(ks)
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert len(titles) == 3 * kfig.MAX_ROWS and titles[0] == "k0 1x2, sum -1"
-    assert fig.get_suptitle() == "first 8 of 10 kernels"
+    one = kfig.kernel_figure(ks[:1])
+    eight = kfig.kernel_figure(ks)
+    assert eight.mode == "RGB" and eight.width == one.width
+    title = round(kfig.FS_TITLE * 1.4)  # "first 8 of 10 kernels" above the rows
+    assert eight.height == title + kfig.MAX_ROWS * (one.height - kfig.PAD) + kfig.PAD
+
+
+def test_figure_is_the_house_style_with_slide_readable_numbers() -> None:
+    """Pillow and the filter banks' diverging colours (not matplotlib's), numbers of 14 px or more."""
+    from featcli.render.figure import LEVELS, diverging_table
+
+    for n in (1, 3, 5, 7, 9):
+        cell, fs = kfig.weight_cells((n, n))
+        assert fs >= kfig.MIN_FS and cell >= kfig.MIN_CELL
+    assert kfig.weight_cells((11, 11))[1] == 0  # too many to print: colours only
+    k = Kernel("d", ((-1.0, 0.0, 1.0),) * 3)
+    px = np.asarray(kfig.kernel_figure([k]))
+    cell, _ = kfig.weight_cells(k.shape)
+    top = kfig.PAD + round(kfig.FS * 1.4) + round(kfig.FS_SMALL * 1.4) + 6
+    x0 = kfig.PAD
+    table = diverging_table()
+    assert tuple(px[top + 3, x0 + 3]) == tuple(table[0])  # -1: the bottom of the symmetric scale
+    assert tuple(px[top + 3, x0 + cell + 3]) == tuple(table[LEVELS // 2])  # 0: its centre
+    assert tuple(px[top + 3, x0 + 2 * cell + 3]) == tuple(table[-1])
+    middle = px[top + cell // 2 - 12: top + cell // 2 + 12, x0 + cell // 2 - 14: x0 + cell // 2 + 14]
+    inked = (middle.astype(int).sum(axis=2) < 200).sum(axis=0)  # the digits' dark columns
+    assert (inked > 0).sum() >= 6  # a "0" of slide size, not a few pixels
 
 
 def test_write_refuses_other_names_and_existing_files(tmp_path: Path) -> None:
