@@ -280,8 +280,8 @@ def scale_caption(opts: GridOptions, scale_of: Sequence[Scale], preps: Sequence[
     how = {Norm.PER_MAP: "each map its own scale", Norm.STAGE: "one scale per stage",
            Norm.SYMMETRIC: "each map its own scale, ±max|v|",
            Norm.PERCENTILE: f"each map to its P{opts.percentile:g}"}[norm]
-    if shared:
-        how = "one scale for all maps"
+    if shared:  # one colour bar: the maps' scales are one (per map: they happen to be equal)
+        how = "each map its own scale, here the same for all" if norm is Norm.PER_MAP else "one scale for all maps"
     div = sorted({s.cmap for s in scale_of if s.diverging})
     seq = sorted({s.cmap for s in scale_of if not s.diverging})
     kinds = ([f"{', '.join(div)}: signed, 0 at centre"] if div else []) + (

@@ -312,3 +312,15 @@ def _maps_only(image: Image.Image) -> Image.Image:
     rgb = np.asarray(image).astype(int)
     grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
     return Image.fromarray(np.where(grey, 0, 255).astype(np.uint8), "P")
+
+
+def test_a_per_map_grid_with_one_colour_bar_says_the_scales_happen_to_be_equal() -> None:
+    """#26: a per-map grid whose maps share one range draws one colour bar; its caption says the scales are
+    per map and equal here, not "one scale for all maps" beside "--norm per-map"."""
+    from featcli.enums import Norm
+    from featcli.render import GridOptions
+    from featcli.render.grid import scale_caption
+
+    per_map = scale_caption(GridOptions(norm=Norm.PER_MAP), [], [], shared=True)
+    assert per_map.startswith("each map its own scale, here the same for all (--norm per-map)"), per_map
+    assert scale_caption(GridOptions(norm=Norm.STAGE), [], [], shared=True).startswith("one scale for all maps")
