@@ -107,7 +107,8 @@ def _resolve_spec(name: str, args: str, ref: str, lib: dict[str, Kernel]) -> Ker
 
 def _not_found(ref: str, lib: dict[str, Kernel]) -> KernelError:
     names = sorted(lib)
-    close = difflib.get_close_matches(ref.lower(), [*names, *FAMILIES, *ROTATABLE], n=3, cutoff=0.6)
+    candidates = list(dict.fromkeys([*names, *FAMILIES, *ROTATABLE]))  # box is a kernel and a family: once
+    close = difflib.get_close_matches(ref.lower(), candidates, n=3, cutoff=0.6)
     close = sorted(close)
     hint = f" (did you mean {', '.join(close[:-1])} or {close[-1]}?)" if len(close) > 1 else \
         f" (did you mean {close[0]}?)" if close else ""
