@@ -59,18 +59,14 @@ def stats_of(values: Sequence[Any]) -> Stats | None:
     return Stats(lo, hi, total / n, zeros / n) if n else None
 
 
-def torch_float64() -> Any:
-    import torch
-
-    return torch.float64
-
-
 def _nonzero(t: Any) -> int:
     """The values of ``t`` that are not 0: the sum of ``|sign(t)|`` (a third of the time of ``(t != 0).sum()``
     on the CPU), in float32 where that counts exactly (up to 2**24); a NaN, whose sign is NaN, makes the sum NaN
     and falls back to the comparison."""
+    import torch
+
     signs = t.sign().abs_()
-    count = float(signs.sum() if t.numel() < 1 << 24 else signs.sum(dtype=torch_float64()))
+    count = float(signs.sum() if t.numel() < 1 << 24 else signs.sum(dtype=torch.float64))
     return int(count) if count == count else int((t != 0).sum())
 
 
