@@ -43,6 +43,11 @@ class Record:
     error: str | None = None
     outcome: Any = None  #: the :class:`featcli.run.image.ImageOutcome` when ok
 
+    @classmethod
+    def ok(cls, outcome: Any) -> Record:
+        """The ``ok`` record of a runner's outcome (``index``, ``path``, ``record()``)."""
+        return cls(outcome.index, outcome.path, "ok", outcome.record(), outcome=outcome)
+
     def to_json(self) -> dict[str, Any]:
         if self.status == "ok":
             return {**self.data, "index": self.index}
@@ -141,14 +146,10 @@ class _Batch:
             if files and all(Path(p).exists() for p in files):
                 return Record(i, path, "skipped", {"outputs": files})
         item: Loaded = self.runner.load(path, stem=self.stems[i], n=i)  # checks against every input
-        return self.record(item.outcome) if item.outcome is not None else item
-
-    @staticmethod
-    def record(outcome: Any) -> Record:
-        return Record(outcome.index, outcome.path, "ok", outcome.record(), outcome=outcome)
+        return Record.ok(item.outcome) if item.outcome is not None else item
 
     def write(self, item: Loaded, results: Any) -> Record:
-        return self.record(self.runner.finish(item, results))
+        return Record.ok(self.runner.finish(item, results))
 
     def failed(self, i: int, exc: BaseException) -> Record:
         if isinstance(exc, FeatcliError):

@@ -137,5 +137,5 @@ def _one(path: str, cfg: RunConfig, events: Events, as_json: bool) -> Summary:
         if as_json:  # the record a batch would give, so scripts read one format
             events.record(Record(0, path, "failed", error=failure_message(path, exc)))
         raise
-    events.record(Record(0, outcome.path, "ok", outcome.record(), outcome=outcome))
+    events.record(Record.ok(outcome))
     return Summary(ok=1, seconds=time.perf_counter() - t0)
