@@ -73,6 +73,18 @@ class KernelMode(StrEnum):
     DEPTHWISE = "depthwise"  #: each channel on its own: Conv2d(C, n*C, groups=C)
 
 
+class Resize(StrEnum):
+    """How an image meets a network's fixed input size (``--resize``)."""
+
+    CROP = "crop"  #: the short side to the input's, then the centre cut out: no distortion, edges lost
+    PAD = "pad"  #: the long side to the input's, then zeros around it: no distortion, nothing lost
+    STRETCH = "stretch"  #: both sides to the input's: the whole image, its shapes distorted
+
+    @property
+    def words(self) -> str:
+        return {"crop": "short side, centre crop", "pad": "long side, zero padding", "stretch": "stretched"}[self.value]
+
+
 class Norm(StrEnum):
     """How feature maps are scaled to colours."""
 

@@ -46,6 +46,9 @@ def print_model_table(con: Console, result: ModelResult, files: list[str]) -> No
     wide = con.width >= 150
     con.print(f"{result.image.header.path} -> {result.model} ({ROUTES[result.route]}), input "
               f"{format_shape(result.input_shape)}", highlight=False, markup=False, soft_wrap=True)
+    for note in result.notes:  # how the image became the input, said with the header
+        if note.startswith("input "):
+            con.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)
     rows = result.rows
 
     def table(cols: list[str], footer: dict[str, str] | None = None) -> Table:
@@ -98,7 +101,8 @@ def print_model_table(con: Console, result: ModelResult, files: list[str]) -> No
         con.print(_fit(con, first, [r.name for r in rows]))
         con.print(_fit(con, second, [r.spec or "-" for r in rows]))
     for note in result.notes:
-        con.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+        if not note.startswith("input "):
+            con.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     for f in files:
         con.print(f"wrote {f}", highlight=False, markup=False)
     if result.prediction:

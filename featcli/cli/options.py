@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from featcli.engine.devices import MAX_THREADS
-from featcli.enums import Alpha, Channels, Scale
+from featcli.enums import Alpha, Channels, Resize, Scale
+from featcli.io.normalize import HELP as NORMALIZE_HELP
 
 if TYPE_CHECKING:
     from featcli.io.images import LoadOptions
 
 __all__ = [
     "AlphaOpt", "BackgroundOpt", "ChannelsOpt", "DeviceOpt", "FrameOpt", "KernelsDirOpt", "MaxPixelsOpt",
-    "MaxSideOpt", "RgbChannelsOpt", "ScaleOpt", "ThreadsOpt", "load_options",
+    "MaxSideOpt", "NormalizeOpt", "ResizeOpt", "RgbChannelsOpt", "ScaleOpt", "ThreadsOpt", "load_options",
 ]
 
 # --- image loading: every command that reads images -----------------------------------------------
@@ -74,6 +75,17 @@ MaxPixelsOpt = Annotated[
                  rich_help_panel=_IMG),
 ]
 
+NormalizeOpt = Annotated[
+    str | None,
+    typer.Option("--normalize", metavar="PRESET|MEAN,STD", help=NORMALIZE_HELP, rich_help_panel=_IMG),
+]
+ResizeOpt = Annotated[
+    Resize | None,
+    typer.Option("--resize", help="How an image meets a fixed input size: crop (short side, centre crop; the "
+                 "default), pad (long side, zeros around) or stretch. A model file: what it was trained with.",
+                 rich_help_panel=_IMG, show_default=False),
+]
+
 
 def load_options(
     channels: Channels | None = None,
@@ -83,6 +95,8 @@ def load_options(
     max_side: int | None = None,
     frame: int = 0,
     max_pixels: int | None = None,
+    normalize: str | None = None,
+    resize: Resize | None = None,
 ) -> LoadOptions:
     """Build :class:`featcli.io.images.LoadOptions` from the option values (validated there; imports PIL).
 
@@ -91,6 +105,7 @@ def load_options(
     (:func:`featcli.models.service.model_input` converts).
     """
     from featcli.io.images import DEFAULT_MAX_PIXELS, LoadOptions
+    from featcli.io.normalize import Normalize
 
     return LoadOptions(
         channels=channels,
@@ -100,6 +115,8 @@ def load_options(
         max_side=max_side,
         frame=frame,
         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+        normalize=Normalize.parse(normalize) if normalize is not None else None,
+        resize=resize or Resize.CROP,
     )
 
 

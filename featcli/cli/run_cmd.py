@@ -16,6 +16,8 @@ from featcli.cli.options import (
     MaxMemoryOpt,
     MaxPixelsOpt,
     MaxSideOpt,
+    NormalizeOpt,
+    ResizeOpt,
     ScaleOpt,
     ThreadsOpt,
 )
@@ -179,6 +181,8 @@ def run_command(
     alpha: AlphaOpt = Alpha.DROP,
     background: BackgroundOpt = "white",
     scale: ScaleOpt = Scale.UNIT,
+    normalize: NormalizeOpt = None,
+    resize: ResizeOpt = None,
     max_side: MaxSideOpt = None,
     frame: FrameOpt = 0,
     max_pixels: MaxPixelsOpt = None,

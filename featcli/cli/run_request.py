@@ -105,12 +105,12 @@ def _config(p: dict[str, Any], route: str, stage_texts: list[str]) -> RunConfig:
             p["model"], weights=p["weights"],
             layers=tuple(g.strip() for item in p["layers"] or [] for g in item.split(",") if g.strip()),
             labels=read_labels(p["labels"]) if p["labels"] else None, top=p["top"],
-            size=parse_size(p["size"], key="--size") if p["size"] else None)
+            size=parse_size(p["size"], key="--size") if p["size"] else None, resize=p["resize"])
     device = p["device"]
     return RunConfig(
         stack=stack,
         load=load_options(_channels(p["channels"], route), p["alpha"], p["background"], p["scale"], p["max_side"],
-                          p["frame"], p["max_pixels"]),
+                          p["frame"], p["max_pixels"], p["normalize"], p["resize"]),
         device="cpu" if route == STACK and cpu_without_torch(device) else resolve_device(device),
         engine=p["engine"], threads=p["threads"], stream=p["stream"], seed=p["seed"],
         max_bytes=max_bytes(p["max_memory"]), kernels_dir=p["kernels_dir"], allow_torchscript=p["trust_torchscript"],

@@ -14,6 +14,8 @@ from featcli.cli.options import (
     DeviceOpt,
     MaxMemoryOpt,
     MaxPixelsOpt,
+    NormalizeOpt,
+    ResizeOpt,
     RgbChannelsOpt,
     ScaleOpt,
     max_bytes,
@@ -81,6 +83,8 @@ def train_command(
     alpha: AlphaOpt = Alpha.DROP,
     background: BackgroundOpt = "white",
     scale: ScaleOpt = Scale.UNIT,
+    normalize: NormalizeOpt = None,
+    resize: ResizeOpt = None,
     max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Train a stack on images: its kernels are learned by backpropagation instead of written by hand.
@@ -107,7 +111,7 @@ def train_command(
     stack = build_stack(stage_texts)
     opts = FitOptions(epochs, batch_size, lr, optimizer, weight_decay, seed, val_split, resolve_device(device),
                       threads)
-    load = load_options(channels, alpha, background, scale, None, 0, max_pixels)
+    load = load_options(channels, alpha, background, scale, None, 0, max_pixels, normalize, resize)
     data = load_data(data_spec, size=parse_size(size) if size else None, load=load, seed=seed)
     prepared = prepare(data, stack, output, opts, force=force,
                        max_bytes=max_bytes(max_memory))

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from featcli.engine.backend import Backend
     from featcli.engine.plan import Plan
     from featcli.io.images import LoadedImage
+    from featcli.io.normalize import Normalize
 
 __all__ = ["NAMES", "choose", "make", "to_input", "torch_threads"]
 
@@ -83,14 +84,18 @@ def make(name: str, device: Any = "cpu", threads: int | None = None, *, batch: b
     return TorchBackend(device)
 
 
-def to_input(image: LoadedImage, name: str, scale: Scale = Scale.UNIT, device: Any = "cpu") -> Any:
-    """The image as backend ``name``'s input, values ``array / value_max * scale`` (:meth:`Scale.steps`): the
-    HWC array itself for NumPy (:class:`featcli.engine.numpy_backend.HWC`, scaled as a stage reads it), a
-    ``(1, C, H, W)`` float32 tensor on ``device`` for torch (:func:`featcli.io.images.to_tensor`)."""
+def to_input(image: LoadedImage, name: str, scale: Scale = Scale.UNIT, device: Any = "cpu",
+             normalize: Normalize | None = None) -> Any:
+    """The image as backend ``name``'s input, values ``array / value_max * scale`` (:meth:`Scale.steps`), then
+    ``normalize``d per channel: the HWC array itself for NumPy (:class:`featcli.engine.numpy_backend.HWC`,
+    scaled as a stage reads it; its ``(1, C, H, W)`` planes when normalised), a ``(1, C, H, W)`` float32 tensor
+    on ``device`` for torch (:func:`featcli.io.images.to_tensor`)."""
     if name == "numpy":
         from featcli.engine.numpy_backend import HWC
 
-        return HWC(image.array, image.value_max, scale)
+        hwc = HWC(image.array, image.value_max, scale)
+        return hwc if normalize is None else normalize.apply(hwc.planes())
     from featcli.io.images import to_tensor
 
-    return to_tensor(image, scale=scale, device=device)
+    x = to_tensor(image, scale=scale, device=device)
+    return x if normalize is None else normalize.apply(x)

@@ -130,17 +130,21 @@ class OpenedModel:
 
     def load_options(self, **overrides: Any) -> LoadOptions:
         """How an image becomes this network's input: the recorded loading options (their defaults where none is
-        recorded: :data:`featcli.io.modelfile.LOADING_DEFAULTS`), resized to its (H, W); ``overrides`` may set
-        ``max_pixels`` (never read from the file)."""
-        from featcli.enums import Alpha, Channels, Scale
+        recorded: :data:`featcli.io.modelfile.LOADING_DEFAULTS`), resized to its (H, W) as recorded; ``overrides``
+        may set ``max_pixels`` (never read from the file) and ``resize`` (``--resize``)."""
+        from featcli.enums import Alpha, Channels, Resize, Scale
         from featcli.io.images import DEFAULT_MAX_PIXELS, LoadOptions
         from featcli.io.modelfile import LOADING_DEFAULTS
+        from featcli.io.normalize import Normalize
 
         rec = {**LOADING_DEFAULTS, **self.meta.loading, **overrides}
         try:
+            norm = rec.get("normalize")
             return LoadOptions(channels=Channels(str(rec["channels"])), alpha=Alpha(str(rec["alpha"])),
                                background=str(rec["background"]), scale=Scale(str(rec["scale"])),
-                               size=self.input_shape[1:], max_pixels=overrides.get("max_pixels", DEFAULT_MAX_PIXELS))
+                               size=self.input_shape[1:], max_pixels=overrides.get("max_pixels", DEFAULT_MAX_PIXELS),
+                               resize=Resize(str(rec["resize"])),
+                               normalize=Normalize.from_record(norm, "normalize") if norm is not None else None)
         except (ValueError, TypeError) as exc:
             raise WeightsError(f"the model's loading options are not valid: {exc}", path=self.path) from None
 

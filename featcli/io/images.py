@@ -34,11 +34,9 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from featcli.enums import Alpha, Channels, Scale
+from featcli.enums import Alpha, Channels, Resize, Scale
 from featcli.errors import ImageLoadError, UsageError
-from featcli.io.decode import (
-    STDIN as STDIN,
-)
+from featcli.io.decode import STDIN as STDIN
 from featcli.io.decode import (
     bomb_message,
     decoding,
@@ -48,7 +46,9 @@ from featcli.io.decode import (
     png_metadata_after_pixels,
     quiet_warnings,
 )
+from featcli.io.fit import fit
 from featcli.io.jpeg import fast_decode
+from featcli.io.normalize import Normalize
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,8 +74,10 @@ class LoadOptions:
     max_side: int | None = None
     frame: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS  # 0 = no limit
-    #: ``(height, width)`` every image is resized to (a trained network's input size), or None
+    #: ``(height, width)`` every image is resized to (a network's input size) as ``resize`` says, or None
     size: tuple[int, int] | None = None
+    resize: Resize = Resize.CROP
+    normalize: Normalize | None = None  #: per channel, after ``scale`` (the tensor's, not the HWC array's)
 
     def __post_init__(self) -> None:
         if self.size is not None and min(self.size) < 1:
@@ -202,7 +204,7 @@ def _read(path: str | os.PathLike[str], opts: LoadOptions, *, decode: bool, fast
             guard.what = "image data"
             if decode:
                 if (fast and not opts.frame and orientation == 1 and (mode, channels_for(mode, opts.channels)) in _FAST
-                        and _out_size(size, 1, opts.max_side) == size):
+                        and _out_size(size, 1, opts.max_side, opts.size) == size):
                     pixels = fast_decode(img, source, mode)
                 if opts.max_side and img.format == "JPEG":
                     img.draft(img.mode, _out_size(size, 1, opts.max_side))
@@ -304,8 +306,8 @@ def _convert(img: Image.Image, header: ImageHeader, opts: LoadOptions) -> Loaded
         img = img.convert(target)
     if header.orientation in _TRANSPOSE:
         img = img.transpose(_TRANSPOSE[header.orientation])  # what ImageOps.exif_transpose does
-    if img.size != header.out_size:
-        img = img.resize(header.out_size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if img.size != header.out_size:  # --max-side keeps the aspect ratio; a fixed size is fitted (--resize)
+        img = fit(img, header.out_size, opts.resize if opts.size else Resize.STRETCH)
 
     alpha_arr = None
     if img.mode in ("RGBA", "LA"):

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from featcli.enums import Alpha, Channels, Scale
-from featcli.errors import FeatcliError, WeightsError
+from featcli.enums import Alpha, Channels, Resize, Scale
+from featcli.errors import FeatcliError, UsageError, WeightsError
 from featcli.io.checkpoints import MAX_TENSOR_BYTES, is_file
+from featcli.io.normalize import Normalize
 from featcli.io.safeheader import DTYPES as ALL_DTYPES
 from featcli.io.safeheader import TensorEntry, no_constant, read_header, tensor_entries
 from featcli.stages.grammar import MAX_INT
@@ -55,7 +56,7 @@ _CODES = {name: code for code, (name, _) in DTYPES.items()}
 MAX_SEED = 2**63 - 1
 #: The loading options a model file may record (:class:`featcli.io.images.LoadOptions`) and their defaults.
 LOADING_DEFAULTS = {"channels": Channels.GRAY.value, "alpha": Alpha.DROP.value, "background": "white",
-                    "scale": Scale.UNIT.value}
+                    "scale": Scale.UNIT.value, "resize": Resize.STRETCH.value}  # files before --resize: stretched
 #: Channels an image loaded with each ``channels`` option has (one more with ``alpha=keep`` when it has alpha).
 _LOADED_CHANNELS = {Channels.RGB.value: (3,), Channels.GRAY.value: (1,), Channels.KEEP.value: (1, 3, 4)}
 NOT_A_MODEL = ("is a safetensors file but not a featcli model (no featcli metadata); to read one tensor of it "
@@ -180,7 +181,7 @@ def _shown(value: Any) -> str:
 def _check_loading(loading: Mapping[str, Any], shape: tuple[int, ...], what: str) -> None:
     """Refuse loading options no image loader takes, and an input size they cannot give: a model recording
     RGB input tensors but gray loading would open, then fail on every image, blaming the image."""
-    for key, kind in (("channels", Channels), ("alpha", Alpha), ("scale", Scale)):
+    for key, kind in (("channels", Channels), ("alpha", Alpha), ("scale", Scale), ("resize", Resize)):
         value = loading.get(key, LOADING_DEFAULTS[key])
         if not isinstance(value, str | int) or isinstance(value, bool) or str(value) not in {e.value for e in kind}:
             raise WeightsError(f"{what}: loading option {key} {_shown(value)} is not one of "
@@ -188,6 +189,11 @@ def _check_loading(loading: Mapping[str, Any], shape: tuple[int, ...], what: str
     background = loading.get("background", LOADING_DEFAULTS["background"])
     if not isinstance(background, str) or not 1 <= len(background) <= 100:
         raise WeightsError(f"{what}: loading option background {_shown(background)} is not a colour name")
+    if loading.get("normalize") is not None:
+        try:
+            Normalize.from_record(loading["normalize"], f"{what}: loading option").per_channel(shape[0])
+        except (ValueError, UsageError) as exc:
+            raise WeightsError(str(exc)) from None
     channels, alpha = loading_option(loading, "channels"), loading_option(loading, "alpha")
     gives = _LOADED_CHANNELS[channels]
     if alpha == Alpha.KEEP.value:

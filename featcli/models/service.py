@@ -73,6 +73,7 @@ class ModelResult:
     params: int
     notes: list[str] = field(default_factory=list)
     prediction: list[Prediction] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  #: ``normalize``: the input's normalisation, if any
 
     @property
     def macs(self) -> int:
@@ -82,7 +83,8 @@ class ModelResult:
         return {"path": self.image.header.path, "model": self.model, "route": self.route,
                 "input": list(self.input_shape), "params": self.params, "macs": self.macs,
                 "layers": [r.record() for r in self.rows], "outputs": [list(o.shape) for o in self.outputs],
-                "notes": self.notes, "prediction": [p.record() for p in self.prediction], "files": list(files)}
+                "notes": self.notes, "prediction": [p.record() for p in self.prediction], "files": list(files),
+                **self.extra}
 
 
 def read_labels(path: str) -> tuple[str, ...]:
@@ -109,21 +111,28 @@ def read_labels(path: str) -> tuple[str, ...]:
 
 def model_input(path: str, load: LoadOptions, dims: Sequence[int | None], size: tuple[int, int] | None,
                 notes: list[str], recorder: Recorder | None = None) -> tuple[LoadedImage, Any]:
-    """The image at ``path`` as the ``(1, C, H, W)`` float32 tensor a model of input ``dims`` takes.
+    """The image at ``path`` as the ``(1, C, H, W)`` float32 NumPy array a model of input ``dims`` takes.
 
     Channels: a model of 1 or 3 channels gets the image as gray or RGB (featcli's ``--channels`` conversion);
-    size: ``size`` (``--size``) or the model's static ``(H, W)``, bilinear with antialiasing. What was changed
-    is said in ``notes``; an input the model cannot take is refused naming the shape it expects, and one over
-    the ``recorder``'s memory budget before it is made (a file may declare an 81-megapixel input).
+    size: ``size`` (``--size``) or the model's static ``(H, W)``, fitted as ``load.resize`` says
+    (:func:`featcli.io.fit.fit`: a centre crop by default); values: ``load.scale``, then ``load.normalize``.
+    What was changed is said in ``notes``; an input the model cannot take is refused naming the shape it
+    expects, and one over the ``recorder``'s memory budget before it is made (a file may declare an
+    81-megapixel input). No torch: the ONNX route runs without it.
     """
-    import torch
-
-    from featcli.engine.backends import to_input
+    from featcli.engine.numpy_backend import HWC
+    from featcli.io.fit import fitted
 
     want = "x".join("?" if d is None else str(d) for d in dims)
     n, c, h, w = dims
     if n not in (None, 1):
         raise ModelError(f"the model takes batches of {n} ({want}); featcli feeds one image")
+    if size is not None and h is not None and w is not None and size != (h, w):
+        raise ModelError(f"--size {size[0]}x{size[1]}: the model takes input {want}")
+    target = size or ((h, w) if h is not None and w is not None else None)
+    if target is not None and recorder is not None:
+        recorder.check("input", (1, c or 3, *target))
+    load = dataclasses.replace(load, size=target)
     image = load_image(path, load)
     have = image.array.shape[2]
     if c is not None and c != have:
@@ -132,16 +141,23 @@ def model_input(path: str, load: LoadOptions, dims: Sequence[int | None], size: 
         image = load_image(path, dataclasses.replace(load, channels=Channels.GRAY if c == 1 else Channels.RGB))
         notes.append(f"input converted to {'gray' if c == 1 else 'RGB'}: the model takes {c} channel"
                      f"{'s' if c != 1 else ''}")
-    if size is not None and h is not None and w is not None and size != (h, w):
-        raise ModelError(f"--size {size[0]}x{size[1]}: the model takes input {want}")
-    target = size or ((h, w) if h is not None and w is not None else None)
     if recorder is not None:
-        recorder.check("input", (1, image.array.shape[2], *(target or image.array.shape[:2])))
-    x = to_input(image, "torch", load.scale).contiguous()
-    if target is not None and tuple(x.shape[2:]) != target:
-        notes.append(f"input resized from {x.shape[2]}x{x.shape[3]} to {target[0]}x{target[1]}")
-        x = torch.nn.functional.interpolate(x, size=target, mode="bilinear", antialias=True, align_corners=False)
+        recorder.check("input", (1, *image.array.shape[2:], *image.array.shape[:2]))
+    source = image.header.size[::-1] if image.header.orientation not in (5, 6, 7, 8) else image.header.size
+    if target is not None and source != target:
+        notes.append(f"input resized from {fitted(source, target, load.resize)}")
+    x = HWC(image.array, image.value_max, load.scale).planes()
+    if load.normalize is not None:
+        x = load.normalize.apply(x)
+        notes.append(f"input normalised: {load.normalize}")
     return image, x
+
+
+def _tensor(x: Any) -> Any:
+    """The input array as a torch tensor (sharing its memory)."""
+    import torch
+
+    return torch.from_numpy(x)
 
 
 class Network:
@@ -170,21 +186,22 @@ class Network:
         if self.route == "onnx":
             from featcli.models.onnx_route import run_onnx
 
-            outputs: list[Any] = run_onnx(self.model, x.numpy(), recorder)
+            outputs: list[Any] = run_onnx(self.model, x, recorder)
         elif self.route == "pt2":
             from featcli.models.export_route import run_pt2
 
-            outputs = run_pt2(self.model, x, recorder)
+            outputs = run_pt2(self.model, _tensor(x), recorder)
         else:
             from featcli.models.torch_route import run_module
 
-            outputs = run_module(self.model, x.to(self.req.device), recorder, self._memo)
+            outputs = run_module(self.model, _tensor(x).to(self.req.device), recorder, self._memo)
         recorder.check_globs()
         prediction = []
         if len(outputs) == 1 and is_scores(tuple(outputs[0].shape)):
             prediction = top_k(outputs[0].reshape(-1).tolist(), self.req.labels, self.req.top)
         return ModelResult(self.req.model, self.route, image, tuple(x.shape), recorder.rows, recorder.kept,
-                           recorder.last_maps, outputs, self.params, [*notes, *self.notes], prediction)
+                           recorder.last_maps, outputs, self.params, [*notes, *self.notes], prediction,
+                           {"normalize": norm.record()} if (norm := self.req.load.normalize) else {})
 
 
 def open_network(req: ModelRequest) -> Network:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from featcli.engine.loop import StageResult
-from featcli.enums import Engine, Stream
+from featcli.enums import Engine, Resize, Stream
 from featcli.errors import UsageError
 from featcli.io.images import LoadOptions
 from featcli.io.outputs import check_folder
@@ -30,6 +30,7 @@ class ModelOptions:
     labels: tuple[str, ...] | None = None
     top: int = 5
     size: tuple[int, int] | None = None
+    resize: Resize | None = None  #: ``--resize`` as given (None: crop, or what a model file records)
 
 
 @dataclass(frozen=True)

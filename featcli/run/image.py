@@ -89,7 +89,8 @@ class Runner:
     # --- execute ------------------------------------------------------------------------------------
     def to_input(self, image: LoadedImage, plan: Plan) -> Any:
         """The image as the engine's input: the HWC array itself (NumPy) or a (1, C, H, W) tensor."""
-        return backends.to_input(image, self.engine_for(plan), self.cfg.load.scale, self.cfg.device)
+        load = self.cfg.load
+        return backends.to_input(image, self.engine_for(plan), load.scale, self.cfg.device, load.normalize)
 
     def streaming_for(self, plan: Plan, dest: Destinations) -> Any:
         """A band strategy when this image should stream (torch only; ``--stream``), else None."""
@@ -202,6 +203,8 @@ class Runner:
             if last not in item.dest.keep:  # kept for the answer only, not for the outputs
                 results[-1] = dataclasses.replace(results[-1], tensor=results[-1].tensor[:0])
             extra = {"model": self.cfg.model.model, "prediction": [p.record() for p in predictions]}
+        if self.cfg.load.normalize is not None:
+            extra["normalize"] = self.cfg.load.normalize.record()
         outputs = write_outputs(item.dest, self.cfg, item.image, results, self.inputs)
         image, plan = item.image, item.plan
         return ImageOutcome(image.header.path, plan.report.input, plan.report, results, outputs,
@@ -209,17 +212,22 @@ class Runner:
                             item.index, extra=extra, predictions=predictions, notes=self._notes(image, plan))
 
     def _notes(self, image: LoadedImage, plan: Plan) -> list[str]:
-        """A model file's image resized to its input, said as a note."""
+        """A model file's image resized to its input, and its normalisation, said as notes."""
+        from featcli.io.fit import fitted
+
         if not self.predicts:
             return []
         w, h = image.header.size
         if image.header.orientation in (5, 6, 7, 8):
             w, h = h, w
-        hh, ww = plan.report.input[2:]
-        if (w, h) == (ww, hh):
-            return []
-        channels = channels_for(image.header.mode, self.cfg.load.channels).value
-        return [f"{image.header.path} ({w}x{h}) resized to {hh}x{ww} ({channels}), the model's input"]
+        notes, target = [], (int(plan.report.input[2]), int(plan.report.input[3]))
+        if (h, w) != target:
+            channels = channels_for(image.header.mode, self.cfg.load.channels).value
+            notes.append(f"input resized from {fitted((h, w), target, self.cfg.load.resize)}, {channels}: "
+                         "the model's input")
+        if self.cfg.load.normalize is not None:
+            notes.append(f"input normalised: {self.cfg.load.normalize}, as the model was trained")
+        return notes
 
     def process(self, path: str, *, stem: str | None = None, n: int = 0) -> ImageOutcome:
         """Load ``path``, run the stack on it and write the requested outputs.

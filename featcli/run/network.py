@@ -115,7 +115,7 @@ class NetworkOutcome:
                 "input": list(r.input_shape), "output": [list(o.shape) for o in r.outputs], "params": r.params,
                 "macs": r.macs, "layers": [row.record() for row in r.rows], "notes": r.notes,
                 "prediction": [p.record() for p in r.prediction], "outputs": self.outputs,
-                "seconds": round(self.seconds, 6), "device": self.device}
+                "seconds": round(self.seconds, 6), "device": self.device, **r.extra}
 
 
 class NetworkRunner:

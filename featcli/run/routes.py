@@ -35,7 +35,7 @@ _COMMON = frozenset({
     "device", "threads", "max_memory", "max_pixels", "frame",
 })
 #: How an image becomes a tensor: a model file records its own.
-_LOADING = frozenset({"channels", "alpha", "background", "scale", "max_side"})
+_LOADING = frozenset({"channels", "alpha", "background", "scale", "normalize", "max_side"})
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ ROUTES: dict[str, Route] = {r.key: r for r in (
     Route(STACK, "stage stacks", _COMMON | _LOADING | {
         "kernel", "kernel_mode", "pad", "stride", "padding_mode", "pool", "seed", "kernels_dir", "trust_torchscript",
         "stages", "batch_size", "engine", "stream"}),
-    Route(TRAINED, "featcli model files", _COMMON | {"stages", "batch_size", "engine", "stream", "top"}),
-    Route(NETWORK, "--model networks (module:attr, .onnx, .pt2)", _COMMON | _LOADING | {
+    Route(TRAINED, "featcli model files", _COMMON | {"stages", "batch_size", "engine", "stream", "top", "resize"}),
+    Route(NETWORK, "--model networks (module:attr, .onnx, .pt2)", _COMMON | _LOADING | {"resize",
         "weights", "layers", "labels", "top", "size", "trust_torchscript"}),
 )}
 
@@ -84,7 +84,8 @@ def model_config(cfg: RunConfig, opened: Any) -> RunConfig:
     """``cfg`` running the featcli model file ``opened`` (:func:`featcli.engine.network.open_model`): its stack,
     its loading options (resized to its input), its tensors and classes; ``-o`` draws every stage with maps."""
     assert cfg.model is not None
-    load = dataclasses.replace(opened.load_options(max_pixels=cfg.load.max_pixels), frame=cfg.load.frame)
+    given = {"resize": cfg.model.resize.value} if cfg.model.resize else {}  # --resize, over the recorded one
+    load = dataclasses.replace(opened.load_options(max_pixels=cfg.load.max_pixels, **given), frame=cfg.load.frame)
     stages = cfg.stages
     if stages is None and cfg.output:  # every stage that has maps (the last one is the scores)
         stages = ",".join(str(r.index) for r in opened.plan.report.stages if len(r.out_shape) == 4) or None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,11 +87,22 @@ def load_data(spec: str, *, size: tuple[int, int] | None = None, load: LoadOptio
     if spec in BUILTIN:  # a folder of that name is ./digits
         if size is not None:
             raise UsageError(f"--size applies to image folders; {spec} has a fixed size")
-        return digits() if spec == "digits" else orientation(seed=seed)
+        return normalized(digits() if spec == "digits" else orientation(seed=seed), load)
     if not os.path.isdir(spec):
         known = ", ".join(BUILTIN)
         raise UsageError(f"DATA {spec!r} is neither a folder of class sub-folders nor a built-in set ({known})")
-    return folder(spec, size=size, load=load)
+    return normalized(folder(spec, size=size, load=load), load)
+
+
+def normalized(data: Dataset, load: LoadOptions | None) -> Dataset:
+    """``data`` with ``load.normalize`` applied to its images, and the loading options a model file records
+    completed: the normalisation and the ``--resize`` an image of another size gets (a built-in set's too)."""
+    from featcli.enums import Resize
+
+    loading = {**data.loading, "resize": (load.resize if load else Resize.CROP).value}
+    if load is None or load.normalize is None:
+        return replace(data, loading=loading)
+    return replace(data, x=load.normalize.apply(data.x), loading={**loading, "normalize": load.normalize.record()})
 
 
 def digits() -> Dataset:

@@ -156,7 +156,7 @@ def _other_value(name: str) -> list[str]:
               "pool": ["max:k=2"], "seed": ["3"], "kernels_dir": ["."], "stages": ["1"], "batch_size": ["3"],
               "engine": ["numpy"], "stream": ["on"], "weights": ["w.pt"], "layers": ["x"], "labels": ["l.txt"],
               "top": ["2"], "size": ["8x8"], "channels": ["gray"], "alpha": ["keep"], "background": ["black"],
-              "scale": ["255"], "max_side": ["64"]}
+              "scale": ["255"], "max_side": ["64"], "normalize": ["imagenet"], "resize": ["pad"]}
     return values.get(name, [])
 
 
