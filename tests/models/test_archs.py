@@ -46,17 +46,18 @@ def test_factories_are_seeded_and_leave_the_global_random_state() -> None:
 
 
 def test_mobilenet_v3_small_through_the_module_route() -> None:
-    """The full network at 64x64 (its 2x2 last maps keep every layer): every row, the same output as a plain
-    forward, no ✗, and its ✓ rows as at 224x224."""
+    """The full network at 64x64 (its 2x2 last maps keep every layer): the same output as a plain forward, no
+    ✗, the ✓ share of 224x224 kept, and its ``-`` rows only of the types measured."""
     net = open_network(ModelRequest(model=ARCHS["mobilenet_v3_small"].target, size=(64, 64)))
     image, x, _ = net.prepare(resolve_sample("sample:photo"))
     result = net.forward(image, x)
     with torch.inference_mode():
         torch.testing.assert_close(result.outputs[0], net.model(x))
     marks = [r.ok for r in result.rows]
-    assert (len(marks), marks.count(True), marks.count(False)) == (161, 113, 0)
+    assert marks.count(False) == 0, [(r.name, r.spec, r.predicted, r.shapes) for r in result.rows if r.ok is False]
+    assert Fraction(marks.count(True), len(marks)) >= FLOOR["mobilenet_v3_small"]
     assert result.params == 2_542_856
-    assert {r.type for r in result.rows if r.ok is None} == {"Hardswish", "Hardsigmoid", "SqueezeExcitation",
+    assert {r.type for r in result.rows if r.ok is None} <= {"Hardswish", "Hardsigmoid", "SqueezeExcitation",
                                                              "V3Block"}
 
 
