@@ -11,9 +11,6 @@ from types import ModuleType
 import pytest
 
 NETS = Path(__file__).with_name("nets.py")
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # benchmarks/ (test_archs.py's networks) is not installed; `python -m pytest` finds it
-    sys.path.insert(0, str(ROOT))
 
 
 def load_nets() -> ModuleType:

@@ -52,7 +52,7 @@ def test_mobilenet_v3_small_through_the_module_route() -> None:
     image, x, _ = net.prepare(resolve_sample("sample:photo"))
     result = net.forward(image, x)
     with torch.inference_mode():
-        torch.testing.assert_close(result.outputs[0], net.model(x))
+        torch.testing.assert_close(result.outputs[0], net.model(torch.from_numpy(x)))
     marks = [r.ok for r in result.rows]
     assert marks.count(False) == 0, [(r.name, r.spec, r.predicted, r.shapes) for r in result.rows if r.ok is False]
     assert Fraction(marks.count(True), len(marks)) >= FLOOR["mobilenet_v3_small"]
