@@ -169,8 +169,9 @@ class Recorder:
         keep = self.selected(name)
         if keep:
             self.kept[name] = list(outputs)
-        if any(len(s) == 4 and 0 not in s for s in shapes):
-            self.last_maps = (name, [o for o in outputs if len(o.shape) == 4])
+        if any(len(s) == 4 and 0 not in s for s in shapes) and (
+                self.last_maps is None or any(s[2] * s[3] > 1 for s in shapes if len(s) == 4)):
+            self.last_maps = (name, [o for o in outputs if len(o.shape) == 4])  # a 1x1 map only if none is wider
         row = LayerRecord(len(self.rows) + 1, name, type_, shapes, params,
                           pred.macs if pred is not None and pred.macs is not None and pred.shape == shapes[0] else macs,
                           stats_of(outputs), spec, pred.shape if pred else None, pred.refusal if pred else None, keep)

@@ -124,3 +124,14 @@ def test_the_onnx_route_fits_the_image_and_says_so_under_the_header(runner, tmp_
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     assert lines[1] == "  input resized from 240x320 to 16x16 (short side, centre crop)", lines[:3]
+
+
+def test_the_default_picture_is_the_last_layer_with_maps_wider_than_1x1() -> None:
+    from featcli.models.layers import Recorder
+
+    rec = Recorder()
+    rec.add("tiny", "Conv2d", [np.ones((1, 2, 1, 1), np.float32)])  # the only maps so far: kept
+    assert rec.last_maps is not None and rec.last_maps[0] == "tiny"
+    rec.add("conv", "Conv2d", [np.ones((1, 2, 8, 8), np.float32)])
+    rec.add("gap", "AdaptiveAvgPool2d", [np.ones((1, 2, 1, 1), np.float32)])  # a 1x1 map after it is no picture
+    assert rec.last_maps[0] == "conv"
