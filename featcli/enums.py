@@ -73,6 +73,20 @@ class KernelMode(StrEnum):
     DEPTHWISE = "depthwise"  #: each channel on its own: Conv2d(C, n*C, groups=C)
 
 
+class Interpolation(StrEnum):
+    """torch ``Upsample(mode=...)``: the modes of the ``upsample`` stage."""
+
+    NEAREST = "nearest"
+    BILINEAR = "bilinear"
+
+
+class GeluApproximate(StrEnum):
+    """torch ``GELU(approximate=...)``: the exact erf form, or the tanh approximation."""
+
+    NONE = "none"
+    TANH = "tanh"
+
+
 class Norm(StrEnum):
     """How feature maps are scaled to colours."""
 
