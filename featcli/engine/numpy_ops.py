@@ -93,7 +93,8 @@ def _nearest(size: int, out: int, given: float | None) -> np.ndarray:
     if out == 2 * size:
         return np.arange(out) >> 1
     src = np.floor(np.arange(out, dtype=np.float32) * _scale(size, out, given, False)).astype(np.int64)
-    return np.minimum(src, size - 1)
+    out_idx: np.ndarray = np.minimum(src, size - 1)
+    return out_idx
 
 
 def _linear(size: int, out: int, given: float | None, align: bool) -> tuple[np.ndarray, ...]:

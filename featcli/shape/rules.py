@@ -315,6 +315,9 @@ def norm(st: WalkState, stage: Stage) -> Row:
         g = sp.groups
         if c % g:
             raise Refusal(f"{c} channels cannot be split into g={g} groups (GroupNorm needs C divisible by g)")
+        if n * (c // g) * h * w == 1:
+            raise Refusal(f"each of the g={g} groups holds one value (N*C/g*H*W = 1), and torch's GroupNorm refuses "
+                          "to standardise a single value")
         row.formulas.append(f"C: {c} channels in {g} groups of {c // g}, each standardised over "
                             f"{c // g}*{h}*{w} values")
         row.config = {"g": g, "eps": sp.eps}
