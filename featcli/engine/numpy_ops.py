@@ -26,22 +26,23 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def erf(x: np.ndarray) -> np.ndarray:
-    """The error function, vectorised (NumPy has none), in float64."""
-    a = np.abs(x.astype(np.float64))
-    t = 1 / (1 + _ERF_P * a)
+    """The error function, vectorised (NumPy has none), in ``x``'s precision."""
+    one = x.dtype.type(1)
+    a = np.abs(x)
+    t = one / (one + x.dtype.type(_ERF_P) * a)
     poly = t * (_ERF_A[0] + t * (_ERF_A[1] + t * (_ERF_A[2] + t * (_ERF_A[3] + t * _ERF_A[4]))))
-    out: np.ndarray = np.sign(x) * (1 - poly * np.exp(-a * a))
+    out: np.ndarray = np.sign(x) * (one - poly.astype(x.dtype, copy=False) * np.exp(-a * a))
     return out
 
 
 def gelu(x: np.ndarray, tanh: bool) -> np.ndarray:
-    """torch's ``gelu``: ``x * (1 + erf(x / sqrt 2)) / 2``, or ``approximate='tanh'``'s form."""
-    d = x.astype(np.float64)
-    if tanh:
-        inner = np.tanh(np.sqrt(2 / np.pi) * (d + 0.044715 * d**3))
-    else:
-        inner = erf(d / np.sqrt(2))
-    out: np.ndarray = (0.5 * d * (1 + inner)).astype(np.float32)
+    """torch's ``gelu``: ``x * (1 + erf(x / sqrt 2)) / 2``, or ``approximate='tanh'``'s form (float32 throughout)."""
+    with np.errstate(over="ignore"):  # x**3 and x*x overflow to inf far out, where tanh and erf are +-1
+        if tanh:
+            inner = np.tanh(np.float32(np.sqrt(2 / np.pi)) * (x + np.float32(0.044715) * x * x * x))
+        else:
+            inner = erf(x * np.float32(np.sqrt(0.5)))
+    out: np.ndarray = (np.float32(0.5) * x * (np.float32(1) + inner)).astype(np.float32, copy=False)
     return out
 
 
@@ -62,10 +63,11 @@ def hardswish(x: np.ndarray) -> np.ndarray:
 
 
 def _normalise(x: np.ndarray, axes: tuple[int, ...], eps: float) -> np.ndarray:
-    d = x.astype(np.float64)
-    mean = d.mean(axis=axes, keepdims=True)
-    var = d.var(axis=axes, keepdims=True)
-    out: np.ndarray = ((d - mean) / np.sqrt(var + eps)).astype(np.float32)
+    """``(x - mean) / sqrt(var + eps)`` over ``axes``, the sums in float64 and the values in float32."""
+    mean = x.mean(axis=axes, keepdims=True, dtype=np.float64).astype(np.float32)
+    centred = x - mean
+    var = np.mean(np.square(centred), axis=axes, keepdims=True, dtype=np.float64)
+    out: np.ndarray = centred * (1 / np.sqrt(var + eps)).astype(np.float32)
     return out
 
 

@@ -10,6 +10,7 @@ keep their ``state_dict`` names between the trainable network and the ``--code``
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -146,3 +147,14 @@ def test_upsample_keys_refused_as_torch_refuses_them() -> None:
     assert list(itertools.chain(*(c.formulas for c in Planner(parse_stages(["upsample:sf=1.5"]), PlanOptions())
                                   .plan_for((1, 1, 5, 4)).report.stages))) == ["H: floor(5 * 1.5) = 7",
                                                                                "W: floor(4 * 1.5) = 6"]
+
+
+@pytest.mark.parametrize("spec", ["gelu", "gelu:approx=tanh", "silu", "hardswish", "hardsigmoid"])
+def test_activations_far_out_equal_torch_without_warnings(spec: str) -> None:
+    x = torch.tensor([-1e30, -1e10, -100.0, -30.0, -3.0, -0.0, 0.0, 1e-30, 3.0, 30.0, 100.0, 1e10, 1e30])
+    x = x.view(1, 1, 1, -1)
+    (stage,) = Planner(parse_stages([spec]), PlanOptions()).plan_for(tuple(x.shape)).stages
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or invalid-value warning from NumPy
+        got = NumpyBackend().compile(stage)(x.numpy())
+    np.testing.assert_allclose(got, TorchBackend().compile(stage)(x).numpy(), rtol=1e-6, atol=1e-6)
