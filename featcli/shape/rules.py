@@ -287,8 +287,8 @@ def upsample(st: WalkState, stage: Stage) -> Row:
             row.formulas.append(f"{AXES[a]}: floor({size} * {_factor(f)}) = {o}")
             if size and o and not sp.recompute_scale_factor and not (bilinear and sp.align_corners) \
                     and o != size * f:
-                row.notes.append(f"{AXES[a]}: the values use the scale {_factor(f)} as given (input position = "
-                                 f"output position / {_factor(f)}), not {size}/{o}; rsf=1 uses {size}/{o}")
+                row.notes.append(f"{AXES[a]}: torch samples the input at output position / {_factor(f)} (the scale "
+                                 f"as given), not at * {size}/{o} as rsf=1 would")
         outs.append(o)
     if min(h, w, *outs) < 1:
         raise Refusal(f"input and output sizes must be greater than 0 (torch refuses it), but the input is {h}x{w} "
