@@ -194,7 +194,10 @@ def small_constants(graph: Any) -> dict[str, tuple[float, ...]]:
     out = {}
     for name, t in tensors:
         if math.prod(t.dims) <= 8 and t.data_location != 1:  # 1: EXTERNAL
-            out[name] = tuple(float(v) for v in numpy_helper.to_array(t).reshape(-1))
+            try:
+                out[name] = tuple(float(v) for v in numpy_helper.to_array(t).reshape(-1))
+            except (ValueError, TypeError):  # a damaged constant: no value to read (the node maps to no stage)
+                continue
     return out
 
 
