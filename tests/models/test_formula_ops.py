@@ -163,3 +163,11 @@ def test_onnx_nodes_as_stages() -> None:
     assert specs == ["upsample:sf=2.0x3.0,mode=bilinear", "upsample:o=7x9", None, "hardsigmoid", None,
                      "groupnorm:g=2,eps=0.001"]
     assert predict(specs[0], (1, 4, 5, 6)).shape == (1, 4, 10, 18)
+
+
+def test_a_damaged_constant_has_no_value() -> None:
+    onnx = pytest.importorskip("onnx")
+    from featcli.models.onnx_route import small_constants
+
+    bad = onnx.TensorProto(name="bad", dims=[4], data_type=onnx.TensorProto.FLOAT, raw_data=b"abc")
+    assert small_constants(onnx.helper.make_graph([], "g", [], [], [bad])) == {}
