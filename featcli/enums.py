@@ -85,6 +85,20 @@ class Resize(StrEnum):
         return {"crop": "short side, centre crop", "pad": "long side, zero padding", "stretch": "stretched"}[self.value]
 
 
+class Interpolation(StrEnum):
+    """torch ``Upsample(mode=...)``: the modes of the ``upsample`` stage."""
+
+    NEAREST = "nearest"
+    BILINEAR = "bilinear"
+
+
+class GeluApproximate(StrEnum):
+    """torch ``GELU(approximate=...)``: the exact erf form, or the tanh approximation."""
+
+    NONE = "none"
+    TANH = "tanh"
+
+
 class Norm(StrEnum):
     """How feature maps are scaled to colours."""
 

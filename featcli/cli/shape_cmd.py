@@ -35,9 +35,10 @@ Stages take torch's defaults (conv: k=3, s=1, p=0, d=1, g=1, out = input channel
 Keys: {keys_help()}.
 Sizes are N or HxW; p=same|valid as in torch; w=sobel_x+sobel_y takes out and k from kernels.
 
-Branches: save:NAME keeps the current tensor; add:NAME adds it, cat:NAME concatenates it on the channels;
-'add:NAME(STAGE ...)' runs a side branch on it first (quote it in the shell). @resnet18 @vgg11 @lenet5 @unet,
-or @FILE, stand for a stack file's stages (# comments, stages on lines or separated by spaces).
+Branches: save:NAME keeps the current tensor; add:NAME adds it, mul:NAME multiplies by it (a 1x1 gate
+broadcasts), cat:NAME concatenates it on the channels; 'add:NAME(STAGE ...)' runs a side branch on it first
+(quote it in the shell). @resnet18 @vgg11 @lenet5 @unet, or @FILE, stand for a stack file's stages
+(# comments, stages on lines or separated by spaces).
 
 Solve: p=? picks the padding that keeps the size (ceil(H/s); for convt op=?/p=? the size H*s);
 p=?HxW or --solve HxW asks for that output. Quote '?' in the shell: 'conv:k=3,p=?'.

@@ -31,7 +31,7 @@ from featcli.stages.registry import Op
 if TYPE_CHECKING:
     from featcli.engine.streamed import Streaming
 
-_MEETS = (Op.ADD, Op.CAT)
+_MEETS = (Op.ADD, Op.MUL, Op.CAT)
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,7 +206,7 @@ class Branches:
         self.aside: list[Any] = []
 
     def inputs(self, stage: PlannedStage, y: Any) -> tuple[Any, ...]:
-        """The arguments of ``stage``'s function: the tensor, and for ``add``/``cat`` the other operand."""
+        """The arguments of ``stage``'s function: the tensor, and for ``add``/``mul``/``cat`` the other operand."""
         for name in stage.row.reads:
             self.aside.append(y)
             y = self.saved[name]

@@ -25,7 +25,7 @@ from torch import nn
 from featcli.engine.loop import Branches
 from featcli.engine.plan import Plan, Planner, PlanOptions, check_budget, compile_plan, memory_budget
 from featcli.engine.predict import is_scores
-from featcli.engine.torch_backend import OPS, TorchEnv, stage_module
+from featcli.engine.torch_backend import OPS, TorchEnv, module_fn, stage_module
 from featcli.errors import BudgetError, FeatcliError, ShapeError, UsageError, WeightsError
 from featcli.stages.grammar import format_shape
 from featcli.stages.params import ConvSpec, PReLUSpec
@@ -88,7 +88,7 @@ class Network(nn.Module):
             module = stage_module(stage, env)
             if module is not None:
                 self.add_module(f"s{stage.index}", module)
-                self._calls.append(module)
+                self._calls.append(module_fn(stage, module))
             elif stage.kernels is not None or stage.slopes_ref is not None:
                 raise UsageError(f"{stage.label()}: weights from w= are fixed; a trained network learns its own")
             else:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from featcli.engine import numpy_ops as M
 from featcli.engine.backend import OpTable, SampleStats, StageFn
 from featcli.engine.plan import ConvKernels, PlannedStage
 from featcli.enums import KernelMode, PaddingMode, Scale
@@ -38,7 +39,7 @@ OPS.unsupported("learned layers run on torch", Op.CONVT, Op.LINEAR)
 OPS.unsupported("per-image statistics of batch norm run on torch", Op.BN)
 OPS.unsupported("a reshape for the torch layers after it", Op.FLATTEN)
 OPS.unsupported("adaptive windows of unequal sizes run on torch", Op.ADAPTIVEAVG, Op.ADAPTIVEMAX)
-OPS.unsupported("branches (saved tensors, add, cat) run on torch", Op.SAVE, Op.ADD, Op.CAT)
+OPS.unsupported("branches (saved tensors, add, mul, cat) run on torch", Op.SAVE, Op.ADD, Op.MUL, Op.CAT)
 
 
 class HWC:
@@ -248,12 +249,6 @@ def _elementwise(fn: Any) -> StageFn:
     return lambda x: fn(planes(x))
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):  # exp overflow gives 1/inf = 0, the right limit
-        out: np.ndarray = (1 / (1 + np.exp(-x))).astype(np.float32, copy=False)
-    return out
-
-
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
     out: np.ndarray = (e / e.sum(axis=1, keepdims=True, dtype=np.float32)).astype(np.float32, copy=False)
@@ -309,12 +304,28 @@ def _prelu(stage: PlannedStage, env: None) -> StageFn:
 
 @OPS.implements(Op.SIGMOID)
 def _sigmoid_op(stage: PlannedStage, env: None) -> StageFn:
-    return _elementwise(_sigmoid)
+    return _elementwise(M.sigmoid)
 
 
 @OPS.implements(Op.TANH)
 def _tanh(stage: PlannedStage, env: None) -> StageFn:
     return _elementwise(np.tanh)
+
+
+@OPS.implements(Op.GELU, Op.SILU, Op.HARDSWISH, Op.HARDSIGMOID, Op.UPSAMPLE)
+def _more(stage: PlannedStage, env: None) -> StageFn:
+    p, out = stage.params, stage.row.out_shape[2:]
+    return _elementwise({Op.SILU: M.silu, Op.HARDSWISH: M.hardswish, Op.HARDSIGMOID: M.hardsigmoid,
+                         Op.GELU: lambda x: M.gelu(x, p.approximate.value == "tanh"),
+                         Op.UPSAMPLE: lambda x: M.upsample(x, p, out)}[stage.op])
+
+
+@OPS.implements(Op.GROUPNORM, Op.LAYERNORM, when=lambda s: "trained weights run on torch" if s.state else None)
+def _norm(stage: PlannedStage, env: None) -> StageFn:
+    p, groups = stage.params, stage.row.config.get("g", 1)
+    if stage.op is Op.LAYERNORM:
+        return _elementwise(lambda x: M.layer_norm(x, p.eps))
+    return _elementwise(lambda x: M.group_norm(x, groups, p.eps))
 
 
 @OPS.implements(Op.SOFTMAX)

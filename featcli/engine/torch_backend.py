@@ -193,10 +193,32 @@ def _convt(stage: PlannedStage, env: TorchEnv) -> StageFn:
     return _module_fn(stage, env)
 
 
+def module_fn(stage: PlannedStage, m: nn.Module) -> StageFn:
+    """How ``stage`` applies its module (``OpDef.call``): ``m(x)``, or ``layernorm``'s ``LayerNorm(C)`` on the
+    channels-last permutation, back to ``(N, C, H, W)`` after it."""
+    if stage.op is Op.LAYERNORM:
+        return lambda x: m(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    return m
+
+
 def _module_fn(stage: PlannedStage, env: TorchEnv) -> StageFn:
     m = stage_module(stage, env)
     assert m is not None
-    return lambda x: m(x)
+    return module_fn(stage, m)
+
+
+@OPS.implements(Op.GROUPNORM, Op.LAYERNORM, Op.LINEAR)
+def _with_module(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return _module_fn(stage, env)
+
+
+@OPS.implements(Op.UPSAMPLE, Op.GELU, Op.SILU, Op.HARDSWISH, Op.HARDSIGMOID)
+def _plain_module(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    """The registry's module, which holds no tensors (``featcli shape --code`` writes the same call)."""
+    call = module_call(stage.definition, stage.row.config, stage.row.in_shape[1])
+    assert call is not None and call.pad is None
+    module: StageFn = getattr(nn, call.cls)(*call.args, **dict(call.kwargs))
+    return module
 
 
 @OPS.implements(Op.MAXPOOL, Op.AVGPOOL)
@@ -287,20 +309,20 @@ def _flatten(stage: PlannedStage, env: TorchEnv) -> StageFn:
     return lambda x: x.flatten(1)
 
 
-@OPS.implements(Op.LINEAR)
-def _linear(stage: PlannedStage, env: TorchEnv) -> StageFn:
-    return _module_fn(stage, env)
-
-
 @OPS.implements(Op.SAVE)
 def _save(stage: PlannedStage, env: TorchEnv) -> StageFn:
     return lambda x: x  # the loop keeps the tensor under its name
 
 
-# add and cat take the loop's second operand: (the current tensor or the one a side branch set aside, other)
+# add, mul and cat take the loop's second operand: (the current tensor or the one a side branch set aside, other)
 @OPS.implements(Op.ADD)
 def _add(stage: PlannedStage, env: TorchEnv) -> StageFn:
     return lambda x, other: x + other
+
+
+@OPS.implements(Op.MUL)
+def _mul(stage: PlannedStage, env: TorchEnv) -> StageFn:
+    return lambda x, other: x * other
 
 
 @OPS.implements(Op.CAT)

@@ -34,7 +34,7 @@ MAX_PLANE = 2**25
 MAX_WORK = 2**31
 #: The largest receptive field the picture draws cell by cell (a side).
 MAX_DRAWN_FIELD = 512
-_SAME = frozenset({"same", "bn", "magnitude", "prelu"})
+_SAME = frozenset({"same", "bn", "norm", "magnitude", "prelu"})
 
 
 def _geometry(row: object) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int, int, int]]:

@@ -151,7 +151,24 @@ def aten_op(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Layer
         return LayerOp("prelu", {"n": args[1].numel()})
     if name == "dropout":
         return LayerOp("dropout", {"p": float(a[1] if a[1] is not None else 0.5)})
-    simple = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "abs": "abs"}
+    if name in ("upsample_nearest2d", "upsample_bilinear2d") and four:
+        from featcli.models.formula import scales
+
+        bilinear = name == "upsample_bilinear2d"
+        rest = a[2 + bilinear:]  # .vec: (scale_factors,); the other overload: (scales_h, scales_w)
+        given = rest[0] if isinstance(rest[0], (list, tuple)) else rest[:2] if None not in rest[:2] else None
+        return LayerOp("upsample", {"sf": scales(given) if given else None, "o": None if given else a[1],
+                                    "mode": "bilinear" if bilinear else "nearest",
+                                    "ac": bool(a[2]) if bilinear else None})
+    if name == "gelu":
+        return LayerOp("gelu", {"approx": kwargs.get("approximate", a[1] or "none")})
+    if name == "group_norm" and four and a[2] is not None and a[3] is not None:
+        return LayerOp("groupnorm", {"g": a[1], "eps": float(a[4] if a[4] is not None else 1e-5)})
+    if name == "native_group_norm" and four and a[1] is not None and a[2] is not None:
+        return LayerOp("groupnorm", {"g": a[6], "eps": float(a[7])})
+    simple = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "abs": "abs", "silu": "silu",
+              "silu_": "silu", "hardswish": "hardswish", "hardswish_": "hardswish", "hardsigmoid": "hardsigmoid",
+              "hardsigmoid_": "hardsigmoid"}
     return LayerOp(simple[name]) if name in simple else None
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from featcli.errors import FeatcliError
 
-__all__ = ["LayerOp", "Predicted", "pair", "predict", "spec_text"]
+__all__ = ["LayerOp", "Predicted", "pair", "predict", "scales", "spec_text"]
 
 #: Keys each op leaves out when they hold torch's default (pools' stride defaults to the window: below).
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -36,6 +36,10 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "bn": {"eps": 1e-5},
     "dropout": {"p": 0.5},
     "linear": {"bias": True},
+    "upsample": {"mode": "nearest", "ac": False},
+    "gelu": {"approx": "none"},
+    "groupnorm": {"eps": 1e-5},
+    "layernorm": {"eps": 1e-5},
 }
 
 
@@ -45,6 +49,13 @@ def pair(v: Any) -> tuple[int, int]:
         return (v, v)
     t = tuple(int(x) for x in v)
     return (t[0], t[0]) if len(t) == 1 else (t[0], t[1])
+
+
+def scales(v: Any) -> str:
+    """A scale factor (``2.0``, ``(1.5, 2.0)``) as ``upsample``'s ``sf=`` text, every digit kept (``1.5x2.0``): the
+    output size is ``floor(in * sf)``, so a rounded scale could predict another size."""
+    f = [float(x) for x in v] if isinstance(v, (list, tuple)) else [float(v)]
+    return repr(f[0]) if len(f) == 1 or f[0] == f[1] else f"{f[0]!r}x{f[1]!r}"
 
 
 @dataclass(frozen=True)

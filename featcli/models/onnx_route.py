@@ -115,8 +115,10 @@ def _pads(a: dict[str, Any]) -> tuple[int, int] | None:
     return (p[0], p[1]) if len(p) == 4 and p[0] == p[2] and p[1] == p[3] else None
 
 
-def node_op(node: Any, shapes: dict[str, tuple[int, ...]], inits: dict[str, tuple[int, ...]]) -> LayerOp | None:
-    """The featcli stage of an ONNX node, or None where the stage language cannot express it."""
+def node_op(node: Any, shapes: dict[str, tuple[int, ...]], inits: dict[str, tuple[int, ...]],
+            consts: dict[str, tuple[float, ...]] | None = None) -> LayerOp | None:
+    """The featcli stage of an ONNX node, or None where the stage language cannot express it (``consts``: the
+    values of the graph's small constants, :func:`small_constants`, for ``Resize``'s scales and sizes)."""
     a, t = _attrs(node), node.op_type
     x = shapes.get(node.input[0], ()) if node.input else ()
     w = inits.get(node.input[1], ()) if len(node.input) > 1 else ()
@@ -149,8 +151,54 @@ def node_op(node: Any, shapes: dict[str, tuple[int, ...]], inits: dict[str, tupl
         return LayerOp("prelu", {"n": w[0]})
     if t == "Softmax" and len(x) in (2, 4) and a.get("axis", -1) % len(x) == 1:
         return LayerOp("softmax")
-    simple = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Abs": "abs", "Dropout": "dropout"}
+    if t in ("Resize", "Upsample") and len(x) == 4 and consts is not None and not a.get("antialias", 0) \
+            and "axes" not in a:
+        # torch's two modes as torch exports them: nearest (asymmetric, floor) and bilinear (half pixel or corners)
+        mode, ctm = a.get("mode", b"nearest"), a.get("coordinate_transformation_mode", b"half_pixel" if
+                                                       t == "Resize" else b"asymmetric")
+        near = a.get("nearest_mode", b"round_prefer_floor" if t == "Resize" else b"floor") == b"floor"
+        linear = {b"half_pixel": False, b"pytorch_half_pixel": False, b"align_corners": True}
+        if not ((mode == b"nearest" and ctm == b"asymmetric" and near) or (mode == b"linear" and ctm in linear)):
+            return None
+        up = {"mode": "nearest" if mode == b"nearest" else "bilinear", "ac": linear[ctm] if mode == b"linear" else None}
+        got = [consts.get(n) for n in node.input[1:]]
+        scale, size = (got[1] if len(got) > 1 else None), (got[2] if len(got) > 2 else None)
+        if t == "Upsample":
+            scale, size = (got[0] if got else tuple(a.get("scales", ()))) or None, None
+        if size and len(size) == 4 and tuple(size[:2]) == x[:2]:
+            return LayerOp("upsample", {"o": pair(size[2:]), **up})
+        if scale and len(scale) == 4 and tuple(scale[:2]) == (1, 1) and min(scale[2:]) > 0:
+            from featcli.models.formula import scales
+
+            return LayerOp("upsample", {"sf": scales(scale[2:]), **up})
+        return None
+    if t == "Gelu" and a.get("approximate", b"none") in (b"none", b"tanh"):
+        return LayerOp("gelu", {"approx": a.get("approximate", b"none").decode()})
+    if t == "HardSigmoid" and math.isclose(a.get("alpha", 0.2), 1 / 6, rel_tol=1e-6) and a.get("beta", 0.5) == 0.5:
+        return LayerOp("hardsigmoid")  # torch's relu6(x + 3) / 6 is alpha=1/6, beta=0.5 (ONNX's default is 0.2)
+    if t == "GroupNormalization" and len(x) == 4 and w == (x[1],) and a.get("stash_type", 1) == 1:  # opset 21
+        return LayerOp("groupnorm", {"g": a["num_groups"], "eps": float(a.get("epsilon", 1e-5))})
+    simple = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Abs": "abs", "Dropout": "dropout",
+              "HardSwish": "hardswish"}
     return LayerOp(simple[t]) if t in simple else None
+
+
+def small_constants(graph: Any) -> dict[str, tuple[float, ...]]:
+    """The values of the graph's constants of at most 8 numbers (initializers and ``Constant`` nodes): what
+    :func:`node_op` reads for a ``Resize``'s scales and sizes."""
+    from onnx import numpy_helper
+
+    tensors = [(i.name, i) for i in graph.initializer]
+    tensors += [(n.output[0], at.t) for n in graph.node if n.op_type == "Constant" for at in n.attribute
+                if at.name == "value"]
+    out = {}
+    for name, t in tensors:
+        if math.prod(t.dims) <= 8 and t.data_location != 1:  # 1: EXTERNAL
+            try:
+                out[name] = tuple(float(v) for v in numpy_helper.to_array(t).reshape(-1))
+            except (ValueError, TypeError):  # a damaged constant: no value to read (the node maps to no stage)
+                continue
+    return out
 
 
 def _fixed(model: OnnxModel, shape: tuple[int, ...]) -> Any:
@@ -242,6 +290,7 @@ def run_onnx(model: OnnxModel, x: np.ndarray, recorder: Recorder) -> list[np.nda
     shapes = {name: s for name, v in infos.items() if (s := _known(v)) is not None}
     types = {name: v.type.tensor_type.elem_type for name, v in infos.items()}
     inits = {i.name: tuple(int(d) for d in i.dims) for i in graph.initializer}
+    consts = small_constants(graph)
     sizes = {i.name: math.prod(i.dims) for i in graph.initializer}
     _check_values(graph, shapes, types, recorder)
     live = {model.input}  # nodes fed (through others) by the image; the rest fold constants
@@ -274,7 +323,7 @@ def run_onnx(model: OnnxModel, x: np.ndarray, recorder: Recorder) -> list[np.nda
         outs = [got[o] for o in n.output if o in got]
         if outs:
             recorder.add(recorder.unique(name), n.op_type, outs, params=params, in_shape=in_shape,
-                         op=node_op(n, {**shapes, first: in_shape} if in_shape else shapes, inits))
+                         op=node_op(n, {**shapes, first: in_shape} if in_shape else shapes, inits, consts))
         else:  # not requested (all together over the budget): its shape only
             recorder.shape_only(recorder.unique(name), n.op_type, [shapes[o] for o in n.output if o in shapes],
                                 params=params)

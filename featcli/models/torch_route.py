@@ -178,7 +178,24 @@ def module_op(m: Any, in_shape: tuple[int, ...]) -> LayerOp | None:
         return LayerOp("softmax")
     if isinstance(m, (nn.Dropout, nn.Dropout2d)):
         return LayerOp("dropout", {"p": float(m.p)})
-    simple = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
+    if isinstance(m, nn.Upsample) and four and m.mode in ("nearest", "bilinear"):  # UpsamplingNearest2d too
+        from featcli.models.formula import scales
+
+        bilinear = m.mode == "bilinear"
+        return LayerOp("upsample", {"o": m.size, "sf": None if m.size is not None else scales(m.scale_factor),
+                                    "mode": m.mode, "ac": m.align_corners if bilinear else None,
+                                    "rsf": m.recompute_scale_factor if m.size is None else None})
+    if isinstance(m, nn.GELU):
+        return LayerOp("gelu", {"approx": m.approximate})
+    if isinstance(m, nn.GroupNorm) and four and m.affine:
+        return LayerOp("groupnorm", {"g": m.num_groups, "eps": float(m.eps)})
+    # A plain LayerNorm normalises the last dimensions; a LayerNorm2d subclass (ConvNeXt's, timm's) permutes the
+    # channels last first: the stage's channels-first LayerNorm, where it normalises exactly C with weights.
+    if isinstance(m, nn.LayerNorm) and type(m).__name__.lower().endswith("layernorm2d") and four and \
+            tuple(m.normalized_shape) == (in_shape[1],) and m.elementwise_affine and m.bias is not None:
+        return LayerOp("layernorm", {"eps": float(m.eps)})
+    simple = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu", nn.Hardswish: "hardswish",
+              nn.Hardsigmoid: "hardsigmoid"}
     for cls, name in simple.items():
         if isinstance(m, cls):
             return LayerOp(name)

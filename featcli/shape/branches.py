@@ -1,4 +1,5 @@
-"""Branches of a stack: ``save:NAME`` keeps a tensor, ``add:NAME``/``cat:NAME`` meet it again, side branches.
+"""Branches of a stack: ``save:NAME`` keeps a tensor, ``add:NAME``/``mul:NAME``/``cat:NAME`` meet it again, side
+branches.
 
 A stack stays a list: :func:`flatten` spells every side branch ``add:a(conv:k=1,s=2 bn)`` out as rows of its
 own (the branch's stages, then the ``add``), each with ``branch`` (the saved tensor the branch grows from)
@@ -9,7 +10,9 @@ the branch pops it and meets the branch's output.
 
 Shapes must match exactly: ``add`` needs equal shapes (torch's ``+`` would broadcast ``(1, 1, H, W)``
 against ``(1, C, H, W)``; a residual connection of different shapes is a mistake, so featcli refuses it),
-``cat`` equal shapes apart from the channels. The receptive field and jump after a meeting are the larger of
+``cat`` equal shapes apart from the channels. ``mul`` broadcasts as torch's ``*`` does between tensors of as many
+dimensions (each size equal, or 1 on one side): a ``(N, C, 1, 1)`` gate times a ``(N, C, H, W)`` map is
+squeeze-excitation. The receptive field and jump after a meeting are the larger of
 the two paths'. Pure Python.
 """
 
@@ -117,7 +120,14 @@ def _meet(st: WalkState, stage: Stage, op: str) -> Row:
     assert isinstance(sp, BranchSpec)
     main, other, called = _operands(st, sp, op)
     a, b = main.shape, other.shape
-    if op == "add":
+    if op == "mul":
+        if len(a) != len(b) or any(x != y and 1 not in (x, y) for x, y in zip(a, b, strict=True)):
+            raise Refusal(f"mul needs shapes that broadcast (each size equal, or 1 on one side, e.g. a "
+                          f"{format_shape((*a[:2], 1, 1)[:len(a)])} gate), but the current tensor is {_shape(main)} "
+                          f"({main.made_by}) and {called} is {_shape(other)} ({other.made_by})")
+        out = tuple(y if x == 1 else x for x, y in zip(a, b, strict=True))
+        formula = f"{_shape(main)} * {_shape(other)} = {format_shape(out)}"
+    elif op == "add":
         if a != b:
             raise Refusal(f"add needs equal shapes, but the current tensor is {_shape(main)} ({main.made_by}) "
                           f"and {called} is {_shape(other)} ({other.made_by}); {_add_hint(main, other, sp)}")
@@ -142,6 +152,10 @@ def _meet(st: WalkState, stage: Stage, op: str) -> Row:
 
 def add(st: WalkState, stage: Stage) -> Row:
     return _meet(st, stage, "add")
+
+
+def mul(st: WalkState, stage: Stage) -> Row:
+    return _meet(st, stage, "mul")
 
 
 def cat(st: WalkState, stage: Stage) -> Row:

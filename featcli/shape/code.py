@@ -28,7 +28,7 @@ def _value(v: Any) -> str:
 
 
 def _module(row: StageReport) -> str | None:
-    """The module of one stage, or None when ``forward`` does it inline (abs, magnitude, save, add, cat): the
+    """The module of one stage, or None when ``forward`` does it inline (abs, magnitude, save, add, mul, cat): the
     registry's description (:func:`featcli.stages.modules.module_call`), which the torch backend builds too."""
     call = module_call(REGISTRY[row.resolved.op], row.config, row.in_shape[1] if len(row.in_shape) > 1 else 0)
     if call is None:
@@ -57,7 +57,7 @@ def module_code(report: ShapeReport, command: str, *, name: str = "Net") -> str:
             saved[c["name"]] = f"saved_{c['name']}"
             body.append(f"{saved[c['name']]} = x  # {row.spec}")
             continue
-        if row.op in ("add", "cat"):
+        if row.op in ("add", "mul", "cat"):
             other = branch_var or saved[c["name"]]
             expr = REGISTRY[row.resolved.op].code.format(x="x", other=other)
             body.append(f"x = {expr}  # {row.spec}: {shape}")
@@ -70,7 +70,8 @@ def module_code(report: ShapeReport, command: str, *, name: str = "Net") -> str:
             body.append(f"{dst} = {_inline(row, src)}  # {row.spec}: {shape}")
         else:
             init.append(f"self.s{row.index} = {module}  # {row.spec}")
-            body.append(f"{dst} = self.s{row.index}({src})  # {shape}")
+            call = REGISTRY[row.resolved.op].call or "{m}({x})"
+            body.append(f"{dst} = {call.format(m=f'self.s{row.index}', x=src)}  # {shape}")
         if row.op == "conv" and c.get("w"):
             notes.append(f"# s{row.index}: featcli fills this conv's weights from {'+'.join(c['w'])} "
                          f"(mode={c.get('mode', 'sum')}); here they start random.")

@@ -125,8 +125,8 @@ def memory(report: ShapeReport, dtype: str = "float32") -> MemoryReport:
     for i, r in enumerate(rows):
         if r.op == "save":
             open_saves[_name(r.spec)] = i
-        elif r.op in ("add", "cat") or r.reads:
-            for name in ([_name(r.spec)] if r.op in ("add", "cat") else list(r.reads)):
+        elif r.op in ("add", "mul", "cat") or r.reads:
+            for name in ([_name(r.spec)] if r.op in ("add", "mul", "cat") else list(r.reads)):
                 if name in open_saves:
                     last_use[open_saves[name]] = name
                     last_use[i] = name
@@ -147,7 +147,7 @@ def memory(report: ShapeReport, dtype: str = "float32") -> MemoryReport:
             old, branch_cur = branch_cur, i
         else:
             old, main = main, i
-            if r.op in ("add", "cat"):
+            if r.op in ("add", "mul", "cat"):
                 name = _name(r.spec)
                 freed = [branch_cur, saved.pop(name, None) if last_use.get(i) == name else None]
                 branch_cur = None

@@ -9,9 +9,10 @@ entry's ``shape_rule``. Pure Python: no torch, no numpy.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
-from featcli.enums import KernelMode, PaddingMode
+from featcli.enums import Interpolation, KernelMode, PaddingMode
 from featcli.shape import branches
 from featcli.shape.axis import AXES, conv_axis, convt_axis, dropped_note, pairs_text, pool_axis
 from featcli.shape.report import div_num, mul_num
@@ -24,10 +25,14 @@ from featcli.stages.params import (
     ConvSpec,
     ConvTSpec,
     DropoutSpec,
+    GeluSpec,
+    GroupNormSpec,
+    LayerNormSpec,
     LeakyReLUSpec,
     LinearSpec,
     PoolSpec,
     PReLUSpec,
+    UpsampleSpec,
 )
 from featcli.stages.spec import Stage
 
@@ -253,6 +258,73 @@ def same(st: WalkState, stage: Stage) -> Row:
         row.config = {"p": sp.p}
     elif isinstance(sp, LeakyReLUSpec):
         row.config = {"slope": sp.negative_slope}
+    elif isinstance(sp, GeluSpec):
+        row.config = {"approx": sp.approximate.value}
+    return row
+
+
+def _factor(f: float) -> str:
+    return str(int(f)) if f.is_integer() else repr(f)
+
+
+def upsample(st: WalkState, stage: Stage) -> Row:
+    """``F.interpolate``'s sizes: ``o=`` as given, or ``floor(in * sf)`` in double precision, as torch computes
+    them; the values of a fractional ``sf`` use the scale as given unless ``rsf=1`` (then ``in/out``)."""
+    sp = stage.params
+    assert isinstance(sp, UpsampleSpec)
+    n, c, h, w = need_4d("upsample", st.shape)
+    row = Row(resolved=sp)
+    bilinear = sp.mode is Interpolation.BILINEAR
+    outs = []
+    for a, size in enumerate((h, w)):
+        if sp.scale_factor is None:
+            assert sp.output_size is not None
+            o = sp.output_size[a]
+            row.formulas.append(f"{AXES[a]}: {size} -> {o} (o=)")
+        else:
+            f = sp.scale_factor[a]
+            o = math.floor(size * f)
+            row.formulas.append(f"{AXES[a]}: floor({size} * {_factor(f)}) = {o}")
+            if size and o and not sp.recompute_scale_factor and not (bilinear and sp.align_corners) \
+                    and o != size * f:
+                row.notes.append(f"{AXES[a]}: torch samples the input at output position / {_factor(f)} (the scale "
+                                 f"as given), not at * {size}/{o} as rsf=1 would")
+        outs.append(o)
+    if min(h, w, *outs) < 1:
+        raise Refusal(f"input and output sizes must be greater than 0 (torch refuses it), but the input is {h}x{w} "
+                      f"and the output {outs[0]}x{outs[1]}")
+    for a, size in enumerate((h, w)):  # bilinear mixes two neighbouring input pixels, nearest copies one
+        st.rf[a] += (1 if bilinear and size > 1 else 0) * st.jump[a]
+        st.jump[a] = div_num(st.jump[a] * size, outs[a])
+    row.out = (n, c, outs[0], outs[1])
+    row.macs = (4 if bilinear else 1) * n * c * outs[0] * outs[1]  # fvcore's count per output value
+    row.config = {"o": None if sp.output_size is None else list(sp.output_size),
+                  "sf": None if sp.scale_factor is None else list(sp.scale_factor), "mode": sp.mode.value,
+                  "ac": sp.align_corners, "rsf": sp.recompute_scale_factor}
+    return row
+
+
+def norm(st: WalkState, stage: Stage) -> Row:
+    """``groupnorm`` and ``layernorm``: the shape kept, 2C learned parameters (scale and shift per channel)."""
+    sp, op = stage.params, stage.op.value
+    n, c, h, w = need_4d(op, st.shape)
+    row = Row(out=st.shape, resolved=sp)
+    row.params = 2 * c
+    row.macs = 5 * n * c * h * w  # fvcore's rough count of a norm with affine weights, per value
+    if isinstance(sp, GroupNormSpec):
+        g = sp.groups
+        if c % g:
+            raise Refusal(f"{c} channels cannot be split into g={g} groups (GroupNorm needs C divisible by g)")
+        if n * (c // g) * h * w == 1:
+            raise Refusal(f"each of the g={g} groups holds one value (N*C/g*H*W = 1), and torch's GroupNorm refuses "
+                          "to standardise a single value")
+        row.formulas.append(f"C: {c} channels in {g} groups of {c // g}, each standardised over "
+                            f"{c // g}*{h}*{w} values")
+        row.config = {"g": g, "eps": sp.eps}
+    else:
+        assert isinstance(sp, LayerNormSpec)
+        row.formulas.append(f"C: the {c} values at each of the {h}*{w} positions standardised")
+        row.config = {"eps": sp.eps}
     return row
 
 
@@ -305,6 +377,6 @@ def prelu(st: WalkState, stage: Stage) -> Row:
 #: rule name (``OpDef.shape_rule``) -> the function that walks one stage.
 RULES: dict[str, Callable[[WalkState, Stage], Row]] = {
     "conv": conv, "convt": convt, "pool": pool, "adaptive": adaptive, "linear": linear, "same": same, "bn": bn,
-    "magnitude": magnitude, "flatten": flatten, "prelu": prelu,
-    "save": branches.save, "add": branches.add, "cat": branches.cat,
+    "magnitude": magnitude, "flatten": flatten, "prelu": prelu, "upsample": upsample, "norm": norm,
+    "save": branches.save, "add": branches.add, "mul": branches.mul, "cat": branches.cat,
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
-from featcli.enums import KernelMode, PaddingMode
+from featcli.enums import GeluApproximate, Interpolation, KernelMode, PaddingMode
 from featcli.errors import SpecError
 from featcli.stages.grammar import (
     Padding,
@@ -33,7 +33,8 @@ Items = dict[str, str]
 FIELDS: dict[str, str] = {
     "k": "kernel_size", "s": "stride", "p": "padding", "d": "dilation", "g": "groups", "pm": "padding_mode",
     "w": "weights", "op": "output_padding", "ceil": "ceil_mode", "cip": "count_include_pad", "o": "output_size",
-    "n": "num_parameters", "slope": "negative_slope",
+    "n": "num_parameters", "slope": "negative_slope", "sf": "scale_factor", "ac": "align_corners",
+    "rsf": "recompute_scale_factor", "approx": "approximate",
 }
 
 
@@ -253,9 +254,92 @@ class PReLUSpec:
                    init=parse_float("init", items["init"], -1e6, 1e6) if "init" in items else 0.25)
 
 
+def parse_scale(key: str, value: str) -> tuple[float, float]:
+    """``F`` -> ``(F, F)``, ``FxG`` -> ``(F, G)``: positive finite numbers (``2``, ``1.5``, ``2x0.5``)."""
+    parts = value.lower().split("x")
+    if len(parts) > 2:
+        raise SpecError(f"{key}={shorten(value)}: expected F or HxW with positive numbers (2, 1.5, 2x3)")
+    pair = [parse_float(key, v, 0.0, 1e6) for v in parts]
+    if min(pair) <= 0:
+        raise SpecError(f"{key}={shorten(value)}: scale factors must be positive")
+    return (pair[0], pair[-1])
+
+
+@dataclass(frozen=True)
+class UpsampleSpec:
+    """``upsample``: torch ``Upsample`` (``F.interpolate``): to ``output_size`` (``o=``) or by ``scale_factor``
+    (``sf=``, one per axis); ``mode`` nearest or bilinear; ``align_corners`` (``ac=``, bilinear only, None: torch's
+    default, False); ``recompute_scale_factor`` (``rsf=``, None: torch's default, the given scale is used)."""
+
+    mode: Interpolation = Interpolation.NEAREST
+    scale_factor: tuple[float, float] | None = None
+    output_size: Pair | None = None
+    align_corners: bool | None = None
+    recompute_scale_factor: bool | None = None
+
+    @classmethod
+    def from_items(cls, items: Items) -> UpsampleSpec:
+        mode = Interpolation(parse_choice("mode", items["mode"], Interpolation)) if "mode" in items \
+            else Interpolation.NEAREST
+        if ("sf" in items) == ("o" in items):
+            raise SpecError("upsample needs exactly one of sf= (scale factor, e.g. upsample:sf=2) and o= (output "
+                            "size, e.g. upsample:o=64x64)")
+        ac = parse_bool("ac", items["ac"]) if "ac" in items else None
+        if ac is not None and mode is not Interpolation.BILINEAR:
+            raise SpecError("ac= (align_corners) applies to mode=bilinear only (torch refuses it for nearest)")
+        rsf = parse_bool("rsf", items["rsf"]) if "rsf" in items else None
+        if rsf and "o" in items:
+            raise SpecError("rsf= (recompute_scale_factor) applies to sf= only (torch refuses it with a size)")
+        return cls(mode=mode, scale_factor=parse_scale("sf", items["sf"]) if "sf" in items else None,
+                   output_size=parse_size(items["o"], key="o", minimum=1) if "o" in items else None,
+                   align_corners=ac, recompute_scale_factor=rsf)
+
+
+@dataclass(frozen=True)
+class GeluSpec:
+    """``gelu``: torch ``GELU(approximate)``: ``x * Phi(x)`` (``none``, erf) or its tanh approximation."""
+
+    approximate: GeluApproximate = GeluApproximate.NONE
+
+    @classmethod
+    def from_items(cls, items: Items) -> GeluSpec:
+        if "approx" not in items:
+            return cls()
+        return cls(approximate=GeluApproximate(parse_choice("approx", items["approx"], GeluApproximate)))
+
+
+@dataclass(frozen=True)
+class GroupNormSpec:
+    """``groupnorm``: torch ``GroupNorm(groups, C, eps)``: each image's channels in ``groups`` groups, each group
+    standardised over its channels and all positions, then a learned scale and shift per channel (2C)."""
+
+    groups: int
+    eps: float = 1e-5
+
+    @classmethod
+    def from_items(cls, items: Items) -> GroupNormSpec:
+        if "g" not in items:
+            raise SpecError("groupnorm needs g= (the number of groups), e.g. groupnorm:g=32")
+        return cls(groups=parse_int("g", items["g"], 1),
+                   eps=parse_float("eps", items["eps"], 0.0, 1.0) if "eps" in items else 1e-5)
+
+
+@dataclass(frozen=True)
+class LayerNormSpec:
+    """``layernorm``: a channels-first LayerNorm (ConvNeXt's ``LayerNorm2d``): at each position the C values are
+    standardised over the channels, then a learned scale and shift per channel (2C); torch's ``LayerNorm(C)``
+    on the ``(N, H, W, C)`` permutation."""
+
+    eps: float = 1e-5
+
+    @classmethod
+    def from_items(cls, items: Items) -> LayerNormSpec:
+        return cls(eps=parse_float("eps", items["eps"], 0.0, 1.0)) if "eps" in items else cls()
+
+
 @dataclass(frozen=True)
 class BranchSpec:
-    """``save:NAME``, ``add:NAME``, ``cat:NAME`` and ``add:NAME(STAGE STAGE ...)``: a named tensor of the stack.
+    """``save:NAME``, ``add:NAME``, ``mul:NAME``, ``cat:NAME``, ``add:NAME(STAGE STAGE ...)``: a named tensor.
 
     ``branch`` holds the parsed stages (:class:`featcli.stages.spec.Stage`) of a side branch that runs on the
     saved tensor before it meets the current one; empty for a plain ``add``/``cat`` and always for ``save``.
@@ -267,7 +351,7 @@ class BranchSpec:
 
 @dataclass(frozen=True)
 class NoParams:
-    """Ops without keys: relu, sigmoid, tanh, abs, magnitude, flatten, softmax."""
+    """Ops without keys: relu, sigmoid, tanh, silu, hardswish, hardsigmoid, abs, magnitude, flatten, softmax."""
 
     @classmethod
     def from_items(cls, items: Items) -> NoParams:
@@ -276,5 +360,5 @@ class NoParams:
 
 Params = Union[  # noqa: UP007 - runtime alias
     ConvSpec, ConvTSpec, PoolSpec, AdaptivePoolSpec, LinearSpec, DropoutSpec, BatchNormSpec, LeakyReLUSpec,
-    PReLUSpec, BranchSpec, NoParams,
+    PReLUSpec, UpsampleSpec, GeluSpec, GroupNormSpec, LayerNormSpec, BranchSpec, NoParams,
 ]

@@ -38,13 +38,17 @@ from featcli.stages.params import (
     ConvSpec,
     ConvTSpec,
     DropoutSpec,
+    GeluSpec,
+    GroupNormSpec,
     Items,
+    LayerNormSpec,
     LeakyReLUSpec,
     LinearSpec,
     NoParams,
     Params,
     PoolSpec,
     PReLUSpec,
+    UpsampleSpec,
 )
 
 
@@ -62,20 +66,28 @@ class Op(str, enum.Enum):
     GMP = "gmp"
     ADAPTIVEAVG = "adaptiveavg"
     ADAPTIVEMAX = "adaptivemax"
+    UPSAMPLE = "upsample"
     RELU = "relu"
     LEAKYRELU = "leakyrelu"
     PRELU = "prelu"
     SIGMOID = "sigmoid"
     TANH = "tanh"
+    GELU = "gelu"
+    SILU = "silu"
+    HARDSWISH = "hardswish"
+    HARDSIGMOID = "hardsigmoid"
     SOFTMAX = "softmax"
     ABS = "abs"
     BN = "bn"
+    GROUPNORM = "groupnorm"
+    LAYERNORM = "layernorm"
     DROPOUT = "dropout"
     MAGNITUDE = "magnitude"
     FLATTEN = "flatten"
     LINEAR = "linear"
     SAVE = "save"
     ADD = "add"
+    MUL = "mul"
     CAT = "cat"
 
 
@@ -120,6 +132,8 @@ class OpDef:
     #: what ``featcli shape --code`` writes in ``forward`` for an op that is no ``nn`` module (``{x}``: the
     #: tensor, ``{other}``: the saved one)
     code: str = ""
+    #: how ``forward`` applies the module where it is not ``{m}({x})`` (``{m}``: the module, ``{x}``: the tensor)
+    call: str = ""
     example: str = ""  #: a spec to show in help texts
     #: the body is ``NAME`` (``save``) or ``NAME`` and an optional side branch ``NAME(STAGE ...)`` (``add``,
     #: ``cat``), not ``key=value`` items; :mod:`featcli.stages.spec` parses it into a ``BranchSpec``
@@ -157,6 +171,9 @@ _POOL = (pos("kernel_size", "k"), kw("stride", "s", None, always=True), kw("padd
 _MAXPOOL = (*_POOL, kw("dilation", "d", 1), kw("ceil_mode", "ceil", False))
 _AVGPOOL = (*_POOL, kw("ceil_mode", "ceil", False), kw("count_include_pad", "cip", True))
 _ADAPTIVE = (pos("output_size", "o"),)
+_UPSAMPLE = (kw("size", "o", None), kw("scale_factor", "sf", None), kw("mode", "mode", "nearest"),
+             kw("align_corners", "ac", None), kw("recompute_scale_factor", "rsf", None))
+_EPS = kw("eps", "eps", 1e-5, always=True)
 
 
 _DEFS = (
@@ -185,6 +202,11 @@ _DEFS = (
     OpDef(Op.ADAPTIVEMAX, "adaptive max pooling to o=HxW", _adaptive("max", "adaptivemax", False),
           "adaptive", ("o",), ("adaptivemaxpool2d",), torch="nn.AdaptiveMaxPool2d", torch_args=_ADAPTIVE,
           example="adaptivemax:o=7x7", channelwise=True),
+    OpDef(Op.UPSAMPLE, "resize by sf= (floor(H*sf)) or to o=HxW, mode=nearest|bilinear (ac= align_corners, rsf= "
+          "recompute_scale_factor)", UpsampleSpec.from_items, "upsample", ("sf", "o", "mode", "ac", "rsf"),
+          ("interpolate", "resize"), key_aliases={"scale_factor": "sf", "scale": "sf", "align_corners": "ac",
+                                                 "recompute_scale_factor": "rsf"},
+          channelwise=True, torch="nn.Upsample", torch_args=_UPSAMPLE, example="upsample:sf=2,mode=bilinear"),
     OpDef(Op.RELU, "max(x, 0)", NoParams.from_items, channelwise=True, pointwise=True, torch="nn.ReLU",
           example="relu"),
     OpDef(Op.LEAKYRELU, "x, or slope*x below zero (slope=0.01)", LeakyReLUSpec.from_items, keys=("slope",),
@@ -200,6 +222,15 @@ _DEFS = (
           torch="nn.Sigmoid", example="sigmoid"),
     OpDef(Op.TANH, "tanh(x)", NoParams.from_items, channelwise=True, pointwise=True, torch="nn.Tanh",
           example="tanh"),
+    OpDef(Op.GELU, "x * Phi(x) (approx=none: erf; approx=tanh: its tanh form)", GeluSpec.from_items,
+          keys=("approx",), key_aliases={"approximate": "approx"}, channelwise=True, pointwise=True,
+          torch="nn.GELU", torch_args=(kw("approximate", "approx", "none"),), example="gelu"),
+    OpDef(Op.SILU, "x * sigmoid(x) (swish)", NoParams.from_items, aliases=("swish",), channelwise=True,
+          pointwise=True, torch="nn.SiLU", example="silu"),
+    OpDef(Op.HARDSWISH, "x * relu6(x + 3) / 6", NoParams.from_items, channelwise=True, pointwise=True,
+          torch="nn.Hardswish", example="hardswish"),
+    OpDef(Op.HARDSIGMOID, "relu6(x + 3) / 6", NoParams.from_items, channelwise=True, pointwise=True,
+          torch="nn.Hardsigmoid", example="hardsigmoid"),
     OpDef(Op.SOFTMAX, "softmax over the channels at each position (class probabilities)", NoParams.from_items,
           channelwise=True, pointwise=True, torch="nn.Softmax", torch_args=(kw("dim", "", 1, always=True),),
           example="softmax"),
@@ -209,6 +240,15 @@ _DEFS = (
           "bn", ("eps",), ("batchnorm", "batchnorm2d"), channelwise=True, trained=True, train_mode=True,
           torch="nn.BatchNorm2d", torch_args=(pos("num_features", IN_CHANNELS), kw("eps", "eps", 1e-5, always=True)),
           example="bn"),
+    OpDef(Op.GROUPNORM, "group norm: each image's channels in g= groups, each standardised over its channels and "
+          "positions, then a learned scale and shift per channel", GroupNormSpec.from_items, "norm",
+          ("g", "eps"), ("gn",), {"num_groups": "g"}, channelwise=True, trained=True, torch="nn.GroupNorm",
+          torch_args=(pos("num_groups", "g"), pos("num_channels", IN_CHANNELS), _EPS), example="groupnorm:g=8"),
+    OpDef(Op.LAYERNORM, "layer norm over the channels (channels-first, ConvNeXt's LayerNorm2d): the C values at "
+          "each position standardised, then a learned scale and shift per channel", LayerNormSpec.from_items,
+          "norm", ("eps",), ("ln", "layernorm2d"), channelwise=True, pointwise=True, trained=True,
+          torch="nn.LayerNorm", torch_args=(pos("normalized_shape", IN_CHANNELS), _EPS),
+          call="{m}({x}.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)", example="layernorm"),
     OpDef(Op.DROPOUT, "dropout (run: the identity, as in eval mode)", DropoutSpec.from_items, keys=("p",),
           key_aliases={"prob": "p", "rate": "p"}, channelwise=True, pointwise=True, train_mode=True,
           torch="nn.Dropout", torch_args=(pos("p", "p"),), example="dropout:p=0.5"),
@@ -221,11 +261,14 @@ _DEFS = (
           ("out", "bias"), ("fc", "dense"), learnable=True, trained=True, torch="nn.Linear",
           torch_args=(pos("in_features", "in"), pos("out_features", "out"), kw("bias", "bias", True)),
           example="linear:out=10"),
-    OpDef(Op.SAVE, "keep the current tensor as NAME for a later add:NAME or cat:NAME", _branch, "save",
+    OpDef(Op.SAVE, "keep the current tensor as NAME for a later add:NAME, mul:NAME or cat:NAME", _branch, "save",
           aliases=("mark",), channelwise=True, torch="identity", example="save:a", named=True),
     OpDef(Op.ADD, "add the tensor saved as NAME (a residual connection); add:NAME(STAGE ...) runs a side branch "
           "on it first", _branch, "add", aliases=("residual",), torch="torch.add", code="{x} + {other}",
           example="add:a", named=True),
+    OpDef(Op.MUL, "multiply by the tensor saved as NAME, a (N, C, 1, 1) gate broadcast over H and W (squeeze-"
+          "excitation); mul:NAME(STAGE ...) runs a side branch on it first", _branch, "mul", aliases=("multiply",),
+          torch="torch.mul", code="{x} * {other}", example="mul:a", named=True),
     OpDef(Op.CAT, "concatenate the tensor saved as NAME after the current channels (a skip connection); "
           "cat:NAME(STAGE ...) runs a side branch on it first", _branch, "cat", aliases=("concat",),
           torch="torch.cat", code="torch.cat([{x}, {other}], dim=1)", example="cat:a", named=True),

@@ -54,6 +54,11 @@ def _sobel(path: Path) -> Any:
     ("softmax", lambda: nn.Softmax(dim=1)),
     ("relu", lambda: nn.ReLU()),
     ("tanh", lambda: nn.Tanh()),
+    ("gelu", lambda: nn.GELU()),
+    ("gelu:approx=tanh", lambda: nn.GELU(approximate="tanh")),
+    ("silu", lambda: nn.SiLU()),
+    ("hardswish", lambda: nn.Hardswish()),
+    ("hardsigmoid", lambda: nn.Hardsigmoid()),
 ])
 def test_activations_equal_torch_modules(small_photo: Path, tmp_path: Path, engine: Any, spec: str,
                                          module: Any) -> None:
@@ -134,7 +139,7 @@ def test_a_random_layer_has_the_same_weights_in_every_batch(small_photo: Path, t
 
 @pytest.mark.parametrize("spec", ["conv:out=4,k=4,p=same,pm=reflect", "conv:out=4,k=3,p=1,pm=circular",
                                   "conv:k=3,pm=reflect", "bn:eps=0.01", "convt:out=2,k=3,s=2,p=1,op=1,bias=0",
-                                  "prelu:n=1,init=0.1", "dropout:p=0.3", "linear:out=5"])
+                                  "prelu:n=1,init=0.1", "dropout:p=0.3", "linear:out=5", "groupnorm:g=3,eps=0.1"])
 def test_stage_modules_are_the_registrys_description(spec: str) -> None:
     """stage_module builds what `featcli shape --code` writes (both read the registry); `trained` ops store tensors."""
     import torch

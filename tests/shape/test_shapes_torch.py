@@ -26,11 +26,14 @@ from featcli.stages.params import (  # noqa: E402
     ConvSpec,
     ConvTSpec,
     DropoutSpec,
+    GeluSpec,
+    GroupNormSpec,
     LeakyReLUSpec,
     LinearSpec,
     Params,
     PoolSpec,
     PReLUSpec,
+    UpsampleSpec,
 )
 from featcli.stages.registry import REGISTRY, Op  # noqa: E402
 from featcli.stages.spec import Stage, parse_stage, parse_stages, split_stack  # noqa: E402
@@ -44,6 +47,7 @@ REASONS = (
     "not divisible by groups", "is larger than the input", "reflect padding", "circular padding",
     "output_padding", "strided convolutions", "at most half the kernel", "too small", "needs a 4-D",
     "slopes for", "needs equal shapes", "only the channels may differ", "no tensor is saved",
+    "shapes that broadcast", "cannot be split into", "holds one value", "sizes must be greater than 0",
 )
 
 Module = Callable[..., torch.Tensor]
@@ -117,6 +121,43 @@ def _leaky(sp: Params, shape: tuple[int, ...]) -> Module:
     return nn.LeakyReLU(sp.negative_slope)
 
 
+def _four_d(mod: Module) -> Module:
+    # featcli's choice: these stages act on (N, C, H, W) only (torch's GroupNorm also takes (N, C)).
+    def run(x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise RuntimeError("needs (N, C, H, W)")
+        return mod(x, *rest)
+
+    return run
+
+
+def _upsample(sp: Params, shape: tuple[int, ...]) -> Module:
+    assert isinstance(sp, UpsampleSpec)
+    return nn.Upsample(size=sp.output_size, scale_factor=sp.scale_factor, mode=sp.mode.value,
+                       align_corners=sp.align_corners, recompute_scale_factor=sp.recompute_scale_factor)
+
+
+def _groupnorm(sp: Params, shape: tuple[int, ...]) -> Module:
+    assert isinstance(sp, GroupNormSpec)
+    return nn.GroupNorm(sp.groups, _c(shape), eps=sp.eps)
+
+
+class _LayerNorm2d(nn.LayerNorm):
+    """ConvNeXt's channels-first LayerNorm, written independently of featcli."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise RuntimeError("needs (N, C, H, W)")
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _mul(x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    # featcli's choice: torch's * also broadcasts tensors of different ranks (aligned from the right).
+    if x.dim() != other.dim():
+        raise RuntimeError(f"mul of ranks {x.dim()} and {other.dim()}")
+    return x * other
+
+
 #: The oracle: ``OpDef.torch`` (the torch module an op equals) -> the module built from the parsed params.
 ORACLE: dict[str, Callable[[Params, tuple[int, ...]], Module]] = {
     "nn.Conv2d": _conv,
@@ -131,6 +172,13 @@ ORACLE: dict[str, Callable[[Params, tuple[int, ...]], Module]] = {
     "nn.Sigmoid": lambda sp, shape: nn.Sigmoid(),
     "nn.Tanh": lambda sp, shape: nn.Tanh(),
     "nn.Softmax": lambda sp, shape: nn.Softmax(dim=1),  # over the channels
+    "nn.GELU": lambda sp, shape: nn.GELU(approximate=sp.approximate.value) if isinstance(sp, GeluSpec) else None,
+    "nn.SiLU": lambda sp, shape: nn.SiLU(),
+    "nn.Hardswish": lambda sp, shape: nn.Hardswish(),
+    "nn.Hardsigmoid": lambda sp, shape: nn.Hardsigmoid(),
+    "nn.Upsample": _upsample,
+    "nn.GroupNorm": _groupnorm,
+    "nn.LayerNorm": lambda sp, shape: _LayerNorm2d(_c(shape), eps=sp.eps),
     "torch.abs": lambda sp, shape: torch.abs,
     "nn.BatchNorm2d": _bn,
     "nn.Dropout": _dropout,
@@ -140,6 +188,7 @@ ORACLE: dict[str, Callable[[Params, tuple[int, ...]], Module]] = {
     # Branches take two tensors: _torch_walk keeps the saved ones and calls these on (current, other).
     "identity": lambda sp, shape: lambda x: x,
     "torch.add": lambda sp, shape: _strict_add,
+    "torch.mul": lambda sp, shape: _mul,
     "torch.cat": lambda sp, shape: lambda x, other: torch.cat((x, other), 1),
 }
 
@@ -171,14 +220,14 @@ def _size(rng: random.Random, lo: int, hi: int, square: float = 0.7) -> str:
 def _random_stage(rng: random.Random, branches: bool = True) -> str:
     if branches and rng.random() < 0.15:
         name = rng.choice("ab")
-        kind = rng.choices(["save", "add", "cat"], weights=[5, 3, 3])[0]
+        kind = rng.choices(["save", "add", "cat", "mul"], weights=[5, 3, 3, 2])[0]
         if kind != "save" and rng.random() < 0.5:
             inner = " ".join(_random_stage(rng, False) for _ in range(rng.randint(1, 2)))
             return f"{kind}:{name}({inner})"
         return f"{kind}:{name}"
     kind = rng.choices(
-        ["conv", "convt", "maxpool", "avgpool", "adaptive", "global", "simple", "flatten", "linear"],
-        weights=[30, 12, 14, 12, 4, 3, 14, 4, 4])[0]
+        ["conv", "convt", "maxpool", "avgpool", "adaptive", "global", "simple", "flatten", "linear", "upsample"],
+        weights=[30, 12, 14, 12, 4, 3, 16, 4, 4, 4])[0]
     keys: list[str] = []
 
     def maybe(p: float, text: str) -> None:
@@ -222,7 +271,7 @@ def _random_stage(rng: random.Random, branches: bool = True) -> str:
         kind = rng.choice(["gap", "gmp"])
     elif kind == "simple":
         kind = rng.choice(["relu", "sigmoid", "tanh", "abs", "bn", "dropout", "magnitude", "leakyrelu", "prelu",
-                           "softmax"])
+                           "softmax", "gelu", "silu", "hardswish", "hardsigmoid", "groupnorm", "layernorm"])
         if kind == "dropout":
             maybe(0.5, f"p={rng.choice(['0', '0.1', '0.5', '1'])}")
         elif kind == "leakyrelu":
@@ -230,6 +279,21 @@ def _random_stage(rng: random.Random, branches: bool = True) -> str:
         elif kind == "prelu":
             maybe(0.5, f"n={rng.choice([1, 2, 3, 4])}")
             maybe(0.3, f"init={rng.choice(['0', '0.25', '-1'])}")
+        elif kind == "gelu":
+            maybe(0.5, f"approx={rng.choice(['none', 'tanh'])}")
+        elif kind == "groupnorm":
+            keys.append(f"g={rng.choice([1, 2, 3, 4])}")
+            maybe(0.3, "eps=0.001")
+    elif kind == "upsample":
+        mode = rng.choice(["nearest", "bilinear"])
+        maybe(0.8, f"mode={mode}")
+        if rng.random() < 0.6:
+            keys.append(f"sf={rng.choice(['2', '3', '0.5', '1.5', '1.7', '0.3', '2x1', '1.25x0.8', '0.01', '1.1'])}")
+            maybe(0.3, f"rsf={rng.randint(0, 1)}")
+        else:
+            keys.append(f"o={_size(rng, 1, 12)}")
+        if mode == "bilinear" and any(k.startswith("mode") for k in keys):
+            maybe(0.4, f"ac={rng.randint(0, 1)}")
     elif kind == "linear":
         keys.append(f"out={rng.randint(1, 8)}")
         maybe(0.3, f"bias={rng.randint(0, 1)}")
@@ -444,6 +508,9 @@ EDGE_STAGES = (
     "flatten", "linear:out=3", "flatten linear:out=3", "flatten softmax", "flatten prelu:n=1",
     "save:a relu add:a", "save:a conv:out=3,k=1 cat:a", "save:a add:a(conv:k=1 relu)", "save:a maxpool:k=1 cat:a(gap)",
     "flatten save:a linear:out=5 cat:a",
+    "gelu", "gelu:approx=tanh", "silu", "hardswish", "hardsigmoid", "groupnorm:g=2", "groupnorm:g=1", "layernorm",
+    "upsample:sf=2", "upsample:sf=0.5", "upsample:sf=1.5,mode=bilinear", "upsample:o=3x1,mode=bilinear,ac=1",
+    "upsample:sf=0.7,rsf=1", "save:a gap mul:a", "save:a mul:a(gap sigmoid)", "flatten save:a mul:a",
 )
 #: ``(N, C, H, W)`` inputs: empty maps (reached through a transposed conv whose output size is 0) and tiny ones.
 EDGE_SHAPES = ((1, 2, 0, 0), (2, 2, 0, 3), (1, 2, 3, 0), (1, 2, 1, 1), (2, 2, 1, 3), (1, 2, 2, 2))

@@ -29,7 +29,7 @@ STAGES = [
     "max:k=5,s=3", "convt:k=2,s=2", "convt:out=8,k=4,s=2,p=1", "convt:k=3,s=2,op=1", "convt:k=3x2,s=3x1,d=2,g=3",
     "convt:k=1,s=1,p=0,bias=0", "relu", "sigmoid", "dropout:p=0.25", "leakyrelu:slope=0.2", "softmax", "bn",
     "bn:eps=0.001", "gap", "gmp", "adaptiveavg:o=3", "adaptivemax:o=2x5", "adaptiveavg:o=7", "flatten",
-    "linear:out=10", "linear:out=3,bias=0",
+    "linear:out=10", "linear:out=3,bias=0", "gelu", "gelu:approx=tanh", "silu", "hardswish", "hardsigmoid",
     "conv:k=3,p=?", "conv:out=8,k=3,s=2,p=?", "conv:k=5x2,s=3x1,d=2,p=?", "conv:k=3,p=?,pm=replicate",
     "maxpool:k=3,s=2,ceil=1", "avgpool:k=3,s=2,p=1,ceil=1", "maxpool:k=2,ceil=1", "maxpool:k=3x2,s=3x2,d=2,ceil=1",
     "avgpool:k=5,s=4,p=2,ceil=1", "maxpool:k=3,s=2,p=?", "avgpool:k=2,s=2,p=?", "maxpool:k=3x5,s=1x2,p=?",
@@ -116,6 +116,31 @@ def test_join_steps_write_what_the_rules_report(stack: str) -> None:
             got = f"error: {exc}"
         assert got == want, (shape, texts)
     assert compile_step(parse_stage(texts[-1]), answers.config_text, Numbers()) is not None
+
+
+RULED = ["upsample:sf=1.5,mode=bilinear", "upsample:sf=0.3x2,rsf=1 groupnorm:g=2 layernorm", "upsample:o=7x9 mul:b",
+         "save:a gap hardsigmoid mul:a", "save:a conv:k=3,p=1 'mul:a(gap conv:k=1 sigmoid)' gelu",
+         "save:a flatten mul:a"]
+
+
+@pytest.mark.parametrize("stack", RULED)
+def test_stages_without_steps_are_walked_by_their_rules(stack: str) -> None:
+    """upsample, the norms and mul have no compiled step: the fast road hands them to their rules, same text."""
+    from featcli.stages.spec import parse_stages, split_stack
+
+    rng = random.Random(stack)
+    answers, texts = Answers(), split_stack(stack.replace("'", ""))
+    for _ in range(60):
+        shape = (rng.choice([1, 2, 7]), rng.choice([1, 2, 6, 64]), _size(rng), _size(rng))
+        try:
+            want = json.dumps(infer(shape, parse_stages(texts)).to_dict(), separators=(",", ":"))
+        except FeatcliError as exc:
+            want = f"error: {exc}"
+        try:
+            got = answers.answer(shape, parse_stages(texts), None)
+        except FeatcliError as exc:
+            got = f"error: {exc}"
+        assert got == want, (shape, texts)
 
 
 SOLVED = ["conv:k=3,s=2,p=?16", "conv:k=7,s=3,p=?5x9", "maxpool:k=3,s=2,p=?7x6", "avgpool:k=5,s=1,p=?20",

@@ -73,7 +73,10 @@ def test_every_op_is_a_torch_module_or_an_expression() -> None:
     # padded: the op's p is the module's padding (dropout's p is a probability)
     assert {d.op for d in REGISTRY.values() if any(a.name == "padding" and a.key == "p" for a in d.torch_args)} == \
         with_flag("padded") == {Op.CONV, Op.CONVT, Op.MAXPOOL, Op.AVGPOOL}
-    assert with_flag("learnable") < with_flag("trained") and with_flag("trained") - with_flag("learnable") == {Op.BN}
+    # the norms store tensors (affine weights, bn's running statistics) that start constant: no seed
+    assert with_flag("learnable") < with_flag("trained") and \
+        with_flag("trained") - with_flag("learnable") == {Op.BN, Op.GROUPNORM, Op.LAYERNORM}
+    assert {d.op for d in REGISTRY.values() if d.call} == {Op.LAYERNORM}  # LayerNorm(C) on the channels-last view
 
 
 @pytest.mark.parametrize(("config", "args", "kwargs", "pad"), [
