@@ -285,6 +285,11 @@ def _relu(stage: PlannedStage, env: None) -> StageFn:
     return _elementwise(lambda x: np.maximum(x, np.float32(0)))
 
 
+@OPS.implements(Op.RELU6)
+def _relu6(stage: PlannedStage, env: None) -> StageFn:
+    return _elementwise(lambda x: np.clip(x, np.float32(0), np.float32(6)))
+
+
 @OPS.implements(Op.LEAKYRELU)
 def _leakyrelu(stage: PlannedStage, env: None) -> StageFn:
     slope = np.float32(stage.params.negative_slope)

@@ -212,7 +212,7 @@ def _with_module(stage: PlannedStage, env: TorchEnv) -> StageFn:
     return _module_fn(stage, env)
 
 
-@OPS.implements(Op.UPSAMPLE, Op.GELU, Op.SILU, Op.HARDSWISH, Op.HARDSIGMOID)
+@OPS.implements(Op.UPSAMPLE, Op.GELU, Op.SILU, Op.HARDSWISH, Op.HARDSIGMOID, Op.RELU6)
 def _plain_module(stage: PlannedStage, env: TorchEnv) -> StageFn:
     """The registry's module, which holds no tensors (``featcli shape --code`` writes the same call)."""
     call = module_call(stage.definition, stage.row.config, stage.row.in_shape[1])

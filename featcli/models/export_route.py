@@ -149,8 +149,10 @@ def aten_op(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Layer
         return LayerOp("leakyrelu", {"slope": float(a[1] if a[1] is not None else 0.01)})
     if name == "prelu" and four:
         return LayerOp("prelu", {"n": args[1].numel()})
-    if name == "dropout":
+    if name in ("dropout", "dropout_"):
         return LayerOp("dropout", {"p": float(a[1] if a[1] is not None else 0.5)})
+    if name in ("hardtanh", "hardtanh_") and (a[1], a[2]) == (0.0, 6.0):  # nn.ReLU6
+        return LayerOp("relu6")
     if name in ("upsample_nearest2d", "upsample_bilinear2d") and four:
         from featcli.models.formula import scales
 
@@ -168,7 +170,8 @@ def aten_op(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Layer
         return LayerOp("groupnorm", {"g": a[6], "eps": float(a[7])})
     simple = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "abs": "abs", "silu": "silu",
               "silu_": "silu", "hardswish": "hardswish", "hardswish_": "hardswish", "hardsigmoid": "hardsigmoid",
-              "hardsigmoid_": "hardsigmoid"}
+              "hardsigmoid_": "hardsigmoid", "sigmoid_": "sigmoid", "tanh_": "tanh", "relu6": "relu6",
+              "relu6_": "relu6"}
     return LayerOp(simple[name]) if name in simple else None
 
 

@@ -178,6 +178,10 @@ def node_op(node: Any, shapes: dict[str, tuple[int, ...]], inits: dict[str, tupl
         return LayerOp("hardsigmoid")  # torch's relu6(x + 3) / 6 is alpha=1/6, beta=0.5 (ONNX's default is 0.2)
     if t == "GroupNormalization" and len(x) == 4 and w == (x[1],) and a.get("stash_type", 1) == 1:  # opset 21
         return LayerOp("groupnorm", {"g": a["num_groups"], "eps": float(a.get("epsilon", 1e-5))})
+    if t == "Clip":  # nn.ReLU6: min 0 and max 6 as attributes (opset < 11) or constant inputs
+        bounds = (a.get("min"), a.get("max")) if len(node.input) < 2 else tuple(
+            (consts or {}).get(n, (None,))[0] if n else None for n in (list(node.input[1:3]) + [""])[:2])
+        return LayerOp("relu6") if bounds == (0.0, 6.0) else None
     simple = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Abs": "abs", "Dropout": "dropout",
               "HardSwish": "hardswish"}
     return LayerOp(simple[t]) if t in simple else None

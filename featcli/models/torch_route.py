@@ -194,8 +194,8 @@ def module_op(m: Any, in_shape: tuple[int, ...]) -> LayerOp | None:
     if isinstance(m, nn.LayerNorm) and type(m).__name__.lower().endswith("layernorm2d") and four and \
             tuple(m.normalized_shape) == (in_shape[1],) and m.elementwise_affine and m.bias is not None:
         return LayerOp("layernorm", {"eps": float(m.eps)})
-    simple = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu", nn.Hardswish: "hardswish",
-              nn.Hardsigmoid: "hardsigmoid"}
+    simple = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu",
+              nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid"}
     for cls, name in simple.items():
         if isinstance(m, cls):
             return LayerOp(name)

@@ -351,7 +351,7 @@ class BranchSpec:
 
 @dataclass(frozen=True)
 class NoParams:
-    """Ops without keys: relu, sigmoid, tanh, silu, hardswish, hardsigmoid, abs, magnitude, flatten, softmax."""
+    """Ops without keys: relu, relu6, sigmoid, tanh, silu, hardswish, hardsigmoid, abs, magnitude, flatten, softmax."""
 
     @classmethod
     def from_items(cls, items: Items) -> NoParams:

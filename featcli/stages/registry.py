@@ -68,6 +68,7 @@ class Op(str, enum.Enum):
     ADAPTIVEMAX = "adaptivemax"
     UPSAMPLE = "upsample"
     RELU = "relu"
+    RELU6 = "relu6"
     LEAKYRELU = "leakyrelu"
     PRELU = "prelu"
     SIGMOID = "sigmoid"
@@ -209,6 +210,8 @@ _DEFS = (
           channelwise=True, torch="nn.Upsample", torch_args=_UPSAMPLE, example="upsample:sf=2,mode=bilinear"),
     OpDef(Op.RELU, "max(x, 0)", NoParams.from_items, channelwise=True, pointwise=True, torch="nn.ReLU",
           example="relu"),
+    OpDef(Op.RELU6, "min(max(x, 0), 6) (MobileNet's activation)", NoParams.from_items, channelwise=True,
+          pointwise=True, torch="nn.ReLU6", example="relu6"),
     OpDef(Op.LEAKYRELU, "x, or slope*x below zero (slope=0.01)", LeakyReLUSpec.from_items, keys=("slope",),
           aliases=("lrelu",), key_aliases={"negative_slope": "slope", "alpha": "slope"}, channelwise=True,
           pointwise=True, torch="nn.LeakyReLU", torch_args=(pos("negative_slope", "slope"),),

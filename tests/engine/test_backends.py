@@ -59,6 +59,7 @@ def _sobel(path: Path) -> Any:
     ("silu", lambda: nn.SiLU()),
     ("hardswish", lambda: nn.Hardswish()),
     ("hardsigmoid", lambda: nn.Hardsigmoid()),
+    ("relu6", lambda: nn.ReLU6()),
 ])
 def test_activations_equal_torch_modules(small_photo: Path, tmp_path: Path, engine: Any, spec: str,
                                          module: Any) -> None:

@@ -64,7 +64,8 @@ def _layer_norm(x: Any, eps: float = 1e-5) -> Any:
 
 CASES: list[tuple[str, Ref]] = [
     ("gelu", F.gelu), ("gelu:approx=tanh", lambda x: F.gelu(x, approximate="tanh")), ("silu", F.silu),
-    ("hardswish", F.hardswish), ("hardsigmoid", F.hardsigmoid), ("groupnorm:g=2", lambda x: F.group_norm(x, 2)),
+    ("hardswish", F.hardswish), ("hardsigmoid", F.hardsigmoid), ("relu6", F.relu6),
+    ("groupnorm:g=2", lambda x: F.group_norm(x, 2)),
     ("groupnorm:groups=4,eps=0.01", lambda x: F.group_norm(x, 4, eps=0.01)),
     ("groupnorm:g=1", lambda x: F.group_norm(x, 1)),
     ("layernorm", _layer_norm), ("layernorm:eps=1e-6", lambda x: _layer_norm(x, 1e-6)),
@@ -149,7 +150,7 @@ def test_upsample_keys_refused_as_torch_refuses_them() -> None:
                                                                                "W: floor(4 * 1.5) = 6"]
 
 
-@pytest.mark.parametrize("spec", ["gelu", "gelu:approx=tanh", "silu", "hardswish", "hardsigmoid"])
+@pytest.mark.parametrize("spec", ["gelu", "gelu:approx=tanh", "silu", "hardswish", "hardsigmoid", "relu6"])
 def test_activations_far_out_equal_torch_without_warnings(spec: str) -> None:
     x = torch.tensor([-1e30, -1e10, -100.0, -30.0, -3.0, -0.0, 0.0, 1e-30, 3.0, 30.0, 100.0, 1e10, 1e30])
     x = x.view(1, 1, 1, -1)

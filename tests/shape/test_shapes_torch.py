@@ -41,7 +41,7 @@ from featcli.stages.spec import Stage, parse_stage, parse_stages, split_stack  #
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 N_STACKS = 6000
-SEED = 20240917
+SEED = 1  # a seed whose stacks reach every refusal of REASONS (the rarest: one-value groups, broadcasting)
 #: Fragments of every refusal message the engine has; the random stacks must trigger each.
 REASONS = (
     "not divisible by groups", "is larger than the input", "reflect padding", "circular padding",
@@ -176,6 +176,7 @@ ORACLE: dict[str, Callable[[Params, tuple[int, ...]], Module]] = {
     "nn.SiLU": lambda sp, shape: nn.SiLU(),
     "nn.Hardswish": lambda sp, shape: nn.Hardswish(),
     "nn.Hardsigmoid": lambda sp, shape: nn.Hardsigmoid(),
+    "nn.ReLU6": lambda sp, shape: nn.ReLU6(),
     "nn.Upsample": _upsample,
     "nn.GroupNorm": _groupnorm,
     "nn.LayerNorm": lambda sp, shape: _LayerNorm2d(_c(shape), eps=sp.eps),
@@ -271,7 +272,8 @@ def _random_stage(rng: random.Random, branches: bool = True) -> str:
         kind = rng.choice(["gap", "gmp"])
     elif kind == "simple":
         kind = rng.choice(["relu", "sigmoid", "tanh", "abs", "bn", "dropout", "magnitude", "leakyrelu", "prelu",
-                           "softmax", "gelu", "silu", "hardswish", "hardsigmoid", "groupnorm", "layernorm"])
+                           "softmax", "gelu", "silu", "hardswish", "hardsigmoid", "relu6", "groupnorm",
+                           "layernorm"])
         if kind == "dropout":
             maybe(0.5, f"p={rng.choice(['0', '0.1', '0.5', '1'])}")
         elif kind == "leakyrelu":
@@ -508,7 +510,8 @@ EDGE_STAGES = (
     "flatten", "linear:out=3", "flatten linear:out=3", "flatten softmax", "flatten prelu:n=1",
     "save:a relu add:a", "save:a conv:out=3,k=1 cat:a", "save:a add:a(conv:k=1 relu)", "save:a maxpool:k=1 cat:a(gap)",
     "flatten save:a linear:out=5 cat:a",
-    "gelu", "gelu:approx=tanh", "silu", "hardswish", "hardsigmoid", "groupnorm:g=2", "groupnorm:g=1", "layernorm",
+    "gelu", "gelu:approx=tanh", "silu", "hardswish", "hardsigmoid", "relu6", "groupnorm:g=2", "groupnorm:g=1",
+    "layernorm",
     "upsample:sf=2", "upsample:sf=0.5", "upsample:sf=1.5,mode=bilinear", "upsample:o=3x1,mode=bilinear,ac=1",
     "upsample:sf=0.7,rsf=1", "save:a gap mul:a", "save:a mul:a(gap sigmoid)", "flatten save:a mul:a",
 )

@@ -29,7 +29,7 @@ STAGES = [
     "max:k=5,s=3", "convt:k=2,s=2", "convt:out=8,k=4,s=2,p=1", "convt:k=3,s=2,op=1", "convt:k=3x2,s=3x1,d=2,g=3",
     "convt:k=1,s=1,p=0,bias=0", "relu", "sigmoid", "dropout:p=0.25", "leakyrelu:slope=0.2", "softmax", "bn",
     "bn:eps=0.001", "gap", "gmp", "adaptiveavg:o=3", "adaptivemax:o=2x5", "adaptiveavg:o=7", "flatten",
-    "linear:out=10", "linear:out=3,bias=0", "gelu", "gelu:approx=tanh", "silu", "hardswish", "hardsigmoid",
+    "linear:out=10", "linear:out=3,bias=0", "gelu", "gelu:approx=tanh", "silu", "hardswish", "hardsigmoid", "relu6",
     "conv:k=3,p=?", "conv:out=8,k=3,s=2,p=?", "conv:k=5x2,s=3x1,d=2,p=?", "conv:k=3,p=?,pm=replicate",
     "maxpool:k=3,s=2,ceil=1", "avgpool:k=3,s=2,p=1,ceil=1", "maxpool:k=2,ceil=1", "maxpool:k=3x2,s=3x2,d=2,ceil=1",
     "avgpool:k=5,s=4,p=2,ceil=1", "maxpool:k=3,s=2,p=?", "avgpool:k=2,s=2,p=?", "maxpool:k=3x5,s=1x2,p=?",
