@@ -51,13 +51,17 @@ class Segment:
     need: int  #: bytes of its outputs and inputs (as inferred)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Plan:
-    """A model cut into segments for one input shape."""
+    """A model cut into segments for one input shape; the shape-inferred model, its types and shapes, to cut a
+    failing segment again node by node."""
 
     input: str
     segments: tuple[Segment, ...]
     graph_outputs: tuple[str, ...]
+    proto: Any = None
+    types: dict[str, int] = dataclasses.field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def need(self) -> int:
@@ -82,11 +86,13 @@ def _value(name: str, elem: int) -> Any:
 
 
 def plan(proto: Any, input_name: str, live: Sequence[Any], types: dict[str, int],
-         shapes: dict[str, tuple[int, ...]], segment_bytes: int = SEGMENT_BYTES) -> Plan:
-    """Cut ``live`` (the nodes the image feeds, in graph order) of ``proto`` (shapes inferred) into segments."""
+         shapes: dict[str, tuple[int, ...]], segment_bytes: int = SEGMENT_BYTES,
+         given: Sequence[str] = ()) -> Plan:
+    """Cut ``live`` (the nodes the image feeds, in graph order) of ``proto`` (shapes inferred) into segments;
+    ``given``: the other names ``live`` reads that earlier segments made (cutting one segment again)."""
     graph = proto.graph
     produced = {o: i for i, n in enumerate(live) for o in n.output if o}
-    others = {o: n for n in graph.node for o in n.output if o and o not in produced}  # constant folds
+    others = {o: n for n in graph.node for o in n.output if o and o not in produced and o not in given}
     inits = {i.name: i for i in graph.initializer}
     sparse = {s.values.name: s for s in graph.sparse_initializer}
     order = {id(n): i for i, n in enumerate(graph.node)}
@@ -101,7 +107,7 @@ def plan(proto: Any, input_name: str, live: Sequence[Any], types: dict[str, int]
 
     groups: list[list[int]] = []
     group: list[int] = []
-    gathered, crossing = 0, {input_name}
+    gathered, crossing = 0, {input_name, *given}
     for i, n in enumerate(live):
         group.append(i)
         gathered += sum(output_bytes(shapes[o]) for o in n.output if o in shapes and types.get(o) == _FLOAT)
@@ -130,7 +136,7 @@ def plan(proto: Any, input_name: str, live: Sequence[Any], types: dict[str, int]
         fold_nodes = sorted(folds.values(), key=lambda n: order[id(n)])
         every = [*fold_nodes, *nodes]
         names = {u for n in every for u in uses(n)} | set(extra)
-        inputs = sorted({u for u in reads if (u in produced and u not in made) or u == input_name})
+        inputs = sorted({u for u in reads if (u in produced and u not in made) or u == input_name or u in given})
         outputs = list(dict.fromkeys([*wanted, *extra]))
         drop = [c for c in {*inputs, *made} if last.get(c, -1) <= end and c not in graph_outputs]
         model = _submodel(proto, every, [inits[x] for x in sorted(names & inits.keys())],
@@ -138,7 +144,7 @@ def plan(proto: Any, input_name: str, live: Sequence[Any], types: dict[str, int]
                           [_value(x, types.get(x, 0)) for x in inputs], [_value(x, types.get(x, 0)) for x in outputs])
         segments.append(Segment(model, tuple(inputs), tuple(outputs), tuple(nodes), tuple(drop),
                                 sum(size(x) for x in [*inputs, *outputs])))
-    return Plan(input_name, tuple(segments), graph_outputs)
+    return Plan(input_name, tuple(segments), graph_outputs, proto, types, shapes)
 
 
 def _submodel(proto: Any, nodes: list[Any], inits: list[Any], sparse: list[Any], inputs: list[Any],
@@ -177,11 +183,15 @@ class NodeFailure(Exception):
 
 _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*")
 _NODE_NAME = re.compile(r"Name:'([^']*)'")
+#: onnxruntime's words around the message: which node (said apart) and the C++ source line and function.
+_ORT_NOISE = re.compile(r"Non-zero status code returned while running \w+ node\. Name:'[^']*' Status Message: |"
+                        r"/\S+:\d+ [\w:~<>]+\([^)]*\)\s*")
 
 
 def _failure(seg: Segment, exc: Exception) -> NodeFailure:
-    text = _ORT_PREFIX.sub("", " ".join(str(exc).split())) or type(exc).__name__
+    text = _ORT_PREFIX.sub("", " ".join(str(exc).split()))
     found = _NODE_NAME.search(text)
+    text = _ORT_NOISE.sub("", text).strip() or type(exc).__name__
     ops = {n.name: n.op_type for n in seg.nodes}
     name = found.group(1) if found else (seg.nodes[0].name or seg.nodes[0].output[0]) if seg.nodes else "?"
     return NodeFailure(json.dumps({"node": name, "op": ops.get(name, ""), "text": text[:400]}))
@@ -205,16 +215,17 @@ def run_plan(p: Plan, x: Any, recorder: Recorder, journal: Path, meta: Path,
     env: dict[str, Any] = {p.input: x}
     with open(journal, "w", encoding="utf-8") as rows:
         for seg in p.segments:
+            if not seg.outputs:  # nodes whose outputs nothing reads (not a layer): nothing to run
+                continue
             try:
                 values = _session(seg.model).run(list(seg.outputs), {n: env[n] for n in seg.inputs})
             except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail, InvalidArgument, ...
+                if len(seg.nodes) < 2 or p.proto is None:
+                    raise _failure(seg, exc) from None
+                _node_by_node(p, seg, env, recorder, rows, record)  # the rows up to the failing node
                 raise _failure(seg, exc) from None
             env.update(zip(seg.outputs, values, strict=True))
-            for n in seg.nodes:
-                row = record(n, env, recorder)
-                if row is not None:
-                    rows.write(json.dumps(dataclasses.asdict(row)) + "\n")
-                    rows.flush()
+            _record_all(seg, env, recorder, rows, record)
             for name in seg.drop:
                 env.pop(name, None)
     kept = [(name, len(ts)) for name, ts in recorder.kept.items()]
@@ -223,6 +234,31 @@ def run_plan(p: Plan, x: Any, recorder: Recorder, journal: Path, meta: Path,
     arrays = [env[o] for o in p.graph_outputs]
     arrays += [t for _, ts in recorder.kept.items() for t in ts]
     return arrays + (list(last[1]) if last else [])
+
+
+def _record_all(seg: Segment, env: dict[str, Any], recorder: Recorder, rows: Any,
+                record: Callable[[Any, dict[str, Any], Recorder], LayerRecord | None]) -> None:
+    for n in seg.nodes:
+        row = record(n, env, recorder)
+        if row is not None:
+            rows.write(json.dumps(dataclasses.asdict(row)) + "\n")
+            rows.flush()
+
+
+def _node_by_node(p: Plan, seg: Segment, env: dict[str, Any], recorder: Recorder, rows: Any,
+                  record: Callable[[Any, dict[str, Any], Recorder], LayerRecord | None]) -> None:
+    """Run the failing segment ``seg`` again one node a segment, recording each node until one fails (raised
+    as that node's :class:`NodeFailure`)."""
+    finer = plan(p.proto, p.input, seg.nodes, p.types, p.shapes, 0, given=seg.inputs)
+    for one in finer.segments:
+        if not one.outputs:
+            continue
+        try:
+            values = _session(one.model).run(list(one.outputs), {n: env[n] for n in one.inputs})
+        except Exception as exc:  # noqa: BLE001
+            raise _failure(one, exc) from None
+        env.update(zip(one.outputs, values, strict=True))
+        _record_all(one, env, recorder, rows, record)
 
 
 def read_rows(journal: Path) -> list[LayerRecord]:
