@@ -70,6 +70,7 @@ class OnnxModel:
             d.dim_value if d.HasField("dim_value") and not (d.dim_value == -1 or (i == 0 and d.dim_value < 1))
             else None for i, d in enumerate(dims))
         self.plans: dict[Any, Any] = {}  # the segments for the last input shape (onnx_route._plan)
+        self.threads: int | None = None  # onnxruntime's intra-op threads (None: up to RUN_THREADS)
         if len(self.dims) != 4:
             raise ModelError(f"{path}: input {self.input!r} has {len(self.dims)} dimensions; featcli feeds an image "
                              "as (N, C, H, W)")
@@ -284,7 +285,7 @@ def run_onnx(model: OnnxModel, x: Any, recorder: Recorder) -> list[np.ndarray]:
     with tempfile.TemporaryDirectory(prefix="featcli-onnx-") as tmp:
         journal, meta = Path(tmp, "rows.jsonl"), Path(tmp, "meta.json")
         try:
-            arrays = run_bounded(lambda: _in_child(p, x, recorder, journal, meta, record), memory=memory,
+            arrays = run_bounded(lambda: _in_child(p, x, recorder, journal, meta, record, model.threads), memory=memory,
                                  seconds=RUN_SECONDS)
         except ChildFailure as fail:
             recorder.rows[:] = read_rows(journal)
@@ -293,10 +294,11 @@ def run_onnx(model: OnnxModel, x: Any, recorder: Recorder) -> list[np.ndarray]:
         return unpack(arrays, meta, recorder, len(p.graph_outputs))
 
 
-def _in_child(p: Plan, x: Any, recorder: Recorder, journal: Path, meta: Path, record: Any) -> list[Any]:
+def _in_child(p: Plan, x: Any, recorder: Recorder, journal: Path, meta: Path, record: Any,
+              threads: int | None) -> list[Any]:
     """:func:`featcli.models.onnx_stream.run_plan` in the bounded child, a refusal over the budget marked."""
     try:
-        return run_plan(p, x, recorder, journal, meta, record)
+        return run_plan(p, x, recorder, journal, meta, record, threads)
     except BudgetError as exc:
         raise RuntimeError(_BUDGET + str(exc)) from None
 

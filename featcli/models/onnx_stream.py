@@ -34,8 +34,9 @@ _FLOAT = 1  # onnx.TensorProto.FLOAT
 #: Bytes of float outputs one segment gathers before a cut (measured on a 330-layer 640x640 text detector,
 #: docs/benchmarks.md: 16 MiB keeps the peak near a plain onnxruntime run's at about its speed).
 SEGMENT_BYTES = 16 << 20
-#: onnxruntime's threads (each one more stack in the bounded address space).
-RUN_THREADS = 4
+#: onnxruntime's threads by default, and the most ``--threads`` gives it (each one more stack in the bounded
+#: address space).
+RUN_THREADS, MAX_THREADS = 4, 16
 
 
 @dataclass(frozen=True)
@@ -166,13 +167,13 @@ def _submodel(proto: Any, nodes: list[Any], inits: list[Any], sparse: list[Any],
     return data
 
 
-def _session(model: bytes) -> Any:
+def _session(model: bytes, threads: int | None = None) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     opts.enable_cpu_mem_arena = False  # freed tensors go back to the system: the bound holds what is live
-    opts.intra_op_num_threads = min(os.cpu_count() or 1, RUN_THREADS)
+    opts.intra_op_num_threads = min(threads, MAX_THREADS) if threads else min(os.cpu_count() or 1, RUN_THREADS)
     opts.inter_op_num_threads = 1
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
@@ -209,20 +210,22 @@ def node_failure(text: str) -> tuple[str, str, str] | None:
 
 
 def run_plan(p: Plan, x: Any, recorder: Recorder, journal: Path, meta: Path,
-             record: Callable[[Any, dict[str, Any], Recorder], LayerRecord | None]) -> list[Any]:
-    """Run ``p`` on ``x``, each segment's nodes given to ``record`` (which feeds ``recorder``) and each row
-    appended to ``journal``; the graph's outputs, then the kept tensors (their names and counts in ``meta``)."""
+             record: Callable[[Any, dict[str, Any], Recorder], LayerRecord | None],
+             threads: int | None = None) -> list[Any]:
+    """Run ``p`` on ``x`` (``threads``: ``--threads``), each segment's nodes given to ``record`` (which feeds
+    ``recorder``) and each row appended to ``journal``; the graph's outputs, then the kept tensors (their
+    names and counts in ``meta``)."""
     env: dict[str, Any] = {p.input: x}
     with open(journal, "w", encoding="utf-8") as rows:
         for seg in p.segments:
             if not seg.outputs:  # nodes whose outputs nothing reads (not a layer): nothing to run
                 continue
             try:
-                values = _session(seg.model).run(list(seg.outputs), {n: env[n] for n in seg.inputs})
+                values = _session(seg.model, threads).run(list(seg.outputs), {n: env[n] for n in seg.inputs})
             except Exception as exc:  # noqa: BLE001 - onnxruntime's Fail, InvalidArgument, ...
                 if len(seg.nodes) < 2 or p.proto is None:
                     raise _failure(seg, exc) from None
-                _node_by_node(p, seg, env, recorder, rows, record)  # the rows up to the failing node
+                _node_by_node(p, seg, env, recorder, rows, record, threads)  # the rows up to the failing node
                 raise _failure(seg, exc) from None
             env.update(zip(seg.outputs, values, strict=True))
             _record_all(seg, env, recorder, rows, record)
@@ -246,7 +249,7 @@ def _record_all(seg: Segment, env: dict[str, Any], recorder: Recorder, rows: Any
 
 
 def _node_by_node(p: Plan, seg: Segment, env: dict[str, Any], recorder: Recorder, rows: Any,
-                  record: Callable[[Any, dict[str, Any], Recorder], LayerRecord | None]) -> None:
+                  record: Callable[[Any, dict[str, Any], Recorder], LayerRecord | None], threads: int | None) -> None:
     """Run the failing segment ``seg`` again one node a segment, recording each node until one fails (raised
     as that node's :class:`NodeFailure`)."""
     finer = plan(p.proto, p.input, seg.nodes, p.types, p.shapes, 0, given=seg.inputs)
@@ -254,7 +257,7 @@ def _node_by_node(p: Plan, seg: Segment, env: dict[str, Any], recorder: Recorder
         if not one.outputs:
             continue
         try:
-            values = _session(one.model).run(list(one.outputs), {n: env[n] for n in one.inputs})
+            values = _session(one.model, threads).run(list(one.outputs), {n: env[n] for n in one.inputs})
         except Exception as exc:  # noqa: BLE001
             raise _failure(one, exc) from None
         env.update(zip(one.outputs, values, strict=True))
