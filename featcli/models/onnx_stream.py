@@ -175,6 +175,9 @@ def _session(model: bytes, threads: int | None = None) -> Any:
     opts.enable_cpu_mem_arena = False  # freed tensors go back to the system: the bound holds what is live
     opts.intra_op_num_threads = min(threads, MAX_THREADS) if threads else min(os.cpu_count() or 1, RUN_THREADS)
     opts.inter_op_num_threads = 1
+    # idle threads sleep rather than spin: a pool per segment spinning between runs cost 20-25% more CPU and
+    # wall time on the 330-layer detector (docs/benchmarks.md)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
