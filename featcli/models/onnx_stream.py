@@ -238,6 +238,9 @@ def run_plan(p: Plan, x: Any, recorder: Recorder, journal: Path, meta: Path,
     last = recorder.last_maps
     meta.write_text(json.dumps({"kept": kept, "last": [last[0], len(last[1])] if last else None}), encoding="utf-8")
     arrays = [env[o] for o in p.graph_outputs]
+    for name, v in zip(p.graph_outputs, arrays, strict=True):
+        if not hasattr(v, "dtype"):
+            raise TypeError(f"output {name!r} is a {type(v).__name__}, not a tensor")
     arrays += [t for _, ts in recorder.kept.items() for t in ts]
     return arrays + (list(last[1]) if last else [])
 
