@@ -285,10 +285,11 @@ def run_onnx(model: OnnxModel, x: Any, recorder: Recorder) -> list[np.ndarray]:
     with tempfile.TemporaryDirectory(prefix="featcli-onnx-") as tmp:
         journal, meta = Path(tmp, "rows.jsonl"), Path(tmp, "meta.json")
         try:
-            arrays = run_bounded(lambda: _in_child(p, x, recorder, journal, meta, record, model.threads), memory=memory,
-                                 seconds=RUN_SECONDS)
-        except ChildFailure as fail:
+            arrays = run_bounded(lambda: _in_child(p, x, recorder, journal, meta, record, model.threads),
+                                 memory=memory, seconds=RUN_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - ChildFailure; without fork, the run's own exception
             recorder.rows[:] = read_rows(journal)
+            fail = exc if isinstance(exc, ChildFailure) else ChildFailure("error", str(exc))
             raise _failed(fail, where, memory, budget) from None
         recorder.rows[:] = read_rows(journal)
         return unpack(arrays, meta, recorder, len(p.graph_outputs))
