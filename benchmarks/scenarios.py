@@ -32,7 +32,7 @@ from benchmarks.harness import (
 
 SHAPE_ARGS = ["shape", "1x3x640x640", "conv:out=5,k=3x5,s=1x2,p=2", "maxpool:k=2"]
 SOBEL = ["conv:w=sobel_x+sobel_y,p=1", "magnitude"]
-SCENARIOS = ("shape", "sobel12mp", "grid16", "conv64", "batch200", "processes", "model200", "tutorial",
+SCENARIOS = ("shape", "sobel12mp", "grid16", "conv64", "batch200", "processes", "model200", "onnx640", "tutorial",
              "train_digits", "train_orientation")
 HEAVY_MODULES = {"torch", "numpy"}
 QUERIES = 20_000
@@ -348,5 +348,5 @@ RUNNERS: dict[str, Callable[[Context], list[Row]]] = {
     "conv64": scenario_conv64, "batch200": scenario_batch, "processes": process_scenarios.scenario_processes,
     "tutorial": scenario_tutorial, "train_digits": train_scenarios.scenario_train_digits,
     "train_orientation": train_scenarios.scenario_train_orientation,
-    "model200": model_scenarios.scenario_model200,
+    "model200": model_scenarios.scenario_model200, "onnx640": model_scenarios.scenario_onnx640,
 }

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = {"shape", "sobel12mp", "grid16", "conv64", "batch200", "processes", "model200", "tutorial", "train_digits",
-             "train_orientation"}
+SCENARIOS = {"shape", "sobel12mp", "grid16", "conv64", "batch200", "processes", "model200", "onnx640", "tutorial",
+             "train_digits", "train_orientation"}
 
 
 def _number(v: object) -> bool:

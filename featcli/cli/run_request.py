@@ -111,13 +111,19 @@ def _config(p: dict[str, Any], route: str, stage_texts: list[str]) -> RunConfig:
         stack=stack,
         load=load_options(_channels(p["channels"], route), p["alpha"], p["background"], p["scale"], p["max_side"],
                           p["frame"], p["max_pixels"], p["normalize"], p["resize"]),
-        device="cpu" if route == STACK and cpu_without_torch(device) else resolve_device(device),
+        device="cpu" if (route == STACK or _onnx(p["model"])) and cpu_without_torch(device) else resolve_device(device),
         engine=p["engine"], threads=p["threads"], stream=p["stream"], seed=p["seed"],
         max_bytes=max_bytes(p["max_memory"]), kernels_dir=p["kernels_dir"], allow_torchscript=p["trust_torchscript"],
         output=p["output"], out_dir=p["out_dir"], name_template=p["name"], stages=p["stages"],
         grid=GridOptions(norm=p["norm"], cmap=check_cmap(p["cmap"]) if p["cmap"] else None, max_maps=p["max_maps"],
                          tile_px=p["tile_px"], reduce=p["reduce"], raw=p["raw"]),
         show_input=p["show_input"], save=p["save"], force=p["force"], command=command_line(), model=model)
+
+
+def _onnx(model: str | None) -> bool:
+    """An ``.onnx`` model runs on onnxruntime's CPU provider: no torch device to resolve (importing torch costs
+    more than the whole run)."""
+    return bool(model) and str(model).lower().endswith(".onnx")
 
 
 class _Printer:

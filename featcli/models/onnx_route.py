@@ -3,18 +3,19 @@
 The file is bounded before it is parsed and its declared tensors before they are materialised
 (:mod:`featcli.models.onnx_check`), then checked (``onnx.checker``), its input fixed to the image's real shape
 and every intermediate shape inferred (``onnx.shape_inference``), so a tensor over the memory budget is
-refused before anything runs, constant folds included. Then the tensors the table measures are added as
-extra graph outputs of a copy of the model and onnxruntime runs it once, in a child process bounded in memory
-and time (:mod:`featcli.models.bounded`: the sizes a graph computes from the image's values, and loops, are
-known only by running): every intermediate value can be shown, not only the graph's outputs. When the
-outputs of all layers together would exceed the budget, only the selected layers' and the graph's outputs
-are requested (the other rows show their shapes, without statistics).
+refused before anything runs, constant folds included. Then the graph runs segment by segment
+(:mod:`featcli.models.onnx_stream`: each layer measured as it appears, only the ``--layers`` selection kept),
+in a child process bounded in memory and time (:mod:`featcli.models.bounded`: the sizes a graph computes from
+the image's values, and loops, are known only by running): every intermediate value can be shown, not only
+the graph's outputs. Weights may be initializers or ``Constant`` nodes (paddle2onnx, tf2onnx): both count as
+parameters and give the formula engine a layer's weight shape. This module imports onnx and onnxruntime,
+never torch.
 """
 
 from __future__ import annotations
 
 import math
-import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,22 +25,23 @@ from featcli.models.bounded import ChildFailure, run_bounded
 from featcli.models.formula import LayerOp, pair
 from featcli.models.layers import Recorder
 from featcli.models.onnx_check import check_declared, load_external, scan, tensor_bytes
+from featcli.models.onnx_stream import SEGMENT_BYTES, Plan, node_failure, plan, read_rows, run_plan, unpack, uses
 from featcli.shape.memory import human_bytes, output_bytes
-from featcli.stages.grammar import format_shape
+from featcli.stages.grammar import clean_message, format_shape
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["OnnxModel", "load_onnx", "node_op", "run_onnx"]
+__all__ = ["OnnxModel", "load_onnx", "node_op", "params_of", "run_onnx"]
 
 _FLOAT = 1  # onnx.TensorProto.FLOAT
 #: Wall-clock seconds onnxruntime may run one image (a ``Loop`` whose end comes from data may never end).
 RUN_SECONDS = 300.0
-#: Address space onnxruntime may take beyond the model, twice the budget and the outputs requested: its
+#: Address space onnxruntime may take beyond twice a segment, the budget and the segment's tensors: its
 #: libraries' working memory and threads (measured: TinyResNet runs with 16 MiB).
 RUN_SLACK = 256 << 20
-#: onnxruntime's threads (each one more stack in the bounded address space).
-RUN_THREADS = 4
+#: What the bounded child's error text starts with when the recorder refused a layer over the budget.
+_BUDGET = "featcli-budget: "
 
 
 def _modules() -> tuple[Any, Any]:
@@ -52,7 +54,8 @@ def _modules() -> tuple[Any, Any]:
 
 
 class OnnxModel:
-    """A checked ONNX model and its one image input: name and declared ``(N, C, H, W)`` (None: dynamic)."""
+    """A checked ONNX model and its one image input: name and declared ``(N, C, H, W)`` (None: dynamic; a
+    batch declared symbolic, -1 or 0 and a size declared -1 are dynamic: featcli feeds one image)."""
 
     def __init__(self, proto: Any, path: str) -> None:
         self.proto, self.path = proto, path
@@ -63,7 +66,11 @@ class OnnxModel:
             raise ModelError(f"{path}: the model takes {len(feeds)} inputs; featcli feeds one image tensor")
         self.input = feeds[0].name
         dims = feeds[0].type.tensor_type.shape.dim
-        self.dims: tuple[int | None, ...] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+        self.dims: tuple[int | None, ...] = tuple(
+            d.dim_value if d.HasField("dim_value") and not (d.dim_value == -1 or (i == 0 and d.dim_value < 1))
+            else None for i, d in enumerate(dims))
+        self.plans: dict[Any, Any] = {}  # the segments for the last input shape (onnx_route._plan)
+        self.threads: int | None = None  # onnxruntime's intra-op threads (None: up to RUN_THREADS)
         if len(self.dims) != 4:
             raise ModelError(f"{path}: input {self.input!r} has {len(self.dims)} dimensions; featcli feeds an image "
                              "as (N, C, H, W)")
@@ -243,92 +250,130 @@ def _check_values(graph: Any, shapes: dict[str, tuple[int, ...]], types: dict[st
                                   "(--max-memory)")
 
 
-def _session_run(model_bytes: bytes, names: list[str], feed: dict[str, Any]) -> list[Any]:
-    """onnxruntime on ``model_bytes`` (in :func:`featcli.models.bounded.run_bounded`'s child): ``names``' values."""
-    import numpy as np
-
-    _, ort = _modules()
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    opts.enable_cpu_mem_arena = False  # freed tensors go back to the system: the bound holds what is live
-    opts.intra_op_num_threads = min(os.cpu_count() or 1, RUN_THREADS)
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-    values = sess.run(names, feed)
-    for name, v in zip(names, values, strict=True):
-        if not isinstance(v, np.ndarray):
-            raise TypeError(f"output {name!r} is a {type(v).__name__}, not a tensor")
-    return list(values)
+def _constants(graph: Any) -> dict[str, tuple[int, ...]]:
+    """The dims of the graph's constant tensors by name: initializers, ``Constant`` nodes (as paddle2onnx and
+    tf2onnx write weights) and ``Identity`` nodes of those."""
+    dims = {i.name: tuple(int(d) for d in i.dims) for i in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant" and n.output and n.attribute:
+            a = n.attribute[0]
+            t = a.t if a.HasField("t") else a.sparse_tensor if a.HasField("sparse_tensor") else None
+            many = len(a.floats) or len(a.ints) or len(a.strings)
+            dims[n.output[0]] = tuple(int(d) for d in t.dims) if t is not None else (many,) if many else ()
+        elif n.op_type == "Identity" and n.input and n.input[0] in dims and n.output:
+            dims[n.output[0]] = dims[n.input[0]]
+    return dims
 
 
-def _run(model: OnnxModel, proto: Any, names: list[str], x: np.ndarray, budget: int, requested: int) -> list[Any]:
-    """``names``' values, onnxruntime bounded in memory (from ``budget``; 0: unbounded) and time."""
-    model_bytes = proto.SerializeToString()
-    memory = RUN_SLACK + 2 * (len(model_bytes) + budget + requested) if budget else 0
-    where = f"{model.path}: onnxruntime on the input {list(x.shape)}"
-    try:
-        return run_bounded(lambda: _session_run(model_bytes, names, {model.input: x}), memory=memory,
-                           seconds=RUN_SECONDS)
-    except ChildFailure as fail:
-        lines = fail.text.strip().splitlines()
-        text = lines[0][:240] if lines else ""
-        if fail.kind == "memory":
-            raise BudgetError(f"{where} needed over {human_bytes(memory)}, the bound --max-memory "
-                              f"{human_bytes(budget)} sets (sizes the graph computes from the image's values, or a "
-                              "Loop that grows a tensor)") from None
-        if fail.kind == "time":
-            raise ModelError(f"{where} ran over featcli's time limit of {RUN_SECONDS:g} s (a Loop that does not "
-                             "end?)") from None
-        if fail.kind == "signal":
-            raise ModelError(f"{where} crashed ({text})") from None
-        raise ModelError(f"{where} failed ({text or 'no message'})") from None
+def params_of(proto: Any) -> int:
+    """Parameters of a model: the elements of its initializers and ``Constant`` nodes (not of the ``Identity``
+    nodes that only pass one on)."""
+    consts = _constants(proto.graph)
+    aliases = {n.output[0] for n in proto.graph.node if n.op_type == "Identity" and n.output}
+    return sum(math.prod(d) for name, d in consts.items() if name not in aliases)
 
 
-def run_onnx(model: OnnxModel, x: np.ndarray, recorder: Recorder) -> list[np.ndarray]:
-    """Run ``model`` on ``x`` ``(1, C, H, W)`` with every node's outputs measured; the graph's outputs."""
-    check_declared(model.proto, model.path, recorder.budget)
-    proto = _fixed(model, tuple(x.shape))
+def _record(shapes: dict[str, tuple[int, ...]], consts: dict[str, tuple[int, ...]],
+            floats: set[str], values: dict[str, tuple[float, ...]]) -> Any:
+    """The function :func:`featcli.models.onnx_stream.run_plan` calls for each node as its outputs appear
+    (``consts``: the constants' dims, ``values``: the small ones' values, :func:`small_constants`)."""
+    sizes = {name: math.prod(d) for name, d in consts.items()}
+
+    def record(n: Any, got: dict[str, Any], recorder: Recorder) -> Any:
+        if not any(o in floats for o in n.output):
+            return None  # shape arithmetic of the graph (Shape, Gather of ints...), not a layer
+        first = n.input[0] if n.input else ""
+        in_shape = tuple(got[first].shape) if first in got else shapes.get(first)
+        outs = [got[o] for o in n.output if o in got]
+        if not outs:
+            return None
+        return recorder.add(recorder.unique(n.name or n.output[0]), n.op_type, outs,
+                            params=sum(sizes.get(i, 0) for i in n.input[1:]), in_shape=in_shape,
+                            op=node_op(n, {**shapes, first: in_shape} if in_shape else shapes, consts, values))
+    return record
+
+
+def _plan(model: OnnxModel, shape: tuple[int, ...], budget: int) -> tuple[Plan, Any, dict[str, int]]:
+    """The model cut into segments for input ``shape`` (kept for the next image of that shape), the
+    function that records a node and the bytes of each layer's float outputs."""
+    key = (shape, budget)
+    if key in model.plans:
+        found: tuple[Plan, Any, dict[str, int]] = model.plans[key]
+        return found
+    check_declared(model.proto, model.path, budget)
+    proto = _fixed(model, shape)
     load_external(proto, model.path)
     graph = proto.graph
     infos = {v.name: v for v in [*graph.value_info, *graph.output, *graph.input]}
     shapes = {name: s for name, v in infos.items() if (s := _known(v)) is not None}
     types = {name: v.type.tensor_type.elem_type for name, v in infos.items()}
-    inits = {i.name: tuple(int(d) for d in i.dims) for i in graph.initializer}
-    consts = small_constants(graph)
-    sizes = {i.name: math.prod(i.dims) for i in graph.initializer}
-    _check_values(graph, shapes, types, recorder)
-    live = {model.input}  # nodes fed (through others) by the image; the rest fold constants
-    nodes = []
+    _check_values(graph, shapes, types, Recorder((), budget))
+    live_names, nodes = {model.input}, []  # nodes fed (through others) by the image; the rest fold constants
     for n in graph.node:
-        if any(i in live for i in n.input):
-            live.update(n.output)
+        if any(i in live_names for i in uses(n)):
+            live_names.update(n.output)
             nodes.append(n)
-    floats = [o for n in nodes for o in n.output if o and o in infos and types[o] == _FLOAT]
-    float_set = set(floats)
-    graph_outputs = [o.name for o in graph.output]
-    wanted = [o for o in floats if o not in set(graph_outputs)]
-    total = sum(output_bytes(shapes.get(o, ())) for o in wanted)
-    if recorder.budget and total > recorder.budget:  # all at once would not fit: the selected ones only
-        wanted_set = set(wanted)
-        wanted = [o for n in nodes if recorder.selected(n.name or n.output[0]) for o in n.output if o in wanted_set]
-    names = [*graph_outputs, *wanted]
-    del graph.output[:]
-    graph.output.extend(infos[o] for o in names)
-    requested = sum(tensor_bytes(shapes[o], types.get(o, 0)) for o in names if o in shapes)
-    got = dict(zip(names, _run(model, proto, names, x, recorder.budget, requested), strict=True))
-    got[model.input] = x
-    for n in nodes:
-        if not any(o in float_set for o in n.output):
-            continue  # shape arithmetic of the graph (Shape, Gather of ints...), not a layer
-        name = n.name or n.output[0]
-        first = n.input[0] if n.input else ""
-        in_shape = tuple(got[first].shape) if first in got else shapes.get(first)
-        params = sum(sizes.get(i, 0) for i in n.input[1:])
-        outs = [got[o] for o in n.output if o in got]
-        if outs:
-            recorder.add(recorder.unique(name), n.op_type, outs, params=params, in_shape=in_shape,
-                         op=node_op(n, {**shapes, first: in_shape} if in_shape else shapes, inits, consts))
-        else:  # not requested (all together over the budget): its shape only
-            recorder.shape_only(recorder.unique(name), n.op_type, [shapes[o] for o in n.output if o in shapes],
-                                params=params)
-    return [got[o] for o in graph_outputs]
+    floats = {o for n in nodes for o in n.output if o and types.get(o) == _FLOAT}
+    p = plan(proto, model.input, nodes, types, shapes, SEGMENT_BYTES)
+    model.plans.clear()  # one shape at a time: a folder of one size reuses it
+    layers = {n.name or n.output[0]: sum(output_bytes(shapes.get(o, ())) for o in n.output if o in floats)
+              for n in nodes}
+    made = (p, _record(shapes, _constants(graph), floats, small_constants(graph)), layers)
+    model.plans[key] = made
+    return made
+
+
+def run_onnx(model: OnnxModel, x: Any, recorder: Recorder) -> list[np.ndarray]:
+    """Run ``model`` on ``x`` ``(1, C, H, W)`` (a NumPy array or a tensor) segment by segment, every node's
+    outputs measured as they appear (:mod:`featcli.models.onnx_stream`), onnxruntime bounded in memory (from
+    the budget) and time; the graph's outputs. On a failure, ``recorder`` holds the rows before it."""
+    import numpy as np
+
+    x = np.ascontiguousarray(x.numpy() if hasattr(x, "numpy") else x, dtype=np.float32)
+    p, record, layers = _plan(model, tuple(x.shape), recorder.budget)
+    budget = recorder.budget
+    kept = x.nbytes + sum(b for name, b in layers.items() if recorder.selected(name))
+    memory = RUN_SLACK + 2 * (max(len(s.model) for s in p.segments) + budget + p.need + kept) if budget else 0
+    where = f"{model.path}: onnxruntime on the input {list(x.shape)}"
+    with tempfile.TemporaryDirectory(prefix="featcli-onnx-") as tmp:
+        journal, meta = Path(tmp, "rows.jsonl"), Path(tmp, "meta.json")
+        try:
+            arrays = run_bounded(lambda: _in_child(p, x, recorder, journal, meta, record, model.threads),
+                                 memory=memory, seconds=RUN_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - ChildFailure; without fork, the run's own exception
+            recorder.rows[:] = read_rows(journal)
+            fail = exc if isinstance(exc, ChildFailure) else ChildFailure("error", str(exc))
+            raise _failed(fail, where, memory, budget) from None
+        recorder.rows[:] = read_rows(journal)
+        return unpack(arrays, meta, recorder, len(p.graph_outputs))
+
+
+def _in_child(p: Plan, x: Any, recorder: Recorder, journal: Path, meta: Path, record: Any,
+              threads: int | None) -> list[Any]:
+    """:func:`featcli.models.onnx_stream.run_plan` in the bounded child, a refusal over the budget marked."""
+    try:
+        return run_plan(p, x, recorder, journal, meta, record, threads)
+    except BudgetError as exc:
+        raise RuntimeError(_BUDGET + str(exc)) from None
+
+
+def _failed(fail: ChildFailure, where: str, memory: int, budget: int) -> Exception:
+    """The one-line error of a child that gave no outputs."""
+    lines = fail.text.strip().splitlines()
+    text = lines[0][:240] if lines else ""
+    if fail.kind == "memory":
+        return BudgetError(f"{where} needed over {human_bytes(memory)}, the bound --max-memory "
+                           f"{human_bytes(budget)} sets (sizes the graph computes from the image's values, or a "
+                           "Loop that grows a tensor)")
+    if fail.kind == "time":
+        return ModelError(f"{where} ran over featcli's time limit of {RUN_SECONDS:g} s (a Loop that does not "
+                          "end?)")
+    if fail.kind == "signal":
+        return ModelError(f"{where} crashed ({clean_message(text)})")
+    if text.startswith(_BUDGET):
+        return BudgetError(clean_message(text[len(_BUDGET):]))
+    node = node_failure(fail.text.strip())
+    if node is not None:
+        name, op, message = node
+        return ModelError(f"{where} failed at node {name!r}{f' ({op})' if op else ''}: {message}")
+    return ModelError(f"{where} failed ({clean_message(text) or 'no message'})")

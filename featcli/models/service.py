@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,11 +214,10 @@ def open_network(req: ModelRequest) -> Network:
     if req.weights and route != "torch":
         raise UsageError(f"--weights is for a PyTorch module:attr; an .{route} file holds its weights")
     if route == "onnx":
-        from featcli.models.onnx_route import load_onnx
+        from featcli.models.onnx_route import load_onnx, params_of
 
         onnx_model = load_onnx(req.model)
-        params = sum(math.prod(i.dims) for i in onnx_model.proto.graph.initializer)
-        return Network(req, route, onnx_model, onnx_model.dims, params)
+        return Network(req, route, onnx_model, onnx_model.dims, params_of(onnx_model.proto))
     if route == "pt2":
         from featcli.models.export_route import load_pt2
 

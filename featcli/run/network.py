@@ -128,14 +128,16 @@ class NetworkRunner:
         from featcli.engine.backends import torch_threads
 
         threads = torch_threads(cfg.threads, batch=batch)
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
         self.net = open_network(ModelRequest(
             model=opts.model, weights=opts.weights, layers=opts.layers, size=opts.size, load=cfg.load,
             device=str(cfg.device), max_bytes=cfg.max_bytes, allow_torchscript=cfg.allow_torchscript,
             labels=opts.labels, top=opts.top))
+        if threads and self.net.route == "onnx":  # onnxruntime's threads: the ONNX route never imports torch
+            self.net.model.threads = threads
+        elif threads:
+            import torch
+
+            torch.set_num_threads(threads)
         self._layers: list[tuple[int, str, str, int]] | None = None  # the first image's kept maps
         self._lock = threading.Lock()
 

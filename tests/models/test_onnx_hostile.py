@@ -111,7 +111,7 @@ def test_a_constant_fold_over_the_budget_is_refused_before_onnxruntime_runs(
         h.make_node("Constant", [], ["s"], value=shape, name="shape"),
         h.make_node("ConstantOfShape", ["s"], ["c"], value=nh.from_array(np.array([1.0], np.float32)), name="cos"),
         *_mean_plus("c")])
-    monkeypatch.setattr(onnx_route, "_run", lambda *a: pytest.fail("onnxruntime ran"))
+    monkeypatch.setattr(onnx_route, "run_bounded", lambda *a, **k: pytest.fail("onnxruntime ran"))
     with pytest.raises(BudgetError, match=r"layer 'cos': output 8000x8000 float32 needs 244\.1 MiB"):
         _run(path)
 
@@ -221,8 +221,7 @@ def test_names_from_the_file_never_reach_the_terminal_raw(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(("dims", "said"), [
     ((1, 3, 0, 0), "declares H = 0"), ((1, 3, -5, 16), "declares H = -5"), ((1, 0, 16, 16), "declares C = 0"),
-    ((1, 3, 100_000, 100_000), "H x W = 100000x100000, over"), ((1, 3, 2**40, 2**40), "H x W = 1099511627776x"),
-    ((-1, 3, 16, 16), "batches of -1")])
+    ((1, 3, 100_000, 100_000), "H x W = 100000x100000, over"), ((1, 3, 2**40, 2**40), "H x W = 1099511627776x")])
 def test_input_dims_refused_naming_the_input(tmp_path: Path, dims: tuple[int, ...], said: str) -> None:
     path = _save(tmp_path / "dims.onnx", [h.make_node("Relu", ["input"], ["y"], name="relu")], dims=dims)
     line = _one_line(*_cli(str(path), "--max-memory", "100M"))
