@@ -229,23 +229,25 @@ def run_module(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder,
     ``recorder`` (modules and the functional calls between them); the model's output tensors. ``memo``: what
     a layer is as a stage, by module and input shape, and its parameter count, kept between the images of a
     run (the same model object). A forward that fails only under the function mode runs again on hooks alone
-    (said in ``recorder.notes``; the run's later images take hooks alone at once); one that fails either way
+    (said in ``recorder.notes``; the run's later images take hooks alone at once, said too); one that fails either way
     raises the first run's :class:`featcli.models.layers.LayerFailure`, its failed row last in ``recorder``."""
     memo = {} if memo is None else memo
     if "calls failed" in memo:
-        return _run(model, x, recorder, memo, functional=False)
-    try:
-        return _run(model, x, recorder, memo, functional=True)
-    except LayerFailure as exc:
-        failure = exc
-    hooks = Recorder(recorder.globs, recorder.budget)
-    try:
-        out = _run(model, x, hooks, memo, functional=False)
-    except LayerFailure:
-        raise failure from None
-    recorder.take(hooks)
-    memo["calls failed"] = failure.cause
-    recorder.notes.append(f"modules only: the forward fails while its functional calls are recorded ({failure.cause})")
+        out = _run(model, x, recorder, memo, functional=False)
+    else:
+        try:
+            return _run(model, x, recorder, memo, functional=True)
+        except LayerFailure as exc:
+            failure = exc
+        hooks = Recorder(recorder.globs, recorder.budget)
+        try:
+            out = _run(model, x, hooks, memo, functional=False)
+        except LayerFailure:
+            raise failure from None
+        recorder.take(hooks)
+        memo["calls failed"] = failure.cause
+    recorder.notes.append("modules only: the forward fails while its functional calls are recorded "
+                          f"({memo['calls failed']})")
     return out
 
 

@@ -76,7 +76,7 @@ def test_a_forward_that_fails_under_the_function_mode_runs_on_hooks(nets: Module
                          "(RuntimeError: no torch function modes here)"]
     again = Recorder()
     run_module(model, x, again, memo)  # the run's next image: hooks at once
-    assert [r.name for r in again.rows] == ["conv"] and not again.notes
+    assert [r.name for r in again.rows] == ["conv"] and again.notes == rec.notes
 
 
 def test_module_failure_ends_the_table_at_the_failed_layer(nets: ModuleType) -> None:
@@ -111,6 +111,17 @@ def test_a_functional_call_that_fails_is_the_failed_row() -> None:
     assert [(r.name, r.error is not None) for r in rec.rows] == [("conv", False), ("add", True)]
 
 
+def test_pt2_failure_names_the_node_and_the_channels_it_was_built_for(exported: dict[str, Path]) -> None:
+    from featcli.models.export_route import load_pt2, run_pt2
+
+    rec = Recorder()
+    with pytest.raises(LayerFailure, match=r"^layer stem.0:conv2d \(conv2d\): conv:out=8,k=7,s=2,p=3 takes 3 input "
+                                           r"channels, got 1: the input size differs .*; RuntimeError: "):
+        run_pt2(load_pt2(str(exported["pt2"])), torch.rand(1, 1, 64, 64), rec)
+    assert [(r.name, r.ok) for r in rec.rows] == [("stem.0:conv2d", False)] and rec.rows[0].error
+
+
+@pytest.mark.slow  # torch.export: 2-6 s
 def test_pt2_failure_ends_the_table_at_the_failed_node(tmp_path: Path, nets: ModuleType) -> None:
     from featcli.models.export_route import load_pt2, run_pt2
 
