@@ -187,8 +187,8 @@ class Recorder:
         spec = spec if spec is not None else spec_text(op) if op is not None else None
         pred = predict(spec, in_shape) if spec is not None and in_shape is not None else None
         keep = self.selected(name)
-        if keep:
-            self.kept[name] = list(outputs)
+        if keep:  # a copy: a later in-place call (out += identity, ReLU(inplace=True)) rewrites the tensor itself
+            self.kept[name] = [o.clone() if hasattr(o, "clone") else o for o in outputs]
         if any(len(s) == 4 and 0 not in s for s in shapes):
             self.last_maps = (name, [o for o in outputs if len(o.shape) == 4])
         row = LayerRecord(len(self.rows) + 1, name, type_, shapes, params,

@@ -149,3 +149,27 @@ def test_cli_prints_the_table_up_to_the_failure_and_a_batch_goes_on(runner: CliR
     records = [json.loads(line) for line in res.output.splitlines() if line.startswith("{")]
     assert [r["status"] for r in records] == ["failed", "failed"]
     assert all("layer fc (Linear)" in r["error"] for r in records)
+
+
+def test_kept_maps_are_the_values_then_not_after_later_in_place_calls() -> None:
+    """torchvision's block: ``out += identity`` then ``ReLU(inplace=True)`` rewrite the tensors kept before."""
+
+    class InPlace(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = torch.nn.BatchNorm2d(3)
+            self.relu = torch.nn.ReLU(inplace=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.bn(x)
+            out += x
+            return self.relu(out)
+
+    model, x = InPlace().eval(), torch.randn(1, 3, 6, 6)
+    rec = _run(model, x)
+    assert [r.name for r in rec.rows] == ["bn", "add", "relu"]
+    with torch.no_grad():
+        bn = model.bn(x)
+    torch.testing.assert_close(rec.kept["bn"][0], bn, atol=0, rtol=0)
+    torch.testing.assert_close(rec.kept["add"][0], bn + x, atol=0, rtol=0)
+    assert rec.rows[1].stats is not None and rec.rows[1].stats.min < 0  # measured before the relu
