@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def main(rounds: int = 30, size: int = 224) -> None:
         with torch.inference_mode():
             model(x)
 
-    ways = {"plain forward": plain,
+    ways: dict[str, Callable[[], object]] = {"plain forward": plain,
             "modules only": lambda: run_module(model, x, Recorder(), hooks_memo),
             "modules and functional calls": lambda: run_module(model, x, Recorder(), full_memo)}
     rows = Recorder()
