@@ -169,9 +169,9 @@ class Network:
         recorder = self.recorder()
         try:
             outputs = self._run(x, recorder)
-        except LayerFailure as exc:  # the table up to the failed layer goes with the error
+        except LayerFailure as exc:  # the table up to the failed layer goes with the error (self.notes: a run's)
             exc.partial = ModelResult(self.req.model, self.route, image, tuple(x.shape), recorder.rows, {}, None, [],
-                                      self.params, [*notes, *self.notes, *recorder.notes])
+                                      self.params, [*notes, *recorder.notes])
             raise
         recorder.check_globs()
         prediction = []
