@@ -60,6 +60,24 @@ def _floats(out: Any) -> list[Any]:
     return []
 
 
+def _joined(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, ...] | None:
+    """The output shape of an elementwise ``add``/``sub``/``mul``/``div`` of two tensors (broadcast) or of a
+    ``cat``, from the operands' shapes, so the budget weighs it before it is made; None for anything else."""
+    import torch
+
+    try:
+        if name in ("add", "sub", "mul", "div") and len(args) == 2 and all(isinstance(a, torch.Tensor) for a in args):
+            return tuple(torch.broadcast_shapes(args[0].shape, args[1].shape))
+        if name == "cat" and args and isinstance(args[0], (list, tuple)) and args[0]:
+            shapes = [tuple(t.shape) for t in args[0]]
+            dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+            dim = dim % len(shapes[0])
+            return (*shapes[0][:dim], sum(s[dim] for s in shapes), *shapes[0][dim + 1:])
+    except (RuntimeError, TypeError, IndexError, ZeroDivisionError):
+        return None  # shapes that do not meet: the call itself says so
+    return None
+
+
 class Calls:
     """One forward's module stack and functional rows (see the module docstring)."""
 
@@ -98,10 +116,9 @@ class Calls:
         in_shape = tuple(first.shape)
         op = functional_op(name, args, kwargs)
         spec = spec_text(op) if op is not None else None
-        if spec is not None:
-            pred = predict(spec, in_shape)
-            if pred.shape is not None:
-                self.recorder.check(label, pred.shape)
+        planned = predict(spec, in_shape).shape if spec is not None else _joined(name, args, kwargs)
+        if planned is not None:
+            self.recorder.check(label, planned)
         try:
             out = func(*args, **kwargs)
         except BaseException:

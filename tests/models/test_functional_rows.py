@@ -173,3 +173,16 @@ def test_kept_maps_are_the_values_then_not_after_later_in_place_calls() -> None:
     torch.testing.assert_close(rec.kept["bn"][0], bn, atol=0, rtol=0)
     torch.testing.assert_close(rec.kept["add"][0], bn + x, atol=0, rtol=0)
     assert rec.rows[1].stats is not None and rec.rows[1].stats.min < 0  # measured before the relu
+
+
+def test_the_budget_weighs_a_cat_before_it_is_made() -> None:
+    from featcli.errors import BudgetError
+
+    class Twice(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x, x], 1) * 2
+
+    rec = Recorder(budget=1500)  # the input, 1x4x8x8 float32, is 1 KiB; the cat 2 KiB
+    with pytest.raises(BudgetError, match=r"^layer 'cat': output 1x8x8x8 float32 needs 2.0 KiB"):
+        _run_into(Twice(), torch.rand(1, 4, 8, 8), rec)
+    assert rec.rows == []
