@@ -67,7 +67,7 @@ def _joined(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[i
 
     try:
         if name in ("add", "sub", "mul", "div") and len(args) == 2 and all(isinstance(a, torch.Tensor) for a in args):
-            return tuple(torch.broadcast_shapes(args[0].shape, args[1].shape))
+            return tuple(torch.broadcast_shapes(args[0].shape, args[1].shape))  # type: ignore[no-untyped-call]
         if name == "cat" and args and isinstance(args[0], (list, tuple)) and args[0]:
             shapes = [tuple(t.shape) for t in args[0]]
             dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
