@@ -39,6 +39,7 @@ def print_model_table(con: Console, result: ModelResult, files: list[str]) -> No
     from rich import box
     from rich.table import Table
 
+    from featcli.cli.console import styled
     from featcli.cli.tables import elide, human, print_prediction
     from featcli.models.service import ROUTES
     from featcli.stages.grammar import format_shape
@@ -61,6 +62,8 @@ def print_model_table(con: Console, result: ModelResult, files: list[str]) -> No
 
     def layer_cells(r: LayerRecord, width: int | None) -> list[Any]:
         shapes = ", ".join(format_shape(s) for s in r.shapes) or "-"
+        if r.error is not None:
+            shapes = styled(("✗ failed", "red"))  # why: the error line under the table
         return [str(r.index), elide(r.name, width) if width else r.name, r.type, shapes,
                 "-" if r.params is None else human(r.params), "-" if r.macs is None else human(r.macs)]
 

@@ -197,6 +197,7 @@ def _run(req: RunRequest, *, quiet: bool) -> None:
     """:func:`featcli.run.launch.launch`, printed: one image's table (a shape that differs from the plan, a
     featcli bug, still shows the table up to the ✗ row), or a batch's records, summary and exit status."""
     from featcli.engine.loop import ShapeMismatch
+    from featcli.models.layers import LayerFailure
     from featcli.run.launch import launch
 
     printer = _Printer(req, quiet)
@@ -205,6 +206,12 @@ def _run(req: RunRequest, *, quiet: bool) -> None:
     except ShapeMismatch as exc:
         if not quiet and not req.json:
             print_run_table(out_console(), req.inputs[0], None, exc.results[0], [])
+        raise
+    except LayerFailure as exc:  # a network that failed in a layer: its table up to the failed row
+        if not quiet and not req.json and exc.partial is not None:
+            from featcli.cli.model_table import print_model_table
+
+            print_model_table(out_console(), exc.partial, [])
         raise
     finally:
         printer.stop()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from featcli.errors import FeatcliError, ModelError, printable
 from featcli.models.archive import check_archive
-from featcli.models.formula import LayerOp, pair
+from featcli.models.formula import LayerOp, pair, spec_text
 from featcli.models.layers import Recorder
 
 if TYPE_CHECKING:
@@ -206,6 +206,32 @@ def on_meta(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return None
 
 
+def _failed(recorder: Recorder, label: str, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+            exc: Exception) -> FeatcliError:
+    """The error of node ``label`` that raised ``exc``: its failed row, with the size its weight was built for
+    (a ``linear``'s input features, a ``conv``'s input channels) where the input differs."""
+    import torch
+
+    text = str(exc).strip().splitlines()
+    error = f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+    x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    w = args[1] if len(args) > 1 and isinstance(args[1], torch.Tensor) else None
+    op, why = None, None
+    try:
+        op = aten_op(target, args, kwargs)
+    except Exception:  # noqa: BLE001 - arguments the stage reading does not expect: no stage
+        op = None
+    name = _name(target)
+    if x is not None and w is not None and x.dim() >= 2 and w.dim() >= 2:
+        if name == "linear":
+            why = recorder.built_for("input features", int(w.shape[1]), int(x.shape[-1]))
+        elif name in ("conv2d", "convolution") and not (len(args) > 6 and args[6]):
+            groups = args[8] if name == "convolution" and len(args) > 8 else args[6] if len(args) > 6 else 1
+            why = recorder.built_for("input channels", int(w.shape[1]) * int(groups or 1), int(x.shape[1]))
+    return recorder.fail(label, name, error, in_shape=tuple(x.shape) if x is not None else None, op=op,
+                         why=f"{spec_text(op)} {why}" if why and op is not None else why)
+
+
 def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[torch.Tensor]:
     """Interpret the program on ``x`` node by node, recording each call; checks the output against the
     program's own forward and returns it."""
@@ -242,7 +268,10 @@ def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[t
             # it runs first on the meta device (shapes only, no memory) and is weighed on what that gives
             for t in _tensors(on_meta(n.target, args, kwargs)):
                 recorder.check(label, tuple(t.shape))
-            out = super().run_node(n)
+            try:
+                out = super().run_node(n)
+            except Exception as exc:  # noqa: BLE001 - the node's own failure: the table ends with its row
+                raise _failed(recorder, label, n.target, args, kwargs, exc) from None
             outs = _tensors(out)
             if outs:
                 first = args[0] if args and isinstance(args[0], torch.Tensor) else None

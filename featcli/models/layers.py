@@ -15,12 +15,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from featcli.errors import BudgetError, UsageError, printable
+from featcli.errors import BudgetError, ModelError, UsageError, printable
 from featcli.models.formula import LayerOp, predict, spec_text
 from featcli.shape.memory import human_bytes, output_bytes
 from featcli.stages.grammar import format_shape
 
-__all__ = ["LayerRecord", "Recorder", "Stats", "stats_of"]
+__all__ = ["LayerFailure", "LayerRecord", "Recorder", "Stats", "stats_of"]
+
+
+class LayerFailure(ModelError):
+    """A network failed in one layer (:meth:`Recorder.fail`); ``partial`` is what ran until then (the run
+    route attaches its result, so the table is shown up to the failed row)."""
+
+    partial: Any = None
+    cause: str = ""  #: the library's own one line (``RuntimeError: ...``)
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class LayerRecord:
         predicted: the formula engine's output shape for ``spec`` on the layer's real input.
         refusal: why the formula engine refused ``spec`` (a mismatch to report), or None.
         kept: the output tensors are kept (selected by ``--layers``).
+        error: why the layer failed (the row a failing network ends with), or None.
     """
 
     index: int
@@ -103,10 +112,14 @@ class LayerRecord:
     predicted: tuple[int, ...] | None = None
     refusal: str | None = None
     kept: bool = False
+    error: str | None = None
 
     @property
     def ok(self) -> bool | None:
-        """The prediction equals the real shape (None where there is no prediction to check)."""
+        """The prediction equals the real shape (None where there is no prediction to check); False for a
+        layer that failed."""
+        if self.error is not None:
+            return False
         if self.spec is None or (self.predicted is None and self.refusal is None):
             return None
         return self.predicted is not None and len(self.shapes) == 1 and self.predicted == self.shapes[0]
@@ -117,7 +130,8 @@ class LayerRecord:
                 "params": self.params, "macs": self.macs, "spec": self.spec,
                 "predicted": list(self.predicted) if self.predicted is not None else None, "ok": self.ok,
                 "refusal": self.refusal, "min": s.min if s else None, "max": s.max if s else None,
-                "mean": s.mean if s else None, "zeros": s.zeros if s else None, "kept": self.kept}
+                "mean": s.mean if s else None, "zeros": s.zeros if s else None, "kept": self.kept,
+                "error": self.error}
 
 
 class Recorder:
@@ -135,7 +149,13 @@ class Recorder:
         self.rows: list[LayerRecord] = []
         self.kept: dict[str, list[Any]] = {}
         self.last_maps: tuple[str, list[Any]] | None = None
+        self.notes: list[str] = []  #: what the route has to say about this run (shown under the table)
         self._names: dict[str, int] = {}
+
+    def take(self, other: Recorder) -> None:
+        """The rows and kept tensors of ``other`` instead of these (a route that ran the network again, another
+        way); the notes are kept."""
+        self.rows, self.kept, self.last_maps, self._names = other.rows, other.kept, other.last_maps, other._names
 
     def selected(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, g) for g in self.globs)
@@ -167,8 +187,8 @@ class Recorder:
         spec = spec if spec is not None else spec_text(op) if op is not None else None
         pred = predict(spec, in_shape) if spec is not None and in_shape is not None else None
         keep = self.selected(name)
-        if keep:
-            self.kept[name] = list(outputs)
+        if keep:  # a copy: a later in-place call (out += identity, ReLU(inplace=True)) rewrites the tensor itself
+            self.kept[name] = [o.clone() if hasattr(o, "clone") else o.copy() for o in outputs]
         if any(len(s) == 4 and 0 not in s for s in shapes) and (
                 self.last_maps is None or any(s[2] * s[3] > 1 for s in shapes if len(s) == 4)):
             self.last_maps = (name, [o for o in outputs if len(o.shape) == 4])  # a 1x1 map only if none is wider
@@ -177,6 +197,34 @@ class Recorder:
                           stats_of(outputs), spec, pred.shape if pred else None, pred.refusal if pred else None, keep)
         self.rows.append(row)
         return row
+
+    def fail(self, name: str, type_: str, error: str, *, in_shape: Sequence[int] | None = None,
+             op: LayerOp | None = None, why: str | None = None) -> LayerFailure:
+        """The failed row of layer ``name`` (``error``: the library's one line) and the error to raise: the
+        formula engine's refusal of the layer's stage on its input where it has one, else the route's ``why``
+        (a size the layer was built for), then ``error``. Every route ends a failing run here (the module
+        route's hooks, the ``.pt2`` interpreter; an ONNX runner that knows the failing node calls it too)."""
+        name, type_, error = printable(name), printable(type_), printable(error)
+        spec = spec_text(op) if op is not None else None
+        pred = predict(spec, in_shape) if spec is not None and in_shape is not None else None
+        reason = (pred.refusal if pred is not None else None) or why
+        self.rows.append(LayerRecord(len(self.rows) + 1, self.unique(name), type_, (), None, None, None, spec,
+                                     pred.shape if pred else None, pred.refusal if pred else None, error=error))
+        failure = LayerFailure(f"layer {name} ({type_}): {reason}; {error}" if reason else
+                               f"layer {name} ({type_}): {error}")
+        failure.cause = error
+        return failure
+
+    @staticmethod
+    def built_for(what: str, want: int, got: int) -> str | None:
+        """Why a layer built for ``want`` ``what`` (features, channels) fails on ``got``, or None if they agree.
+
+        >>> Recorder.built_for("input features", 512, 2048)
+        'takes 512 input features, got 2048: the input size differs from the one the network was built for'
+        """
+        if want == got:
+            return None
+        return f"takes {want} {what}, got {got}: the input size differs from the one the network was built for"
 
     def check_globs(self) -> None:
         """Every ``--layers`` glob matched a layer, or one usage error naming the layers there are."""

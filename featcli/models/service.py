@@ -20,7 +20,7 @@ from featcli.engine.predict import Prediction, is_scores, top_k
 from featcli.enums import Channels
 from featcli.errors import ModelError, UsageError
 from featcli.io.images import LoadedImage, LoadOptions, load_image
-from featcli.models.layers import LayerRecord, Recorder
+from featcli.models.layers import LayerFailure, LayerRecord, Recorder
 
 __all__ = ["ModelRequest", "ModelResult", "Network", "model_input", "open_network", "read_labels", "route_of",
            "run_model"]
@@ -182,25 +182,34 @@ class Network:
     def forward(self, image: LoadedImage, x: Any, notes: Sequence[str] = ()) -> ModelResult:
         """Run the network on ``x`` (from :meth:`prepare`), every layer recorded."""
         recorder = self.recorder()
-        if self.route == "onnx":
-            from featcli.models.onnx_route import run_onnx
-
-            outputs: list[Any] = run_onnx(self.model, x, recorder)
-        elif self.route == "pt2":
-            from featcli.models.export_route import run_pt2
-
-            outputs = run_pt2(self.model, _tensor(x), recorder)
-        else:
-            from featcli.models.torch_route import run_module
-
-            outputs = run_module(self.model, _tensor(x).to(self.req.device), recorder, self._memo)
+        try:
+            outputs = self._run(x, recorder)
+        except LayerFailure as exc:  # the table up to the failed layer goes with the error (self.notes: a run's)
+            exc.partial = ModelResult(self.req.model, self.route, image, tuple(x.shape), recorder.rows, {}, None, [],
+                                      self.params, [*notes, *recorder.notes])
+            raise
         recorder.check_globs()
         prediction = []
         if len(outputs) == 1 and is_scores(tuple(outputs[0].shape)):
             prediction = top_k(outputs[0].reshape(-1).tolist(), self.req.labels, self.req.top)
         return ModelResult(self.req.model, self.route, image, tuple(x.shape), recorder.rows, recorder.kept,
-                           recorder.last_maps, outputs, self.params, [*notes, *self.notes], prediction,
+                           recorder.last_maps, outputs, self.params, [*notes, *self.notes, *recorder.notes], prediction,
                            {"normalize": norm.record()} if (norm := self.req.load.normalize) else {})
+
+    def _run(self, x: Any, recorder: Recorder) -> list[Any]:
+        """The network's outputs on ``x`` (a NumPy array: the ONNX route takes it as it is), each layer recorded
+        by the route."""
+        if self.route == "onnx":
+            from featcli.models.onnx_route import run_onnx
+
+            return run_onnx(self.model, x, recorder)
+        if self.route == "pt2":
+            from featcli.models.export_route import run_pt2
+
+            return run_pt2(self.model, _tensor(x), recorder)
+        from featcli.models.torch_route import run_module
+
+        return run_module(self.model, _tensor(x).to(self.req.device), recorder, self._memo)
 
 
 def open_network(req: ModelRequest) -> Network:

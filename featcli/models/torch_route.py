@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from featcli.errors import ModelError, WeightsError
 from featcli.models.formula import LayerOp, pair, predict, spec_text
-from featcli.models.layers import Recorder
+from featcli.models.layers import LayerFailure, Recorder
 
 if TYPE_CHECKING:
     import torch
@@ -234,16 +234,50 @@ def _recorded(model: torch.nn.Module) -> list[tuple[str, Any]]:
             if name and (not list(m.children()) or not isinstance(m, plain))]
 
 
-def run_module(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder,
-               memo: dict[Any, Any] | None = None) -> list[torch.Tensor]:
-    """Run ``model`` on ``x`` with hooks feeding ``recorder``; the model's output tensors. ``memo``: what a
-    layer is as a stage, by module and input shape, and its parameter count, kept between the images of a run
-    (the same model object)."""
+def _input_shape(args: tuple[Any, ...]) -> tuple[int, ...] | None:
     import torch
 
-    handles: list[Any] = []
-    inputs: dict[int, tuple[int, ...]] = {}
+    return tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else None
+
+
+def run_module(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder,
+               memo: dict[Any, Any] | None = None) -> list[torch.Tensor]:
+    """Run ``model`` on ``x`` with hooks and the function mode of :mod:`featcli.models.calls` feeding
+    ``recorder`` (modules and the functional calls between them); the model's output tensors. ``memo``: what
+    a layer is as a stage, by module and input shape, and its parameter count, kept between the images of a
+    run (the same model object). A forward that fails only under the function mode runs again on hooks alone
+    (said in ``recorder.notes``; the run's later images take hooks alone at once, said too); one that fails either way
+    raises the first run's :class:`featcli.models.layers.LayerFailure`, its failed row last in ``recorder``."""
     memo = {} if memo is None else memo
+    if "calls failed" in memo:
+        out = _run(model, x, recorder, memo, functional=False)
+    else:
+        try:
+            return _run(model, x, recorder, memo, functional=True)
+        except LayerFailure as exc:
+            failure = exc
+        hooks = Recorder(recorder.globs, recorder.budget)
+        try:
+            out = _run(model, x, hooks, memo, functional=False)
+        except LayerFailure:
+            raise failure from None
+        recorder.take(hooks)
+        memo["calls failed"] = failure.cause
+    recorder.notes.append("modules only: the forward fails while its functional calls are recorded "
+                          f"({memo['calls failed']})")
+    return out
+
+
+def _run(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder, memo: dict[Any, Any], *,
+         functional: bool) -> list[torch.Tensor]:
+    """One forward of ``model`` on ``x``, recorded: module hooks, and the function mode where ``functional``;
+    a failure is the failed row and its :class:`LayerFailure`."""
+    import torch
+
+    from featcli.models.calls import Calls, failure_of, mode_class
+
+    handles: list[Any] = []
+    calls = Calls(recorder)
 
     def stage(m: Any, in_shape: tuple[int, ...]) -> tuple[LayerOp | None, str | None]:
         key = (id(m), in_shape)
@@ -254,10 +288,11 @@ def run_module(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder,
             memo[key] = (op, spec_text(op) if op is not None else None)
         return memo[key]  # type: ignore[no-any-return]
 
-    def pre(name: str, m: Any) -> Callable[..., None]:
+    def pre(name: str, m: Any, leaf: bool) -> Callable[..., None]:
         def hook(_: Any, args: tuple[Any, ...]) -> None:
-            if args and isinstance(args[0], torch.Tensor):
-                in_shape = inputs[id(m)] = tuple(args[0].shape)
+            in_shape = _input_shape(args)
+            calls.enter(name, m, leaf, in_shape)
+            if in_shape is not None:
                 _, spec = stage(m, in_shape)
                 if spec is not None:
                     pred = predict(spec, in_shape)
@@ -267,24 +302,30 @@ def run_module(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder,
 
     def post(name: str, m: Any, leaf: bool) -> Callable[..., None]:
         def hook(_: Any, args: tuple[Any, ...], out: Any) -> None:
+            in_shape = calls.stack[-1][3] if calls.stack else None
+            calls.leave()
             parts = _flat(out)
             if not parts:
                 return
-            in_shape = inputs.pop(id(m), None)
-            op, spec = stage(m, in_shape) if in_shape is not None and len(parts) == 1 else (None, None)
-            if ("params", id(m)) not in memo:
-                memo["params", id(m)] = sum(p.numel() for p in m.parameters(recurse=not leaf))
-            recorder.add(recorder.unique(name), type(m).__name__, [t for _, t in parts],
-                         params=memo["params", id(m)], op=op, in_shape=in_shape, spec=spec)
+            with torch._C.DisableTorchFunction():  # the recorder's own torch calls: no rows, no handler's cost
+                op, spec = stage(m, in_shape) if in_shape is not None and len(parts) == 1 else (None, None)
+                if ("params", id(m)) not in memo:
+                    memo["params", id(m)] = sum(p.numel() for p in m.parameters(recurse=not leaf))
+                recorder.add(recorder.unique(name), type(m).__name__, [t for _, t in parts],
+                             params=memo["params", id(m)], op=op, in_shape=in_shape, spec=spec)
         return hook
 
     for name, m in _recorded(model):
         leaf = not list(m.children())
-        handles.append(m.register_forward_pre_hook(pre(name, m)))
+        handles.append(m.register_forward_pre_hook(pre(name, m, leaf)))
         handles.append(m.register_forward_hook(post(name, m, leaf)))
     try:
         with torch.inference_mode():
-            out = model(x)
+            if functional:
+                with mode_class()(calls):
+                    out = model(x)
+            else:
+                out = model(x)
     except (ModelError, WeightsError):
         raise
     except BaseException as exc:  # noqa: BLE001 - the budget's BudgetError is a FeatcliError: re-raised below
@@ -292,7 +333,7 @@ def run_module(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder,
 
         if isinstance(exc, FeatcliError) or not _users(exc):
             raise
-        raise ModelError(f"the model failed on the input {'x'.join(map(str, x.shape))}: {_first_line(exc)}") from None
+        raise failure_of(calls.failing(), recorder, exc, tuple(x.shape)) from None
     finally:
         for h in handles:
             h.remove()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -69,3 +70,49 @@ def tiny_resnet() -> TinyResNet:
 
 
 NOT_A_MODULE = 42
+
+
+class Functional(nn.Module):
+    """A forward of functional calls between modules: a residual ``F.relu(bn(conv(x)) + x)``, a module used
+    twice, ``torch.cat``, ``abs``, ``view``, ``F.max_pool2d`` with keywords, ``flatten`` and a functional
+    ``linear`` on the module's own parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.act = nn.ReLU()
+        self.weight = nn.Parameter(torch.randn(5, 24))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn(self.conv(x)) + x)
+        out = self.act(self.conv(out))
+        y = torch.cat([out, x.abs()], 1)
+        y = F.max_pool2d(y, kernel_size=2, stride=2)
+        z = y.view(1, 6, -1).contiguous()
+        return F.linear(z.flatten(1)[:, :24], self.weight)
+
+
+class WrongHead(nn.Module):
+    """A head built for 4x4 maps (a Linear of 128 features): a bigger image fails in ``fc``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.relu(self.conv(x)).flatten(1))
+
+
+class NoModes(nn.Module):
+    """A forward that refuses to run under a torch function mode (as some tensor-subclass code does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch._C._is_torch_function_mode_enabled():
+            raise RuntimeError("no torch function modes here")
+        return torch.relu(self.conv(x))

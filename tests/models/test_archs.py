@@ -57,8 +57,7 @@ def test_mobilenet_v3_small_through_the_module_route() -> None:
     assert marks.count(False) == 0, [(r.name, r.spec, r.predicted, r.shapes) for r in result.rows if r.ok is False]
     assert Fraction(marks.count(True), len(marks)) >= FLOOR["mobilenet_v3_small"]
     assert result.params == 2_542_856
-    assert {r.type for r in result.rows if r.ok is None} <= {"Hardswish", "Hardsigmoid", "SqueezeExcitation",
-                                                             "V3Block"}
+    assert {r.type for r in result.rows if r.ok is None} <= {"SqueezeExcitation", "V3Block", "add", "mul"}
 
 
 def test_functional_ops_counts_what_forwards_call_outside_leaf_modules() -> None:

@@ -76,7 +76,8 @@ def test_budget_refuses_a_layer_before_it_runs(runner: CliRunner, exported: dict
 
 @pytest.mark.parametrize(("model", "message"), [
     (f"{NETS}:NOT_A_MODULE", "is an int, not an nn.Module class or factory"),
-    (f"{NETS}:Nope", "has no attribute 'Nope'; its modules: BasicBlock, PNet, TinyResNet"),
+    (f"{NETS}:Nope", "has no attribute 'Nope'; its modules: BasicBlock, Functional, NoModes, PNet, TinyResNet, "
+                     "WrongHead"),
     ("featcli_no_such_package.nets:Net", "importing 'featcli_no_such_package.nets' failed: ModuleNotFoundError"),
     (f"{NETS}:BasicBlock.forward", "calling it with no arguments failed"),
     ("model.safetensors", "model.safetensors: model file not found"),
