@@ -1,0 +1,87 @@
+"""``featcli top --out-dir DIR``: one contact sheet per channel and one overview, from a search's answer.
+
+The crops are cut from the images as the run loaded them (the same loading options, so the pixels are the
+ones the stack saw) at each entry's receptive-field box (:func:`featcli.shape.field.field_of`), then drawn by
+:func:`featcli.render.sheets.contact_sheet`. All the sheets are published together, or none.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from featcli.errors import UsageError
+from featcli.io.decode import display_name
+from featcli.io.images import LoadOptions, load_image
+from featcli.io.outputs import PendingOutputs
+from featcli.io.png import png_writer
+from featcli.render.paint import fmt
+from featcli.render.sheets import Cell, contact_sheet, field_crop, to_rgb8
+from featcli.run.destinations import safe_name
+from featcli.run.top import ChannelTop, TopResult
+
+__all__ = ["crops_of", "sheet_names", "write_sheets"]
+
+
+def sheet_names(res: TopResult, out_dir: str) -> list[str]:
+    """The files ``--out-dir`` gets: ``overview.png`` and ``channel_NNN_LABEL.png`` per channel."""
+    names = [os.path.join(out_dir, "overview.png")]
+    names += [os.path.join(out_dir, f"channel_{ch.channel:03d}_{safe_name(ch.label)}.png") for ch in res.channels]
+    return names
+
+
+class _Images:
+    """Images loaded once each, as the run loaded them, kept as 8-bit RGB."""
+
+    def __init__(self, load: LoadOptions) -> None:
+        self.load = load
+        self.cache: dict[str, Any] = {}
+
+    def rgb(self, path: str) -> Any:
+        if path not in self.cache:
+            from featcli.resources import resolve_sample
+
+            image = load_image(resolve_sample(path), self.load)
+            self.cache[path] = to_rgb8(image.array, image.value_max)
+        return self.cache[path]
+
+
+def crops_of(ch: ChannelTop, images: _Images) -> list[Cell]:
+    """One cell per entry of ``ch``: the receptive-field crop, captioned with the image and the value."""
+    cells = []
+    for rank, e in enumerate(ch.entries, 1):
+        rgb = inside = None
+        if e["field"] is not None:
+            rgb, inside = field_crop(images.rgb(e["path"]), e["field"])
+        name = Path(display_name(e["path"])).name.removeprefix("sample:")
+        cells.append(Cell(rgb, inside, f"#{rank} {fmt(e['value'])}", f"{name} ({e['y']}, {e['x']})"))
+    return cells
+
+
+def write_sheets(res: TopResult, out_dir: str, load: LoadOptions, *, force: bool = False,
+                 inputs: Sequence[str] = ()) -> list[str]:
+    """Draw and publish every sheet of ``res`` into ``out_dir``; the paths written."""
+    if not res.has_fields:
+        raise UsageError("--out-dir: the searched stage has no receptive-field box (a stage before it is not a "
+                         "sliding window), so there are no crops to draw; --jsonl gives values and positions")
+    images = _Images(load)
+    names = sheet_names(res, out_dir)
+    where = f"stage {res.stage} ({res.spec})"
+    overview = []
+    with PendingOutputs(force=force, inputs=inputs) as out:
+        for ch, path in zip(res.channels, names[1:], strict=True):
+            cells = crops_of(ch, images)
+            health = (f"max {fmt(ch.max)}, mean {fmt(ch.mean)}, zeros {ch.zeros / max(ch.count, 1):.0%}"
+                      f"{', DEAD' if ch.dead else ''}")
+            sheet = contact_sheet(cells, title=f"channel {ch.channel} ({ch.label}): top {len(cells)} of {where}",
+                                  subtitle=f"{res.images} images; {health}; grey stripes: padding outside the image")
+            out.write(path, png_writer(sheet, path))
+            best = cells[0] if cells and not ch.dead else Cell(None, None, "", "")
+            overview.append(Cell(best.rgb, best.inside, f"{ch.channel} {ch.label}",
+                                 "dead" if ch.dead else best.caption + " " + best.detail, dead=ch.dead))
+        sheet = contact_sheet(overview, title=f"best patch of each channel of {where}",
+                              subtitle=f"{res.images} images; red: dead (never positive, or constant)")
+        out.write(names[0], png_writer(sheet, names[0]))
+        return [str(p) for p in out.publish()]
