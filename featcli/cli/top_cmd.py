@@ -54,8 +54,10 @@ def top_command(
         "--from-file", help="Also read input paths, one a line, from this file ('-' = stdin).",
         rich_help_panel=_B)] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1024,
-                                            help="Stack up to N same-size images into one NCHW batch.",
-                                            rich_help_panel=_B)] = 8,
+                                            help="Stack up to N same-size images into one NCHW batch (faster on "
+                                            "torch; values may then differ in the last bits with the batch, so "
+                                            "shards merge byte for byte only at 1).",
+                                            rich_help_panel=_B)] = 1,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Threads for decoding.",
                                          rich_help_panel=_B)] = 2,
     processes: Annotated[int, typer.Option("--processes", min=1, max=256, help="Not yet supported by top.",

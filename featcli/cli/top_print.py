@@ -110,6 +110,7 @@ def print_top_table(con: Any, res: Any) -> None:
 
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from featcli.io.decode import display_name
     from featcli.render.paint import fmt
@@ -124,5 +125,5 @@ def print_top_table(con: Any, res: Any) -> None:
         e = ch.entries[0] if ch.entries else None
         where = (Path(display_name(e["path"])).name, f"({e['y']}, {e['x']})") if e else ("", "")
         table.add_row(str(ch.channel), ch.label, fmt(e["value"]) if e else "", *where, fmt(ch.max), fmt(ch.mean),
-                      f"{ch.zeros / max(ch.count, 1):.0%}", "[red]dead[/red]" if ch.dead else "")
+                      f"{ch.zeros / max(ch.count, 1):.0%}", Text("dead", style="red") if ch.dead else "")
     con.print(table)

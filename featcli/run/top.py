@@ -35,7 +35,7 @@ class TopRequest:
     from_file: str | None = None
     recursive: bool = False
     shard: tuple[int, int] | None = None
-    batch_size: int = 8
+    batch_size: int = 1  #: 1: an image's values do not depend on its neighbours (shards merge exactly)
     workers: int = 2
 
 
@@ -135,16 +135,30 @@ class TopRunner(Runner):
         self._stage: int | None = None
         self.report: Any = None  #: the first planned input's shape report (the stack's geometry)
 
-    def stage_of(self, plan: Any) -> int:
+    def stage_of(self, report: Any) -> int:
         """The searched stage: ``--layer N``, else the last stage with spatial maps (decided on the first
-        plan, whose report is kept)."""
+        shape report, which is kept: the stack's geometry is the same for every input size)."""
         if self._stage is None:
-            self._stage = pick_stage(plan.report, self.layer)
-            self.report = plan.report
+            self._stage = pick_stage(report, self.layer)
+            self.report = report
         return int(self._stage)
 
+    def choose_stage(self, paths: Sequence[str]) -> None:
+        """Decide the stage from the first input whose header gives a shape report, so a bad ``--layer`` is
+        one usage error before any work (not one failure per image)."""
+        from featcli.io.images import probe
+        from featcli.resources import resolve_sample
+
+        for path in paths:
+            try:
+                report = self.planner.report(probe(resolve_sample(path), self.cfg.load).tensor_shape)
+            except Exception:  # noqa: BLE001 - a bad file fails on its own; another input gives the stages
+                continue
+            self.stage_of(report)
+            return
+
     def also_keep(self, plan: Any) -> set[int]:
-        return {self.stage_of(plan)}
+        return {self.stage_of(plan.report)}
 
     def finish(self, item: Loaded, results: Sequence[Any]) -> Any:
         import time
@@ -153,7 +167,7 @@ class TopRunner(Runner):
 
         from featcli.io.tensors import as_numpy
 
-        stage = self.stage_of(item.plan)
+        stage = self.stage_of(item.plan.report)
         res = next(r for r in results if r.index == stage)
         maps = as_numpy(res.tensor)[0]
         c, h, w = maps.shape
@@ -284,6 +298,7 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
         paths = sorted(paths)
         part = shard_range(len(paths), *req.shard)
     runner = TopRunner(cfg, req.layer, req.k)
+    runner.choose_stage([paths[i] for i in (part if part is not None else range(len(paths)))])
     search = TopSearch(req.k)
     t0 = time.perf_counter()
     run_batch(paths, cfg, emit=search.add, batch_size=req.batch_size, workers=req.workers, runner=runner,
@@ -291,6 +306,6 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
     seconds = time.perf_counter() - t0
     if runner.report is None:  # no image could be planned: still the failed records
         return TopResult(0, "", req.k, 0, [], search.failed, False, seconds)
-    out = search.result(runner.report, runner.stage_of(None))
+    out = search.result(runner.report, runner.stage_of(runner.report))
     out.seconds = seconds
     return out

@@ -79,7 +79,7 @@ def write_sheets(res: TopResult, out_dir: str, load: LoadOptions, *, force: bool
                                   subtitle=f"{res.images} images; {health}; grey stripes: padding outside the image")
             out.write(path, png_writer(sheet, path))
             best = cells[0] if cells and not ch.dead else Cell(None, None, "", "")
-            overview.append(Cell(best.rgb, best.inside, f"{ch.channel} {ch.label}",
+            overview.append(Cell(best.rgb, best.inside, f"{ch.channel}: {ch.label}",
                                  "dead" if ch.dead else best.caption + " " + best.detail, dead=ch.dead))
         sheet = contact_sheet(overview, title=f"best patch of each channel of {where}",
                               subtitle=f"{res.images} images; red: dead (never positive, or constant)")
