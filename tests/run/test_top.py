@@ -22,7 +22,7 @@ from featcli.shape.infer import infer
 from featcli.stages.build import build_stack
 from featcli.stages.spec import parse_stages
 
-STAGES = ["conv:w=sobel_x+sobel_y,p=1", "relu", "avgpool:k=2", "maxpool:k=3,s=2,p=1"]
+STAGES = ["conv:w=sobel_x+sobel_y,p=1", "relu", "avgpool:k=2", "maxpool:k=3,s=2"]  # the NumPy engine: no torch import
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def _lines(runner: CliRunner, args: list[str]) -> tuple[int, str]:
 
 def test_shards_merge_to_one_run_byte_for_byte(runner: CliRunner, folder: Path, tmp_path: Path) -> None:
     (folder / "bad.png").write_bytes(b"not a png")
-    args = [str(folder), *STAGES, "--top", "3", "--jsonl", "--engine", "torch"]
+    args = [str(folder), *STAGES, "--top", "3", "--jsonl"]
     code, whole = _lines(runner, args)
     assert code == 1  # the bad image failed; the search went on
     recs = [json.loads(line) for line in whole.splitlines()]
