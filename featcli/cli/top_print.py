@@ -27,6 +27,12 @@ def top_run(p: dict[str, Any]) -> None:
     else:
         req = _request(p)
         cfg = req.cfg
+        if p["out_dir"]:  # the overview is always written: an existing one is refused before any work
+            import os
+
+            from featcli.io.outputs import check_output
+
+            check_output(os.path.join(p["out_dir"], "overview.png"), force=p["force"])
         from featcli.run.top import find_top
 
         res = find_top(req, note=None if p["quiet"] else _note)
@@ -49,7 +55,8 @@ def top_run(p: dict[str, Any]) -> None:
         written = write_sheets(res, p["out_dir"], load, force=p["force"])
     if not p["quiet"]:
         where = f"; wrote {len(written)} sheets in {p['out_dir']}/" if written else ""
-        err_console().print(f"{res.images} images searched, {len(res.failed)} failed{where}")
+        plural = "" if res.images == 1 else "s"
+        err_console().print(f"{res.images} image{plural} searched, {len(res.failed)} failed{where}")
     if res.failed:
         raise typer.Exit(1)
 

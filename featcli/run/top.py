@@ -5,7 +5,8 @@ The images run through the usual :class:`featcli.run.image.Runner` and batch sch
 files and hands back, per image, each channel's K best positions and its health sums (count, sum, zeros,
 max, min). :class:`TopSearch` merges them as records arrive in input order into a ``(C, K)`` table, so
 memory is bounded by K x channels, not by the number of images. Ties are broken by input index, then
-position row-major, so the answer is deterministic; the same key merges shards (:mod:`featcli.run.topmerge`).
+position row-major (the inputs are taken sorted by path, as ``--shard`` counts them), so the answer is
+deterministic; the same key merges shards (:mod:`featcli.run.topmerge`).
 Each entry carries the input box its value sees (:func:`featcli.shape.field.field_of`) when the stack has one.
 """
 
@@ -291,11 +292,11 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
         assert cfg.model is not None
         cfg = model_config(cfg, open_model(cfg.model.model, max_bytes=cfg.max_bytes))
     paths, _ = find_inputs(req.inputs, recursive=req.recursive, from_file=req.from_file, note=note)
+    paths = sorted(paths)  # the order --shard counts in: a whole run and its shards number inputs alike
     part = None
     if req.shard is not None:
         from featcli.run.processes import shard_range
 
-        paths = sorted(paths)
         part = shard_range(len(paths), *req.shard)
     runner = TopRunner(cfg, req.layer, req.k)
     runner.choose_stage([paths[i] for i in (part if part is not None else range(len(paths)))])
