@@ -28,10 +28,15 @@ def top_command(
         help="Images, folders, globs or sample:NAME, then stages in the `featcli shape` language; with --merge, "
              "the JSONL files of --shard runs.", show_default=False, metavar="IMAGE... [STAGE...]")] = None,
     model: Annotated[str | None, typer.Option(
-        "--model", metavar="MODEL", help="A featcli model file whose stack runs instead of STAGE...")] = None,
+        "--model", metavar="MODEL", help="A network to run instead of STAGE...: a featcli model file, a PyTorch "
+        "module:attr or file.py:attr (importing runs that code: use your own), an .onnx file or a .pt2 export.")
+    ] = None,
+    weights: Annotated[str | None, typer.Option(
+        "--weights", metavar="FILE", help="State dict for a module:attr model (.pt/.pth, weights only, or "
+        ".safetensors).")] = None,
     layer: Annotated[str | None, typer.Option(
-        "--layer", metavar="N", help="The stage to search, by number (default: the last stage with spatial "
-        "maps).")] = None,
+        "--layer", metavar="N|NAME", help="The stage to search, by number, or a network's layer by name "
+        "(default: the last one with spatial maps).")] = None,
     top: Annotated[int, typer.Option("--top", metavar="K", min=1, max=10_000,
                                      help="How many positions to keep per channel.")] = 9,
     out_dir: Annotated[str | None, typer.Option(

@@ -74,10 +74,13 @@ def _request(p: dict[str, Any]) -> Any:
     from featcli.engine.devices import cpu_without_torch, resolve_device
     from featcli.enums import Stream
     from featcli.run.config import ModelOptions, RunConfig, validate_outputs
+    from featcli.run.routes import NETWORK, route_of
     from featcli.run.top import TopRequest
     from featcli.stages.build import build_stack
 
     inputs, stage_texts = split_args(list(p["args"] or []))
+    if p["weights"] is not None and route_of(p["model"]) != NETWORK:
+        raise UsageError("--weights applies to --model module:attr networks")
     if p["model"] is not None and stage_texts:
         raise UsageError(f"stages ({stage_texts[0]} ...) and --model are two different searches: give one")
     if p["model"] is None and not stage_texts:
@@ -94,13 +97,18 @@ def _request(p: dict[str, Any]) -> Any:
         check_stages(stage_texts)
         stack = tuple(build_stack(stage_texts, kernels=[], pools=[]))
     device = p["device"]
+    channels = p["channels"]
+    if channels is None and route_of(p["model"]) == NETWORK:  # as `run`: a network gets RGB unless told
+        from featcli.enums import Channels
+
+        channels = Channels.RGB
     cfg = RunConfig(
-        stack=stack, load=load_options(p["channels"], scale=p["scale"], max_side=p["max_side"],
+        stack=stack, load=load_options(channels, scale=p["scale"], max_side=p["max_side"],
                                        max_pixels=p["max_pixels"]),
         device="cpu" if p["model"] is None and cpu_without_torch(device) else resolve_device(device),
         engine=p["engine"], threads=p["threads"], stream=Stream.OFF, seed=p["seed"],
         max_bytes=max_bytes(p["max_memory"]), kernels_dir=p["kernels_dir"], out_dir=p["out_dir"],
-        model=ModelOptions(p["model"]) if p["model"] else None)
+        model=ModelOptions(p["model"], weights=p["weights"]) if p["model"] else None)
     validate_outputs(cfg)
     shard = None
     if p["shard"] is not None:
@@ -122,7 +130,7 @@ def print_top_table(con: Any, res: Any) -> None:
     from featcli.io.decode import display_name
     from featcli.render.paint import fmt
 
-    table = Table(title=f"top {res.k} of stage {res.stage} ({res.spec}) over {res.images} images",
+    table = Table(title=f"top {res.k} of {res.where} over {res.images} images",
                   title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, header_style="bold", pad_edge=False,
                   collapse_padding=True)
     for col in ("#", "channel", "best", "image", "(y, x)", "max", "mean", "zeros", ""):

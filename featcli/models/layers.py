@@ -90,6 +90,7 @@ class LayerRecord:
         predicted: the formula engine's output shape for ``spec`` on the layer's real input.
         refusal: why the formula engine refused ``spec`` (a mismatch to report), or None.
         kept: the output tensors are kept (selected by ``--layers``).
+        in_shape: the shape of the layer's (first) input, where the route knows it.
     """
 
     index: int
@@ -103,6 +104,7 @@ class LayerRecord:
     predicted: tuple[int, ...] | None = None
     refusal: str | None = None
     kept: bool = False
+    in_shape: tuple[int, ...] | None = None
 
     @property
     def ok(self) -> bool | None:
@@ -174,7 +176,8 @@ class Recorder:
             self.last_maps = (name, [o for o in outputs if len(o.shape) == 4])  # a 1x1 map only if none is wider
         row = LayerRecord(len(self.rows) + 1, name, type_, shapes, params,
                           pred.macs if pred is not None and pred.macs is not None and pred.shape == shapes[0] else macs,
-                          stats_of(outputs), spec, pred.shape if pred else None, pred.refusal if pred else None, keep)
+                          stats_of(outputs), spec, pred.shape if pred else None, pred.refusal if pred else None, keep,
+                          tuple(int(d) for d in in_shape) if in_shape is not None else None)
         self.rows.append(row)
         return row
 

@@ -98,6 +98,14 @@ class TopResult:
     failed: list[dict[str, Any]] = field(default_factory=list)  #: ``failed`` records, in input order
     has_fields: bool = True
     seconds: float = 0.0
+    layer: str | None = None  #: a network's searched layer (its name; ``stage`` is its row)
+
+    @property
+    def where(self) -> str:
+        """The searched stage or layer, in words."""
+        if self.layer is not None:
+            return f"layer {self.layer} (row {self.stage})"
+        return f"stage {self.stage} ({self.spec})"
 
 
 def top_positions(maps: Any, k: int) -> tuple[Any, Any]:
@@ -161,25 +169,35 @@ class TopRunner(Runner):
     def also_keep(self, plan: Any) -> set[int]:
         return {self.stage_of(plan.report)}
 
+    def answer(self, search: TopSearch) -> TopResult:
+        """The search's answer, with receptive-field boxes from the stack's shape report."""
+        if self.report is None:  # no image could be planned: still the failed records
+            return TopResult(0, "", self.k, 0, [], search.failed, False)
+        return search.result(self.report, self.stage_of(self.report))
+
     def finish(self, item: Loaded, results: Sequence[Any]) -> Any:
-        import time
-
-        import numpy as np
-
-        from featcli.io.tensors import as_numpy
-
         stage = self.stage_of(item.plan.report)
         res = next(r for r in results if r.index == stage)
-        maps = as_numpy(res.tensor)[0]
-        c, h, w = maps.shape
-        flat = maps.reshape(c, h * w)
-        values, positions = top_positions(flat, self.k)
-        wide = flat.astype(np.float64)
         inp = item.plan.report.input
-        return ImageTop(item.index, item.image.header.path, (int(inp[2]), int(inp[3])), w, values, positions,
-                        h * w, wide.sum(axis=1).tolist(), np.count_nonzero(flat == 0, axis=1).tolist(),
-                        wide.max(axis=1).tolist(), wide.min(axis=1).tolist(), res.labels,
-                        time.perf_counter() - item.started)
+        return image_top(item, res.tensor, (int(inp[2]), int(inp[3])), res.labels, self.k)
+
+
+def image_top(item: Loaded, tensor: Any, size: tuple[int, int], labels: tuple[str, ...], k: int) -> ImageTop:
+    """One image's :class:`ImageTop` from the searched output ``tensor`` (1, C, H, W) of its run."""
+    import time
+
+    import numpy as np
+
+    from featcli.io.tensors import as_numpy
+
+    maps = as_numpy(tensor)[0]
+    c, h, w = maps.shape
+    flat = maps.reshape(c, h * w)
+    values, positions = top_positions(flat, k)
+    wide = flat.astype(np.float64)
+    return ImageTop(item.index, item.image.header.path, size, w, values, positions, h * w,
+                    wide.sum(axis=1).tolist(), np.count_nonzero(flat == 0, axis=1).tolist(),
+                    wide.max(axis=1).tolist(), wide.min(axis=1).tolist(), labels, time.perf_counter() - item.started)
 
 
 def pick_stage(report: Any, layer: str | None) -> int:
@@ -255,7 +273,7 @@ class TopSearch:
         """The answer so far, each entry with its input box (``report``: any input's shape report)."""
         from featcli.shape.field import field_of, has_fields
 
-        fields = has_fields(report, stage)
+        fields = report is not None and has_fields(report, stage)
         channels = []
         for c in range(0 if self.values is None else self.values.shape[0]):
             entries = []
@@ -268,7 +286,7 @@ class TopSearch:
             label = self.labels[c] if c < len(self.labels) else str(c)
             channels.append(ChannelTop(c, label, entries, self.count, self.totals[c], self.zeros[c],
                                        self.maxs[c], self.mins[c]))
-        spec = report.stages[stage - 1].spec
+        spec = report.stages[stage - 1].spec if report is not None else ""
         return TopResult(stage, spec, self.k, self.ok, channels, self.failed, fields)
 
 
@@ -283,9 +301,6 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
 
     cfg = req.cfg
     route = route_of(cfg.model.model if cfg.model else None)
-    if route == NETWORK:
-        raise UsageError("featcli top runs stage stacks and featcli model files; --model networks "
-                         "(module:attr, .onnx, .pt2) are not yet supported by top")
     if route == TRAINED and cfg.trained is None:
         from featcli.engine.network import open_model
 
@@ -298,15 +313,18 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
         from featcli.run.processes import shard_range
 
         part = shard_range(len(paths), *req.shard)
-    runner = TopRunner(cfg, req.layer, req.k)
-    runner.choose_stage([paths[i] for i in (part if part is not None else range(len(paths)))])
+    runner: Any
+    if route == NETWORK:
+        from featcli.run.topnet import TopNetworkRunner
+
+        runner = TopNetworkRunner(cfg, req.layer, req.k)
+    else:
+        runner = TopRunner(cfg, req.layer, req.k)
+        runner.choose_stage([paths[i] for i in (part if part is not None else range(len(paths)))])
     search = TopSearch(req.k)
     t0 = time.perf_counter()
     run_batch(paths, cfg, emit=search.add, batch_size=req.batch_size, workers=req.workers, runner=runner,
               part=part)
-    seconds = time.perf_counter() - t0
-    if runner.report is None:  # no image could be planned: still the failed records
-        return TopResult(0, "", req.k, 0, [], search.failed, False, seconds)
-    out = search.result(runner.report, runner.stage_of(runner.report))
-    out.seconds = seconds
+    out: TopResult = runner.answer(search)
+    out.seconds = time.perf_counter() - t0
     return out

@@ -28,7 +28,7 @@ def records(res: TopResult) -> list[dict[str, Any]]:
         out.append({"channel": ch.channel, "label": ch.label, "stage": res.stage, "top": ch.entries})
     out.append({"summary": {
         "stage": res.stage, "spec": res.spec, "k": res.k, "images": res.images, "failed": len(res.failed),
-        "fields": res.has_fields,
+        "fields": res.has_fields, "layer": res.layer,
         "channels": [{"channel": ch.channel, "label": ch.label, "count": ch.count, "mean": ch.mean,
                       "zero_share": ch.zeros / ch.count if ch.count else 0.0, "max": ch.max, "min": ch.min,
                       "dead": ch.dead, "zeros": ch.zeros,
@@ -54,7 +54,7 @@ def merge_results(parts: Sequence[TopResult], names: Sequence[str] = ()) -> TopR
     failed = sorted((f for p in parts for f in p.failed), key=lambda f: f["index"])
     if not live:
         first = parts[0]
-        return TopResult(first.stage, first.spec, first.k, 0, [], failed, first.has_fields)
+        return TopResult(first.stage, first.spec, first.k, 0, [], failed, first.has_fields, layer=first.layer)
     first = live[0]
     for p, name in zip(live[1:], list(names)[1:] or [""] * len(live), strict=False):
         if (p.stage, p.spec, p.k, len(p.channels)) != (first.stage, first.spec, first.k, len(first.channels)):
@@ -68,7 +68,7 @@ def merge_results(parts: Sequence[TopResult], names: Sequence[str] = ()) -> TopR
                                    sum((ch.total for ch in chs), Fraction(0)), sum(ch.zeros for ch in chs),
                                    max(ch.max for ch in chs), min(ch.min for ch in chs)))
     images = sum(p.images for p in parts)
-    return TopResult(first.stage, first.spec, first.k, images, channels, failed, first.has_fields)
+    return TopResult(first.stage, first.spec, first.k, images, channels, failed, first.has_fields, layer=first.layer)
 
 
 def _read(path: str) -> TopResult:
@@ -100,4 +100,4 @@ def from_records(recs: Iterable[dict[str, Any]], name: str = "") -> TopResult:
         channels.append(ChannelTop(h["channel"], h["label"], tops.get(h["channel"], []), h["count"],
                                    Fraction(int(num), int(den)), h["zeros"], h["max"], h["min"]))
     return TopResult(summary["stage"], summary["spec"], summary["k"], summary["images"], channels, failed,
-                     summary["fields"])
+                     summary["fields"], layer=summary.get("layer"))

@@ -54,7 +54,12 @@ def crops_of(ch: ChannelTop, images: _Images) -> list[Cell]:
     for rank, e in enumerate(ch.entries, 1):
         rgb = inside = None
         if e["field"] is not None:
-            rgb, inside = field_crop(images.rgb(e["path"]), e["field"])
+            image = images.rgb(e["path"])
+            if list(image.shape[:2]) != list(e["size"]):
+                raise UsageError(f"--out-dir: {display_name(e['path'])} was run at {e['size'][0]}x{e['size'][1]}, "
+                                 f"not as loaded ({image.shape[0]}x{image.shape[1]}): the crops need the pixels "
+                                 "the run saw (drop --size)")
+            rgb, inside = field_crop(image, e["field"])
         name = Path(display_name(e["path"])).name.removeprefix("sample:")
         cells.append(Cell(rgb, inside, f"#{rank} {fmt(e['value'])}", f"{name} ({e['y']}, {e['x']})"))
     return cells
@@ -64,11 +69,13 @@ def write_sheets(res: TopResult, out_dir: str, load: LoadOptions, *, force: bool
                  inputs: Sequence[str] = ()) -> list[str]:
     """Draw and publish every sheet of ``res`` into ``out_dir``; the paths written."""
     if not res.has_fields:
-        raise UsageError("--out-dir: the searched stage has no receptive-field box (a stage before it is not a "
-                         "sliding window), so there are no crops to draw; --jsonl gives values and positions")
+        what = ("a layer up to it is not a featcli stage, or the layers are no simple chain" if res.layer is not None
+                else "a stage before it is not a sliding window")
+        raise UsageError(f"--out-dir: {res.where} has no receptive-field box ({what}), so there are no crops to "
+                         "draw; the table and --jsonl give values and positions")
     images = _Images(load)
     names = sheet_names(res, out_dir)
-    where = f"stage {res.stage} ({res.spec})"
+    where = res.where
     overview = []
     with PendingOutputs(force=force, inputs=inputs) as out:
         for ch, path in zip(res.channels, names[1:], strict=True):

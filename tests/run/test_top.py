@@ -166,5 +166,58 @@ def test_refusals(runner: CliRunner, folder: Path) -> None:
     assert res.exit_code == 2 and "--processes is not yet supported by top" in res.output
     res = runner.invoke(app, ["top", str(folder), "conv:w=box", "relu", "--layer", "9"])
     assert res.exit_code == 2 and "--layer 9" in res.output
-    res = runner.invoke(app, ["top", str(folder), "--model", "pkg.mod:net"])
-    assert res.exit_code == 2 and "not yet supported by top" in res.output
+    res = runner.invoke(app, ["top", str(folder), "relu", "--weights", "w.pt"])
+    assert res.exit_code == 2 and "--weights applies to --model module:attr networks" in res.output
+
+
+NET = """
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+chain = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3, stride=2))
+
+
+class Skip(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 2, 3, padding=1), nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+skip = Skip()
+"""
+
+
+def test_a_network_layer_equals_a_brute_force_search_and_has_fields(runner: CliRunner, folder: Path,
+                                                                     tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    (tmp_path / "nets.py").write_text(NET)
+    code, text = _lines(runner, [str(folder), "--model", f"{tmp_path / 'nets.py'}:chain", "--top", "3", "--jsonl"])
+    assert code == 0, text
+    recs = [json.loads(line) for line in text.splitlines()]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nets_ref", tmp_path / "nets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    maps = []
+    for p in sorted(folder.iterdir()):
+        x = torch.from_numpy(np.asarray(Image.open(p).convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            maps.append(mod.chain(x)[0].numpy())
+    rep = infer((1, 3, 14, 18), parse_stages(["conv:out=2,k=3,p=1", "relu", "maxpool:k=2", "conv:out=2,k=3,s=2"]))
+    for c in range(2):
+        every = sorted((-float(m[c, y, x]), i, y, x) for i, m in enumerate(maps)
+                       for y in range(m.shape[1]) for x in range(m.shape[2]))
+        got = recs[c]["top"]
+        assert [(e["index"], e["y"], e["x"]) for e in got] == [t[1:] for t in every[:3]]
+        assert [e["value"] for e in got] == pytest.approx([-t[0] for t in every[:3]], abs=1e-6)
+        assert [e["field"] for e in got] == [list(field_of(rep, 4, e["y"], e["x"])) for e in got]
+    assert recs[-1]["summary"]["layer"] == "3"
+    out = tmp_path / "sheets"
+    out.mkdir()
+    res = runner.invoke(app, ["top", str(folder), "--model", f"{tmp_path / 'nets.py'}:skip", "--out-dir", str(out)])
+    assert res.exit_code == 2 and "has no receptive-field box" in res.output and not list(out.iterdir())
