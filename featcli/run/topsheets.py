@@ -48,6 +48,11 @@ class _Images:
         return self.cache[path]
 
 
+def _name(entry: dict[str, Any]) -> str:
+    """An entry's image as a caption: its file name (a sample's name)."""
+    return Path(display_name(entry["path"])).name.removeprefix("sample:")
+
+
 def crops_of(ch: ChannelTop, images: _Images) -> list[Cell]:
     """One cell per entry of ``ch``: the receptive-field crop, captioned with the image and the value."""
     cells = []
@@ -60,8 +65,7 @@ def crops_of(ch: ChannelTop, images: _Images) -> list[Cell]:
                                  f"not as loaded ({image.shape[0]}x{image.shape[1]}): the crops need the pixels "
                                  "the run saw (drop --size)")
             rgb, inside = field_crop(image, e["field"])
-        name = Path(display_name(e["path"])).name.removeprefix("sample:")
-        cells.append(Cell(rgb, inside, f"#{rank} {fmt(e['value'])}", f"{name} ({e['y']}, {e['x']})"))
+        cells.append(Cell(rgb, inside, f"#{rank} {fmt(e['value'])}", f"{_name(e)} ({e['y']}, {e['x']})"))
     return cells
 
 
@@ -86,8 +90,8 @@ def write_sheets(res: TopResult, out_dir: str, load: LoadOptions, *, force: bool
                                   subtitle=f"{res.images} images; {health}; grey stripes: padding outside the image")
             out.write(path, png_writer(sheet, path))
             best = cells[0] if cells and not ch.dead else Cell(None, None, "", "")
-            overview.append(Cell(best.rgb, best.inside, f"{ch.channel}: {ch.label}",
-                                 "dead" if ch.dead else best.caption + " " + best.detail, dead=ch.dead))
+            detail = "dead" if ch.dead or not ch.entries else f"{fmt(ch.entries[0]['value'])} in {_name(ch.entries[0])}"
+            overview.append(Cell(best.rgb, best.inside, f"{ch.channel}: {ch.label}", detail, dead=ch.dead))
         sheet = contact_sheet(overview, title=f"best patch of each channel of {where}",
                               subtitle=f"{res.images} images; red: dead (never positive, or constant)")
         out.write(names[0], png_writer(sheet, names[0]))
