@@ -51,7 +51,7 @@ def top_run(p: dict[str, Any]) -> None:
         from featcli.io.images import LoadOptions
         from featcli.run.topsheets import write_sheets
 
-        load = cfg.load if cfg is not None else LoadOptions()
+        load = res.load or (cfg.load if cfg is not None else LoadOptions())
         written = write_sheets(res, p["out_dir"], load, force=p["force"])
     if not p["quiet"]:
         where = f"; wrote {len(written)} sheets in {p['out_dir']}/" if written else ""

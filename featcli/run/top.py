@@ -99,6 +99,7 @@ class TopResult:
     has_fields: bool = True
     seconds: float = 0.0
     layer: str | None = None  #: a network's searched layer (its name; ``stage`` is its row)
+    load: Any = field(default=None, compare=False)  #: the loading options the run used (a model file's own)
 
     @property
     def where(self) -> str:
@@ -201,12 +202,14 @@ def image_top(item: Loaded, tensor: Any, size: tuple[int, int], labels: tuple[st
 
 
 def pick_stage(report: Any, layer: str | None) -> int:
-    """``--layer``'s stage number, checked against ``report``; by default the last stage with spatial maps."""
+    """``--layer``'s stage number, checked against ``report``; by default the last stage with maps wider than
+    1x1 (a global pool's 1x1 maps only when there is nothing else), as ``run`` draws for networks."""
     spatial: list[int] = [r.index for r in report.stages if len(r.out_shape) == 4]
     if layer is None:
         if not spatial:
             raise UsageError("the stack has no stage with spatial maps to search")
-        return spatial[-1]
+        wide = [r.index for r in report.stages if len(r.out_shape) == 4 and r.out_shape[2] * r.out_shape[3] > 1]
+        return (wide or spatial)[-1]
     if not layer.strip().isdigit():
         raise UsageError(f"--layer {layer!r}: a stage stack's layer is a stage number, 1..{len(report.stages)}")
     n = int(layer)
@@ -327,4 +330,5 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
               part=part)
     out: TopResult = runner.answer(search)
     out.seconds = time.perf_counter() - t0
+    out.load = cfg.load
     return out

@@ -63,7 +63,7 @@ def crops_of(ch: ChannelTop, images: _Images) -> list[Cell]:
             if list(image.shape[:2]) != list(e["size"]):
                 raise UsageError(f"--out-dir: {display_name(e['path'])} was run at {e['size'][0]}x{e['size'][1]}, "
                                  f"not as loaded ({image.shape[0]}x{image.shape[1]}): the crops need the pixels "
-                                 "the run saw (drop --size)")
+                                 "the run saw")
             rgb, inside = field_crop(image, e["field"])
         cells.append(Cell(rgb, inside, f"#{rank} {fmt(e['value'])}", f"{_name(e)} ({e['y']}, {e['x']})"))
     return cells
@@ -74,7 +74,7 @@ def write_sheets(res: TopResult, out_dir: str, load: LoadOptions, *, force: bool
     """Draw and publish every sheet of ``res`` into ``out_dir``; the paths written."""
     if not res.has_fields:
         what = ("a layer up to it is not a featcli stage, or the layers are no simple chain" if res.layer is not None
-                else "a stage before it is not a sliding window")
+                else "a stage up to it is not a sliding window")
         raise UsageError(f"--out-dir: {res.where} has no receptive-field box ({what}), so there are no crops to "
                          "draw; the table and --jsonl give values and positions")
     images = _Images(load)

@@ -221,3 +221,33 @@ def test_a_network_layer_equals_a_brute_force_search_and_has_fields(runner: CliR
     out.mkdir()
     res = runner.invoke(app, ["top", str(folder), "--model", f"{tmp_path / 'nets.py'}:skip", "--out-dir", str(out)])
     assert res.exit_code == 2 and "has no receptive-field box" in res.output and not list(out.iterdir())
+
+
+def test_a_model_file_runs_as_its_stack(runner: CliRunner, folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from featcli.engine.network import Network
+    from featcli.engine.plan import Planner, PlanOptions
+    from featcli.io.modelfile import ModelMeta, write_model
+
+    stack = ("conv:out=3,k=3,p=1", "relu", "maxpool:k=2", "flatten", "linear:out=2")
+    net = Network(Planner(parse_stages(list(stack)), PlanOptions()).plan_for((1, 1, 8, 8)))  # untrained: enough
+    model = tmp_path / "m.safetensors"
+    write_model(model, net.state_dict(), ModelMeta(stack, ("a", "b"), (1, 8, 8), {"channels": "gray"}, {}, "0.1.0"))
+    code, text = _lines(runner, [str(folder), "--model", str(model), "--top", "2", "--jsonl"])
+    assert code == 0, text
+    recs = [json.loads(line) for line in text.splitlines()]
+    assert recs[-1]["summary"]["stage"] == 3 and len(recs) == 4  # the last stage with maps wider than 1x1
+    maps = []
+    for i, p in enumerate(sorted(folder.iterdir())):
+        save = tmp_path / f"{i}.npz"
+        res = runner.invoke(app, ["run", str(p), "--model", str(model), "--save", str(save), "--stages", "3", "-q"])
+        assert res.exit_code == 0, res.output
+        with np.load(save) as z:
+            (arr,) = z.values()
+        maps.append(arr[0])
+    for c in range(3):
+        every = sorted((-float(m[c, y, x]), i, y, x) for i, m in enumerate(maps)
+                       for y in range(m.shape[1]) for x in range(m.shape[2]))
+        assert [(e["index"], e["y"], e["x"], e["value"]) for e in recs[c]["top"]] == \
+            [(i, y, x, -v) for v, i, y, x in every[:2]]
+        assert all(e["size"] == [8, 8] and e["field"] is not None for e in recs[c]["top"])
