@@ -65,8 +65,9 @@ def top_command(
                                             rich_help_panel=_B)] = 1,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Threads for decoding.",
                                          rich_help_panel=_B)] = 2,
-    processes: Annotated[int, typer.Option("--processes", min=1, max=256, help="Not yet supported by top.",
-                                           rich_help_panel=_B)] = 1,
+    processes: Annotated[int, typer.Option(
+        "--processes", min=1, max=256, help="Worker processes for a CPU batch (the same answer as one process; "
+        "not for --model networks).", rich_help_panel=_B)] = 1,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of randomly initialised layers.")] = 0,
     kernels_dir: Annotated[str | None, typer.Option("--kernels-dir", help="Extra kernel library folder.")] = None,
     engine: Annotated[Engine, typer.Option("--engine", help="auto, torch, numpy.", case_sensitive=False)] = Engine.AUTO,

@@ -17,8 +17,6 @@ def top_run(p: dict[str, Any]) -> None:
     """Search (or merge), then print and draw; exit 1 when an input failed."""
     from featcli.run.topmerge import merge_parts, records
 
-    if p["processes"] > 1:
-        raise UsageError("--processes is not yet supported by top (use --shard I/N and --merge)")
     cfg = None
     if p["merge"]:
         if p["shard"] is not None or p["model"] is not None:
@@ -116,7 +114,8 @@ def _request(p: dict[str, Any]) -> Any:
 
         shard = parse_shard(p["shard"])
     return TopRequest(tuple(inputs), cfg, layer=p["layer"], k=p["top"], from_file=p["from_file"],
-                      recursive=p["recursive"], shard=shard, batch_size=p["batch_size"], workers=p["workers"])
+                      recursive=p["recursive"], shard=shard, batch_size=p["batch_size"], workers=p["workers"],
+                      processes=p["processes"])
 
 
 def print_top_table(con: Any, res: Any) -> None:

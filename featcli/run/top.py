@@ -37,6 +37,7 @@ class TopRequest:
     recursive: bool = False
     shard: tuple[int, int] | None = None
     batch_size: int = 1  #: 1: an image's values do not depend on its neighbours (shards merge exactly)
+    processes: int = 1
     workers: int = 2
 
 
@@ -60,7 +61,19 @@ class ImageTop:
     seconds: float = 0.0
 
     def record(self) -> dict[str, Any]:
-        return {"path": self.path, "index": self.index, "status": "ok"}
+        """What a worker process sends back (``--processes``): everything :meth:`from_record` needs."""
+        return {"path": self.path, "index": self.index, "status": "ok", "size": list(self.size), "width": self.width,
+                "values": self.values.tolist(), "positions": self.positions.tolist(), "count": self.count,
+                "sums": self.sums, "zeros": self.zeros, "maxs": self.maxs, "mins": self.mins,
+                "labels": list(self.labels)}
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> ImageTop:
+        import numpy as np
+
+        return cls(d["index"], d["path"], tuple(d["size"]), d["width"], np.asarray(d["values"], np.float32),
+                   np.asarray(d["positions"], np.int64), d["count"], d["sums"], d["zeros"], d["maxs"], d["mins"],
+                   tuple(d["labels"]))
 
 
 @dataclass
@@ -242,7 +255,7 @@ class TopSearch:
         if rec.status != "ok":
             self.failed.append(rec.to_json())
             return
-        self.merge(rec.outcome)
+        self.merge(rec.outcome if rec.outcome is not None else ImageTop.from_record(rec.data))
 
     def merge(self, t: ImageTop) -> None:
         import numpy as np
@@ -293,6 +306,19 @@ class TopSearch:
         return TopResult(stage, spec, self.k, self.ok, channels, self.failed, fields)
 
 
+def top_runner(cfg: RunConfig, *, layer: str | None, k: int) -> TopRunner:
+    """A worker process's runner (``--processes``), from the configuration it was sent (a model file is
+    opened again there: its tensors are not pickled)."""
+    from featcli.run.routes import TRAINED, model_config, route_of
+
+    if route_of(cfg.model.model if cfg.model else None) == TRAINED and cfg.trained is None:
+        from featcli.engine.network import open_model
+
+        assert cfg.model is not None
+        cfg = model_config(cfg, open_model(cfg.model.model, max_bytes=cfg.max_bytes))
+    return TopRunner(cfg, layer, k)
+
+
 def find_top(req: TopRequest, note: Any = None) -> TopResult:
     """Run ``req``: find the images, take the shard's part, run them through a :class:`TopRunner` in one
     batch and return the merged answer. A bad image is a ``failed`` record; the search goes on."""
@@ -304,6 +330,8 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
 
     cfg = req.cfg
     route = route_of(cfg.model.model if cfg.model else None)
+    if req.processes > 1 and route == NETWORK:
+        raise UsageError("--processes is not yet supported by top with --model networks (use --shard I/N and --merge)")
     if route == TRAINED and cfg.trained is None:
         from featcli.engine.network import open_model
 
@@ -326,8 +354,16 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
         runner.choose_stage([paths[i] for i in (part if part is not None else range(len(paths)))])
     search = TopSearch(req.k)
     t0 = time.perf_counter()
-    run_batch(paths, cfg, emit=search.add, batch_size=req.batch_size, workers=req.workers, runner=runner,
-              part=part)
+    if req.processes > 1:
+        from functools import partial
+
+        from featcli.run.processes import run_processes
+
+        run_processes(paths, cfg, emit=search.add, processes=req.processes, part=part, batch_size=req.batch_size,
+                      workers=req.workers, make=partial(top_runner, layer=req.layer, k=req.k))
+    else:
+        run_batch(paths, cfg, emit=search.add, batch_size=req.batch_size, workers=req.workers, runner=runner,
+                  part=part)
     out: TopResult = runner.answer(search)
     out.seconds = time.perf_counter() - t0
     out.load = cfg.load

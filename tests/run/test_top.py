@@ -147,6 +147,12 @@ def test_shards_merge_to_one_run_byte_for_byte(runner: CliRunner, folder: Path, 
     assert code == 1 and merged == whole
 
 
+def test_processes_give_one_process_answer(runner: CliRunner, folder: Path) -> None:
+    args = [str(folder), *STAGES, "--top", "3", "--jsonl"]
+    one, two = _lines(runner, args), _lines(runner, [*args, "--processes", "2"])
+    assert one[0] == 0 and two == one
+
+
 def test_dead_channel_and_sheets(runner: CliRunner, folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "sheets"
     out.mkdir()
@@ -162,8 +168,8 @@ def test_dead_channel_and_sheets(runner: CliRunner, folder: Path, tmp_path: Path
 
 
 def test_refusals(runner: CliRunner, folder: Path) -> None:
-    res = runner.invoke(app, ["top", str(folder), "relu", "--processes", "2"])
-    assert res.exit_code == 2 and "--processes is not yet supported by top" in res.output
+    res = runner.invoke(app, ["top", str(folder), "--model", "nets.py:chain", "--processes", "2"])
+    assert res.exit_code == 2 and "--processes is not yet supported by top with --model networks" in res.output
     res = runner.invoke(app, ["top", str(folder), "conv:w=box", "relu", "--layer", "9"])
     assert res.exit_code == 2 and "--layer 9" in res.output
     res = runner.invoke(app, ["top", str(folder), "relu", "--weights", "w.pt"])
