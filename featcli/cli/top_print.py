@@ -46,10 +46,11 @@ def top_run(p: dict[str, Any]) -> None:
         print_top_table(out_console(), res)
     written: list[str] = []
     if p["out_dir"] and res.channels:
-        from featcli.io.images import LoadOptions
+        from featcli.cli.options import load_options
         from featcli.run.topsheets import write_sheets
 
-        load = res.load or (cfg.load if cfg is not None else LoadOptions())
+        load = res.load or (cfg.load if cfg is not None else load_options(
+            p["channels"], scale=p["scale"], max_side=p["max_side"], max_pixels=p["max_pixels"]))
         written = write_sheets(res, p["out_dir"], load, force=p["force"])
     if not p["quiet"]:
         where = f"; wrote {len(written)} sheets in {p['out_dir']}/" if written else ""
