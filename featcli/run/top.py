@@ -197,7 +197,8 @@ class TopRunner(Runner):
 
 
 def image_top(item: Loaded, tensor: Any, size: tuple[int, int], labels: tuple[str, ...], k: int) -> ImageTop:
-    """One image's :class:`ImageTop` from the searched output ``tensor`` (1, C, H, W) of its run."""
+    """One image's :class:`ImageTop` from the searched output ``tensor`` (1, C, H, W) of its run. Values that
+    are not finite (a stage that overflowed) rank last, as ``-inf``, and count as 0 in the health sums."""
     import time
 
     import numpy as np
@@ -207,11 +208,15 @@ def image_top(item: Loaded, tensor: Any, size: tuple[int, int], labels: tuple[st
     maps = as_numpy(tensor)[0]
     c, h, w = maps.shape
     flat = maps.reshape(c, h * w)
+    finite = np.isfinite(flat)
+    if not finite.all():
+        flat = np.where(finite, flat, np.float32(-np.inf))
     values, positions = top_positions(flat, k)
-    wide = flat.astype(np.float64)
+    wide = np.where(finite, flat.astype(np.float64), 0.0)
     return ImageTop(item.index, item.image.header.path, size, w, values, positions, h * w,
                     wide.sum(axis=1).tolist(), np.count_nonzero(flat == 0, axis=1).tolist(),
-                    wide.max(axis=1).tolist(), wide.min(axis=1).tolist(), labels, time.perf_counter() - item.started)
+                    np.where(finite, wide, -np.inf).max(axis=1).tolist(),
+                    np.where(finite, wide, np.inf).min(axis=1).tolist(), labels, time.perf_counter() - item.started)
 
 
 def pick_stage(report: Any, layer: str | None) -> int:

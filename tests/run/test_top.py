@@ -76,6 +76,11 @@ def test_ties_go_to_input_order_then_row_major() -> None:
     assert p.tolist() == [[1, 2, 4]] and v.tolist() == [[5.0, 5.0, 5.0]]
 
 
+def test_values_that_are_not_finite_rank_last() -> None:
+    v, p = top_positions(np.array([[-np.inf, 1.0, -np.inf, -np.inf]], np.float32), 3)
+    assert p.tolist() == [[1, 0, 2]] and v.tolist() == [[1.0, -np.inf, -np.inf]]
+
+
 def test_a_flat_image_ties_everywhere_and_the_first_positions_win(tmp_path: Path) -> None:
     for name in ("a", "b"):
         Image.fromarray(np.full((6, 7), 200, np.uint8)).save(tmp_path / f"{name}.png")
