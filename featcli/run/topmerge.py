@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from typing import Any
 
-from featcli.errors import FeatcliError
+from featcli.errors import FeatcliError, UsageError
 from featcli.run.top import ChannelTop, TopResult
 
 __all__ = ["merge_parts", "records"]
@@ -42,9 +42,9 @@ def _key(entry: dict[str, Any]) -> tuple[float, int, int, int]:
 
 def merge_parts(paths: Sequence[str]) -> TopResult:
     """The one answer of the ``--jsonl`` outputs of ``featcli top --shard I/N`` runs (any order)."""
+    if not paths:
+        raise UsageError("--merge needs the JSONL outputs of featcli top --shard runs")
     parts = [_read(p) for p in paths]
-    if not parts:
-        raise FeatcliError("--merge needs the JSONL outputs of featcli top --shard runs")
     return merge_results(parts, paths)
 
 
@@ -79,7 +79,10 @@ def _read(path: str) -> TopResult:
         raise FeatcliError(f"cannot read it: {exc.strerror or exc}", path=path) from None
     except json.JSONDecodeError as exc:
         raise FeatcliError(f"not JSON lines of featcli top --jsonl (line {exc.lineno}: {exc.msg})",
-                         path=path) from None
+                           path=path) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise FeatcliError(f"not the records of featcli top --jsonl ({type(exc).__name__}: {exc})",
+                           path=path) from None
 
 
 def from_records(recs: Iterable[dict[str, Any]], name: str = "") -> TopResult:
