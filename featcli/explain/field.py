@@ -20,6 +20,7 @@ from featcli.explain.canvas import READABLE, cell, lines
 from featcli.explain.cell import rgb_of
 from featcli.explain.geometry import _copy
 from featcli.render.paint import fmt, font
+from featcli.shape.field import field_of
 from featcli.shape.report import ShapeReport
 from featcli.stages.grammar import shorten
 from featcli.stages.params import ConvSpec
@@ -106,17 +107,12 @@ def _check_work(report: ShapeReport) -> None:
 
 
 def region(report: ShapeReport, at: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Rows ``r0..r1`` and columns ``c0..c1`` of the input that unit ``at`` of the last stage sees (may reach
-    past the image: the part outside is padding). Its size is the shape engine's receptive field."""
-    start, jump = [0, 0], [1, 1]
-    for row in report.stages:
-        if row.resolved.op in _SPATIAL:
-            _, s, _, (t, _, le, _) = _geometry(row)
-            start = [start[0] - t * jump[0], start[1] - le * jump[1]]
-            jump = [jump[0] * s[0], jump[1] * s[1]]
-    rf = report.stages[-1].rf
-    r0, c0 = at[0] * jump[0] + start[0], at[1] * jump[1] + start[1]
-    return r0, r0 + rf[0] - 1, c0, c0 + rf[1] - 1
+    """Rows ``r0..r1`` and columns ``c0..c1`` (inclusive) of the input that unit ``at`` of the last stage sees
+    (may reach past the image: the part outside is padding): :func:`featcli.shape.field.field_of`."""
+    box = field_of(report, len(report.stages), at[0], at[1])
+    assert box is not None  # explain_field refuses the stages that have no box first
+    top, left, bottom, right = box
+    return top, bottom - 1, left, right - 1
 
 
 def explain_field(path: str, shown: str, specs: Sequence[str], at: tuple[int, int], output: str | None, *,

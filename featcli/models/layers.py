@@ -99,6 +99,7 @@ class LayerRecord:
         refusal: why the formula engine refused ``spec`` (a mismatch to report), or None.
         kept: the output tensors are kept (selected by ``--layers``).
         error: why the layer failed (the row a failing network ends with), or None.
+        in_shape: the shape of the layer's (first) input, where the route knows it.
     """
 
     index: int
@@ -113,6 +114,7 @@ class LayerRecord:
     refusal: str | None = None
     kept: bool = False
     error: str | None = None
+    in_shape: tuple[int, ...] | None = None
 
     @property
     def ok(self) -> bool | None:
@@ -194,7 +196,8 @@ class Recorder:
             self.last_maps = (name, [o for o in outputs if len(o.shape) == 4])  # a 1x1 map only if none is wider
         row = LayerRecord(len(self.rows) + 1, name, type_, shapes, params,
                           pred.macs if pred is not None and pred.macs is not None and pred.shape == shapes[0] else macs,
-                          stats_of(outputs), spec, pred.shape if pred else None, pred.refusal if pred else None, keep)
+                          stats_of(outputs), spec, pred.shape if pred else None, pred.refusal if pred else None, keep,
+                          in_shape=tuple(int(d) for d in in_shape) if in_shape is not None else None)
         self.rows.append(row)
         return row
 

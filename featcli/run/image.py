@@ -165,6 +165,11 @@ class Runner:
         """A featcli model file's run: the last stage's scores are the answer."""
         return self.cfg.trained is not None and self.cfg.model is not None
 
+    def also_keep(self, plan: Plan) -> set[int]:
+        """Stages whose tensors the run needs besides its outputs': a model file's scores (and what
+        :class:`featcli.run.top.TopRunner` searches)."""
+        return {plan.stages[-1].index} if self.predicts else set()
+
     def run(self, items: Sequence[Loaded]) -> list[list[StageResult]]:
         """Execute the plan on ``items`` (one plan: same-size images) stacked into one NCHW batch."""
         first = items[0]
@@ -174,9 +179,7 @@ class Runner:
             import torch
 
             x = torch.cat([g.x for g in items])
-        keep = set().union(*(g.dest.keep for g in items))
-        if self.predicts:
-            keep.add(first.plan.stages[-1].index)
+        keep = set().union(*(g.dest.keep for g in items)) | self.also_keep(first.plan)
         try:
             per_image = self.execute(x, first.plan, keep=keep, streaming=first.streaming)
         except FeatcliError as exc:

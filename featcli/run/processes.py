@@ -100,9 +100,10 @@ def _kill_hook(index: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _worker(cfg: RunConfig, paths: Sequence[str], opts: dict[str, Any], conn: Any) -> None:
-    """A worker process: one Runner; parts ``(start, stop)`` from ``conn`` until ``None``; to ``conn``: each
-    record, each part's end, and the names of files before they are made or published."""
+def _worker(cfg: RunConfig, paths: Sequence[str], opts: dict[str, Any], conn: Any, make: Any = None) -> None:
+    """A worker process: one Runner (``make(cfg)``'s, if given: ``featcli top``'s); parts ``(start, stop)``
+    from ``conn`` until ``None``; to ``conn``: each record, each part's end, and the names of files before they
+    are made or published."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     from featcli.io.outputs import uninterrupted, watch_outputs
@@ -119,7 +120,7 @@ def _worker(cfg: RunConfig, paths: Sequence[str], opts: dict[str, Any], conn: An
         send("record", rec.index, rec.path, rec.status, rec.data, rec.error)
 
     try:
-        runner = make_runner(cfg, batch=True)  # the one place a worker builds what runs its images
+        runner = make(cfg) if make is not None else make_runner(cfg, batch=True)  # the one place a worker builds it
         send("ready")
         with watch_outputs(lambda event, names: send(event, names)):
             while (task := conn.recv()) is not None:
@@ -185,8 +186,9 @@ class _Pool:
     that die and runs their unrecorded images again."""
 
     def __init__(self, ctx: Any, paths: Sequence[str], cfg: RunConfig, todo: range, chunks: list[range],
-                 processes: int, opts: dict[str, Any], emit: Callable[[Record], None], summary: Summary) -> None:
-        self.ctx = ctx  #: the multiprocessing context the workers start from
+                 processes: int, opts: dict[str, Any], emit: Callable[[Record], None], summary: Summary,
+                 make: Any = None) -> None:
+        self.ctx, self.make = ctx, make  #: the multiprocessing context the workers start from, their runner
         self.paths, self.cfg, self.opts, self.emit, self.summary = list(paths), cfg, opts, emit, summary
         self.size = min(processes, len(chunks))
         self.pending: deque[tuple[range, int]] = deque((c, 1) for c in chunks)
@@ -199,7 +201,8 @@ class _Pool:
 
     def start(self) -> None:
         parent, child = self.ctx.Pipe()
-        proc = self.ctx.Process(target=_worker, args=(self.cfg, self.paths, self.opts, child), daemon=True)
+        proc = self.ctx.Process(target=_worker, args=(self.cfg, self.paths, self.opts, child, self.make),
+                                daemon=True)
         proc.start()
         child.close()
         w = _Worker(proc, parent)
@@ -338,9 +341,10 @@ class _Pool:
 
 def run_processes(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], None], processes: int,
                   part: range | None = None, batch_size: int = 8, workers: int = 2,
-                  skip_existing: bool = False) -> Summary:
+                  skip_existing: bool = False, make: Callable[[RunConfig], Any] | None = None) -> Summary:
     """Run ``cfg`` over ``paths`` (or the indices ``part`` of them) in ``processes`` worker processes; ``emit``
-    each record in input order, as :func:`featcli.run.batch.run_batch` does in one process."""
+    each record in input order, as :func:`featcli.run.batch.run_batch` does in one process. ``make``: each
+    worker's runner (picklable; default the route's, :func:`featcli.run.routes.make_runner`)."""
     if str(cfg.device).startswith(("cuda", "mps")):
         raise UsageError(f"--processes runs a batch on CPU cores; with --device {cfg.device} use one process "
                          "(the GPU is one device: the single process already keeps it busy)")
@@ -357,7 +361,7 @@ def run_processes(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Recor
     summary, t0 = Summary(), time.perf_counter()
     opts = {"batch_size": batch_size, "workers": workers, "skip_existing": skip_existing}
     with worker_context(preload(workers_engine(runner, [paths[i] for i in todo[:8]]))) as ctx:
-        pool = _Pool(ctx, paths, cfg, todo, _parts(todo, processes, batch_size), processes, opts, emit, summary)
+        pool = _Pool(ctx, paths, cfg, todo, _parts(todo, processes, batch_size), processes, opts, emit, summary, make)
         try:
             pool.run()
         except KeyboardInterrupt:
