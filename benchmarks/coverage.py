@@ -114,14 +114,14 @@ def measure(arch: Arch, image: str, route: str = "module", folder: str | None = 
                     f"{', '.join('x'.join(map(str, s)) for s in r.shapes)}" for r in rows if r.ok is False]
     if route == "pt2":
         return cov
-    cov.unseen = functional_ops(net.model, x)
+    cov.unseen = functional_ops(net.model, __import__("torch").from_numpy(x))
     return cov
 
 
 def table(covs: Sequence[Coverage], route: str = "module") -> str:
     """The markdown report of :func:`measure`'s results on ``route``."""
     out = [f"{route} route:", "",
-           "| architecture | input | params | rows | ✓ | ✗ | - | ✓ share | functional ops without a row |",
+           "| architecture | input | params | rows | ✓ | ✗ | - | ✓ share | functional calls in forward (rows) |",
            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in covs:
         ops = ", ".join(f"{op} {n}" for op, n in c.unseen.most_common())

@@ -78,6 +78,26 @@ def _joined(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[i
     return None
 
 
+def _meeting(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, tuple[int, ...],
+                                                                              tuple[int, ...]] | None:
+    """``(spec, shape, other shape)`` of two 4-D tensors meeting as a stack's branches meet: ``x + y`` of equal
+    shapes (``add:b``: featcli refuses a broadcast addition, torch makes one), ``x * y`` broadcast (``mul:b``),
+    ``torch.cat([x, y], 1)`` (``cat:b``); None for anything else (a scalar, three tensors, another dim)."""
+    import torch
+
+    if name in ("add", "mul") and len(args) == 2 and not kwargs:
+        a, b = args
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() == b.dim() == 4:
+            if name == "mul" or a.shape == b.shape:
+                return f"{name}:b", tuple(a.shape), tuple(b.shape)
+    if name == "cat" and args and isinstance(args[0], (list, tuple)) and len(args[0]) == 2:
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        a, b = args[0]
+        if dim in (1, -3) and all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in (a, b)):
+            return "cat:b", tuple(a.shape), tuple(b.shape)
+    return None
+
+
 class Calls:
     """One forward's module stack and functional rows (see the module docstring)."""
 
@@ -115,8 +135,11 @@ class Calls:
         label = f"{path}.{name}" if path else name
         in_shape = tuple(first.shape)
         op = functional_op(name, args, kwargs)
-        spec = spec_text(op) if op is not None else None
-        planned = predict(spec, in_shape).shape if spec is not None else _joined(name, args, kwargs)
+        spec, other = spec_text(op) if op is not None else None, None
+        meeting = _meeting(name, args, kwargs) if op is None else None
+        if meeting is not None:
+            spec, in_shape, other = meeting
+        planned = predict(spec, in_shape, other).shape if spec is not None else _joined(name, args, kwargs)
         if planned is not None:
             self.recorder.check(label, planned)
         try:
@@ -132,7 +155,7 @@ class Calls:
             params = sum(v.numel() for v in args if isinstance(v, torch.nn.Parameter))
             one = len(outs) == 1
             self.recorder.add(self.recorder.unique(label), name, outs, params=params, op=op if one else None,
-                              in_shape=in_shape, spec=spec if one else None)
+                              in_shape=in_shape, spec=spec if one else None, other=other)
         return out
 
 

@@ -107,15 +107,21 @@ class Predicted:
     refusal: str | None = None
 
 
-def predict(spec: str, in_shape: Sequence[int]) -> Predicted:
+def predict(spec: str, in_shape: Sequence[int], other: Sequence[int] | None = None) -> Predicted:
     """Run the shape engine on ``spec`` for an input of ``in_shape`` (``(N, C, H, W)``, or ``(N, F)`` as after
-    a flatten). A shape the engine cannot take (3-D, 5-D) gives ``shape=None`` without a refusal. Answers are
-    kept (a bounded cache): a network asks the same questions for every image of a folder."""
-    return _predict(spec, tuple(int(d) for d in in_shape))
+    a flatten). ``other``: the shape of a second operand, saved as ``b`` (``add:b``, ``mul:b``, ``cat:b``: a
+    network's ``x + y``, ``x * gate``, ``torch.cat([x, y], 1)``). A shape the engine cannot take (3-D, 5-D)
+    gives ``shape=None`` without a refusal. Answers are kept (a bounded cache): a network asks the same
+    questions for every image of a folder.
+
+    >>> predict("mul:b", (1, 8, 5, 5), other=(1, 8, 1, 1)).shape
+    (1, 8, 5, 5)
+    """
+    return _predict(spec, tuple(int(d) for d in in_shape), tuple(int(d) for d in other) if other else None)
 
 
 @functools.lru_cache(maxsize=4096)
-def _predict(spec: str, shape: tuple[int, ...]) -> Predicted:
+def _predict(spec: str, shape: tuple[int, ...], other: tuple[int, ...] | None = None) -> Predicted:
     from featcli.shape.infer import infer
     from featcli.stages.spec import parse_stage
 
@@ -125,7 +131,9 @@ def _predict(spec: str, shape: tuple[int, ...]) -> Predicted:
             shape, stages = (*shape, 1, 1), [parse_stage("flatten"), *stages]
         elif len(shape) != 4 or 0 in shape:
             return Predicted(None, None)
-        row = infer(shape, stages).stages[-1]
+        if other is not None and (len(shape) != 4 or len(other) != 4 or 0 in other):
+            return Predicted(None, None)
+        row = infer(shape, stages, saved={"b": other} if other is not None else None).stages[-1]
     except FeatcliError as exc:
         return Predicted(None, None, exc.message.partition(": ")[2] or exc.message)
     return Predicted(tuple(row.out_shape), row.macs)

@@ -37,7 +37,7 @@ _ARITH = frozenset({"add", "sub", "mul", "truediv", "floordiv", "div", "matmul",
 POINTWISE: dict[str, str] = {
     "relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh", "abs": "abs",
     "gelu": "gelu", "silu": "silu", "hardswish": "hardswish", "hardsigmoid": "hardsigmoid",
-    "relu6": "", "elu": "", "mish": "", "softplus": "",  # TODO(lead): stages of these, where the registry has them
+    "relu6": "relu6", "hardtanh": "", "elu": "", "mish": "", "softplus": "",  # "": no stage yet
 }
 
 #: Argument names of the functional calls :func:`functional_op` reads, in order, for binding keywords.
@@ -56,7 +56,8 @@ _SIGNATURES: dict[str, tuple[str, ...]] = {
     "leaky_relu": ("input", "negative_slope", "inplace"),
     "prelu": ("input", "weight"),
     "dropout": ("input", "p", "training", "inplace"),
-    # TODO(lead): "interpolate" -> "upsample" once the registry has it (scale_factor/size, mode)
+    "interpolate": ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor",
+                    "antialias"),
 }
 
 
@@ -115,6 +116,15 @@ def functional_op(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> L
         return LayerOp("gmp") if size == (1, 1) else LayerOp("adaptivemax", {"o": size})
     if name == "softmax" and a[1] is None:
         return None
+    if name == "interpolate":  # F.interpolate is nn.Upsample's function
+        from featcli.models.formula import scales
+
+        mode = a[3] or "nearest"
+        if mode not in ("nearest", "bilinear") or a[6] or getattr(args[0], "dim", lambda: 0)() != 4:
+            return None
+        return LayerOp("upsample", {"o": a[1], "sf": scales(a[2]) if a[1] is None and a[2] is not None else None,
+                                    "mode": mode, "ac": a[4] if mode == "bilinear" else None,
+                                    "rsf": a[5] if a[1] is None else None})
     if name == "batch_norm":  # F.batch_norm(input, mean, var, weight, bias...) as aten's (input, weight, bias, mean...)
         args = (a[0], a[3], a[4], a[1], a[2], a[5], a[6], a[7] if a[7] is not None else 1e-5)
     return aten_op(_Named(name), args, {})

@@ -153,6 +153,7 @@ class Recorder:
         self.last_maps: tuple[str, list[Any]] | None = None
         self.notes: list[str] = []  #: what the route has to say about this run (shown under the table)
         self._names: dict[str, int] = {}
+        self.last_out: Any = None  #: the latest row's one output (a container returning it adds no new tensor)
 
     def take(self, other: Recorder) -> None:
         """The rows and kept tensors of ``other`` instead of these (a route that ran the network again, another
@@ -179,15 +180,17 @@ class Recorder:
 
     def add(self, name: str, type_: str, outputs: Sequence[Any], *, params: int | None = None,
             macs: int | None = None, op: LayerOp | None = None, in_shape: Sequence[int] | None = None,
-            spec: str | None = None) -> LayerRecord:
+            spec: str | None = None, other: Sequence[int] | None = None) -> LayerRecord:
         """Measure one layer's ``outputs`` (tensors or arrays) and keep them if selected. ``name`` and ``type_``
-        come from a file: they are stored with their control characters escaped."""
+        come from a file: they are stored with their control characters escaped. ``other``: the shape of the
+        second operand of ``spec`` ``add:b``, ``mul:b`` or ``cat:b``."""
         name, type_ = printable(name), printable(type_)
         shapes = tuple(_shape(o) for o in outputs)
         for s in shapes:
             self.check(name, s)
         spec = spec if spec is not None else spec_text(op) if op is not None else None
-        pred = predict(spec, in_shape) if spec is not None and in_shape is not None else None
+        pred = predict(spec, in_shape, other) if spec is not None and in_shape is not None else None
+        self.last_out = outputs[0] if len(outputs) == 1 else None
         keep = self.selected(name)
         if keep:  # a copy: a later in-place call (out += identity, ReLU(inplace=True)) rewrites the tensor itself
             self.kept[name] = [o.clone() if hasattr(o, "clone") else o.copy() for o in outputs]

@@ -305,8 +305,9 @@ def _run(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder, memo: dict
             in_shape = calls.stack[-1][3] if calls.stack else None
             calls.leave()
             parts = _flat(out)
-            if not parts:
-                return
+            if not parts or (functional and not leaf and len(parts) == 1 and parts[0][1] is recorder.last_out
+                             and not recorder.selected(name)):
+                return  # a container whose output is its last row's (every call in it a row): only if --layers asks
             with torch._C.DisableTorchFunction():  # the recorder's own torch calls: no rows, no handler's cost
                 op, spec = stage(m, in_shape) if in_shape is not None and len(parts) == 1 else (None, None)
                 if ("params", id(m)) not in memo:

@@ -75,6 +75,12 @@ def _saved(st: WalkState, name: str, op: str) -> Tensor:
     return t
 
 
+def given(st: WalkState, name: str, shape: tuple[int, ...]) -> None:
+    """A tensor of ``shape`` saved as ``name`` before the first stage (a network layer's second operand)."""
+    spatial = (shape[2], shape[3]) if len(shape) == 4 else st.spatial
+    st.saved[name] = Tensor(shape, (1, 1), (1, 1), spatial, "the other operand")
+
+
 def enter(st: WalkState, name: str) -> None:
     """A side branch starts: set the current tensor aside and continue from the one saved as ``name``."""
     t = _saved(st, name, "branch of add or cat")

@@ -14,11 +14,11 @@ rule comes from its registry entry (:mod:`featcli.stages.registry`, :mod:`featcl
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Union
 
 from featcli.errors import FeatcliError, ShapeError, SpecError
-from featcli.shape.branches import enter, flatten
+from featcli.shape.branches import enter, flatten, given
 from featcli.shape.report import ShapeReport, StageReport, ceil_num
 from featcli.shape.rules import RULES
 from featcli.shape.state import Refusal, Row, WalkState
@@ -134,7 +134,8 @@ def moved(st: WalkState, i: int, stage: Stage, out: tuple[int, ...]) -> None:
 
 
 def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: str | None = None,
-          source: str | None = None, allow_torchscript: bool = False) -> ShapeReport:
+          source: str | None = None, allow_torchscript: bool = False,
+          saved: Mapping[str, Sequence[int]] | None = None) -> ShapeReport:
     """Walk ``stages`` over ``input_shape`` ``(N, C, H, W)`` exactly as torch would.
 
     Args:
@@ -143,12 +144,16 @@ def infer(input_shape: Sequence[int], stages: Sequence[Stage], *, kernels_dir: s
         kernels_dir: extra kernel folder for ``conv:w=...`` stages.
         source: the image the shape was read from, recorded in the report.
         allow_torchscript: let ``conv:w=`` name TorchScript files (``--trust-torchscript``).
+        saved: tensors saved before the first stage, by name (a layer's second operand: ``add:b`` of a
+            network's ``x + y``, :func:`featcli.models.formula.predict`).
 
     Raises:
         ShapeError: a stage torch would refuse; the message names the stage index, its spec and why.
         KernelError: a ``w=`` kernel reference is unknown (from :mod:`featcli.kernels`).
     """
     st = start(input_shape, kernels_dir=kernels_dir, allow_torchscript=allow_torchscript)
+    for name, other in (saved or {}).items():
+        given(st, name, tuple(other))
     shape = st.shape
     rows: list[StageReport] = []
     total_params = total_macs = 0

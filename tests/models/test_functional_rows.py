@@ -49,7 +49,9 @@ def test_functional_rows_equal_the_same_calls_in_plain_torch(nets: ModuleType) -
     assert rows["relu"].spec == "relu" and rows["relu"].ok  # a stage where the stage language has one
     assert rows["max_pool2d"].spec == "maxpool:k=2" and rows["max_pool2d"].ok  # keywords bound by name
     assert rows["linear"].spec == "linear:out=5,bias=0" and rows["linear"].params == 120
-    assert rows["add"].spec is None and rows["cat"].spec is None and rows["view"].spec is None
+    # two tensors meet as a stack's branches do: the second operand is the saved tensor b
+    assert rows["add"].spec == "add:b" and rows["add"].ok and rows["cat"].spec == "cat:b" and rows["cat"].ok
+    assert rows["view"].spec is None
 
 
 def test_no_double_rows_inside_leaf_modules_and_no_aliases(nets: ModuleType) -> None:
@@ -59,6 +61,8 @@ def test_no_double_rows_inside_leaf_modules_and_no_aliases(nets: ModuleType) -> 
     names = [r.name for r in rec.rows]
     assert not {r.type for r in rec.rows} & {"conv2d", "batch_norm", "linear", "contiguous"}
     assert names.index("block.bn2") < names.index("block.add") < names.index("block.relu#2") < names.index("block")
+    # the block returns its last row's tensor: a row again only when --layers selects it
+    assert "block" not in [r.name for r in _run(nets.tiny_resnet(), torch.rand(1, 3, 40, 40), ("stem*",)).rows]
     assert "cat" in names and len(names) == len(set(names))
     rec = _run(nets.Functional().eval(), torch.rand(1, 3, 8, 8))
     assert "contiguous" not in {r.type for r in rec.rows}
