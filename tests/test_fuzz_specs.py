@@ -32,6 +32,9 @@ from featcli.stages.registry import COMMON_KEY_ALIASES, REGISTRY
 from featcli.stages.spec import is_op_name
 
 SEED = 1717
+#: The run fuzz's seed: its 40 stacks give each exit code at least 5 times and meet the memory budget (chosen
+#: again when issue #25's ops changed what the generator draws).
+RUN_SEED = 3
 #: CPU seconds one query may take: a hang guard, not a speed goal (a query takes a few milliseconds; speed
 #: is measured in benchmarks/). CPU time, not wall time, so a loaded machine does not fail it.
 CASE_SECONDS = 5.0
@@ -197,7 +200,7 @@ def test_fuzz_run_specs(tmp_path: Path, n: int) -> None:
 
     image = tmp_path / "tiny.png"
     Image.new("RGB", (16, 12), (200, 30, 90)).save(image)
-    cases = _run_cases(image, tmp_path, n, SEED)
+    cases = _run_cases(image, tmp_path, n, RUN_SEED)
     script = _RUN_SCRIPT.replace("AS_BYTES", str(RUN_LIMIT))
     proc = subprocess.run([sys.executable, "-c", script], input=json.dumps(cases), capture_output=True, text=True,
                           timeout=300, check=False)

@@ -343,6 +343,9 @@ def run_onnx(model: OnnxModel, x: Any, recorder: Recorder) -> list[np.ndarray]:
         except Exception as exc:  # noqa: BLE001 - ChildFailure; without fork, the run's own exception
             recorder.rows[:] = read_rows(journal)
             fail = exc if isinstance(exc, ChildFailure) else ChildFailure("error", str(exc))
+            node = node_failure(fail.text.strip()) if fail.kind == "error" else None
+            if node is not None and not fail.text.strip().startswith(_BUDGET):  # the table up to the failed row
+                raise recorder.fail(node[0], node[1] or "node", clean_message(node[2])) from None
             raise _failed(fail, where, memory, budget) from None
         recorder.rows[:] = read_rows(journal)
         return unpack(arrays, meta, recorder, len(p.graph_outputs))
