@@ -344,7 +344,8 @@ def run_onnx(model: OnnxModel, x: Any, recorder: Recorder) -> list[np.ndarray]:
             recorder.rows[:] = read_rows(journal)
             fail = exc if isinstance(exc, ChildFailure) else ChildFailure("error", str(exc))
             node = node_failure(fail.text.strip()) if fail.kind == "error" else None
-            if node is not None and not fail.text.strip().startswith(_BUDGET):  # the table up to the failed row
+            if node is not None and not fail.text.strip().startswith(_BUDGET) and "Failed to load model" not in \
+                    node[2]:  # a node that failed as it ran (not a file onnxruntime cannot load): the table up to it
                 raise recorder.fail(node[0], node[1] or "node", clean_message(node[2])) from None
             raise _failed(fail, where, memory, budget) from None
         recorder.rows[:] = read_rows(journal)

@@ -66,8 +66,8 @@ def _run(args: list[str], cwd: Path) -> tuple[int, list[dict[str, Any]], str]:
     return res.returncode, _records(res.stdout), res.stderr
 
 
-@pytest.mark.parametrize("kind", [pytest.param("featcli", marks=pytest.mark.slow), "torch", "onnx",
-                                  pytest.param("pt2", marks=pytest.mark.slow)])  # 20 and 11 s: slow
+@pytest.mark.parametrize("kind", [pytest.param("featcli", marks=pytest.mark.slow), pytest.param(
+    "torch", marks=pytest.mark.slow), "onnx", pytest.param("pt2", marks=pytest.mark.slow)])  # 11-20 s each: slow
 def test_a_folder_gives_the_same_records_one_process_two_processes_and_two_shards(
         kind: str, models: dict[str, list[str]], folder: Path, tmp_path: Path) -> None:
     def out(name: str) -> list[str]:
