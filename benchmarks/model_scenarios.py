@@ -76,8 +76,8 @@ def scenario_onnx640(ctx: Context) -> list[Row]:
     det = find_det(CACHE)
     if det is None:
         return [progress(Row(s, "featcli --model det.onnx", status="SKIP",
-                             notes=f"no {DET_NAME}: pip download rapidocr-onnxruntime --no-deps -d .bench "
-                                   f"(or set {DET_ENV})"))]
+                             notes=f"{DET_NAME} not installed: pip download rapidocr-onnxruntime --no-deps -d "
+                                   f".bench (or set {DET_ENV})"))]
     image = sorted(ctx.batch.iterdir())[0]
     note = f"{image.name} (640x640 JPEG), PP-OCRv4 det, 330 layers"
     fc, plain = interleaved(ctx, s, [
