@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 from featcli.enums import Resize
 
-__all__ = ["fit", "fitted"]
+__all__ = ["fit", "fitted", "oriented"]
 
 _RESAMPLE = Image.Resampling.LANCZOS
 
@@ -30,6 +30,11 @@ def fit(img: Image.Image, size: tuple[int, int], how: Resize) -> Image.Image:
     if how is Resize.PAD:
         return ImageOps.pad(img, size, _RESAMPLE, color=0)
     return img.resize(size, _RESAMPLE, reducing_gap=3.0)
+
+
+def oriented(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """``(width, height)`` as stored, with the EXIF ``orientation`` applied (5 to 8 turn the image a quarter)."""
+    return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
 def fitted(source: tuple[int, int], target: tuple[int, int], how: Resize) -> str:

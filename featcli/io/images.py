@@ -46,7 +46,7 @@ from featcli.io.decode import (
     png_metadata_after_pixels,
     quiet_warnings,
 )
-from featcli.io.fit import fit
+from featcli.io.fit import fit, oriented
 from featcli.io.jpeg import fast_decode
 from featcli.io.normalize import Normalize
 
@@ -169,9 +169,7 @@ def _out_size(size: tuple[int, int], orientation: int, max_side: int | None,
               fixed: tuple[int, int] | None = None) -> tuple[int, int]:
     if fixed is not None:
         return fixed[1], fixed[0]
-    w, h = size
-    if orientation in (5, 6, 7, 8):
-        w, h = h, w
+    w, h = oriented(size, orientation)
     if max_side and max(w, h) > max_side:
         f = max_side / max(w, h)
         w, h = max(1, round(w * f)), max(1, round(h * f))

@@ -120,7 +120,7 @@ def model_input(path: str, load: LoadOptions, dims: Sequence[int | None], size: 
     81-megapixel input). No torch: the ONNX route runs without it.
     """
     from featcli.engine.numpy_backend import HWC
-    from featcli.io.fit import fitted
+    from featcli.io.fit import fitted, oriented
 
     want = "x".join("?" if d is None else str(d) for d in dims)
     n, c, h, w = dims
@@ -142,7 +142,8 @@ def model_input(path: str, load: LoadOptions, dims: Sequence[int | None], size: 
                      f"{'s' if c != 1 else ''}")
     if recorder is not None:
         recorder.check("input", (1, *image.array.shape[2:], *image.array.shape[:2]))
-    source = image.header.size[::-1] if image.header.orientation not in (5, 6, 7, 8) else image.header.size
+    w, h = oriented(image.header.size, image.header.orientation)
+    source = (h, w)
     if target is not None and source != target:
         notes.append(f"input resized from {fitted(source, target, load.resize)}")
     x = HWC(image.array, image.value_max, load.scale).planes()

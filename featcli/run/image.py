@@ -216,13 +216,11 @@ class Runner:
 
     def _notes(self, image: LoadedImage, plan: Plan) -> list[str]:
         """A model file's image resized to its input, and its normalisation, said as notes."""
-        from featcli.io.fit import fitted
+        from featcli.io.fit import fitted, oriented
 
         if not self.predicts:
             return []
-        w, h = image.header.size
-        if image.header.orientation in (5, 6, 7, 8):
-            w, h = h, w
+        w, h = oriented(image.header.size, image.header.orientation)
         notes, target = [], (int(plan.report.input[2]), int(plan.report.input[3]))
         if (h, w) != target:
             channels = channels_for(image.header.mode, self.cfg.load.channels).value
