@@ -7,7 +7,17 @@ from typing import Annotated
 import typer
 
 from featcli.cli.base import app
-from featcli.cli.options import ChannelsOpt, DeviceOpt, MaxMemoryOpt, MaxPixelsOpt, MaxSideOpt, ScaleOpt, ThreadsOpt
+from featcli.cli.options import (
+    ChannelsOpt,
+    DeviceOpt,
+    MaxMemoryOpt,
+    MaxPixelsOpt,
+    MaxSideOpt,
+    NormalizeOpt,
+    ResizeOpt,
+    ScaleOpt,
+    ThreadsOpt,
+)
 from featcli.enums import Engine, Scale
 
 _O = "Outputs"
@@ -66,8 +76,12 @@ def top_command(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Threads for decoding.",
                                          rich_help_panel=_B)] = 2,
     processes: Annotated[int, typer.Option(
-        "--processes", min=1, max=256, help="Worker processes for a CPU batch (the same answer as one process; "
-        "not for --model networks).", rich_help_panel=_B)] = 1,
+        "--processes", min=1, max=256, help="Worker processes for a CPU batch (the same answer as one "
+        "process).", rich_help_panel=_B)] = 1,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS", help="Search on Ray workers (the featcli[ray] extra): local, auto or "
+        "ray://HOST:PORT; each worker keeps its part's top K and the answer is one process's.",
+        rich_help_panel=_B)] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of randomly initialised layers.")] = 0,
     kernels_dir: Annotated[str | None, typer.Option("--kernels-dir", help="Extra kernel library folder.")] = None,
     engine: Annotated[Engine, typer.Option("--engine", help="auto, torch, numpy.", case_sensitive=False)] = Engine.AUTO,
@@ -78,6 +92,8 @@ def top_command(
     scale: ScaleOpt = Scale.UNIT,
     max_side: MaxSideOpt = None,
     max_pixels: MaxPixelsOpt = None,
+    normalize: NormalizeOpt = None,
+    resize: ResizeOpt = None,
 ) -> None:
     """For every channel of one stage: the K highest activations over all images and positions, the input
     patch each one sees, and the channel's health (max, mean, share of zeros, dead).

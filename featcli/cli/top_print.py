@@ -13,14 +13,36 @@ from featcli.errors import UsageError
 __all__ = ["print_top_table", "top_run"]
 
 
+#: The options that apply to ``--merge`` (it reads finished runs' records: nothing is searched).
+_MERGE_OPTIONS = frozenset({"args", "merge", "out_dir", "as_json", "force", "quiet"})
+
+
+#: top's own options (every route takes them); the others are ``run``'s, honoured as ``run``'s routes say.
+_TOP_OPTIONS = frozenset({"model", "layer", "top", "merge"})
+
+
+def _given(p: dict[str, Any]) -> dict[str, str]:
+    from featcli.cli.options import given_options
+    from featcli.cli.top_cmd import top_command
+
+    return given_options(top_command, p)
+
+
+def _merge_only(p: dict[str, Any]) -> None:
+    """Refuse a search option given with ``--merge`` (it would be ignored)."""
+    given = [flag for name, flag in _given(p).items() if name not in _MERGE_OPTIONS]
+    if given:
+        raise UsageError(f"--merge reads the JSONL of finished --shard runs: {given[0]} does not apply (the parts "
+                         "were searched with their own options)")
+
+
 def top_run(p: dict[str, Any]) -> None:
     """Search (or merge), then print and draw; exit 1 when an input failed."""
     from featcli.run.topmerge import merge_parts, records
 
     cfg = None
     if p["merge"]:
-        if p["shard"] is not None or p["model"] is not None:
-            raise UsageError("--merge reads the JSONL of finished --shard runs: give only those files")
+        _merge_only(p)
         res = merge_parts(list(p["args"] or []))
     else:
         req = _request(p)
@@ -73,13 +95,12 @@ def _request(p: dict[str, Any]) -> Any:
     from featcli.engine.devices import cpu_without_torch, resolve_device
     from featcli.enums import Stream
     from featcli.run.config import ModelOptions, RunConfig, validate_outputs
-    from featcli.run.routes import NETWORK, route_of
+    from featcli.run.routes import NETWORK, refuse, route_of
     from featcli.run.top import TopRequest
     from featcli.stages.build import build_stack
 
     inputs, stage_texts = split_args(list(p["args"] or []))
-    if p["weights"] is not None and route_of(p["model"]) != NETWORK:
-        raise UsageError("--weights applies to --model module:attr networks")
+    refuse(route_of(p["model"]), {k: v for k, v in _given(p).items() if k not in _TOP_OPTIONS}, p["model"])
     if p["model"] is not None and stage_texts:
         raise UsageError(f"stages ({stage_texts[0]} ...) and --model are two different searches: give one")
     if p["model"] is None and not stage_texts:
@@ -103,11 +124,12 @@ def _request(p: dict[str, Any]) -> Any:
         channels = Channels.RGB
     cfg = RunConfig(
         stack=stack, load=load_options(channels, scale=p["scale"], max_side=p["max_side"],
-                                       max_pixels=p["max_pixels"]),
+                                       max_pixels=p["max_pixels"], normalize=p["normalize"],
+                                       resize=p["resize"]),
         device="cpu" if p["model"] is None and cpu_without_torch(device) else resolve_device(device),
         engine=p["engine"], threads=p["threads"], stream=Stream.OFF, seed=p["seed"],
         max_bytes=max_bytes(p["max_memory"]), kernels_dir=p["kernels_dir"], out_dir=p["out_dir"],
-        model=ModelOptions(p["model"], weights=p["weights"]) if p["model"] else None)
+        model=ModelOptions(p["model"], weights=p["weights"], resize=p["resize"]) if p["model"] else None)
     validate_outputs(cfg)
     shard = None
     if p["shard"] is not None:
@@ -116,7 +138,7 @@ def _request(p: dict[str, Any]) -> Any:
         shard = parse_shard(p["shard"])
     return TopRequest(tuple(inputs), cfg, layer=p["layer"], k=p["top"], from_file=p["from_file"],
                       recursive=p["recursive"], shard=shard, batch_size=p["batch_size"], workers=p["workers"],
-                      processes=p["processes"])
+                      processes=p["processes"], ray=p["ray"])
 
 
 def print_top_table(con: Any, res: Any) -> None:

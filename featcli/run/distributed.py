@@ -136,12 +136,12 @@ def _init(ray: Any, address: str, num_cpus: int | None, object_store_mb: int) ->
 class _PartRunner:
     """A Ray actor: one Runner; each row of a batch is a part, run whole, its records pickled."""
 
-    def __init__(self, cfg: RunConfig, paths: Sequence[str], opts: dict[str, Any]) -> None:
+    def __init__(self, cfg: RunConfig, paths: Sequence[str], opts: dict[str, Any], make: Any = None) -> None:
         from featcli.io.inputs import unique_stems
         from featcli.run.routes import make_runner
 
         self.cfg, self.paths, self.opts = cfg, list(paths), opts
-        self.runner = make_runner(cfg, batch=True)
+        self.runner = make(cfg) if make is not None else make_runner(cfg, batch=True)  # make: featcli top's
         self.stems = unique_stems(self.paths)
         self.emitted = 0
 
@@ -278,10 +278,11 @@ class _InOrder:
 
 def run_ray(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], None], address: str = "local",
             part: range | None = None, batch_size: int = 8, workers: int = 2, skip_existing: bool = False,
-            actors: int | None = None) -> Summary:
+            actors: int | None = None, make: Callable[[RunConfig], Any] | None = None) -> Summary:
     """Run ``cfg`` over ``paths`` (or the indices ``part`` of them) on Ray actors (``actors``: default one per
     CPU of the cluster, each with 1 torch thread unless ``cfg.threads``); ``emit`` each record in input order,
-    as :func:`featcli.run.batch.run_batch` does in one process."""
+    as :func:`featcli.run.batch.run_batch` does in one process. ``make(cfg)`` builds each actor's runner
+    instead of ``run``'s (``featcli top``'s, as :func:`featcli.run.processes.run_processes` takes it)."""
     if str(cfg.device).startswith(("cuda", "mps")):
         raise UsageError(f"--ray runs a batch on CPU workers; with --device {cfg.device} use one process per GPU "
                          "machine (--shard I/N)")
@@ -296,7 +297,7 @@ def run_ray(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], No
     from featcli.io.inputs import unique_stems
     from featcli.run.routes import make_runner
 
-    make_runner(cfg, batch=True).check_run(paths, unique_stems(paths))  # refused before Ray starts
+    (make(cfg) if make is not None else make_runner(cfg, batch=True)).check_run(paths, unique_stems(paths))
     todo = part if part is not None else range(len(paths))
     summary, t0 = Summary(), time.perf_counter()
     order = _InOrder([], emit, summary)
@@ -319,7 +320,8 @@ def run_ray(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], No
         remote: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
         ds = ray.data.from_items([{"number": k, "start": c.start, "stop": c.stop}
                                   for k, c in enumerate(order.chunks)], override_num_blocks=len(order.chunks))
-        ds = ds.map_batches(_PartRunner, fn_constructor_kwargs={"cfg": cfg, "paths": list(paths), "opts": opts},
+        ds = ds.map_batches(_PartRunner, fn_constructor_kwargs={"cfg": cfg, "paths": list(paths), "opts": opts,
+                                                                     "make": make},
                             batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(size, len(order.chunks))),
                             num_cpus=1, **remote)
         rows = iter(ds.iter_rows())
@@ -339,7 +341,8 @@ def run_ray(paths: Sequence[str], cfg: RunConfig, *, emit: Callable[[Record], No
             quiet.close()
             if summary.interrupted:
                 order.flush(stopped=True)
-                _remove_unrecorded(cfg, paths, order.unrecorded())
+                if make is None:  # (featcli top's runners write no file per image)
+                    _remove_unrecorded(cfg, paths, order.unrecorded())
         summary.seconds = time.perf_counter() - t0
     return summary
 

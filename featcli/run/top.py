@@ -39,6 +39,7 @@ class TopRequest:
     batch_size: int = 1  #: 1: an image's values do not depend on its neighbours (shards merge exactly)
     processes: int = 1
     workers: int = 2
+    ray: str | None = None  #: a Ray address (``--ray``): the images on Ray actors, each with its own runner
 
 
 @dataclass
@@ -335,7 +336,9 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
 
     cfg = req.cfg
     route = route_of(cfg.model.model if cfg.model else None)
-    if req.processes > 1 and route == NETWORK:
+    if req.ray is not None and req.processes > 1:
+        raise UsageError("--ray and --processes both spread a batch: give one (Ray uses every CPU it has)")
+    if (req.processes > 1 or req.ray is not None) and route == NETWORK:
         raise UsageError("--processes is not yet supported by top with --model networks (use --shard I/N and --merge)")
     if route == TRAINED and cfg.trained is None:
         from featcli.engine.network import open_model
@@ -359,7 +362,14 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
         runner.choose_stage([paths[i] for i in (part if part is not None else range(len(paths)))])
     search = TopSearch(req.k)
     t0 = time.perf_counter()
-    if req.processes > 1:
+    if req.ray is not None:
+        from functools import partial
+
+        from featcli.run.distributed import run_ray
+
+        run_ray(paths, cfg, emit=search.add, address=req.ray, part=part, batch_size=req.batch_size,
+                workers=req.workers, make=partial(top_runner, layer=req.layer, k=req.k))
+    elif req.processes > 1:
         from functools import partial
 
         from featcli.run.processes import run_processes

@@ -125,3 +125,16 @@ def test_cli(runner: CliRunner, tmp_path: Path) -> None:
     assert [json.loads(line)["path"] for line in res.stdout.splitlines()] == paths
     res = runner.invoke(app, ["run", *paths[:2], *STACK, "--ray", "local", "--processes", "2"])
     assert res.exit_code == 2 and "give one" in res.output
+
+
+def test_top_on_ray_equals_one_process(runner: CliRunner, tmp_path: Path) -> None:
+    _folder(tmp_path, 6)
+    args = ["top", str(tmp_path / "in"), "conv:out=3,k=3,p=1", "relu", "maxpool:k=2", "--top", "3", "--jsonl",
+            "--seed", "1"]
+    one = runner.invoke(app, args)
+    ray_run = runner.invoke(app, [*args, "--ray", "local"])
+    assert one.exit_code == 1 and '"status":"failed"' in one.stdout  # the broken file is a record
+    assert (ray_run.exit_code, ray_run.stdout) == (one.exit_code, one.stdout)
+    assert json.loads(one.stdout.splitlines()[-1])["summary"]["images"] == 6
+    res = runner.invoke(app, [*args, "--ray", "local", "--processes", "2"])
+    assert res.exit_code == 2 and "give one" in res.output

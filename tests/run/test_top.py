@@ -178,7 +178,7 @@ def test_refusals(runner: CliRunner, folder: Path) -> None:
     res = runner.invoke(app, ["top", str(folder), "conv:w=box", "relu", "--layer", "9"])
     assert res.exit_code == 2 and "--layer 9" in res.output
     res = runner.invoke(app, ["top", str(folder), "relu", "--weights", "w.pt"])
-    assert res.exit_code == 2 and "--weights applies to --model module:attr networks" in res.output
+    assert res.exit_code == 2 and "--weights applies to --model networks" in res.output
 
 
 NET = """
@@ -262,3 +262,14 @@ def test_a_model_file_runs_as_its_stack(runner: CliRunner, folder: Path, tmp_pat
         assert [(e["index"], e["y"], e["x"], e["value"]) for e in recs[c]["top"]] == \
             [(i, y, x, -v) for v, i, y, x in every[:2]]
         assert all(e["size"] == [8, 8] and e["field"] is not None for e in recs[c]["top"])
+
+
+def test_options_that_do_not_apply_are_refused(runner: CliRunner, folder: Path, tmp_path: Path) -> None:
+    part = tmp_path / "p.jsonl"
+    part.write_text("")
+    for extra, flag in ((["--layer", "2"], "--layer"), (["--processes", "2"], "--processes"),
+                        (["--ray", "local"], "--ray"), (["--normalize", "imagenet"], "--normalize")):
+        res = runner.invoke(app, ["top", "--merge", str(part), *extra])
+        assert res.exit_code == 2 and f"{flag} does not apply" in res.output, res.output
+    res = runner.invoke(app, ["top", str(folder), "conv:w=box", "--resize", "pad"])
+    assert res.exit_code == 2 and "--resize" in res.output, res.output
