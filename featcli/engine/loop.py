@@ -110,8 +110,8 @@ def map_labels(stage: PlannedStage, shape: Sequence[int]) -> tuple[str, ...]:
 class _Accumulator:
     """One stage's statistics, time and kept outputs over the bands (or the one whole tensor) it ran on."""
 
-    def __init__(self, stage: PlannedStage, n: int, keep: bool, ranges: bool) -> None:
-        self.stage, self.keep, self.want_ranges = stage, keep, ranges
+    def __init__(self, stage: PlannedStage, n: int, keep: bool, ranges: bool, measured: bool = True) -> None:
+        self.stage, self.keep, self.want_ranges, self.measured = stage, keep, ranges, measured
         self.seconds = 0.0
         self.lo = [math.inf] * n
         self.hi = [-math.inf] * n
@@ -127,7 +127,7 @@ class _Accumulator:
             ranges: list[tuple[float, float]] | None = None) -> None:
         """Fold one output (or band) in; ``ranges``: its per-map extremes when already known (a streamed
         peak reduction finds them), so the backend does not measure them again."""
-        self.fold(shape, seconds, measure(y, shape, backend, self.want_ranges, ranges))
+        self.fold(shape, seconds, measure(y, shape, backend, self.want_ranges, ranges) if self.measured else ())
         self.kept = y if self.keep else None
 
     def fold(self, shape: tuple[int, ...], seconds: float, measured: Sequence[SampleStats]) -> None:
@@ -236,7 +236,7 @@ def compile_stages(plan: Plan, backend: Backend) -> list[StageFn]:
 
 
 def execute(x: Any, plan: Plan, backend: Backend, fns: Sequence[StageFn], *, keep: Collection[int] | None = None,
-            streaming: Streaming | None = None) -> list[list[StageResult]]:
+            streaming: Streaming | None = None, measure: bool = True) -> list[list[StageResult]]:
     """Run ``plan`` on ``x`` (N, C, H, W) with the compiled ``fns`` and check every stage against the plan.
 
     The plan's batch size is 1 for any N; every op works on each image independently (``bn`` uses
@@ -249,6 +249,8 @@ def execute(x: Any, plan: Plan, backend: Backend, fns: Sequence[StageFn], *, kee
         keep: indices (1-based) whose outputs the caller needs; others are dropped as soon as the next
             stage has run. ``None`` keeps all. Streamed runs keep none (display maps instead).
         streaming: run the stack band by band (:mod:`featcli.engine.streamed`).
+        measure: take each stage's statistics (min, max, mean, zeros); False (``featcli top``, which measures
+            only the stage it searches, its own way): the results' statistics are 0.
 
     Returns:
         Per image, per stage, a :class:`StageResult` (``seconds``: the stage's time divided by N).
@@ -263,7 +265,8 @@ def execute(x: Any, plan: Plan, backend: Backend, fns: Sequence[StageFn], *, kee
     if streaming is None:
         plan.check_outputs(n)  # before any output is allocated (a streamed run keeps bands only)
     accs = [_Accumulator(s, n, streaming is None and (keep is None or s.index in keep),
-                         streaming is not None and i == len(stages) - 1) for i, s in enumerate(stages)]
+                         streaming is not None and i == len(stages) - 1, measure or streaming is not None)
+            for i, s in enumerate(stages)]
     if streaming is not None:  # a conv and pointwise stages: no branches
         _stream(bands, plan, backend, fns, streaming, accs)
     else:

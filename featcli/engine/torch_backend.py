@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featcli.engine import reduce
 from featcli.engine.backend import OpTable, SampleStats, StageFn
 from featcli.engine.plan import PlannedStage
 from featcli.enums import PaddingMode
@@ -365,24 +366,21 @@ class TorchBackend:
     def stats(y: torch.Tensor, ranges: bool = False, extremes: bool = True) -> list[SampleStats]:
         """Per-sample statistics, each sample in whatever layout it has.
 
-        Reductions over a whole sample are torch's fast global kernels; the ``dim=``-tuple forms on a
-        channels-last batch are several times slower (count_nonzero above all), hence the loop.
-        ``extremes=False``: the caller knows them (lo and hi are NaN here); a global ``aminmax`` over a
-        channels-last band costs 10x its sum.
+        Reductions over a whole sample are :mod:`featcli.engine.reduce`'s (one contiguous run of values each);
+        the ``dim=``-tuple forms on a channels-last batch are several times slower, hence the loop.
+        ``extremes=False``: the caller knows them (lo and hi are NaN here).
         """
         out = []
-        nan = torch.tensor(float("nan"))
         for i in range(y.shape[0]):
             s = y[i]
             per_map = None
+            lo = hi = float("nan")
             if ranges and s.dim() == 3:  # per-map extremes first; the sample's follow from them
                 lo_c, hi_c = s.amin(dim=(1, 2)), s.amax(dim=(1, 2))
                 per_map = list(zip(lo_c.tolist(), hi_c.tolist(), strict=True))
-                lo, hi = lo_c.min(), hi_c.max()
-            elif not extremes:
-                lo = hi = nan
-            else:
-                lo, hi = torch.aminmax(s)
-            out.append(SampleStats(float(lo), float(hi), float(s.sum()), s.numel(),
-                                   s.numel() - int(torch.count_nonzero(s)), per_map))
+                lo, hi = float(lo_c.min()), float(hi_c.max())
+            elif extremes:
+                lo, hi = reduce.extremes(s)
+            total, zeros = reduce.sum_zeros(s)
+            out.append(SampleStats(lo, hi, total, s.numel(), zeros, per_map))
         return out

@@ -53,6 +53,7 @@ class Runner:
         self._backends: dict[str, Any] = {}
         self._compiled: dict[Plan, list[Any]] = {}  # plans hash by identity and live as long as the run
         self._lock = threading.Lock()
+        self.measure = True  #: take every stage's statistics (``featcli top`` measures only its own stage)
 
     # --- plan ---------------------------------------------------------------------------------------
     def plan_for(self, image: LoadedImage) -> Plan:
@@ -107,7 +108,7 @@ class Runner:
     def execute(self, x: Any, plan: Plan, *, keep: Collection[int] | None, streaming: Any = None
                 ) -> list[list[StageResult]]:
         backend, fns = self.compiled(plan)
-        return execute(x, plan, backend, fns, keep=keep, streaming=streaming)
+        return execute(x, plan, backend, fns, keep=keep, streaming=streaming, measure=self.measure)
 
     # --- the whole run, before any work ---------------------------------------------------------------
     def check_run(self, paths: Sequence[str], stems: Sequence[str]) -> None:

@@ -21,6 +21,7 @@ from featcli.errors import UsageError
 from featcli.run.config import RunConfig
 from featcli.run.image import Runner
 from featcli.run.loaded import Loaded
+from featcli.run.topk import PAD, Floor, top_positions
 
 __all__ = ["ChannelTop", "ImageTop", "TopRequest", "TopResult", "TopRunner", "TopSearch", "find_top"]
 
@@ -123,33 +124,6 @@ class TopResult:
         return f"stage {self.stage} ({self.spec})"
 
 
-def top_positions(maps: Any, k: int) -> tuple[Any, Any]:
-    """Each row's ``k`` largest values of ``maps`` (C, N) and their positions, largest first, equal values
-    in position order: ``np.argpartition``'s threshold, then the ties at it taken in order.
-
-    >>> import numpy as np
-    >>> v, p = top_positions(np.array([[1., 3., 3., 0., 3.]]), 2)
-    >>> v.tolist(), p.tolist()
-    ([[3.0, 3.0]], [[1, 2]])
-    """
-    import numpy as np
-
-    c, n = maps.shape
-    k = min(k, n)
-    if k < n:
-        thr = np.partition(maps, n - k, axis=1)[:, n - k]
-    else:
-        thr = maps.min(axis=1)
-    pos = np.empty((c, k), np.int64)
-    for ch in range(c):  # one channel at a time: the tie count at the threshold differs per channel
-        row = maps[ch]
-        above = np.flatnonzero(row > thr[ch])
-        at = np.flatnonzero(row == thr[ch])[: k - len(above)]
-        cand = np.concatenate([above, at])
-        pos[ch] = cand[np.lexsort((cand, -row[cand]))]
-    return np.take_along_axis(maps, pos, axis=1), pos
-
-
 class TopRunner(Runner):
     """A :class:`Runner` that keeps the searched stage and turns it into an :class:`ImageTop` instead of files."""
 
@@ -158,6 +132,8 @@ class TopRunner(Runner):
         self.layer, self.k = layer, k
         self._stage: int | None = None
         self.report: Any = None  #: the first planned input's shape report (the stack's geometry)
+        self.measure = False  # the stages' statistics are not shown: image_top measures the searched one
+        self.floor = Floor(k)
 
     def stage_of(self, report: Any) -> int:
         """The searched stage: ``--layer N``, else the last stage with spatial maps (decided on the first
@@ -194,12 +170,15 @@ class TopRunner(Runner):
         stage = self.stage_of(item.plan.report)
         res = next(r for r in results if r.index == stage)
         inp = item.plan.report.input
-        return image_top(item, res.tensor, (int(inp[2]), int(inp[3])), res.labels, self.k)
+        return image_top(item, res.tensor, (int(inp[2]), int(inp[3])), res.labels, self.k, self.floor)
 
 
-def image_top(item: Loaded, tensor: Any, size: tuple[int, int], labels: tuple[str, ...], k: int) -> ImageTop:
-    """One image's :class:`ImageTop` from the searched output ``tensor`` (1, C, H, W) of its run. Values that
-    are not finite (a stage that overflowed) rank last, as ``-inf``, and count as 0 in the health sums."""
+def image_top(item: Loaded, tensor: Any, size: tuple[int, int], labels: tuple[str, ...], k: int,
+              floor: Floor | None = None) -> ImageTop:
+    """One image's :class:`ImageTop` from the searched output ``tensor`` (1, C, H, W) of its run: its best
+    ``k`` per channel at or above the runner's ``floor`` (:mod:`featcli.run.topk`), which it then raises.
+    Values that are not finite (a stage that overflowed) rank last, as ``-inf``, and count as 0 in the health
+    sums."""
     import time
 
     import numpy as np
@@ -208,16 +187,22 @@ def image_top(item: Loaded, tensor: Any, size: tuple[int, int], labels: tuple[st
 
     maps = as_numpy(tensor)[0]
     c, h, w = maps.shape
-    flat = maps.reshape(c, h * w)
-    finite = np.isfinite(flat)
-    if not finite.all():
+    flat = np.ascontiguousarray(maps.reshape(c, h * w), np.float32)
+    sums = flat.sum(axis=1, dtype=np.float64)  # NumPy's pairwise sum: the same bits in every process
+    if np.isfinite(sums).all():  # (a NaN or an infinity would make its channel's sum one)
+        maxs, mins = flat.max(axis=1).astype(np.float64), flat.min(axis=1).astype(np.float64)
+    else:
+        finite = np.isfinite(flat)
         flat = np.where(finite, flat, np.float32(-np.inf))
-    values, positions = top_positions(flat, k)
-    wide = np.where(finite, flat.astype(np.float64), 0.0)
-    return ImageTop(item.index, item.image.header.path, size, w, values, positions, h * w,
-                    wide.sum(axis=1).tolist(), np.count_nonzero(flat == 0, axis=1).tolist(),
-                    np.where(finite, wide, -np.inf).max(axis=1).tolist(),
-                    np.where(finite, wide, np.inf).min(axis=1).tolist(), labels, time.perf_counter() - item.started)
+        wide = np.where(finite, flat.astype(np.float64), 0.0)
+        sums = wide.sum(axis=1)
+        maxs, mins = np.where(finite, wide, -np.inf).max(axis=1), np.where(finite, wide, np.inf).min(axis=1)
+    zeros = [h * w - int(np.count_nonzero(row)) for row in flat]  # per row: 10x np.count_nonzero(axis=1)
+    values, positions = top_positions(flat, k, floor.get(c) if floor is not None else None)
+    if floor is not None:
+        floor.add(values)
+    return ImageTop(item.index, item.image.header.path, size, w, values, positions, h * w, sums.tolist(), zeros,
+                    maxs.tolist(), mins.tolist(), labels, time.perf_counter() - item.started)
 
 
 def pick_stage(report: Any, layer: str | None) -> int:
@@ -268,7 +253,7 @@ class TopSearch:
 
         self.ok += 1
         self.images[t.index] = (t.path, t.size, t.width)
-        idx = np.full(t.values.shape, t.index, np.int64)
+        idx = np.where(t.positions == PAD, np.iinfo(np.int64).max, t.index)  # padding sorts last
         if self.values is None:
             self.values, self.index, self.pos = t.values, idx, t.positions
             self.labels = t.labels
@@ -300,6 +285,8 @@ class TopSearch:
         for c in range(0 if self.values is None else self.values.shape[0]):
             entries = []
             for v, j, p in zip(self.values[c].tolist(), self.index[c].tolist(), self.pos[c].tolist(), strict=True):
+                if p == PAD:  # fewer than K values at or above an image's floor
+                    continue
                 path, size, width = self.images[j]
                 y, x = divmod(p, width)
                 box = field_of(report, stage, y, x) if fields else None

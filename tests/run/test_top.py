@@ -273,3 +273,29 @@ def test_options_that_do_not_apply_are_refused(runner: CliRunner, folder: Path, 
         assert res.exit_code == 2 and f"{flag} does not apply" in res.output, res.output
     res = runner.invoke(app, ["top", str(folder), "conv:w=box", "--resize", "pad"])
     assert res.exit_code == 2 and "--resize" in res.output, res.output
+
+
+def test_a_floor_keeps_exactly_the_best_at_or_above_it() -> None:
+    rng = np.random.default_rng(3)
+    maps = rng.integers(0, 6, (5, 40)).astype(np.float32)  # many ties
+    for k in (1, 4, 40):
+        for floor in (None, np.array([0, 2, 3, 5, 7], np.float32), np.array([-np.inf, 1, 4, -np.inf, 0], np.float32)):
+            v, p = top_positions(maps, k, floor)
+            for c, row in enumerate(maps):
+                low = -np.inf if floor is None else floor[c]
+                want = sorted((-float(x), i) for i, x in enumerate(row) if x >= low)[:k]
+                got = [(-float(a), int(b)) for a, b in zip(v[c], p[c], strict=True) if b >= 0]
+                assert got == want, (k, floor, c)
+                assert all(a == -np.inf for a, b in zip(v[c], p[c], strict=True) if b < 0)
+
+
+def test_floors_from_earlier_images_change_nothing(runner: CliRunner, folder: Path) -> None:
+    # one runner's floors prune later images; one process per image has none: the same answer, byte for byte
+    args = ["top", str(folder), *STAGES, "--top", "7", "--jsonl", "--workers", "1"]
+    one = runner.invoke(app, args)
+    parts = [runner.invoke(app, [*args, "--shard", f"{i}/5"]).stdout for i in range(1, 6)]
+    assert one.exit_code == 0 and all(parts)
+    from featcli.run.topmerge import from_records, merge_results, records
+
+    merged = merge_results([from_records(json.loads(line) for line in p.splitlines()) for p in parts])
+    assert "\n".join(json.dumps(r, separators=(",", ":")) for r in records(merged)) + "\n" == one.stdout
