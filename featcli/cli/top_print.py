@@ -15,6 +15,8 @@ __all__ = ["print_top_table", "top_run"]
 
 #: The options that apply to ``--merge`` (it reads finished runs' records: nothing is searched).
 _MERGE_OPTIONS = frozenset({"args", "merge", "out_dir", "as_json", "force", "quiet"})
+#: ... and with ``--out-dir``, how the images are read again to cut the crops.
+_MERGE_DRAWING = frozenset({"channels", "scale", "max_side", "max_pixels"})
 
 
 #: top's own options (every route takes them); the others are ``run``'s, honoured as ``run``'s routes say.
@@ -30,7 +32,8 @@ def _given(p: dict[str, Any]) -> dict[str, str]:
 
 def _merge_only(p: dict[str, Any]) -> None:
     """Refuse a search option given with ``--merge`` (it would be ignored)."""
-    given = [flag for name, flag in _given(p).items() if name not in _MERGE_OPTIONS]
+    allowed = _MERGE_OPTIONS | (_MERGE_DRAWING if p["out_dir"] else frozenset())
+    given = [flag for name, flag in _given(p).items() if name not in allowed]
     if given:
         raise UsageError(f"--merge reads the JSONL of finished --shard runs: {given[0]} does not apply (the parts "
                          "were searched with their own options)")
