@@ -117,7 +117,8 @@ def _config(p: dict[str, Any], route: str, stage_texts: list[str]) -> RunConfig:
         output=p["output"], out_dir=p["out_dir"], name_template=p["name"], stages=p["stages"],
         grid=GridOptions(norm=p["norm"], cmap=check_cmap(p["cmap"]) if p["cmap"] else None, max_maps=p["max_maps"],
                          tile_px=p["tile_px"], reduce=p["reduce"], raw=p["raw"]),
-        show_input=p["show_input"], save=p["save"], force=p["force"], command=command_line(), model=model)
+        show_input=p["show_input"], save=p["save"], html=p["html"], force=p["force"], command=command_line(),
+        model=model)
 
 
 def _onnx(model: str | None) -> bool:
