@@ -7,8 +7,9 @@ with the colormap's table. So a map's colours, colour bar ticks, label and range
 
 Each map also carries its display-size values for hovering: float16 (little-endian, base64) after dividing by
 a power of two (``2**e``) that brings the largest finite magnitude into ``(0.5, 1]``, so large values do not
-overflow and each value keeps float16's 11 significant bits (about 3 decimal digits), which is what the page
-shows. Where a map is shrunk for display, a value is its block's (the peak under ``--reduce peak``).
+overflow and each value keeps float16's 11 significant bits (about 3 decimal digits, what the page shows)
+down to 2**-14 of the map's largest magnitude (below that, an absolute error under 2**-24 of it).
+Where a map is shrunk for display, a value is its block's (the peak under ``--reduce peak``).
 """
 
 from __future__ import annotations
