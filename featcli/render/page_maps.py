@@ -106,7 +106,7 @@ def _figure(p: Prepared, sc: Scale, *, field: tuple[int, ...] | None, input_id: 
 
     h, w = p.small.shape
     values, e = encode_values(p.small)
-    shown = max(w * max(1, MIN_SHOWN // max(h, w)), 120)
+    shown = max(w * max(1, MIN_SHOWN // max(h, w)), 150)
     extra = ""
     if field is not None and input_id is not None:
         extra = f' data-rf="{",".join(str(int(v)) for v in field)}" data-in="{html.escape(input_id)}"'
