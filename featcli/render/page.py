@@ -155,6 +155,7 @@ class Page:
         self.notes = list(notes)
         self.parts: list[str] = []
         self.left_out: list[str] = []
+        self.has_maps = False  #: some map grid is on the page (then the page says how its values are stored)
         self.size = len(_ASSETS_SIZE_HINT)
 
     def add(self, section: Section) -> None:
@@ -166,6 +167,7 @@ class Page:
                 continue
             kept.append(b)
             self.size += len(b.html)
+        self.has_maps = self.has_maps or any(b.maps for b in kept)
         part = section.fragment(kept)
         self.size += len(part) - sum(len(b.html) for b in kept)
         self.parts.append(part)
@@ -180,7 +182,8 @@ class Page:
         here = Path(__file__).parent
         style = (here / "page.css").read_text(encoding="utf-8")
         script = (here / "page.js").read_text(encoding="utf-8")
-        notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in [*self.notes, QUANTISED])
+        shown = [*self.notes, *([QUANTISED] if self.has_maps else [])]
+        notes = "".join(f'<p class="note">{html.escape(n)}</p>' for n in shown)
         left = ""
         if self.left_out:
             items = "".join(f"<li>{html.escape(w)}</li>" for w in self.left_out)
