@@ -180,3 +180,27 @@ class Browser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _main() -> None:
+    """``python tests/cdp.py PAGE.html SHOT.png``: docs/img/html_page.png, the page with the mouse on a map."""
+    import sys
+
+    page, shot = sys.argv[1], sys.argv[2]
+    exe = find_chromium()
+    if exe is None:
+        raise SystemExit("chromium is not installed")
+    with Browser(exe, width=1280, height=820) as b:
+        b.open(page)
+        b.eval("window.scrollTo(0, document.querySelector('section h2').getBoundingClientRect().top - 12)")
+        r = b.eval("(r => [r.left, r.top, r.width, r.height])(document.querySelector('figure.map img')"
+                   ".getBoundingClientRect())")
+        b.hover(r[0] + r[2] * 0.653, r[1] + r[3] * 0.33)
+        b.screenshot(shot)
+        problems = b.problems()
+    if problems:
+        raise SystemExit(f"the page reported: {problems}")
+
+
+if __name__ == "__main__":
+    _main()
