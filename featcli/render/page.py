@@ -173,9 +173,9 @@ class Page:
         self.parts.append(part)
 
     def add_failure(self, title: str, reason: str) -> None:
-        """An input that failed: its one line."""
-        self.parts.append(f'<section><h2>{html.escape(title)}</h2><p class="left-out">failed: '
-                          f"{html.escape(reason)}</p></section>")
+        """An input with no section (it failed, or was skipped): its one line."""
+        self.parts.append(f'<section><h2>{html.escape(title)}</h2><p class="left-out">{html.escape(reason)}</p>'
+                          "</section>")
 
     def html(self) -> str:
         """The whole page as text."""

@@ -163,7 +163,7 @@ def thumbnail(array: ByteArray, longest: int) -> tuple[bytes, tuple[int, int]]:
     from PIL import Image
 
     a = np.asarray(array)
-    if a.ndim == 3 and a.shape[2] == 1:
+    if a.ndim == 3 and a.shape[2] in (1, 2):  # gray, or gray and alpha
         a = a[:, :, 0]
     elif a.ndim == 3:
         a = a[:, :, :3]

@@ -80,7 +80,14 @@ def stack_section(cfg: RunConfig, image: LoadedImage, report: ShapeReport, resul
     if predictions:
         sec.table(["class", "probability"], [[p.label, f"{p.probability:.1%}"] for p in predictions],
                   caption="the model's answer")
-    sec.input_picture(image.array, longest=max(cfg.grid.tile_px, 256),
+    import numpy as np
+
+    picture = image.array
+    if picture.dtype != np.uint8:  # 16-bit or float pixels, as the grids' input tile shows them
+        from featcli.render.sheets import to_rgb8
+
+        picture = to_rgb8(picture, image.value_max)
+    sec.input_picture(picture, longest=max(cfg.grid.tile_px, 256),
                       caption="input as the stack saw it (hover a map: its receptive field)")
     refs = round_off_refs(results)
     tiles = tiles_of(shown, refs)
@@ -146,7 +153,9 @@ class PageEvents:
         if section is not None:
             self.page.add(section)
         elif rec.status == "failed":
-            self.page.add_failure(rec.path, rec.error or "failed")
+            self.page.add_failure(rec.path, f"failed: {rec.error or rec.path}")
+        elif rec.status == "skipped":
+            self.page.add_failure(rec.path, "skipped: its outputs exist (--skip-existing)")
         self.events.record(rec)
 
     def write(self) -> str:
