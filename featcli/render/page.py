@@ -133,11 +133,12 @@ class Section:
         self.blocks.append(Block(curves_svg(title, series, x_label=x_label, percent=percent)))
         return self
 
-    def fragment(self, blocks: Sequence[Block]) -> str:
+    def fragment(self, blocks: Sequence[Block], *, side: bool = True) -> str:
+        """The section's HTML with ``blocks`` (and its input picture unless ``side`` is false)."""
         first = next((i for i, b in enumerate(blocks) if b.maps), len(blocks))
         inner = "".join(b.html for b in blocks[:first])
         rest = "".join(b.html for b in blocks[first:])
-        if self.side is not None:  # the input picture stays in view beside the maps (the receptive fields)
+        if side and self.side is not None:  # the input picture stays in view beside the maps (the receptive fields)
             rest = f'<div class="layout"><div class="side">{self.side}</div><div class="main">{rest}</div></div>'
         inner += rest
         return f"<section{_id(self.anchor)}><h2>{html.escape(self.title)}</h2>{inner}</section>"
@@ -156,20 +157,32 @@ class Page:
         self.parts: list[str] = []
         self.left_out: list[str] = []
         self.has_maps = False  #: some map grid is on the page (then the page says how its values are stored)
-        self.size = len(_ASSETS_SIZE_HINT)
+        here = Path(__file__).parent
+        # The style sheet, the script and the page's head and notes (a few kB) count against the budget.
+        self.size = sum((here / f).stat().st_size for f in ("page.css", "page.js")) + 4096
 
     def add(self, section: Section) -> None:
-        """Add ``section``; its grids and pictures past the budget are left out (and named on the page)."""
+        """Add ``section``; its grids and pictures past the budget are left out (and named on the page), and its
+        input picture with them when none of its grids is kept. Text and tables are always kept."""
+        side = _nbytes(section.side) if section.side is not None else 0
+        with_side = side > 0 and self.size + side <= self.budget
+        self.size += side if with_side else 0
         kept = []
         for b in section.blocks:
-            if b.what is not None and self.size + len(b.html) > self.budget:
-                self.left_out.append(f"{section.title}: {b.what}")
+            n = _nbytes(b.html)
+            if b.what is not None and self.size + n > self.budget:
+                line = f"{section.title}: {b.what}"
+                self.left_out.append(line)
+                self.size += _nbytes(line) + 9  # its <li> on the page
                 continue
             kept.append(b)
-            self.size += len(b.html)
+            self.size += n
+        if with_side and not any(b.maps for b in kept):  # no maps to hover: no input picture either
+            self.size -= side
+            with_side = False
         self.has_maps = self.has_maps or any(b.maps for b in kept)
-        part = section.fragment(kept)
-        self.size += len(part) - sum(len(b.html) for b in kept)
+        part = section.fragment(kept, side=with_side)
+        self.size += _nbytes(part) - sum(_nbytes(b.html) for b in kept) - (side if with_side else 0)
         self.parts.append(part)
 
     def add_failure(self, title: str, reason: str) -> None:
@@ -208,7 +221,9 @@ class Page:
         return atomic_write(path, lambda fh: fh.write(text), force=force, inputs=list(inputs))
 
 
-_ASSETS_SIZE_HINT = " " * 16_000  # the style sheet and script, counted against the budget
+def _nbytes(text: str) -> int:
+    """The UTF-8 size of ``text`` (the page's size is counted in bytes)."""
+    return len(text.encode("utf-8")) if not text.isascii() else len(text)
 
 
 def check_page(path: str, *, force: bool = False, inputs: Iterable[str] = ()) -> None:

@@ -42,6 +42,7 @@ def test_budget_leaves_maps_out_and_says_which() -> None:
     for n in range(3):
         sec = Section(f"image {n}", anchor=f"i{n}")
         sec.table(["#"], [["1"]])
+        sec.input_picture(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
         tiles = [Tile(f"s1 conv · c{c}", rng.standard_normal((64, 64)).astype(np.float32), stage="s1_conv")
                  for c in range(4)]
         sec.maps(tiles, GridOptions(), titles={"s1_conv": "s1 conv"})
@@ -50,7 +51,9 @@ def test_budget_leaves_maps_out_and_says_which() -> None:
     assert page.left_out and all(w.endswith("s1 conv (4 maps)") for w in page.left_out)
     assert len(page.left_out) < 3 and text.count("<figure class=\"map\"") == 4 * (3 - len(page.left_out))
     assert "Left out to keep this page under its size budget (0.12 MB)" in text
-    assert len(text) <= 120_000 and text.count("<table") == 3  # tables are always kept
+    assert len(text.encode()) <= 120_000 and text.count("<table") == 3  # tables are always kept
+    # an input picture only where its maps are: hovering a map draws on it
+    assert text.count('class="inputbox"') == 3 - len(page.left_out)
 
 
 def _run(tmp_path: Path, *args: str) -> tuple[int, str]:
