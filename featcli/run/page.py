@@ -35,19 +35,28 @@ def _shape(s: Sequence[int]) -> str:
     return "x".join(map(str, s))
 
 
-def fields(report: ShapeReport, indices: Sequence[int]) -> dict[str | None, tuple[int, ...]]:
+def fields(report: ShapeReport, indices: Sequence[int]) -> dict[int, tuple[int, ...]]:
     """Each stage's receptive field as ``(top0, left0, jump_y, jump_x, height, width)`` (from
-    :func:`featcli.shape.field.field_of` at outputs (0, 0) and (1, 1)), keyed by the stage's map key."""
+    :func:`featcli.shape.field.field_of` at outputs (0, 0) and (1, 1)), by stage index (those that have one)."""
     from featcli.shape.field import field_of
 
-    out: dict[str | None, tuple[int, ...]] = {}
-    for row in report.stages:
-        if row.index not in indices:
-            continue
-        a, b = field_of(report, row.index, 0, 0), field_of(report, row.index, 1, 1)
+    out: dict[int, tuple[int, ...]] = {}
+    for i in indices:
+        a, b = field_of(report, i, 0, 0), field_of(report, i, 1, 1)
         if a is not None and b is not None:
-            out[f"s{row.index}_{row.op}"] = (a[0], a[1], b[0] - a[0], b[1] - a[1], a[2] - a[0], a[3] - a[1])
+            out[i] = (a[0], a[1], b[0] - a[0], b[1] - a[1], a[2] - a[0], a[3] - a[1])
     return out
+
+
+def _picture(image: LoadedImage) -> Any:
+    """The input as 8-bit pixels for the page (16-bit or float pixels as the grids' input tile shows them)."""
+    import numpy as np
+
+    if image.array.dtype == np.uint8:
+        return image.array
+    from featcli.render.sheets import to_rgb8
+
+    return to_rgb8(image.array, image.value_max)
 
 
 def stack_section(cfg: RunConfig, image: LoadedImage, report: ShapeReport, results: Sequence[Any],
@@ -80,20 +89,14 @@ def stack_section(cfg: RunConfig, image: LoadedImage, report: ShapeReport, resul
     if predictions:
         sec.table(["class", "probability"], [[p.label, f"{p.probability:.1%}"] for p in predictions],
                   caption="the model's answer")
-    import numpy as np
-
-    picture = image.array
-    if picture.dtype != np.uint8:  # 16-bit or float pixels, as the grids' input tile shows them
-        from featcli.render.sheets import to_rgb8
-
-        picture = to_rgb8(picture, image.value_max)
-    sec.input_picture(picture, longest=max(cfg.grid.tile_px, 256),
+    sec.input_picture(_picture(image), longest=max(cfg.grid.tile_px, 256),
                       caption="input as the stack saw it (hover a map: its receptive field)")
     refs = round_off_refs(results)
     tiles = tiles_of(shown, refs)
     titles: dict[str | None, str] = {r.name: f"s{r.index} {r.spec} · {_shape(r.actual)}" for r in shown}
+    boxes = fields(report, [r.index for r in shown])
     sec.maps(tiles, cfg.grid, anchors={r.name: links[r.index] for r in shown}, titles=titles,
-             fields=fields(report, [r.index for r in shown]))
+             fields={r.name: boxes[r.index] for r in shown if r.index in boxes})
     return sec
 
 
@@ -129,10 +132,33 @@ def network_section(cfg: RunConfig, result: ModelResult, maps: Sequence[Any], *,
                   caption="the model's answer")
     if not shown:
         sec.text("no layer with spatial maps was kept (choose some with --layers)", note=True)
+    boxes = _network_fields(result, shown)
+    if boxes:  # the input as the network saw it, for the boxes of the layers that chain as stages
+        sec.input_picture(_picture(result.image), longest=max(cfg.grid.tile_px, 256),
+                          caption="input as the network saw it (hover a map: its receptive field)")
     tiles = tiles_of(shown, round_off_refs(maps))
     sec.maps(tiles, cfg.grid, anchors={m.name: f"{anchor}-l{m.index}" for m in shown},
-             titles={m.name: f"{m.name} ({m.op}) · {_shape(m.actual)}" for m in shown})
+             titles={m.name: f"{m.name} ({m.op}) · {_shape(m.actual)}" for m in shown}, fields=boxes)
     return sec
+
+
+def _network_fields(result: ModelResult, shown: Sequence[Any]) -> dict[str | None, tuple[int, ...]]:
+    """The receptive fields of the kept layers whose layers up to them are a chain of featcli stages
+    (:func:`featcli.run.topnet.chain_report`, as ``top --model`` boxes them), when the loaded image is the
+    network's input size (else its pixels are not the ones the boxes count)."""
+    from featcli.run.topnet import chain_report
+
+    shape = tuple(result.input_shape)
+    if len(shape) != 4 or tuple(result.image.array.shape[:2]) != (shape[2], shape[3]):
+        return {}
+    out: dict[str | None, tuple[int, ...]] = {}
+    for m in shown:
+        row = m.index // 1000
+        report = chain_report(result.rows, row, shape)
+        box = fields(report, [row]).get(row) if report is not None else None
+        if box is not None:
+            out[m.name] = box
+    return out
 
 
 class PageEvents:

@@ -99,3 +99,5 @@ def test_network_page_has_every_layer_and_the_kept_maps(tmp_path: Path) -> None:
     assert len(linked) == 2 and all(f'id="{a}"' in text for a in linked)
     assert text.count('<figure class="map"') == 10 + 16  # conv1: 10 channels, conv2: 16
     assert "conv:out=10,k=3" in text  # the formula engine's stage for conv1
+    # receptive fields (top0, left0, jump_y, jump_x, h, w): conv1 3x3; conv2 after a 2x2 stride-2 pool: 3 + 1 + 2*2
+    assert text.count('data-rf="0,0,1,1,3,3"') == 10 and text.count('data-rf="0,0,2,2,8,8"') == 16
