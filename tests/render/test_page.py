@@ -101,3 +101,32 @@ def test_network_page_has_every_layer_and_the_kept_maps(tmp_path: Path) -> None:
     assert "conv:out=10,k=3" in text  # the formula engine's stage for conv1
     # receptive fields (top0, left0, jump_y, jump_x, h, w): conv1 3x3; conv2 after a 2x2 stride-2 pool: 3 + 1 + 2*2
     assert text.count('data-rf="0,0,1,1,3,3"') == 10 and text.count('data-rf="0,0,2,2,8,8"') == 16
+
+
+def _figures(text: str) -> list[dict[str, str]]:
+    return [dict(re.findall(r'data-(\w+)="([^"]*)"', f)) | {"src": re.search(r'src="data:image/png;base64,([^"]+)"',
+                                                                               f)[1]}  # type: ignore[index]
+            for f in re.findall(r'<figure class="map".*?</figure>', text, re.S)]
+
+
+def test_maps_have_the_png_colours_and_the_grids_display_values() -> None:
+    """A map's picture is render_map's (the PNG's colours); a shrunk map's values are the grids' reduction."""
+    import io
+
+    from PIL import Image
+
+    from featcli.render import render_map
+    from featcli.render.maps import prepare_all
+
+    rng = np.random.default_rng(1)
+    small = rng.standard_normal((30, 40)).astype(np.float32)
+    big = np.abs(rng.standard_normal((300, 500))).astype(np.float32)
+    opts = GridOptions(tile_px=64)
+    tiles = [Tile("a", small, stage="s1"), Tile("b", big, stage="s2")]
+    sec = Section("t", anchor="t").maps(tiles, opts)
+    a, b = _figures("".join(bl.html for bl in sec.blocks))
+    pic = np.asarray(Image.open(io.BytesIO(base64.b64decode(a["src"]))).convert("RGB"))
+    assert np.array_equal(pic, np.asarray(render_map(small, opts).convert("RGB")))
+    assert (b["w"], b["h"], b["fw"], b["fh"]) == ("64", "38", "500", "300")
+    values = np.frombuffer(base64.b64decode(b["v"]), "<f2").astype(np.float64).reshape(38, 64) * 2.0 ** int(b["e"])
+    np.testing.assert_allclose(values, prepare_all(tiles[1:], 64, opts)[0].small, rtol=2.0**-11)
