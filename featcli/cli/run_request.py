@@ -219,7 +219,7 @@ def _run(req: RunRequest, *, quiet: bool) -> None:
     if printer.single:
         return
     if not quiet or summary.failed:
-        err_console().print(f"{summary.line()}{where_written(printer.written)}")
+        err_console().print(f"{summary.line()}{where_written(printer.written + summary.files)}")
     if summary.interrupted:
         raise typer.Exit(130)
     if summary.failed:

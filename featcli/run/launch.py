@@ -124,8 +124,11 @@ def _paged(req: RunRequest, paths: list[str], part: Any, one: bool, events: Even
     summary = _spread(req, paths, part, one, paged)
     if not summary.interrupted:
         written = paged.write()
-        events.note(f"wrote {written} ({paged.page.size / 1e6:.1f} MB"
-                    f"{f', {len(paged.page.left_out)} parts left out' if paged.page.left_out else ''})")
+        summary.files.append(written)
+        left = len(paged.page.left_out)
+        if one or left:  # a batch's summary line counts the page with the other files
+            events.note(f"wrote {written} ({paged.page.size / 1e6:.1f} MB"
+                        f"{f', {left} parts left out for its size budget: listed at its top' if left else ''})")
     return summary
 
 
