@@ -64,6 +64,7 @@ class Section:
         return self
 
     def heading(self, text: str, *, anchor: str | None = None) -> Section:
+        """A sub-heading (``anchor``: the id a table row or another page links to)."""
         self.blocks.append(Block(f"<h3{_id(anchor)}>{html.escape(text)}</h3>"))
         return self
 
@@ -111,7 +112,7 @@ class Section:
         h, w = int(array.shape[0]), int(array.shape[1])
         box_id = f"{self.anchor or 'section'}-input"
         self.side = (f'<div class="inputbox" id="{html.escape(box_id)}" data-h="{h}" data-w="{w}">'
-                     f'<img style="--w:{max(dw, 160 if max(dh, dw) < 160 else dw)}px" alt="{html.escape(caption)}" '
+                     f'<img style="--w:{dw * max(1, 160 // max(dh, dw))}px" alt="{html.escape(caption)}" '
                      f'src="{data_uri(png)}"><div class="rf"></div></div>'
                      f'<p class="note">{html.escape(caption)}: {w}x{h} px</p>')
         return self
