@@ -31,6 +31,7 @@ def test_wheel_contents(wheel: Path) -> None:
     assert any(n.startswith("featcli/_kernels/") and n.endswith(".toml") for n in names), names
     assert "featcli/_samples/shapes.png" in names and "featcli/_samples/index.toml" in names
     assert "featcli/_stacks/resnet18.txt" in names
+    assert "featcli/render/page.css" in names and "featcli/render/page.js" in names  # the --html page's assets
 
 
 def test_non_editable_install_finds_data(wheel: Path, tmp_path: Path) -> None:

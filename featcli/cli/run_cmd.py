@@ -103,6 +103,10 @@ def run_command(
         "--save", help="Raw float32 NCHW tensors: .npz or .pt (every stage by name; with --model, the layers "
         "--layers picks, by default the last), .npy (one stage or layer).",
         rich_help_panel=_O)] = None,
+    html: Annotated[str | None, typer.Option(
+        "--html", metavar="FILE", help="One self-contained page of the whole run (tables, every --stages stage's "
+        "or --layers layer's maps: hover for values, click to enlarge); about 20 MB at most.",
+        rich_help_panel=_O)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs (never an input).",
                                         rich_help_panel=_O)] = False,
     as_json: Annotated[bool, typer.Option(

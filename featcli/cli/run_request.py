@@ -117,7 +117,8 @@ def _config(p: dict[str, Any], route: str, stage_texts: list[str]) -> RunConfig:
         output=p["output"], out_dir=p["out_dir"], name_template=p["name"], stages=p["stages"],
         grid=GridOptions(norm=p["norm"], cmap=check_cmap(p["cmap"]) if p["cmap"] else None, max_maps=p["max_maps"],
                          tile_px=p["tile_px"], reduce=p["reduce"], raw=p["raw"]),
-        show_input=p["show_input"], save=p["save"], force=p["force"], command=command_line(), model=model)
+        show_input=p["show_input"], save=p["save"], html=p["html"], force=p["force"], command=command_line(),
+        model=model)
 
 
 def _onnx(model: str | None) -> bool:
@@ -218,7 +219,7 @@ def _run(req: RunRequest, *, quiet: bool) -> None:
     if printer.single:
         return
     if not quiet or summary.failed:
-        err_console().print(f"{summary.line()}{where_written(printer.written)}")
+        err_console().print(f"{summary.line()}{where_written(printer.written + summary.files)}")
     if summary.interrupted:
         raise typer.Exit(130)
     if summary.failed:

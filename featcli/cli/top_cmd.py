@@ -51,6 +51,9 @@ def top_command(
                                      help="How many positions to keep per channel.")] = 9,
     out_dir: Annotated[str | None, typer.Option(
         "--out-dir", help="Folder for one contact sheet per channel and an overview.", rich_help_panel=_O)] = None,
+    html: Annotated[str | None, typer.Option(
+        "--html", metavar="FILE", help="One self-contained page: the channel table, each channel's top patches.",
+        rich_help_panel=_O)] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", "--jsonl", help="JSON records on stdout: failed inputs, one per channel, a summary.",
         rich_help_panel=_O)] = False,

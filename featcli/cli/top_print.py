@@ -56,6 +56,10 @@ def top_run(p: dict[str, Any]) -> None:
             from featcli.io.outputs import check_output
 
             check_output(os.path.join(p["out_dir"], "overview.png"), force=p["force"])
+        if p["html"]:
+            from featcli.render.page import check_page
+
+            check_page(p["html"], force=p["force"])
         from featcli.run.top import find_top
 
         res = find_top(req, note=None if p["quiet"] else _note)
@@ -70,15 +74,23 @@ def top_run(p: dict[str, Any]) -> None:
     elif not p["quiet"] and res.channels:
         print_top_table(out_console(), res)
     written: list[str] = []
+    from featcli.cli.options import load_options
+
+    load = res.load or (cfg.load if cfg is not None else load_options(
+        p["channels"], scale=p["scale"], max_side=p["max_side"], max_pixels=p["max_pixels"]))
     if p["out_dir"] and res.channels:
-        from featcli.cli.options import load_options
         from featcli.run.topsheets import write_sheets
 
-        load = res.load or (cfg.load if cfg is not None else load_options(
-            p["channels"], scale=p["scale"], max_side=p["max_side"], max_pixels=p["max_pixels"]))
         written = write_sheets(res, p["out_dir"], load, force=p["force"])
+    page = None
+    if p["html"]:
+        from featcli.cli.base import command_line
+        from featcli.run.toppage import top_page
+
+        page = top_page(res, load, command=command_line()).write(p["html"], force=p["force"])
     if not p["quiet"]:
         where = f"; wrote {len(written)} sheets in {p['out_dir']}/" if written else ""
+        where += f"; wrote {page}" if page is not None else ""
         plural = "" if res.images == 1 else "s"
         err_console().print(f"{res.images} image{plural} searched, {len(res.failed)} failed{where}")
     if res.failed:

@@ -70,6 +70,9 @@ def train_command(
     size: Annotated[str | None, typer.Option(
         "--size", metavar="HxW", help="Input size every image of a folder is resized to (default: the first "
         "image's).", show_default=False)] = None,
+    html: Annotated[str | None, typer.Option(
+        "--html", metavar="FILE", help="One self-contained page of the training: curves, epochs, confusion matrix, "
+        "the first conv layer's filters before and after (hover for values).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the model file and its pictures.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout at the end: history, final "
                                           "metrics, files.")] = False,
@@ -114,7 +117,7 @@ def train_command(
     load = load_options(channels, alpha, background, scale, None, 0, max_pixels, normalize, resize)
     data = load_data(data_spec, size=parse_size(size) if size else None, load=load, seed=seed)
     prepared = prepare(data, stack, output, opts, force=force,
-                       max_bytes=max_bytes(max_memory))
+                       max_bytes=max_bytes(max_memory), html=html)
     show = not quiet and not as_json
     if show:
         _report_skipped(data.skipped)

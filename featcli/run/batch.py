@@ -67,6 +67,7 @@ class Summary:
     skipped: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    files: list[str] = field(default_factory=list)  #: files of the whole run, not of one image (``--html``)
 
     @property
     def total(self) -> int:

@@ -53,6 +53,7 @@ class RunConfig:
     stages: str | None = None  #: which stages the outputs show: "last", "all", "1,3", "2-4"
     grid: GridOptions = field(default_factory=GridOptions)
     show_input: bool = False
+    html: str | None = None  #: ``--html``: one page of the whole run (:mod:`featcli.run.page`)
     save: str | None = None  #: raw tensors: .npz / .pt (every stage) or .npy (one stage)
     force: bool = False
     command: str = ""  #: the full command line, recorded in PNG metadata
@@ -90,6 +91,7 @@ class ImageOutcome:
     extra: dict[str, Any] = field(default_factory=dict)  #: a model file's ``model`` and ``prediction``
     predictions: list[Any] = field(default_factory=list)  #: a model file's answer
     notes: list[str] = field(default_factory=list)  #: what loading changed, said once for one image
+    page: Any = field(default=None, repr=False)  #: ``--html``: this image's section of the page
 
     def record(self) -> dict[str, Any]:
         """The JSON object of ``featcli run --json``, the same keys for one input and for a batch

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from featcli.errors import OutputError, UsageError
@@ -126,6 +126,7 @@ class Destinations:
     shown: list[int]
     saved: list[int]
     npy_hint: str = "use --stages N, or .npz"  #: how to pick one map for a .npy
+    paged: list[int] = field(default_factory=list)  #: ``--html``: the stages whose maps the page shows
 
     @property
     def all(self) -> list[str]:
@@ -133,7 +134,7 @@ class Destinations:
 
     @property
     def keep(self) -> set[int]:
-        return set(self.shown) | set(self.stage_files) | set(self.saved)
+        return set(self.shown) | set(self.stage_files) | set(self.saved) | set(self.paged)
 
 
 def destinations(cfg: RunConfig, report: ShapeReport, src: str, *, stem: str | None = None, n: int = 0) -> Destinations:
@@ -158,7 +159,8 @@ def destinations(cfg: RunConfig, report: ShapeReport, src: str, *, stem: str | N
     saved = every if save else []
     if save and save.lower().endswith(".npy") and len(saved) != 1:
         raise OutputError(f".npy holds one stage; {len(saved)} selected (use --stages N, or .npz)", path=save)
-    return Destinations(output, stage_files, save, shown, saved)
+    paged = [i for i in every if i in spatial] if cfg.html else []
+    return Destinations(output, stage_files, save, shown, saved, paged=paged)
 
 
 def labelled(dest: Destinations) -> list[tuple[str, str]]:

@@ -99,7 +99,7 @@ class Runner:
             return None
         from featcli.engine.streamed import Streaming, can_stream
 
-        others = len(dest.stage_files) + bool(dest.save)
+        others = len(dest.stage_files) + bool(dest.save) + len(dest.paged)
         if not can_stream(plan, dest.shown, others, force=self.cfg.stream is Stream.ON):
             return None
         return Streaming(self.backend("torch").env, tile_px=self.cfg.grid.tile_px,
@@ -211,9 +211,16 @@ class Runner:
             extra["normalize"] = self.cfg.load.normalize.record()
         outputs = write_outputs(item.dest, self.cfg, item.image, results, self.inputs)
         image, plan = item.image, item.plan
-        return ImageOutcome(image.header.path, plan.report.input, plan.report, results, outputs,
-                            time.perf_counter() - item.started, self.engine_for(plan), str(self.cfg.device),
-                            item.index, extra=extra, predictions=predictions, notes=self._notes(image, plan))
+        seconds, engine = time.perf_counter() - item.started, self.engine_for(plan)
+        page = None
+        if self.cfg.html:
+            from featcli.run.page import stack_section
+
+            page = stack_section(self.cfg, image, plan.report, results, item.dest.paged, n=item.index,
+                                 seconds=seconds, engine=engine, predictions=predictions)
+        return ImageOutcome(image.header.path, plan.report.input, plan.report, results, outputs, seconds, engine,
+                            str(self.cfg.device), item.index, extra=extra, predictions=predictions,
+                            notes=self._notes(image, plan), page=page)
 
     def _notes(self, image: LoadedImage, plan: Plan) -> list[str]:
         """A model file's image resized to its input, and its normalisation, said as notes."""

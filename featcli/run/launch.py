@@ -105,6 +105,36 @@ def launch(req: RunRequest, events: Events) -> Summary:
         paths = sorted(paths)
         part = shard_range(len(paths), *req.shard)
     one = single and not req.skip_existing and part is None and req.processes == 1 and req.ray is None
+    if cfg.html:
+        return _paged(req, paths, part, one, events)
+    return _spread(req, paths, part, one, events)
+
+
+def _paged(req: RunRequest, paths: list[str], part: Any, one: bool, events: Events) -> Summary:
+    """``--html``: the page checked before any work, each image's section added as its record comes, the page
+    written when the run has ended (not when it was interrupted, nor when its one image failed)."""
+    from featcli.render.page import check_page
+    from featcli.run.page import PageEvents
+
+    assert req.cfg.html is not None
+    if req.processes > 1 or req.ray is not None:
+        raise UsageError("--html builds its page in this process: not with --processes or --ray")
+    check_page(req.cfg.html, force=req.cfg.force, inputs=paths)
+    paged = PageEvents(events, req.cfg, paths)
+    summary = _spread(req, paths, part, one, paged)
+    if not summary.interrupted:
+        written = paged.write()
+        summary.files.append(written)
+        left = len(paged.page.left_out)
+        if one or left:  # a batch's summary line counts the page with the other files
+            events.note(f"wrote {written} ({paged.page.size / 1e6:.1f} MB"
+                        f"{f', {left} parts left out for its size budget: listed at its top' if left else ''})")
+    return summary
+
+
+def _spread(req: RunRequest, paths: list[str], part: Any, one: bool, events: Events) -> Summary:
+    """Run the images: one here, or a batch here, in worker processes or on Ray."""
+    cfg = req.cfg
     events.start(1 if one else len(part) if part is not None else len(paths), one)
     if one:
         return _one(paths[0], cfg, events, req.json)

@@ -103,6 +103,7 @@ class NetworkOutcome:
     seconds: float
     device: str
     index: int = 0
+    page: Any = field(default=None, repr=False)  #: ``--html``: this image's section of the page
 
     @property
     def path(self) -> str:
@@ -213,7 +214,13 @@ class NetworkRunner:
         files = write_outputs(dest, self.cfg, item.image, maps, self.inputs,
                               title=f"{result.model} · {', '.join(m.name for m in maps if m.index in dest.shown)}",
                               metadata=meta)
-        return NetworkOutcome(result, files, time.perf_counter() - item.started, str(self.cfg.device), item.index)
+        seconds = time.perf_counter() - item.started
+        page = None
+        if self.cfg.html:
+            from featcli.run.page import network_section
+
+            page = network_section(self.cfg, result, maps, n=item.index, seconds=seconds)
+        return NetworkOutcome(result, files, seconds, str(self.cfg.device), item.index, page=page)
 
     def process(self, path: str, *, stem: str | None = None, n: int = 0) -> NetworkOutcome:
         item = self.load(path, stem=stem, n=n)

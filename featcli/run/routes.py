@@ -30,7 +30,7 @@ LAYER_NAMES = "{stem}_{layer}.png"
 
 #: Every route: where the outputs go, which images, the batch, the grid's look, the device and the budget.
 _COMMON = frozenset({
-    "output", "out_dir", "name", "save", "force", "as_json", "quiet", "recursive", "from_file", "skip_existing",
+    "output", "out_dir", "name", "save", "html", "force", "as_json", "quiet", "recursive", "from_file", "skip_existing",
     "processes", "ray", "shard", "workers", "norm", "cmap", "max_maps", "tile_px", "reduce", "raw", "show_input",
     "device", "threads", "max_memory", "max_pixels", "frame",
 })

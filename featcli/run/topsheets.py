@@ -22,7 +22,7 @@ from featcli.render.sheets import Cell, contact_sheet, field_crop, to_rgb8
 from featcli.run.destinations import safe_name
 from featcli.run.top import ChannelTop, TopResult
 
-__all__ = ["crops_of", "sheet_names", "write_sheets"]
+__all__ = ["Images", "crops_of", "sheet_names", "write_sheets"]
 
 
 def sheet_names(res: TopResult, out_dir: str) -> list[str]:
@@ -32,7 +32,7 @@ def sheet_names(res: TopResult, out_dir: str) -> list[str]:
     return names
 
 
-class _Images:
+class Images:
     """Images loaded once each, as the run loaded them, kept as 8-bit RGB."""
 
     def __init__(self, load: LoadOptions) -> None:
@@ -53,7 +53,7 @@ def _name(entry: dict[str, Any]) -> str:
     return Path(display_name(entry["path"])).name.removeprefix("sample:")
 
 
-def crops_of(ch: ChannelTop, images: _Images) -> list[Cell]:
+def crops_of(ch: ChannelTop, images: Images) -> list[Cell]:
     """One cell per entry of ``ch``: the receptive-field crop, captioned with the image and the value."""
     cells = []
     for rank, e in enumerate(ch.entries, 1):
@@ -77,7 +77,7 @@ def write_sheets(res: TopResult, out_dir: str, load: LoadOptions, *, force: bool
                 else "a stage up to it is not a sliding window")
         raise UsageError(f"--out-dir: {res.where} has no receptive-field box ({what}), so there are no crops to "
                          "draw; the table and --jsonl give values and positions")
-    images = _Images(load)
+    images = Images(load)
     names = sheet_names(res, out_dir)
     where = res.where
     overview = []

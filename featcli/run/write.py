@@ -61,7 +61,7 @@ def _spatial(r: Maps) -> bool:
     return len(r.actual) == 4
 
 
-def _refs(results: Sequence[Maps]) -> dict[int, float]:
+def round_off_refs(results: Sequence[Maps]) -> dict[int, float]:
     """Each stage's round-off reference: the largest |v| of the run's stages up to it (render draws values
     within 1e-6 of it as 0, e.g. gap of a Sobel map: -8e-10)."""
     refs, big = {}, 0.0
@@ -72,7 +72,8 @@ def _refs(results: Sequence[Maps]) -> dict[int, float]:
     return refs
 
 
-def _tiles(results: Sequence[Maps], refs: dict[int, float]) -> list[Tile]:
+def tiles_of(results: Sequence[Maps], refs: dict[int, float]) -> list[Tile]:
+    """The tiles of ``results``' maps, labelled ``s1 conv · sobel_x`` (the grids' and the --html page's)."""
     tiles: list[Tile] = []
     for r in results:
         ref = refs.get(r.index)
@@ -95,7 +96,7 @@ def _picture(results: Sequence[Maps], cfg: RunConfig, image: LoadedImage, title:
         if r.empty:
             raise OutputError(f"stage {r.index} '{r.spec}' has an empty output ({'x'.join(map(str, r.actual))}, "
                               "as torch gives it): nothing to draw; pick other stages with --stages")
-    tiles = _tiles(results, refs)
+    tiles = tiles_of(results, refs)
     opts = cfg.grid if cfg.grid.title else dataclasses.replace(cfg.grid, title=title)
     if len(tiles) == 1 and not cfg.show_input:
         return render_single(tiles[0], opts)
@@ -123,7 +124,7 @@ def write_outputs(dest: Destinations, cfg: RunConfig, image: LoadedImage, result
     ``inputs``: the run's input files, which no output may replace (default: this image's file); ``title``:
     the -o picture's (default: the stages' ops); ``metadata``: more PNG text fields (a network's name).
     """
-    refs = _refs(results)
+    refs = round_off_refs(results)
     label = image.header.path
     extra = metadata or {}
     with PendingOutputs(force=cfg.force, inputs=inputs if inputs is not None else [label]) as out:

@@ -58,8 +58,10 @@ def side_by_side(left: Image.Image, right: Image.Image, gap: int = 16) -> Image.
 
 
 def write_all(model: str, tensors: Mapping[str, Any], meta: Any, pictures: Mapping[str, Image.Image], *,
-              force: bool = False, metadata: Mapping[str, str] | None = None) -> list[str]:
-    """Write the model file and its pictures, all or none; returns the paths written, model first.
+              force: bool = False, metadata: Mapping[str, str] | None = None,
+              pages: Mapping[str, bytes] | None = None) -> list[str]:
+    """Write the model file, its pictures and ``pages`` (``--html``: path -> bytes), all or none; returns the
+    paths written, model first.
 
     The model file is made by :func:`featcli.io.modelfile.write_model` in a private temporary folder and
     published with the pictures, so it obeys the same all-or-none rule.
@@ -74,4 +76,6 @@ def write_all(model: str, tensors: Mapping[str, Any], meta: Any, pictures: Mappi
             out.write(model, lambda fh: shutil.copyfileobj(src, fh))
             for path, image in pictures.items():
                 out.write(path, png_writer(image, path, metadata=metadata))
+            for path, data in (pages or {}).items():
+                out.write(path, lambda fh, data=data: fh.write(data))  # type: ignore[misc]
             return [str(p) for p in out.publish()]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from featcli.engine.network import Network, check_classifier, check_learnable
 from featcli.engine.plan import Plan, Planner, PlanOptions
-from featcli.errors import BudgetError
+from featcli.errors import BudgetError, UsageError
 from featcli.stages.registry import Op
 from featcli.stages.spec import Stage
 from featcli.train.artefacts import check_destinations, picture_paths, side_by_side, write_all
@@ -40,6 +40,7 @@ class Prepared:
     pictures: dict[str, str]
     opts: FitOptions
     force: bool = False
+    html: str | None = None  #: ``--html``: the training's page (:mod:`featcli.train.page`)
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,7 +65,7 @@ class TrainOutcome:
 
 
 def prepare(data: Dataset, stack: Sequence[Stage], model: str, opts: FitOptions, *, force: bool = False,
-            max_bytes: int | None = None) -> Prepared:
+            max_bytes: int | None = None, html: str | None = None) -> Prepared:
     """Plan ``stack`` for ``data``'s input and check it and the destinations, before any training.
 
     Raises:
@@ -80,7 +81,13 @@ def prepare(data: Dataset, stack: Sequence[Stage], model: str, opts: FitOptions,
     _check_memory(plan, opts, len(split(data.y, opts.val_split, opts.seed)[0]))
     pictures = picture_paths(model)
     check_destinations(model, list(pictures.values()), force=force)
-    return Prepared(data, stack, plan, Network(plan), model, pictures, opts, force)
+    if html is not None:
+        from featcli.render.page import check_page
+
+        if html in (model, *pictures.values()):
+            raise UsageError(f"--html {html}: the model file or one of its pictures has that name")
+        check_page(html, force=force)
+    return Prepared(data, stack, plan, Network(plan), model, pictures, opts, force, html)
 
 
 def _check_memory(plan: Plan, opts: FitOptions, images: int) -> None:
@@ -139,6 +146,11 @@ def train(p: Prepared, *, on_batch: Callable[[int, int, int], None] | None = Non
     meta = ModelMeta(tuple(s.text for s in p.stack), tuple(p.data.classes), p.data.input_shape,
                      dict(p.data.loading), training, __version__)
     pictures = _pictures(p, result, before)
+    pages = {}
+    if p.html is not None:
+        from featcli.train.page import train_page
+
+        pages[p.html] = train_page(p, result, pictures, before, command=command).html().encode("utf-8")
     files = write_all(p.model, p.network.state_dict(), meta, pictures, force=p.force,
-                      metadata={"featcli:command": command} if command else None)
+                      metadata={"featcli:command": command} if command else None, pages=pages)
     return TrainOutcome(p, result, files, time.perf_counter() - t0, meta)

@@ -4,6 +4,7 @@ merge to one run's bytes, bad images are records, ties are deterministic, dead c
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -162,9 +163,16 @@ def test_dead_channel_and_sheets(runner: CliRunner, folder: Path, tmp_path: Path
     out = tmp_path / "sheets"
     out.mkdir()
     code, text = _lines(runner, [str(folder), "conv:w=[[-1,-1,-1],[-1,-1,-1],[-1,-1,-1]]+sobel_x,p=1", "relu",
-                                 "--top", "2", "--out-dir", str(out), "--jsonl"])
+                                 "--top", "2", "--out-dir", str(out), "--jsonl", "--html", str(tmp_path / "top.html")])
     assert code == 0, text
     health = json.loads(text.splitlines()[-1])["summary"]["channels"]
+    page = (tmp_path / "top.html").read_text()  # --html: the channel table linking to each channel's entries
+    links = re.findall(r'<tr><td><a href="#(ch\d+)">', page)
+    assert links == ["ch0", "ch1"] and all(f'id="{a}"' in page for a in links)
+    for rec in map(json.loads, text.splitlines()[:-1]):
+        for e in rec["top"]:
+            assert f"<td>({e['y']}, {e['x']})</td><td>{tuple(e['field'])}</td>" in page
+    assert page.count('<figure class="pic"') == 2  # one contact sheet per channel that has entries
     assert [h["dead"] for h in health] == [True, False]
     assert sorted(p.name for p in out.iterdir()) == ["channel_000_inline3x3.png", "channel_001_sobel_x.png",
                                                      "overview.png"]

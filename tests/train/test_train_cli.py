@@ -142,3 +142,32 @@ def test_a_folder_of_images_trains_and_evaluates(runner: CliRunner, folder: Path
     ev = json.loads(res.stdout)
     assert ev["images"] == 24 and ev["accuracy"] == 1.0 and ev["outputs"] == ["cm.png"]
     assert Path("cm.png").is_file()
+
+
+def test_train_html_page_is_written_with_the_model(runner: CliRunner, folder: Path) -> None:
+    """--html: the page comes with the model (all or none), its filters after training are the model file's
+    weights (read with safetensors, to float16 precision) and its confusion table counts the held-out images."""
+    import base64
+    import re
+
+    from safetensors.numpy import load_file
+
+    res = _train_folder(runner, folder, "--html", "m.html", "--json")
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout)
+    assert rec["files"] == [*FILES, "m.html"]
+    text = Path("m.html").read_text()
+    assert text.count("<svg class=\"curves\"") == 2 and "confusion matrix (validation set" in text
+    figs = re.findall(r'data-label="(after · out(\d) · gray)" data-w="3" data-h="3" data-fw="3" data-fh="3" '
+                      r'data-e="(-?\d+)" data-v="([^"]+)"', text)
+    weight = load_file("m.safetensors")["s1.weight"]
+    assert len(figs) == 4 and weight.shape == (4, 1, 3, 3)
+    for _, out, e, v in figs:
+        shown = np.frombuffer(base64.b64decode(v), "<f2").astype(np.float64).reshape(3, 3) * 2.0 ** int(e)
+        np.testing.assert_allclose(shown, weight[int(out), 0], rtol=2.0**-10, atol=1e-4)
+    cells = re.search(r"true \\ predicted.*?<tbody>(.*?)</tbody>", text, re.S)
+    assert cells is not None
+    counts = [int(n) for n in re.findall(r'<td class="num">(\d+)</td>', cells[1])]
+    assert sum(counts) == rec["val_images"]
+    res = _train_folder(runner, folder, "--html", "m.png", "--force")
+    assert res.exit_code == 2 and "ending in .html" in res.output
