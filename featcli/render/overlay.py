@@ -39,7 +39,7 @@ def _blend(rgb: np.ndarray, heat: np.ndarray, vmax: float, cmap: str) -> np.ndar
     """``rgb`` with the colours of ``heat`` (same H, W; 0..vmax) laid over it, opacity rising with the value."""
     t = np.clip(np.nan_to_num(heat / (vmax or 1.0)), 0.0, 1.0)
     colours = lut(cmap, LEVELS)[np.minimum((t * LEVELS).astype(np.int64), LEVELS - 1)].astype(np.float32)
-    alpha = (0.25 + 0.5 * t)[..., None]
+    alpha = (0.2 + 0.6 * t)[..., None]
     return np.rint(rgb.astype(np.float32) * (1 - alpha) + colours * alpha).astype(np.uint8)
 
 
@@ -89,7 +89,9 @@ def render_overlay(rgb: np.ndarray, heat: np.ndarray, *, title: str, lines: Sequ
     title = fitted(title, tsize, width)
     lines = [fitted(line, fs, width) for line in lines]
     top = pad + round(tsize * 1.5)
-    bar_y = top + dh + fs
+    small = round(fs * 0.85)
+    label_y = top + dh + fs // 2
+    bar_y = label_y + round(small * 1.5)
     bar_h = max(10, fs) + tick_length(fs) + round(fs * 1.4)
     height = bar_y + bar_h + len(lines) * round(fs * 1.35) + pad
     image = Image.new("RGB", (width + 2 * pad, height), WHITE)
@@ -108,7 +110,9 @@ def render_overlay(rgb: np.ndarray, heat: np.ndarray, *, title: str, lines: Sequ
         draw.ellipse((cy - r, cx - r, cy + r, cx + r), outline=WHITE, width=3)
         draw.ellipse((cy - r - 2, cx - r - 2, cy + r + 2, cx + r + 2), outline=INK, width=1)
     bar_w = min(width, 2 * dw + gap)
-    _colorbar(image, pad + (width - bar_w) // 2, bar_y, bar_w, vmax, cmap, round(fs * 0.85))
+    draw.text((pad + (width - bar_w) // 2, label_y), f"the map's value (colormap {cmap}, 0 to its maximum)",
+              fill=GREY, font=font(small))
+    _colorbar(image, pad + (width - bar_w) // 2, bar_y, bar_w, vmax, cmap, small)
     y = bar_y + bar_h
     for line in lines:
         draw.text((pad, y), line, fill=INK if line is lines[0] else GREY, font=font(fs))
