@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import model_scenarios, peers, process_scenarios, train_scenarios
+from benchmarks import cam_scenarios, model_scenarios, peers, process_scenarios, train_scenarios
 from benchmarks.harness import (
     FEATCLI,
     BenchError,
@@ -33,7 +33,7 @@ from benchmarks.harness import (
 SHAPE_ARGS = ["shape", "1x3x640x640", "conv:out=5,k=3x5,s=1x2,p=2", "maxpool:k=2"]
 SOBEL = ["conv:w=sobel_x+sobel_y,p=1", "magnitude"]
 SCENARIOS = ("shape", "sobel12mp", "grid16", "conv64", "batch200", "processes", "model200", "onnx640", "tutorial",
-             "train_digits", "train_orientation")
+             "train_digits", "train_orientation", "cam20")
 HEAVY_MODULES = {"torch", "numpy"}
 QUERIES = 20_000
 LOOP_FILES = 10
@@ -349,4 +349,5 @@ RUNNERS: dict[str, Callable[[Context], list[Row]]] = {
     "tutorial": scenario_tutorial, "train_digits": train_scenarios.scenario_train_digits,
     "train_orientation": train_scenarios.scenario_train_orientation,
     "model200": model_scenarios.scenario_model200, "onnx640": model_scenarios.scenario_onnx640,
+    "cam20": cam_scenarios.scenario_cam20,
 }

@@ -66,6 +66,7 @@ class CamResult:
     input_size: tuple[int, int]
     faith: Faithfulness | None = None
     files: list[str] = field(default_factory=list)
+    seconds: float = 0.0  #: the image's time: decode, the map, the figures and its files
 
     def record(self) -> dict[str, Any]:
         """The ``--jsonl`` record (docs/cam.md)."""
@@ -79,6 +80,7 @@ class CamResult:
             rec["faithfulness"] = {"confidence": self.faith.before, "masked": self.faith.after,
                                    "drop": self.faith.drop, "increase": self.faith.increase}
         rec["outputs"] = self.files
+        rec["seconds"] = round(self.seconds, 6)
         return rec
 
     @property
@@ -112,10 +114,13 @@ def resolve_class(spec: str | None, classes: Sequence[str] | None, n: int, score
 def cam_image(net: CamNetwork, req: CamRequest, path: str, *, index: int = 0, write: bool = True,
               files: tuple[str | None, str | None] = (None, None), inputs: Sequence[str] = ()) -> CamResult:
     """One image's map (see the module docstring); ``files``: its ``-o`` and ``--save`` names."""
+    import time
+
     import torch
 
     from featcli.run.cam import faithfulness, gradient_cam, peak, scorecam, upsample
 
+    started = time.perf_counter()
     image, x = net.prepare(path)
     layer = net.find_layer(x, req.layer) if req.layer else net.default_layer(x)
     grad = req.method.needs_gradients
@@ -136,6 +141,7 @@ def cam_image(net: CamNetwork, req: CamRequest, path: str, *, index: int = 0, wr
         result.faith = faithfulness(cam, x, net.scores, cls)
     if write and (files[0] or files[1]):
         result.files = _write(result, image, heat, files, req, inputs)
+    result.seconds = time.perf_counter() - started
     return result
 
 
