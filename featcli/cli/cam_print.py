@@ -147,7 +147,6 @@ def _print_layers(req: Any, p: dict[str, Any]) -> None:
     table = _table(f"layers of {req.model} with maps (N, C, H, W)", ["#", "layer", "type", "maps", ""])
     for i, layer in enumerate(layers, 1):
         c, h, w = layer.shape
-        mark = "default" if default is not None and layer.name == default.name else \
-            "" if layer.spatial else "one position"
+        mark = "default" if default is not None and layer.name == default.name else ""
         table.add_row(str(i), layer.name, layer.type, f"{c} x {h}x{w}", mark)
     out_console().print(table)

@@ -5,7 +5,7 @@ colour bar of the map's values and a caption. The map is non-negative (a CAM is 
 sequential colormap (``GridOptions().sequential``) from 0 to its maximum, as a non-negative feature map does in
 :func:`featcli.render.render_single`; where the map is 0 the image shows through, and the colour covers it more
 as the value rises. A small image is enlarged by a whole factor (nearest neighbour: its pixels stay squares),
-as a small map is there.
+as a small map is there; a large one is shown shrunk to at most ``MAX_SIDE`` pixels.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ __all__ = ["render_overlay", "rgb8"]
 
 #: An image smaller than this (longest side, px) is drawn enlarged by the whole factor that brings it closest.
 MIN_SIDE = 320
+#: An image larger than this (longest side, px) is drawn shrunk to it.
+MAX_SIDE = 720
 LEVELS = 256
 
 
@@ -80,8 +82,14 @@ def render_overlay(rgb: np.ndarray, heat: np.ndarray, *, title: str, lines: Sequ
         raise ValueError(f"the map is {h}x{w} and the image {rgb.shape[0]}x{rgb.shape[1]}")
     finite = heat[np.isfinite(heat)]
     vmax = float(finite.max()) if finite.size else 0.0
-    k = max(1, MIN_SIDE // max(h, w))
-    dh, dw = h * k, w * k
+    k: float = max(1, MIN_SIDE // max(h, w))
+    if max(h, w) > MAX_SIDE:  # a large image is shown shrunk (box filter), the map with it
+        k = MAX_SIDE / max(h, w)
+        small = (max(1, round(w * k)), max(1, round(h * k)))
+        rgb = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize(small, Image.Resampling.BOX))
+        heat = np.asarray(Image.fromarray(np.ascontiguousarray(heat, np.float32), "F").resize(
+            small, Image.Resampling.BOX))
+    dh, dw = round(h * k), round(w * k)
     fs = max(14, min(40, round(max(2 * dw, 480) / 42)))
     pad, gap = fs, fs
     width = max(2 * dw + gap, 24 * fs)
@@ -100,7 +108,9 @@ def render_overlay(rgb: np.ndarray, heat: np.ndarray, *, title: str, lines: Sequ
     x0 = pad + (width - (2 * dw + gap)) // 2
     over = _blend(rgb, heat, vmax, cmap)
     for i, panel in enumerate((rgb, over)):
-        big = Image.fromarray(np.ascontiguousarray(panel)).resize((dw, dh), Image.Resampling.NEAREST)
+        big = Image.fromarray(np.ascontiguousarray(panel))
+        if big.size != (dw, dh):
+            big = big.resize((dw, dh), Image.Resampling.NEAREST)
         x = x0 + i * (dw + gap)
         image.paste(big, (x, top))
         draw.rectangle((x - 1, top - 1, x + dw, top + dh), outline=FRAME)

@@ -56,6 +56,33 @@ def _scores(out: Any, model: str) -> Any:
     return out
 
 
+def _leaf(kept: list[Any], grad: bool) -> Any:
+    """The function that keeps a layer's output ``y`` as ``A`` (a copy: a later in-place op, ``out += identity``,
+    must not change it; with ``grad`` a leaf that requires its gradient) and returns what the network goes on
+    with (a copy of the leaf, which in-place ops may change while the gradient still reaches ``A``)."""
+
+    def leaf(y: Any) -> Any:
+        a = y.detach().clone().requires_grad_(grad)
+        kept.append(a)
+        return a.clone() if grad else y
+
+    return leaf
+
+
+def _call(fn: Any, x: Any, model: str) -> Any:
+    """``fn(x)``: the user's network; its failure is one line."""
+    from featcli.errors import FeatcliError
+
+    try:
+        return fn(x)
+    except FeatcliError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's network may raise anything
+        text = str(exc).strip().splitlines()
+        raise ModelError(f"--model {model}: the network failed on input {list(x.shape)} ({type(exc).__name__}"
+                         f"{': ' + text[0][:200] if text else ''})") from None
+
+
 class CamNetwork:
     """A network as ``featcli cam`` runs it (see the module docstring); one per route below."""
 
@@ -130,13 +157,10 @@ class StackNetwork(CamNetwork):
         import torch
 
         kept: list[Any] = []
-        index = int(layer.name)
+        index, leaf = int(layer.name), _leaf(kept, grad)
 
         def tap(i: int, y: Any) -> Any:
-            if i == index:
-                y = y.detach().requires_grad_(grad)
-                kept.append(y)
-            return y
+            return leaf(y) if i == index else y
 
         with torch.enable_grad() if grad else torch.no_grad():
             out = self.net(x, tap)
@@ -184,19 +208,17 @@ class ModuleNetwork(CamNetwork):
         for name, m in self.module.named_modules():
             if name:
                 def hook(_: Any, __: Any, out: Any, name: str = name, m: Any = m) -> None:
-                    seen.setdefault(name, []).append((type(m).__name__, out))
+                    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None  # shapes only: bounded
+                    seen.setdefault(name, []).append((type(m).__name__, shape))
                 handles.append(m.register_forward_hook(hook))
         try:
             with torch.no_grad():
-                self.module(x)
-        except Exception as exc:  # noqa: BLE001 - the user's network fails: one line
-            raise ModelError(f"--model {self.model}: the network failed on input {list(x.shape)} "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+                _call(self.module, x, self.model)
         finally:
             for h in handles:
                 h.remove()
-        return [layer for name, calls in seen.items() if len(calls) == 1 and isinstance(calls[0][1], torch.Tensor)
-                and (layer := _layer(name, calls[0][0], tuple(calls[0][1].shape)))]
+        return [layer for name, calls in seen.items() if len(calls) == 1 and calls[0][1] is not None
+                and (layer := _layer(name, calls[0][0], calls[0][1]))]
 
     def _pt2_layers(self, x: Any) -> list[CamLayer]:
         """The layer table's rows (:func:`featcli.models.export_route.run_pt2`) with one 4-D output."""
@@ -209,19 +231,14 @@ class ModuleNetwork(CamNetwork):
         import torch
 
         kept: list[Any] = []
-
-        def leaf(y: Any) -> Any:
-            y = y.detach().requires_grad_(grad)
-            kept.append(y)
-            return y
-
+        leaf = _leaf(kept, grad)
         with torch.enable_grad() if grad else torch.no_grad():
             if self.route == "pt2":
-                out = self._interpret(x, layer.name, leaf)
+                out = _call(lambda t: self._interpret(t, layer.name, leaf), x, self.model)
             else:
                 handle = self.module.get_submodule(layer.name).register_forward_hook(lambda _, __, y: leaf(y))
                 try:
-                    out = self.module(x)
+                    out = _call(self.module, x, self.model)
                 finally:
                     handle.remove()
         return kept[0], _scores(out, self.model)
@@ -242,7 +259,7 @@ class ModuleNetwork(CamNetwork):
         import torch
 
         with torch.no_grad():
-            return _scores(self.module(xs), self.model)
+            return _scores(_call(self.module, xs, self.model), self.model)
 
 
 class OnnxNetwork(CamNetwork):

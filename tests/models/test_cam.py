@@ -222,3 +222,35 @@ def test_usage_errors_are_one_line(model_file: Path, tmp_path: Path, runner: Any
         assert "Traceback" not in out.output
     out = runner.invoke(app, ["cam", "--model", str(model_file), "--layers"])
     assert out.exit_code == 0 and "default" in out.stdout and "6 x 16x16" in out.stdout
+
+
+def test_a_layer_changed_in_place_later_keeps_its_own_output(tmp_path: Path) -> None:
+    """ResNet's ``out += identity`` after ``bn2``: A is bn2's output, and the gradient still reaches it."""
+    net = _open(f"{NETS}:tiny_resnet")
+    img = _image(tmp_path / "a.png")
+    res = cam_image(net, CamRequest((str(img),), "m", layer="block.bn2", cls="1"), str(img))
+    _, x = net.prepare(str(img))
+    module = net.module
+    kept: dict[str, torch.Tensor] = {}
+    h = module.block.bn2.register_forward_hook(lambda _, __, out: kept.__setitem__("a", out.detach().clone()))
+    with torch.no_grad():
+        module(x)
+    h.remove()
+    a = kept["a"].requires_grad_(True)
+    # the rest of the block and the head, from bn2's output on, in plain torch
+    down = module.block.downsample(module.stem(x)).detach()
+    y = torch.relu(a + down)
+    y = torch.cat([module.left(y), module.right(y)], 1)
+    score = module.fc(module.flatten(module.pool(y)))[0, 1]
+    (g,) = torch.autograd.grad(score, a)
+    torch.testing.assert_close(res.cam, _formula(a.detach(), g, CamMethod.GRADCAM), atol=1e-5, rtol=0)
+
+
+def test_a_network_that_fails_is_one_line(tmp_path: Path, runner: Any) -> None:
+    img = _image(tmp_path / "a.png", 64)
+    out = runner.invoke(app, ["cam", str(img), "--model", f"{NETS}:WrongHead"])
+    assert out.exit_code == 1 and out.output.count("featcli: error:") == 1 and "Traceback" not in out.output, out.output
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    out = runner.invoke(app, ["cam", str(bad), "--model", f"{NETS}:tiny_resnet"])
+    assert out.exit_code == 1 and "bad.png" in out.output and "Traceback" not in out.output, out.output
