@@ -59,8 +59,10 @@ def cam_run(p: dict[str, Any]) -> None:
 
         torch.set_num_threads(p["threads"])
     if p["layers"]:
-        for name in ("output", "save", "faith", "cls"):
-            if p[name]:
+        from featcli.enums import CamMethod
+
+        for name in ("output", "save", "faith", "cls", "layer", "method"):
+            if p[name] and (name != "method" or p[name] is not CamMethod.GRADCAM):
                 flag = {"faith": "--faithfulness", "cls": "--class", "output": "-o"}.get(name, f"--{name}")
                 raise UsageError(f"{flag} does not apply to --layers, which only lists the layers")
         _print_layers(req, p)

@@ -90,6 +90,8 @@ class CamResult:
 
 def resolve_class(spec: str | None, classes: Sequence[str] | None, n: int, scores: Any) -> int:
     """``--class``: an index below ``n``, or a name of ``classes``; None: the class of the highest score."""
+    if classes and len(classes) != n:
+        raise UsageError(f"--labels names {len(classes)} classes but the network scores {n}")
     if spec is None:
         return int(scores[0].argmax())
     if spec.strip().lstrip("-").isdigit():
@@ -100,8 +102,6 @@ def resolve_class(spec: str | None, classes: Sequence[str] | None, n: int, score
     if not classes:
         raise UsageError(f"--class {spec!r}: a class by name needs the class names (--labels FILE); or give its "
                          "index")
-    if len(classes) != n:
-        raise UsageError(f"--labels names {len(classes)} classes but the network scores {n}")
     if spec in classes:
         return list(classes).index(spec)
     folded = [c.casefold() for c in classes]
@@ -129,8 +129,8 @@ def cam_image(net: CamNetwork, req: CamRequest, path: str, *, index: int = 0, wr
     if grad:
         (g,) = torch.autograd.grad(scores[0, cls], a)
         cam = gradient_cam(a, g, req.method)[0]
-    else:
-        cam = scorecam(a, x, net.scores, cls)
+    else:  # masked inputs in chunks of at most 16 MiB (and 32 inputs): the memory stays bounded
+        cam = scorecam(a, x, net.scores, cls, chunk=max(1, min(32, (16 << 20) // max(1, 4 * x.numel()))))
     scores = scores.detach().to(torch.float64)
     size = (int(x.shape[2]), int(x.shape[3]))
     heat = upsample(cam.to(torch.float32), size)

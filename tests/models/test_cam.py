@@ -254,3 +254,13 @@ def test_a_network_that_fails_is_one_line(tmp_path: Path, runner: Any) -> None:
     bad.write_bytes(b"nope")
     out = runner.invoke(app, ["cam", str(bad), "--model", f"{NETS}:tiny_resnet"])
     assert out.exit_code == 1 and "bad.png" in out.output and "Traceback" not in out.output, out.output
+
+
+def test_labels_must_name_every_class(tmp_path: Path, runner: Any) -> None:
+    img = _image(tmp_path / "a.png", 32)
+    labels = tmp_path / "names.txt"
+    labels.write_text("a\nb\nc\n")
+    out = runner.invoke(app, ["cam", str(img), "--model", f"{NETS}:tiny_resnet", "--labels", str(labels)])
+    assert out.exit_code == 2 and "--labels names 3 classes but the network scores 10" in out.output, out.output
+    out = runner.invoke(app, ["cam", str(img), "--model", f"{NETS}:tiny_resnet", "--layers", "--layer", "block"])
+    assert out.exit_code == 2 and "--layer does not apply to --layers" in out.output, out.output
