@@ -32,6 +32,9 @@ def _request(p: dict[str, Any]) -> Any:
             if p[name] != default:
                 raise UsageError(f"--{name.replace('_', '-')} applies to networks that are no featcli model file; a "
                                  "model file records how its images are loaded")
+    if route == "onnx" and p["device"] not in ("auto", "cpu"):
+        raise UsageError(f"--device {p['device']} applies to torch networks; onnxruntime runs an ONNX file on the "
+                         "CPU")
     if p["weights"] is not None and route != "torch":
         raise UsageError("--weights applies to --model module:attr networks")
     inputs = list(p["inputs"] or [])
@@ -46,7 +49,7 @@ def _request(p: dict[str, Any]) -> Any:
                         normalize=p["normalize"], resize=p["resize"])
     return CamRequest(tuple(inputs), p["model"], method=p["method"], layer=p["layer"], cls=p["cls"],
                       weights=p["weights"], labels=p["labels"], output=p["output"], save=p["save"],
-                      faithfulness=p["faith"], force=p["force"], device=p["device"],
+                      faithfulness=p["faith"], force=p["force"], device=p["device"], threads=p["threads"],
                       max_bytes=max_bytes(p["max_memory"]), load=load, resize=p["resize"],
                       recursive=p["recursive"], from_file=p["from_file"])
 
@@ -54,10 +57,6 @@ def _request(p: dict[str, Any]) -> Any:
 def cam_run(p: dict[str, Any]) -> None:
     """Make the maps (or list the layers), print, and exit 1 when an image failed."""
     req = _request(p)
-    if p["threads"]:
-        import torch
-
-        torch.set_num_threads(p["threads"])
     if p["layers"]:
         from featcli.enums import CamMethod
 

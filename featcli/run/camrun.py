@@ -40,6 +40,7 @@ class CamRequest:
     faithfulness: bool = False
     force: bool = False
     device: str = "cpu"
+    threads: int | None = None
     max_bytes: int | None = None
     load: LoadOptions = field(default_factory=LoadOptions)
     resize: Any = None
@@ -133,7 +134,7 @@ def cam_image(net: CamNetwork, req: CamRequest, path: str, *, index: int = 0, wr
         cam = scorecam(a, x, net.scores, cls, chunk=max(1, min(32, (16 << 20) // max(1, 4 * x.numel()))))
     scores = scores.detach().to(torch.float64)
     size = (int(x.shape[2]), int(x.shape[3]))
-    heat = upsample(cam.to(torch.float32), size)
+    heat = upsample(cam.to(torch.float32), size).cpu()
     result = CamResult(path, index, req.method, layer, cls, net.classes[cls] if net.classes else None,
                        float(scores[0, cls]), float(torch.softmax(scores[0], 0)[cls]), cam.cpu(), peak(cam),
                        peak(heat), size)
@@ -234,6 +235,13 @@ def run_cam(req: CamRequest, emit: Callable[[CamResult | dict[str, Any]], None],
     device = resolve_device(req.device)
     net = open_cam_network(req.model, weights=req.weights, labels=req.labels, device=device,
                            max_bytes=req.max_bytes, load=req.load, resize=req.resize, size=req.size)
+    if req.threads:  # onnxruntime's own threads for an ONNX file (the ONNX route never sets torch's)
+        if net.route == "onnx":
+            net.net.model.threads = req.threads  # type: ignore[attr-defined]
+        else:
+            import torch
+
+            torch.set_num_threads(req.threads)
     if req.method.needs_gradients and not net.gradients:
         raise UsageError(f"--method {req.method} needs gradients, and an ONNX file has none (onnxruntime runs it "
                          "forward only); --method scorecam needs none")
