@@ -140,7 +140,7 @@ def model_file(tmp_path: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("method", GRADIENT, ids=str)
+@pytest.mark.parametrize("method", [*GRADIENT, CamMethod.SCORECAM], ids=str)
 def test_a_model_file_stage_equals_the_formula_on_its_code_net(model_file: Path, tmp_path: Path,
                                                                method: CamMethod) -> None:
     """The reference is the `featcli shape --code` Net loaded with the file's tensors; class by name."""
@@ -160,7 +160,8 @@ def test_a_model_file_stage_equals_the_formula_on_its_code_net(model_file: Path,
     ref.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in read_model(model_file).tensors().items()})
     _, x = net.prepare(str(img))
     a, g, _, _ = _reference_a_g(ref, ref.s3, x, 1)
-    torch.testing.assert_close(res.cam, _formula(a, g, method), atol=1e-5, rtol=0)
+    want = _scorecam(ref, a, x, 1) if method is CamMethod.SCORECAM else _formula(a, g, method)
+    torch.testing.assert_close(res.cam, want, atol=1e-5, rtol=0)
 
 
 @pytest.mark.slow
