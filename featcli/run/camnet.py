@@ -69,6 +69,13 @@ def _leaf(kept: list[Any], grad: bool) -> Any:
     return leaf
 
 
+def _kept(kept: list[Any], layer: CamLayer, model: str) -> Any:
+    """The layer's output of this forward, or one line when the layer did not run."""
+    if not kept:
+        raise ModelError(f"--model {model}: layer {layer.name!r} did not run on this input")
+    return kept[0]
+
+
 def _call(fn: Any, x: Any, model: str) -> Any:
     """``fn(x)``: the user's network; its failure is one line."""
     from featcli.errors import FeatcliError
@@ -164,7 +171,7 @@ class StackNetwork(CamNetwork):
 
         with torch.enable_grad() if grad else torch.no_grad():
             out = self.net(x, tap)
-        return kept[0], _scores(out, self.model)
+        return _kept(kept, layer, self.model), _scores(out, self.model)
 
     def scores(self, xs: Any) -> Any:
         import torch
@@ -241,7 +248,7 @@ class ModuleNetwork(CamNetwork):
                     out = _call(self.module, x, self.model)
                 finally:
                     handle.remove()
-        return kept[0], _scores(out, self.model)
+        return _kept(kept, layer, self.model), _scores(out, self.model)
 
     def _interpret(self, x: Any, name: str, leaf: Any) -> Any:
         import torch.fx

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featcli.enums import CamMethod
-from featcli.errors import FeatcliError, UsageError, about
+from featcli.errors import FeatcliError, ModelError, UsageError, about
 from featcli.io.images import LoadOptions
 from featcli.run.cam import Faithfulness
 from featcli.run.camnet import CamLayer, CamNetwork
@@ -128,7 +128,12 @@ def cam_image(net: CamNetwork, req: CamRequest, path: str, *, index: int = 0, wr
     a, scores = net.forward(x, layer, grad=grad)
     cls = resolve_class(req.cls, net.classes, int(scores.shape[1]), scores)
     if grad:
-        (g,) = torch.autograd.grad(scores[0, cls], a)
+        g = None
+        if scores.requires_grad:
+            (g,) = torch.autograd.grad(scores[0, cls], a, allow_unused=True)
+        if g is None:
+            raise ModelError(f"--model {req.model}: the scores do not depend on layer {layer.name!r}; pick a layer "
+                             "on the path to the head (--layers)")
         cam = gradient_cam(a, g, req.method)[0]
     else:  # masked inputs in chunks of at most 16 MiB (and 32 inputs): the memory stays bounded
         cam = scorecam(a, x, net.scores, cls, chunk=max(1, min(32, (16 << 20) // max(1, 4 * x.numel()))))

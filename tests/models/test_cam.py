@@ -265,3 +265,20 @@ def test_labels_must_name_every_class(tmp_path: Path, runner: Any) -> None:
     assert out.exit_code == 2 and "--labels names 3 classes but the network scores 10" in out.output, out.output
     out = runner.invoke(app, ["cam", str(img), "--model", f"{NETS}:tiny_resnet", "--layers", "--layer", "block"])
     assert out.exit_code == 2 and "--layer does not apply to --layers" in out.output, out.output
+
+
+def test_a_layer_off_the_path_to_the_scores_is_one_line(tmp_path: Path) -> None:
+    net_py = tmp_path / "side.py"
+    net_py.write_text(
+        "import torch\nfrom torch import nn\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(3, 4, 3)\n"
+        "        self.side = nn.Conv2d(4, 2, 1)\n        self.fc = nn.Linear(4, 3)\n\n"
+        "    def forward(self, x):\n        y = torch.relu(self.conv(x))\n        self.side(y)\n"
+        "        return self.fc(y.mean((2, 3)))\n")
+    net = _open(f"{net_py}:Net")
+    img = _image(tmp_path / "a.png", 16)
+    from featcli.errors import ModelError
+
+    with pytest.raises(ModelError, match="the scores do not depend on layer 'side'"):
+        cam_image(net, CamRequest((str(img),), "m", layer="side"), str(img))
+    assert cam_image(net, CamRequest((str(img),), "m", layer="conv"), str(img)).cam.max() >= 0
