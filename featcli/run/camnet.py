@@ -6,8 +6,9 @@ images become inputs as ``featcli run`` makes them. What this adds is the one th
 layer's output made a leaf tensor that requires its gradient (the network's parameters do not: nothing before
 the layer is recorded for backward), so ``dy_c / dA`` is one ``torch.autograd.grad`` call. How each route
 reaches a layer: a featcli stack through :meth:`featcli.engine.network.Network.forward`'s ``tap``; a module
-through a forward hook that returns the leaf; a ``.pt2`` program through a ``torch.fx`` interpreter that
-replaces the node's value (nodes named as the layer table names them,
+through a forward hook (the leaf is a copy of the output and the network goes on with a copy of the leaf, so
+an in-place op after the layer, ResNet's ``out += identity``, changes neither); a ``.pt2`` program through a
+``torch.fx`` interpreter that replaces the node's value (nodes named as the layer table names them,
 :func:`featcli.models.export_route.node_label`); an ONNX file has no gradients, and gives a layer's maps
 through its layer recorder (Score-CAM only).
 """
