@@ -6,7 +6,7 @@ output ``(N, K, h, w)`` (K maps), ``G = dy_c / dA`` the gradient of class c's sc
 before any softmax) with respect to it, and every map is ``ReLU`` of a weighted sum of the ``A_k``:
 
 - Grad-CAM (Selvaraju et al. 2017): ``w_k = mean_ij G_kij``; ``L = ReLU(sum_k w_k A_k)``.
-- Grad-CAM++ (Chattopadhyay et al. 2018, eq. 19 with the exponential score, as their code and
+- Grad-CAM++ (Chattopadhyay et al. 2018: the closed form for an exponential score, as their code and
   pytorch-grad-cam compute it): ``a_kij = G^2 / (2 G^2 + sum_ab A_kab G^3)`` (0 where ``G = 0``),
   ``w_k = sum_ij a_kij ReLU(G_kij)``; ``L = ReLU(sum_k w_k A_k)``.
 - LayerCAM (Jiang et al. 2021): ``L = ReLU(sum_k ReLU(G_k) * A_k)`` (each position its own weight).
