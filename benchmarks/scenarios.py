@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import model_scenarios, peers, process_scenarios, top_scenarios, train_scenarios
+from benchmarks import cam_scenarios, model_scenarios, peers, process_scenarios, top_scenarios, train_scenarios
 from benchmarks.harness import (
     FEATCLI,
     BenchError,
@@ -33,7 +33,7 @@ from benchmarks.harness import (
 SHAPE_ARGS = ["shape", "1x3x640x640", "conv:out=5,k=3x5,s=1x2,p=2", "maxpool:k=2"]
 SOBEL = ["conv:w=sobel_x+sobel_y,p=1", "magnitude"]
 SCENARIOS = ("shape", "sobel12mp", "grid16", "conv64", "batch200", "processes", "model200", "onnx640", "tutorial",
-             "train_digits", "train_orientation", "top200", "topnet", "topmem")
+             "train_digits", "train_orientation", "top200", "topnet", "topmem", "cam20")
 HEAVY_MODULES = {"torch", "numpy"}
 QUERIES = 20_000
 LOOP_FILES = 10
@@ -351,4 +351,5 @@ RUNNERS: dict[str, Callable[[Context], list[Row]]] = {
     "model200": model_scenarios.scenario_model200, "onnx640": model_scenarios.scenario_onnx640,
     "top200": top_scenarios.scenario_top200, "topnet": top_scenarios.scenario_topnet,
     "topmem": top_scenarios.scenario_topmem,
+    "cam20": cam_scenarios.scenario_cam20,
 }

@@ -116,6 +116,19 @@ class Engine(StrEnum):
     NUMPY = "numpy"
 
 
+class CamMethod(StrEnum):
+    """How ``featcli cam`` weighs a layer's feature maps (docs/cam.md states each formula)."""
+
+    GRADCAM = "gradcam"  #: Selvaraju et al. 2017: each map weighted by its mean gradient
+    GRADCAM_PP = "gradcam++"  #: Chattopadhyay et al. 2018: positive gradients weighted per position
+    LAYERCAM = "layercam"  #: Jiang et al. 2021: each position weighted by its own positive gradient
+    SCORECAM = "scorecam"  #: Wang et al. 2020: each map weighted by the score of the image masked by it
+
+    @property
+    def needs_gradients(self) -> bool:
+        return self is not CamMethod.SCORECAM
+
+
 class Stream(StrEnum):
     """Row-band execution of a big last conv stage drawn as a grid (featcli.engine.streamed)."""
 

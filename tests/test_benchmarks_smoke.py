@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = {"shape", "sobel12mp", "grid16", "conv64", "batch200", "processes", "model200", "onnx640", "tutorial",
-             "train_digits", "train_orientation", "top200", "topnet", "topmem"}
+             "train_digits", "train_orientation", "top200", "topnet", "topmem", "cam20"}
 
 
 def _number(v: object) -> bool:

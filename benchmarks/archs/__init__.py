@@ -18,10 +18,10 @@ from torch import nn
 
 from benchmarks.archs.dense import fpn, unet, unet_convt
 from benchmarks.archs.mobile import efficientnet_b0, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small
-from benchmarks.archs.resnet import resnet50
+from benchmarks.archs.resnet import resnet18, resnet50
 
 __all__ = ["ARCHS", "Arch", "efficientnet_b0", "fpn", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
-           "resnet50", "unet", "unet_convt"]
+           "resnet18", "resnet50", "unet", "unet_convt"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Arch:
 
 ARCHS: dict[str, Arch] = {a.name: a for a in (
     Arch("resnet50", resnet50, 224, 25_557_032),
+    Arch("resnet18", resnet18, 224, 11_689_512),
     Arch("mobilenet_v2", mobilenet_v2, 224, 3_504_872),
     Arch("mobilenet_v3_large", mobilenet_v3_large, 224, 5_483_032),
     Arch("mobilenet_v3_small", mobilenet_v3_small, 224, 2_542_856),

@@ -1,9 +1,11 @@
-"""ResNet-50 (He et al. 2015) as ``torchvision.models.resnet50`` defines it (v1.5: the stride on the 3x3 conv).
+"""ResNet-50 and ResNet-18 (He et al. 2015) as ``torchvision.models.resnet50``/``resnet18`` define them (v1.5:
+the stride on the 3x3 conv).
 
 Stem conv 7x7 s2 p3, BN, ReLU, max pool 3 s2 p1; bottleneck stages of [3, 4, 6, 3] blocks (width 64, 128,
 256, 512; expansion 4), a 1x1 strided conv and BN on the shortcut where the shape changes; ``out += identity``
 and one ReLU module called three times per block; average pool, ``torch.flatten(x, 1)``, fc. 25,557,032
-parameters, as torchvision's.
+parameters, as torchvision's. ResNet-18: basic blocks (two 3x3 convs, expansion 1, the ReLU module called twice)
+in stages of [2, 2, 2, 2]; 11,689,512 parameters.
 """
 
 from __future__ import annotations
@@ -13,7 +15,36 @@ from torch import nn
 
 from benchmarks.archs.common import seeded
 
-__all__ = ["Bottleneck", "ResNet", "resnet50"]
+__all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet50"]
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs (the first strided), each with BN; the shortcut added before the last ReLU."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        out = self.relu(out)
+        return out  # type: ignore[no-any-return]
 
 
 class Bottleneck(nn.Module):
@@ -51,10 +82,12 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """torchvision's ``ResNet`` for bottleneck blocks."""
+    """torchvision's ``ResNet`` (bottleneck blocks, or ``block=BasicBlock``)."""
 
-    def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), num_classes: int = 1000) -> None:
+    def __init__(self, layers: tuple[int, int, int, int] = (3, 4, 6, 3), num_classes: int = 1000,
+                 block: type[BasicBlock] | type[Bottleneck] = Bottleneck) -> None:
         super().__init__()
+        self.block = block
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
@@ -65,7 +98,7 @@ class ResNet(nn.Module):
         self.layer3 = self._make_layer(256, layers[2], stride=2)
         self.layer4 = self._make_layer(512, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * Bottleneck.expansion, num_classes)
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -75,12 +108,13 @@ class ResNet(nn.Module):
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
-        if stride != 1 or self.inplanes != planes * Bottleneck.expansion:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * Bottleneck.expansion, 1, stride, bias=False),
-                                       nn.BatchNorm2d(planes * Bottleneck.expansion))
-        layers = [Bottleneck(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * Bottleneck.expansion
-        layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+        grow = self.block.expansion
+        if stride != 1 or self.inplanes != planes * grow:
+            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * grow, 1, stride, bias=False),
+                                       nn.BatchNorm2d(planes * grow))
+        layers: list[nn.Module] = [self.block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * grow
+        layers += [self.block(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,3 +136,9 @@ class ResNet(nn.Module):
 def resnet50() -> ResNet:
     """ResNet-50, 1000 classes, random weights (seed 0), eval mode."""
     return ResNet((3, 4, 6, 3))
+
+
+@seeded
+def resnet18() -> ResNet:
+    """ResNet-18, 1000 classes, random weights (seed 0), eval mode."""
+    return ResNet((2, 2, 2, 2), block=BasicBlock)

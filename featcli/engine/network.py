@@ -15,7 +15,7 @@ parses its stack and plans it for the model's own input with the trained tensors
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -94,10 +94,15 @@ class Network(nn.Module):
             else:
                 self._calls.append(OPS.compile(stage, env))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, tap: Callable[[int, torch.Tensor], torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        """The stack on ``x``; ``tap(index, y)``, where given, sees each stage's output and returns what the
+        next stages take (``featcli cam`` makes one stage's output the leaf its gradient is taken at)."""
         branches = Branches()
         for stage, call in zip(self.plan.stages, self._calls, strict=True):
             x = call(*branches.inputs(stage, x))
+            if tap is not None:
+                x = tap(stage.index, x)
             branches.after(stage, x)
         return x
 

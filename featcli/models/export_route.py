@@ -26,7 +26,7 @@ from featcli.models.layers import Recorder
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ExportedModel", "aten_op", "load_pt2", "run_pt2"]
+__all__ = ["ExportedModel", "aten_op", "load_pt2", "node_label", "run_pt2"]
 
 
 @contextlib.contextmanager
@@ -181,6 +181,14 @@ def _printable(text: str) -> str:
     return text if len(text) <= 200 else f"{text[:180]}...{text[-17:]}"
 
 
+def node_label(n: Any) -> str:
+    """The table's name of an fx node: ``module.path:node`` from its ``nn_module_stack`` (escaped: names from
+    the file), or the node's name."""
+    stack = n.meta.get("nn_module_stack") or {}
+    path = list(stack.values())[-1][0] if stack else ""
+    return _printable(f"{path}:{n.name}" if path else n.name)
+
+
 def _tensors(value: Any) -> list[Any]:
     import torch
 
@@ -257,9 +265,7 @@ def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[t
         def run_node(self, n: torch.fx.Node) -> Any:
             if n.op != "call_function" or n.target is operator.getitem:
                 return super().run_node(n)
-            stack = n.meta.get("nn_module_stack") or {}
-            path = list(stack.values())[-1][0] if stack else ""
-            label = _printable(f"{path}:{n.name}" if path else n.name)  # names from the file: shown escaped
+            label = node_label(n)
             for t in _tensors(n.meta.get("val")):
                 if (shape := concrete(t.shape)) is not None:
                     recorder.check(label, shape)
