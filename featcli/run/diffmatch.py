@@ -1,0 +1,125 @@
+"""Which layer of side A is which layer of side B in ``featcli diff``: by name where both have names, else by
+order and shape.
+
+Each route names its layers its own way; :func:`key_of` brings them to one module path: an ONNX node
+``/layer1/layer1.0/conv1/Conv`` and a ``.pt2`` node ``layer1.0.conv1:conv2d`` both become ``layer1.0.conv1``, the
+PyTorch route's row is already that path, a featcli model file's stage N is ``sN`` (the module ``featcli shape
+--code`` writes for it), and a call outside any module (``/Abs``, ``abs_1``) is its op (``abs``). A stage stack's
+stages have no names. :func:`match` pairs the keys that each side has exactly once (in the same order on both
+sides: a pair that would cross an earlier one is dropped) and then, between two such anchors, the remaining
+layers by order and shape: the pairing that keeps the order and matches the most layers, equal shapes counting
+double (a longest common subsequence). What is left on either side is unmatched and listed, never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["Match", "Matching", "key_of", "match"]
+
+_SUFFIX = re.compile(r"_\d+$")
+
+
+def key_of(kind: str, name: str) -> str | None:
+    """The module path a layer ``name`` of a side of ``kind`` stands for (None: a stack's stage has none).
+
+    >>> key_of("onnx", "/layer1/layer1.0/conv1/Conv"), key_of("pt2", "layer1.0.conv1:conv2d")
+    ('layer1.0.conv1', 'layer1.0.conv1')
+    >>> key_of("onnx", "/Abs"), key_of("pt2", "abs_1"), key_of("torch", "s1"), key_of("featcli", "s1")
+    ('abs', 'abs', 's1', 's1')
+    """
+    if kind == "stack":
+        return None
+    if kind == "onnx":
+        parts = [p for p in name.split("/") if p]
+        if not parts:
+            return None
+        path = ""
+        for comp in parts[:-1]:  # the exporter writes each scope as the module's own name or its whole path
+            path = comp if not path or comp.startswith(path + ".") else f"{path}.{comp}"
+        return path or _SUFFIX.sub("", parts[-1]).lower()
+    if kind == "pt2":
+        path, sep, node = name.partition(":")
+        return path if sep else _SUFFIX.sub("", path).lower()
+    return name
+
+
+@dataclass(frozen=True)
+class Match:
+    """Row ``a`` of side A (0-based) is row ``b`` of side B, found by ``how`` (``name`` or ``order``)."""
+
+    a: int
+    b: int
+    how: str
+
+
+@dataclass(frozen=True)
+class Matching:
+    """The pairs in A's order and the rows of each side that have no partner."""
+
+    pairs: tuple[Match, ...]
+    only_a: tuple[int, ...]
+    only_b: tuple[int, ...]
+
+
+def _anchors(keys_a: Sequence[str | None], keys_b: Sequence[str | None]) -> list[tuple[int, int]]:
+    """Pairs of rows whose key each side has exactly once, in A's order, none crossing an earlier one."""
+    count_a, count_b = Counter(k for k in keys_a if k), Counter(k for k in keys_b if k)
+    where_b = {k: i for i, k in enumerate(keys_b) if k and count_b[k] == 1}
+    out: list[tuple[int, int]] = []
+    for i, k in enumerate(keys_a):
+        if k and count_a[k] == 1 and k in where_b and (not out or where_b[k] > out[-1][1]):
+            out.append((i, where_b[k]))
+    return out
+
+
+def _by_order(shapes_a: Sequence[tuple[int, ...]], shapes_b: Sequence[tuple[int, ...]]) -> list[tuple[int, int]]:
+    """The order-keeping pairing of two runs of layers with the most weight: 2 for equal shapes, 1 for shapes of
+    the same rank, none else (so a layer whose shape differs is still paired with its counterpart)."""
+    n, m = len(shapes_a), len(shapes_b)
+    if not n or not m:
+        return []
+
+    def weight(i: int, j: int) -> int:
+        sa, sb = shapes_a[i], shapes_b[j]
+        return 2 if sa == sb else 1 if len(sa) == len(sb) else 0
+
+    best = [[0] * (m + 1) for _ in range(n + 1)]  # layers, not pixels: a few hundred a side
+    for i in range(n - 1, -1, -1):
+        row, below = best[i], best[i + 1]
+        for j in range(m - 1, -1, -1):
+            w = weight(i, j)
+            row[j] = max(below[j], row[j + 1], below[j + 1] + w if w else 0)
+    out, i, j = [], 0, 0
+    while i < n and j < m:
+        w = weight(i, j)
+        if w and best[i][j] == best[i + 1][j + 1] + w:
+            out.append((i, j))
+            i, j = i + 1, j + 1
+        elif best[i][j] == best[i + 1][j]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def match(kind_a: str, names_a: Sequence[str], shapes_a: Sequence[tuple[int, ...]],
+          kind_b: str, names_b: Sequence[str], shapes_b: Sequence[tuple[int, ...]]) -> Matching:
+    """Pair the layers of two sides (see the module docstring)."""
+    keys_a = [key_of(kind_a, n) for n in names_a]
+    keys_b = [key_of(kind_b, n) for n in names_b]
+    anchors = _anchors(keys_a, keys_b)
+    pairs: list[Match] = []
+    start_a = start_b = 0
+    for ia, ib in [*anchors, (len(names_a), len(names_b))]:
+        gap = _by_order(shapes_a[start_a:ia], shapes_b[start_b:ib])
+        pairs.extend(Match(start_a + i, start_b + j, "order") for i, j in gap)
+        if ia < len(names_a):
+            pairs.append(Match(ia, ib, "name"))
+        start_a, start_b = ia + 1, ib + 1
+    used_a, used_b = {p.a for p in pairs}, {p.b for p in pairs}
+    return Matching(tuple(pairs), tuple(i for i in range(len(names_a)) if i not in used_a),
+                    tuple(j for j in range(len(names_b)) if j not in used_b))
