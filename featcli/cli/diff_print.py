@@ -72,7 +72,10 @@ def _request(command: Any, p: dict[str, Any]) -> Any:
         if s.model is not None:
             from featcli.models.service import route_of
 
-            route_of(s.model)  # one line for a side that is no model
+            try:
+                route_of(s.model)
+            except UsageError as exc:  # "--model X: expected ..." said of the side
+                raise UsageError(f"side {s.label} {exc.message.removeprefix('--model ')}") from None
     if not args and not p["from_file"]:
         raise UsageError("no input image given: featcli diff A B IMAGE... (images, folders, globs or sample:NAME)")
     if "-" in args:
@@ -89,7 +92,8 @@ def _request(command: Any, p: dict[str, Any]) -> Any:
             raise UsageError(f"{given[name]} applies to {' and '.join(where)}, not to the two sides here")
         if len(sides) == 1:
             other = "B" if sides[0] == "A" else "A"
-            _note(f"{given[name]} applies to side {sides[0]} only ({ROUTES[routes[other]].words} take their own)")
+            _note(f"{given[name]} applies to side {sides[0]} only (side {other}: {ROUTES[routes[other]].words} "
+                  "take their own)")
     device = p["device"]
     no_torch = all(s.route == STACK or (s.model or "").lower().endswith(".onnx") for s in specs)
     cfg = RunConfig(
@@ -145,7 +149,8 @@ def print_diff(con: Any, res: Any) -> None:
         figs = [_g(f.max_abs), _g(f.max_rel), f"{f.cosine:.6f}", _share(f.beyond)] if f else ["-", "-", "-", "-"]
         mark = "✗ first diverging" if r.first else ("downstream " if r.downstream else "") + ("✓" if r.agree else "✗")
         if r.figures is None and r.shape_a != r.shape_b:
-            mark = ("✗ first diverging: " if r.first else "✗ ") + "shapes differ"
+            mark = "✗ first diverging: shapes differ" if r.first else \
+                ("downstream " if r.downstream else "") + "✗ shapes differ"
         worst = [display_name(r.worst) if r.worst and not r.agree else ""] if many else []
         figures.add_row(str(r.index), *figs, *worst, mark)
     con.print(match)

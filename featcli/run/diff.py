@@ -168,6 +168,8 @@ def run_diff(req: DiffRequest, note: Callable[[str], None] | None = None) -> Dif
     matching: Matching | None = None
     keep: tuple[set[str], set[str]] | None = None
     inputs: tuple[SideInfo, SideInfo] | None = None
+    names_a: list[str] = []
+    names_b: list[str] = []
     for path in paths:
         run_a, run_b = _both(side_a, side_b, path, keep)
         if matching is None:
@@ -177,6 +179,7 @@ def run_diff(req: DiffRequest, note: Callable[[str], None] | None = None) -> Dif
                             run_b.layers[p.b].type, run_a.layers[p.a].shape, run_b.layers[p.b].shape, p.how)
                     for k, p in enumerate(matching.pairs, 1)]
             keep = ({r.a for r in rows}, {r.b for r in rows})
+            names_a, names_b = [x.name for x in run_a.layers], [x.name for x in run_b.layers]
             inputs = (SideInfo("A", req.a.text, side_a.what, run_a.input_shape),
                       SideInfo("B", req.b.text, side_b.what, run_b.input_shape))
         _fold(rows, run_a, run_b, path, req.atol, req.rtol)
@@ -186,8 +189,6 @@ def run_diff(req: DiffRequest, note: Callable[[str], None] | None = None) -> Dif
     for r in rows:
         r.first = r is first
         r.downstream = first is not None and r.index > first.index
-    names_a = [x.name for x in side_a.run(paths[0], set()).layers] if matching.only_a else []
-    names_b = [x.name for x in side_b.run(paths[0], set()).layers] if matching.only_b else []
     result = DiffResult(inputs[0], inputs[1], rows, [names_a[i] for i in matching.only_a],
                         [names_b[i] for i in matching.only_b], param_diff(side_a.params(), side_b.params()),
                         list(paths), req.atol, req.rtol)
@@ -242,10 +243,3 @@ def _fold(rows: list[DiffRow], run_a: SideRun, run_b: SideRun, path: str, atol: 
 
 def _key(v: float) -> float:
     return float("inf") if v != v else v
-
-
-def refuse_sides(a: SideSpec, b: SideSpec) -> None:
-    """Two sides that are both given, each once."""
-    for s in (a, b):
-        if s.model is None and not s.stack:
-            raise UsageError(f"side {s.label} is missing: give two models, or --stack-{s.label.lower()}")
