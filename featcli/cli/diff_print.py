@@ -130,7 +130,8 @@ def print_diff(con: Any, res: Any) -> None:
     from featcli.stages.grammar import format_shape
 
     for side in (res.a, res.b):
-        con.print(f"{side.label}: {side.what}, input {format_shape(side.input_shape)}", highlight=False)
+        con.print(f"{side.label}: {side.what}, input {format_shape(side.input_shape)}", highlight=False,
+                  soft_wrap=True)
     n = len(res.images)
     con.print(f"{n} image{'s' if n != 1 else ''}; an element differs when |a-b| > {res.atol:g} + {res.rtol:g}*|b|",
               highlight=False)
@@ -151,7 +152,7 @@ def print_diff(con: Any, res: Any) -> None:
         if r.figures is None and r.shape_a != r.shape_b:
             mark = "✗ first diverging: shapes differ" if r.first else \
                 ("downstream " if r.downstream else "") + "✗ shapes differ"
-        worst = [display_name(r.worst) if r.worst and not r.agree else ""] if many else []
+        worst = [display_name(r.worst) if r.worst else ""] if many else []
         figures.add_row(str(r.index), *figs, *worst, mark)
     con.print(match)
     con.print(figures)

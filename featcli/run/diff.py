@@ -142,8 +142,9 @@ def _both(a: Side, b: Side, path: str, keep: tuple[set[str], set[str]] | None) -
     run_a = a.run(path, keep[0] if keep else None)
     run_b = b.run(path, keep[1] if keep else None)
     if run_a.input_shape != run_b.input_shape:
-        raise ModelError(f"{path}: the two sides take different inputs, A {_dims(run_a.input_shape)} and B "
-                         f"{_dims(run_b.input_shape)}: give --size or --channels so that both take the same")
+        shapes = f"A {_dims(run_a.input_shape)} and B {_dims(run_b.input_shape)}"
+        raise ModelError(f"{display_name(path)}: the two sides take different inputs, {shapes}: give --size or "
+                         "--channels so that both take the same")
     return run_a, run_b
 
 

@@ -27,7 +27,7 @@ def _maps(x: Any) -> Any:
     return a.reshape(1, 1, -1)
 
 
-def diff_figure(a: Any, b: Any, *, title: str, tile_px: int = 128) -> Any:
+def diff_figure(a: Any, b: Any, *, title: str, tile_px: int = 192) -> Any:
     """The picture (a Pillow image) of two outputs of one layer and their difference."""
     import numpy as np
 
