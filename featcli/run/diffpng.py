@@ -1,4 +1,4 @@
-"""``featcli diff --png``: the first diverging layer's maps of A and of B side by side, and ``|A - B|``.
+"""``featcli diff --png``: the first diverging layer's maps of A and of B side by side, and their difference.
 
 One row per picture (A, B, ``|A-B|``), one column per channel (at most :data:`MAX_CHANNELS`: those that differ
 most, in channel order), drawn by the one grid painter (:func:`featcli.render.render_grid`) under ``stage``
