@@ -82,6 +82,8 @@ def _request(command: Any, p: dict[str, Any]) -> Any:
         raise UsageError("featcli diff reads each image twice (once per side): '-' is not a file; name the image")
     check_inputs(args, kernels_dir=p["kernels_dir"])
     given = given_options(command, p)
+    if p["force"] and not p["png"]:
+        raise UsageError("--force applies to --png (featcli diff writes no other file)")
     routes = {"A": a.route, "B": b.route}
     for name in _SOME:
         if name not in given:

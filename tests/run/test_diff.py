@@ -34,23 +34,46 @@ def _cli(*args: str) -> Any:
     return CliRunner().invoke(app, ["diff", *args])
 
 
-@pytest.fixture(scope="module")
-def nets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A tiny module, its weights and a copy with one weight of ``c2`` changed, each exported to ONNX and .pt2;
-    and a 32x32 image."""
+def _module(d: Path) -> Any:
+    """The tiny module's file in ``d``, imported."""
     import sys
 
-    import torch
-
-    d = tmp_path_factory.mktemp("nets")
     (d / "tinynet.py").write_text(NET)
     sys.path.insert(0, str(d))
     try:
         import tinynet
     finally:
         sys.path.remove(str(d))
+    return tinynet
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The tiny module's file, its weights and a copy with one weight of ``c2`` changed, and a 32x32 image."""
+    import torch
+
+    d = tmp_path_factory.mktemp("weights")
+    (d / "tinynet.py").write_text(NET)
     torch.manual_seed(0)
-    m = tinynet.Net().eval()
+    m = _module(d).Net().eval()
+    torch.save(m.state_dict(), d / "ok.pt")
+    with torch.no_grad():
+        m.c2.weight[1, 2, 0, 1] += 0.25
+    torch.save(m.state_dict(), d / "bad.pt")
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / "img.png")
+    return {"module": f"{d / 'tinynet.py'}:Net", "ok.pt": str(d / "ok.pt"), "bad.pt": str(d / "bad.pt"),
+            "img": str(d / "img.png")}
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A tiny module, its weights and a copy with one weight of ``c2`` changed, each exported to ONNX and .pt2;
+    and a 32x32 image."""
+    import torch
+
+    d = tmp_path_factory.mktemp("nets")
+    torch.manual_seed(0)
+    m = _module(d).Net().eval()
     x = torch.zeros(1, 3, 32, 32)
     out: dict[str, str] = {"module": f"{d / 'tinynet.py'}:Net"}
     for tag in ("ok", "bad"):
@@ -147,7 +170,6 @@ PAIRS = {
     "module-onnx": lambda n: [n["module"], n["ok.onnx"], "--weights-a", n["bad.pt"]],
     "module-pt2": lambda n: [n["module"], n["ok.pt2"], "--weights-a", n["bad.pt"]],
     "onnx-pt2": lambda n: [n["bad.onnx"], n["ok.pt2"]],
-    "weights": lambda n: [n["module"], n["module"], "--weights-a", n["ok.pt"], "--weights-b", n["bad.pt"]],
 }
 
 
@@ -162,9 +184,41 @@ def test_a_changed_weight_is_found_at_its_layer(nets: dict[str, str], pair: str)
     assert rows[CHANGED - 1]["first"] and "c2" in (rows[CHANGED - 1]["a"] + rows[CHANGED - 1]["b"])
     assert all(r["downstream"] for r in rows[CHANGED:])
     assert f"differ from layer {CHANGED}" in err
-    if pair == "weights":
-        assert [p["name"] for p in rec["params"]["changed"]] == ["c2.weight"]
-        assert rec["params"]["changed"][0]["max_abs"] == pytest.approx(0.25)
+
+
+def test_two_weight_files_differ_at_the_changed_layer_and_tensor(weights: dict[str, str]) -> None:
+    w = weights
+    code, rec, err = _json(w["module"], w["module"], w["img"], "--weights-a", w["ok.pt"], "--weights-b", w["bad.pt"])
+    assert code == 1 and rec["first"] == CHANGED and f"differ from layer {CHANGED} (c2)" in err
+    assert [r["agree"] for r in rec["layers"]] == [True, True, False, False, False, False]
+    assert [r["match"] for r in rec["layers"]] == ["name"] * 6
+    assert [p["name"] for p in rec["params"]["changed"]] == ["c2.weight"]
+    assert rec["params"]["changed"][0]["max_abs"] == pytest.approx(0.25)
+    code, rec, _ = _json(w["module"], w["module"], w["img"], "--weights-a", w["ok.pt"], "--weights-b", w["ok.pt"])
+    assert code == 0 and rec["params"]["changed"] == [] and rec["params"]["tensors"] == 6
+
+
+def test_figures_of_a_run_equal_plain_torch(weights: dict[str, str]) -> None:
+    """The max abs diff of the changed conv is torch's own, computed by hand from the two state dicts."""
+    import torch
+
+    from featcli.io.images import LoadOptions, load_image
+
+    w = weights
+    _, rec, _ = _json(w["module"], w["module"], w["img"], "--weights-a", w["ok.pt"], "--weights-b", w["bad.pt"])
+    mod = _module(Path(w["img"]).parent)
+    outs = []
+    for f in (w["ok.pt"], w["bad.pt"]):
+        m = mod.Net().eval()
+        m.load_state_dict(torch.load(f, weights_only=True))
+        img = load_image(w["img"], LoadOptions())
+        x = torch.from_numpy(np.array(img.array)).permute(2, 0, 1)[None].float() / 255
+        with torch.no_grad():
+            outs.append(m.c2(m.r1(m.c1(x))))
+    ref = compare(outs[0].numpy(), outs[1].numpy())
+    row = rec["layers"][CHANGED - 1]
+    assert row["max_abs"] == pytest.approx(ref.max_abs, rel=1e-6)
+    assert row["beyond"] == pytest.approx(ref.beyond) and row["cosine"] == pytest.approx(ref.cosine)
 
 
 def test_two_stacks_differ_at_the_changed_stage(tmp_path: Path) -> None:
@@ -206,6 +260,7 @@ def test_png_draws_the_first_diverging_layer(tmp_path: Path) -> None:
     (["--stack-a", "relu", "--stack-b", "relu", "sample:photo", "--size", "8x8"], "--size applies to"),
     (["--stack-a", "relu", "x.onnx", "sample:photo", "--weights-b", "w.pt"], "--weights-b applies to a module"),
     (["--stack-a", "relu", "--stack-b", "relu", "sample:photo", "--png", "x.jpg"], "ending in .png"),
+    (["--stack-a", "relu", "--stack-b", "relu", "sample:photo", "--force"], "--force applies to --png"),
     (["a.txt", "b.txt", "sample:photo"], "side A 'a.txt': expected a featcli model file"),
 ])
 def test_bad_usage_exits_2(args: list[str], words: str) -> None:
