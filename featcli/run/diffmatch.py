@@ -8,7 +8,9 @@ PyTorch route's row is already that path, a featcli model file's stage N is ``sN
 stages have no names. :func:`match` pairs the keys that each side has exactly once (in the same order on both
 sides: a pair that would cross an earlier one is dropped) and then, between two such anchors, the remaining
 layers by order and shape: the pairing that keeps the order and matches the most layers, equal shapes counting
-double (a longest common subsequence). What is left on either side is unmatched and listed, never dropped.
+double (a longest common subsequence). A layer an exporter folded into the one before it (a batch norm into its
+conv: the ONNX node's output is the pair's) makes the named layer's partner the group's last layer (``fused``).
+What is left on either side is unmatched and listed, never dropped.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def key_of(kind: str, name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Match:
-    """Row ``a`` of side A (0-based) is row ``b`` of side B, found by ``how`` (``name`` or ``order``)."""
+    """Row ``a`` of side A (0-based) is row ``b`` of side B, found by ``how`` (``name``, ``order``, or ``fused``: a
+    name pair moved to the end of the group one side folded into one layer)."""
 
     a: int
     b: int
@@ -106,6 +109,27 @@ def _by_order(shapes_a: Sequence[tuple[int, ...]], shapes_b: Sequence[tuple[int,
     return out
 
 
+def _fused(pairs: list[Match], shapes_a: Sequence[tuple[int, ...]], shapes_b: Sequence[tuple[int, ...]]
+           ) -> list[Match]:
+    """Pairs by name moved to the end of a fused group: where one side's named layer is followed by unmatched
+    layers of its shape (a batch norm, a dropout) and the other side goes straight on, the other side's layer is
+    the whole group (an exporter folds a batch norm into the conv before it), so it is paired with the group's
+    last layer; the layers before it stay unmatched."""
+    used_a, used_b = {p.a for p in pairs}, {p.b for p in pairs}
+    out = []
+    for p in pairs:
+        a, b = p.a, p.b
+        if p.how == "name":
+            while a + 1 < len(shapes_a) and a + 1 not in used_a and shapes_a[a + 1] == shapes_a[p.a] and \
+                    (b + 1 >= len(shapes_b) or b + 1 in used_b):
+                a += 1
+            while b + 1 < len(shapes_b) and b + 1 not in used_b and shapes_b[b + 1] == shapes_b[p.b] and \
+                    a == p.a and (a + 1 >= len(shapes_a) or a + 1 in used_a):
+                b += 1
+        out.append(p if (a, b) == (p.a, p.b) else Match(a, b, "fused"))
+    return out
+
+
 def match(kind_a: str, names_a: Sequence[str], shapes_a: Sequence[tuple[int, ...]],
           kind_b: str, names_b: Sequence[str], shapes_b: Sequence[tuple[int, ...]]) -> Matching:
     """Pair the layers of two sides (see the module docstring)."""
@@ -120,6 +144,7 @@ def match(kind_a: str, names_a: Sequence[str], shapes_a: Sequence[tuple[int, ...
         if ia < len(names_a):
             pairs.append(Match(ia, ib, "name"))
         start_a, start_b = ia + 1, ib + 1
+    pairs = _fused(pairs, shapes_a, shapes_b)
     used_a, used_b = {p.a for p in pairs}, {p.b for p in pairs}
     return Matching(tuple(pairs), tuple(i for i in range(len(names_a)) if i not in used_a),
                     tuple(j for j in range(len(names_b)) if j not in used_b))

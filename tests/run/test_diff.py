@@ -143,6 +143,15 @@ def test_match_by_name_then_order_and_shape() -> None:
     assert m.only_b == (3,) and m.only_a == ()
 
 
+def test_a_batch_norm_folded_into_its_conv_is_one_pair() -> None:
+    """torch's ONNX export folds bn into the conv before it and drops dropout: the conv node is the group's output."""
+    s8, s6 = (1, 8, 8, 8), (1, 8, 6, 6)
+    m = match("torch", ["s1", "s2", "s3", "s4", "s5", "s6"], [s8, s8, s8, s6, s6, (1, 3)],
+              "onnx", ["/s1/Conv", "/s3/Relu", "/s4/Conv", "/s6/Gemm"], [s8, s8, s6, (1, 3)])
+    assert [(p.a, p.b, p.how) for p in m.pairs] == [(1, 0, "fused"), (2, 1, "name"), (4, 2, "fused"), (5, 3, "name")]
+    assert m.only_a == (0, 3)
+
+
 def test_order_matching_keeps_a_layer_whose_shape_differs() -> None:
     m = match("stack", ["s1", "s2", "s3"], [(1, 1, 6, 6), (1, 1, 6, 6), (1, 1, 3, 3)],
               "stack", ["s1", "s2"], [(1, 1, 8, 8), (1, 1, 8, 8)])
