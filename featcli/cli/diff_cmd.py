@@ -50,11 +50,13 @@ def diff_command(
         ".safetensors).", rich_help_panel=_S)] = None,
     weights_b: Annotated[str | None, typer.Option(
         "--weights-b", metavar="FILE", help="State dict of a module:attr side B.", rich_help_panel=_S)] = None,
-    atol: Annotated[float, typer.Option(
-        "--atol", min=0.0, help="Absolute tolerance: an element differs when |a-b| > atol + rtol*|b| (NumPy's "
-        "allclose, B the reference).", rich_help_panel=_T)] = 1e-5,
-    rtol: Annotated[float, typer.Option("--rtol", min=0.0, help="Relative tolerance (the defaults fit float32).",
-                                        rich_help_panel=_T)] = 1e-4,
+    atol: Annotated[float | None, typer.Option(
+        "--atol", min=0.0, metavar="TOL", help="Absolute tolerance: an element differs when |a-b| > atol + rtol*|b| "
+        "(NumPy's allclose, B the reference).", show_default="1e-5 of the layer's largest |b|",
+        rich_help_panel=_T)] = None,
+    rtol: Annotated[float, typer.Option(
+        "--rtol", min=0.0, metavar="TOL", help="Relative tolerance (the defaults fit float32).",
+        rich_help_panel=_T)] = 1e-4,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object on stdout (exit 0: every matched layer agrees, 1: one differs).",
         rich_help_panel=_O)] = False,

@@ -135,7 +135,10 @@ def print_diff(con: Any, res: Any) -> None:
         con.print(f"{side.label}: {side.what}, input {format_shape(side.input_shape)}", highlight=False,
                   soft_wrap=True)
     n = len(res.images)
-    con.print(f"{n} image{'s' if n != 1 else ''}; an element differs when |a-b| > {res.atol:g} + {res.rtol:g}*|b|",
+    from featcli.run.diffcompare import ATOL_OF_MAX
+
+    atol = f"{ATOL_OF_MAX:g}*max|b|" if res.atol is None else f"{res.atol:g}"
+    con.print(f"{n} image{'s' if n != 1 else ''}; an element differs when |a-b| > {atol} + {res.rtol:g}*|b|",
               highlight=False)
     many = n > 1
     match = _table()

@@ -19,7 +19,7 @@ from typing import Any
 from featcli.errors import ModelError, UsageError
 from featcli.io.decode import display_name
 from featcli.run.config import RunConfig
-from featcli.run.diffcompare import ATOL, RTOL, Figures, ParamDiff, compare, param_diff
+from featcli.run.diffcompare import ATOL_OF_MAX, RTOL, Figures, ParamDiff, compare, param_diff
 from featcli.run.diffmatch import Matching, match
 from featcli.run.diffsides import Side, SideRun, SideSpec
 
@@ -36,7 +36,7 @@ class DiffRequest:
     cfg: RunConfig
     size: tuple[int, int] | None = None
     resize: Any = None  #: ``--resize`` as given (None: crop, or what a model file records)
-    atol: float = ATOL
+    atol: float | None = None  #: None: ATOL_OF_MAX of each layer's largest |b|
     rtol: float = RTOL
     recursive: bool = False
     from_file: str | None = None
@@ -97,7 +97,7 @@ class DiffResult:
     only_b: list[str]
     params: ParamDiff | None
     images: list[str]
-    atol: float
+    atol: float | None  #: None: :data:`featcli.run.diffcompare.ATOL_OF_MAX` of each layer's largest ``|b|``
     rtol: float
     notes: list[str] = field(default_factory=list)
     png: str | None = None  #: the picture written, if any
@@ -127,7 +127,8 @@ class DiffResult:
         first = self.first
         return {"agree": self.agree, "a": self.a.record(), "b": self.b.record(),
                 "images": [display_name(p) for p in self.images],
-                "atol": self.atol, "rtol": self.rtol, "first": first.index if first else None,
+                "atol": self.atol, "atol_of_max": ATOL_OF_MAX if self.atol is None else None, "rtol": self.rtol,
+                "first": first.index if first else None,
                 "layers": [r.record() for r in self.rows], "only_a": self.only_a, "only_b": self.only_b,
                 "params": self.params.record() if self.params is not None else None, "notes": self.notes,
                 "png": self.png}
@@ -138,14 +139,16 @@ def _dims(shape: Sequence[int]) -> str:
 
 
 def _both(a: Side, b: Side, path: str, keep: tuple[set[str], set[str]] | None) -> tuple[SideRun, SideRun]:
-    """``path`` through A, then B; their inputs must be the same shape."""
-    run_a = a.run(path, keep[0] if keep else None)
-    run_b = b.run(path, keep[1] if keep else None)
-    if run_a.input_shape != run_b.input_shape:
-        shapes = f"A {_dims(run_a.input_shape)} and B {_dims(run_b.input_shape)}"
+    """``path`` through A, then B; their inputs must be the same shape (checked before either runs)."""
+    shape_a, in_a = a.prepare(path)
+    shape_b, in_b = b.prepare(path)
+    if shape_a != shape_b:
+        shapes = f"A {_dims(shape_a)} and B {_dims(shape_b)}"
         raise ModelError(f"{display_name(path)}: the two sides take different inputs, {shapes}: give --size or "
                          "--channels so that both take the same")
-    return run_a, run_b
+    run_a = a.run(in_a, keep[0] if keep else None)
+    del in_a  # the input goes before B runs
+    return run_a, b.run(in_b, keep[1] if keep else None)
 
 
 def run_diff(req: DiffRequest, note: Callable[[str], None] | None = None) -> DiffResult:
@@ -220,7 +223,7 @@ def _picture(a: Side, b: Side, row: DiffRow, req: DiffRequest, paths: Sequence[s
     return req.png
 
 
-def _fold(rows: list[DiffRow], run_a: SideRun, run_b: SideRun, path: str, atol: float, rtol: float) -> None:
+def _fold(rows: list[DiffRow], run_a: SideRun, run_b: SideRun, path: str, atol: float | None, rtol: float) -> None:
     """Compare every matched pair on this image and keep, per row, the worst image's figures (the most elements
     beyond tolerance, then the largest difference)."""
     outs_a = {x.name: x for x in run_a.layers}

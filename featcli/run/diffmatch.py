@@ -6,7 +6,8 @@ Each route names its layers its own way; :func:`key_of` brings them to one modul
 PyTorch route's row is already that path, a featcli model file's stage N is ``sN`` (the module ``featcli shape
 --code`` writes for it), and a call outside any module (``/Abs``, ``abs_1``) is its op (``abs``). A stage stack's
 stages have no names. :func:`match` pairs the keys that each side has exactly once (in the same order on both
-sides: a pair that would cross an earlier one is dropped) and then, between two such anchors, the remaining
+sides: a pair that would cross an earlier one is dropped; a name the other side does not have tries the next
+reading of it, :func:`candidates`) and then, between two such anchors, the remaining
 layers by order and shape: the pairing that keeps the order and matches the most layers, equal shapes counting
 double (a longest common subsequence). A layer an exporter folded into the one before it (a batch norm into its
 conv: the ONNX node's output is the pair's) makes the named layer's partner the group's last layer (``fused``).
@@ -17,36 +18,85 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Match", "Matching", "key_of", "match"]
+__all__ = ["Match", "Matching", "candidates", "key_of", "keys", "match"]
 
 _SUFFIX = re.compile(r"_\d+$")
 
 
-def key_of(kind: str, name: str) -> str | None:
-    """The module path a layer ``name`` of a side of ``kind`` stands for (None: a stack's stage has none).
+def _joined(path: str, scope: str) -> str:
+    """An ONNX scope added to a module path: the exporter writes a scope as the module's own name (``conv1``), its
+    path from the root (``layer1.0`` under ``layer1``) or from its parent (``downsample.0`` under ``downsample``);
+    the part it repeats is not added twice.
 
-    >>> key_of("onnx", "/layer1/layer1.0/conv1/Conv"), key_of("pt2", "layer1.0.conv1:conv2d")
-    ('layer1.0.conv1', 'layer1.0.conv1')
-    >>> key_of("onnx", "/Abs"), key_of("pt2", "abs_1"), key_of("torch", "s1"), key_of("featcli", "s1")
-    ('abs', 'abs', 's1', 's1')
+    >>> _joined("layer1", "layer1.0"), _joined("layer1.0", "conv1"), _joined("layer1.0.downsample", "downsample.0")
+    ('layer1.0', 'layer1.0.conv1', 'layer1.0.downsample.0')
     """
+    have, new = path.split(".") if path else [], scope.split(".")
+    for k in range(min(len(have), len(new) - 1), 0, -1):  # the longest end of the path that starts the scope
+        if have[-k:] == new[:k]:
+            return ".".join(have + new[k:])
+    return ".".join(have + new)
+
+
+def candidates(kind: str, name: str) -> list[str]:
+    """The module paths a layer ``name`` of a side of ``kind`` may stand for, the most specific first (none for a
+    stack's stage). An ONNX node or a ``.pt2`` node under a module is a call in its ``forward``
+    (``/layer1/layer1.0/Add``: ``layer1.0.add``) or that module's output (``/s1/Conv``: ``s1``); a scope the ONNX
+    exporter numbered (``relu_1``) is the module called again (``relu#2``, as the PyTorch route names it)."""
     if kind == "stack":
-        return None
+        return []
     if kind == "onnx":
         parts = [p for p in name.split("/") if p]
         if not parts:
-            return None
+            return []
+        op = _SUFFIX.sub("", parts[-1]).lower()
         path = ""
-        for comp in parts[:-1]:  # the exporter writes each scope as the module's own name or its whole path
-            path = comp if not path or comp.startswith(path + ".") else f"{path}.{comp}"
-        return path or _SUFFIX.sub("", parts[-1]).lower()
+        for comp in parts[:-1]:
+            path = _joined(path, comp)
+        if not path:
+            return [op]
+        again = _SUFFIX.search(path)
+        numbered = [f"{path[:again.start()]}#{int(again.group()[1:]) + 1}"] if again else []
+        return [f"{path}.{op}", path, *numbered]
     if kind == "pt2":
         path, sep, node = name.partition(":")
-        return path if sep else _SUFFIX.sub("", path).lower()
-    return name
+        return [f"{path}.{_SUFFIX.sub('', node).lower()}", path] if sep else [_SUFFIX.sub("", path).lower()]
+    return [name]
+
+
+def key_of(kind: str, name: str, other: Collection[str] = ()) -> str | None:
+    """The module path of a layer ``name`` of a side of ``kind`` against the ``other`` side's names: its first
+    candidate that side may have, else its module (None: a stack's stage has none).
+
+    >>> key_of("onnx", "/layer1/layer1.0/conv1/Conv"), key_of("pt2", "layer1.0.conv1:conv2d")
+    ('layer1.0.conv1', 'layer1.0.conv1')
+    >>> key_of("onnx", "/layer1/layer1.0/Add", {"layer1.0.add"}), key_of("onnx", "/b/relu_1/Relu", {"b.relu#2"})
+    ('layer1.0.add', 'b.relu#2')
+    >>> key_of("onnx", "/Abs"), key_of("pt2", "abs_1"), key_of("torch", "s1"), key_of("featcli", "s1")
+    ('abs', 'abs', 's1', 's1')
+    """
+    found = candidates(kind, name)
+    if not found:
+        return None
+    return next((c for c in found if c in other), found[1] if len(found) > 1 else found[0])
+
+
+def keys(kind: str, names: Sequence[str], other: Sequence[list[str]]) -> list[str | None]:
+    """Each layer's key against the other side's candidates: its first candidate the other side may have (else
+    its first), the k-th layer of one key numbered ``#k`` as the PyTorch route numbers a module called again."""
+    theirs = {c for cands in other for c in cands}
+    out: list[str | None] = []
+    seen: Counter[str] = Counter()
+    for n in names:
+        key = key_of(kind, n, theirs)
+        if key is not None and "#" not in key:
+            seen[key] += 1
+            key = key if seen[key] == 1 else f"{key}#{seen[key]}"
+        out.append(key)
+    return out
 
 
 @dataclass(frozen=True)
@@ -133,8 +183,9 @@ def _fused(pairs: list[Match], shapes_a: Sequence[tuple[int, ...]], shapes_b: Se
 def match(kind_a: str, names_a: Sequence[str], shapes_a: Sequence[tuple[int, ...]],
           kind_b: str, names_b: Sequence[str], shapes_b: Sequence[tuple[int, ...]]) -> Matching:
     """Pair the layers of two sides (see the module docstring)."""
-    keys_a = [key_of(kind_a, n) for n in names_a]
-    keys_b = [key_of(kind_b, n) for n in names_b]
+    cands_a = [candidates(kind_a, n) for n in names_a]
+    cands_b = [candidates(kind_b, n) for n in names_b]
+    keys_a, keys_b = keys(kind_a, names_a, cands_b), keys(kind_b, names_b, cands_a)
     anchors = _anchors(keys_a, keys_b)
     pairs: list[Match] = []
     start_a = start_b = 0

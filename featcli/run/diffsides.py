@@ -5,8 +5,9 @@ A side is a stage stack (``--stack-a``), a featcli model file, or another networ
 :class:`featcli.run.config.RunConfig` per side and :func:`featcli.run.routes.make_runner` (a stack or a model
 file gets a :class:`featcli.run.image.Runner`, another network a :class:`featcli.run.network.NetworkRunner`), so
 each side loads an image exactly as ``run`` would (a model file its recorded input size and normalisation, a
-network its declared input). :meth:`Side.run` gives the rows of one image with the tensors of the layers asked
-for only, as NumPy arrays; the caller compares them and lets them go before the next image.
+network its declared input). :meth:`Side.prepare` makes an image the side's input; :meth:`Side.run` gives its
+rows, with the tensors of the layers asked for only, as NumPy arrays; the caller compares them and lets them go
+before the next image.
 """
 
 from __future__ import annotations
@@ -140,13 +141,21 @@ class Side:
     def load(self) -> LoadOptions:
         return self.cfg.load
 
-    def run(self, path: str, keep: Collection[str] | None = None) -> SideRun:
-        """The rows of ``path`` through this side, with the outputs of the layers named in ``keep`` (None:
-        every layer) as NumPy arrays."""
+    def prepare(self, path: str) -> tuple[tuple[int, ...], Any]:
+        """The image at ``path`` made this side's input: its shape, and what :meth:`run` takes."""
         if self.route == NETWORK:
-            return self._network(path, keep)
+            image, x, notes = self.runner.net.prepare(path)
+            return tuple(int(d) for d in x.shape), (image, x, notes)
+        image, plan, _ = self.runner.prepare(path)
+        return tuple(int(d) for d in plan.report.input), (image, plan)
+
+    def run(self, prepared: Any, keep: Collection[str] | None = None) -> SideRun:
+        """The rows of an image (from :meth:`prepare`) through this side, with the outputs of the layers named in
+        ``keep`` (None: every layer) as NumPy arrays."""
+        if self.route == NETWORK:
+            return self._network(prepared, keep)
         runner = self.runner
-        image, plan, _ = runner.prepare(path)
+        image, plan = prepared
         wanted = {s.index for s in plan.stages if keep is None or f"s{s.index}" in keep}
         try:
             (results,) = runner.execute(runner.to_input(image, plan), plan, keep=wanted)
@@ -156,11 +165,11 @@ class Side:
                             as_array(r.tensor) if r.index in wanted else None) for r in results]
         return SideRun(tuple(int(d) for d in plan.report.input), layers)
 
-    def _network(self, path: str, keep: Collection[str] | None) -> SideRun:
+    def _network(self, prepared: Any, keep: Collection[str] | None) -> SideRun:
         net = self.runner.net
         globs = ("*",) if keep is None else tuple(glob.escape(n) for n in keep)
         net.req = dataclasses.replace(net.req, layers=globs)
-        image, x, notes = net.prepare(path)
+        image, x, notes = prepared
         try:
             result = net.forward(image, x, notes)
         except FeatcliError as exc:

@@ -107,6 +107,15 @@ def test_figures_equal_numpy() -> None:
     assert 0 < f.beyond < 1 and f.count == b.size
 
 
+def test_default_atol_is_a_share_of_the_layers_scale() -> None:
+    b = np.array([100.0, 1e-3, -50.0])
+    a = b + np.array([1e-4, 5e-4, 0.0])
+    f = compare(a, b)
+    assert f.atol == pytest.approx(1e-5 * 100) and f.beyond == 0
+    assert f.beyond == pytest.approx(1 - np.isclose(a, b, rtol=1e-4, atol=1e-3).mean())
+    assert compare(a, b, atol=1e-5).beyond == pytest.approx(1 / 3)  # the near-zero element, with a fixed atol
+
+
 def test_figures_of_nan_inf_and_zeros() -> None:
     nan, inf = float("nan"), float("inf")
     assert compare(np.array([nan, inf, 0.0]), np.array([nan, inf, 0.0])).agree
