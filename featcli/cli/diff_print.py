@@ -164,7 +164,8 @@ def print_diff(con: Any, res: Any) -> None:
     if res.only_a or res.only_b:
         for label, names in (("A", res.only_a), ("B", res.only_b)):
             if names:
-                con.print(f"only in {label} (unmatched): {', '.join(names)}", highlight=False)
+                more = f", ... ({len(names)} in all; --json lists them)" if len(names) > 12 else ""
+                con.print(f"only in {label} (unmatched): {', '.join(names[:12])}{more}", highlight=False)
     pd = res.params
     if pd is not None:
         changed = pd.changed
