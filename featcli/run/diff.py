@@ -83,7 +83,7 @@ class DiffRow:
                 "shape_a": list(self.shape_a), "shape_b": list(self.shape_b), "match": self.how,
                 "agree": self.agree, "first": self.first, "downstream": self.downstream,
                 "worst": display_name(self.worst) if self.worst else None,
-                **(self.figures.record() if self.figures is not None else {})}
+                **(self.figures.record() if self.figures is not None else dict.fromkeys(_FIGURES))}
 
 
 @dataclass
@@ -132,6 +132,9 @@ class DiffResult:
                 "layers": [r.record() for r in self.rows], "only_a": self.only_a, "only_b": self.only_b,
                 "params": self.params.record() if self.params is not None else None, "notes": self.notes,
                 "png": self.png}
+
+
+_FIGURES = ("max_abs", "max_rel", "cosine", "beyond", "count", "atol")
 
 
 def _dims(shape: Sequence[int]) -> str:

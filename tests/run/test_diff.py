@@ -260,6 +260,29 @@ def test_unmatched_layers_and_differing_shapes_are_rows(tmp_path: Path) -> None:
     assert "differ from layer 1 (s1): shapes 1x1x30x30 and 1x1x32x32" in r.stderr
 
 
+def test_later_images_keep_only_the_matched_layers(tmp_path: Path) -> None:
+    from featcli.run.config import RunConfig
+    from featcli.run.diffsides import Side, SideSpec
+
+    img = tmp_path / "g.png"
+    Image.fromarray(np.full((12, 12), 80, np.uint8)).save(img)
+    side = Side(SideSpec("A", stack=("conv:w=box", "relu", "gap")), RunConfig(stack=()))
+    shape, prepared = side.prepare(str(img))
+    run = side.run(prepared, {"s2"})
+    assert shape == (1, 1, 12, 12) and [x.name for x in run.layers] == ["s1", "s2", "s3"]
+    assert [x.tensor is not None for x in run.layers] == [False, True, False]
+    np.testing.assert_allclose(run.layers[1].tensor, np.full((1, 1, 10, 10), 80 / 255), rtol=1e-6)
+
+
+def test_an_option_for_one_side_says_so(weights: dict[str, str]) -> None:
+    w = weights
+    r = _cli("--stack-a", "relu", w["module"], w["img"], "--weights-b", w["ok.pt"], "--seed", "3", "-c", "rgb")
+    assert r.exit_code == 1, r.output  # a relu is not the network: they differ, and say so
+    assert "note: --seed applies to side A only" in r.stderr and "differ from layer 1" in r.stderr
+    r = _cli("--stack-a", "relu", "--stack-b", "relu", w["img"], "--resize", "pad")
+    assert r.exit_code == 2 and "--resize applies to" in r.stderr
+
+
 def test_png_draws_the_first_diverging_layer(tmp_path: Path) -> None:
     img = tmp_path / "g.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (32, 32), dtype=np.uint8)).save(img)
