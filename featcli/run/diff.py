@@ -234,18 +234,19 @@ def _fold(rows: list[DiffRow], run_a: SideRun, run_b: SideRun, path: str, atol: 
     for r in rows:
         la, lb = outs_a.get(r.a), outs_b.get(r.b)
         if la is None or lb is None:
-            raise ModelError(f"{path}: layer {(r.a if la is None else r.b)!r} did not run on this image")
-        if la.shape != lb.shape or la.tensor is None or lb.tensor is None:
-            r.shape_a, r.shape_b = la.shape, lb.shape
-            if la.shape != lb.shape:
-                r.figures, r.worst = None, r.worst or path
+            missing = r.a if la is None else r.b
+            raise ModelError(f"{display_name(path)}: layer {missing!r} did not run on this image")
+        if r.figures is None and r.worst is not None:  # the shapes differed on an earlier image: that stays
+            continue
+        if la.shape != lb.shape:
+            r.shape_a, r.shape_b, r.figures, r.worst = la.shape, lb.shape, None, path
+            continue
+        if la.tensor is None or lb.tensor is None:  # not a float output: nothing to compare
             continue
         f = compare(la.tensor, lb.tensor, atol, rtol)
         old = r.figures
-        if old is None and r.worst is not None:  # shapes differed on an earlier image: that stays the answer
-            continue
         if old is None or (f.beyond, _key(f.max_abs)) > (old.beyond, _key(old.max_abs)):
-            r.figures, r.worst = f, path
+            r.figures, r.worst, r.shape_a, r.shape_b = f, path, la.shape, lb.shape
 
 
 def _key(v: float) -> float:

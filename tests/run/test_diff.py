@@ -260,6 +260,17 @@ def test_unmatched_layers_and_differing_shapes_are_rows(tmp_path: Path) -> None:
     assert "differ from layer 1 (s1): shapes 1x1x30x30 and 1x1x32x32" in r.stderr
 
 
+def test_shapes_that_differ_on_a_later_image_only_are_that_images_row(tmp_path: Path) -> None:
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for name, side in (("a_even", 32), ("b_odd", 33)):
+        Image.fromarray(np.full((side, side), 90, np.uint8)).save(d / f"{name}.png")
+    code, rec, err = _json("--stack-a", "maxpool:k=2", "--stack-b", "maxpool:k=2,ceil=1", str(d))
+    (row,) = rec["layers"]
+    assert code == 1 and row["max_abs"] is None and row["worst"].endswith("b_odd.png")
+    assert (row["shape_a"], row["shape_b"]) == ([1, 1, 16, 16], [1, 1, 17, 17]) and "shapes 1x1x16x16" in err
+
+
 def test_later_images_keep_only_the_matched_layers(tmp_path: Path) -> None:
     from featcli.run.config import RunConfig
     from featcli.run.diffsides import Side, SideSpec
