@@ -67,13 +67,13 @@ def diff_command(
                                         rich_help_panel=_O)] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in sub-folders too.")] = False,
     from_file: Annotated[str | None, typer.Option(
-        "--from-file", help="Also read image paths, one a line, from this file ('-' = stdin).")] = None,
+        "--from-file", metavar="FILE", help="Also read image paths, one a line, from this file ('-' = stdin).")] = None,
     size: Annotated[str | None, typer.Option(
         "--size", metavar="HxW", help="Input size of a network side that declares none (module:attr).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of a stack side's randomly initialised "
                                       "layers.")] = 0,
-    kernels_dir: Annotated[str | None, typer.Option("--kernels-dir", help="Extra kernel library folder for a "
-                                                    "stack side.")] = None,
+    kernels_dir: Annotated[str | None, typer.Option(
+        "--kernels-dir", metavar="DIR", help="Extra kernel library folder for a stack side.")] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     max_memory: MaxMemoryOpt = None,

@@ -245,6 +245,10 @@ def test_two_stacks_differ_at_the_changed_stage(tmp_path: Path) -> None:
     code, rec, err = _json("--stack-a", "conv:w=box relu conv:w=sobel_x abs",
                            "--stack-b", "conv:w=box relu conv:w=sobel_y abs", str(img))
     assert code == 1 and rec["first"] == 3 and [r["downstream"] for r in rec["layers"]] == [False] * 3 + [True]
+    text = _cli("--stack-a", "conv:w=box relu conv:w=sobel_x abs", "--stack-b", "conv:w=box relu conv:w=sobel_y abs",
+                str(img)).stdout.splitlines()
+    marks = [ln.split("%", 1)[1].strip() for ln in text if "%" in ln]
+    assert marks == ["✓", "✓", "✗ first diverging", "downstream ✗"], text
     code, rec, _ = _json("--stack-a", "conv:w=box relu", "--stack-b", "conv:w=box relu", str(img))
     assert code == 0 and rec["params"] is None
 
