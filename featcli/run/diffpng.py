@@ -43,6 +43,6 @@ def diff_figure(a: Any, b: Any, *, title: str, tile_px: int = 192) -> Any:
     for who, maps, stage in (("A", ma, "A, B"), ("B", mb, "A, B"), ("|A-B|", d, "|A-B|")):
         for c in chosen:
             tiles.append(Tile(who if one else f"{who} c{c}", maps[c], stage=stage))
-    opts = GridOptions(norm=Norm.STAGE, tile_px=tile_px, title=title, max_maps=3 * MAX_CHANNELS,
+    opts = GridOptions(norm=Norm.STAGE, tile_px=2 * tile_px if one else tile_px, title=title, max_maps=3 * MAX_CHANNELS,
                        columns=len(chosen))
     return render_grid(tiles, opts)
