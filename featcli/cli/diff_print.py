@@ -12,7 +12,7 @@ from featcli.errors import UsageError
 
 __all__ = ["diff_run", "print_diff"]
 
-#: Options that apply to some routes only (parameter name -> the route option it is, :data:`ROUTES`).
+#: Options that apply to some routes only (their parameter names, as :data:`featcli.run.routes.ROUTES` has them).
 _SOME = ("size", "seed", "kernels_dir", "channels", "scale", "normalize", "max_side", "resize")
 
 
@@ -94,8 +94,8 @@ def _request(command: Any, p: dict[str, Any]) -> Any:
             raise UsageError(f"{given[name]} applies to {' and '.join(where)}, not to the two sides here")
         if len(sides) == 1:
             other = "B" if sides[0] == "A" else "A"
-            _note(f"{given[name]} applies to side {sides[0]} only (side {other}: {ROUTES[routes[other]].words} "
-                  "take their own)")
+            _note(f"{given[name]} applies to side {sides[0]} only, not to {ROUTES[routes[other]].words} such as "
+                  f"side {other}")
     device = p["device"]
     no_torch = all(s.route == STACK or (s.model or "").lower().endswith(".onnx") for s in specs)
     cfg = RunConfig(
