@@ -251,6 +251,11 @@ def test_two_stacks_differ_at_the_changed_stage(tmp_path: Path) -> None:
     assert marks == ["✓", "✓", "✗ first diverging", "downstream ✗"], text
     code, rec, _ = _json("--stack-a", "conv:w=box relu", "--stack-b", "conv:w=box relu", str(img))
     assert code == 0 and rec["params"] is None
+    assert set(rec) == {"agree", "first", "a", "b", "images", "atol", "atol_of_max", "rtol", "layers", "only_a",
+                        "only_b", "params", "notes", "png"}  # the keys docs/diff.md lists
+    assert set(rec["layers"][0]) == {"index", "a", "b", "type_a", "type_b", "shape_a", "shape_b", "match", "agree",
+                                     "first", "downstream", "worst", "max_abs", "max_rel", "cosine", "beyond",
+                                     "count", "atol"}
 
 
 def test_unmatched_layers_and_differing_shapes_are_rows(tmp_path: Path) -> None:
