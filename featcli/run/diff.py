@@ -180,8 +180,10 @@ def run_diff(req: DiffRequest, note: Callable[[str], None] | None = None) -> Dif
     for path in paths:
         run_a, run_b = _both(side_a, side_b, path, keep)
         if matching is None:
-            matching = match(side_a.kind, [x.name for x in run_a.layers], [x.shape for x in run_a.layers],
-                             side_b.kind, [x.name for x in run_b.layers], [x.shape for x in run_b.layers])
+            la, lb = run_a.layers, run_b.layers
+            matching = match(side_a.kind, [x.name for x in la], [x.shape for x in la],
+                             side_b.kind, [x.name for x in lb], [x.shape for x in lb],
+                             [x.type for x in la], [x.type for x in lb])
             rows = [DiffRow(k, run_a.layers[p.a].name, run_b.layers[p.b].name, run_a.layers[p.a].type,
                             run_b.layers[p.b].type, run_a.layers[p.a].shape, run_b.layers[p.b].shape, p.how)
                     for k, p in enumerate(matching.pairs, 1)]

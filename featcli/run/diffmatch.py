@@ -24,6 +24,17 @@ from dataclasses import dataclass
 __all__ = ["Match", "Matching", "candidates", "key_of", "keys", "match"]
 
 _SUFFIX = re.compile(r"_\d+$")
+#: Layers an exporter folds into the layer before them or drops (their types, lower case, contain one of these).
+_FOLDABLE = ("norm", "bn", "dropout", "identity")
+
+
+def _op(text: str) -> str:
+    """A node's op: its number and the underscore of an in-place call gone (``relu__1``, ``add_``: ``relu``, ``add``).
+
+    >>> _op("relu__1"), _op("add_"), _op("conv2d_3"), _op("Conv")
+    ('relu', 'add', 'conv2d', 'conv')
+    """
+    return _SUFFIX.sub("", text).rstrip("_").lower() or text.lower()
 
 
 def _joined(path: str, scope: str) -> str:
@@ -52,7 +63,7 @@ def candidates(kind: str, name: str) -> list[str]:
         parts = [p for p in name.split("/") if p]
         if not parts:
             return []
-        op = _SUFFIX.sub("", parts[-1]).lower()
+        op = _op(parts[-1])
         path = ""
         for comp in parts[:-1]:
             path = _joined(path, comp)
@@ -63,7 +74,7 @@ def candidates(kind: str, name: str) -> list[str]:
         return [f"{path}.{op}", path, *numbered]
     if kind == "pt2":
         path, sep, node = name.partition(":")
-        return [f"{path}.{_SUFFIX.sub('', node).lower()}", path] if sep else [_SUFFIX.sub("", path).lower()]
+        return [f"{path}.{_op(node)}", path] if sep else [_op(path)]
     return [name]
 
 
@@ -159,30 +170,37 @@ def _by_order(shapes_a: Sequence[tuple[int, ...]], shapes_b: Sequence[tuple[int,
     return out
 
 
-def _fused(pairs: list[Match], shapes_a: Sequence[tuple[int, ...]], shapes_b: Sequence[tuple[int, ...]]
-           ) -> list[Match]:
+def _fused(pairs: list[Match], shapes_a: Sequence[tuple[int, ...]], shapes_b: Sequence[tuple[int, ...]],
+           types_a: Sequence[str], types_b: Sequence[str]) -> list[Match]:
     """Pairs by name moved to the end of a fused group: where one side's named layer is followed by unmatched
-    layers of its shape (a batch norm, a dropout) and the other side goes straight on, the other side's layer is
-    the whole group (an exporter folds a batch norm into the conv before it), so it is paired with the group's
-    last layer; the layers before it stay unmatched."""
+    layers of its shape that an exporter folds or drops (a batch norm, a dropout) and the other side goes straight
+    on, the other side's layer is the whole group (torch's ONNX export folds a batch norm into the conv before
+    it), so it is paired with the group's last layer; the layers before it stay unmatched."""
     used_a, used_b = {p.a for p in pairs}, {p.b for p in pairs}
+
+    def folds(i: int, used: set[int], shapes: Sequence[tuple[int, ...]], types: Sequence[str], start: int) -> bool:
+        return i < len(shapes) and i not in used and shapes[i] == shapes[start] and \
+            any(w in types[i].lower() for w in _FOLDABLE)
+
     out = []
     for p in pairs:
         a, b = p.a, p.b
         if p.how == "name":
-            while a + 1 < len(shapes_a) and a + 1 not in used_a and shapes_a[a + 1] == shapes_a[p.a] and \
-                    (b + 1 >= len(shapes_b) or b + 1 in used_b):
+            b_on = b + 1 >= len(shapes_b) or b + 1 in used_b
+            while b_on and folds(a + 1, used_a, shapes_a, types_a, p.a):
                 a += 1
-            while b + 1 < len(shapes_b) and b + 1 not in used_b and shapes_b[b + 1] == shapes_b[p.b] and \
-                    a == p.a and (a + 1 >= len(shapes_a) or a + 1 in used_a):
+            a_on = a == p.a and (a + 1 >= len(shapes_a) or a + 1 in used_a)
+            while a_on and folds(b + 1, used_b, shapes_b, types_b, p.b):
                 b += 1
         out.append(p if (a, b) == (p.a, p.b) else Match(a, b, "fused"))
     return out
 
 
 def match(kind_a: str, names_a: Sequence[str], shapes_a: Sequence[tuple[int, ...]],
-          kind_b: str, names_b: Sequence[str], shapes_b: Sequence[tuple[int, ...]]) -> Matching:
-    """Pair the layers of two sides (see the module docstring)."""
+          kind_b: str, names_b: Sequence[str], shapes_b: Sequence[tuple[int, ...]],
+          types_a: Sequence[str] | None = None, types_b: Sequence[str] | None = None) -> Matching:
+    """Pair the layers of two sides (see the module docstring); ``types_a``/``types_b``: the layers' types (a
+    module class, an ONNX op, an aten call, a stage op), which say what an exporter may have folded."""
     cands_a = [candidates(kind_a, n) for n in names_a]
     cands_b = [candidates(kind_b, n) for n in names_b]
     keys_a, keys_b = keys(kind_a, names_a, cands_b), keys(kind_b, names_b, cands_a)
@@ -195,7 +213,7 @@ def match(kind_a: str, names_a: Sequence[str], shapes_a: Sequence[tuple[int, ...
         if ia < len(names_a):
             pairs.append(Match(ia, ib, "name"))
         start_a, start_b = ia + 1, ib + 1
-    pairs = _fused(pairs, shapes_a, shapes_b)
+    pairs = _fused(pairs, shapes_a, shapes_b, types_a or [""] * len(names_a), types_b or [""] * len(names_b))
     used_a, used_b = {p.a for p in pairs}, {p.b for p in pairs}
     return Matching(tuple(pairs), tuple(i for i in range(len(names_a)) if i not in used_a),
                     tuple(j for j in range(len(names_b)) if j not in used_b))

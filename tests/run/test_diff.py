@@ -155,10 +155,15 @@ def test_match_by_name_then_order_and_shape() -> None:
 def test_a_batch_norm_folded_into_its_conv_is_one_pair() -> None:
     """torch's ONNX export folds bn into the conv before it and drops dropout: the conv node is the group's output."""
     s8, s6 = (1, 8, 8, 8), (1, 8, 6, 6)
-    m = match("torch", ["s1", "s2", "s3", "s4", "s5", "s6"], [s8, s8, s8, s6, s6, (1, 3)],
-              "onnx", ["/s1/Conv", "/s3/Relu", "/s4/Conv", "/s6/Gemm"], [s8, s8, s6, (1, 3)])
+    names, shapes = ["s1", "s2", "s3", "s4", "s5", "s6"], [s8, s8, s8, s6, s6, (1, 3)]
+    onnx = ["/s1/Conv", "/s3/Relu", "/s4/Conv", "/s6/Gemm"], [s8, s8, s6, (1, 3)]
+    types = ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "Dropout", "Linear"]
+    m = match("torch", names, shapes, "onnx", *onnx, types, ["Conv", "Relu", "Conv", "Gemm"])
     assert [(p.a, p.b, p.how) for p in m.pairs] == [(1, 0, "fused"), (2, 1, "name"), (4, 2, "fused"), (5, 3, "name")]
     assert m.only_a == (0, 3)
+    # a layer that is not folded (a residual add the names missed) is not jumped over: it stays unmatched
+    m = match("torch", names, shapes, "onnx", *onnx, [*types[:1], "add", *types[2:4], "mul", types[5]])
+    assert [(p.a, p.b, p.how) for p in m.pairs][:1] == [(0, 0, "name")] and m.only_a == (1, 4)
 
 
 def test_order_matching_keeps_a_layer_whose_shape_differs() -> None:
