@@ -22,6 +22,7 @@ from featcli.run.config import RunConfig
 from featcli.run.diffcompare import ATOL_OF_MAX, RTOL, Figures, ParamDiff, compare, param_diff
 from featcli.run.diffmatch import Matching, match
 from featcli.run.diffsides import Side, SideRun, SideSpec
+from featcli.run.routes import NETWORK
 
 __all__ = ["DiffRequest", "DiffResult", "DiffRow", "SideInfo", "run_diff"]
 
@@ -168,7 +169,7 @@ def run_diff(req: DiffRequest, note: Callable[[str], None] | None = None) -> Dif
 
         if not req.png.lower().endswith(".png"):
             raise UsageError(f"--png {req.png}: featcli writes PNG; give a name ending in .png")
-        check_output(req.png, force=req.force, inputs=paths)
+        check_output(req.png, force=req.force, inputs=_inputs(req, paths))
     side_a = Side(req.a, req.cfg, req.size, req.resize)
     side_b = Side(req.b, req.cfg, req.size, req.resize)
     rows: list[DiffRow] = []
@@ -210,6 +211,18 @@ def run_diff(req: DiffRequest, note: Callable[[str], None] | None = None) -> Dif
     return result
 
 
+def _inputs(req: DiffRequest, paths: Sequence[str]) -> list[str]:
+    """Every file the diff reads (images, models, weights): ``--png`` may replace none of them, even with
+    ``--force``."""
+    files = [*paths]
+    for s in (req.a, req.b):
+        if s.model is not None:
+            files.append(s.model.rsplit(":", 1)[0] if s.route == NETWORK and ":" in s.model else s.model)
+        if s.weights is not None:
+            files.append(s.weights)
+    return files
+
+
 def _picture(a: Side, b: Side, row: DiffRow, req: DiffRequest, paths: Sequence[str]) -> str:
     """Draw ``row`` on its worst image (both sides run again there, keeping that layer only) to ``req.png``."""
     from featcli.io.png import save_png
@@ -224,7 +237,7 @@ def _picture(a: Side, b: Side, row: DiffRow, req: DiffRequest, paths: Sequence[s
              f"max |A-B| {row.figures.max_abs:.3g}")
     image = diff_figure(ta, tb, title=title)
     save_png(image, req.png, metadata={"featcli:a": a.what, "featcli:b": b.what, "featcli:layer": name},
-             force=req.force, inputs=paths)
+             force=req.force, inputs=_inputs(req, paths))
     return req.png
 
 

@@ -318,6 +318,8 @@ def test_png_draws_the_first_diverging_layer(tmp_path: Path) -> None:
         assert pic.size[0] > 200 and pic.text["featcli:layer"] == "s1"
     r = _cli("--stack-a", "conv:w=sobel_x relu", "--stack-b", "conv:w=scharr_x relu", str(img), "--png", str(out))
     assert r.exit_code == 1 and "exists" in r.stderr  # never overwritten without --force
+    r = _cli("--stack-a", "relu", "--stack-b", "abs", str(img), "--png", str(img), "--force")
+    assert r.exit_code == 1 and "input" in r.stderr and img.stat().st_size < 2000  # an input, never replaced
     vec = tmp_path / "vec.png"  # a layer without maps: one 1 x N map
     r = _cli("--stack-a", "gap flatten relu", "--stack-b", "gap flatten tanh", str(img), "--png", str(vec))
     assert r.exit_code == 1 and "differ from layer 3" in r.stderr
