@@ -19,7 +19,7 @@ from typing import Any
 __all__ = ["COMMANDS", "app", "main"]
 
 #: command name -> module that registers it
-COMMANDS = {"cam": "cam_cmd", "eval": "eval_cmd", "explain": "explain_cmd", "info": "info_cmd",
+COMMANDS = {"cam": "cam_cmd", "diff": "diff_cmd", "eval": "eval_cmd", "explain": "explain_cmd", "info": "info_cmd",
             "kernels": "kernels_cmd", "run": "run_cmd", "samples": "samples_cmd", "shape": "shape_cmd",
             "top": "top_cmd", "train": "train_cmd"}
 
