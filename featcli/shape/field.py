@@ -152,8 +152,10 @@ def _stage_row(spec: str, in_shape: tuple[int, ...]) -> StageReport | None:
 
 
 #: A merge by the row's type where it has no stage: ONNX op types and aten / torch function names.
-_MERGE_TYPES = {"Add": "add", "Mul": "mul", "Concat": "cat", "add": "add", "add_": "add", "mul": "mul",
-                "mul_": "mul", "cat": "cat"}
+_MERGE_TYPES = {"Add": "add", "Sum": "add", "Mul": "mul", "Concat": "cat", "add": "add", "add_": "add",
+                "mul": "mul", "mul_": "mul", "cat": "cat"}
+#: Arithmetic that keeps positions when its one source meets only constants (``(x - mean) / std``, ``x * scale``).
+_ARITHMETIC = frozenset({"add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "Add", "Sub", "Mul", "Div"})
 
 
 def _merge_op(r: Any) -> str | None:
@@ -215,16 +217,21 @@ def _place(r: Any, walk: Any, by_index: dict[int, Any]) -> tuple[Field, bool] | 
             return r.in_shape  # the first operand's shape: a wrong guess where the image is not first fails the checks
         return by_index[i].shapes[0] if i in by_index and len(by_index[i].shapes) == 1 else None
 
+    if len(sources) == 1 and r.type in _ARITHMETIC and source_shape(sources[0]) is not None and \
+            tuple(source_shape(sources[0])) == tuple(r.shapes[0]):
+        kept: tuple[Field, bool] | None = walk(sources[0])  # the other operands are constants: positions kept
+        return kept
     merge = _merge_op(r)
     if merge is not None:
-        if len(sources) != 2 or not _merged(r, merge, [source_shape(i) for i in sources]):
-            return None  # a broadcast (a gate of 1x1 maps), another axis or another count of operands
+        if len(sources) < 2 or not _merged(r, merge, [source_shape(i) for i in sources]):
+            return None  # a broadcast (a gate of 1x1 maps), another axis
         parts = [walk(i) for i in sources]
-        if any(p is None for p in parts):
+        f: Field | None = parts[0][0] if parts[0] is not None else None
+        for p in parts[1:]:
+            f = f.union(p[0]) if f is not None and p is not None else None
+        if f is None:
             return None
-        (fa, ca), (fb, cb) = parts
-        f = fa.union(fb)
-        return (f, merge == "cat" or ca or cb) if f is not None else None
+        return f, merge == "cat" or any(p is not None and p[1] for p in parts)
     if r.spec is None or r.ok is not True or r.in_shape is None:
         return None
     if len(sources) != 1 or source_shape(sources[0]) is None or tuple(source_shape(sources[0])) != tuple(r.in_shape):

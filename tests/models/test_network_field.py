@@ -23,6 +23,15 @@ from featcli.stages.spec import parse_stages  # noqa: E402
 SIZE = 24
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    """One torch thread: tiny convs on a shared machine's busy cores are a hundred times slower on two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class Block(nn.Module):
     """ResNet's basic block: identity shortcut, or a 1x1 stride-2 downsample on it (``stride=2``)."""
 
@@ -204,3 +213,49 @@ def test_unknown_sources_place_nothing() -> None:
 
     rows = _rows(_positive(Masked()), "module", Path())
     assert rows[0].sources == (0,) and rows[-1].sources is None and network_field(rows, rows[-1].index) is None
+
+
+class Normalized(nn.Module):
+    """``(x - mean) / std`` with buffers, then three branches concatenated and mixed by a 1x1 conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.25))
+        self.register_buffer("std", torch.full((1, 3, 1, 1), 2.0))
+        self.a, self.b = nn.Conv2d(3, 2, 3, padding=1), nn.Conv2d(3, 2, 5, padding=2)
+        self.c = nn.Conv2d(3, 2, 1)
+        self.mix = nn.Conv2d(6, 3, 1)
+
+    def forward(self, x: Any) -> Any:
+        x = (x - self.mean) / self.std
+        return self.mix(torch.cat([self.a(x), self.b(x), self.c(x)], 1))
+
+
+@pytest.mark.parametrize("route", ["module", "onnx"])
+def test_constants_keep_positions_and_a_cat_of_three_is_a_union(route: str, tmp_path: Path) -> None:
+    model = _positive(Normalized())
+    rows = _rows(model, route, tmp_path)
+    field = network_field(rows, rows[-1].index)
+    assert field == Field((-2, -2), (1, 1), (5, 5))
+    _check(model, field)
+
+
+class Gated(nn.Module):
+    """A squeeze-and-excitation gate (a 1x1 map broadcast over the positions), or a depthwise conv after a cat."""
+
+    def __init__(self, depthwise: bool) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 2, 3, padding=1), nn.Conv2d(3, 2, 1)
+        self.depthwise = nn.Conv2d(4, 4, 3, padding=1, groups=4) if depthwise else None
+
+    def forward(self, x: Any) -> Any:
+        y = self.a(x)
+        if self.depthwise is not None:
+            return self.depthwise(torch.cat([y, self.b(x)], 1))
+        return y * torch.sigmoid(torch.nn.functional.adaptive_avg_pool2d(y, 1))
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_a_gate_and_a_depthwise_conv_after_a_cat_have_no_box(depthwise: bool) -> None:
+    rows = _rows(_positive(Gated(depthwise)), "module", Path())
+    assert network_field(rows, 1) is not None and network_field(rows, rows[-1].index) is None
