@@ -7,7 +7,9 @@ max, min). :class:`TopSearch` merges them as records arrive in input order into 
 memory is bounded by K x channels, not by the number of images. Ties are broken by input index, then
 position row-major (the inputs are taken sorted by path, as ``--shard`` counts them), so the answer is
 deterministic; the same key merges shards (:mod:`featcli.run.topmerge`).
-Each entry carries the input box its value sees (:func:`featcli.shape.field.field_of`) when the stack has one.
+Each entry carries the input box its value sees, from the searched layer's :class:`featcli.shape.field.Field`
+(a stack's :func:`~featcli.shape.field.stack_field`, a network's :func:`~featcli.shape.field.network_field`)
+where it has one.
 """
 
 from __future__ import annotations
