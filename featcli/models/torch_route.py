@@ -318,7 +318,7 @@ def _run(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder, memo: dict
                 outs = [t for _, t in parts]
                 row = recorder.add(recorder.unique(name), type(m).__name__, outs, params=memo["params", id(m)],
                                    op=op, in_shape=in_shape, spec=spec,
-                                   sources=flow.sources(args) if flow is not None else None)
+                                   sources=flow.sources(args) if flow is not None and in_shape is not None else None)
                 if flow is not None:
                     flow.note(outs, row.index, inner=not leaf)
         return hook
