@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["ALIASES", "CONSTANTS", "Flow"]
+__all__ = ["ALIASES", "CONSTANTS", "Flow", "constants"]
 
 #: Calls that are no row and return their argument's values, positions kept (an alias or a copy).
 ALIASES = frozenset({"detach", "contiguous", "clone", "to", "cpu", "cuda", "float", "double", "half", "bfloat16",
@@ -44,13 +44,19 @@ def tensors(values: Iterable[Any]) -> Iterator[Any]:
             yield from tensors(v.values())
 
 
+def constants(model: Any) -> dict[int, Any]:
+    """The weak references of ``model``'s parameters and buffers by id: what a :class:`Flow` counts as constants
+    (made once per model: a forward only looks them up)."""
+    return {id(t): weakref.ref(t) for t in (*model.parameters(), *model.buffers())}
+
+
 class Flow:
     """One forward's map from tensors to the rows that made them (see the module)."""
 
-    def __init__(self, x: Any, constants: Iterable[Any] = ()) -> None:
+    def __init__(self, x: Any, constants: dict[int, Any] | None = None) -> None:
         self.made: dict[int, tuple[Any, int]] = {}
+        self.constants = constants or {}  #: the model's parameters and buffers (:func:`constants`), kept per model
         self.note([x], 0)
-        self.note(constants, _CONSTANT)
 
     def note(self, outputs: Iterable[Any], row: int, *, inner: bool = False) -> None:
         """``outputs`` were made by ``row``; ``inner``: by a container, so a tensor a row inside it made stays
@@ -62,7 +68,10 @@ class Flow:
 
     def _get(self, t: Any) -> int | None:
         got = self.made.get(id(t))
-        return got[1] if got is not None and got[0]() is t else None
+        if got is not None and got[0]() is t:
+            return got[1]
+        ref = self.constants.get(id(t))
+        return _CONSTANT if ref is not None and ref() is t else None
 
     def row_of(self, t: Any) -> int | None:
         """The row that made ``t`` (-1 for a constant), or None where unknown."""

@@ -275,11 +275,13 @@ def _run(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder, memo: dict
     import torch
 
     from featcli.models.calls import Calls, failure_of, mode_class
-    from featcli.models.flow import Flow
+    from featcli.models.flow import Flow, constants
 
     handles: list[Any] = []
     # the data flow only where every call is seen: on hooks alone a functional x + y would pass unseen
-    flow = Flow(x, [*model.parameters(), *model.buffers()]) if functional else None
+    if functional and "constants" not in memo:
+        memo["constants"] = constants(model)
+    flow = Flow(x, memo["constants"]) if functional else None
     calls = Calls(recorder, flow)
 
     def stage(m: Any, in_shape: tuple[int, ...]) -> tuple[LayerOp | None, str | None]:
