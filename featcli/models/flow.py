@@ -4,7 +4,8 @@
 keyed by ``id`` and checked by a weak reference (an id is reused once its tensor is freed; the map keeps
 nothing alive). The network's input is row 0; the model's parameters and buffers, and tensors made from
 nothing (``torch.zeros``), are constants, which no row counts as a source. An alias of a row's output
-(``x.detach()``, ``x.contiguous()``, a channel slice that keeps the positions) counts as that row; a tensor
+(``x.detach()``, ``x.contiguous()``, ``x.data``: a call that is no row and returns the same values in the same
+places; outside inference mode, a view of it that keeps the positions) counts as that row; a tensor
 changed in place by a call that is no row (``x[...] = y``, ``x.copy_(y)``) is unknown from then on, and a row
 reading an unknown tensor has ``sources`` None.
 """
@@ -103,17 +104,27 @@ class Flow:
         if name in CONSTANTS:
             self.note(tensors([out]), _CONSTANT)
             return
-        if name not in ALIASES and name not in _WRITES:
+        if name in _WRITES:
+            first = next(tensors(args), None)
+            if first is not None:
+                self.note([first], _UNKNOWN)
+                base = getattr(first, "_base", None)
+                if base is not None:
+                    self.note([base], _UNKNOWN)
+            return
+        if not isinstance(out, torch.Tensor):
             return
         first = next(tensors(args), None)
-        if first is None:
+        if first is None or out is first:
             return
-        if name in ALIASES:
-            if isinstance(out, torch.Tensor) and out is not first:
-                row = self.row_of(first)
-                self.note([out], row if row is not None else _UNKNOWN)
-            return
-        self.note([first], _UNKNOWN)
-        base = getattr(first, "_base", None)
-        if base is not None:
-            self.note([base], _UNKNOWN)
+        if name in ALIASES or _same_places(out, first):
+            row = self.row_of(first)
+            self.note([out], row if row is not None else _UNKNOWN)
+
+
+def _same_places(a: Any, b: Any) -> bool:
+    """``a`` holds ``b``'s values in the same places (``b.data``): the same memory, shape and strides."""
+    try:
+        return bool(a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride())
+    except RuntimeError:  # a sparse or meta tensor has no data pointer
+        return False

@@ -259,3 +259,27 @@ class Gated(nn.Module):
 def test_a_gate_and_a_depthwise_conv_after_a_cat_have_no_box(depthwise: bool) -> None:
     rows = _rows(_positive(Gated(depthwise)), "module", Path())
     assert network_field(rows, 1) is not None and network_field(rows, rows[-1].index) is None
+
+
+class Aliased(nn.Module):
+    """The second conv reads an alias of the first's output: a copy, the same values (``.data``), or a transposed
+    view (positions moved)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.a, self.b = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: Any) -> Any:
+        y = self.a(x)
+        z = {"detach": lambda: y.detach(), "contiguous": lambda: y.contiguous().float(),
+             "data": lambda: y.data, "transposed": lambda: y.mT}[self.how]()
+        return self.b(z)
+
+
+@pytest.mark.parametrize(("how", "sources"), [("detach", (1,)), ("contiguous", (1,)), ("data", (1,)),
+                                              ("transposed", None)])
+def test_an_alias_is_its_row_and_a_moved_view_is_unknown(how: str, sources: Any) -> None:
+    rows = _rows(_positive(Aliased(how)), "module", Path())
+    assert rows[-1].name == "b" and rows[-1].sources == sources
+    assert (network_field(rows, rows[-1].index) == Field((-2, -2), (1, 1), (5, 5))) == (sources is not None)
