@@ -44,7 +44,7 @@ class TopNetworkRunner(NetworkRunner):
             if len(self._found) >= 64:  # bounded: a folder of many sizes
                 self._found.clear()
             row = index // 1000
-            got = network_field(result.rows, row)
+            got = network_field(result.rows, row, shape)
             self._found[shape] = {"row": row, "name": name, "field": got.to_list() if got is not None else None}
         return self._found[shape]
 

@@ -185,10 +185,11 @@ def _merged(r: Any, merge: str, shapes: list[Any]) -> bool:
         sum(int(s[1]) for s in shapes) == out[1]
 
 
-def network_field(rows: Sequence[Any], row: int) -> Field | None:
-    """The :class:`Field` of layer row ``row`` (1-based) of a network's rows (each with ``index``, ``spec``,
-    ``ok``, ``in_shape``, ``shapes`` and ``sources``), found by walking ``sources`` back to the input (0); None
-    where a row on the way cannot be placed exactly (see the module).
+def network_field(rows: Sequence[Any], row: int, image: Sequence[int] | None = None) -> Field | None:
+    """The :class:`Field` of layer row ``row`` (1-based) of a network's rows (each with ``index``, ``type``,
+    ``spec``, ``ok``, ``in_shape``, ``shapes`` and ``sources``), found by walking ``sources`` back to the input
+    (0, of shape ``image`` where given; else a reading row's first input is taken for it); None where a row on
+    the way cannot be placed exactly (see the module).
 
     A ``cat`` along channels gives each of its channels the field of its own operand only: the union is exact
     again only after a conv that mixes every channel (``g=1``), so a row reached from a ``cat`` through
@@ -197,7 +198,8 @@ def network_field(rows: Sequence[Any], row: int) -> Field | None:
     by_index = {int(r.index): r for r in rows}
     placed: dict[int, tuple[Field, bool] | None] = {0: (IDENTITY, False)}  # (field, per-channel since a cat)
     for i in sorted(j for j in by_index if 0 < j <= row):  # sources come before their readers
-        placed[i] = _place(by_index[i], lambda j, i=i: placed.get(j) if j < i else None, by_index)
+        placed[i] = _place(by_index[i], lambda j, i=i: placed.get(j) if j < i else None, by_index,
+                           tuple(image) if image is not None else None)
     got = placed.get(row)
     return got[0] if got is not None and not got[1] else None
 
@@ -206,15 +208,15 @@ def _spatial(shape: Any) -> tuple[int, int] | None:
     return (int(shape[2]), int(shape[3])) if shape is not None and len(shape) == 4 else None
 
 
-def _place(r: Any, walk: Any, by_index: dict[int, Any]) -> tuple[Field, bool] | None:
+def _place(r: Any, walk: Any, by_index: dict[int, Any], image: tuple[int, ...] | None) -> tuple[Field, bool] | None:
     """Row ``r``'s ``(field, per-channel since a cat)`` from its sources' (``walk``), or None."""
     sources = getattr(r, "sources", None)
     if not sources or len(r.shapes) != 1 or _spatial(r.shapes[0]) is None:
         return None
 
     def source_shape(i: int) -> Any:
-        if i == 0:
-            return r.in_shape  # the first operand's shape: a wrong guess where the image is not first fails the checks
+        if i == 0:  # without ``image``, the first operand's shape: where the image is not first, checks fail
+            return image if image is not None else r.in_shape
         return by_index[i].shapes[0] if i in by_index and len(by_index[i].shapes) == 1 else None
 
     if len(sources) == 1 and r.type in _ARITHMETIC and source_shape(sources[0]) is not None and \
