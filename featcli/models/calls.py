@@ -164,8 +164,8 @@ class Calls:
                                     in_shape=in_shape, spec=spec if one else None, other=other,
                                     sources=flow.sources([*args, *kwargs.values()]) if flow is not None else None)
             if flow is not None:
-                if out is first and first._base is not None:  # in place on a view: its base changed too
-                    flow.note([first._base], -2)
+                if out is first:  # in place (out += y): on a view, its base changed too
+                    flow.written(first)
                 flow.note(outs, row.index)
         return out
 

@@ -67,6 +67,12 @@ class Flow:
                 continue
             self.made[id(t)] = (weakref.ref(t), row)
 
+    def written(self, t: Any) -> None:
+        """``t`` was changed in place: the tensor it is a view of (outside inference mode) is unknown now."""
+        base = getattr(t, "_base", None)
+        if base is not None:
+            self.note([base], _UNKNOWN)
+
     def _get(self, t: Any) -> int | None:
         got = self.made.get(id(t))
         if got is not None and got[0]() is t:
@@ -108,9 +114,7 @@ class Flow:
             first = next(tensors(args), None)
             if first is not None:
                 self.note([first], _UNKNOWN)
-                base = getattr(first, "_base", None)
-                if base is not None:
-                    self.note([base], _UNKNOWN)
+                self.written(first)
             return
         if not isinstance(out, torch.Tensor):
             return
