@@ -68,10 +68,23 @@ class Flow:
             self.made[id(t)] = (weakref.ref(t), row)
 
     def written(self, t: Any) -> None:
-        """``t`` was changed in place: the tensor it is a view of (outside inference mode) is unknown now."""
+        """``t`` was changed in place: where it is a part of a larger tensor (a view: ``y[:, :2].zero_()``), the
+        tensors over the same memory are unknown now (found by their storage: inference mode keeps no view
+        bases)."""
         base = getattr(t, "_base", None)
         if base is not None:
             self.note([base], _UNKNOWN)
+        try:
+            storage = t.untyped_storage()
+            if t.numel() * t.element_size() >= storage.nbytes():
+                return  # the whole memory: the tensor itself, noted by its caller
+            at = storage.data_ptr()
+            for key, (ref, row) in list(self.made.items()):
+                other = ref()
+                if other is not None and other is not t and row >= 0 and other.untyped_storage().data_ptr() == at:
+                    self.made[key] = (ref, _UNKNOWN)
+        except RuntimeError:  # a sparse or meta tensor has no storage to compare
+            return
 
     def _get(self, t: Any) -> int | None:
         got = self.made.get(id(t))

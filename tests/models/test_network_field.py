@@ -198,21 +198,29 @@ def test_rows_read_their_sources(route: str, tmp_path: Path) -> None:
     assert add.sources == (main, shortcut) and main >= conv2.index and shortcut >= down.index  # out += identity
 
 
-def test_unknown_sources_place_nothing() -> None:
-    """A tensor changed in place by a call that is no row (``x[...] = 0``) is unknown to the rows after it."""
+class Masked(nn.Module):
+    """The first conv's output changed in place: by a call that is no row, or through a part of it."""
 
-    class Masked(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a, self.b = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.a, self.b = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
 
-        def forward(self, x: Any) -> Any:
-            y = self.a(x)
+    def forward(self, x: Any) -> Any:
+        y = self.a(x)
+        if self.how == "setitem":
             y[:, :, :4] = 0
-            return self.b(y)
+        else:
+            y[:, :2].zero_()
+        return self.b(y)
 
-    rows = _rows(_positive(Masked()), "module", Path())
-    assert rows[0].sources == (0,) and rows[-1].sources is None and network_field(rows, rows[-1].index) is None
+
+@pytest.mark.parametrize("how", ["setitem", "part"])
+def test_unknown_sources_place_nothing(how: str) -> None:
+    """A tensor changed in place by a call that is no row, or through a view, is unknown to the rows after it."""
+    rows = _rows(_positive(Masked(how)), "module", Path())
+    assert rows[0].sources == (0,) and rows[-1].name == "b" and rows[-1].sources is None
+    assert network_field(rows, rows[-1].index) is None
 
 
 class Normalized(nn.Module):
