@@ -198,27 +198,10 @@ def test_rows_read_their_sources(route: str, tmp_path: Path) -> None:
     assert add.sources == (main, shortcut) and main >= conv2.index and shortcut >= down.index  # out += identity
 
 
-class Masked(nn.Module):
-    """The first conv's output changed in place: by a call that is no row, or through a part of it."""
-
-    def __init__(self, how: str) -> None:
-        super().__init__()
-        self.how = how
-        self.a, self.b = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
-
-    def forward(self, x: Any) -> Any:
-        y = self.a(x)
-        if self.how == "setitem":
-            y[:, :, :4] = 0
-        else:
-            y[:, :2].zero_()
-        return self.b(y)
-
-
 @pytest.mark.parametrize("how", ["setitem", "part"])
 def test_unknown_sources_place_nothing(how: str) -> None:
     """A tensor changed in place by a call that is no row, or through a view, is unknown to the rows after it."""
-    rows = _rows(_positive(Masked(how)), "module", Path())
+    rows = _rows(_positive(Between(how)), "module", Path())
     assert rows[0].sources == (0,) and rows[-1].name == "b" and rows[-1].sources is None
     assert network_field(rows, rows[-1].index) is None
 
@@ -269,9 +252,20 @@ def test_a_gate_and_a_depthwise_conv_after_a_cat_have_no_box(depthwise: bool) ->
     assert network_field(rows, 1) is not None and network_field(rows, rows[-1].index) is None
 
 
-class Aliased(nn.Module):
-    """The second conv reads an alias of the first's output: a copy, the same values (``.data``), or a transposed
-    view (positions moved)."""
+def _set(y: Any) -> Any:
+    y[:, :, :4] = 0
+    return y
+
+
+#: What :class:`Between` does to the first conv's output: write it in place (a call that is no row, or through a
+#: part of it), alias it (a copy, the same values) or move its positions (a transposed view).
+BETWEEN: dict[str, Any] = {"setitem": _set, "part": lambda y: (y[:, :2].zero_(), y)[1], "detach": lambda y: y.detach(),
+                           "contiguous": lambda y: y.contiguous().float(), "data": lambda y: y.data,
+                           "transposed": lambda y: y.mT}
+
+
+class Between(nn.Module):
+    """Two convs, the second reading the first's output after ``BETWEEN[how]``."""
 
     def __init__(self, how: str) -> None:
         super().__init__()
@@ -279,15 +273,12 @@ class Aliased(nn.Module):
         self.a, self.b = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
 
     def forward(self, x: Any) -> Any:
-        y = self.a(x)
-        z = {"detach": lambda: y.detach(), "contiguous": lambda: y.contiguous().float(),
-             "data": lambda: y.data, "transposed": lambda: y.mT}[self.how]()
-        return self.b(z)
+        return self.b(BETWEEN[self.how](self.a(x)))
 
 
 @pytest.mark.parametrize(("how", "sources"), [("detach", (1,)), ("contiguous", (1,)), ("data", (1,)),
                                               ("transposed", None)])
 def test_an_alias_is_its_row_and_a_moved_view_is_unknown(how: str, sources: Any) -> None:
-    rows = _rows(_positive(Aliased(how)), "module", Path())
+    rows = _rows(_positive(Between(how)), "module", Path())
     assert rows[-1].name == "b" and rows[-1].sources == sources
     assert (network_field(rows, rows[-1].index) == Field((-2, -2), (1, 1), (5, 5))) == (sources is not None)
