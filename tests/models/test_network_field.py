@@ -198,14 +198,6 @@ def test_rows_read_their_sources(route: str, tmp_path: Path) -> None:
     assert add.sources == (main, shortcut) and main >= conv2.index and shortcut >= down.index  # out += identity
 
 
-@pytest.mark.parametrize("how", ["setitem", "part"])
-def test_unknown_sources_place_nothing(how: str) -> None:
-    """A tensor changed in place by a call that is no row, or through a view, is unknown to the rows after it."""
-    rows = _rows(_positive(Between(how)), "module", Path())
-    assert rows[0].sources == (0,) and rows[-1].name == "b" and rows[-1].sources is None
-    assert network_field(rows, rows[-1].index) is None
-
-
 class Normalized(nn.Module):
     """``(x - mean) / std`` with buffers, then three branches concatenated and mixed by a 1x1 conv."""
 
@@ -282,3 +274,11 @@ def test_an_alias_is_its_row_and_a_moved_view_is_unknown(how: str, sources: Any)
     rows = _rows(_positive(Between(how)), "module", Path())
     assert rows[-1].name == "b" and rows[-1].sources == sources
     assert (network_field(rows, rows[-1].index) == Field((-2, -2), (1, 1), (5, 5))) == (sources is not None)
+
+
+@pytest.mark.parametrize("how", ["setitem", "part"])
+def test_unknown_sources_place_nothing(how: str) -> None:
+    """A tensor changed in place by a call that is no row, or through a view, is unknown to the rows after it."""
+    rows = _rows(_positive(Between(how)), "module", Path())
+    assert rows[0].sources == (0,) and rows[-1].name == "b" and rows[-1].sources is None
+    assert network_field(rows, rows[-1].index) is None
