@@ -282,3 +282,47 @@ def test_unknown_sources_place_nothing(how: str) -> None:
     rows = _rows(_positive(Between(how)), "module", Path())
     assert rows[0].sources == (0,) and rows[-1].name == "b" and rows[-1].sources is None
     assert network_field(rows, rows[-1].index) is None
+
+
+@pytest.mark.slow
+def test_resnet50_fields_are_the_support_of_the_gradient() -> None:
+    """ResNet-50 (``benchmarks/archs``): its known receptive field (427), and the boxes of layer2's and layer3's
+    blocks equal autograd's supports, in float64 (in float32 the far paths' products of small weights
+    underflow to 0). The reference swaps the stem's max pool for an average pool of the same window: a max
+    pool's gradient reaches its argmax only, a smaller set than the window the value depends on."""
+    from benchmarks.archs.resnet import resnet50
+
+    model = resnet50().eval()
+    model.maxpool = nn.AvgPool2d(3, 2, 1)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.constant_(m.weight, 1.0 / m.weight.numel())
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+            m.running_mean.zero_()
+            m.running_var.fill_(1)
+    size = 160
+    rec = Recorder()
+    from featcli.models.torch_route import run_module
+
+    run_module(model, torch.rand(1, 3, size, size), rec)
+    last = [r for r in rec.rows if r.name.startswith("layer4.2.relu")][-1]
+    assert network_field(rec.rows, last.index, (1, 3, size, size)) == Field((-213, -213), (32, 32), (427, 427))
+    model = model.double()
+    got: dict[str, Any] = {}
+    for block in ("layer2.3", "layer3.1"):
+        row = [r for r in rec.rows if r.name.startswith(block + ".relu")][-1]
+        field = network_field(rec.rows, row.index, (1, 3, size, size))
+        assert field is not None
+        hook = model.get_submodule(block).register_forward_hook(lambda m, a, out: got.__setitem__("out", out))
+        h = row.shapes[0][2]
+        for y, x in ((0, 0), (h // 2, h // 2), (h - 1, 3)):
+            img = (torch.rand(1, 3, size, size, dtype=torch.float64) + 0.5).requires_grad_(True)
+            model(img)
+            got["out"][0, 0, y, x].backward()
+            ys, xs = np.nonzero(img.grad[0].abs().sum(0).numpy())
+            top, left, bottom, right = field.box(y, x)
+            assert (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1) == \
+                (max(top, 0), max(left, 0), min(bottom, size), min(right, size))
+        hook.remove()
