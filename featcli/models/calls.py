@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from featcli.models.flow import Flow
 from featcli.models.formula import LayerOp, predict, spec_text
 from featcli.models.functional import functional_op, op_name
 from featcli.models.layers import LayerFailure, Recorder
@@ -101,8 +102,9 @@ def _meeting(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
 class Calls:
     """One forward's module stack and functional rows (see the module docstring)."""
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, flow: Flow | None = None) -> None:
         self.recorder = recorder
+        self.flow = flow  #: the rows' data flow (None: sources unknown, as on hooks alone)
         self.stack: list[tuple[str, Any, bool, tuple[int, ...] | None]] = []  # (path, module, leaf, input shape)
         self.failed: Failing | None = None  # the functional call that raised, until another call succeeds
 
@@ -130,7 +132,10 @@ class Calls:
         name = op_name(getattr(func, "__name__", ""))
         first = _first_tensor(args) if name is not None else None
         if name is None or first is None:
-            return func(*args, **kwargs)
+            out = func(*args, **kwargs)
+            if self.flow is not None:
+                self.flow.other_call(getattr(func, "__name__", "").strip("_"), args, out)
+            return out
         path = self.stack[-1][0] if self.stack else ""
         label = f"{path}.{name}" if path else name
         in_shape = tuple(first.shape)
@@ -154,8 +159,14 @@ class Calls:
 
             params = sum(v.numel() for v in args if isinstance(v, torch.nn.Parameter))
             one = len(outs) == 1
-            self.recorder.add(self.recorder.unique(label), name, outs, params=params, op=op if one else None,
-                              in_shape=in_shape, spec=spec if one else None, other=other)
+            flow = self.flow
+            row = self.recorder.add(self.recorder.unique(label), name, outs, params=params, op=op if one else None,
+                                    in_shape=in_shape, spec=spec if one else None, other=other,
+                                    sources=flow.sources([*args, *kwargs.values()]) if flow is not None else None)
+            if flow is not None:
+                if out is first:  # in place (out += y): on a view, its base changed too
+                    flow.written(first)
+                flow.note(outs, row.index)
         return out
 
 

@@ -261,9 +261,29 @@ def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[t
             dims.append(int(d))
         return tuple(dims)
 
+    made: dict[Any, int | None] = recorder.made  # node -> its row
+
+    def sources(n: torch.fx.Node) -> tuple[int, ...] | None:
+        """The rows node ``n`` reads: the image (0), the rows of the nodes it takes (weights are none)."""
+        out = []
+        for m in n.all_input_nodes:
+            if m.op == "placeholder":
+                out.append(0)
+            elif m.op == "call_function":
+                row = made.get(m)
+                if row is None:
+                    return None
+                if row >= 0:
+                    out.append(row)
+            elif m.op != "get_attr":
+                return None
+        return tuple(out)
+
     class Recording(torch.fx.Interpreter):
         def run_node(self, n: torch.fx.Node) -> Any:
             if n.op != "call_function" or n.target is operator.getitem:
+                if n.target is operator.getitem and isinstance(n.args[0], torch.fx.Node):
+                    made[n] = made.get(n.args[0])  # a part of a node's outputs is that node's row
                 return super().run_node(n)
             label = node_label(n)
             for t in _tensors(n.meta.get("val")):
@@ -283,8 +303,12 @@ def run_pt2(model: ExportedModel, x: torch.Tensor, recorder: Recorder) -> list[t
                 first = args[0] if args and isinstance(args[0], torch.Tensor) else None
                 op = aten_op(n.target, args, kwargs) if len(outs) == 1 or "batch_norm" in str(n.target) else None
                 params = sum(v.numel() for v in args[1:] if isinstance(v, torch.nn.Parameter))
-                recorder.add(recorder.unique(label), _name(n.target), outs[:1] if op else outs, params=params,
-                             op=op, in_shape=tuple(first.shape) if first is not None else None)
+                row = recorder.add(recorder.unique(label), _name(n.target), outs[:1] if op else outs,
+                                   params=params, op=op, in_shape=tuple(first.shape) if first is not None else None,
+                                   sources=sources(n))
+                made[n] = row.index
+            else:
+                made[n] = -1  # no tensor (a size): read by none as data
             return out
 
     try:

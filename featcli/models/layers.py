@@ -90,6 +90,8 @@ class LayerRecord:
         kept: the output tensors are kept (selected by ``--layers``).
         error: why the layer failed (the row a failing network ends with), or None.
         in_shape: the shape of the layer's (first) input, where the route knows it.
+        sources: the rows (their ``index``) whose outputs the layer reads, in argument order, 0 for the
+            network's input (weights and constants are none); None where the route does not know them all.
     """
 
     index: int
@@ -105,6 +107,7 @@ class LayerRecord:
     kept: bool = False
     error: str | None = None
     in_shape: tuple[int, ...] | None = None
+    sources: tuple[int, ...] | None = None
 
     @property
     def ok(self) -> bool | None:
@@ -144,11 +147,13 @@ class Recorder:
         self.notes: list[str] = []  #: what the route has to say about this run (shown under the table)
         self._names: dict[str, int] = {}
         self.last_out: Any = None  #: the latest row's one output (a container returning it adds no new tensor)
+        self.made: dict[Any, Any] = {}  #: the route's map from an output (a value name, a node) to its row
 
     def take(self, other: Recorder) -> None:
         """The rows and kept tensors of ``other`` instead of these (a route that ran the network again, another
         way); the notes are kept."""
         self.rows, self.kept, self.last_maps, self._names = other.rows, other.kept, other.last_maps, other._names
+        self.made = other.made
 
     def selected(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, g) for g in self.globs)
@@ -170,10 +175,12 @@ class Recorder:
 
     def add(self, name: str, type_: str, outputs: Sequence[Any], *, params: int | None = None,
             macs: int | None = None, op: LayerOp | None = None, in_shape: Sequence[int] | None = None,
-            spec: str | None = None, other: Sequence[int] | None = None) -> LayerRecord:
+            spec: str | None = None, other: Sequence[int] | None = None,
+            sources: Sequence[int] | None = None) -> LayerRecord:
         """Measure one layer's ``outputs`` (tensors or arrays) and keep them if selected. ``name`` and ``type_``
         come from a file: they are stored with their control characters escaped. ``other``: the shape of the
-        second operand of ``spec`` ``add:b``, ``mul:b`` or ``cat:b``."""
+        second operand of ``spec`` ``add:b``, ``mul:b`` or ``cat:b``; ``sources``: the rows the layer reads
+        (:attr:`LayerRecord.sources`)."""
         name, type_ = printable(name), printable(type_)
         shapes = tuple(_shape(o) for o in outputs)
         for s in shapes:
@@ -190,7 +197,8 @@ class Recorder:
         row = LayerRecord(len(self.rows) + 1, name, type_, shapes, params,
                           pred.macs if pred is not None and pred.macs is not None and pred.shape == shapes[0] else macs,
                           stats_of(outputs), spec, pred.shape if pred else None, pred.refusal if pred else None, keep,
-                          in_shape=tuple(int(d) for d in in_shape) if in_shape is not None else None)
+                          in_shape=tuple(int(d) for d in in_shape) if in_shape is not None else None,
+                          sources=tuple(sources) if sources is not None else None)
         self.rows.append(row)
         return row
 

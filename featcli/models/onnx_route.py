@@ -274,10 +274,24 @@ def params_of(proto: Any) -> int:
 
 
 def _record(shapes: dict[str, tuple[int, ...]], consts: dict[str, tuple[int, ...]],
-            floats: set[str], values: dict[str, tuple[float, ...]]) -> Any:
+            floats: set[str], values: dict[str, tuple[float, ...]], image: str) -> Any:
     """The function :func:`featcli.models.onnx_stream.run_plan` calls for each node as its outputs appear
-    (``consts``: the constants' dims, ``values``: the small ones' values, :func:`small_constants`)."""
+    (``consts``: the constants' dims, ``values``: the small ones' values, :func:`small_constants`; ``image``:
+    the graph's image input, source 0 of the rows that read it)."""
     sizes = {name: math.prod(d) for name, d in consts.items()}
+
+    def sources(n: Any, made: dict[Any, int]) -> tuple[int, ...] | None:
+        """The rows node ``n`` reads (a value that is no float made from the image, a weight or a shape, is
+        none); None when one is not known."""
+        out = []
+        for name in uses(n):
+            if name == image:
+                out.append(0)
+            elif name in floats:
+                if name not in made:
+                    return None
+                out.append(made[name])
+        return tuple(out)
 
     def record(n: Any, got: dict[str, Any], recorder: Recorder) -> Any:
         if not any(o in floats for o in n.output):
@@ -287,9 +301,12 @@ def _record(shapes: dict[str, tuple[int, ...]], consts: dict[str, tuple[int, ...
         outs = [got[o] for o in n.output if o in got]
         if not outs:
             return None
-        return recorder.add(recorder.unique(n.name or n.output[0]), n.op_type, outs,
-                            params=sum(sizes.get(i, 0) for i in n.input[1:]), in_shape=in_shape,
-                            op=node_op(n, {**shapes, first: in_shape} if in_shape else shapes, consts, values))
+        row = recorder.add(recorder.unique(n.name or n.output[0]), n.op_type, outs,
+                           params=sum(sizes.get(i, 0) for i in n.input[1:]), in_shape=in_shape,
+                           op=node_op(n, {**shapes, first: in_shape} if in_shape else shapes, consts, values),
+                           sources=sources(n, recorder.made))
+        recorder.made.update((o, row.index) for o in n.output if o)
+        return row
     return record
 
 
@@ -318,7 +335,7 @@ def _plan(model: OnnxModel, shape: tuple[int, ...], budget: int) -> tuple[Plan, 
     model.plans.clear()  # one shape at a time: a folder of one size reuses it
     layers = {n.name or n.output[0]: sum(output_bytes(shapes.get(o, ())) for o in n.output if o in floats)
               for n in nodes}
-    made = (p, _record(shapes, _constants(graph), floats, small_constants(graph)), layers)
+    made = (p, _record(shapes, _constants(graph), floats, small_constants(graph), model.input), layers)
     model.plans[key] = made
     return made
 

@@ -283,7 +283,8 @@ def read_rows(journal: Path) -> list[LayerRecord]:
         stats = Stats(**d["stats"]) if d["stats"] else None
         out.append(LayerRecord(**{**d, "shapes": tuple(tuple(s) for s in d["shapes"]), "stats": stats,
                                   "predicted": tuple(d["predicted"]) if d["predicted"] is not None else None,
-                                  "in_shape": tuple(d["in_shape"]) if d.get("in_shape") is not None else None}))
+                                  "in_shape": tuple(d["in_shape"]) if d.get("in_shape") is not None else None,
+                                  "sources": tuple(d["sources"]) if d.get("sources") is not None else None}))
     return out
 
 

@@ -275,9 +275,14 @@ def _run(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder, memo: dict
     import torch
 
     from featcli.models.calls import Calls, failure_of, mode_class
+    from featcli.models.flow import Flow, constants
 
     handles: list[Any] = []
-    calls = Calls(recorder)
+    # the data flow only where every call is seen: on hooks alone a functional x + y would pass unseen
+    if functional and "constants" not in memo:
+        memo["constants"] = constants(model)
+    flow = Flow(x, memo["constants"]) if functional else None
+    calls = Calls(recorder, flow)
 
     def stage(m: Any, in_shape: tuple[int, ...]) -> tuple[LayerOp | None, str | None]:
         key = (id(m), in_shape)
@@ -312,8 +317,12 @@ def _run(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder, memo: dict
                 op, spec = stage(m, in_shape) if in_shape is not None and len(parts) == 1 else (None, None)
                 if ("params", id(m)) not in memo:
                     memo["params", id(m)] = sum(p.numel() for p in m.parameters(recurse=not leaf))
-                recorder.add(recorder.unique(name), type(m).__name__, [t for _, t in parts],
-                             params=memo["params", id(m)], op=op, in_shape=in_shape, spec=spec)
+                outs = [t for _, t in parts]
+                row = recorder.add(recorder.unique(name), type(m).__name__, outs, params=memo["params", id(m)],
+                                   op=op, in_shape=in_shape, spec=spec,
+                                   sources=flow.sources(args) if flow is not None and in_shape is not None else None)
+                if flow is not None:
+                    flow.note(outs, row.index, inner=not leaf)
         return hook
 
     for name, m in _recorded(model):

@@ -35,16 +35,21 @@ def _shape(s: Sequence[int]) -> str:
     return "x".join(map(str, s))
 
 
+def page_box(field: Any) -> tuple[int, ...]:
+    """A :class:`featcli.shape.field.Field` as the page's ``(top0, left0, jump_y, jump_x, height, width)``."""
+    return (*field.start, *field.jump, *field.size)
+
+
 def fields(report: ShapeReport, indices: Sequence[int]) -> dict[int, tuple[int, ...]]:
-    """Each stage's receptive field as ``(top0, left0, jump_y, jump_x, height, width)`` (from
-    :func:`featcli.shape.field.field_of` at outputs (0, 0) and (1, 1)), by stage index (those that have one)."""
-    from featcli.shape.field import field_of
+    """Each stage's receptive field (:func:`featcli.shape.field.stack_field`) as :func:`page_box` gives it, by
+    stage index (those that have one)."""
+    from featcli.shape.field import stack_field
 
     out: dict[int, tuple[int, ...]] = {}
     for i in indices:
-        a, b = field_of(report, i, 0, 0), field_of(report, i, 1, 1)
-        if a is not None and b is not None:
-            out[i] = (a[0], a[1], b[0] - a[0], b[1] - a[1], a[2] - a[0], a[3] - a[1])
+        f = stack_field(report, i)
+        if f is not None:
+            out[i] = page_box(f)
     return out
 
 
@@ -133,7 +138,7 @@ def network_section(cfg: RunConfig, result: ModelResult, maps: Sequence[Any], *,
     if not shown:
         sec.text("no layer with spatial maps was kept (choose some with --layers)", note=True)
     boxes = _network_fields(result, shown)
-    if boxes:  # the input as the network saw it, for the boxes of the layers that chain as stages
+    if boxes:  # the input as the network saw it, for the boxes network_field places
         sec.input_picture(_picture(result.image), longest=max(cfg.grid.tile_px, 256),
                           caption="input as the network saw it (hover a map: its receptive field)")
     tiles = tiles_of(shown, round_off_refs(maps))
@@ -143,21 +148,19 @@ def network_section(cfg: RunConfig, result: ModelResult, maps: Sequence[Any], *,
 
 
 def _network_fields(result: ModelResult, shown: Sequence[Any]) -> dict[str | None, tuple[int, ...]]:
-    """The receptive fields of the kept layers whose layers up to them are a chain of featcli stages
-    (:func:`featcli.run.topnet.chain_report`, as ``top --model`` boxes them), when the loaded image is the
-    network's input size (else its pixels are not the ones the boxes count)."""
-    from featcli.run.topnet import chain_report
+    """The receptive fields of the kept layers that :func:`featcli.shape.field.network_field` places (as
+    ``top --model`` boxes them), when the loaded image is the network's input size (else its pixels are not
+    the ones the boxes count)."""
+    from featcli.shape.field import network_field
 
     shape = tuple(result.input_shape)
     if len(shape) != 4 or tuple(result.image.array.shape[:2]) != (shape[2], shape[3]):
         return {}
     out: dict[str | None, tuple[int, ...]] = {}
     for m in shown:
-        row = m.index // 1000
-        report = chain_report(result.rows, row, shape)
-        box = fields(report, [row]).get(row) if report is not None else None
-        if box is not None:
-            out[m.name] = box
+        f = network_field(result.rows, m.index // 1000, shape)
+        if f is not None:
+            out[m.name] = page_box(f)
     return out
 
 

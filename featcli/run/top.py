@@ -7,7 +7,9 @@ max, min). :class:`TopSearch` merges them as records arrive in input order into 
 memory is bounded by K x channels, not by the number of images. Ties are broken by input index, then
 position row-major (the inputs are taken sorted by path, as ``--shard`` counts them), so the answer is
 deterministic; the same key merges shards (:mod:`featcli.run.topmerge`).
-Each entry carries the input box its value sees (:func:`featcli.shape.field.field_of`) when the stack has one.
+Each entry carries the input box its value sees, from the searched layer's :class:`featcli.shape.field.Field`
+(a stack's :func:`~featcli.shape.field.stack_field`, a network's :func:`~featcli.shape.field.network_field`)
+where it has one.
 """
 
 from __future__ import annotations
@@ -61,13 +63,16 @@ class ImageTop:
     mins: list[float]
     labels: tuple[str, ...]
     seconds: float = 0.0
+    #: a network's searched layer as its run found it: ``{"row", "name", "field"}`` (the field as
+    #: :meth:`featcli.shape.field.Field.to_list`, or None); None for a stack
+    layer: dict[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:
         """What a worker process sends back (``--processes``): everything :meth:`from_record` needs."""
         return {"path": self.path, "index": self.index, "status": "ok", "size": list(self.size), "width": self.width,
                 "values": self.values.tolist(), "positions": self.positions.tolist(), "count": self.count,
                 "sums": self.sums, "zeros": self.zeros, "maxs": self.maxs, "mins": self.mins,
-                "labels": list(self.labels)}
+                "labels": list(self.labels), "layer": self.layer}
 
     @classmethod
     def from_record(cls, d: dict[str, Any]) -> ImageTop:
@@ -75,7 +80,7 @@ class ImageTop:
 
         return cls(d["index"], d["path"], tuple(d["size"]), d["width"], np.asarray(d["values"], np.float32),
                    np.asarray(d["positions"], np.int64), d["count"], d["sums"], d["zeros"], d["maxs"], d["mins"],
-                   tuple(d["labels"]))
+                   tuple(d["labels"]), layer=d.get("layer"))
 
 
 @dataclass
@@ -164,7 +169,10 @@ class TopRunner(Runner):
         """The search's answer, with receptive-field boxes from the stack's shape report."""
         if self.report is None:  # no image could be planned: still the failed records
             return TopResult(0, "", self.k, 0, [], search.failed, False)
-        return search.result(self.report, self.stage_of(self.report))
+        from featcli.shape.field import stack_field
+
+        stage = self.stage_of(self.report)
+        return search.result(stack_field(self.report, stage), stage, self.report.stages[stage - 1].spec)
 
     def finish(self, item: Loaded, results: Sequence[Any]) -> Any:
         stage = self.stage_of(item.plan.report)
@@ -240,6 +248,7 @@ class TopSearch:
         self.labels: tuple[str, ...] = ()
         self.ok = 0
         self.failed: list[dict[str, Any]] = []
+        self.layer: dict[str, Any] | None = None  #: the first image's :attr:`ImageTop.layer` (a network's)
 
     def add(self, rec: Any) -> None:
         """One record of the batch (:class:`featcli.run.batch.Record`), in input order."""
@@ -252,6 +261,8 @@ class TopSearch:
         import numpy as np
 
         self.ok += 1
+        if self.layer is None:  # the first good image in input order: one process and many give the same
+            self.layer = t.layer
         self.images[t.index] = (t.path, t.size, t.width)
         idx = np.where(t.positions == PAD, np.iinfo(np.int64).max, t.index)  # padding sorts last
         if self.values is None:
@@ -276,11 +287,9 @@ class TopSearch:
         keep = set(np.unique(self.index).tolist())
         self.images = {j: v for j, v in self.images.items() if j in keep}
 
-    def result(self, report: Any, stage: int) -> TopResult:
-        """The answer so far, each entry with its input box (``report``: any input's shape report)."""
-        from featcli.shape.field import field_of, has_fields
-
-        fields = report is not None and has_fields(report, stage)
+    def result(self, field: Any, stage: int, spec: str) -> TopResult:
+        """The answer so far, each entry with its input box from ``field`` (the searched layer's
+        :class:`featcli.shape.field.Field`, or None: no boxes); ``stage`` and ``spec`` name the layer."""
         channels = []
         for c in range(0 if self.values is None else self.values.shape[0]):
             entries = []
@@ -289,21 +298,24 @@ class TopSearch:
                     continue
                 path, size, width = self.images[j]
                 y, x = divmod(p, width)
-                box = field_of(report, stage, y, x) if fields else None
+                box = field.box(y, x) if field is not None else None
                 entries.append({"index": j, "path": path, "y": y, "x": x, "value": v,
                                 "field": list(box) if box else None, "size": list(size)})
             label = self.labels[c] if c < len(self.labels) else str(c)
             channels.append(ChannelTop(c, label, entries, self.count, self.totals[c], self.zeros[c],
                                        self.maxs[c], self.mins[c]))
-        spec = report.stages[stage - 1].spec if report is not None else ""
-        return TopResult(stage, spec, self.k, self.ok, channels, self.failed, fields)
+        return TopResult(stage, spec, self.k, self.ok, channels, self.failed, field is not None)
 
 
-def top_runner(cfg: RunConfig, *, layer: str | None, k: int) -> TopRunner:
-    """A worker process's runner (``--processes``), from the configuration it was sent (a model file is
-    opened again there: its tensors are not pickled)."""
-    from featcli.run.routes import TRAINED, model_config, route_of
+def top_runner(cfg: RunConfig, *, layer: str | None, k: int) -> Any:
+    """A worker process's runner (``--processes``), from the configuration it was sent (a model file or a
+    network is opened again there: its tensors are not pickled)."""
+    from featcli.run.routes import NETWORK, TRAINED, model_config, route_of
 
+    if route_of(cfg.model.model if cfg.model else None) == NETWORK:
+        from featcli.run.topnet import TopNetworkRunner
+
+        return TopNetworkRunner(cfg, layer, k)
     if route_of(cfg.model.model if cfg.model else None) == TRAINED and cfg.trained is None:
         from featcli.engine.network import open_model
 
@@ -325,8 +337,6 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
     route = route_of(cfg.model.model if cfg.model else None)
     if req.ray is not None and req.processes > 1:
         raise UsageError("--ray and --processes both spread a batch: give one (Ray uses every CPU it has)")
-    if (req.processes > 1 or req.ray is not None) and route == NETWORK:
-        raise UsageError("--processes is not yet supported by top with --model networks (use --shard I/N and --merge)")
     if route == TRAINED and cfg.trained is None:
         from featcli.engine.network import open_model
 
@@ -339,11 +349,12 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
         from featcli.run.processes import shard_range
 
         part = shard_range(len(paths), *req.shard)
-    runner: Any
+    runner: Any = None
     if route == NETWORK:
         from featcli.run.topnet import TopNetworkRunner
 
-        runner = TopNetworkRunner(cfg, req.layer, req.k)
+        if req.processes <= 1 and req.ray is None:  # with workers the network opens in each of them only
+            runner = TopNetworkRunner(cfg, req.layer, req.k)
     else:
         runner = TopRunner(cfg, req.layer, req.k)
         runner.choose_stage([paths[i] for i in (part if part is not None else range(len(paths)))])
@@ -366,7 +377,12 @@ def find_top(req: TopRequest, note: Any = None) -> TopResult:
     else:
         run_batch(paths, cfg, emit=search.add, batch_size=req.batch_size, workers=req.workers, runner=runner,
                   part=part)
-    out: TopResult = runner.answer(search)
+    if runner is None:
+        from featcli.run.topnet import network_answer
+
+        out = network_answer(search, req.k)
+    else:
+        out = runner.answer(search)
     out.seconds = time.perf_counter() - t0
     out.load = cfg.load
     return out

@@ -3,11 +3,12 @@
 :class:`TopNetworkRunner` is the network route's runner (:class:`featcli.run.network.NetworkRunner`: the
 network opened once, each image through ``prepare`` and ``forward``) keeping the ``--layer`` layer (a layer
 name, as ``--layers`` takes; by default the last layer with spatial maps) and handing back each image's top K
-per channel instead of files. The boxes an entry sees come from the formula rows: when every layer up to the
-searched one is written as a featcli stage (:attr:`LayerRecord.spec`) and the chain of those stages, walked by
-the shape engine from the network's input, gives every layer's real shape, the chain is the network up to
-there and :func:`featcli.shape.field.field_of` places the box; otherwise entries have values and positions
-only (and ``--out-dir`` says so).
+per channel instead of files. The boxes an entry sees come from the layer rows' data flow
+(:attr:`featcli.models.layers.LayerRecord.sources`): :func:`featcli.shape.field.network_field` walks them back
+from the searched layer to the input, through residual additions and branches; where it cannot place the
+layer exactly, entries have values and positions only (and ``--out-dir`` says so). Each image's
+:class:`ImageTop` carries the layer's row, name and field, so worker processes (``--processes``) send them to
+the driver, which answers with the first good image's.
 """
 
 from __future__ import annotations
@@ -20,33 +21,9 @@ from featcli.run.config import RunConfig
 from featcli.run.loaded import Loaded
 from featcli.run.network import NetworkRunner, kept_maps
 from featcli.run.top import ImageTop, TopResult, TopSearch, image_top
+from featcli.run.topk import Floor
 
-__all__ = ["TopNetworkRunner", "chain_report"]
-
-
-def chain_report(rows: Any, upto: int, input_shape: tuple[int, ...]) -> Any:
-    """The shape report of the layers ``1..upto`` as one stage stack, or None when a layer has no stage, or
-    the chain is not the network's: a layer's real input shape is not the previous layer's output, or the
-    chain's shapes or parameter counts differ from the layers'. (Layers are seen in execution order: two
-    branches of equal shapes and parameters, such as a residual block's, cannot be told from a chain.)"""
-    from featcli.shape.infer import infer
-    from featcli.stages.spec import parse_stages
-
-    chain = rows[:upto]
-    if not chain or any(r.spec is None or r.ok is not True for r in chain):
-        return None
-    try:
-        report = infer(input_shape, parse_stages([r.spec for r in chain]))
-    except Exception:  # noqa: BLE001 - a chain the shape engine refuses has no boxes
-        return None
-    before = tuple(input_shape)
-    for s, r in zip(report.stages, chain, strict=True):
-        if r.in_shape is None or tuple(r.in_shape) != before or tuple(s.out_shape) != tuple(r.shapes[0]):
-            return None
-        if r.params is not None and s.params != r.params:
-            return None
-        before = tuple(r.shapes[0])
-    return report
+__all__ = ["TopNetworkRunner", "network_answer"]
 
 
 class TopNetworkRunner(NetworkRunner):
@@ -57,9 +34,21 @@ class TopNetworkRunner(NetworkRunner):
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, layers=(layer,) if layer else ()))
         super().__init__(cfg, batch=True)
         self.layer, self.k = layer, k
-        self.row: int | None = None
-        self.name = ""
-        self.report: Any = None
+        self._found: dict[tuple[int, ...], dict[str, Any]] = {}  # input shape -> the layer's row, name, field
+        self.floor = Floor(k)
+
+    def _where(self, result: Any, index: int, name: str) -> dict[str, Any]:
+        """The searched layer's row, name and field on an input of this image's shape (found once a shape)."""
+        from featcli.shape.field import network_field
+
+        shape = tuple(int(d) for d in result.input_shape)
+        if shape not in self._found:
+            if len(self._found) >= 64:  # bounded: a folder of many sizes
+                self._found.clear()
+            row = index // 1000
+            got = network_field(result.rows, row, shape)
+            self._found[shape] = {"row": row, "name": name, "field": got.to_list() if got is not None else None}
+        return self._found[shape]
 
     def finish(self, item: Loaded, result: Any) -> ImageTop:  # type: ignore[override]
         maps = [m for m in kept_maps(result) if len(m.actual) == 4]
@@ -67,14 +56,23 @@ class TopNetworkRunner(NetworkRunner):
             raise UsageError(f"--layer {self.layer}: no layer with spatial maps (N, C, H, W) matches; featcli run "
                              "--model lists the layers")
         m = maps[0]
-        if self.row is None:
-            self.row, self.name = m.index // 1000, m.name
-            self.report = chain_report(result.rows, self.row, tuple(result.input_shape))
         shape = result.input_shape
-        return image_top(item, m.tensor, (int(shape[2]), int(shape[3])), m.labels, self.k)
+        top = image_top(item, m.tensor, (int(shape[2]), int(shape[3])), m.labels, self.k, self.floor)
+        top.layer = self._where(result, m.index, m.name)
+        return top
 
     def answer(self, search: TopSearch) -> TopResult:
-        """The search's answer, with boxes where the layers up to the searched one are a chain of stages."""
-        if self.row is None:
-            return TopResult(0, "", self.k, 0, [], search.failed, False)
-        return dataclasses.replace(search.result(self.report, self.row), spec=self.name, layer=self.name)
+        return network_answer(search, self.k)
+
+
+def network_answer(search: TopSearch, k: int) -> TopResult:
+    """The search's answer on a network, with boxes where :func:`featcli.shape.field.network_field` placed the
+    layer (its row, name and field: the first good image's, :attr:`TopSearch.layer`)."""
+    from featcli.shape.field import Field
+
+    where = search.layer
+    if where is None:
+        return TopResult(0, "", k, 0, [], search.failed, False)
+    field = Field.from_list(where["field"]) if where["field"] is not None else None
+    name = str(where["name"])
+    return dataclasses.replace(search.result(field, int(where["row"]), name), layer=name)

@@ -73,7 +73,8 @@ def write_sheets(res: TopResult, out_dir: str, load: LoadOptions, *, force: bool
                  inputs: Sequence[str] = ()) -> list[str]:
     """Draw and publish every sheet of ``res`` into ``out_dir``; the paths written."""
     if not res.has_fields:
-        what = ("a layer up to it is not a featcli stage, or the layers are no simple chain" if res.layer is not None
+        what = ("a layer between it and the image is not a sliding window, a position-keeping layer or a merge of "
+                "equal shapes, or it sees one operand of a concatenation" if res.layer is not None
                 else "a stage up to it is not a sliding window")
         raise UsageError(f"--out-dir: {res.where} has no receptive-field box ({what}), so there are no crops to "
                          "draw; the table and --jsonl give values and positions")

@@ -181,8 +181,6 @@ def test_dead_channel_and_sheets(runner: CliRunner, folder: Path, tmp_path: Path
 
 
 def test_refusals(runner: CliRunner, folder: Path) -> None:
-    res = runner.invoke(app, ["top", str(folder), "--model", "nets.py:chain", "--processes", "2"])
-    assert res.exit_code == 2 and "--processes is not yet supported by top with --model networks" in res.output
     res = runner.invoke(app, ["top", str(folder), "conv:w=box", "relu", "--layer", "9"])
     assert res.exit_code == 2 and "--layer 9" in res.output
     res = runner.invoke(app, ["top", str(folder), "relu", "--weights", "w.pt"])
@@ -207,6 +205,7 @@ class Skip(nn.Module):
 
 
 skip = Skip()
+wide = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.Upsample(scale_factor=2), nn.Conv2d(2, 2, 3))
 """
 
 
@@ -238,8 +237,55 @@ def test_a_network_layer_equals_a_brute_force_search_and_has_fields(runner: CliR
     assert recs[-1]["summary"]["layer"] == "3"
     out = tmp_path / "sheets"
     out.mkdir()
-    res = runner.invoke(app, ["top", str(folder), "--model", f"{tmp_path / 'nets.py'}:skip", "--out-dir", str(out)])
+    res = runner.invoke(app, ["top", str(folder), "--model", f"{tmp_path / 'nets.py'}:wide", "--out-dir", str(out)])
     assert res.exit_code == 2 and "has no receptive-field box" in res.output and not list(out.iterdir())
+
+
+def _four(folder: Path, tmp_path: Path) -> Path:
+    imgs = tmp_path / "four"
+    imgs.mkdir()
+    for p in sorted(folder.iterdir())[:4]:
+        (imgs / p.name).write_bytes(p.read_bytes())
+    return imgs
+
+
+def _boxes_are_the_union(text: str) -> bool:
+    """``a(x) + b(x)``'s boxes: the union of the branches' (3x3 padded by 1, and 1x1): the 3x3 window."""
+    recs = [json.loads(line) for line in text.splitlines()]
+    entries = [e for r in recs[:-1] for e in r["top"]]
+    return bool(entries) and all(e["field"] == [e["y"] - 1, e["x"] - 1, e["y"] + 2, e["x"] + 2] for e in entries)
+
+
+def test_a_residual_network_has_its_boxes(runner: CliRunner, folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    (tmp_path / "nets.py").write_text(NET)
+    code, text = _lines(runner, [str(_four(folder, tmp_path)), "--model", f"{tmp_path / 'nets.py'}:skip", "--top",
+                                 "2", "--jsonl"])
+    assert code == 0 and _boxes_are_the_union(text), text
+
+
+@pytest.mark.slow
+def test_network_processes_give_one_process_answer(runner: CliRunner, folder: Path, tmp_path: Path) -> None:
+    """The searched layer's row, name and field travel in each image's record: two worker processes give one
+    process's bytes, for a module:attr network and for its ONNX export."""
+    torch = pytest.importorskip("torch")
+    (tmp_path / "nets.py").write_text(NET)
+    import importlib.util
+    import warnings
+
+    spec = importlib.util.spec_from_file_location("nets_skip", tmp_path / "nets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(mod.skip, (torch.zeros(1, 3, 14, 18),), str(tmp_path / "skip.onnx"), dynamo=False,
+                          dynamic_axes={"input": {2: "h", 3: "w"}}, input_names=["input"])
+    imgs = _four(folder, tmp_path)
+    for model in (f"{tmp_path / 'nets.py'}:skip", str(tmp_path / "skip.onnx")):
+        args = [str(imgs), "--model", model, "--top", "2", "--jsonl"]
+        one, two = _lines(runner, args), _lines(runner, [*args, "--processes", "2"])
+        assert one[0] == 0 and _boxes_are_the_union(one[1]), one[1]
+        assert two == one
 
 
 def test_a_model_file_runs_as_its_stack(runner: CliRunner, folder: Path, tmp_path: Path) -> None:
