@@ -136,11 +136,13 @@ class Recorder:
         layers: ``--layers`` globs matched against layer names (``fnmatch``, case-sensitive); empty keeps
             only the latest layer with spatial maps (the default picture).
         budget: bytes one layer's output may take (0: no limit).
+        stats: measure each layer's values (:class:`Stats`); False: rows have no statistics.
     """
 
-    def __init__(self, layers: Sequence[str] = (), budget: int = 0) -> None:
+    def __init__(self, layers: Sequence[str] = (), budget: int = 0, *, stats: bool = True) -> None:
         self.globs = tuple(layers)
         self.budget = budget
+        self.stats = stats
         self.rows: list[LayerRecord] = []
         self.kept: dict[str, list[Any]] = {}
         self.last_maps: tuple[str, list[Any]] | None = None
@@ -196,7 +198,8 @@ class Recorder:
             self.last_maps = (name, [o for o in outputs if len(o.shape) == 4])  # a 1x1 map only if none is wider
         row = LayerRecord(len(self.rows) + 1, name, type_, shapes, params,
                           pred.macs if pred is not None and pred.macs is not None and pred.shape == shapes[0] else macs,
-                          stats_of(outputs), spec, pred.shape if pred else None, pred.refusal if pred else None, keep,
+                          stats_of(outputs) if self.stats else None, spec, pred.shape if pred else None,
+                          pred.refusal if pred else None, keep,
                           in_shape=tuple(int(d) for d in in_shape) if in_shape is not None else None,
                           sources=tuple(sources) if sources is not None else None)
         self.rows.append(row)

@@ -55,6 +55,7 @@ class ModelRequest:
     allow_torchscript: bool = False
     labels: tuple[str, ...] | None = None
     top: int = 5
+    stats: bool = True  #: measure every layer's values (``featcli top`` measures only its layer, its own way)
 
 
 @dataclass(eq=False)
@@ -172,7 +173,7 @@ class Network:
     def recorder(self) -> Recorder:
         from featcli.engine.plan import memory_budget
 
-        return Recorder(self.req.layers, memory_budget(self.req.max_bytes))
+        return Recorder(self.req.layers, memory_budget(self.req.max_bytes), stats=self.req.stats)
 
     def prepare(self, path: str) -> tuple[LoadedImage, Any, list[str]]:
         """The image at ``path``, the input tensor made from it and what was changed on the way (notes)."""

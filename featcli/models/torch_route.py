@@ -256,7 +256,7 @@ def run_module(model: torch.nn.Module, x: torch.Tensor, recorder: Recorder,
             return _run(model, x, recorder, memo, functional=True)
         except LayerFailure as exc:
             failure = exc
-        hooks = Recorder(recorder.globs, recorder.budget)
+        hooks = Recorder(recorder.globs, recorder.budget, stats=recorder.stats)
         try:
             out = _run(model, x, hooks, memo, functional=False)
         except LayerFailure:

@@ -122,6 +122,8 @@ class NetworkOutcome:
 class NetworkRunner:
     """The runner of a network route (see the module docstring)."""
 
+    measure = True  #: take every layer's statistics (``featcli top``'s runner measures only its own layer)
+
     def __init__(self, cfg: RunConfig, *, batch: bool = False, inputs: InputSet | None = None) -> None:
         assert cfg.model is not None
         self.cfg, self.batch, self.inputs = cfg, batch, inputs
@@ -132,7 +134,7 @@ class NetworkRunner:
         self.net = open_network(ModelRequest(
             model=opts.model, weights=opts.weights, layers=opts.layers, size=opts.size, load=cfg.load,
             device=str(cfg.device), max_bytes=cfg.max_bytes, allow_torchscript=cfg.allow_torchscript,
-            labels=opts.labels, top=opts.top))
+            labels=opts.labels, top=opts.top, stats=self.measure))
         if threads and self.net.route == "onnx":  # onnxruntime's threads: the ONNX route never imports torch
             self.net.model.threads = threads
         elif threads:

@@ -29,6 +29,8 @@ __all__ = ["TopNetworkRunner", "network_answer"]
 class TopNetworkRunner(NetworkRunner):
     """A network's runner that keeps one layer and turns it into an :class:`ImageTop` (see the module)."""
 
+    measure = False  # the table is not shown: image_top measures the searched layer
+
     def __init__(self, cfg: RunConfig, layer: str | None, k: int) -> None:
         assert cfg.model is not None
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, layers=(layer,) if layer else ()))
