@@ -63,7 +63,11 @@ def diff_command(
     png: Annotated[str | None, typer.Option(
         "--png", metavar="FILE.png", help="The first diverging layer's maps of A and B side by side with |A-B|, "
         "on the image where it differs most.", rich_help_panel=_O)] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --png.",
+    html: Annotated[str | None, typer.Option(
+        "--html", metavar="FILE.html", help="The whole answer as one self-contained page: the layer table, the "
+        "parameter diff, the first diverging layer's maps with their values under the mouse.",
+        rich_help_panel=_O)] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing --png or --html.",
                                         rich_help_panel=_O)] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in sub-folders too.")] = False,
     from_file: Annotated[str | None, typer.Option(

@@ -42,6 +42,7 @@ def _note(text: str) -> None:
 
 
 def _request(command: Any, p: dict[str, Any]) -> Any:
+    from featcli.cli.base import command_line
     from featcli.cli.hints import check_inputs
     from featcli.cli.options import given_options, load_options, max_bytes
     from featcli.engine.devices import cpu_without_torch, resolve_device
@@ -82,8 +83,8 @@ def _request(command: Any, p: dict[str, Any]) -> Any:
         raise UsageError("featcli diff reads each image twice (once per side): '-' is not a file; name the image")
     check_inputs(args, kernels_dir=p["kernels_dir"])
     given = given_options(command, p)
-    if p["force"] and not p["png"]:
-        raise UsageError("--force applies to --png (featcli diff writes no other file)")
+    if p["force"] and not p["png"] and not p["html"]:
+        raise UsageError("--force applies to --png and --html (featcli diff writes no other file)")
     routes = {"A": a.route, "B": b.route}
     for name in _SOME:
         if name not in given:
@@ -106,16 +107,8 @@ def _request(command: Any, p: dict[str, Any]) -> Any:
         kernels_dir=p["kernels_dir"])
     return DiffRequest(a, b, tuple(args), cfg, size=parse_size(p["size"], key="--size") if p["size"] else None,
                        resize=p["resize"], atol=p["atol"], rtol=p["rtol"], recursive=p["recursive"],
-                       from_file=p["from_file"], png=p["png"], force=p["force"])
-
-
-def _g(v: float) -> str:
-    """A difference: 0, or two significant digits."""
-    return "0" if v == 0 else f"{v:.2g}"
-
-
-def _share(v: float) -> str:
-    return "0%" if v == 0 else "<0.1%" if v < 0.001 else f"{v:.1%}"
+                       from_file=p["from_file"], png=p["png"], force=p["force"], html=p["html"],
+                       command=command_line())
 
 
 def _table() -> Any:
@@ -129,6 +122,7 @@ def print_diff(con: Any, res: Any) -> None:
     """The two sides, the matched layers (one table) and their figures (a second, so each fits 80 columns), the
     unmatched layers and the parameter diff."""
     from featcli.io.decode import display_name
+    from featcli.run.diff import fmt_diff, fmt_share
     from featcli.stages.grammar import format_shape
 
     for side in (res.a, res.b):
@@ -151,14 +145,9 @@ def print_diff(con: Any, res: Any) -> None:
         shape = format_shape(r.shape_a) if r.shape_a == r.shape_b else \
             f"{format_shape(r.shape_a)} vs {format_shape(r.shape_b)}"
         match.add_row(str(r.index), r.a, "=" if r.b == r.a else r.b, r.how, shape)
-        f = r.figures
-        figs = [_g(f.max_abs), _g(f.max_rel), f"{f.cosine:.6f}", _share(f.beyond)] if f else ["-", "-", "-", "-"]
-        mark = "✗ first diverging" if r.first else ("downstream " if r.downstream else "") + ("✓" if r.agree else "✗")
-        if r.figures is None and r.shape_a != r.shape_b:
-            mark = "✗ first diverging: shapes differ" if r.first else \
-                ("downstream " if r.downstream else "") + "✗ shapes differ"
+        figs = r.figure_cells()
         worst = [display_name(r.worst) if r.worst else ""] if many else []
-        figures.add_row(str(r.index), *figs, *worst, mark)
+        figures.add_row(str(r.index), *figs, *worst, r.mark)
     con.print(match)
     con.print(figures)
     if res.only_a or res.only_b:
@@ -179,10 +168,11 @@ def print_diff(con: Any, res: Any) -> None:
             for pr in changed:
                 shape = format_shape(pr.shape_a) if pr.shape_a == pr.shape_b else \
                     f"{format_shape(pr.shape_a)} vs {format_shape(pr.shape_b)}"
-                pt.add_row(pr.name, shape, "-" if pr.max_abs is None else _g(pr.max_abs),
-                           "-" if pr.rel_norm is None else _share(pr.rel_norm))
+                pt.add_row(pr.name, shape, "-" if pr.max_abs is None else fmt_diff(pr.max_abs),
+                           "-" if pr.rel_norm is None else fmt_share(pr.rel_norm))
             con.print(pt)
-    if res.png:
-        con.print(f"wrote {res.png}", highlight=False)
+    for written in (res.png, res.html):
+        if written:
+            con.print(f"wrote {written}", highlight=False)
     if res.agree:
         con.print(f"A and B agree at all {len(res.rows)} matched layers", highlight=False)

@@ -24,7 +24,7 @@ from featcli.run.diffmatch import Matching, match
 from featcli.run.diffsides import Side, SideRun, SideSpec
 from featcli.run.routes import NETWORK
 
-__all__ = ["DiffRequest", "DiffResult", "DiffRow", "SideInfo", "run_diff"]
+__all__ = ["DiffRequest", "DiffResult", "DiffRow", "SideInfo", "fmt_diff", "fmt_share", "run_diff"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class DiffRequest:
     from_file: str | None = None
     png: str | None = None  #: ``--png``: the first diverging layer's picture
     force: bool = False
+    html: str | None = None  #: ``--html``: the whole answer as one page (:mod:`featcli.run.diffpage`)
+    command: str = ""  #: the command line, for the page
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,23 @@ class DiffRow:
     def agree(self) -> bool:
         return self.shape_a == self.shape_b and (self.figures is None or self.figures.agree)
 
+    def figure_cells(self) -> list[str]:
+        """The worst image's figures as the table shows them: max abs, max rel, cosine, beyond (``-`` without)."""
+        f = self.figures
+        if f is None:
+            return ["-"] * 4
+        return [fmt_diff(f.max_abs), fmt_diff(f.max_rel), f"{f.cosine:.6f}", fmt_share(f.beyond)]
+
+    @property
+    def mark(self) -> str:
+        """The row's verdict in words: ``✓``, ``✗ first diverging``, ``downstream ✗``, ``✗ shapes differ``..."""
+        if self.figures is None and self.shape_a != self.shape_b:
+            return "✗ first diverging: shapes differ" if self.first else \
+                ("downstream " if self.downstream else "") + "✗ shapes differ"
+        if self.first:
+            return "✗ first diverging"
+        return ("downstream " if self.downstream else "") + ("✓" if self.agree else "✗")
+
     def record(self) -> dict[str, Any]:
         return {"index": self.index, "a": self.a, "b": self.b, "type_a": self.type_a, "type_b": self.type_b,
                 "shape_a": list(self.shape_a), "shape_b": list(self.shape_b), "match": self.how,
@@ -102,6 +121,7 @@ class DiffResult:
     rtol: float
     notes: list[str] = field(default_factory=list)
     png: str | None = None  #: the picture written, if any
+    html: str | None = None  #: the page written, if any
 
     @property
     def first(self) -> DiffRow | None:
@@ -132,10 +152,20 @@ class DiffResult:
                 "first": first.index if first else None,
                 "layers": [r.record() for r in self.rows], "only_a": self.only_a, "only_b": self.only_b,
                 "params": self.params.record() if self.params is not None else None, "notes": self.notes,
-                "png": self.png}
+                "png": self.png, "html": self.html}
 
 
 _FIGURES = ("max_abs", "max_rel", "cosine", "beyond", "count", "atol")
+
+
+def fmt_diff(v: float) -> str:
+    """A difference: 0, or two significant digits."""
+    return "0" if v == 0 else f"{v:.2g}"
+
+
+def fmt_share(v: float) -> str:
+    """A share of elements: 0%, <0.1% or one decimal."""
+    return "0%" if v == 0 else "<0.1%" if v < 0.001 else f"{v:.1%}"
 
 
 def _dims(shape: Sequence[int]) -> str:
@@ -170,6 +200,10 @@ def run_diff(req: DiffRequest, note: Callable[[str], None] | None = None) -> Dif
         if not req.png.lower().endswith(".png"):
             raise UsageError(f"--png {req.png}: featcli writes PNG; give a name ending in .png")
         check_output(req.png, force=req.force, inputs=_inputs(req, paths))
+    if req.html:
+        from featcli.render.page import check_page
+
+        check_page(req.html, force=req.force, inputs=_inputs(req, paths))
     side_a = Side(req.a, req.cfg, req.size, req.resize)
     side_b = Side(req.b, req.cfg, req.size, req.resize)
     rows: list[DiffRow] = []
@@ -202,12 +236,20 @@ def run_diff(req: DiffRequest, note: Callable[[str], None] | None = None) -> Dif
     result = DiffResult(inputs[0], inputs[1], rows, [names_a[i] for i in matching.only_a],
                         [names_b[i] for i in matching.only_b], param_diff(side_a.params(), side_b.params()),
                         list(paths), req.atol, req.rtol)
+    maps = None
+    if (req.png or req.html) and first is not None and first.figures is not None:
+        maps = _first_maps(side_a, side_b, first)
     if req.png:
-        if first is None or first.figures is None:
+        if maps is None or first is None:
             why = "no layer differs" if first is None else "the first diverging layer has two shapes"
             result.notes.append(f"--png: no picture written: {why}")
         else:
-            result.png = _picture(side_a, side_b, first, req, paths)
+            result.png = _picture(side_a, side_b, first, req, paths, maps)
+    if req.html:
+        from featcli.run.diffpage import diff_page
+
+        diff_page(result, maps, command=req.command).write(req.html, force=req.force, inputs=_inputs(req, paths))
+        result.html = req.html
     return result
 
 
@@ -223,15 +265,21 @@ def _inputs(req: DiffRequest, paths: Sequence[str]) -> list[str]:
     return files
 
 
-def _picture(a: Side, b: Side, row: DiffRow, req: DiffRequest, paths: Sequence[str]) -> str:
-    """Draw ``row`` on its worst image (both sides run again there, keeping that layer only) to ``req.png``."""
+def _first_maps(a: Side, b: Side, row: DiffRow) -> tuple[Any, Any]:
+    """``row``'s outputs of A and of B on its worst image (both sides run again there, keeping that layer)."""
+    assert row.worst is not None
+    run_a, run_b = _both(a, b, row.worst, ({row.a}, {row.b}))
+    return (next(x.tensor for x in run_a.layers if x.name == row.a),
+            next(x.tensor for x in run_b.layers if x.name == row.b))
+
+
+def _picture(a: Side, b: Side, row: DiffRow, req: DiffRequest, paths: Sequence[str], maps: tuple[Any, Any]) -> str:
+    """Draw ``row``'s ``maps`` (A's and B's, on its worst image) to ``req.png``."""
     from featcli.io.png import save_png
     from featcli.run.diffpng import diff_figure
 
     assert req.png is not None and row.worst is not None and row.figures is not None
-    run_a, run_b = _both(a, b, row.worst, ({row.a}, {row.b}))
-    ta = next(x.tensor for x in run_a.layers if x.name == row.a)
-    tb = next(x.tensor for x in run_b.layers if x.name == row.b)
+    ta, tb = maps
     name = row.a if row.a == row.b else f"{row.a} / {row.b}"
     title = (f"first diverging layer {row.index} ({name}) on {display_name(row.worst)}: "
              f"max |A-B| {row.figures.max_abs:.3g}")

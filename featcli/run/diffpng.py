@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["MAX_CHANNELS", "diff_figure"]
+__all__ = ["MAX_CHANNELS", "diff_figure", "diff_tiles"]
 
 MAX_CHANNELS = 8
 
@@ -29,10 +29,19 @@ def _maps(x: Any) -> Any:
 
 def diff_figure(a: Any, b: Any, *, title: str, tile_px: int = 192) -> Any:
     """The picture (a Pillow image) of two outputs of one layer and their difference."""
+    from featcli.render import render_grid
+
+    tiles, opts = diff_tiles(a, b, title=title, tile_px=tile_px)
+    return render_grid(tiles, opts)
+
+
+def diff_tiles(a: Any, b: Any, *, title: str = "", tile_px: int = 192) -> tuple[list[Any], Any]:
+    """The tiles of :func:`diff_figure` (A and B one stage ``A, B``, the difference stage ``|A-B|``) and the
+    grid options that draw them (the ``--html`` page draws the same tiles)."""
     import numpy as np
 
     from featcli.enums import Norm
-    from featcli.render import GridOptions, Tile, render_grid
+    from featcli.render import GridOptions, Tile
 
     ma, mb = _maps(a), _maps(b)
     d = np.abs(ma.astype(np.float64) - mb).astype(np.float32)
@@ -45,4 +54,4 @@ def diff_figure(a: Any, b: Any, *, title: str, tile_px: int = 192) -> Any:
             tiles.append(Tile(who if one else f"{who} c{c}", maps[c], stage=stage))
     opts = GridOptions(norm=Norm.STAGE, tile_px=2 * tile_px if one else tile_px, title=title, max_maps=3 * MAX_CHANNELS,
                        columns=len(chosen))
-    return render_grid(tiles, opts)
+    return tiles, opts

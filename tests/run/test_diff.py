@@ -257,7 +257,7 @@ def test_two_stacks_differ_at_the_changed_stage(tmp_path: Path) -> None:
     code, rec, _ = _json("--stack-a", "conv:w=box relu", "--stack-b", "conv:w=box relu", str(img))
     assert code == 0 and rec["params"] is None
     assert set(rec) == {"agree", "first", "a", "b", "images", "atol", "atol_of_max", "rtol", "layers", "only_a",
-                        "only_b", "params", "notes", "png"}  # the keys docs/diff.md lists
+                        "only_b", "params", "notes", "png", "html"}  # the keys docs/diff.md lists
     assert set(rec["layers"][0]) == {"index", "a", "b", "type_a", "type_b", "shape_a", "shape_b", "match", "agree",
                                      "first", "downstream", "worst", "max_abs", "max_rel", "cosine", "beyond",
                                      "count", "atol"}
@@ -333,10 +333,30 @@ def test_png_draws_the_first_diverging_layer(tmp_path: Path) -> None:
     (["--stack-a", "relu", "--stack-b", "relu", "sample:photo", "--size", "8x8"], "--size applies to"),
     (["--stack-a", "relu", "x.onnx", "sample:photo", "--weights-b", "w.pt"], "--weights-b applies to a module"),
     (["--stack-a", "relu", "--stack-b", "relu", "sample:photo", "--png", "x.jpg"], "ending in .png"),
-    (["--stack-a", "relu", "--stack-b", "relu", "sample:photo", "--force"], "--force applies to --png"),
+    (["--stack-a", "relu", "--stack-b", "relu", "sample:photo", "--force"], "--force applies to --png and --html"),
     (["a.txt", "b.txt", "sample:photo"], "side A 'a.txt': expected a featcli model file"),
 ])
 def test_bad_usage_exits_2(args: list[str], words: str) -> None:
     r = _cli(*args)
     assert r.exit_code == 2, r.output
     assert words in r.stderr and "Traceback" not in r.output
+
+
+def test_html_page_has_the_table_and_the_first_layers_maps(tmp_path: Path) -> None:
+    img = tmp_path / "g.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (24, 24), dtype=np.uint8)).save(img)
+    page = tmp_path / "d.html"
+    args = ["--stack-a", "conv:w=sobel_x relu gap", "--stack-b", "conv:w=scharr_x relu gap", str(img)]
+    r = _cli(*args, "--html", str(page))
+    assert r.exit_code == 1 and f"wrote {page}" in r.stdout, r.output
+    text = page.read_text()
+    assert "A and B differ from layer 1 (s1)" in text and "first diverging layer 1 (s1)" in text
+    assert text.count("<tr") >= 4 and 'href="#first"' in text and 'id="first"' in text
+    assert text.count('<figure class="map"') == 3  # one channel: A, B and |A-B|
+    assert "<script src" not in text and "http://" not in text and "https://" not in text  # self-contained
+    code, rec, _ = _json(*args, "--html", str(page), "--force")
+    assert code == 1 and rec["html"] == str(page)
+    same = _cli("--stack-a", "relu", "--stack-b", "relu", str(img), "--html", str(tmp_path / "same.html"))
+    assert same.exit_code == 0 and '<figure class="map"' not in (tmp_path / "same.html").read_text()
+    r = _cli(*args, "--html", str(page))
+    assert r.exit_code == 1 and "exists" in r.stderr  # never overwritten without --force
