@@ -82,7 +82,7 @@ def _rewrite(page: Path, fixes: list[tuple[Shown, list[str]]]) -> None:
 
 
 # pages whose commands train networks or run whole models: ~70 CPU-seconds together, run by CI with the slow tests
-SLOW_PAGES = {"cam.md", "diff.md", "models.md", "train.md"}
+SLOW_PAGES = {"cam.md", "diff.md", "models.md", "top.md", "train.md"}
 
 
 @pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_PAGES else p
