@@ -81,8 +81,9 @@ def _rewrite(page: Path, fixes: list[tuple[Shown, list[str]]]) -> None:
     page.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-# pages whose commands train networks or run whole models: ~70 CPU-seconds together, run by CI with the slow tests
-SLOW_PAGES = {"cam.md", "diff.md", "models.md", "top.md", "train.md"}
+# pages whose commands train networks, run whole models or draw many pictures: ~200 CPU-seconds together, run by CI
+# with the slow tests (the default run has a 300 CPU-second budget)
+SLOW_PAGES = {"cam.md", "diff.md", "explain.md", "kernels.md", "models.md", "top.md", "train.md"}
 
 
 @pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_PAGES else p

@@ -40,7 +40,7 @@ RUN_SEED = 3
 CASE_SECONDS = 5.0
 #: Queries through the whole CLI (~50 ms of CPU each) and through the shape service (well under 1 ms each); the
 #: slow test sends 2,000 through the CLI, and the service and stdin tests cover thousands more by default.
-N_SHAPE = 120
+N_SHAPE = 60
 N_SERVICE = 6000
 N_SHAPE_SLOW = 2000
 

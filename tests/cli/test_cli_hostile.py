@@ -304,10 +304,11 @@ def _pillow_decodes(path: Path) -> bool:
     return True
 
 
-def test_info_shape_and_run_give_pillows_verdict(runner: CliRunner, tmp_path: Path) -> None:
+@pytest.mark.parametrize("step", [18, pytest.param(6, marks=pytest.mark.slow)])  # every 6th file: 17 CPU-s
+def test_info_shape_and_run_give_pillows_verdict(runner: CliRunner, tmp_path: Path, step: int) -> None:
     import shutil
 
-    corpus = _hostile_corpus(tmp_path / "all")[::6]
+    corpus = _hostile_corpus(tmp_path / "all")[::step]
     folder = tmp_path / "in"
     folder.mkdir()
     files = []
@@ -316,7 +317,7 @@ def test_info_shape_and_run_give_pillows_verdict(runner: CliRunner, tmp_path: Pa
         shutil.copy(p, dest)
         files.append(dest)
     verdicts = {str(p): _pillow_decodes(p) for p in files}
-    assert 20 < sum(verdicts.values()) < len(files) - 20  # both kinds, many of each
+    assert 10 < sum(verdicts.values()) < len(files) - 10  # both kinds, many of each
     for p in files[:: max(1, len(files) // 60)]:
         for args in (["info", str(p)], ["shape", str(p), "conv"]):
             res = runner.invoke(app, args)

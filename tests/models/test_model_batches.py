@@ -66,8 +66,8 @@ def _run(args: list[str], cwd: Path) -> tuple[int, list[dict[str, Any]], str]:
     return res.returncode, _records(res.stdout), res.stderr
 
 
-@pytest.mark.parametrize("kind", [pytest.param("featcli", marks=pytest.mark.slow), pytest.param(
-    "torch", marks=pytest.mark.slow), "onnx", pytest.param("pt2", marks=pytest.mark.slow)])  # 11-20 s each: slow
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) for k in ("featcli", "torch", "onnx", "pt2")])
+# 11-20 s each: slow (the default run has top's and run's own --processes equalities on stacks)
 def test_a_folder_gives_the_same_records_one_process_two_processes_and_two_shards(
         kind: str, models: dict[str, list[str]], folder: Path, tmp_path: Path) -> None:
     def out(name: str) -> list[str]:
