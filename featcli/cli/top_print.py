@@ -14,8 +14,8 @@ __all__ = ["print_top_table", "top_run"]
 
 
 #: The options that apply to ``--merge`` (it reads finished runs' records: nothing is searched).
-_MERGE_OPTIONS = frozenset({"args", "merge", "out_dir", "as_json", "force", "quiet"})
-#: ... and with ``--out-dir``, how the images are read again to cut the crops.
+_MERGE_OPTIONS = frozenset({"args", "merge", "out_dir", "html", "as_json", "force", "quiet"})
+#: ... and with ``--out-dir`` or ``--html``, how the images are read again to cut the crops.
 _MERGE_DRAWING = frozenset({"channels", "scale", "max_side", "max_pixels"})
 
 
@@ -32,7 +32,7 @@ def _given(p: dict[str, Any]) -> dict[str, str]:
 
 def _merge_only(p: dict[str, Any]) -> None:
     """Refuse a search option given with ``--merge`` (it would be ignored)."""
-    allowed = _MERGE_OPTIONS | (_MERGE_DRAWING if p["out_dir"] else frozenset())
+    allowed = _MERGE_OPTIONS | (_MERGE_DRAWING if p["out_dir"] or p["html"] else frozenset())
     given = [flag for name, flag in _given(p).items() if name not in allowed]
     if given:
         raise UsageError(f"--merge reads the JSONL of finished --shard runs: {given[0]} does not apply (the parts "
@@ -46,20 +46,22 @@ def top_run(p: dict[str, Any]) -> None:
     cfg = None
     if p["merge"]:
         _merge_only(p)
-        res = merge_parts(list(p["args"] or []))
     else:
         req = _request(p)
         cfg = req.cfg
-        if p["out_dir"]:  # the overview is always written: an existing one is refused before any work
-            import os
+    if p["out_dir"]:  # the overview is always written: an existing one is refused before any work
+        import os
 
-            from featcli.io.outputs import check_output
+        from featcli.io.outputs import check_output
 
-            check_output(os.path.join(p["out_dir"], "overview.png"), force=p["force"])
-        if p["html"]:
-            from featcli.render.page import check_page
+        check_output(os.path.join(p["out_dir"], "overview.png"), force=p["force"])
+    if p["html"]:
+        from featcli.render.page import check_page
 
-            check_page(p["html"], force=p["force"])
+        check_page(p["html"], force=p["force"])
+    if p["merge"]:
+        res = merge_parts(list(p["args"] or []))
+    else:
         from featcli.run.top import find_top
 
         res = find_top(req, note=None if p["quiet"] else _note)

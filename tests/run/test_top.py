@@ -353,3 +353,16 @@ def test_floors_from_earlier_images_change_nothing(runner: CliRunner, folder: Pa
 
     merged = merge_results([from_records(json.loads(line) for line in p.splitlines()) for p in parts])
     assert "\n".join(json.dumps(r, separators=(",", ":")) for r in records(merged)) + "\n" == one.stdout
+
+
+def test_merged_shards_draw_a_page(runner: CliRunner, folder: Path, tmp_path: Path) -> None:
+    args = [str(folder), *STAGES, "--top", "2", "--jsonl", "-q"]
+    parts = []
+    for i in (1, 2):
+        parts.append(tmp_path / f"p{i}.jsonl")
+        parts[-1].write_text(runner.invoke(app, ["top", *args, "--shard", f"{i}/2"]).stdout)
+    page = tmp_path / "m.html"
+    res = runner.invoke(app, ["top", "--merge", *map(str, parts), "--html", str(page)])
+    assert res.exit_code == 0, res.output
+    text = page.read_text()
+    assert text.count('id="ch') == 2 and "over 5 images" in text
