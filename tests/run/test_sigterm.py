@@ -62,6 +62,14 @@ def test_sigterm_stops_a_batch_cleanly(tmp_path: Path, engine: str) -> None:
                 assert set(z.files) == {"s1_conv", "s2_magnitude", "s3_relu"}
 
 
+def _to_this_thread(signum: int) -> None:
+    """Send ``signum`` to this (the main) thread: ``os.kill`` to the process may land on another thread of it
+    (a pool left by an earlier test), whose handler can run after the code that expects it."""
+    import threading
+
+    signal.pthread_kill(threading.get_ident(), signum)
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
 def test_sigterm_waits_for_a_section_and_exits_143() -> None:
     from featcli.cli.signals import sigterm_as_interrupt
@@ -72,11 +80,11 @@ def test_sigterm_waits_for_a_section_and_exits_143() -> None:
     with pytest.raises(SystemExit) as stop, sigterm_as_interrupt():
         try:
             with uninterrupted():
-                os.kill(os.getpid(), signal.SIGTERM)
+                _to_this_thread(signal.SIGTERM)
                 steps.append("section finished")  # the interrupt waits for the end of the section
         except KeyboardInterrupt:
             steps.append("interrupted")
-            os.kill(os.getpid(), signal.SIGTERM)  # a second SIGTERM does not cut the cleanup short
+            _to_this_thread(signal.SIGTERM)  # a second SIGTERM does not cut the cleanup short
             steps.append("cleaned up")
             raise SystemExit(130) from None  # what the CLI does with KeyboardInterrupt
     assert steps == ["section finished", "interrupted", "cleaned up"]
@@ -84,6 +92,6 @@ def test_sigterm_waits_for_a_section_and_exits_143() -> None:
     assert signal.getsignal(signal.SIGTERM) is before
     with sigterm_as_interrupt():  # Ctrl-C keeps KeyboardInterrupt and its own exit code
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
+            _to_this_thread(signal.SIGINT)
             for _ in range(1000):
                 pass
