@@ -88,10 +88,12 @@ def diff_command(
     max_side: MaxSideOpt = None,
     max_pixels: MaxPixelsOpt = None,
 ) -> None:
-    """Run two networks (or two runs of one) on the same images and show, layer by layer, where they stop
-    agreeing: the layers matched by name (else by order and shape), each pair's largest absolute and relative
-    difference, cosine similarity and share of values beyond tolerance, the first diverging layer and what is
-    downstream of it, and, for two weight files, which tensors changed.
+    """Where two networks (or two runs of one) stop agreeing on the same images: layer by layer, the first
+    diverging layer and what is downstream of it.
+
+    The layers are matched by name (else by order and shape); each pair gets its largest absolute and relative
+    difference, cosine similarity and share of values beyond tolerance; two weight files also get a parameter
+    diff (which tensors changed).
 
     Example: featcli diff edges.safetensors edges.onnx stripes16.png
     """
