@@ -90,8 +90,14 @@ def test_sigterm_waits_for_a_section_and_exits_143() -> None:
     assert steps == ["section finished", "interrupted", "cleaned up"]
     assert stop.value.code == 128 + signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is before
-    with sigterm_as_interrupt():  # Ctrl-C keeps KeyboardInterrupt and its own exit code
-        with pytest.raises(KeyboardInterrupt):
-            _to_this_thread(signal.SIGINT)
-            for _ in range(1000):
-                pass
+    # Python's own Ctrl-C handler, as a process started from a terminal has it (a job started in the background
+    # by a non-interactive shell inherits SIGINT ignored, and Python then keeps it ignored)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with sigterm_as_interrupt():  # Ctrl-C keeps KeyboardInterrupt and its own exit code
+            with pytest.raises(KeyboardInterrupt):
+                _to_this_thread(signal.SIGINT)
+                for _ in range(1000):
+                    pass
+    finally:
+        signal.signal(signal.SIGINT, inherited)
