@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import threading
 import subprocess
 import sys
 from pathlib import Path
@@ -161,7 +162,7 @@ def test_sigterm_while_a_part_is_printed_keeps_its_records(tmp_path: Path) -> No
     def emit(rec: Record) -> None:
         seen.append(rec)
         if len(seen) == 1:
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives inside the part's printing
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # arrives inside the part's printing
 
     with sigterm_as_interrupt():
         summary = run_processes(paths, cfg, emit=emit, processes=2, batch_size=2)
