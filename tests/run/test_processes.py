@@ -6,9 +6,9 @@ import hashlib
 import json
 import os
 import signal
-import threading
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
